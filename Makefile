@@ -1,0 +1,23 @@
+# The README's two commands are `make demo` and `make test`; both set up first.
+PY := .venv/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test test-python test-firmware benchmarks
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/tfadvq demo
+
+test: setup test-python test-firmware
+
+test-python:
+	$(PY) -m pytest -q tests
+
+test-firmware:
+	$(MAKE) -C tflm_firmware test
+
+benchmarks: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh Debian machine: system packages (TTS engines for
+# the generated corpus, the Arm toolchain and QEMU for the firmware) and the Python
+# virtual environment in .venv with tfadvq installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  espeak-ng flite festival sox
+  festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-ca-ona-hts
+  festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb
+  festvox-czech-machac festvox-ru festvox-suopuhe-lj festvox-suopuhe-mv
+  festvox-hi-nsk festvox-mr-nsk festvox-te-nsk
+  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+  make g++ cmake
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.tfadvq-setup
+want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing the Python environment into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+echo "[setup] ready: $(.venv/bin/python --version), tfadvq $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("tfadvq"))')"

@@ -1,0 +1,45 @@
+"""The ``tfadvq`` command line.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``; modules are discovered, so adding a command never
+touches this file.  A :class:`~tfadvq.errors.TfadvqError` ends the program with
+its message and exit code 2 instead of a traceback: it is the user's input that
+is wrong, not the program.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from tfadvq.errors import TfadvqError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfadvq",
+        description="Adaptive weight quantization of speaker-verification models for TFLite Micro.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TfadvqError as exc:
+        print(f"tfadvq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tfadvq: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
