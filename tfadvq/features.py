@@ -1,0 +1,217 @@
+"""Log Mel filterbank ("fbank") features in pure TensorFlow, Kaldi conventions.
+
+The same definition runs in ``tf.data`` (graph mode), inside a Keras model
+(:class:`Fbank` layer) and -- ported by hand -- in the C++ firmware, so it is
+spelled out here exactly.  With the defaults of :class:`FbankConfig`:
+
+1. **Scale**: ``x = waveform * 32768`` (Kaldi works on int16-range samples).
+2. **Framing** (Kaldi ``snip_edges=true``): frame length ``N = 400`` samples
+   (25 ms at 16 kHz), shift ``S = 160`` (10 ms);
+   ``num_frames = 0 if n < N else 1 + (n - N) // S``; frame ``t`` holds
+   ``x[t*S : t*S + N]``.  Trailing samples that do not fill a frame are dropped.
+3. **Dither**: none (Kaldi's dither is 0 at evaluation; tfadvq never dithers).
+4. **DC removal**: ``f[i] -= mean(f)`` over the frame's ``N`` samples.
+5. **Pre-emphasis** (coefficient ``p = 0.97``): ``g[i] = f[i] - p*f[i-1]`` for
+   ``i >= 1`` and ``g[0] = f[0] - p*f[0]``.
+6. **Window** (Povey): ``w[i] = (0.5 - 0.5*cos(2*pi*i/(N-1)))**0.85``,
+   ``i = 0..N-1``; ``h = g * w``.
+7. **FFT**: zero-pad ``h`` to ``K = 512`` (next power of two of ``N``) and take
+   the real FFT; **power** spectrum ``P[k] = re^2 + im^2``, ``k = 0..K/2``.
+8. **Mel banks** (Kaldi, not HTK/Slaney): ``mel(f) = 1127 * ln(1 + f/700)``;
+   ``low = mel(20)``, ``high = mel(8000)`` (``high_freq <= 0`` means Nyquist
+   plus ``high_freq``); ``d = (high - low) / (M + 1)`` with ``M = 80`` bins.
+   Bin ``m`` (0-based) has edges ``l = low + m*d``, ``c = l + d``, ``r = l + 2d``.
+   For FFT bin ``k = 0..K/2 - 1`` (the Nyquist bin ``K/2`` gets weight 0) with
+   ``z = mel(k * sr / K)``: weight ``(z - l)/(c - l)`` if ``l < z <= c``,
+   ``(r - z)/(r - c)`` if ``c < z < r``, else 0.  Triangles are not normalised.
+9. **Log**: ``E[m] = ln(max(sum_k P[k] * W[k, m], eps))`` with
+   ``eps = FLT_EPSILON = 1.1920929e-07``.
+10. **Mean normalisation** (``mean_norm=True``): subtract, per utterance, the mean
+    of ``E`` over all frames (the frames axis, ``-2``).
+
+Steps 1-9 equal ``kaldi-native-fbank`` with ``dither=0``, ``num_bins=80`` (see
+tests/test_features.py for the measured agreement); :func:`mel_filterbank` and
+:func:`frame_window` give the constants a port needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+import numpy as np
+
+from tfadvq.compat import keras, tf
+from tfadvq.config import from_dict, to_dict
+from tfadvq.errors import ConfigError
+
+FLOAT_EPS = float(np.finfo(np.float32).eps)
+
+
+class Window(str, enum.Enum):
+    """Kaldi window types (``window_type``)."""
+
+    POVEY = "povey"
+    HAMMING = "hamming"
+    HANNING = "hanning"
+    RECTANGULAR = "rectangular"
+
+
+@dataclasses.dataclass
+class FbankConfig:
+    """Kaldi fbank options that tfadvq uses; defaults are the SV-standard 80-dim set."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    preemph_coeff: float = 0.97
+    remove_dc_offset: bool = True
+    window: Window = Window.POVEY
+    low_freq: float = 20.0
+    high_freq: float = 0.0  # <= 0: offset from Nyquist (Kaldi convention)
+    waveform_scale: float = 32768.0
+    log_floor: float = FLOAT_EPS
+    mean_norm: bool = True
+
+    def __post_init__(self) -> None:
+        self.window = Window(self.window)
+        nyquist = self.sample_rate / 2
+        high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
+        if not 0 <= self.low_freq < high <= nyquist:
+            raise ConfigError(
+                f"FbankConfig: need 0 <= low_freq < high_freq <= {nyquist} Hz, got "
+                f"low_freq={self.low_freq}, high_freq={self.high_freq} (effective {high})"
+            )
+        if self.frame_shift_ms <= 0 or self.frame_length_ms < self.frame_shift_ms:
+            raise ConfigError(
+                "FbankConfig: need 0 < frame_shift_ms <= frame_length_ms, got "
+                f"{self.frame_shift_ms} and {self.frame_length_ms}"
+            )
+        if self.num_mel_bins < 1 or self.log_floor <= 0:
+            raise ConfigError("FbankConfig: num_mel_bins must be >= 1 and log_floor > 0")
+
+    @property
+    def frame_length(self) -> int:
+        """Samples per frame (400 at 16 kHz / 25 ms)."""
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def frame_shift(self) -> int:
+        """Samples between frame starts (160 at 16 kHz / 10 ms)."""
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_length(self) -> int:
+        """Zero-padded FFT size: next power of two of the frame length (512)."""
+        return 1 << math.ceil(math.log2(self.frame_length))
+
+
+def num_frames(num_samples: int, config: FbankConfig | None = None) -> int:
+    """Frames :func:`fbank` yields for ``num_samples`` samples (Kaldi snip_edges)."""
+    config = config or FbankConfig()
+    if num_samples < config.frame_length:
+        return 0
+    return 1 + (num_samples - config.frame_length) // config.frame_shift
+
+
+def _mel(freq: np.ndarray | float) -> np.ndarray:
+    return 1127.0 * np.log1p(np.asarray(freq, np.float64) / 700.0)
+
+
+def mel_filterbank(config: FbankConfig | None = None) -> np.ndarray:
+    """Kaldi triangular mel weights, float32 ``[fft_length // 2 + 1, num_mel_bins]``."""
+    config = config or FbankConfig()
+    half = config.fft_length // 2
+    nyquist = config.sample_rate / 2
+    high = config.high_freq if config.high_freq > 0 else nyquist + config.high_freq
+    low_mel, high_mel = _mel(config.low_freq), _mel(high)
+    delta = (high_mel - low_mel) / (config.num_mel_bins + 1)
+    left = low_mel + delta * np.arange(config.num_mel_bins)
+    center, right = left + delta, left + 2 * delta
+    z = _mel(np.arange(half) * config.sample_rate / config.fft_length)[:, None]
+    rising = (z - left) / (center - left)
+    falling = (right - z) / (right - center)
+    weights = np.where((z > left) & (z <= center), rising,
+                       np.where((z > center) & (z < right), falling, 0.0))
+    nyquist_row = np.zeros((1, config.num_mel_bins))
+    return np.concatenate([weights, nyquist_row]).astype(np.float32)
+
+
+def frame_window(config: FbankConfig | None = None) -> np.ndarray:
+    """The analysis window, float32 ``[frame_length]`` (Kaldi definitions)."""
+    config = config or FbankConfig()
+    n = config.frame_length
+    a = 2 * np.pi * np.arange(n) / (n - 1)
+    windows = {
+        Window.POVEY: (0.5 - 0.5 * np.cos(a)) ** 0.85,
+        Window.HAMMING: 0.54 - 0.46 * np.cos(a),
+        Window.HANNING: 0.5 - 0.5 * np.cos(a),
+        Window.RECTANGULAR: np.ones(n),
+    }
+    return windows[config.window].astype(np.float32)
+
+
+def fbank(waveform: tf.Tensor, config: FbankConfig | None = None) -> tf.Tensor:
+    """Log mel features ``[..., frames, num_mel_bins]`` of float waveforms ``[..., samples]``.
+
+    ``waveform`` holds samples in [-1, 1] at ``config.sample_rate``; any
+    leading batch dimensions pass through.  Pure TF ops, so it traces in
+    ``tf.data`` maps and Keras models alike.
+    """
+    config = config or FbankConfig()
+    x = tf.convert_to_tensor(waveform, tf.float32) * config.waveform_scale
+    frames = tf.signal.frame(x, config.frame_length, config.frame_shift, pad_end=False)
+    if config.remove_dc_offset:
+        frames -= tf.reduce_mean(frames, axis=-1, keepdims=True)
+    if config.preemph_coeff:
+        previous = tf.concat([frames[..., :1], frames[..., :-1]], axis=-1)
+        frames -= config.preemph_coeff * previous
+    frames *= frame_window(config)
+    padding = [[0, 0]] * (frames.shape.rank - 1) + [[0, config.fft_length - config.frame_length]]
+    spectrum = tf.signal.rfft(tf.pad(frames, padding), fft_length=[config.fft_length])
+    power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+    energies = tf.tensordot(power, mel_filterbank(config), axes=1)
+    features = tf.math.log(tf.maximum(energies, config.log_floor))
+    if config.mean_norm:
+        features -= tf.reduce_mean(features, axis=-2, keepdims=True)
+    return features
+
+
+@keras.utils.register_keras_serializable(package="tfadvq")
+class Fbank(keras.layers.Layer):
+    """Keras layer: waveforms ``[batch, samples]`` -> fbank ``[batch, frames, num_mel_bins]``.
+
+    Puts the front end inside a model so an exported model takes raw audio;
+    has no weights.  Round-trips through ``get_config``/``from_config``.
+    """
+
+    def __init__(self, config: FbankConfig | dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = from_dict(FbankConfig, config, where=f"{self.name}.config")
+        self.config = config or FbankConfig()
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return fbank(inputs, self.config)
+
+    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+        shape = tf.TensorShape(input_shape)
+        samples = shape[-1]
+        frames = None if samples is None else num_frames(samples, self.config)
+        return shape[:-1].concatenate([frames, self.config.num_mel_bins])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "config": to_dict(self.config)}
+
+
+__all__ = [
+    "Fbank",
+    "FbankConfig",
+    "Window",
+    "fbank",
+    "frame_window",
+    "mel_filterbank",
+    "num_frames",
+]
