@@ -1,0 +1,244 @@
+"""Utterance lists and trial lists: VoxCeleb trees, Kaldi lists, the generated corpus.
+
+Everything downstream (pipeline, scoring) works on :class:`Utterance` records
+and :class:`Trials`; this module is the only place that knows on-disk layouts:
+
+* VoxCeleb1/VoxCeleb2 trees ``<root>/<speaker id>/<video id>/<nnnnn>.wav``
+  (:func:`scan_tree`); the utterance key is the path relative to the root,
+  exactly as the official trial lists spell it.  VoxCeleb2 is distributed as
+  m4a/AAC (``dev/aac/...``), which tensorflow-io cannot decode: the error
+  says how to convert it with ffmpeg.
+* Kaldi ``wav.scp`` / ``utt2spk`` (:func:`read_kaldi_lists`).
+* Trial lists (:func:`read_trials`): VoxCeleb format ``1 enroll test`` (the
+  official VoxCeleb1-O/E/H lists and their cleaned versions, see
+  :data:`VOXCELEB1_TRIALS`) and Kaldi format ``enroll test target|nontarget``.
+* The generated corpus of ``tfadvq data synth`` (:func:`load_corpus`), laid out
+  as in docs/architecture.md.
+
+Malformed or empty lists and keys that are not in the tree raise
+:class:`~tfadvq.errors.DataError` naming the file and line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from tfadvq.errors import DataError
+
+#: Official VoxCeleb1 trial lists (file names as published); "-clean" are the
+#: cleaned versions.  O uses only VoxCeleb1 test speakers; E and H draw on all
+#: of VoxCeleb1, so their keys must be looked up in dev + test trees together.
+VOXCELEB1_TRIALS = {
+    "O": "veri_test.txt",
+    "O-clean": "veri_test2.txt",
+    "E": "list_test_all.txt",
+    "E-clean": "list_test_all2.txt",
+    "H": "list_test_hard.txt",
+    "H-clean": "list_test_hard2.txt",
+}
+
+_KALDI_LABELS = {"target": 1, "nontarget": 0}
+_AAC_SUFFIXES = (".m4a", ".aac")
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    """One recording: ``key`` as in trial lists, ``path`` to the audio, ``speaker`` id."""
+
+    key: str
+    path: str
+    speaker: str
+
+
+@dataclasses.dataclass
+class Trials:
+    """A trial list: ``labels[i]`` is 1 if ``enroll[i]`` and ``test[i]`` share a speaker."""
+
+    labels: np.ndarray  # int8 [n]
+    enroll: list[str]
+    test: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def keys(self) -> set[str]:
+        """Every utterance key the trials mention (what must be embedded)."""
+        return set(self.enroll) | set(self.test)
+
+
+@dataclasses.dataclass
+class Corpus:
+    """A generated corpus: training utterances, held-out test utterances and their trials."""
+
+    train: list[Utterance]
+    test: list[Utterance]
+    trials: Trials
+
+
+def tree_conversion_command(aac_root: str | os.PathLike) -> str:
+    """Shell command converting every m4a under ``aac_root`` to a 16 kHz mono wav beside it."""
+    return (
+        f"find {aac_root} -name '*.m4a' -print0 | xargs -0 -P 2 -I{{}} "
+        "sh -c 'ffmpeg -nostdin -v error -y -i \"$1\" -ac 1 -ar 16000 \"${1%.m4a}.wav\"' _ {}"
+    )
+
+
+def scan_tree(wav_root: str | os.PathLike) -> list[Utterance]:
+    """All ``<speaker>/<video>/<utt>.wav`` under ``wav_root``, sorted by key.
+
+    Raises :class:`DataError` if the root is missing, holds no wav files, or
+    holds m4a/aac files without a converted wav beside them.
+    """
+    root = Path(wav_root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory; expected a VoxCeleb-style tree "
+                        "<root>/<speaker>/<video>/<utt>.wav")
+    wavs = sorted(root.glob("*/*/*.wav"))
+    unconverted = [p for s in _AAC_SUFFIXES for p in root.glob(f"*/*/*{s}")
+                   if not p.with_suffix(".wav").exists()]
+    if unconverted:
+        raise DataError(
+            f"{root}: {len(unconverted)} m4a/aac files (e.g. {unconverted[0]}) have no wav "
+            "version; tensorflow-io cannot decode AAC. Convert them once with:\n  "
+            + tree_conversion_command(root)
+        )
+    if not wavs:
+        raise DataError(f"{root}: no <speaker>/<video>/<utt>.wav files found")
+    return [Utterance(p.relative_to(root).as_posix(), str(p), p.parts[-3]) for p in wavs]
+
+
+def read_kaldi_lists(
+    wav_scp: str | os.PathLike,
+    utt2spk: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    check_files: bool = True,
+) -> list[Utterance]:
+    """Utterances from Kaldi ``wav.scp`` (``key path``) and ``utt2spk`` (``key speaker``).
+
+    Relative paths are resolved against ``root`` (default: the directory of
+    ``wav_scp``).  Piped entries (``key cmd ... |``) are rejected: tfadvq reads
+    files.  Both lists must name the same keys; with ``check_files`` every
+    audio file must exist.  Order follows ``wav_scp``.
+    """
+    wav_scp, utt2spk = Path(wav_scp), Path(utt2spk)
+    base = Path(root) if root is not None else wav_scp.parent
+    paths = _read_pairs(wav_scp, "<key> <path>")
+    speakers = _read_pairs(utt2spk, "<key> <speaker>")
+    utterances = []
+    for key, (value, line) in paths.items():
+        where = f"{wav_scp}:{line}"
+        if value.endswith("|"):
+            raise DataError(f"{where}: piped command entries are not supported; "
+                            "write the audio to files and list their paths")
+        if key not in speakers:
+            raise DataError(f"{where}: key {key!r} has no speaker in {utt2spk}")
+        path = base / value
+        if check_files and not path.is_file():
+            raise DataError(f"{where}: audio file {path} for key {key!r} does not exist")
+        utterances.append(Utterance(key, str(path), speakers[key][0]))
+    orphans = [(k, line) for k, (_, line) in speakers.items() if k not in paths]
+    if orphans:
+        key, line = orphans[0]
+        raise DataError(f"{utt2spk}:{line}: key {key!r} is not in {wav_scp} "
+                        f"({len(orphans)} such keys)")
+    return utterances
+
+
+def read_trials(path: str | os.PathLike, known_keys: Collection[str] | None = None) -> Trials:
+    """Read a VoxCeleb (``1 enroll test``) or Kaldi (``enroll test target``) trial list.
+
+    With ``known_keys`` (e.g. the keys of the scanned tree) every key must be
+    among them.  Errors name the file and line.
+    """
+    path = Path(path)
+    labels, enroll, test = [], [], []
+    for line, fields in _lines(path):
+        where = f"{path}:{line}"
+        if len(fields) != 3:
+            raise DataError(f"{where}: expected '<1|0> <enroll> <test>' or "
+                            f"'<enroll> <test> <target|nontarget>', got {len(fields)} fields")
+        if fields[0] in ("0", "1"):
+            label, a, b = int(fields[0]), fields[1], fields[2]
+        elif fields[2] in _KALDI_LABELS:
+            label, a, b = _KALDI_LABELS[fields[2]], fields[0], fields[1]
+        else:
+            raise DataError(f"{where}: no trial label; the first field must be 1 or 0 "
+                            "(VoxCeleb) or the last target/nontarget (Kaldi)")
+        if known_keys is not None:
+            for key in (a, b):
+                if key not in known_keys:
+                    raise DataError(f"{where}: utterance {key!r} is not in the audio tree/list")
+        labels.append(label)
+        enroll.append(a)
+        test.append(b)
+    return Trials(np.asarray(labels, np.int8), enroll, test)
+
+
+def write_trials(trials: Trials, path: str | os.PathLike) -> None:
+    """Write ``trials`` in VoxCeleb format (``1|0 enroll test``), creating the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = (f"{int(label)} {a} {b}\n" for label, a, b in zip(trials.labels, trials.enroll, trials.test))
+    path.write_text("".join(rows))
+
+
+def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpus:
+    """Load a corpus written by ``tfadvq data synth`` (layout in docs/architecture.md)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such corpus directory (make one with `tfadvq data synth`)")
+    lists = root / "lists"
+    train = read_kaldi_lists(lists / "dev_wav.scp", lists / "dev_utt2spk", root, check_files)
+    test = read_kaldi_lists(lists / "test_wav.scp", lists / "test_utt2spk", root, check_files)
+    overlap = {u.speaker for u in train} & {u.speaker for u in test}
+    if overlap:
+        raise DataError(f"{lists}: speakers {sorted(overlap)[:5]} are in both dev and test lists; "
+                        "train and test speakers must be disjoint")
+    trials = read_trials(root / "trials" / "test.txt", {u.key for u in test})
+    return Corpus(train, test, trials)
+
+
+def _read_pairs(path: Path, form: str) -> dict[str, tuple[str, int]]:
+    """``key -> (rest of line, line number)`` of a two-column Kaldi list."""
+    pairs: dict[str, tuple[str, int]] = {}
+    for line, fields in _lines(path, maxsplit=1):
+        if len(fields) != 2:
+            raise DataError(f"{path}:{line}: expected '{form}', got {' '.join(fields)!r}")
+        key, value = fields
+        if key in pairs:
+            raise DataError(f"{path}:{line}: duplicate key {key!r} (first on line {pairs[key][1]})")
+        pairs[key] = (value.strip(), line)
+    return pairs
+
+
+def _lines(path: Path, maxsplit: int = -1) -> Iterable[tuple[int, list[str]]]:
+    """Non-blank lines as ``(1-based line number, fields)``; a missing or empty file raises."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such list file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text file ({exc.reason})") from None
+    rows = [(i, raw.split(maxsplit=maxsplit)) for i, raw in enumerate(text.splitlines(), 1)
+            if raw.strip()]
+    if not rows:
+        raise DataError(f"{path}: list is empty")
+    return rows
+
+
+__all__ = [
+    "VOXCELEB1_TRIALS",
+    "Corpus",
+    "Trials",
+    "Utterance",
+    "load_corpus",
+    "read_kaldi_lists",
+    "read_trials",
+    "scan_tree",
+    "tree_conversion_command",
+    "write_trials",
+]
