@@ -1,0 +1,102 @@
+#include "pcm_io.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace sv {
+
+namespace {
+
+constexpr size_t kMaxHeaderBytes = 256;
+
+uint32_t Le32(const uint8_t* p) {
+  return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+bool HasSuffix(const char* s, const char* suffix) {
+  const size_t n = std::strlen(s);
+  const size_t m = std::strlen(suffix);
+  return n >= m && std::strcmp(s + n - m, suffix) == 0;
+}
+
+// Finds the format and data chunks; `*data_offset`/`*data_bytes` locate the
+// samples.  `size` may be just the header part of a file (`total` is the file
+// size), so the data chunk only has to start inside `size`.
+Status ParseWavHeader(const uint8_t* data, size_t size, size_t total, size_t* data_offset,
+                      size_t* data_bytes) {
+  if (size < 12 || std::memcmp(data, "RIFF", 4) != 0 || std::memcmp(data + 8, "WAVE", 4) != 0) {
+    return Status::kBadWav;
+  }
+  bool format_ok = false;
+  size_t pos = 12;
+  while (pos + 8 <= size) {
+    const uint32_t chunk = Le32(data + pos + 4);
+    const size_t body = pos + 8;
+    if (std::memcmp(data + pos, "fmt ", 4) == 0) {
+      if (chunk < 16 || body + 16 > size) return Status::kBadWav;
+      const bool pcm = Le16(data + body) == 1;
+      const bool mono = Le16(data + body + 2) == 1;
+      const bool rate = Le32(data + body + 4) == 16000;
+      const bool bits = Le16(data + body + 14) == 16;
+      if (!(pcm && mono && rate && bits)) return Status::kBadWav;
+      format_ok = true;
+    } else if (std::memcmp(data + pos, "data", 4) == 0) {
+      if (!format_ok || body + chunk > total) return Status::kBadWav;
+      *data_offset = body;
+      *data_bytes = chunk & ~static_cast<size_t>(1);
+      return Status::kOk;
+    }
+    pos = body + chunk + (chunk & 1);
+  }
+  return Status::kBadWav;
+}
+
+}  // namespace
+
+Status ParseWav(const uint8_t* data, size_t size, WavView* view) {
+  if (data == nullptr || view == nullptr) return Status::kBadArgument;
+  size_t offset = 0;
+  size_t bytes = 0;
+  const Status status = ParseWavHeader(data, size, size, &offset, &bytes);
+  if (status != Status::kOk) return status;
+  if (offset % 2 != 0) return Status::kBadWav;  // samples must be int16-aligned
+  view->samples = reinterpret_cast<const int16_t*>(data + offset);
+  view->num_samples = bytes / 2;
+  return Status::kOk;
+}
+
+Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples) {
+  if (path == nullptr || buffer == nullptr || num_samples == nullptr) return Status::kBadArgument;
+  *num_samples = 0;
+  FILE* f = std::fopen(path, "rb");
+  if (f == nullptr) return Status::kIoError;
+  Status status = Status::kOk;
+  size_t offset = 0;
+  size_t bytes = 0;
+  if (std::fseek(f, 0, SEEK_END) != 0) status = Status::kIoError;
+  const long total = status == Status::kOk ? std::ftell(f) : -1;
+  if (total < 0 || std::fseek(f, 0, SEEK_SET) != 0) status = Status::kIoError;
+  if (status == Status::kOk && HasSuffix(path, ".raw")) {
+    bytes = static_cast<size_t>(total);
+  } else if (status == Status::kOk && HasSuffix(path, ".pcm")) {
+    bytes = static_cast<size_t>(total);
+  } else if (status == Status::kOk) {
+    uint8_t header[kMaxHeaderBytes];
+    const size_t got = std::fread(header, 1, sizeof(header), f);
+    status = ParseWavHeader(header, got, static_cast<size_t>(total), &offset, &bytes);
+  }
+  if (status == Status::kOk && bytes / 2 > capacity) status = Status::kAudioTooLong;
+  if (status == Status::kOk && std::fseek(f, static_cast<long>(offset), SEEK_SET) != 0) {
+    status = Status::kIoError;
+  }
+  if (status == Status::kOk) {
+    const size_t want = bytes / 2;
+    if (std::fread(buffer, 2, want, f) != want) status = Status::kIoError;
+    else *num_samples = want;
+  }
+  std::fclose(f);
+  return status;
+}
+
+}  // namespace sv
