@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tfadvq.compat import keras, tf
-from tfadvq.config import dump_yaml, from_dict, load_yaml
+from tfadvq.config import dump_yaml, load_yaml
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.objectives import (
     AAMTrainer,
@@ -47,6 +47,7 @@ from tfadvq.objectives import (
     Objective,
     parse_objective,
 )
+from tfadvq.pipeline import PipelineConfig, num_classes, speaker_labels, train_dataset
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "train.yaml"
@@ -136,12 +137,12 @@ class HeadConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """A whole training run.  ``pipeline`` holds :class:`tfadvq.pipeline.PipelineConfig` fields."""
+    """A whole training run (``seed`` seeds model init; ``pipeline.seed`` the data order)."""
 
     model: str = "TinyResNet"
     model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    pipeline: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
@@ -156,13 +157,6 @@ class TrainConfig:
             raise ConfigError(f"epochs: must be >= 1, got {self.epochs}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"steps_per_epoch: must be >= 1 or null, got {self.steps_per_epoch}")
-        self.pipeline_config()  # unknown pipeline keys raise now, not an hour into a run
-
-    def pipeline_config(self):
-        """The typed :class:`tfadvq.pipeline.PipelineConfig` for ``self.pipeline``."""
-        from tfadvq.pipeline import PipelineConfig
-
-        return from_dict(PipelineConfig, self.pipeline, where="pipeline")
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -454,14 +448,6 @@ def load_training_utterances(data: DataConfig):
     raise ConfigError("data: no training data; set corpus, wav_scp+utt2spk or wav_root")
 
 
-def speaker_map(utterances) -> dict[str, int]:
-    """Speaker name -> class index, sorted by name (the order the pipeline labels by)."""
-    speakers = sorted({u.speaker for u in utterances})
-    if len(speakers) < 2:
-        raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
-    return {s: i for i, s in enumerate(speakers)}
-
-
 def train(config: TrainConfig, out_dir: str | os.PathLike,
           strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path:
     """Run ``config`` and write ``out_dir/model.keras`` (+ ``train.yaml``, ``speakers.json``).
@@ -471,15 +457,16 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     this to pass a strategy made before anything else touched TensorFlow).
     """
     from tfadvq.models import build_model
-    from tfadvq.pipeline import train_dataset
 
     out_dir = Path(out_dir)
     strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     utterances = load_training_utterances(config.data)
-    speakers = speaker_map(utterances)
-    pipeline = config.pipeline_config()
-    dataset = train_dataset(utterances, pipeline)
+    speakers = speaker_labels(utterances)
+    if len(speakers) < 2:
+        raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
+    pipeline = config.pipeline
+    dataset = train_dataset(utterances, pipeline, speakers)
     chief = is_chief(strategy)
     if chief:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -488,9 +475,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     steps = config.steps_per_epoch or max(len(utterances) // pipeline.batch_size, 1)
     with strategy.scope():
         embedding_model = build_model(config.model, **config.model_args)
-        history = fit_embedding_model(embedding_model, dataset, len(speakers), config,
-                                      Objective.AAM, steps_per_epoch=steps, out_dir=out_dir,
-                                      verbose=verbose)
+        history = fit_embedding_model(embedding_model, dataset, num_classes(len(speakers), pipeline),
+                                      config, Objective.AAM, steps_per_epoch=steps,
+                                      out_dir=out_dir, verbose=verbose)
     target = out_dir if chief else Path(tempfile.mkdtemp(prefix="tfadvq-worker-"))
     embedding_model.save(target / MODEL_FILE)
     if chief:
