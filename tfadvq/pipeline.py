@@ -1,0 +1,300 @@
+"""tf.data pipelines: random fixed-length training crops with augmentation, and whole-utterance evaluation.
+
+Training (:func:`train_dataset`), per epoch:
+
+1. the utterance list is reshuffled (full shuffle: the elements are just paths);
+2. each file is read and decoded in parallel (``tf.audio.decode_wav``, AUTOTUNE),
+   mixed to mono, and a random ``crop_seconds`` window is cut; utterances that
+   are too short are repeated (tiled) to fill it;
+3. optional speed perturbation (factors 0.9 / 1.1, as in Kaldi/WeSpeaker SV
+   recipes): the crop is read at ``speed`` samples per output sample (linear
+   interpolation), which shifts pitch and tempo; each factor counts as new
+   speakers, so labels are offset by ``factor_index * num_speakers``;
+4. batches are augmented as whole tensors (vectorised): additive noise at a
+   random SNR (coloured noise with a random spectral tilt, or babble made of
+   other utterances of the batch) and simple reverberation (convolution with
+   an exponentially decaying noise impulse response of random RT60, via FFT);
+5. fbank features (:mod:`tfadvq.features`), then SpecAugment time and
+   frequency masks (masked values set to 0, the mean after mean normalisation);
+6. prefetch.
+
+Randomness is stateless and derived from ``PipelineConfig.seed`` through a
+per-element seed stream that is redrawn every epoch: the same seed yields the
+same batches, and parallel decoding does not change them.
+
+The training path reads 16-bit PCM wav only (that is what keeps decoding fast
+inside tf.data); convert other formats once with :func:`tfadvq.audio.load_audio`
+and :func:`tfadvq.audio.save_wav`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tfadvq.audio import SAMPLE_RATE
+from tfadvq.compat import tf
+from tfadvq.errors import ConfigError, DataError
+from tfadvq.features import FbankConfig, fbank, num_frames
+from tfadvq.voxceleb import Utterance
+
+AUTOTUNE = tf.data.AUTOTUNE
+SPEED_FACTORS = (1.0, 0.9, 1.1)
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """Training-pipeline settings (YAML-able; probabilities in [0, 1])."""
+
+    batch_size: int = 64
+    crop_seconds: float = 2.0
+    seed: int = 0
+    speed_perturb: bool = False
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    babble_prob: float = 0.3  # share of noisy examples that get babble instead of coloured noise
+    reverb_prob: float = 0.3
+    rt60_seconds: tuple[float, float] = (0.2, 0.8)
+    rir_seconds: float = 0.3
+    spec_augment: bool = True
+    freq_masks: int = 1
+    freq_mask_max: int = 8
+    time_masks: int = 1
+    time_mask_max: int = 10
+    fbank: FbankConfig = dataclasses.field(default_factory=FbankConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("noise_prob", "babble_prob", "reverb_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"PipelineConfig.{name}={getattr(self, name)}: must be in [0, 1]")
+        for name in ("snr_db", "rt60_seconds"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ConfigError(f"PipelineConfig.{name}={getattr(self, name)}: need low <= high")
+        if self.batch_size < 1 or self.crop_seconds <= 0 or self.rir_seconds <= 0:
+            raise ConfigError("PipelineConfig: batch_size, crop_seconds and rir_seconds must be > 0")
+        if self.fbank.sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"PipelineConfig.fbank.sample_rate must be {SAMPLE_RATE} "
+                              "(tfadvq audio is 16 kHz)")
+
+    @property
+    def crop_samples(self) -> int:
+        return int(round(self.crop_seconds * self.fbank.sample_rate))
+
+    @property
+    def crop_frames(self) -> int:
+        """Feature frames per training example (198 for 2 s)."""
+        return num_frames(self.crop_samples, self.fbank)
+
+
+def speaker_labels(utterances: Sequence[Utterance]) -> dict[str, int]:
+    """Speaker id -> class index, in sorted speaker order (stable across runs)."""
+    return {speaker: i for i, speaker in enumerate(sorted({u.speaker for u in utterances}))}
+
+
+def num_classes(num_speakers: int, config: PipelineConfig) -> int:
+    """Classes the softmax head needs: speed perturbation triples the speakers."""
+    return num_speakers * (len(SPEED_FACTORS) if config.speed_perturb else 1)
+
+
+def train_dataset(
+    utterances: Sequence[Utterance],
+    config: PipelineConfig | None = None,
+    speakers: Mapping[str, int] | None = None,
+) -> tf.data.Dataset:
+    """One epoch of ``(features [B, crop_frames, mel] float32, labels [B] int32)`` batches.
+
+    ``speakers`` maps speaker id to label (default :func:`speaker_labels`);
+    the last incomplete batch is dropped so every step sees ``batch_size``.
+    Iterating again (next epoch) reshuffles and redraws all randomness.
+    """
+    config = config or PipelineConfig()
+    speakers = speakers if speakers is not None else speaker_labels(utterances)
+    paths = _wav_paths(utterances)
+    missing = sorted({u.speaker for u in utterances} - set(speakers))
+    if missing:
+        raise DataError(f"train_dataset: speakers {missing[:5]} have no label in `speakers`")
+    labels = np.array([speakers[u.speaker] for u in utterances], np.int32)
+    n_spk = len(speakers)
+    files = tf.data.Dataset.from_tensor_slices((paths, labels)).shuffle(
+        len(paths), seed=config.seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip((files, seeds)).map(
+        lambda item, seed: _read_crop(item[0], item[1], seed, config, n_spk),
+        num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(config.batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda w, y, s: (_augment_batch(w, s[0], config), y),
+                          num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def eval_dataset(
+    utterances: Sequence[Utterance],
+    fbank_config: FbankConfig | None = None,
+    max_seconds: float | None = None,
+) -> tf.data.Dataset:
+    """Whole utterances, in list order, as ``(features [1, frames, mel], key [1])``.
+
+    One utterance per element because lengths differ and mean normalisation
+    is per utterance; ``max_seconds`` keeps only the start of very long files.
+    """
+    config = fbank_config or FbankConfig()
+    paths = _wav_paths(utterances)
+    limit = -1 if max_seconds is None else int(max_seconds * config.sample_rate)
+
+    def load(path: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        wave = _decode(path, config.sample_rate)
+        wave = wave if limit < 0 else wave[:limit]
+        return fbank(wave, config)[tf.newaxis], key[tf.newaxis]
+
+    keys = [u.key for u in utterances]
+    dataset = tf.data.Dataset.from_tensor_slices((paths, keys))
+    return dataset.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def spec_augment(features: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
+    """Zero random frequency bands and time spans of ``features [B, T, F]`` (SpecAugment).
+
+    Each example gets ``freq_masks`` bands of width ``U[0, freq_mask_max]``
+    and ``time_masks`` spans of width ``U[0, time_mask_max]``.
+    """
+    batch = tf.shape(features)[0]
+    keep = tf.ones_like(features, dtype=tf.bool)
+    for axis, count, widest in ((2, config.freq_masks, config.freq_mask_max),
+                                (1, config.time_masks, config.time_mask_max)):
+        size = tf.shape(features)[axis]
+        for i in range(count):
+            u = tf.random.stateless_uniform([2, batch], _sub_seed(seed, 10 + 10 * axis + i))
+            width = tf.cast(u[0] * (widest + 1), tf.int32)
+            start = tf.cast(u[1] * tf.cast(size - width + 1, tf.float32), tf.int32)
+            pos = tf.range(size)[tf.newaxis]
+            band = (pos >= start[:, None]) & (pos < (start + width)[:, None])
+            band = band[:, tf.newaxis, :] if axis == 2 else band[:, :, tf.newaxis]
+            keep &= ~band
+    return tf.where(keep, features, tf.zeros_like(features))
+
+
+def add_noise(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
+    """Add noise at ``U[snr_db]`` dB to a ``noise_prob`` share of ``waves [B, N]``.
+
+    The noise is coloured (white noise with a random spectral tilt
+    ``f^-a/2``, ``a ~ U[0, 2]``: white to brown) or, for a ``babble_prob``
+    share, the sum of three other utterances of the batch.
+    """
+    batch, length = tf.shape(waves)[0], tf.shape(waves)[1]
+    u = tf.random.stateless_uniform([4, batch], _sub_seed(seed, 1))
+    white = tf.random.stateless_normal([batch, length], _sub_seed(seed, 2))
+    freqs = tf.maximum(tf.linspace(0.0, 1.0, length // 2 + 1), 1.0 / tf.cast(length, tf.float32))
+    tilt = tf.pow(freqs[tf.newaxis], -u[0][:, None])  # amplitude f^(-a/2), a = 2 u0
+    coloured = tf.signal.irfft(tf.signal.rfft(white) * tf.cast(tilt, tf.complex64),
+                               fft_length=[length])
+    babble = sum(tf.roll(waves, shift, axis=0) for shift in (1, 2, 3))
+    noise = tf.where((u[1] < config.babble_prob)[:, None], babble, coloured)
+    low, high = config.snr_db
+    snr = low + (high - low) * u[2]
+    power = tf.reduce_mean(tf.square(waves), axis=1) + 1e-10
+    noise_power = tf.reduce_mean(tf.square(noise), axis=1) + 1e-10
+    gain = tf.sqrt(power / (noise_power * tf.pow(10.0, snr / 10.0)))
+    apply = (u[3] < config.noise_prob)[:, None]
+    return tf.where(apply, waves + gain[:, None] * noise, waves)
+
+
+def add_reverb(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
+    """Reverberate a ``reverb_prob`` share of ``waves [B, N]``, keeping each one's energy.
+
+    Impulse response: a unit direct path followed by Gaussian noise decaying
+    by 60 dB over ``RT60 ~ U[rt60_seconds]``, ``rir_seconds`` long; applied
+    as a linear convolution via FFT and truncated to the input length.
+    """
+    batch, length = tf.shape(waves)[0], tf.shape(waves)[1]
+    taps = int(config.rir_seconds * config.fbank.sample_rate)
+    u = tf.random.stateless_uniform([2, batch], _sub_seed(seed, 3))
+    low, high = config.rt60_seconds
+    rt60 = low + (high - low) * u[0]
+    t = tf.range(taps, dtype=tf.float32)[tf.newaxis] / config.fbank.sample_rate
+    decay = tf.exp(-3.0 * math.log(10.0) * t / rt60[:, None])  # -60 dB at t = rt60
+    tail = tf.random.stateless_normal([batch, taps], _sub_seed(seed, 4)) * decay * 0.3
+    rir = tf.concat([tf.ones([batch, 1]), tail[:, 1:]], axis=1)
+    fft = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(length + taps, tf.float32))
+                                      / math.log(2.0)), tf.int32)[tf.newaxis]
+    wet = tf.signal.irfft(tf.signal.rfft(waves, fft) * tf.signal.rfft(rir, fft), fft)
+    wet = wet[:, :length]
+    scale = tf.sqrt((tf.reduce_mean(tf.square(waves), 1) + 1e-10)
+                    / (tf.reduce_mean(tf.square(wet), 1) + 1e-10))
+    apply = (u[1] < config.reverb_prob)[:, None]
+    return tf.where(apply, wet * scale[:, None], waves)
+
+
+def _wav_paths(utterances: Sequence[Utterance]) -> list[str]:
+    if not utterances:
+        raise DataError("pipeline: the utterance list is empty")
+    other = [u.path for u in utterances if not u.path.lower().endswith(".wav")]
+    if other:
+        raise DataError(
+            f"pipeline: {len(other)} files are not wav (e.g. {other[0]}); the tf.data "
+            "pipeline decodes 16-bit PCM wav only: convert with tfadvq.audio.load_audio + "
+            "save_wav (or `ffmpeg -i in -ac 1 -ar 16000 out.wav`)")
+    return [u.path for u in utterances]
+
+
+def _decode(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
+    """Mono float32 samples of a 16-bit wav; asserts rate and non-emptiness naming the file."""
+    audio, rate = tf.audio.decode_wav(tf.io.read_file(path))
+    checks = [
+        tf.debugging.Assert(tf.equal(rate, sample_rate),
+                            ["expected", sample_rate, "Hz wav; file", path, "has", rate]),
+        tf.debugging.Assert(tf.shape(audio)[0] > 0, ["empty wav file", path]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.reduce_mean(audio, axis=1)
+
+
+def _read_crop(path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, config: PipelineConfig,
+               num_speakers: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A random ``crop_samples`` window (speed-perturbed if configured) and its label."""
+    wave = _decode(path, config.fbank.sample_rate)
+    u = tf.random.stateless_uniform([2], _sub_seed(seed, 0))
+    choices = len(SPEED_FACTORS) if config.speed_perturb else 1
+    index = tf.minimum(tf.cast(u[0] * choices, tf.int32), choices - 1)
+    speed = tf.gather(tf.constant(SPEED_FACTORS, tf.float32), index)
+    out = config.crop_samples
+    needed = tf.cast(tf.math.ceil(out * speed), tf.int32) + 1  # source samples read
+    n = tf.shape(wave)[0]
+    wave = tf.tile(wave, [(needed + n - 1) // n])  # repeat short utterances
+    start = tf.cast(u[1] * tf.cast(tf.shape(wave)[0] - needed, tf.float32), tf.int32)
+    offset = tf.range(out, dtype=tf.float32) * speed
+    left = start + tf.cast(offset, tf.int32)
+    frac = offset - tf.floor(offset)
+    crop = tf.gather(wave, left) * (1 - frac) + tf.gather(wave, left + 1) * frac
+    return tf.ensure_shape(crop, [out]), label + index * num_speakers, seed
+
+
+def _augment_batch(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
+    if config.noise_prob > 0:
+        waves = add_noise(waves, seed, config)
+    if config.reverb_prob > 0:
+        waves = add_reverb(waves, seed, config)
+    features = fbank(waves, config.fbank)
+    if config.spec_augment:
+        features = spec_augment(features, seed, config)
+    return features
+
+
+def _sub_seed(seed: tf.Tensor, stream: int) -> tf.Tensor:
+    """A stateless seed pair for an independent random stream of one element/batch."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
+
+
+__all__ = [
+    "PipelineConfig",
+    "SPEED_FACTORS",
+    "add_noise",
+    "add_reverb",
+    "eval_dataset",
+    "num_classes",
+    "spec_augment",
+    "speaker_labels",
+    "train_dataset",
+]
