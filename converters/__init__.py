@@ -1,0 +1,37 @@
+"""Quantized tfadvq Keras models -> TFLite-Micro flatbuffers with LUT-compressed weights.
+
+Modules, in the order a conversion uses them: ``keras_to_tflite`` (fixed-shape
+float / int8 .tflite), ``lut_compression`` (map quantized layers to tensors,
+TFLM compression spec, compress), ``verify`` (TFLM interpreter runs, arena),
+``pipeline`` (all of it with parity checks), ``metadata`` (JSON + C header,
+threshold calibration) and ``c_array`` (firmware sources).
+"""
+from converters.c_array import write_c_arrays
+from converters.keras_to_tflite import array_representative, corpus_crops, to_float_tflite, to_int8_tflite
+from converters.lut_compression import WeightTensor, compress, compression_spec, find_weight_tensors
+from converters.metadata import ModelMetadata, Thresholds, c_header, calibrate_thresholds, read_json, write_json
+from converters.pipeline import ConversionResult, convert_model
+from converters.verify import arena_bytes, parity, run_tflm
+
+__all__ = [
+    "ConversionResult",
+    "ModelMetadata",
+    "Thresholds",
+    "WeightTensor",
+    "arena_bytes",
+    "array_representative",
+    "c_header",
+    "calibrate_thresholds",
+    "compress",
+    "compression_spec",
+    "convert_model",
+    "corpus_crops",
+    "find_weight_tensors",
+    "parity",
+    "read_json",
+    "run_tflm",
+    "to_float_tflite",
+    "to_int8_tflite",
+    "write_c_arrays",
+    "write_json",
+]

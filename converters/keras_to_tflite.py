@@ -1,0 +1,125 @@
+"""Keras embedding model -> .tflite with a fixed ``[1, frames, mels]`` input.
+
+The firmware computes fbank features for a fixed window and feeds them as one
+float tensor; a static shape lets the converter fold the model's reshapes into
+constants, so the graph holds only kernels TFLM has.  Two flavours:
+
+* float activations and weights (``to_float_tflite``);
+* full-integer int8 weights and activations with float input/output
+  (``to_int8_tflite``), calibrated on a representative set of fbank crops.
+
+Convert the *stripped* plain Keras model: a tfmot-wrapped model keeps
+QUANTIZE/DEQUANTIZE pairs on its weights, which TFLM rejects.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.compression import model_editor
+from tqdm import tqdm
+
+from tfadvq.compat import keras, tf
+from tfadvq.errors import ConversionError
+
+RepresentativeData = Callable[[], Iterable[np.ndarray]]
+
+
+def feature_dim(model: keras.Model) -> int:
+    """Mel bins the model expects (last input dimension)."""
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 3 or shape[-1] is None:
+        raise ConversionError(
+            f"model {model.name!r}: input shape {shape} is not [batch, frames, mels]"
+        )
+    return int(shape[-1])
+
+
+def _converter(model: keras.Model, frames: int) -> tf.lite.TFLiteConverter:
+    if frames < 1:
+        raise ConversionError(f"frames must be positive, got {frames}")
+    spec = tf.TensorSpec([1, frames, feature_dim(model)], tf.float32, name="fbank")
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+
+
+def _run_converter(converter: tf.lite.TFLiteConverter, model: keras.Model) -> bytes:
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises its own ConverterError/ValueError kinds
+        raise ConversionError(f"model {model.name!r}: TFLite conversion failed: {exc}") from exc
+    _reject_fake_quant(flatbuffer, model)
+    return flatbuffer
+
+
+def _reject_fake_quant(flatbuffer: bytes, model: keras.Model) -> None:
+    """A float model with QUANTIZE/DEQUANTIZE on constants came from an unstripped QAT model."""
+    subgraph = model_editor.read(flatbuffer).subgraphs[0]
+    for operator in subgraph.operators:
+        constant = operator.inputs[0].buffer
+        if operator.opcode_name == "DEQUANTIZE" and constant is not None and constant.data:
+            raise ConversionError(
+                f"model {model.name!r}: converted graph dequantizes constant {operator.inputs[0].name!r} "
+                "(fake-quant wrappers left in); convert the stripped model from tfadvq.strip()"
+            )
+
+
+def to_float_tflite(model: keras.Model, frames: int) -> bytes:
+    """Float32 .tflite of ``model`` for a ``[1, frames, mels]`` input."""
+    return _run_converter(_converter(model, frames), model)
+
+
+def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
+    """Full-integer int8 .tflite (float input/output) calibrated on ``representative``.
+
+    ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
+    ``[1, frames, mels]``.
+    """
+    mels = feature_dim(model)
+
+    def calibration() -> Iterable[list[np.ndarray]]:
+        for features in representative():
+            array = np.asarray(features, np.float32).reshape(1, frames, mels)
+            yield [array]
+
+    converter = _converter(model, frames)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
+    return _run_converter(converter, model)
+
+
+def array_representative(features: np.ndarray) -> RepresentativeData:
+    """Representative data from an array ``[N, frames, mels]`` of fbank crops."""
+    features = np.asarray(features, np.float32)
+    if features.ndim != 3 or len(features) == 0:
+        raise ConversionError(f"representative features must be [N, frames, mels], got {features.shape}")
+    return lambda: iter(features)
+
+
+def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0) -> np.ndarray:
+    """``count`` random fbank crops ``[count, frames, mels]`` from a corpus's training (dev) utterances.
+
+    Uses the corpus and feature modules of tfadvq (imported here so the
+    converter works without them when features are given directly).
+    """
+    from tfadvq.audio import load_audio
+    from tfadvq.features import FbankConfig, fbank
+    from tfadvq.voxceleb import load_corpus
+
+    utterances = load_corpus(corpus_dir).train
+    if not utterances:
+        raise ConversionError(f"{corpus_dir}: no dev utterances for int8 calibration")
+    rng = np.random.default_rng(seed)
+    config = FbankConfig()
+    crops = []
+    for index in tqdm(rng.choice(len(utterances), count), desc="calibration crops", leave=False):
+        features = np.asarray(fbank(load_audio(utterances[index].path), config))
+        if len(features) < frames:
+            features = np.pad(features, ((0, frames - len(features)), (0, 0)), mode="wrap")
+        start = rng.integers(0, len(features) - frames + 1)
+        crops.append(features[start : start + frames])
+    return np.stack(crops).astype(np.float32)

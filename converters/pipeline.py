@@ -1,0 +1,157 @@
+"""One call from a quantized Keras model to verified .tflite files.
+
+``convert_model`` builds the plain float model, the plain int8 model (when
+asked), LUT-compresses the quantized layers of the one matching the chosen
+activations, and before returning proves under the TFLM interpreter that the
+compressed model gives the same outputs as its uncompressed twin and that
+both match Keras.  A conversion that silently changed the embeddings (the
+per-tensor LUT trap, a wrong axis) therefore never leaves this function.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+from converters.keras_to_tflite import (
+    RepresentativeData,
+    feature_dim,
+    to_float_tflite,
+    to_int8_tflite,
+)
+from converters.lut_compression import WeightTensor, compress, find_weight_tensors, ideal_bytes
+from converters.verify import Parity, arena_bytes, parity, run_tflm
+from tfadvq.compat import keras
+from tfadvq.errors import ConversionError
+
+# Cosine agreement with Keras that a conversion must reach (issue #5).
+MIN_COSINE = {"float32": 0.999, "int8": 0.99}
+# A LUT model decodes exactly the twin's weights, so outputs agree to rounding.
+LUT_TWIN_MIN_COSINE = 0.99999
+CHECK_EXAMPLES = 4
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """The converted models and what was measured on them."""
+
+    model: bytes  # the LUT-compressed model to flash
+    twin: bytes  # the same model without LUT compression
+    float_model: bytes
+    int8_model: bytes | None
+    weights: list[WeightTensor]
+    activations: str  # "float32" or "int8"
+    frames: int
+    mels: int
+    embed_dim: int
+    arena_bytes: int
+    keras_parity: Parity
+    twin_parity: Parity
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.model).hexdigest()
+
+    @property
+    def ideal_bytes(self) -> int:
+        return ideal_bytes(self.twin, self.weights)
+
+    def bits_per_layer(self) -> dict[str, int]:
+        return {w.layer: w.bits for w in self.weights}
+
+    def layer_rows(self) -> list[dict[str, object]]:
+        """One summary row per quantized layer: where it went and how it is stored."""
+        return [
+            {
+                "layer": w.layer,
+                "op": w.op,
+                "shape": "x".join(map(str, w.shape)),
+                "dtype": w.dtype,
+                "bits": w.bits,
+                "storage": f"LUT axis {w.axis}" if w.lut else "plain (8-bit)",
+                "max_values": w.max_distinct,
+                "plain_bytes": w.size * np.dtype(w.dtype).itemsize,
+                "ideal_bytes": w.ideal_bytes(),
+            }
+            for w in self.weights
+        ]
+
+    def op_rows(self) -> list[dict[str, object]]:
+        """Operator counts of the flashed model (what the firmware's op resolver must register)."""
+        subgraph = model_editor.read(self.model).subgraphs[0]
+        counts = collections.Counter(op.opcode_name for op in subgraph.operators)
+        return [{"op": name, "count": n} for name, n in sorted(counts.items())]
+
+    def size_rows(self) -> list[dict[str, object]]:
+        rows = [
+            {"model": "lut (flashed)", "bytes": len(self.model)},
+            {"model": f"{self.activations} twin", "bytes": len(self.twin)},
+            {"model": "float32", "bytes": len(self.float_model)},
+            {"model": "ideal payload", "bytes": self.ideal_bytes},
+            {"model": "arena (TFLM)", "bytes": self.arena_bytes},
+        ]
+        if self.int8_model is not None:
+            rows.insert(3, {"model": "int8", "bytes": len(self.int8_model)})
+        return rows
+
+
+def _check_inputs(representative: RepresentativeData | None, frames: int, mels: int) -> np.ndarray:
+    """A few inputs for the parity checks: representative crops if given, else seeded noise."""
+    if representative is not None:
+        batch = zip(range(CHECK_EXAMPLES), representative())
+        examples = [np.asarray(x, np.float32).reshape(frames, mels) for _, x in batch]
+        if examples:
+            return np.stack(examples)
+    return np.random.default_rng(0).normal(size=(CHECK_EXAMPLES, frames, mels)).astype(np.float32)
+
+
+def convert_model(
+    model: keras.Model,
+    bits_per_layer: Mapping[str, int],
+    frames: int,
+    int8: bool = False,
+    representative: RepresentativeData | None = None,
+) -> ConversionResult:
+    """Convert, LUT-compress and verify ``model`` (see module doc).
+
+    ``bits_per_layer`` names each quantized Conv2D/DepthwiseConv2D/Dense layer
+    and its weight bits (1-8; 8 stays a plain tensor); ``int8`` selects
+    full-integer activations, calibrated on ``representative`` (required then).
+    Raises ConversionError when any step or check fails.
+    """
+    mels = feature_dim(model)
+    if int8 and representative is None:
+        raise ConversionError("int8 conversion needs representative fbank crops (--corpus or features)")
+    float_model = to_float_tflite(model, frames)
+    int8_model = to_int8_tflite(model, frames, representative) if representative is not None else None
+    twin = int8_model if int8 else float_model
+    weights = find_weight_tensors(twin, model, bits_per_layer)
+    lut_model = compress(twin, weights)
+
+    inputs = _check_inputs(representative, frames, mels)
+    reference = model(inputs, training=False).numpy()
+    twin_out = run_tflm(twin, inputs)
+    lut_out = run_tflm(lut_model, inputs)
+    activations = "int8" if int8 else "float32"
+    keras_parity = parity(reference, lut_out)
+    keras_parity.check(MIN_COSINE[activations], f"{activations} LUT model vs Keras")
+    twin_parity = parity(twin_out, lut_out)
+    twin_parity.check(LUT_TWIN_MIN_COSINE, "LUT model vs its uncompressed twin")
+    return ConversionResult(
+        model=lut_model,
+        twin=twin,
+        float_model=float_model,
+        int8_model=int8_model,
+        weights=weights,
+        activations=activations,
+        frames=frames,
+        mels=mels,
+        embed_dim=int(reference.shape[-1]),
+        arena_bytes=arena_bytes(lut_model, (1, frames, mels)),
+        keras_parity=keras_parity,
+        twin_parity=twin_parity,
+    )

@@ -1,0 +1,143 @@
+"""Run converted models under the real TFLite-Micro interpreter.
+
+``tf.lite`` cannot execute DECODE (LUT-compressed) models, and it would not
+prove what the device does anyway: every check here goes through
+``tflite_micro.runtime.Interpreter``, the same C++ kernels the firmware links.
+The interpreter takes one ``[1, frames, mels]`` input per invoke, so batches are
+run one example at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from tflite_micro import runtime
+from tqdm import tqdm
+
+from tfadvq.errors import ConversionError
+
+# Generous arena for host runs; the size actually used is measured, not assumed.
+HOST_ARENA_BYTES = 64 * 1024 * 1024
+_ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+
+
+@contextlib.contextmanager
+def _captured_stdio() -> Iterator[list[bytes]]:
+    """Collect what C++ code writes to file descriptors 1 and 2.
+
+    TFLM reports arena use and kernel errors with ``MicroPrintf`` straight to
+    the process's stdio, which Python's ``sys.stderr`` redirection never sees.
+    """
+    out: list[bytes] = []
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink:
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            yield out
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            out.append(sink.read())
+
+
+def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtime.Interpreter:
+    """A TFLM interpreter for ``model``; a model TFLM cannot prepare raises ConversionError."""
+    with _captured_stdio() as log:
+        try:
+            interpreter = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+        except RuntimeError as exc:
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        detail = log[0].decode(errors="replace").strip()
+        raise ConversionError(
+            f"TFLite-Micro cannot load the converted model ({failure}); TFLM says: {detail}"
+        ) from failure
+    return interpreter
+
+
+def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
+    """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``."""
+    interpreter = make_interpreter(model)
+    outputs = []
+    for example in tqdm(inputs, desc="TFLM invoke", disable=not progress, leave=False):
+        interpreter.set_input(np.asarray(example, np.float32)[None], 0)
+        with _captured_stdio() as log:
+            try:
+                interpreter.invoke()
+            except RuntimeError as exc:
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            detail = log[0].decode(errors="replace").strip()
+            raise ConversionError(f"TFLite-Micro failed to invoke the model: {detail}") from failure
+        outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
+    return np.stack(outputs)
+
+
+def arena_bytes(model: bytes, input_shape: tuple[int, ...]) -> int:
+    """Arena bytes TFLM allocated for ``model`` after one invoke (head + tail).
+
+    Read from the RecordingMicroAllocator report, so it is the measured need of
+    this interpreter build; firmware should add a small margin for its own
+    kernels' scratch buffers (CMSIS-NN may ask for more than the reference ones).
+    """
+    interpreter = make_interpreter(model)
+    interpreter.set_input(np.zeros(input_shape, np.float32), 0)
+    interpreter.invoke()
+    with _captured_stdio() as log:
+        interpreter.print_allocations()
+    found = _ARENA_TOTAL.search(log[0])
+    if found is None:
+        raise ConversionError("TFLite-Micro did not report its arena allocation")
+    return int(found.group(1))
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows of ``a`` and ``b``."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely a converted model reproduces a reference on the same inputs."""
+
+    min_cosine: float
+    max_abs_diff: float
+
+    def check(self, min_cosine: float, what: str) -> None:
+        """Raise ConversionError when the parity is below ``min_cosine``."""
+        if not self.min_cosine >= min_cosine:
+            raise ConversionError(
+                f"{what}: embeddings disagree (min cosine {self.min_cosine:.6f} < {min_cosine}, "
+                f"max |diff| {self.max_abs_diff:.4g})"
+            )
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    """Compare two ``[N, D]`` embedding batches row by row."""
+    return Parity(
+        min_cosine=float(np.min(cosine_rows(reference, candidate))),
+        max_abs_diff=float(np.max(np.abs(np.asarray(reference) - np.asarray(candidate)))),
+    )
+
+
+def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labels: np.ndarray) -> float:
+    """EER (in [0, 1]) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
+    from converters.metadata import calibrate_thresholds
+
+    scores = cosine_rows(embeddings[enroll], embeddings[test])
+    return calibrate_thresholds(scores, labels).eer_rate

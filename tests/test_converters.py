@@ -1,0 +1,256 @@
+"""Converters: Keras -> .tflite with LUT-compressed weights, checked under the real TFLM interpreter."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_curve
+
+from converters import (
+    ModelMetadata,
+    array_representative,
+    c_header,
+    calibrate_thresholds,
+    compress,
+    convert_model,
+    read_json,
+    run_tflm,
+    write_c_arrays,
+    write_json,
+)
+from converters.lut_compression import distinct_per_channel, tag_float_channels
+from converters.verify import parity, trial_eer
+from tfadvq.compat import keras
+from tfadvq.errors import ConversionError
+
+FRAMES, MELS = 32, 80
+# Mixed precision on purpose: binary, 2/3/4-bit LUT layers and one 8-bit (plain) layer.
+BITS = {"conv1": 4, "dw": 3, "conv2": 2, "conv3": 8, "emb": 1}
+
+
+def _snap(kernel: np.ndarray, bits: int) -> np.ndarray:
+    """Replace every weight by the nearest of 2^bits quantile centroids (k-means-like)."""
+    centroids = np.quantile(kernel, (np.arange(2**bits) + 0.5) / 2**bits)
+    return centroids[np.abs(kernel[..., None] - centroids).argmin(-1)].astype(np.float32)
+
+
+def _randomise_bn(model: keras.Model, rng: np.random.Generator) -> None:
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape
+            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 2, c)])
+
+
+def _build(bits: dict[str, int], seed: int = 0) -> keras.Model:
+    """Small conv/depthwise/dense + BN embedding model whose kernels are snapped to codebooks."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.Reshape((FRAMES, MELS, 1))(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="conv2")(x)
+    x = keras.layers.Conv2D(16, 1, strides=2, name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(24, name="emb")(x)
+    model = keras.Model(inputs, outputs, name="toy")
+    _randomise_bn(model, np.random.default_rng(seed))
+    for name, b in bits.items():
+        layer = model.get_layer(name)
+        weights = layer.get_weights()
+        weights[0] = _snap(weights[0], b)
+        layer.set_weights(weights)
+    return model
+
+
+def _fbank_like(n: int, seed: int, speakers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel-like crops: a per-speaker spectral envelope plus noise; returns (features, speaker)."""
+    rng = np.random.default_rng(seed)
+    envelopes = rng.normal(0, 2.0, (speakers, 1, MELS))
+    speaker = np.arange(n) % speakers
+    features = envelopes[speaker] + rng.normal(0, 1.0, (n, FRAMES, MELS))
+    return features.astype(np.float32), speaker
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return _build(BITS)
+
+
+@pytest.fixture(scope="module")
+def calibration() -> np.ndarray:
+    return _fbank_like(16, seed=1)[0]
+
+
+@pytest.fixture(scope="module")
+def float_result(model):
+    return convert_model(model, BITS, FRAMES)
+
+
+@pytest.fixture(scope="module")
+def int8_result(model, calibration):
+    return convert_model(model, BITS, FRAMES, int8=True, representative=array_representative(calibration))
+
+
+@pytest.mark.parametrize("result_name,min_cosine", [("float_result", 0.999), ("int8_result", 0.99)])
+def test_lut_model_matches_keras_and_its_twin(request, model, result_name, min_cosine):
+    result = request.getfixturevalue(result_name)
+    features = _fbank_like(6, seed=7)[0]
+    reference = model(features, training=False).numpy()
+    lut_out = run_tflm(result.model, features)
+    assert parity(reference, lut_out).min_cosine >= min_cosine
+    np.testing.assert_allclose(lut_out, run_tflm(result.twin, features), rtol=0, atol=1e-6)
+    assert result.keras_parity.min_cosine >= min_cosine
+    assert 0 < result.arena_bytes < 1_000_000
+    assert result.ideal_bytes < len(result.twin)
+
+
+@pytest.mark.parametrize("result_name", ["float_result", "int8_result"])
+def test_every_quantized_layer_is_found_and_stored_as_asked(request, result_name):
+    result = request.getfixturevalue(result_name)
+    by_layer = {w.layer: w for w in result.weights}
+    assert {k: w.bits for k, w in by_layer.items()} == BITS
+    assert [by_layer[k].op for k in ("conv1", "dw", "conv2", "conv3", "emb")] == [
+        "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    assert by_layer["dw"].axis == 3 and by_layer["conv1"].axis == 0 and by_layer["emb"].axis == 0
+    for w in result.weights:
+        assert w.max_distinct <= 2**w.bits
+    assert not by_layer["conv3"].lut  # 8-bit stays plain
+    ops = {row["op"]: row["count"] for row in result.op_rows()}
+    assert ops["TFLM_DECODE"] == 4  # one per LUT layer, none for the 8-bit one
+    assert [row["layer"] for row in result.layer_rows()] == list(BITS)
+
+
+def test_int8_lut_axis_is_the_quantized_dimension(int8_result):
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    tensors = model_editor.read(int8_result.twin).subgraphs[0].tensors
+    for w in int8_result.weights:
+        quant = tensors[w.tensor]._fb.quantization
+        assert len(quant.scale) == w.channels > 1
+        assert quant.quantizedDimension == w.axis
+        assert distinct_per_channel(tensors[w.tensor].array, w.axis).max() <= 2**w.bits
+
+
+def test_per_tensor_lut_silently_breaks_per_channel_int8(model, int8_result):
+    """The known trap: PerTensor tables on per-channel int8 weights decode wrong values without error."""
+    low_bits = {"conv1": 2, "dw": 2, "conv2": 2, "emb": 1}
+    narrow = _build(low_bits, seed=3)
+    rep = array_representative(_fbank_like(8, seed=2)[0])
+    ok = convert_model(narrow, low_bits, FRAMES, int8=True, representative=rep)
+    weights = [w for w in ok.weights if w.layer in ("conv1", "dw")]  # few enough values for 7-bit tables
+    per_tensor = compress(ok.twin, [type(w)(**{**w.__dict__, "bits": 7}) for w in weights], per_tensor=True)
+    features = _fbank_like(4, seed=9)[0]
+    assert parity(run_tflm(ok.twin, features), run_tflm(per_tensor, features)).min_cosine < 0.99
+    assert parity(run_tflm(ok.twin, features), run_tflm(ok.model, features)).min_cosine > 0.99999
+
+
+def test_float_channel_tags_do_not_change_float_outputs(float_result):
+    features = _fbank_like(3, seed=4)[0]
+    tagged = tag_float_channels(float_result.twin, float_result.weights)
+    np.testing.assert_array_equal(run_tflm(tagged, features), run_tflm(float_result.twin, features))
+
+
+def test_eer_over_trials_matches_keras(model, float_result, int8_result):
+    features, speaker = _fbank_like(40, seed=11, speakers=8)
+    enroll, test = np.triu_indices(len(features), k=1)
+    labels = (speaker[enroll] == speaker[test]).astype(np.int8)
+    keras_eer = trial_eer(model(features, training=False).numpy(), enroll, test, labels)
+    assert 0.0 < keras_eer < 0.5
+    for result in (float_result, int8_result):
+        tflm_eer = trial_eer(run_tflm(result.model, features), enroll, test, labels)
+        assert abs(tflm_eer - keras_eer) <= 0.002  # 0.2 absolute percentage points
+
+
+@pytest.mark.parametrize(
+    "bits,message",
+    [
+        ({}, "not quantized"),
+        ({"nope": 4}, "'nope'"),
+        ({"bn1": 4}, "'bn1' \\(BatchNormalization\\)"),
+        ({"conv1": 9}, "bits must be"),
+        ({"conv1": 4, "conv2": 1}, "'conv2': \\d+ distinct weights in output channel"),
+    ],
+)
+def test_bad_requests_name_the_layer(model, bits, message):
+    with pytest.raises(ConversionError, match=message):
+        convert_model(model, bits, FRAMES)
+
+
+def test_unquantized_model_is_rejected():
+    plain = _build({})
+    with pytest.raises(ConversionError, match="'conv2': \\d+ distinct weights"):
+        convert_model(plain, {"conv2": 3}, FRAMES)
+
+
+def test_calibrated_thresholds_match_an_independent_roc():
+    rng = np.random.default_rng(5)
+    labels = (rng.random(2000) < 0.3).astype(np.int8)
+    scores = rng.normal(labels * 1.5, 1.0)
+    got = calibrate_thresholds(scores, labels, target_far=0.01)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = np.nanargmin(np.abs(fnr - fpr))
+    assert got.eer_rate == pytest.approx((fpr[i] + fnr[i]) / 2, abs=2e-3)
+    assert got.far_at_low_far <= 0.01
+    accepted_nontarget = np.mean(scores[labels == 0] >= got.low_far)
+    assert accepted_nontarget == pytest.approx(got.far_at_low_far)
+    lower = scores[scores < got.low_far].max()  # the next lower threshold breaks the FAR target
+    assert np.mean(scores[labels == 0] >= lower) > 0.01
+    with pytest.raises(ConversionError, match="both target"):
+        calibrate_thresholds(scores, np.ones_like(labels))
+
+
+@pytest.fixture()
+def metadata(float_result) -> ModelMetadata:
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    return ModelMetadata(
+        model_version=3,
+        model_sha256=float_result.sha256,
+        model_bytes=len(float_result.model),
+        input_frames=FRAMES,
+        num_mel_bins=MELS,
+        embed_dim=float_result.embed_dim,
+        activations=float_result.activations,
+        arena_bytes=float_result.arena_bytes,
+        bits_per_layer=float_result.bits_per_layer(),
+        thresholds=calibrate_thresholds(np.array([0.9, 0.8, 0.1, 0.3, 0.7, 0.75]), labels, 0.2),
+    )
+
+
+def test_metadata_json_round_trips(tmp_path, metadata):
+    write_json(metadata, tmp_path / "m.json")
+    assert read_json(tmp_path / "m.json") == metadata
+    assert json.loads((tmp_path / "m.json").read_text())["bits_per_layer"] == BITS
+
+
+def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
+    files = write_c_arrays(float_result.model, metadata, tmp_path)
+    source = (tmp_path / "model_data.cc").read_text()
+    data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", source))
+    assert data == float_result.model
+    assert f"g_model_len = {len(float_result.model)};" in source
+    header = c_header(metadata)
+    assert f"#define TFADVQ_INPUT_FRAMES {FRAMES}" in header
+    assert f"#define TFADVQ_ARENA_BYTES {float_result.arena_bytes}" in header
+    assert "#define TFADVQ_FBANK_NUM_MEL_BINS 80" in header
+    if shutil.which("g++") is None:
+        pytest.skip("no host C++ compiler")
+    probe = tmp_path / "probe.cc"
+    probe.write_text(
+        '#include "model_config.h"\n#include "model_data.h"\n'
+        "static_assert(TFADVQ_INPUT_FRAMES * TFADVQ_NUM_MEL_BINS > 0, \"shape\");\n"
+        "int main() { return g_model_len == TFADVQ_MODEL_BYTES && TFADVQ_THRESHOLD_EER > 0.0f ? 0 : 1; }\n"
+    )
+    exe = tmp_path / "probe"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", exe, probe, tmp_path / "model_data.cc"],
+                   check=True, cwd=tmp_path)
+    assert subprocess.run([exe]).returncode == 0
+    assert len(files) == 3
