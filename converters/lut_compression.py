@@ -329,3 +329,24 @@ def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
         weight = by_index.get(tensor.index)
         total += weight.ideal_bytes() if weight is not None else len(buffer.data)
     return total
+
+
+def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:
+    """``{layer: bits}`` for every Conv2D/DepthwiseConv2D/Dense layer of ``model``."""
+    return {
+        name: bits
+        for name, layer in _all_layers(model).items()
+        if any(isinstance(layer, cls) for cls, _ in _LAYOUTS)
+    }
+
+
+def bits_from_quantized(quantized: object) -> dict[str, int]:
+    """``{layer: bits}`` from the per-layer records of ``tfadvq.strip``'s QuantizedWeights.
+
+    Accepts a mapping ``name -> record`` or an iterable of records (or an
+    object whose ``layers`` is either); each record has ``bits`` (and ``name``).
+    """
+    records = getattr(quantized, "layers", quantized)
+    if isinstance(records, Mapping):
+        return {str(name): int(getattr(r, "bits", r)) for name, r in records.items()}
+    return {str(r.name): int(r.bits) for r in records}

@@ -254,3 +254,28 @@ def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
                    check=True, cwd=tmp_path)
     assert subprocess.run([exe]).returncode == 0
     assert len(files) == 3
+
+
+def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
+    from tfadvq.cli import main
+
+    model.save(tmp_path / "q.keras")
+    (tmp_path / "bits.json").write_text(json.dumps(BITS))
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 0], 50)
+    np.savetxt(tmp_path / "scores.txt", np.column_stack([labels, rng.normal(labels, 0.5)]), fmt="%g")
+    out = tmp_path / "out" / "model.tflite"
+    code = main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--frames", str(FRAMES),
+                 "--bits", str(tmp_path / "bits.json"), "--trial-scores", str(tmp_path / "scores.txt"),
+                 "--c-array", str(tmp_path / "fw")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "TFLM_DECODE" in printed and "LUT axis 3" in printed and "arena (TFLM)" in printed
+    meta = read_json(out.with_suffix(".json"))
+    assert meta.bits_per_layer == BITS and meta.input_frames == FRAMES and meta.thresholds is not None
+    assert meta.model_bytes == out.stat().st_size
+    features = _fbank_like(2, seed=8)[0]
+    assert parity(model(features).numpy(), run_tflm(out.read_bytes(), features)).min_cosine >= 0.999
+    assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
+    assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
+    assert "--int8 needs --corpus" in capsys.readouterr().err
