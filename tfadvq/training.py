@@ -307,13 +307,11 @@ class MarginWarmup(keras.callbacks.Callback):
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the current learning rate to the epoch logs (hence to TensorBoard and history)."""
+    """Adds the learning rate of the epoch's last step to the logs (hence TensorBoard, history)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            opt = self.model.optimizer
-            logs["lr"] = float(opt.learning_rate(opt.iterations)) if callable(opt.learning_rate) \
-                else float(opt.learning_rate)
+            logs["lr"] = float(self.model.optimizer.learning_rate)
 
 
 class EmbeddingCheckpoint(keras.callbacks.Callback):
@@ -449,12 +447,14 @@ def load_training_utterances(data: DataConfig):
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike,
-          strategy: tf.distribute.Strategy | None = None, verbose: int | str = "auto") -> Path:
+          strategy: tf.distribute.Strategy | None = None,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          verbose: int | str = "auto") -> Path:
     """Run ``config`` and write ``out_dir/model.keras`` (+ ``train.yaml``, ``speakers.json``).
 
     Re-running with the same ``out_dir`` after an interruption resumes from the
-    last finished epoch.  ``strategy`` overrides ``config.strategy`` (tests use
-    this to pass a strategy made before anything else touched TensorFlow).
+    last finished epoch.  ``strategy`` overrides ``config.strategy``;
+    ``callbacks`` are added to the standard ones.
     """
     from tfadvq.models import build_model
 
@@ -477,7 +477,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         embedding_model = build_model(config.model, **config.model_args)
         history = fit_embedding_model(embedding_model, dataset, num_classes(len(speakers), pipeline),
                                       config, Objective.AAM, steps_per_epoch=steps,
-                                      out_dir=out_dir, verbose=verbose)
+                                      callbacks=callbacks, out_dir=out_dir, verbose=verbose)
     target = out_dir if chief else Path(tempfile.mkdtemp(prefix="tfadvq-worker-"))
     embedding_model.save(target / MODEL_FILE)
     if chief:

@@ -1,0 +1,245 @@
+"""Training: config round trip, schedules, AAM and distillation fitting, resume after kill -9."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfadvq.compat import keras, tf
+from tfadvq.config import dump_yaml, from_dict
+from tfadvq.errors import ConfigError
+from tfadvq.training import (
+    MarginWarmup,
+    TrainConfig,
+    WarmupDecay,
+    fit_embedding_model,
+    load_config,
+    packaged_config,
+    train,
+)
+from tfadvq.voxceleb import load_corpus
+
+PACKAGED = ["demo", "resnet34_vox2", "dfresnet56_vox2", "dfresnet233_vox2"]
+
+
+def tiny_config(corpus: Path, **overrides) -> TrainConfig:
+    """A configuration small enough to train in seconds on the tiny corpus."""
+    data = dict(
+        model="TinyResNet",
+        model_args=dict(feat_dim=80, embed_dim=32, base_width=4),
+        data=dict(corpus=str(corpus)),
+        pipeline=dict(batch_size=8, crop_seconds=1.0, noise_prob=0.0, reverb_prob=0.0,
+                      spec_augment=False),
+        optimizer=dict(name="adamw", lr=0.003, weight_decay=1e-4),
+        schedule=dict(warmup_epochs=0, decay="constant"),
+        head=dict(margin=0.2, scale=32.0),
+        epochs=3,
+        steps_per_epoch=4,
+    )
+    data.update(overrides)
+    return from_dict(TrainConfig, data)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_configs_round_trip(name, tmp_path):
+    config = load_config(packaged_config(name))
+    dump_yaml(config, tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml") == config
+
+
+@pytest.mark.parametrize("patch, where", [
+    ({"epoch": 3}, "epoch"),
+    ({"optimizer": {"name": "sgd", "learning_rate": 0.1}}, "learning_rate"),
+    ({"pipeline": {"crop_secs": 2.0}}, "crop_secs"),
+    ({"head": {"margin": 0.2, "scale": 32, "easy_margin": True}}, "easy_margin"),
+])
+def test_unknown_keys_raise_naming_key_and_file(patch, where, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(patch))  # JSON is YAML
+    with pytest.raises(ConfigError, match=where) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_values_raise():
+    with pytest.raises(ConfigError, match="sgd"):
+        from_dict(TrainConfig, {"optimizer": {"name": "adam"}})
+    with pytest.raises(ConfigError, match="mirrored"):
+        from_dict(TrainConfig, {"strategy": "horovod"})
+    with pytest.raises(ConfigError, match="epochs"):
+        from_dict(TrainConfig, {"epochs": 0})
+    with pytest.raises(ConfigError, match="only one"):
+        from_dict(TrainConfig, {"data": {"corpus": "a", "wav_root": "b"}})
+    with pytest.raises(ConfigError, match="packaged"):
+        packaged_config("no_such_recipe")
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@pytest.mark.parametrize("decay", ["exponential", "cosine", "constant"])
+def test_warmup_decay_shape(decay):
+    peak, final, warm, total = 0.1, 1e-4, 10, 110
+    schedule = WarmupDecay(peak, final, warm, total, decay)
+    lr = np.array([float(schedule(s)) for s in range(total + 5)])
+    np.testing.assert_allclose(lr[:warm], peak * np.arange(1, warm + 1) / warm, rtol=1e-5)
+    assert lr[warm] == pytest.approx(peak, rel=1e-5)
+    assert np.all(np.diff(lr[warm:]) <= 1e-9)  # never rises after the warm-up
+    expected_end = peak if decay == "constant" else final
+    assert lr[total] == pytest.approx(expected_end, rel=1e-4)
+    if decay == "exponential":  # geometric: the midpoint is the geometric mean
+        assert lr[warm + 50] == pytest.approx(math.sqrt(peak * final), rel=1e-4)
+    again = WarmupDecay.from_config(schedule.get_config())
+    assert float(again(37)) == pytest.approx(float(schedule(37)))
+
+
+def test_margin_warmup_ramp():
+    margin = tf.Variable(0.2)
+    callback = MarginWarmup(margin, 0.2, start_epoch=1, warmup_epochs=2, steps_per_epoch=10)
+    values = [callback.value_at(e) for e in (0, 1, 1.5, 2, 3, 9)]
+    assert values == pytest.approx([0.0, 0.0, 0.05, 0.1, 0.2, 0.2])
+    callback.on_epoch_begin(2)
+    callback.on_train_batch_begin(5)
+    assert float(margin.numpy()) == pytest.approx(0.15)
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def test_training_lowers_loss_and_writes_model(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    model_path = train(tiny_config(tiny_corpus), out, verbose=0)
+    history = json.loads((out / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "epoch_0003.weights.h5"
+    speakers = json.loads((out / "speakers.json").read_text())
+    assert sorted(speakers.values()) == list(range(len(speakers)))
+    assert load_config(out / "train.yaml") == tiny_config(tiny_corpus)
+    model = keras.models.load_model(model_path, compile=False)
+    embeddings = model(np.zeros((2, 150, 80), np.float32))
+    assert embeddings.shape == (2, 32)
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:
+    from tfadvq.pipeline import PipelineConfig, train_dataset
+
+    pipeline = PipelineConfig(batch_size=batch, crop_seconds=1.0, noise_prob=0.0, reverb_prob=0.0)
+    return train_dataset(load_corpus(corpus).train, pipeline)
+
+
+def test_distillation_pulls_student_to_frozen_teacher(tiny_corpus):
+    from tfadvq.models import build_model
+
+    teacher = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
+    student = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
+    before = [w.copy() for w in teacher.get_weights()]
+    config = tiny_config(tiny_corpus, epochs=3)
+    history = fit_embedding_model(student, _features(tiny_corpus), None, config, "distill",
+                                  teacher=teacher, verbose=0)
+    losses = history.history["loss"]
+    assert 0.0 <= losses[-1] < losses[0] <= 2.0
+    for a, b in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_accepts_a_tfmot_quantized_model(tiny_corpus):
+    import tensorflow_model_optimization as tfmot
+
+    inputs = keras.Input((None, 80))
+    x = keras.layers.Reshape((-1, 80, 1))(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    plain = keras.Model(inputs, keras.layers.Dense(16)(x))
+    quantized = tfmot.quantization.keras.quantize_model(plain)
+    config = tiny_config(tiny_corpus, epochs=1, steps_per_epoch=2)
+    speakers = len({u.speaker for u in load_corpus(tiny_corpus).train})
+    history = fit_embedding_model(quantized, _features(tiny_corpus), speakers, config, "aam", verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_objective_errors_name_the_problem(tiny_corpus):
+    from tfadvq.models import build_model
+
+    model = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
+    config = tiny_config(tiny_corpus)
+    with pytest.raises(ConfigError, match="teacher"):
+        fit_embedding_model(model, _features(tiny_corpus), None, config, "distill")
+    with pytest.raises(ConfigError, match="aam.*distill"):
+        fit_embedding_model(model, _features(tiny_corpus), 8, config, "triplet")
+    with pytest.raises(ConfigError, match="num_classes"):
+        fit_embedding_model(model, _features(tiny_corpus), None, config, "aam")
+
+
+# ----------------------------------------------------------------------------- resume
+
+_DRIVER = r'''
+import os, sys, time
+from tfadvq.compat import keras
+from tfadvq import training
+
+config_path, out, hang = sys.argv[1], sys.argv[2], sys.argv[3] == "hang"
+
+class Probe(keras.callbacks.Callback):
+    """Logs every epoch started; with `hang`, stops mid-epoch 2 so the test can kill -9."""
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        with open(os.path.join(out, "epochs_begun.txt"), "a") as f:
+            f.write(f"{epoch}\n")
+    def on_train_batch_begin(self, batch, logs=None):
+        if hang and self.epoch == 1 and batch == 2:
+            open(os.path.join(out, "mid_epoch"), "w").close()
+            time.sleep(600)
+
+training.train(training.load_config(config_path), out, callbacks=[Probe()], verbose=0)
+'''
+
+
+def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_path):
+    config = tiny_config(tiny_corpus, schedule=dict(warmup_epochs=0, decay="exponential",
+                                                     final_lr=1e-4))
+    config_path, out, driver = tmp_path / "c.yaml", tmp_path / "run", tmp_path / "driver.py"
+    dump_yaml(config, config_path)
+    driver.write_text(_DRIVER)
+    out.mkdir()
+    command = [sys.executable, str(driver), str(config_path), str(out)]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    victim = subprocess.Popen(command + ["hang"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 150
+        while not (out / "mid_epoch").exists():
+            assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "training never reached the middle of epoch 2"
+            time.sleep(0.2)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert not (out / "model.keras").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch_0001.weights.h5"]
+
+    done = subprocess.run(command + ["run"], env=env, capture_output=True, timeout=150)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    # first run began epochs 0 and 1 (killed in 1); the rerun resumed at 1, not 0
+    assert (out / "epochs_begun.txt").read_text().split() == ["0", "1", "1", "2"]
+    assert (out / "model.keras").is_file()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 2
+    # the optimizer step counter was restored too: the last step ran at the schedule's step 3n-1
+    steps = config.steps_per_epoch
+    schedule = WarmupDecay(config.optimizer.lr, config.schedule.final_lr, 0, 3 * steps)
+    assert history["lr"][-1] == pytest.approx(float(schedule(3 * steps - 1)), rel=1e-4)
+    assert history["lr"][-1] != pytest.approx(float(schedule(2 * steps - 1)), rel=1e-2)
