@@ -1,0 +1,28 @@
+// Rejects audio that cannot give a trustworthy embedding, before any compute.
+//
+// A silent or clipped recording still yields an embedding -- just a wrong one,
+// which would be averaged into a speaker model or accepted/rejected at random.
+#ifndef TFADVQ_AUDIO_CHECK_H_
+#define TFADVQ_AUDIO_CHECK_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sv_status.h"
+
+namespace sv {
+
+struct AudioLimits {
+  size_t min_samples = 8000;       // 0.5 s at 16 kHz
+  size_t max_samples = 16000 * 8;  // what the feature buffer holds
+  float min_rms = 30.0f;           // int16 units, after removing DC (~ -61 dBFS)
+  float max_clipped_fraction = 0.01f;
+  int16_t clip_level = 32000;      // |x| >= this counts as clipped
+};
+
+// kAudioTooShort, kAudioTooLong, kAudioSilent, kAudioClipped or kOk.
+Status CheckAudio(const int16_t* pcm, size_t num_samples, const AudioLimits& limits);
+
+}  // namespace sv
+
+#endif  // TFADVQ_AUDIO_CHECK_H_

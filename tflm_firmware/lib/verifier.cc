@@ -1,0 +1,135 @@
+#include "verifier.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "pcm_io.h"
+
+namespace sv {
+
+Verifier::Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* store,
+                   float threshold, const VerifierBuffers& buffers, const AudioLimits& limits)
+    : fbank_(fbank),
+      embedder_(embedder),
+      store_(store),
+      threshold_(threshold),
+      buffers_(buffers),
+      limits_(limits) {}
+
+Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
+  const int dim = embedder_->embedding_size();
+  const int window = embedder_->input_frames();
+  if (dim <= 0 || dim > kMaxEmbedding || window <= 0) return Status::kModelBadShape;
+  Status status = CheckAudio(pcm, num_samples, limits_);
+  if (status != Status::kOk) return status;
+  int frames = 0;
+  status = fbank_->Compute(pcm, num_samples, buffers_.features, buffers_.max_frames, &frames);
+  if (status != Status::kOk) return status;
+  if (frames < window) return Status::kAudioTooShort;
+  float part[kMaxEmbedding];
+  std::memset(embedding, 0, sizeof(float) * dim);
+  const int windows = (frames + window - 1) / window;
+  for (int w = 0; w < windows; ++w) {
+    const int start = w + 1 < windows ? w * window : frames - window;
+    status = embedder_->Embed(buffers_.features + start * Fbank::kNumMelBins, part);
+    if (status != Status::kOk) return status;
+    L2Normalize(part, dim);
+    for (int d = 0; d < dim; ++d) embedding[d] += part[d];
+  }
+  L2Normalize(embedding, dim);
+  return Status::kOk;
+}
+
+Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {
+  if (store_->state() != Status::kOk) return store_->state();
+  if (!ValidSpeakerName(name)) return Status::kBadName;
+  float embedding[kMaxEmbedding];
+  const Status status = EmbedUtterance(pcm, num_samples, embedding);
+  return status == Status::kOk ? store_->Enroll(name, embedding) : status;
+}
+
+Status Verifier::Verify(const char* name, const int16_t* pcm, size_t num_samples,
+                        Decision* decision) {
+  const float* model = nullptr;
+  uint32_t utterances = 0;
+  Status status = store_->Find(name, &model, &utterances);  // before the costly part
+  if (status != Status::kOk) return status;
+  float embedding[kMaxEmbedding];
+  status = EmbedUtterance(pcm, num_samples, embedding);
+  if (status != Status::kOk) return status;
+  *decision = Decide(model, embedding, embedder_->embedding_size(), threshold_);
+  return Status::kOk;
+}
+
+Status Verifier::Audio(const Command& command, size_t buffered_samples, size_t* num_samples) {
+  if (std::strcmp(command.path, kBufferSource) == 0) {
+    *num_samples = buffered_samples;
+    return buffered_samples <= buffers_.pcm_capacity ? Status::kOk : Status::kBadArgument;
+  }
+  return LoadPcmFile(command.path, buffers_.pcm, buffers_.pcm_capacity, num_samples);
+}
+
+Status Verifier::Execute(const Command& command, size_t buffered_samples, char* reply,
+                         size_t reply_size) {
+  size_t n = 0;
+  Status status = Status::kOk;
+  switch (command.type) {
+    case CommandType::kEnroll: {
+      status = Audio(command, buffered_samples, &n);
+      if (status == Status::kOk) status = Enroll(command.name, buffers_.pcm, n);
+      const float* mean = nullptr;
+      uint32_t utterances = 0;
+      if (status == Status::kOk) status = store_->Find(command.name, &mean, &utterances);
+      if (status == Status::kOk) {
+        std::snprintf(reply, reply_size, "OK enrolled %s utterances=%lu", command.name,
+                      static_cast<unsigned long>(utterances));
+      }
+      break;
+    }
+    case CommandType::kVerify: {
+      Decision d{};
+      const float* mean = nullptr;
+      uint32_t utterances = 0;
+      status = store_->Find(command.name, &mean, &utterances);  // before reading audio
+      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
+      if (status == Status::kOk) status = Verify(command.name, buffers_.pcm, n, &d);
+      if (status == Status::kOk) {
+        std::snprintf(reply, reply_size, "OK %s %s score=%.4f threshold=%.4f",
+                      d.accepted ? "ACCEPT" : "REJECT", command.name, static_cast<double>(d.score),
+                      static_cast<double>(d.threshold));
+      }
+      break;
+    }
+    case CommandType::kDelete:
+      status = store_->Delete(command.name);
+      if (status == Status::kOk) std::snprintf(reply, reply_size, "OK deleted %s", command.name);
+      break;
+    case CommandType::kList: {
+      status = store_->state();
+      if (status != Status::kOk) break;
+      int used = std::snprintf(reply, reply_size, "OK %d", store_->count());
+      for (int i = 0; i < store_->count() && used > 0 && static_cast<size_t>(used) < reply_size;
+           ++i) {
+        used += std::snprintf(reply + used, reply_size - used, " %s:%lu", store_->name_at(i),
+                              static_cast<unsigned long>(store_->utterances_at(i)));
+      }
+      break;
+    }
+    case CommandType::kFormat:
+      status = store_->Format();
+      if (status == Status::kOk) std::snprintf(reply, reply_size, "OK formatted");
+      break;
+  }
+  return status;
+}
+
+Status Verifier::HandleLine(const char* line, size_t buffered_samples, char* reply,
+                            size_t reply_size) {
+  Command command;
+  Status status = ParseCommand(line, &command);
+  if (status == Status::kOk) status = Execute(command, buffered_samples, reply, reply_size);
+  if (status != Status::kOk) std::snprintf(reply, reply_size, "ERR %s", StatusName(status));
+  return status;
+}
+
+}  // namespace sv

@@ -1,0 +1,261 @@
+// Protocol parsing, audio checks, WAV input and the enroll/verify pipeline
+// with a deterministic stand-in for the network.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "audio_check.h"
+#include "harness.h"
+#include "pcm_io.h"
+#include "protocol.h"
+#include "scoring.h"
+#include "verifier.h"
+
+namespace {
+
+constexpr int kDim = sv::Fbank::kNumMelBins;
+constexpr int kWindow = 50;
+constexpr size_t kSeconds2 = 32000;
+
+// Stand-in network: per-mel-bin standard deviation over the window.  Voices
+// made of different tone bursts have different spectral dynamics, so it
+// separates them the way a real embedding would, with no TFLM.
+class StdDevEmbedder : public sv::Embedder {
+ public:
+  int input_frames() const override { return kWindow; }
+  int embedding_size() const override { return kDim; }
+  sv::Status Embed(const float* features, float* embedding) override {
+    ++calls;
+    for (int d = 0; d < kDim; ++d) {
+      float sum = 0.0f;
+      float sq = 0.0f;
+      for (int t = 0; t < kWindow; ++t) {
+        const float v = features[t * kDim + d];
+        sum += v;
+        sq += v * v;
+      }
+      const float mean = sum / kWindow;
+      embedding[d] = std::sqrt(std::fmax(sq / kWindow - mean * mean, 0.0f));
+    }
+    return sv::Status::kOk;
+  }
+  int calls = 0;
+};
+
+// A "voice": 120 ms bursts of two tones separated by 80 ms of low noise.
+void Voice(float f1, float f2, uint32_t seed, int16_t* out, size_t n, float gain = 6000.0f) {
+  uint32_t state = seed;
+  for (size_t i = 0; i < n; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float noise = (static_cast<float>(state >> 16) - 32768.0f) / 32768.0f * 100.0f;
+    const float t = static_cast<float>(i) / 16000.0f;
+    const bool on = (i % 3200) < 1920;
+    const float tone = on ? gain * (std::sin(6.2831853f * f1 * t) +
+                                    0.5f * std::sin(6.2831853f * f2 * t + seed % 7))
+                          : 0.0f;
+    out[i] = static_cast<int16_t>(tone + noise);
+  }
+}
+
+struct Rig {
+  static constexpr int kMaxFrames = 300;
+  int16_t pcm[16000 * 3];
+  float features[kMaxFrames * sv::Fbank::kNumMelBins];
+  uint8_t flash[sv::kStoreMediumBytes];
+  sv::Fbank fbank;
+  StdDevEmbedder embedder;
+  sv::RamMedium medium{flash, sizeof(flash)};
+  sv::EnrollmentStore store{&medium, 42u, kDim};
+  sv::Verifier verifier{&fbank, &embedder, &store, 0.95f,
+                        sv::VerifierBuffers{pcm, sizeof(pcm) / 2, features, kMaxFrames},
+                        sv::AudioLimits{}};
+  Rig() {
+    std::memset(flash, 0xFF, sizeof(flash));
+    store.Load();
+  }
+};
+
+Rig& FreshRig() {
+  static Rig rig;
+  std::memset(rig.flash, 0xFF, sizeof(rig.flash));
+  rig.store.Load();
+  return rig;
+}
+
+}  // namespace
+
+TEST(parse_commands) {
+  sv::Command c;
+  CHECK_STATUS(sv::ParseCommand("enroll alice /tmp/a.wav\r\n", &c), sv::Status::kOk);
+  CHECK(c.type == sv::CommandType::kEnroll);
+  CHECK(std::strcmp(c.name, "alice") == 0 && std::strcmp(c.path, "/tmp/a.wav") == 0);
+  CHECK_STATUS(sv::ParseCommand("  verify  Bob_2   @buffer ", &c), sv::Status::kOk);
+  CHECK(c.type == sv::CommandType::kVerify && std::strcmp(c.name, "Bob_2") == 0);
+  CHECK_STATUS(sv::ParseCommand("delete bob", &c), sv::Status::kOk);
+  CHECK(c.type == sv::CommandType::kDelete);
+  CHECK_STATUS(sv::ParseCommand("list", &c), sv::Status::kOk);
+  CHECK(c.type == sv::CommandType::kList);
+  CHECK_STATUS(sv::ParseCommand("format", &c), sv::Status::kOk);
+}
+
+TEST(parse_rejects_malformed_lines) {
+  sv::Command c;
+  CHECK_STATUS(sv::ParseCommand("", &c), sv::Status::kParseError);
+  CHECK_STATUS(sv::ParseCommand("   \n", &c), sv::Status::kParseError);
+  CHECK_STATUS(sv::ParseCommand("erase alice", &c), sv::Status::kUnknownCommand);
+  CHECK_STATUS(sv::ParseCommand("enroll alice", &c), sv::Status::kParseError);
+  CHECK_STATUS(sv::ParseCommand("list extra", &c), sv::Status::kParseError);
+  CHECK_STATUS(sv::ParseCommand("delete a b c d e", &c), sv::Status::kParseError);
+  CHECK_STATUS(sv::ParseCommand("delete al/ice", &c), sv::Status::kBadName);
+  CHECK_STATUS(sv::ParseCommand("delete abcdefghijklmnop", &c), sv::Status::kBadName);
+  char long_line[400];
+  std::memset(long_line, 'x', sizeof(long_line) - 1);
+  long_line[sizeof(long_line) - 1] = '\0';
+  std::memcpy(long_line, "enroll a ", 9);
+  CHECK_STATUS(sv::ParseCommand(long_line, &c), sv::Status::kParseError);
+  char long_path[200] = "verify a ";
+  std::memset(long_path + 9, 'p', 150);
+  CHECK_STATUS(sv::ParseCommand(long_path, &c), sv::Status::kParseError);
+}
+
+TEST(audio_checks) {
+  static int16_t pcm[16000];
+  const sv::AudioLimits limits;
+  Voice(300.0f, 1200.0f, 1, pcm, 16000);
+  CHECK_STATUS(sv::CheckAudio(pcm, 16000, limits), sv::Status::kOk);
+  CHECK_STATUS(sv::CheckAudio(pcm, 4000, limits), sv::Status::kAudioTooShort);
+  CHECK_STATUS(sv::CheckAudio(pcm, limits.max_samples + 1, limits), sv::Status::kAudioTooLong);
+  for (int16_t& x : pcm) x = static_cast<int16_t>(x / 1000 + 500);  // quiet, with DC
+  CHECK_STATUS(sv::CheckAudio(pcm, 16000, limits), sv::Status::kAudioSilent);
+  Voice(300.0f, 1200.0f, 1, pcm, 16000, 40000.0f);  // overdriven
+  for (int16_t& x : pcm) x = static_cast<int16_t>(x > 32000 ? 32767 : (x < -32000 ? -32768 : x));
+  CHECK_STATUS(sv::CheckAudio(pcm, 16000, limits), sv::Status::kAudioClipped);
+}
+
+TEST(wav_parse_and_file_round_trip) {
+  static uint8_t wav[44 + 2 * 1000];
+  static const uint8_t header[44] = {
+      'R', 'I', 'F', 'F', 0xFC, 0x07, 0, 0, 'W', 'A', 'V', 'E', 'f', 'm', 't', ' ', 16, 0, 0, 0,
+      1, 0, 1, 0, 0x80, 0x3E, 0, 0, 0, 0x7D, 0, 0, 2, 0, 16, 0, 'd', 'a', 't', 'a', 0xD0, 0x07, 0, 0};
+  std::memcpy(wav, header, sizeof(header));
+  for (int i = 0; i < 1000; ++i) {
+    const int16_t v = static_cast<int16_t>(i * 7 - 3000);
+    wav[44 + 2 * i] = static_cast<uint8_t>(v & 0xFF);
+    wav[45 + 2 * i] = static_cast<uint8_t>((v >> 8) & 0xFF);
+  }
+  sv::WavView view{};
+  CHECK_STATUS(sv::ParseWav(wav, sizeof(wav), &view), sv::Status::kOk);
+  CHECK_EQ(view.num_samples, 1000u);
+  CHECK_EQ(view.samples[999], 999 * 7 - 3000);
+  CHECK_STATUS(sv::ParseWav(wav, sizeof(wav) - 2, &view), sv::Status::kBadWav);  // truncated data
+  wav[22] = 2;  // stereo
+  CHECK_STATUS(sv::ParseWav(wav, sizeof(wav), &view), sv::Status::kBadWav);
+  wav[22] = 1;
+  CHECK_STATUS(sv::ParseWav(wav + 4, sizeof(wav) - 4, &view), sv::Status::kBadWav);  // garbage
+
+  const char* path = "sv_test_roundtrip.wav";
+  FILE* f = std::fopen(path, "wb");
+  CHECK(f != nullptr);
+  if (f == nullptr) return;
+  std::fwrite(wav, 1, sizeof(wav), f);
+  std::fclose(f);
+  static int16_t pcm[1000];
+  size_t n = 0;
+  CHECK_STATUS(sv::LoadPcmFile(path, pcm, 1000, &n), sv::Status::kOk);
+  CHECK_EQ(n, 1000u);
+  CHECK_EQ(pcm[10], 10 * 7 - 3000);
+  CHECK_STATUS(sv::LoadPcmFile(path, pcm, 999, &n), sv::Status::kAudioTooLong);
+  std::remove(path);
+  CHECK_STATUS(sv::LoadPcmFile("no/such/file.wav", pcm, 1000, &n), sv::Status::kIoError);
+}
+
+TEST(cosine_scoring) {
+  const float a[3] = {1.0f, 0.0f, 0.0f};
+  const float b[3] = {1.0f, 1.0f, 0.0f};
+  const float zero[3] = {0.0f, 0.0f, 0.0f};
+  CHECK_NEAR(sv::CosineScore(a, b, 3), 1.0 / std::sqrt(2.0), 1e-6);
+  CHECK_NEAR(sv::CosineScore(a, zero, 3), 0.0, 0.0);
+  CHECK(sv::Decide(a, b, 3, 0.7f).accepted);
+  CHECK(!sv::Decide(a, b, 3, 0.71f).accepted);
+}
+
+TEST(enroll_and_verify_two_speakers) {
+  Rig& rig = FreshRig();
+  for (uint32_t utt = 0; utt < 2; ++utt) {
+    Voice(300.0f, 1200.0f, 10 + utt, rig.pcm, kSeconds2);
+    CHECK_STATUS(rig.verifier.Enroll("alice", rig.pcm, kSeconds2), sv::Status::kOk);
+    Voice(700.0f, 2600.0f, 20 + utt, rig.pcm, kSeconds2);
+    CHECK_STATUS(rig.verifier.Enroll("bob", rig.pcm, kSeconds2), sv::Status::kOk);
+  }
+  sv::Decision same{};
+  sv::Decision other{};
+  Voice(300.0f, 1200.0f, 99, rig.pcm, kSeconds2);
+  CHECK_STATUS(rig.verifier.Verify("alice", rig.pcm, kSeconds2, &same), sv::Status::kOk);
+  CHECK_STATUS(rig.verifier.Verify("bob", rig.pcm, kSeconds2, &other), sv::Status::kOk);
+  CHECK(same.accepted);
+  CHECK(!other.accepted);
+  CHECK(same.score > other.score + 0.1f);
+  CHECK_STATUS(rig.verifier.Verify("carol", rig.pcm, kSeconds2, &same), sv::Status::kUnknownSpeaker);
+}
+
+TEST(embedding_averages_windows_over_the_whole_utterance) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1200.0f, 5, rig.pcm, kSeconds2);  // 198 frames -> 4 windows of 50
+  float e[kDim];
+  rig.embedder.calls = 0;
+  CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, kSeconds2, e), sv::Status::kOk);
+  CHECK_EQ(rig.embedder.calls, 4);
+  float norm = 0.0f;
+  for (float v : e) norm += v * v;
+  CHECK_NEAR(norm, 1.0, 1e-5);
+  // 0.5 s (48 frames) passes the audio check but is shorter than one window.
+  CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, 8000, e), sv::Status::kAudioTooShort);
+}
+
+TEST(protocol_session_over_buffer) {
+  Rig& rig = FreshRig();
+  char reply[160];
+  Voice(300.0f, 1200.0f, 3, rig.pcm, kSeconds2);
+  CHECK_STATUS(rig.verifier.HandleLine("enroll alice @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kOk);
+  CHECK(std::strcmp(reply, "OK enrolled alice utterances=1") == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("verify alice @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kOk);
+  CHECK(std::strncmp(reply, "OK ACCEPT alice score=1.0000", 28) == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("list", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK(std::strcmp(reply, "OK 1 alice:1") == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("verify bob @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kUnknownSpeaker);
+  CHECK(std::strcmp(reply, "ERR UNKNOWN_SPEAKER") == 0);
+  std::memset(rig.pcm, 0, sizeof(rig.pcm));
+  CHECK_STATUS(rig.verifier.HandleLine("enroll bob @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kAudioSilent);
+  CHECK(std::strcmp(reply, "ERR AUDIO_SILENT") == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("enroll bob no_such_file.wav", 0, reply, sizeof(reply)),
+               sv::Status::kIoError);
+  CHECK_STATUS(rig.verifier.HandleLine("delete alice", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_STATUS(rig.verifier.HandleLine("list", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK(std::strcmp(reply, "OK 0") == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("hello", 0, reply, sizeof(reply)),
+               sv::Status::kUnknownCommand);
+  CHECK(std::strcmp(reply, "ERR UNKNOWN_COMMAND") == 0);
+}
+
+TEST(corrupted_store_blocks_protocol_until_format) {
+  Rig& rig = FreshRig();
+  char reply[160];
+  Voice(300.0f, 1200.0f, 3, rig.pcm, kSeconds2);
+  CHECK_STATUS(rig.verifier.HandleLine("enroll alice @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kOk);
+  for (size_t i = 0; i < sizeof(rig.flash); i += 64) rig.flash[i] ^= 0x5A;
+  CHECK_STATUS(rig.store.Load(), sv::Status::kStoreCorrupt);
+  CHECK_STATUS(rig.verifier.HandleLine("verify alice @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kStoreCorrupt);
+  CHECK(std::strcmp(reply, "ERR STORE_CORRUPT") == 0);
+  CHECK_STATUS(rig.verifier.HandleLine("enroll bob @buffer", kSeconds2, reply, sizeof(reply)),
+               sv::Status::kStoreCorrupt);
+  CHECK_STATUS(rig.verifier.HandleLine("list", 0, reply, sizeof(reply)), sv::Status::kStoreCorrupt);
+  CHECK_STATUS(rig.verifier.HandleLine("format", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_STATUS(rig.verifier.HandleLine("list", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK(std::strcmp(reply, "OK 0") == 0);
+}
