@@ -8,6 +8,7 @@ import pytest
 
 from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav
 from tfadvq.compat import tf
+from tfadvq.config import dump_yaml, load_yaml
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.features import FbankConfig, fbank, mel_filterbank, num_frames
 from tfadvq.pipeline import (
@@ -153,3 +154,11 @@ def test_bad_inputs_are_named(tmp_path, tone_corpus):
     save_wav(path, np.zeros(8000), sample_rate=8000)
     with pytest.raises(tf.errors.InvalidArgumentError, match="8k.wav"):
         list(eval_dataset([Utterance("8k", str(path), "s")]))
+
+
+def test_config_yaml_round_trip(tmp_path):
+    config = PipelineConfig(batch_size=32, snr_db=(3.0, 9.0), speed_perturb=True,
+                            fbank=FbankConfig(num_mel_bins=40))
+    dump_yaml(config, tmp_path / "pipeline.yaml")
+    loaded = load_yaml(PipelineConfig, tmp_path / "pipeline.yaml")
+    assert loaded == config and loaded.crop_frames == 198

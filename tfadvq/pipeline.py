@@ -179,26 +179,31 @@ def spec_augment(features: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -
 def add_noise(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
     """Add noise at ``U[snr_db]`` dB to a ``noise_prob`` share of ``waves [B, N]``.
 
-    The noise is coloured (white noise with a random spectral tilt
-    ``f^-a/2``, ``a ~ U[0, 2]``: white to brown) or, for a ``babble_prob``
-    share, the sum of three other utterances of the batch.
+    The noise is coloured (Gaussian noise with a random spectral tilt, amplitude
+    ``f^-a/2`` with ``a ~ U[0, 2]``: white to brown, made in the frequency
+    domain) or, for a ``babble_prob`` share, the sum of three other utterances
+    of the batch.  Only the chosen rows are computed.
     """
     batch, length = tf.shape(waves)[0], tf.shape(waves)[1]
     u = tf.random.stateless_uniform([4, batch], _sub_seed(seed, 1))
-    white = tf.random.stateless_normal([batch, length], _sub_seed(seed, 2))
-    freqs = tf.maximum(tf.linspace(0.0, 1.0, length // 2 + 1), 1.0 / tf.cast(length, tf.float32))
-    tilt = tf.pow(freqs[tf.newaxis], -u[0][:, None])  # amplitude f^(-a/2), a = 2 u0
-    coloured = tf.signal.irfft(tf.signal.rfft(white) * tf.cast(tilt, tf.complex64),
-                               fft_length=[length])
-    babble = sum(tf.roll(waves, shift, axis=0) for shift in (1, 2, 3))
-    noise = tf.where((u[1] < config.babble_prob)[:, None], babble, coloured)
-    low, high = config.snr_db
-    snr = low + (high - low) * u[2]
-    power = tf.reduce_mean(tf.square(waves), axis=1) + 1e-10
-    noise_power = tf.reduce_mean(tf.square(noise), axis=1) + 1e-10
-    gain = tf.sqrt(power / (noise_power * tf.pow(10.0, snr / 10.0)))
-    apply = (u[3] < config.noise_prob)[:, None]
-    return tf.where(apply, waves + gain[:, None] * noise, waves)
+
+    def noisy(rows: tf.Tensor) -> tf.Tensor:
+        clean = tf.gather(waves, rows)
+        bins = length // 2 + 1
+        shape = tf.stack([tf.size(rows), bins])
+        spectrum = tf.complex(tf.random.stateless_normal(shape, _sub_seed(seed, 2)),
+                              tf.random.stateless_normal(shape, _sub_seed(seed, 5)))
+        freqs = tf.maximum(tf.linspace(0.0, 1.0, bins), 1.0 / tf.cast(length, tf.float32))
+        tilt = tf.pow(freqs[tf.newaxis], -tf.gather(u[0], rows)[:, None])
+        coloured = tf.signal.irfft(spectrum * tf.cast(tilt, tf.complex64), [length])
+        babble = tf.add_n([tf.gather(waves, (rows + k) % batch) for k in (1, 2, 3)])
+        noise = tf.where((tf.gather(u[1], rows) < config.babble_prob)[:, None], babble, coloured)
+        low, high = config.snr_db
+        snr = low + (high - low) * tf.gather(u[2], rows)
+        gain = tf.sqrt(_power(clean) / (_power(noise) * tf.pow(10.0, snr / 10.0)))
+        return clean + gain[:, None] * noise
+
+    return _on_rows(waves, u[3] < config.noise_prob, noisy)
 
 
 def add_reverb(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
@@ -206,25 +211,36 @@ def add_reverb(waves: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.
 
     Impulse response: a unit direct path followed by Gaussian noise decaying
     by 60 dB over ``RT60 ~ U[rt60_seconds]``, ``rir_seconds`` long; applied
-    as a linear convolution via FFT and truncated to the input length.
+    as a linear convolution via FFT and truncated to the input length.  Only
+    the chosen rows are computed.
     """
     batch, length = tf.shape(waves)[0], tf.shape(waves)[1]
     taps = int(config.rir_seconds * config.fbank.sample_rate)
     u = tf.random.stateless_uniform([2, batch], _sub_seed(seed, 3))
-    low, high = config.rt60_seconds
-    rt60 = low + (high - low) * u[0]
-    t = tf.range(taps, dtype=tf.float32)[tf.newaxis] / config.fbank.sample_rate
-    decay = tf.exp(-3.0 * math.log(10.0) * t / rt60[:, None])  # -60 dB at t = rt60
-    tail = tf.random.stateless_normal([batch, taps], _sub_seed(seed, 4)) * decay * 0.3
-    rir = tf.concat([tf.ones([batch, 1]), tail[:, 1:]], axis=1)
-    fft = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(length + taps, tf.float32))
-                                      / math.log(2.0)), tf.int32)[tf.newaxis]
-    wet = tf.signal.irfft(tf.signal.rfft(waves, fft) * tf.signal.rfft(rir, fft), fft)
-    wet = wet[:, :length]
-    scale = tf.sqrt((tf.reduce_mean(tf.square(waves), 1) + 1e-10)
-                    / (tf.reduce_mean(tf.square(wet), 1) + 1e-10))
-    apply = (u[1] < config.reverb_prob)[:, None]
-    return tf.where(apply, wet * scale[:, None], waves)
+
+    def reverberant(rows: tf.Tensor) -> tf.Tensor:
+        dry = tf.gather(waves, rows)
+        low, high = config.rt60_seconds
+        rt60 = low + (high - low) * tf.gather(u[0], rows)
+        t = tf.range(taps, dtype=tf.float32)[tf.newaxis] / config.fbank.sample_rate
+        decay = tf.exp(-3.0 * math.log(10.0) * t / rt60[:, None])  # -60 dB at t = rt60
+        noise = tf.random.stateless_normal(tf.stack([tf.size(rows), taps]), _sub_seed(seed, 4))
+        rir = tf.concat([tf.ones_like(noise[:, :1]), (0.3 * noise * decay)[:, 1:]], axis=1)
+        fft = ((length + taps + 511) // 512 * 512)[tf.newaxis]  # >= linear-convolution length
+        wet = tf.signal.irfft(tf.signal.rfft(dry, fft) * tf.signal.rfft(rir, fft), fft)[:, :length]
+        return wet * tf.sqrt(_power(dry) / _power(wet))[:, None]
+
+    return _on_rows(waves, u[1] < config.reverb_prob, reverberant)
+
+
+def _on_rows(waves: tf.Tensor, chosen: tf.Tensor, transform) -> tf.Tensor:
+    """``waves`` with the rows where ``chosen`` is true replaced by ``transform(rows)``."""
+    rows = tf.cast(tf.where(chosen)[:, 0], tf.int32)
+    return tf.tensor_scatter_nd_update(waves, rows[:, None], transform(rows))
+
+
+def _power(waves: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.square(waves), axis=1) + 1e-10
 
 
 def _wav_paths(utterances: Sequence[Utterance]) -> list[str]:
