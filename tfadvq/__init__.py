@@ -14,11 +14,30 @@ from tfadvq.errors import (
     QuantizationError,
     TfadvqError,
 )
+from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav, validate_files
+from tfadvq.features import Fbank, FbankConfig, fbank, num_frames
+from tfadvq.pipeline import PipelineConfig, eval_dataset, train_dataset
+from tfadvq.voxceleb import Trials, Utterance, load_corpus, read_trials
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AudioError",
+    "Fbank",
+    "FbankConfig",
+    "PipelineConfig",
+    "SAMPLE_RATE",
+    "Trials",
+    "Utterance",
+    "eval_dataset",
+    "fbank",
+    "load_audio",
+    "load_corpus",
+    "num_frames",
+    "read_trials",
+    "save_wav",
+    "train_dataset",
+    "validate_files",
     "ConfigError",
     "ConversionError",
     "DataError",
