@@ -311,7 +311,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["lr"] = float(self.model.optimizer.learning_rate)
+            logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
 class EmbeddingCheckpoint(keras.callbacks.Callback):
