@@ -117,7 +117,7 @@ class WeightTensor:
         itemsize = np.dtype(self.dtype).itemsize
         if not self.lut:
             return self.size * itemsize
-        return -(-self.size * self.bits // 8) + self.channels * (2**self.bits) * itemsize
+        return int(-(-self.size * self.bits // 8) + self.channels * (2**self.bits) * itemsize)
 
 
 def _layout(layer: keras.layers.Layer) -> _Layout:
@@ -327,7 +327,7 @@ def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
             continue
         seen.add(id(buffer))
         weight = by_index.get(tensor.index)
-        total += weight.ideal_bytes() if weight is not None else len(buffer.data)
+        total += int(weight.ideal_bytes()) if weight is not None else len(buffer.data)
     return total
 
 

@@ -99,14 +99,14 @@ class ConversionResult:
         return rows
 
 
-def _check_inputs(representative: RepresentativeData | None, frames: int, mels: int) -> np.ndarray:
+def _check_inputs(representative: RepresentativeData | None, frames: int, mels: int, count: int) -> np.ndarray:
     """A few inputs for the parity checks: representative crops if given, else seeded noise."""
     if representative is not None:
-        batch = zip(range(CHECK_EXAMPLES), representative())
+        batch = zip(range(count), representative())
         examples = [np.asarray(x, np.float32).reshape(frames, mels) for _, x in batch]
         if examples:
             return np.stack(examples)
-    return np.random.default_rng(0).normal(size=(CHECK_EXAMPLES, frames, mels)).astype(np.float32)
+    return np.random.default_rng(0).normal(size=(count, frames, mels)).astype(np.float32)
 
 
 def convert_model(
@@ -115,12 +115,14 @@ def convert_model(
     frames: int,
     int8: bool = False,
     representative: RepresentativeData | None = None,
+    check_examples: int = CHECK_EXAMPLES,
 ) -> ConversionResult:
     """Convert, LUT-compress and verify ``model`` (see module doc).
 
     ``bits_per_layer`` names each quantized Conv2D/DepthwiseConv2D/Dense layer
     and its weight bits (1-8; 8 stays a plain tensor); ``int8`` selects
-    full-integer activations, calibrated on ``representative`` (required then).
+    full-integer activations, calibrated on ``representative`` (required then);
+    ``check_examples`` inputs are run through Keras, the twin and the LUT model.
     Raises ConversionError when any step or check fails.
     """
     mels = feature_dim(model)
@@ -132,7 +134,7 @@ def convert_model(
     weights = find_weight_tensors(twin, model, bits_per_layer)
     lut_model = compress(twin, weights)
 
-    inputs = _check_inputs(representative, frames, mels)
+    inputs = _check_inputs(representative, frames, mels, check_examples)
     reference = model(inputs, training=False).numpy()
     twin_out = run_tflm(twin, inputs)
     lut_out = run_tflm(lut_model, inputs)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -141,3 +142,16 @@ def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labe
 
     scores = cosine_rows(embeddings[enroll], embeddings[test])
     return calibrate_thresholds(scores, labels).eer_rate
+
+
+def invoke_seconds(model: bytes, input_shape: tuple[int, ...], repeats: int = 3) -> float:
+    """Median wall time of one TFLM invoke on this host (after one warm-up invoke)."""
+    interpreter = make_interpreter(model)
+    interpreter.set_input(np.random.default_rng(0).normal(size=input_shape).astype(np.float32), 0)
+    interpreter.invoke()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

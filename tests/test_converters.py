@@ -279,3 +279,38 @@ def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
     assert "--int8 needs --corpus" in capsys.readouterr().err
+
+
+def _write_corpus(root, seconds: float = 0.6) -> None:
+    """Smallest corpus in the generated layout: 2 dev and 2 test speakers, tones in noise."""
+    from tfadvq.audio import save_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(16000 * seconds)) / 16000
+    (root / "lists").mkdir(parents=True)
+    (root / "trials").mkdir()
+    for split, speakers in (("dev", ("a", "b")), ("test", ("c", "d"))):
+        keys = []
+        for i, spk in enumerate(speakers):
+            key = f"{spk}/s0/00000.wav"
+            wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.01 * rng.normal(size=t.size)
+            save_wav(root / split / "wav" / key, wave.astype(np.float32))
+            keys.append((key, spk))
+        (root / "lists" / f"{split}_wav.scp").write_text("".join(f"{k} {split}/wav/{k}\n" for k, _ in keys))
+        (root / "lists" / f"{split}_utt2spk").write_text("".join(f"{k} {s}\n" for k, s in keys))
+    (root / "trials" / "test.txt").write_text("0 c/s0/00000.wav d/s0/00000.wav\n")
+
+
+def test_corpus_crops_are_fbank_windows_of_dev_audio(tmp_path):
+    from converters import corpus_crops
+    from tfadvq.audio import load_audio
+    from tfadvq.features import fbank
+
+    _write_corpus(tmp_path)
+    crops = corpus_crops(tmp_path, FRAMES, count=6, seed=0)
+    assert crops.shape == (6, FRAMES, MELS) and np.isfinite(crops).all()
+    full = [np.asarray(fbank(load_audio(tmp_path / "dev" / "wav" / f"{s}/s0/00000.wav"))) for s in "ab"]
+    for crop in crops:  # each crop is a contiguous window of one dev utterance's features
+        assert any(
+            np.allclose(crop, f[i : i + FRAMES], atol=1e-5) for f in full for i in range(len(f) - FRAMES + 1)
+        )
