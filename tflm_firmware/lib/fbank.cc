@@ -26,6 +26,11 @@ Fbank::Fbank() {
   const double low = Mel(kLowFreq);
   const double high = Mel(kSampleRate / 2.0);
   const double delta = (high - low) / (kNumMelBins + 1);
+  // Mel value of each FFT bin, once: double-precision libm is software on the M4.
+  double bin_mel[kFftLength / 2];
+  for (int k = 0; k < kFftLength / 2; ++k) {
+    bin_mel[k] = Mel(static_cast<double>(k) * kSampleRate / kFftLength);
+  }
   int used = 0;
   for (int m = 0; m < kNumMelBins; ++m) {
     const double left = low + m * delta;
@@ -36,7 +41,7 @@ Fbank::Fbank() {
     mel_offset_[m] = static_cast<short>(used);
     // The Nyquist bin always has weight 0, so only bins 0..K/2-1 are scanned.
     for (int k = 0; k < kFftLength / 2; ++k) {
-      const double z = Mel(static_cast<double>(k) * kSampleRate / kFftLength);
+      const double z = bin_mel[k];
       double w = 0.0;
       if (z > left && z <= center) {
         w = (z - left) / (center - left);

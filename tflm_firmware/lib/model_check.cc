@@ -65,4 +65,24 @@ Status CheckModelBlob(const uint8_t* data, size_t size, size_t expected_size, Mo
   return Status::kOk;
 }
 
+uint32_t ModelIdFromSha256(const char* sha256_hex) {
+  if (sha256_hex == nullptr) return 0;
+  uint32_t id = 0;
+  for (int i = 0; i < 8; ++i) {
+    const char c = sha256_hex[i];
+    uint32_t digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<uint32_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<uint32_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<uint32_t>(c - 'A' + 10);
+    } else {
+      return 0;
+    }
+    id = (id << 4) | digit;
+  }
+  return id;
+}
+
 }  // namespace sv

@@ -29,6 +29,11 @@ struct ModelBlobInfo {
 //   kModelBadVersion    schema version != 3
 Status CheckModelBlob(const uint8_t* data, size_t size, size_t expected_size, ModelBlobInfo* info);
 
+// The enrollment store's model id: the first 32 bits of the model's SHA-256
+// (hex, as the converter writes TFADVQ_MODEL_SHA256), so speakers enrolled with
+// one network are never scored by another.  0 if `sha256_hex` is not >= 8 hex digits.
+uint32_t ModelIdFromSha256(const char* sha256_hex);
+
 }  // namespace sv
 
 #endif  // TFADVQ_MODEL_CHECK_H_

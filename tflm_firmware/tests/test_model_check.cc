@@ -66,3 +66,10 @@ TEST(model_check_survives_garbage) {
   }
   CHECK(rejected > 1990);
 }
+
+TEST(model_id_from_sha256) {
+  CHECK_EQ(sv::ModelIdFromSha256("3fA0b1c2deadbeef"), 0x3FA0B1C2u);
+  CHECK_EQ(sv::ModelIdFromSha256("3fa0b1c"), 0u);  // too short
+  CHECK_EQ(sv::ModelIdFromSha256("3fa0b1cg"), 0u);
+  CHECK_EQ(sv::ModelIdFromSha256(nullptr), 0u);
+}

@@ -9,6 +9,7 @@
 #include "pcm_io.h"
 #include "protocol.h"
 #include "scoring.h"
+#include "session.h"
 #include "verifier.h"
 
 namespace {
@@ -258,4 +259,64 @@ TEST(corrupted_store_blocks_protocol_until_format) {
   CHECK_STATUS(rig.verifier.HandleLine("format", 0, reply, sizeof(reply)), sv::Status::kOk);
   CHECK_STATUS(rig.verifier.HandleLine("list", 0, reply, sizeof(reply)), sv::Status::kOk);
   CHECK(std::strcmp(reply, "OK 0") == 0);
+}
+
+namespace {
+
+// A 16 kHz mono 16-bit WAV file of `pcm[n]`.
+bool WriteWav(const char* path, const int16_t* pcm, uint32_t n) {
+  uint8_t header[44] = {'R', 'I', 'F', 'F', 0, 0, 0, 0, 'W', 'A', 'V', 'E', 'f', 'm', 't', ' ',
+                        16, 0, 0, 0, 1, 0, 1, 0, 0x80, 0x3E, 0, 0, 0, 0x7D, 0, 0, 2, 0, 16, 0,
+                        'd', 'a', 't', 'a', 0, 0, 0, 0};
+  const uint32_t bytes = 2 * n;
+  for (int i = 0; i < 4; ++i) {
+    header[4 + i] = static_cast<uint8_t>((bytes + 36) >> (8 * i));
+    header[40 + i] = static_cast<uint8_t>(bytes >> (8 * i));
+  }
+  FILE* f = std::fopen(path, "wb");
+  if (f == nullptr) return false;
+  const bool ok = std::fwrite(header, 1, 44, f) == 44 && std::fwrite(pcm, 2, n, f) == n;
+  return std::fclose(f) == 0 && ok;
+}
+
+}  // namespace
+
+TEST(session_runs_a_command_file) {
+  Rig& rig = FreshRig();
+  static int16_t pcm[kSeconds2];
+  Voice(300.0f, 1200.0f, 1, pcm, kSeconds2);
+  CHECK(WriteWav("sv_alice1.wav", pcm, kSeconds2));
+  Voice(300.0f, 1200.0f, 2, pcm, kSeconds2);
+  CHECK(WriteWav("sv_alice2.wav", pcm, kSeconds2));
+  Voice(700.0f, 2600.0f, 3, pcm, kSeconds2);
+  CHECK(WriteWav("sv_bob.wav", pcm, kSeconds2));
+  FILE* commands = std::fopen("sv_commands.txt", "wb");
+  CHECK(commands != nullptr);
+  if (commands == nullptr) return;
+  std::fputs("# enrollment\nenroll alice sv_alice1.wav\n\nverify alice sv_alice2.wav\n"
+             "verify alice sv_bob.wav\nverify carol sv_bob.wav\nlist\nquit\nlist\n",
+             commands);
+  std::fclose(commands);
+  FILE* in = std::fopen("sv_commands.txt", "rb");
+  FILE* out = std::fopen("sv_replies.txt", "wb");
+  CHECK(in != nullptr && out != nullptr);
+  if (in == nullptr || out == nullptr) return;
+  CHECK_EQ(sv::RunSession(&rig.verifier, in, out), 1);  // carol is unknown
+  std::fclose(in);
+  std::fclose(out);
+  char replies[512] = {};
+  FILE* r = std::fopen("sv_replies.txt", "rb");
+  CHECK(r != nullptr);
+  if (r == nullptr) return;
+  const size_t got = std::fread(replies, 1, sizeof(replies) - 1, r);
+  std::fclose(r);
+  replies[got] = '\0';
+  CHECK(std::strncmp(replies, "OK enrolled alice utterances=1\nOK ACCEPT alice score=", 53) == 0);
+  CHECK(std::strstr(replies, "\nOK REJECT alice score=") != nullptr);
+  CHECK(std::strstr(replies, "\nERR UNKNOWN_SPEAKER\nOK 1 alice:1\n") != nullptr);
+  const char* last = std::strstr(replies, "OK 1 alice:1\n");
+  CHECK(last != nullptr && last[13] == '\0');  // nothing after "quit"
+  static const char* const kFiles[] = {"sv_alice1.wav", "sv_alice2.wav", "sv_bob.wav",
+                                       "sv_commands.txt", "sv_replies.txt"};
+  for (const char* path : kFiles) std::remove(path);
 }

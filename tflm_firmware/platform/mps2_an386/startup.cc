@@ -71,6 +71,10 @@ void StartTickCounter() {
   Reg(kSysTickVal) = 0;
   g_wraps = 0;
   Reg(kSysTickCtrl) = 0x7u;  // core clock, interrupt on wrap, enable
+  // The counter loads kReload on its first tick; count from there.
+  while (Reg(kSysTickVal) == 0) {
+  }
+  g_wraps = 0;
 }
 
 uint64_t TickCount() {
