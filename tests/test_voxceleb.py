@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tfadvq.audio import SAMPLE_RATE, save_wav
+from tfadvq.cli import main
 from tfadvq.errors import DataError
 from tfadvq.voxceleb import (
     Trials,
@@ -13,6 +14,7 @@ from tfadvq.voxceleb import (
     read_kaldi_lists,
     read_trials,
     scan_tree,
+    write_kaldi_lists,
     write_trials,
 )
 
@@ -176,3 +178,32 @@ def test_corpus_speakers_must_be_disjoint(tmp_path):
     scp.write_text(scp.read_text().replace(" t2\n", " s2\n"))
     with pytest.raises(DataError, match="disjoint"):
         load_corpus(tmp_path)
+
+
+def test_kaldi_lists_round_trip(tmp_path):
+    _write_tree(tmp_path / "wav", VOX_KEYS)
+    utts = scan_tree(tmp_path / "wav")
+    write_kaldi_lists(utts, tmp_path / "l" / "wav.scp", tmp_path / "l" / "utt2spk")
+    assert read_kaldi_lists(tmp_path / "l" / "wav.scp", tmp_path / "l" / "utt2spk") == utts
+
+
+def test_lists_command_skips_and_reports_bad_files(tmp_path, capsys):
+    """The data-preparation run: bad files are listed with reasons, nothing else is lost."""
+    root = tmp_path / "wav"
+    _write_tree(root, VOX_KEYS)
+    (root / VOX_KEYS[3]).write_bytes(b"RIFF\x00\x00")  # corrupt header
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"1 {VOX_KEYS[1]} {VOX_KEYS[2]}\n0 {VOX_KEYS[1]} {VOX_KEYS[3]}\n")
+    out = tmp_path / "out"
+    code = main(["lists", "--wav-root", str(root), "--trials", str(trials),
+                 "--min-seconds", "0.2", "--out", str(out)])
+    assert code == 0
+    kept = read_kaldi_lists(out / "wav.scp", out / "utt2spk")
+    assert [u.key for u in kept] == sorted(VOX_KEYS[:3])
+    bad = (out / "bad.txt").read_text().splitlines()
+    assert len(bad) == 1 and bad[0].startswith(str(root / VOX_KEYS[3]) + "\t")
+    assert read_trials(out / "trials.txt").test == [VOX_KEYS[2]]
+    assert "trials_kept" in capsys.readouterr().out
+    assert main(["lists", "--wav-root", str(root), "--out", str(out)]) == 0  # default 0.5 s
+    reasons = [line.split("\t")[1] for line in (out / "bad.txt").read_text().splitlines()]
+    assert len(reasons) == 4 and sum("at least 0.5 s" in r for r in reasons) == 3  # 0.25 s files

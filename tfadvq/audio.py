@@ -18,8 +18,8 @@ content above 1.25x the new Nyquist frequency by more than 60 dB (measured: 73 d
 at 10 kHz for 44.1 -> 16 kHz) and is two orders of magnitude faster than
 ``tfio.audio.resample`` on CPU (measured: 4 ms vs 390 ms for 2 s at 44.1 kHz).
 
-:func:`save_wav` needs neither TensorFlow nor tensorflow-io, so corpus
-generator worker processes stay light; TensorFlow is imported on first load.
+tensorflow-io (a large op library) is imported on the first decode only, so
+processes that only write audio (corpus generator workers) never load it.
 """
 from __future__ import annotations
 
@@ -164,8 +164,9 @@ def _check_file(path: Path) -> None:
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Samples as float32 [n, channels] (ints scaled to [-1, 1)) and the sample rate."""
-    from tfadvq.compat import tf
     import tensorflow_io as tfio
+
+    from tfadvq.compat import tf
 
     try:
         audio = tfio.audio.AudioIOTensor(str(path))

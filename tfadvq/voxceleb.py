@@ -186,6 +186,17 @@ def write_trials(trials: Trials, path: str | os.PathLike) -> None:
     path.write_text("".join(rows))
 
 
+def write_kaldi_lists(
+    utterances: Iterable[Utterance], wav_scp: str | os.PathLike, utt2spk: str | os.PathLike
+) -> None:
+    """Write ``wav.scp`` and ``utt2spk`` (absolute paths) that :func:`read_kaldi_lists` reads back."""
+    utterances = list(utterances)
+    for path, rows in ((wav_scp, (f"{u.key} {Path(u.path).resolve()}\n" for u in utterances)),
+                       (utt2spk, (f"{u.key} {u.speaker}\n" for u in utterances))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("".join(rows))
+
+
 def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpus:
     """Load a corpus written by ``tfadvq data synth`` (layout in docs/architecture.md)."""
     root = Path(directory)
@@ -240,5 +251,6 @@ __all__ = [
     "read_trials",
     "scan_tree",
     "tree_conversion_command",
+    "write_kaldi_lists",
     "write_trials",
 ]
