@@ -100,26 +100,30 @@ def array_representative(features: np.ndarray) -> RepresentativeData:
     return lambda: iter(features)
 
 
-def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0) -> np.ndarray:
-    """``count`` random fbank crops ``[count, frames, mels]`` from a corpus's training (dev) utterances.
+def fbank_window(path: str | Path, frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``[frames, mels]`` fbank window of an audio file, as the firmware sees it.
 
-    Uses the corpus and feature modules of tfadvq (imported here so the
-    converter works without them when features are given directly).
+    Short utterances repeat (wrap) to ``frames``; longer ones give a random
+    window with ``rng`` or the centre window without.
     """
     from tfadvq.audio import load_audio
     from tfadvq.features import FbankConfig, fbank
+
+    features = np.asarray(fbank(load_audio(path), FbankConfig()), np.float32)
+    if len(features) < frames:
+        features = np.pad(features, ((0, frames - len(features)), (0, 0)), mode="wrap")
+    spare = len(features) - frames
+    start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
+    return features[start : start + frames]
+
+
+def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0) -> np.ndarray:
+    """``count`` random fbank windows ``[count, frames, mels]`` of a corpus's training (dev) utterances."""
     from tfadvq.voxceleb import load_corpus
 
     utterances = load_corpus(corpus_dir).train
     if not utterances:
         raise ConversionError(f"{corpus_dir}: no dev utterances for int8 calibration")
     rng = np.random.default_rng(seed)
-    config = FbankConfig()
-    crops = []
-    for index in tqdm(rng.choice(len(utterances), count), desc="calibration crops", leave=False):
-        features = np.asarray(fbank(load_audio(utterances[index].path), config))
-        if len(features) < frames:
-            features = np.pad(features, ((0, frames - len(features)), (0, 0)), mode="wrap")
-        start = rng.integers(0, len(features) - frames + 1)
-        crops.append(features[start : start + frames])
-    return np.stack(crops).astype(np.float32)
+    picks = rng.choice(len(utterances), count)
+    return np.stack([fbank_window(utterances[i].path, frames, rng) for i in tqdm(picks, desc="calibration crops", leave=False)])

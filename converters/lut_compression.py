@@ -177,9 +177,12 @@ def distinct_per_channel(array: np.ndarray, axis: int) -> np.ndarray:
     return 1 + starts.sum(axis=1)
 
 
-def _constant_on_groups(candidate: np.ndarray, kernel: np.ndarray, axis: int) -> bool:
-    """True if ``candidate`` takes one value on each group of equal ``kernel`` weights, per channel."""
-    order, starts = _channel_groups(kernel, axis)
+def _constant_on_groups(candidate: np.ndarray, groups: tuple[np.ndarray, np.ndarray], axis: int) -> bool:
+    """True if ``candidate`` takes one value on each group of equal kernel weights, per channel.
+
+    ``groups`` is :func:`_channel_groups` of the Keras kernel (in TFLite layout).
+    """
+    order, starts = groups
     rows = np.moveaxis(candidate, axis, 0).reshape(candidate.shape[axis], -1)
     ordered = np.take_along_axis(rows, order, axis=1)
     return bool(np.all((ordered[:, 1:] == ordered[:, :-1]) | starts))
@@ -199,14 +202,13 @@ def _lut_axis(tensor: model_editor.Tensor, layer: str, expected: int) -> int:
     """The value-table axis: the quantized dimension for int8, the output channels for float."""
     if tensor.dtype == schema.TensorType.FLOAT32:
         return expected
-    quant = tensor._fb.quantization
-    scales = None if quant is None else quant.scale
-    if scales is None or len(scales) < 2:
+    quant = tensor.quantization
+    if quant is None or np.size(quant.scales) < 2:
         raise ConversionError(
             f"layer {layer!r}: its int8 weights are quantized per tensor; LUT compression needs "
             "per-channel quantized weights (the TFLite converter's default for Conv2D/Dense)"
         )
-    return int(quant.quantizedDimension)
+    return int(quant.axis or 0)
 
 
 def _match_layer(
@@ -214,7 +216,8 @@ def _match_layer(
 ) -> WeightTensor:
     layout = _layout(layer)
     kernel = layout.to_tflite(layout.kernel(layer))
-    counts = distinct_per_channel(kernel, layout.axis)
+    groups = _channel_groups(kernel, layout.axis)
+    counts = 1 + groups[1].sum(axis=1)
     if counts.max() > 2**bits:
         raise ConversionError(
             f"layer {layer.name!r}: {int(counts.max())} distinct weights in output channel "
@@ -224,7 +227,7 @@ def _match_layer(
     matches = [
         (op, t)
         for op, t in _weight_candidates(subgraph, layout.op, kernel.shape)
-        if t.index not in taken and _constant_on_groups(t.array, kernel, layout.axis)
+        if t.index not in taken and _constant_on_groups(t.array, groups, layout.axis)
     ]
     if not matches:
         raise ConversionError(

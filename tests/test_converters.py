@@ -133,9 +133,9 @@ def test_int8_lut_axis_is_the_quantized_dimension(int8_result):
 
     tensors = model_editor.read(int8_result.twin).subgraphs[0].tensors
     for w in int8_result.weights:
-        quant = tensors[w.tensor]._fb.quantization
-        assert len(quant.scale) == w.channels > 1
-        assert quant.quantizedDimension == w.axis
+        quant = tensors[w.tensor].quantization
+        assert len(quant.scales) == w.channels > 1
+        assert (quant.axis or 0) == w.axis
         assert distinct_per_channel(tensors[w.tensor].array, w.axis).max() <= 2**w.bits
 
 
@@ -314,3 +314,24 @@ def test_corpus_crops_are_fbank_windows_of_dev_audio(tmp_path):
         assert any(
             np.allclose(crop, f[i : i + FRAMES], atol=1e-5) for f in full for i in range(len(f) - FRAMES + 1)
         )
+
+
+def test_eer_on_tiny_corpus_trials_matches_keras(request, model, float_result, int8_result):
+    """The issue's check on real (generated) speech, when the shared tiny_corpus fixture exists."""
+    from converters.keras_to_tflite import fbank_window
+    from tfadvq.voxceleb import load_corpus
+
+    try:
+        root = request.getfixturevalue("tiny_corpus")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py provides no tiny_corpus fixture yet")
+    corpus = load_corpus(root)
+    keys = sorted(corpus.trials.keys())
+    paths = {u.key: u.path for u in corpus.test}
+    features = np.stack([fbank_window(paths[k], FRAMES) for k in keys])
+    position = {k: i for i, k in enumerate(keys)}
+    enroll = np.array([position[k] for k in corpus.trials.enroll])
+    test = np.array([position[k] for k in corpus.trials.test])
+    keras_eer = trial_eer(model(features, training=False).numpy(), enroll, test, corpus.trials.labels)
+    for result in (float_result, int8_result):
+        assert abs(trial_eer(run_tflm(result.model, features), enroll, test, corpus.trials.labels) - keras_eer) <= 0.002
