@@ -482,4 +482,21 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     embedding_model.save(target / MODEL_FILE)
     if chief:
         (out_dir / "history.json").write_text(json.dumps(history.history, indent=1))
+        if config.data.trials is not None:
+            calibrate_threshold(embedding_model, config.data, out_dir / MODEL_FILE)
     return out_dir / MODEL_FILE
+
+
+def calibrate_threshold(model: keras.Model, data: DataConfig, model_path: Path) -> Path:
+    """Evaluate on ``data.trials`` and store the decision threshold beside the model."""
+    from tfadvq import voxceleb
+    from tfadvq.evaluation import evaluate, store_threshold
+
+    if data.trials_wav_root is not None:
+        utterances = voxceleb.scan_tree(data.trials_wav_root)
+    elif data.corpus is not None:
+        utterances = voxceleb.load_corpus(data.corpus).test
+    else:
+        raise ConfigError("data.trials: also set data.trials_wav_root (where the trial keys live)")
+    result = evaluate(model, voxceleb.read_trials(data.trials), utterances)
+    return store_threshold(model_path, result, data.trials)
