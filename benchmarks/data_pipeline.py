@@ -28,6 +28,7 @@ import numpy as np
 
 from tfadvq.audio import load_audio, save_wav
 from tfadvq.compat import keras, tf
+from tfadvq.config import to_dict
 from tfadvq.pipeline import PipelineConfig, num_classes, speaker_labels, train_dataset
 from tfadvq.report import print_table
 from tfadvq.voxceleb import Utterance
@@ -135,8 +136,7 @@ def main() -> None:
         "config": {
             "corpus": f"espeak-ng, {args.speakers} speakers x {args.utts} utts, 16 kHz",
             "corpus_seconds": round(corpus_seconds, 1),
-            "pipeline": {"batch_size": 64, "crop_seconds": 2.0, "speed_perturb": True,
-                         "noise_prob": 0.5, "reverb_prob": 0.3, "spec_augment": True},
+            "pipeline": {k: v for k, v in to_dict(config).items() if k != "fbank"},
             "model": model_name, "classes": classes,
             "batches": args.batches, "steps": args.steps,
             "tensorflow": tf.__version__,
