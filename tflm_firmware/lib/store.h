@@ -61,6 +61,7 @@ class RamMedium : public StorageMedium {
   size_t Size() const override { return size_; }
   Status Read(size_t offset, uint8_t* out, size_t size) override;
   Status Write(size_t offset, const uint8_t* data, size_t size) override;
+  const uint8_t* bytes() const { return bytes_; }
 
  private:
   uint8_t* bytes_;

@@ -1,8 +1,10 @@
 // Enrollment store: persistence, averaging, limits, corruption and torn saves.
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "crc32.h"
+#include "file_medium.h"
 #include "harness.h"
 #include "store.h"
 
@@ -205,4 +207,25 @@ TEST(store_of_another_model_is_refused) {
   sv::RamMedium small(tiny, sizeof(tiny));
   static sv::EnrollmentStore too_small(&small, kModelId, kDim);
   CHECK_STATUS(too_small.Load(), sv::Status::kBadArgument);
+}
+
+TEST(file_medium_persists_the_store) {
+  const char* path = "sv_test_store.bin";
+  std::remove(path);
+  static uint8_t bytes[sv::kStoreMediumBytes];
+  float e[kDim];
+  Embedding(1.0f, e);
+  {
+    sv::FileMedium medium(path, bytes, sizeof(bytes));
+    static sv::EnrollmentStore store(&medium, kModelId, kDim);
+    CHECK_STATUS(store.Load(), sv::Status::kOk);  // no file yet: erased, empty
+    CHECK_EQ(store.count(), 0);
+    CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  }
+  std::memset(bytes, 0, sizeof(bytes));  // forget the RAM copy
+  sv::FileMedium reopened(path, bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&reopened, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  CHECK_EQ(store.count(), 1);
+  std::remove(path);
 }
