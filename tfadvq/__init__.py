@@ -18,6 +18,7 @@ from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav, validate_files
 from tfadvq.features import Fbank, FbankConfig, fbank, num_frames
 from tfadvq.pipeline import PipelineConfig, eval_dataset, train_dataset
 from tfadvq.voxceleb import Trials, Utterance, load_corpus, read_trials
+from tfadvq.quant import model_size, ptq, quantize, strip
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,8 @@ __all__ = [
     "QuantizationError",
     "TfadvqError",
     "__version__",
+    "model_size",
+    "ptq",
+    "quantize",
+    "strip",
 ]

@@ -1,0 +1,194 @@
+"""Public quantization API: ``quantize`` (QAT), ``ptq``, ``strip``, ``summary``, loading.
+
+BatchNorm is kept float during QAT (the quantized weight is the conv kernel
+*before* BN).  At export the converter folds BN's per-channel scale into the
+conv, so a per-tensor codebook of 2^b values becomes a per-output-channel
+table of 2^b values each: every channel still holds <= 2^b distinct values
+and b-bit indices stay valid; the extra tables are paid for by counting BN's
+parameters at 32 bits in :func:`tfadvq.quant.size.model_size`.
+
+The wrapped model is a normal tfmot QAT model (``QuantizeWrapperV2`` with
+:class:`~tfadvq.quant.registry.WeightQuantizeConfig`), built with a scheme
+that applies no layout transforms, so nothing but the named layers changes.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from tfadvq.compat import keras
+from tfadvq.errors import QuantizationError
+from tfadvq.quant import kmeans1d, registry, spec
+from tfadvq.quant import quantizers as qz
+from tfadvq.quant.records import QuantizedTensor, QuantizedWeights
+
+log = logging.getLogger(__name__)
+_tfq = tfmot.quantization.keras
+
+
+class _KeepLayout(_tfq.QuantizeLayoutTransform):
+    """No graph rewrites: BN stays a separate float layer, nothing else is touched."""
+
+    def apply(self, model, layer_quantize_map):
+        return model, layer_quantize_map
+
+
+class _NothingByDefault(_tfq.QuantizeRegistry):
+    """Only explicitly annotated layers are quantized (no implicit output quantizers)."""
+
+    def get_quantize_config(self, layer):
+        return None
+
+    def supports(self, layer):
+        return False
+
+
+class _Scheme(_tfq.QuantizeScheme):
+    def get_layout_transformer(self):
+        return _KeepLayout()
+
+    def get_quantize_registry(self):
+        return _NothingByDefault()
+
+
+def custom_objects() -> dict[str, Any]:
+    """Objects to load a saved quantized model: ``with quantize_scope(custom_objects()): load``."""
+    return {"KMeansQuantizer": qz.KMeansQuantizer, "UniformQuantizer": qz.UniformQuantizer,
+            "WeightQuantizeConfig": registry.WeightQuantizeConfig}
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a model saved from :func:`quantize`/:func:`ptq` (``.keras`` or ``.h5``) with its quantizers."""
+    with _tfq.quantize_scope(custom_objects()):
+        return keras.models.load_model(path)
+
+
+def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: bool = False,
+             quantizer: str | dict = "kmeans", activation_bits: int | None = None,
+             progress: bool = True) -> keras.Model:
+    """Wrap ``model`` for quantization-aware training with per-layer value-table quantizers.
+
+    ``bits``: an int for every supported layer, ``{layer_name: b}`` for the
+    named layers only, or a :class:`~tfadvq.quant.spec.BitsSpec`.  Codebooks
+    are fitted on the current (pre-trained) weights while wrapping.  Layers
+    with weights that stay float are logged and listed by :func:`summary`.
+    Example::
+
+        qat = tfadvq.quantize(model, bits={"conv1": 8, "fc": 4})
+        qat.compile(...); qat.fit(..., callbacks=[CodebookRefresh(every_n_steps=100)])
+    """
+    if activation_bits is not None and activation_bits != 8:
+        raise QuantizationError(f"activation_bits: {activation_bits!r}; accepted: None (float) or 8")
+    plan = spec.resolve(model, bits)
+    targets = {name: b for name, b in plan.items() if b is not None}
+    if not targets:
+        raise QuantizationError(f"bits: no layer of model {model.name!r} would be quantized; "
+                                f"supported classes: {registry.supported_class_names()}")
+    kept = sorted(set(plan) - set(targets))
+    if kept:
+        log.info("kept float: %s", ", ".join(kept))
+
+    def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if layer.name not in targets:
+            return layer
+        config = registry.WeightQuantizeConfig.for_layer(
+            layer, targets[layer.name], quantizer, per_channel, activation_bits)
+        return _tfq.quantize_annotate_layer(layer, config)
+
+    weights = sum(len(registry.rule_for(layer).weights) for layer in model.layers if layer.name in targets)
+    with _tfq.quantize_scope(custom_objects()), qz.build_progress(weights, progress):
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        return _tfq.quantize_apply(annotated, scheme=_Scheme())
+
+
+def ptq(model: keras.Model, bits: spec.BitsLike = 4, **kwargs) -> keras.Model:
+    """Post-training quantization: the :func:`quantize` model, codebooks fitted, no training.
+
+    Evaluate it directly, or :func:`strip` it for conversion.
+    """
+    return quantize(model, bits, **kwargs)
+
+
+def quantized_weights(model: keras.Model) -> list[tuple[keras.layers.Layer, qz.TableQuantizer]]:
+    """``(wrapper, quantizer)`` for every quantized weight of a wrapped model, in layer order."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, _tfq.QuantizeWrapper) and isinstance(layer.quantize_config,
+                                                                  registry.WeightQuantizeConfig):
+            found.extend((layer, q) for q in layer.quantize_config.quantizers)
+    return found
+
+
+def _quantize_tensor(wrapper, quantizer: qz.TableQuantizer) -> QuantizedTensor:
+    w = quantizer.source.numpy()
+    table = np.asarray(quantizer.value_table(w), dtype=np.float32)
+    if quantizer.per_channel:
+        channels = table.shape[0]
+        indices = kmeans1d.assign_rows(w.reshape(-1, channels).T, table).T.reshape(w.shape)
+    else:
+        indices = kmeans1d.assign(w, table)
+    return QuantizedTensor(layer=wrapper.layer.name, weight=_short(quantizer.source.name),
+                           bits=quantizer.bits, per_channel=quantizer.per_channel,
+                           channel_dims=quantizer.channel_dims, codebook=table, indices=indices)
+
+
+def strip(model: keras.Model) -> tuple[keras.Model, QuantizedWeights]:
+    """Plain Keras model with centroid-valued weights, plus the per-layer tables and indices.
+
+    The inverse of :func:`quantize`: wrappers are replaced by fresh copies of
+    their layers (original names), every quantized weight is set to exactly
+    ``codebook[indices]`` and every other weight is copied unchanged.
+    """
+    pairs = quantized_weights(model)
+    if not pairs:
+        raise QuantizationError(f"strip: model {model.name!r} has no tfadvq-quantized layers")
+    records = [_quantize_tensor(w, q) for w, q in pairs]
+
+    def unwrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        inner = layer.layer if isinstance(layer, _tfq.QuantizeWrapper) else layer
+        return type(inner).from_config(inner.get_config())
+
+    with _tfq.quantize_scope(custom_objects()):
+        plain = keras.models.clone_model(model, clone_function=unwrap)
+    for source, target in zip(model.layers, plain.layers):
+        inner = source.layer if isinstance(source, _tfq.QuantizeWrapper) else source
+        # The wrapper replaced the quantized attributes by tensors, so look weights up by name.
+        values = {_short(v.name): v.numpy() for v in inner.weights}
+        values.update({r.weight: r.values() for r in records if r.layer == inner.name})
+        target.set_weights([values[_short(v.name)] for v in target.weights])
+    return plain, QuantizedWeights(records)
+
+
+def summary(model: keras.Model) -> list[dict[str, Any]]:
+    """One row per layer with weights: layer, class, bits, codebook size, params, mse.
+
+    Layers kept float say why (``BatchNormalization``: folded into the conv at
+    export; other classes: not supported or not asked for).
+    """
+    rows = []
+    quantized = quantized_weights(model)
+    for layer in model.layers:
+        if isinstance(layer, _tfq.QuantizeWrapper):
+            for q in (q for wrapper, q in quantized if wrapper is layer):
+                w = q.source.numpy()
+                record = _quantize_tensor(layer, q)
+                rows.append({"layer": layer.layer.name, "class": type(layer.layer).__name__,
+                             "weight": record.weight, "bits": q.bits,
+                             "codebook": q.table_entries(w.shape), "params": int(w.size),
+                             "mse": float(np.mean((w - record.values()) ** 2))})
+        elif layer.weights:
+            why = ("float, folds into conv at export" if isinstance(layer, keras.layers.BatchNormalization)
+                   else "float (not supported)" if registry.rule_for(layer) is None
+                   else "float (not in bits spec)")
+            rows.append({"layer": layer.name, "class": type(layer).__name__, "weight": "*",
+                         "bits": why, "codebook": "-",
+                         "params": int(sum(np.prod(v.shape) for v in layer.weights)), "mse": "-"})
+    return rows
+
+
+def _short(name: str) -> str:
+    return name.split(":")[0].split("/")[-1]

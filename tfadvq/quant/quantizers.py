@@ -1,0 +1,251 @@
+"""How weights are quantized: value-table quantizers as tfmot ``Quantizer`` classes.
+
+Every quantizer here maps a weight tensor onto a sorted *value table* of 2^b
+entries, one table per tensor or one per output channel, and exposes that
+table (:meth:`TableQuantizer.value_table`) so stripping, size accounting and
+the converter treat all of them alike (k-means today; mixed precision and
+1-bit quantizers plug in through :func:`get` by name).
+
+Forward (nearest table entry, ties to the lower entry), with sorted table
+``c`` and midpoints ``m_i = c_i + (c_{i+1} - c_i) / 2``::
+
+    q(w) = c_0 + Σ_i (c_{i+1} - c_i) · [w > m_i]
+
+Only elementwise compare/multiply/add on constants: the TFLite converter folds
+it into a constant, unlike argmin/gather, which can survive conversion and
+then break TFLite Micro.  Backward: straight-through estimator, dq/dw = 1,
+written as ``q + (w - stop_gradient(w))`` so the forward value is *exactly*
+``q`` (``w + stop_gradient(q - w)`` is not, and would leak extra distinct
+values into a channel).
+
+Example::
+
+    with tfmot.quantization.keras.quantize_scope(custom_objects()):
+        ...  # or simply use tfadvq.quantize(model, bits=4)
+
+Reference: Liu, Wang, Qian, "Towards Lightweight Speaker Verification via
+Adaptive Neural Network Quantization" (KMQAT: per-layer k-means codebooks).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+from tqdm import tqdm
+
+from tfadvq.compat import keras, tf
+from tfadvq.errors import QuantizationError
+from tfadvq.quant import kmeans1d
+
+_Quantizer = tfmot.quantization.keras.quantizers.Quantizer
+_CHUNK_ELEMENTS = 1 << 24  # bound on the [n, chunk] comparison tensor of one forward pass
+
+
+_BARS: list[tqdm] = []
+
+
+@contextlib.contextmanager
+def build_progress(total: int, enabled: bool = True) -> Iterator[None]:
+    """Show a bar ticking once per quantizer built (codebook fits happen inside tfmot's build)."""
+    bar = tqdm(total=total, desc="quantizing weights", unit="weight", disable=not enabled)
+    _BARS.append(bar)
+    try:
+        yield
+    finally:
+        _BARS.pop()
+        bar.close()
+
+
+def _tick() -> None:
+    if _BARS:
+        _BARS[-1].update(1)
+
+
+def nearest_in_table(w: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+    """Nearest entry of ``table`` (``[k]`` or ``[C, k]`` sorted; C = trailing channels of ``w``)."""
+    k = table.shape[-1]
+    table = tf.reshape(table, [-1, k])
+    flat = tf.reshape(w, [-1, table.shape[0]])
+    steps = table[:, 1:] - table[:, :-1]
+    midpoints = table[:, :-1] + steps / 2
+    chunk = max(1, min(k - 1, _CHUNK_ELEMENTS // max(int(np.prod(w.shape)), 1)))
+    q = tf.broadcast_to(table[:, 0], tf.shape(flat))
+    for start in range(0, k - 1, chunk):  # k-1 <= 255 midpoints, in few chunks
+        above = tf.cast(flat[..., None] > midpoints[:, start:start + chunk], w.dtype)
+        q = q + tf.reduce_sum(above * steps[:, start:start + chunk], axis=-1)
+    return tf.reshape(q, tf.shape(w))
+
+
+def straight_through(w: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
+    """Forward exactly ``q``; gradient 1 with respect to ``w``."""
+    return tf.stop_gradient(q) + (w - tf.stop_gradient(w))
+
+
+def _channels(shape: Any, channel_dims: int) -> int:
+    return int(np.prod(tuple(shape)[len(shape) - channel_dims:]))
+
+
+class TableQuantizer(_Quantizer):
+    """Base of the value-table quantizers: bit width, per-channel layout, serialization.
+
+    ``channel_dims`` trailing dimensions of a weight form its output channel
+    (1 for Conv2D/Dense/RNN kernels, 2 for DepthwiseConv2D ``[kh, kw, in, mult]``,
+    whose TFLite output channel is ``in * mult``).
+    """
+
+    def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1):
+        self.bits = kmeans1d.check_bits(bits, f"{type(self).__name__}(bits)")
+        self.per_channel = bool(per_channel)
+        self.channel_dims = int(channel_dims)
+        self.source: tf.Variable | None = None  # the float weight, found when built
+
+    def build(self, tensor_shape, name: str, layer):
+        """Remember the float weight this quantizer serves (tfmot passes only its name)."""
+        self.source = _find_weight(layer, name, tensor_shape)
+        _tick()
+        return {}
+
+    @property
+    def levels(self) -> int:
+        return 2 ** self.bits
+
+    def table_shape(self, weight_shape: Any) -> tuple[int, ...]:
+        """``[k]`` per tensor or ``[C, k]`` per output channel."""
+        if self.per_channel:
+            return (_channels(weight_shape, self.channel_dims), self.levels)
+        return (self.levels,)
+
+    def table_entries(self, weight_shape: Any) -> int:
+        """32-bit values stored besides the b-bit indices (size accounting)."""
+        return int(np.prod(self.table_shape(weight_shape)))
+
+    def value_table(self, w: np.ndarray) -> np.ndarray:
+        """The sorted table ``w`` is quantized onto (numpy, shape :meth:`table_shape`)."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {"bits": self.bits, "per_channel": self.per_channel, "channel_dims": self.channel_dims}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+@keras.utils.register_keras_serializable(package="tfadvq")
+class KMeansQuantizer(TableQuantizer):
+    """Nearest of 2^b k-means centroids, fitted on the layer's own (pre-trained) weights.
+
+    The codebook is a non-trainable variable of the wrapping layer (saved with
+    the model), fitted by :func:`kmeans1d.fit` when the layer is built and
+    re-fitted during QAT by :class:`tfadvq.quant.codebook_refresh.CodebookRefresh`.
+    """
+
+    def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1):
+        super().__init__(bits, per_channel, channel_dims)
+        self._codebook: tf.Variable | None = None
+
+    def build(self, tensor_shape, name: str, layer):
+        super().build(tensor_shape, name, layer)
+        initial = self.fit(self.source.numpy(), name=f"{layer.name}/{name}")
+        self._codebook = layer.add_weight(
+            f"{name}_codebook", shape=initial.shape, dtype=tf.float32, trainable=False,
+            initializer=keras.initializers.Constant(initial))
+        return {"codebook": self._codebook}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return straight_through(inputs, nearest_in_table(inputs, weights["codebook"]))
+
+    def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights") -> np.ndarray:
+        """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started)."""
+        if not self.per_channel:
+            return kmeans1d.fit(w, self.levels, init=init, name=name)
+        channels = _channels(w.shape, self.channel_dims)
+        return kmeans1d.fit_rows(w.reshape(-1, channels).T, self.levels, init=init, name=name)
+
+    def refit(self) -> None:
+        """Re-fit the codebook on the current float weights, warm-started from the current one."""
+        if self.source is None or self._codebook is None:
+            raise QuantizationError("KMeansQuantizer.refit: quantizer not built (wrap the model first)")
+        self._codebook.assign(self.fit(self.source.numpy(), init=self._codebook.numpy(),
+                                       name=self.source.name))
+
+    def value_table(self, w: np.ndarray) -> np.ndarray:
+        if self._codebook is None:
+            return self.fit(w)
+        return self._codebook.numpy()
+
+
+@keras.utils.register_keras_serializable(package="tfadvq")
+class UniformQuantizer(TableQuantizer):
+    """Linear symmetric quantizer (the peer of k-means in the benchmark).
+
+    Per output channel (default) or per tensor, ``s = max|w| / L`` with
+    ``L = 2^(b-1) - 1`` (narrow range, so zero is exact), ``q = s·round(w/s)``;
+    at b = 1 the two levels are ``±mean|w|``.  The scale follows the current
+    weights (no state); its value table has ``2L + 1`` levels padded to 2^b.
+    """
+
+    def __init__(self, bits: int, per_channel: bool = True, channel_dims: int = 1):
+        super().__init__(bits, per_channel, channel_dims)
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        channels = _channels(inputs.shape, self.channel_dims) if self.per_channel else 1
+        flat = tf.reshape(inputs, [-1, channels])
+        if self.bits == 1:
+            q = tf.where(flat > 0, 1.0, -1.0) * tf.reduce_mean(tf.abs(flat), axis=0)
+        else:
+            half = float(2 ** (self.bits - 1) - 1)
+            scale = tf.maximum(tf.reduce_max(tf.abs(flat), axis=0), 1e-12) / half
+            q = tf.round(flat / scale) * scale
+        return straight_through(inputs, tf.reshape(q, tf.shape(inputs)))
+
+    def value_table(self, w: np.ndarray) -> np.ndarray:
+        channels = _channels(w.shape, self.channel_dims) if self.per_channel else 1
+        flat = np.abs(w.reshape(-1, channels).astype(np.float32))
+        if self.bits == 1:
+            amp = flat.mean(axis=0)[:, None]
+            table = np.concatenate([-amp, amp], axis=1)
+        else:
+            half = 2 ** (self.bits - 1) - 1
+            scale = np.maximum(flat.max(axis=0), 1e-12) / np.float32(half)
+            table = scale[:, None] * np.arange(-half, half + 1, dtype=np.float32)
+            table = np.concatenate([table, table[:, -1:]], axis=1)  # pad 2^b - 1 levels to 2^b
+        return table.astype(np.float32) if self.per_channel else table[0].astype(np.float32)
+
+
+QUANTIZERS: dict[str, type[TableQuantizer]] = {"kmeans": KMeansQuantizer, "uniform": UniformQuantizer}
+
+
+def get(identifier: str | dict | TableQuantizer, **kwargs) -> TableQuantizer:
+    """Resolve a quantizer by short name (``"kmeans"``), ``{"name": ..., **args}`` or instance."""
+    if isinstance(identifier, TableQuantizer):
+        return identifier
+    if isinstance(identifier, dict):
+        identifier = dict(identifier)
+        kwargs = {**identifier, **kwargs}
+        identifier = kwargs.pop("name", None)
+    if identifier not in QUANTIZERS:
+        raise QuantizationError(f"quantizer: unknown name {identifier!r}; accepted: {sorted(QUANTIZERS)}")
+    return QUANTIZERS[identifier](**kwargs)
+
+
+def _find_weight(layer, name: str, shape) -> tf.Variable:
+    """The float weight ``name`` of the layer a tfmot wrapper wraps (wrappers pass names only)."""
+    inner = getattr(layer, "layer", layer)
+    for weight in inner.weights:
+        if weight.name.split(":")[0].split("/")[-1] == name and tuple(weight.shape) == tuple(shape):
+            return weight
+    raise QuantizationError(f"{inner.name}: no weight named {name!r} of shape {tuple(shape)}; "
+                            f"has {[w.name for w in inner.weights]}")
