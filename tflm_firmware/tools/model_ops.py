@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -23,7 +24,9 @@ CUSTOM = {"TFLM_DECODE": "Decode"}
 
 def resolver_name(builtin: str) -> str:
     """``DEPTHWISE_CONV_2D`` -> ``DepthwiseConv2D`` (the ``Add...`` method suffix)."""
-    return SPECIAL.get(builtin, "".join(part.capitalize() for part in builtin.split("_")))
+    if builtin in SPECIAL:
+        return SPECIAL[builtin]
+    return "".join(p if re.fullmatch(r"\d+D", p) else p.capitalize() for p in builtin.split("_"))
 
 
 def model_ops(path: pathlib.Path) -> set[str]:
