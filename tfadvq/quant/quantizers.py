@@ -7,9 +7,9 @@ the converter treat all of them alike (k-means today; mixed precision and
 1-bit quantizers plug in through :func:`get` by name).
 
 Forward (nearest table entry, ties to the lower entry), with sorted table
-``c`` and midpoints ``m_i = c_i + (c_{i+1} - c_i) / 2``::
+``c`` and midpoints ``m_i = c_i + (c_{i+1} - c_i) / 2`` (m_{-1} = -inf, m_{k-1} = +inf)::
 
-    q(w) = c_0 + Σ_i (c_{i+1} - c_i) · [w > m_i]
+    q(w) = Σ_j c_j · ([w > m_{j-1}] - [w > m_j])
 
 Only elementwise compare/multiply/add on constants: the TFLite converter folds
 it into a constant, unlike argmin/gather, which can survive conversion and
@@ -65,17 +65,23 @@ def _tick() -> None:
 
 
 def nearest_in_table(w: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
-    """Nearest entry of ``table`` (``[k]`` or ``[C, k]`` sorted; C = trailing channels of ``w``)."""
+    """Nearest entry of ``table`` (``[k]`` or ``[C, k]`` sorted; C = trailing channels of ``w``).
+
+    Written as Σ_j c_j·[m_{j-1} < w <= m_j] (m_{-1} = -inf, m_{k-1} = +inf): exactly
+    one indicator is 1, so the result is bit-exactly a table entry (a running sum of
+    steps c_{i+1} - c_i would drift by rounding and leak extra distinct values).
+    """
     k = table.shape[-1]
     table = tf.reshape(table, [-1, k])
     flat = tf.reshape(w, [-1, table.shape[0]])
-    steps = table[:, 1:] - table[:, :-1]
-    midpoints = table[:, :-1] + steps / 2
-    chunk = max(1, min(k - 1, _CHUNK_ELEMENTS // max(int(np.prod(w.shape)), 1)))
-    q = tf.broadcast_to(table[:, 0], tf.shape(flat))
-    for start in range(0, k - 1, chunk):  # k-1 <= 255 midpoints, in few chunks
-        above = tf.cast(flat[..., None] > midpoints[:, start:start + chunk], w.dtype)
-        q = q + tf.reduce_sum(above * steps[:, start:start + chunk], axis=-1)
+    inf = tf.fill([table.shape[0], 1], float("inf"))
+    edges = tf.concat([-inf, table[:, :-1] + (table[:, 1:] - table[:, :-1]) / 2, inf], axis=1)
+    chunk = max(1, min(k, _CHUNK_ELEMENTS // max(int(np.prod(w.shape)), 1)))
+    q = tf.zeros_like(flat)
+    for start in range(0, k, chunk):  # k <= 256 entries, in few chunks
+        end = min(start + chunk, k)
+        above = tf.cast(flat[..., None] > edges[:, start:end + 1], w.dtype)
+        q = q + tf.reduce_sum((above[..., :-1] - above[..., 1:]) * table[:, start:end], axis=-1)
     return tf.reshape(q, tf.shape(w))
 
 
