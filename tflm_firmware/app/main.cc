@@ -71,28 +71,27 @@ static_assert(TFADVQ_EMBED_DIM <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
 namespace {
 
 constexpr size_t kMaxSamples = static_cast<size_t>(SV_MAX_SECONDS) * sv::Fbank::kSampleRate;
-constexpr int kMaxFrames = 1 + (kMaxSamples - sv::Fbank::kFrameLength) / sv::Fbank::kFrameShift;
 
 alignas(16) uint8_t g_arena[TFADVQ_ARENA_BYTES + SV_ARENA_MARGIN];
 int16_t g_pcm[kMaxSamples];
-float g_features[kMaxFrames * sv::Fbank::kNumMelBins];
+float g_features[TFADVQ_INPUT_FRAMES * sv::Fbank::kNumMelBins];  // one network window
 uint8_t g_flash[sv::kStoreMediumBytes];
-float g_probe[TFADVQ_INPUT_FRAMES * sv::Fbank::kNumMelBins];
 
 int Fail(const char* what, sv::Status status) {
   std::printf("ERR %s %s\n", sv::StatusName(status), what);
   return 1;
 }
 
-// Instructions of one Invoke() (SysTick under QEMU -icount), 0 where unmeasured.
+// Instructions of one Invoke() on an all-zero window (SysTick under QEMU
+// -icount; the count does not depend on the values), 0 where unmeasured.
 unsigned long long MeasureInvoke(sv::ModelRunner* runner, float* embedding) {
 #ifdef SV_HAVE_SYSTICK
   platform::StartTickCounter();
   const uint64_t t0 = platform::TickCount();
-  runner->Embed(g_probe, embedding);
+  runner->Embed(g_features, embedding);
   return (platform::TickCount() - t0) * platform::kInstructionsPerTick;
 #else
-  runner->Embed(g_probe, embedding);
+  runner->Embed(g_features, embedding);
   return 0;
 #endif
 }
@@ -124,7 +123,7 @@ int main() {
   sv::AudioLimits limits;
   limits.max_samples = kMaxSamples;
   static sv::Verifier verifier(&fbank, &runner, &store, SV_THRESHOLD,
-                               sv::VerifierBuffers{g_pcm, kMaxSamples, g_features, kMaxFrames},
+                               sv::VerifierBuffers{g_pcm, kMaxSamples, g_features, TFADVQ_INPUT_FRAMES},
                                limits);
   std::printf("READY model_version=%d bytes=%u arena_used=%u arena=%u invoke_instructions=%llu "
               "threshold=%.4f store=%s\n",

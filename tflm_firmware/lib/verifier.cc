@@ -20,18 +20,30 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   const int dim = embedder_->embedding_size();
   const int window = embedder_->input_frames();
   if (dim <= 0 || dim > kMaxEmbedding || window <= 0) return Status::kModelBadShape;
+  if (window > buffers_.window_frames) return Status::kBadArgument;
   Status status = CheckAudio(pcm, num_samples, limits_);
   if (status != Status::kOk) return status;
-  int frames = 0;
-  status = fbank_->Compute(pcm, num_samples, buffers_.features, buffers_.max_frames, &frames);
-  if (status != Status::kOk) return status;
+  const int frames = FbankNumFrames(num_samples);
   if (frames < window) return Status::kAudioTooShort;
+  constexpr int kMels = Fbank::kNumMelBins;
+  float* features = buffers_.features;
+  float mean[kMels] = {};
+  for (int t = 0; t < frames; ++t) {
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, features);
+    for (int m = 0; m < kMels; ++m) mean[m] += features[m];
+  }
+  for (int m = 0; m < kMels; ++m) mean[m] /= frames;
   float part[kMaxEmbedding];
   std::memset(embedding, 0, sizeof(float) * dim);
   const int windows = (frames + window - 1) / window;
   for (int w = 0; w < windows; ++w) {
     const int start = w + 1 < windows ? w * window : frames - window;
-    status = embedder_->Embed(buffers_.features + start * Fbank::kNumMelBins, part);
+    for (int t = 0; t < window; ++t) {
+      float* row = features + t * kMels;
+      fbank_->ComputeFrame(pcm + (start + t) * Fbank::kFrameShift, row);
+      for (int m = 0; m < kMels; ++m) row[m] -= mean[m];
+    }
+    status = embedder_->Embed(features, part);
     if (status != Status::kOk) return status;
     L2Normalize(part, dim);
     for (int d = 0; d < dim; ++d) embedding[d] += part[d];

@@ -28,12 +28,14 @@ class Embedder {
   virtual Status Embed(const float* features, float* embedding) = 0;
 };
 
-// Caller-owned work memory (static arrays on the device).
+// Caller-owned work memory (static arrays on the device).  Features are
+// computed one network window at a time, so only the audio scales with the
+// utterance length.
 struct VerifierBuffers {
   int16_t* pcm;         // audio of one utterance
   size_t pcm_capacity;  // samples
-  float* features;      // [max_frames][Fbank::kNumMelBins]
-  int max_frames;
+  float* features;      // [window_frames][Fbank::kNumMelBins]
+  int window_frames;    // >= the embedder's input_frames()
 };
 
 class Verifier {
@@ -43,7 +45,10 @@ class Verifier {
 
   // Utterance embedding: features are mean-normalised over the whole
   // utterance, cut into windows of input_frames() (the last one aligned to the
-  // end), and the unit-norm window embeddings averaged.
+  // end), and the unit-norm window embeddings averaged.  The utterance mean is
+  // taken in a first pass and each window's frames recomputed in the second
+  // (the same values as Fbank::Compute, bit for bit), which trades ~2x front-end
+  // work for not storing the whole utterance's features.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   Status Enroll(const char* name, const int16_t* pcm, size_t num_samples);

@@ -26,7 +26,7 @@ class StdDevEmbedder : public sv::Embedder {
   int input_frames() const override { return kWindow; }
   int embedding_size() const override { return kDim; }
   sv::Status Embed(const float* features, float* embedding) override {
-    ++calls;
+    if (calls < kKeep) std::memcpy(seen[calls], features, sizeof(seen[0]));
     for (int d = 0; d < kDim; ++d) {
       float sum = 0.0f;
       float sq = 0.0f;
@@ -38,9 +38,12 @@ class StdDevEmbedder : public sv::Embedder {
       const float mean = sum / kWindow;
       embedding[d] = std::sqrt(std::fmax(sq / kWindow - mean * mean, 0.0f));
     }
+    ++calls;
     return sv::Status::kOk;
   }
+  static constexpr int kKeep = 4;
   int calls = 0;
+  float seen[kKeep][kWindow * kDim];  // the windows it was given
 };
 
 // A "voice": 120 ms bursts of two tones separated by 80 ms of low noise.
@@ -59,16 +62,15 @@ void Voice(float f1, float f2, uint32_t seed, int16_t* out, size_t n, float gain
 }
 
 struct Rig {
-  static constexpr int kMaxFrames = 300;
   int16_t pcm[16000 * 3];
-  float features[kMaxFrames * sv::Fbank::kNumMelBins];
+  float features[kWindow * sv::Fbank::kNumMelBins];
   uint8_t flash[sv::kStoreMediumBytes];
   sv::Fbank fbank;
   StdDevEmbedder embedder;
   sv::RamMedium medium{flash, sizeof(flash)};
   sv::EnrollmentStore store{&medium, 42u, kDim};
   sv::Verifier verifier{&fbank, &embedder, &store, 0.95f,
-                        sv::VerifierBuffers{pcm, sizeof(pcm) / 2, features, kMaxFrames},
+                        sv::VerifierBuffers{pcm, sizeof(pcm) / 2, features, kWindow},
                         sv::AudioLimits{}};
   Rig() {
     std::memset(flash, 0xFF, sizeof(flash));
@@ -209,6 +211,16 @@ TEST(embedding_averages_windows_over_the_whole_utterance) {
   float norm = 0.0f;
   for (float v : e) norm += v * v;
   CHECK_NEAR(norm, 1.0, 1e-5);
+  // The windows are exactly the rows of the whole-utterance features, the
+  // last one aligned to the end.
+  static float whole[198 * kDim];
+  int frames = 0;
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, kSeconds2, whole, 198, &frames), sv::Status::kOk);
+  CHECK_EQ(frames, 198);
+  const int starts[4] = {0, 50, 100, 148};
+  for (int w = 0; w < 4; ++w) {
+    CHECK(std::memcmp(rig.embedder.seen[w], whole + starts[w] * kDim, sizeof(rig.embedder.seen[w])) == 0);
+  }
   // 0.5 s (48 frames) passes the audio check but is shorter than one window.
   CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, 8000, e), sv::Status::kAudioTooShort);
 }
