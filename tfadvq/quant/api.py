@@ -62,7 +62,11 @@ def custom_objects() -> dict[str, Any]:
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """Load a model saved from :func:`quantize`/:func:`ptq` (``.keras`` or ``.h5``) with its quantizers."""
+    """Load a model saved from :func:`quantize`/:func:`ptq` with its quantizers.
+
+    Save wrapped models as ``.h5`` (or SavedModel): tfmot's wrappers do not
+    reload from the ``.keras`` format (variable-count mismatch in tf_keras 2.17).
+    """
     with _tfq.quantize_scope(custom_objects()):
         return keras.models.load_model(path)
 

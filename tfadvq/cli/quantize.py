@@ -1,0 +1,93 @@
+"""``tfadvq quantize --model M.keras --bits 4 --out Q``: k-means weight quantization, PTQ or QAT.
+
+Writes ``Q/model.h5`` (the tfmot-wrapped model: reload with
+``tfadvq.quant.load_model``), ``Q/plain.keras`` (centroid-valued plain Keras
+model, what the converter takes), ``Q/quantized_weights.npz`` (tables and
+indices) and ``Q/summary.json``; ``--plots`` adds per-layer histograms.
+With ``--finetune-epochs E --corpus DIR`` the wrapped model is fine-tuned
+(``--objective aam`` with the corpus speaker labels, or ``distill`` from the
+FP32 model, which needs no labels) with codebook refresh, then stripped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "quantize", help="k-means quantize a model's weights (post-training or with fine-tuning)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="FP32 embedding model (.keras or a train dir)")
+    parser.add_argument("--bits", type=int, default=4, help="bits for every supported layer (1..8)")
+    parser.add_argument("--bits-per-layer", type=Path,
+                        help="YAML bits spec (default/classes/layers); overrides --bits")
+    parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
+    parser.add_argument("--activation-bits", type=int, choices=[8], help="8-bit fake-quantized outputs")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="QAT epochs (0: post-training)")
+    parser.add_argument("--corpus", type=Path, help="generated/VoxCeleb-like corpus for fine-tuning")
+    parser.add_argument("--objective", choices=["aam", "distill"], default="aam")
+    parser.add_argument("--train-config", default="demo",
+                        help="training YAML or packaged name for optimizer/pipeline (default: demo)")
+    parser.add_argument("--refresh-steps", type=int, default=100, help="codebook refresh period in steps")
+    parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.quant import api, load_spec, model_size
+    from tfadvq.report import print_table
+
+    model = load_embedding_model(args.model)
+    bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
+    quantized = api.quantize(model, bits, per_channel=args.per_channel,
+                             activation_bits=args.activation_bits)
+    if args.finetune_epochs:
+        _finetune(quantized, model, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    quantized.save(args.out / "model.h5")  # tfmot wrappers reload from .h5, not .keras
+    plain, records = api.strip(quantized)
+    plain.save(args.out / "plain.keras")
+    records.save(args.out / "quantized_weights.npz")
+    rows = api.summary(quantized)
+    size = model_size(quantized)
+    (args.out / "summary.json").write_text(json.dumps(
+        {"layers": rows, "size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
+         "compression": size.compression}, indent=1))
+    if args.plots:
+        from tfadvq.quant.plots import plot_model
+
+        floats = {(w.layer.name, t.weight): q.source.numpy()
+                  for (w, q), t in zip(api.quantized_weights(quantized), records.tensors)}
+        plot_model(floats, records.tensors, args.out / "plots")
+    print_table(rows, title=f"tfadvq quantize: {args.model}")
+    print_table([{"size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
+                  "compression": size.compression, "out": str(args.out)}])
+    return 0
+
+
+def _finetune(quantized, teacher, args: argparse.Namespace) -> None:
+    """QAT with the training engineer's ``fit_embedding_model`` plus codebook refresh."""
+    from tfadvq import voxceleb
+    from tfadvq.errors import ConfigError
+    from tfadvq.pipeline import train_dataset
+    from tfadvq.quant.codebook_refresh import CodebookRefresh
+    from tfadvq.training import fit_embedding_model, load_config, packaged_config, speaker_map
+
+    if args.corpus is None:
+        raise ConfigError("--finetune-epochs: pass --corpus DIR with the fine-tuning speech")
+    path = Path(args.train_config)
+    config = load_config(path if path.is_file() else packaged_config(args.train_config))
+    config = dataclasses.replace(config, epochs=args.finetune_epochs)
+    utterances = voxceleb.load_corpus(args.corpus).dev
+    speakers = speaker_map(utterances)
+    dataset = train_dataset(utterances, config.pipeline_config(), speakers)
+    steps = max(len(utterances) // config.pipeline_config().batch_size, 1)
+    fit_embedding_model(quantized, dataset, len(speakers), config, args.objective,
+                        teacher=teacher if args.objective == "distill" else None,
+                        steps_per_epoch=steps,
+                        callbacks=[CodebookRefresh(quantized, every_n_steps=args.refresh_steps)])
