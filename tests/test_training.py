@@ -24,6 +24,7 @@ from tfadvq.training import (
     load_config,
     packaged_config,
     train,
+    training_data,
 )
 from tfadvq.voxceleb import load_corpus
 
@@ -130,6 +131,20 @@ def test_training_lowers_loss_and_writes_model(tiny_corpus, tmp_path):
     embeddings = model(np.zeros((2, 150, 80), np.float32))
     assert embeddings.shape == (2, 32)
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("speed_perturb, copies", [(False, 1), (True, 3)])
+def test_training_data_labels_and_epoch_length(tiny_corpus, speed_perturb, copies):
+    config = tiny_config(tiny_corpus, steps_per_epoch=None,
+                         pipeline=dict(batch_size=4, crop_seconds=0.5, speed_perturb=speed_perturb))
+    utterances = load_corpus(tiny_corpus).train
+    data = training_data(config)
+    speakers = sorted({u.speaker for u in utterances})
+    assert list(data.speakers) == speakers and list(data.speakers.values()) == list(range(len(speakers)))
+    assert data.num_classes == copies * len(speakers)
+    assert data.steps_per_epoch == len(utterances) // 4
+    features, labels = next(iter(data.dataset))
+    assert features.shape[0] == 4 and int(tf.reduce_max(labels)) < data.num_classes
 
 
 def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:

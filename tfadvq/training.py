@@ -48,6 +48,7 @@ from tfadvq.objectives import (
     parse_objective,
 )
 from tfadvq.pipeline import PipelineConfig, num_classes, speaker_labels, train_dataset
+from tfadvq.voxceleb import Utterance
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "train.yaml"
@@ -433,7 +434,7 @@ def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
 # --------------------------------------------------------------------------- whole run
 
 
-def load_training_utterances(data: DataConfig):
+def load_training_utterances(data: DataConfig) -> list[Utterance]:
     """The training utterances named by ``data`` (``corpus`` dev part, Kaldi lists or a tree)."""
     from tfadvq import voxceleb
 
@@ -444,6 +445,34 @@ def load_training_utterances(data: DataConfig):
     if data.wav_root is not None:
         return voxceleb.scan_tree(data.wav_root)
     raise ConfigError("data: no training data; set corpus, wav_scp+utt2spk or wav_root")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """A labelled training set ready for :func:`fit_embedding_model`.
+
+    ``speakers`` maps speaker id -> label; ``num_classes`` counts speed-perturbed
+    copies as extra speakers; ``steps_per_epoch`` is one pass over the utterances
+    (or ``config.steps_per_epoch``).
+    """
+
+    dataset: tf.data.Dataset
+    speakers: dict[str, int]
+    num_classes: int
+    steps_per_epoch: int
+
+
+def training_data(config: TrainConfig, utterances: Sequence[Utterance] | None = None) -> TrainingData:
+    """The batches, labels and epoch length ``config`` trains on (``utterances`` overrides
+    ``config.data``, e.g. a fine-tuning set)."""
+    utterances = list(utterances) if utterances is not None else load_training_utterances(config.data)
+    speakers = speaker_labels(utterances)
+    if len(speakers) < 2:
+        raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
+    pipeline = config.pipeline
+    steps = config.steps_per_epoch or max(len(utterances) // pipeline.batch_size, 1)
+    return TrainingData(train_dataset(utterances, pipeline, speakers), speakers,
+                        num_classes(len(speakers), pipeline), steps)
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike,
@@ -461,22 +490,16 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
-    utterances = load_training_utterances(config.data)
-    speakers = speaker_labels(utterances)
-    if len(speakers) < 2:
-        raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
-    pipeline = config.pipeline
-    dataset = train_dataset(utterances, pipeline, speakers)
+    data = training_data(config)
     chief = is_chief(strategy)
     if chief:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, out_dir / CONFIG_FILE)
-        (out_dir / SPEAKERS_FILE).write_text(json.dumps(speakers, indent=0))
-    steps = config.steps_per_epoch or max(len(utterances) // pipeline.batch_size, 1)
+        (out_dir / SPEAKERS_FILE).write_text(json.dumps(data.speakers, indent=0))
     with strategy.scope():
         embedding_model = build_model(config.model, **config.model_args)
-        history = fit_embedding_model(embedding_model, dataset, num_classes(len(speakers), pipeline),
-                                      config, Objective.AAM, steps_per_epoch=steps,
+        history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,
+                                      Objective.AAM, steps_per_epoch=data.steps_per_epoch,
                                       callbacks=callbacks, out_dir=out_dir, verbose=verbose)
     target = out_dir if chief else Path(tempfile.mkdtemp(prefix="tfadvq-worker-"))
     embedding_model.save(target / MODEL_FILE)
