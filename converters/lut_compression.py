@@ -238,6 +238,12 @@ def _match_layer(
     named = [(op, t) for op, t in matches if any(f"/{layer.name}/" in (o.name or "") for o in op.outputs)]
     _, tensor = (named or matches)[0]
     axis = _lut_axis(tensor, layer.name, layout.axis)
+    max_distinct = int(distinct_per_channel(tensor.array, axis).max())
+    if max_distinct > 2**bits:
+        raise ConversionError(
+            f"layer {layer.name!r}: its TFLite weights have {max_distinct} distinct values in a channel "
+            f"along axis {axis}, more than 2^{bits}; the value tables cannot hold them"
+        )
     return WeightTensor(
         layer=layer.name,
         bits=bits,
@@ -246,7 +252,7 @@ def _match_layer(
         axis=axis,
         shape=tuple(tensor.shape),
         dtype=np.dtype(tensor.numpy_dtype).name,
-        max_distinct=int(distinct_per_channel(tensor.array, axis).max()),
+        max_distinct=max_distinct,
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from tflite_micro import runtime
 from tqdm import tqdm
 
+from converters.metadata import calibrate_thresholds
 from tfadvq.errors import ConversionError
 
 # Generous arena for host runs; the size actually used is measured, not assumed.
@@ -138,20 +139,26 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> Parity:
 
 def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labels: np.ndarray) -> float:
     """EER (in [0, 1]) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
-    from converters.metadata import calibrate_thresholds
-
     scores = cosine_rows(embeddings[enroll], embeddings[test])
     return calibrate_thresholds(scores, labels).eer_rate
 
 
-def invoke_seconds(model: bytes, input_shape: tuple[int, ...], repeats: int = 3) -> float:
-    """Median wall time of one TFLM invoke on this host (after one warm-up invoke)."""
-    interpreter = make_interpreter(model)
-    interpreter.set_input(np.random.default_rng(0).normal(size=input_shape).astype(np.float32), 0)
-    interpreter.invoke()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def invoke_seconds(models: list[bytes], input_shape: tuple[int, ...], repeats: int = 3) -> list[float]:
+    """Median wall time of one TFLM invoke of each model on this host.
+
+    Invokes are interleaved (A, B, A, B, ...) after one warm-up each, so load
+    from other processes on a shared machine hits every model alike and the
+    ratios stay meaningful.
+    """
+    features = np.random.default_rng(0).normal(size=input_shape).astype(np.float32)
+    interpreters = [make_interpreter(model) for model in models]
+    for interpreter in interpreters:
+        interpreter.set_input(features, 0)
         interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    times = np.zeros((repeats, len(models)))
+    for r in range(repeats):
+        for i, interpreter in enumerate(interpreters):
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[r, i] = time.perf_counter() - start
+    return [float(t) for t in np.median(times, axis=0)]
