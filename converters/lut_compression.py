@@ -348,14 +348,3 @@ def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:
         if any(isinstance(layer, cls) for cls, _ in _LAYOUTS)
     }
 
-
-def bits_from_quantized(quantized: object) -> dict[str, int]:
-    """``{layer: bits}`` from the per-layer records of ``tfadvq.strip``'s QuantizedWeights.
-
-    Accepts a mapping ``name -> record`` or an iterable of records (or an
-    object whose ``layers`` is either); each record has ``bits`` (and ``name``).
-    """
-    records = getattr(quantized, "layers", quantized)
-    if isinstance(records, Mapping):
-        return {str(name): int(getattr(r, "bits", r)) for name, r in records.items()}
-    return {str(r.name): int(r.bits) for r in records}

@@ -335,3 +335,29 @@ def test_eer_on_tiny_corpus_trials_matches_keras(request, model, float_result, i
     keras_eer = trial_eer(model(features, training=False).numpy(), enroll, test, corpus.trials.labels)
     for result in (float_result, int8_result):
         assert abs(trial_eer(run_tflm(result.model, features), enroll, test, corpus.trials.labels) - keras_eer) <= 0.002
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_ptq_strip_convert_round_trip(per_channel):
+    """tfadvq.ptq -> tfadvq.strip -> convert: TFLM runs the LUT model like the stripped Keras model."""
+    import tfadvq
+
+    bits = {"conv1": 3, "dw": 2, "conv2": 4, "emb": 1}
+    quantized = tfadvq.ptq(_build({}), bits=bits, per_channel=per_channel, progress=False)
+    plain, records = tfadvq.strip(quantized)
+    result = convert_model(plain, records.bits_by_layer(), FRAMES)
+    assert result.bits_per_layer() == bits
+    features = _fbank_like(3, seed=12)[0]
+    assert parity(plain(features).numpy(), run_tflm(result.model, features)).min_cosine >= 0.999
+
+
+def test_cli_strips_a_saved_quantized_model(tmp_path, capsys):
+    import tfadvq
+    from tfadvq.cli import main
+
+    bits = {"conv2": 3, "emb": 2}
+    tfadvq.ptq(_build({}), bits=bits, progress=False).save(tmp_path / "q.h5")
+    out = tmp_path / "m.tflite"
+    assert main(["convert", "--model", str(tmp_path / "q.h5"), "--out", str(out), "--frames", str(FRAMES)]) == 0
+    assert read_json(out.with_suffix(".json")).bits_per_layer == bits
+    assert "LUT axis 0" in capsys.readouterr().out

@@ -41,33 +41,27 @@ def register(subparsers) -> None:
 
 
 def _load(path: Path):
-    from tfadvq.compat import keras
     from tfadvq.errors import ConversionError
+    from tfadvq.quant import load_model
 
-    try:
-        import tfadvq.models  # noqa: F401  (registers custom layers for deserialisation)
-    except ImportError:
-        pass
     if not path.exists():
         raise ConversionError(f"{path}: no such model file or directory")
     try:
-        return keras.models.load_model(path, compile=False)
+        return load_model(path)
     except Exception as exc:  # Keras raises many kinds for unreadable models
         raise ConversionError(f"{path}: cannot load a Keras model ({exc})") from exc
 
 
 def _plain_model_and_bits(model, bits_arg: str | None):
-    """Strip tfadvq quantization wrappers if present; choose bits per layer."""
+    """Strip tfadvq quantization wrappers if present; choose bits per layer (``--bits`` wins)."""
     import tfadvq
-    from converters.lut_compression import bits_from_quantized, uniform_bits
+    from converters.lut_compression import uniform_bits
     from tfadvq.errors import ConversionError
 
     bits: dict[str, int] = {}
-    if any(type(layer).__name__.startswith("Quantize") for layer in model.layers):
-        if not hasattr(tfadvq, "strip"):
-            raise ConversionError("the model holds quantization wrappers but tfadvq.strip is unavailable")
+    if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
         model, quantized = tfadvq.strip(model)
-        bits = bits_from_quantized(quantized)
+        bits = quantized.bits_by_layer()
     if bits_arg is not None:
         path = Path(bits_arg)
         if path.is_file():
