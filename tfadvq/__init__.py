@@ -18,6 +18,8 @@ from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav, validate_files
 from tfadvq.features import Fbank, FbankConfig, fbank, num_frames
 from tfadvq.pipeline import PipelineConfig, eval_dataset, train_dataset
 from tfadvq.voxceleb import Trials, Utterance, load_corpus, read_trials
+from tfadvq.training import TrainConfig, fit_embedding_model, load_config, train, training_data
+from tfadvq.evaluation import evaluate, load_embedding_model, verify
 from tfadvq.quant import model_size, ptq, quantize, strip
 
 __version__ = "0.1.0"
@@ -39,6 +41,14 @@ __all__ = [
     "save_wav",
     "train_dataset",
     "validate_files",
+    "TrainConfig",
+    "evaluate",
+    "fit_embedding_model",
+    "load_config",
+    "load_embedding_model",
+    "train",
+    "training_data",
+    "verify",
     "ConfigError",
     "ConversionError",
     "DataError",
