@@ -20,6 +20,9 @@
 #ifdef SV_HAVE_SYSTICK
 #include "systick.h"
 #endif
+#ifdef SV_TFLM_LOG_CALLBACK  // cortex_m_generic's DebugLog prints only through a callback
+#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
+#endif
 
 // The model version this firmware (its store layout, thresholds, protocol) was
 // written for; the converter's --model-version must match.
@@ -99,6 +102,10 @@ unsigned long long MeasureInvoke(sv::ModelRunner* runner, float* embedding) {
 }  // namespace
 
 int main() {
+#ifdef SV_TFLM_LOG_CALLBACK
+  // TFLM's own messages (a missing op, a small arena) go to the console.
+  RegisterDebugLogCallback([](const char* s) { std::fputs(s, stderr); });
+#endif
   tflite::InitializeTarget();
   static tflite::MicroMutableOpResolver<TFADVQ_MODEL_NUM_OPS> resolver;
 #define SV_ADD_OP(op) \
