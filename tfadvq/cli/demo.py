@@ -43,21 +43,18 @@ class Demo:
 
 
 def stage_corpus(demo: Demo) -> dict[str, Any]:
-    from tfadvq.cli import main as cli_main
-    from tfadvq.errors import DataError, TfadvqError
+    from tfadvq.corpus.synth import SynthConfig, synthesize_corpus
+    from tfadvq.errors import TfadvqError
     from tfadvq.voxceleb import load_corpus
 
-    try:
-        corpus = load_corpus(demo.corpus)
+    try:  # complete = the generator wrote its manifest last, and every listed file exists
         reused = (demo.corpus / "corpus.json").is_file()
+        corpus = load_corpus(demo.corpus) if reused else None
     except TfadvqError:
         reused = False
     if not reused:
-        argv = ["data", "synth", "--out", str(demo.corpus), "--seed", str(demo.seed)]
-        argv += ["--speakers", str(demo.speakers)] if demo.speakers else []
-        argv += ["--utts", str(demo.utts)] if demo.utts else []
-        if cli_main(argv) != 0:
-            raise DataError(f"{demo.corpus}: corpus generation failed (see above)")
+        sizes = {k: v for k, v in (("speakers", demo.speakers), ("utts", demo.utts)) if v}
+        synthesize_corpus(demo.corpus, SynthConfig(seed=demo.seed, **sizes))
         corpus = load_corpus(demo.corpus)
     demo.state["corpus"] = corpus
     return {"result": f"{len({u.speaker for u in corpus.train})} train speakers, "
