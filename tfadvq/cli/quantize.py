@@ -11,7 +11,6 @@ FP32 model, which needs no labels) with codebook refresh, then stripped.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--objective", choices=["aam", "distill"], default="aam")
     parser.add_argument("--train-config", default="demo",
                         help="training YAML or packaged name for optimizer/pipeline (default: demo)")
+    parser.add_argument("--lr-scale", type=float, default=0.1,
+                        help="fine-tune peak lr = training config lr x this (default 0.1)")
     parser.add_argument("--refresh-steps", type=int, default=100, help="codebook refresh period in steps")
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
@@ -38,16 +39,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
     from tfadvq.quant import api, load_spec, model_size
     from tfadvq.report import print_table
 
+    if args.finetune_epochs and args.corpus is None:
+        raise ConfigError("--finetune-epochs: pass --corpus DIR with the fine-tuning speech")
     model = load_embedding_model(args.model)
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
     quantized = api.quantize(model, bits, per_channel=args.per_channel,
                              activation_bits=args.activation_bits)
-    if args.finetune_epochs:
-        _finetune(quantized, model, args)
+    tuned = _finetune(quantized, model, args) if args.finetune_epochs else None
     args.out.mkdir(parents=True, exist_ok=True)
     quantized.save(args.out / "model.h5")  # tfmot wrappers reload from .h5, not .keras
     plain, records = api.strip(quantized)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     size = model_size(quantized)
     (args.out / "summary.json").write_text(json.dumps(
         {"layers": rows, "size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
-         "compression": size.compression}, indent=1))
+         "compression": size.compression, "finetune": tuned}, indent=1))
     if args.plots:
         from tfadvq.quant.plots import plot_model
 
@@ -65,29 +68,26 @@ def run(args: argparse.Namespace) -> int:
                   for (w, q), t in zip(api.quantized_weights(quantized), records.tensors)}
         plot_model(floats, records.tensors, args.out / "plots")
     print_table(rows, title=f"tfadvq quantize: {args.model}")
+    if tuned:
+        print_table([tuned], title="fine-tuning")
     print_table([{"size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
                   "compression": size.compression, "out": str(args.out)}])
     return 0
 
 
-def _finetune(quantized, teacher, args: argparse.Namespace) -> None:
-    """QAT with the training engineer's ``fit_embedding_model`` plus codebook refresh."""
+def _finetune(quantized, teacher, args: argparse.Namespace) -> dict:
+    """QAT through the training engine with codebook refresh; returns a summary row."""
     from tfadvq import voxceleb
-    from tfadvq.errors import ConfigError
-    from tfadvq.pipeline import train_dataset
-    from tfadvq.quant.codebook_refresh import CodebookRefresh
-    from tfadvq.training import fit_embedding_model, load_config, packaged_config, speaker_map
+    from tfadvq.quant.finetune import finetune, finetune_config
+    from tfadvq.training import load_config, packaged_config, training_data
 
-    if args.corpus is None:
-        raise ConfigError("--finetune-epochs: pass --corpus DIR with the fine-tuning speech")
     path = Path(args.train_config)
     config = load_config(path if path.is_file() else packaged_config(args.train_config))
-    config = dataclasses.replace(config, epochs=args.finetune_epochs)
-    utterances = voxceleb.load_corpus(args.corpus).dev
-    speakers = speaker_map(utterances)
-    dataset = train_dataset(utterances, config.pipeline_config(), speakers)
-    steps = max(len(utterances) // config.pipeline_config().batch_size, 1)
-    fit_embedding_model(quantized, dataset, len(speakers), config, args.objective,
-                        teacher=teacher if args.objective == "distill" else None,
-                        steps_per_epoch=steps,
-                        callbacks=[CodebookRefresh(quantized, every_n_steps=args.refresh_steps)])
+    config = finetune_config(config, args.finetune_epochs, args.lr_scale)
+    data = training_data(config, voxceleb.load_corpus(args.corpus).train)
+    history = finetune(quantized, data, config, args.objective,
+                       teacher=teacher if args.objective == "distill" else None,
+                       refresh_steps=args.refresh_steps)
+    return {"objective": args.objective, "epochs": args.finetune_epochs,
+            "steps": args.finetune_epochs * data.steps_per_epoch, "peak_lr": config.optimizer.lr,
+            "first_loss": history.history["loss"][0], "last_loss": history.history["loss"][-1]}

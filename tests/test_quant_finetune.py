@@ -1,0 +1,91 @@
+"""Quantization-aware fine-tuning on the tiny generated corpus: API (AAM and distillation) and CLI.
+
+After fine-tuning, the codebooks must have followed the trained weights and
+the stripped model must hold at most 2^b distinct values per quantized layer.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tfadvq
+from tfadvq.cli import main
+from tfadvq.compat import keras
+from tfadvq.config import dump_yaml
+from tfadvq.errors import ConfigError
+from tfadvq.quant import api, finetune, finetune_config
+from tfadvq.training import training_data
+from tfadvq.voxceleb import load_corpus
+from test_training import tiny_config  # tests/ is on sys.path under pytest
+
+BITS = 3
+
+
+def small_embedding_model() -> keras.Model:
+    """Conv/BN/Dense embedding net over ``[frames, 80]`` fbanks: every supported class the models use."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 80))
+    x = keras.layers.Reshape((-1, 80, 1))(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, name="conv1")(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn1")(x))
+    x = keras.layers.Conv2D(8, 3, strides=2, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(16, name="embed")(x), name="small")
+
+
+def distinct_values_per_layer(model: keras.Model, layers: list[str]) -> dict[str, int]:
+    return {name: np.unique(model.get_layer(name).kernel.numpy()).size for name in layers}
+
+
+@pytest.mark.parametrize("objective", ["distill", "aam"])
+def test_finetune_trains_refreshes_codebooks_and_strips_onto_them(tiny_corpus, objective):
+    config = finetune_config(tiny_config(tiny_corpus, steps_per_epoch=3), epochs=2)
+    data = training_data(config, load_corpus(tiny_corpus).train)
+    teacher = small_embedding_model()
+    quantized = tfadvq.quantize(small_embedding_model(), BITS, progress=False)
+    pairs = api.quantized_weights(quantized)
+    before_w = [q.source.numpy().copy() for _, q in pairs]
+    before_c = [q.value_table(w) for (_, q), w in zip(pairs, before_w)]
+
+    history = finetune(quantized, data, config, objective, teacher=teacher, refresh_steps=2, verbose=0)
+
+    assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))
+    for (wrapper, q), w0, c0 in zip(pairs, before_w, before_c):
+        w, c = q.source.numpy(), q.value_table(q.source.numpy())
+        assert not np.allclose(w, w0), f"{wrapper.layer.name}: weights did not train"
+        assert not np.allclose(c, c0), f"{wrapper.layer.name}: codebook was not refreshed"
+        # The last refresh ran on the final weights: the codebook is their k-means fit.
+        np.testing.assert_allclose(c, q.fit(w), rtol=1e-5, atol=1e-7)
+    plain, records = tfadvq.strip(quantized)
+    layers = [t.layer for t in records.tensors]
+    assert layers == ["conv1", "conv2", "embed"]
+    for name, count in distinct_values_per_layer(plain, layers).items():
+        assert count <= 2 ** BITS, f"{name}: {count} distinct values after strip"
+    x = next(iter(data.dataset))[0][:2]
+    np.testing.assert_allclose(plain(x, training=False), quantized(x, training=False), rtol=1e-4, atol=1e-5)
+
+
+def test_cli_quantize_with_finetuning_end_to_end(tiny_corpus, tmp_path, capsys):
+    model_path, config_path, out = tmp_path / "fp.keras", tmp_path / "ft.yaml", tmp_path / "q"
+    small_embedding_model().save(model_path)
+    dump_yaml(tiny_config(tiny_corpus, steps_per_epoch=2), config_path)
+    assert main(["quantize", "--model", str(model_path), "--bits", str(BITS), "--finetune-epochs", "1",
+                 "--corpus", str(tiny_corpus), "--objective", "distill", "--train-config", str(config_path),
+                 "--refresh-steps", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fine-tuning" in printed and "distill" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finetune"]["steps"] == 2 and np.isfinite(summary["finetune"]["last_loss"])
+    plain = keras.models.load_model(out / "plain.keras")
+    for name, count in distinct_values_per_layer(plain, ["conv1", "conv2", "embed"]).items():
+        assert count <= 2 ** BITS, f"{name}: {count} distinct values in plain.keras"
+
+
+def test_finetune_without_corpus_or_budget_is_refused(tmp_path, capsys):
+    assert main(["quantize", "--model", str(tmp_path / "m.keras"), "--finetune-epochs", "1",
+                 "--out", str(tmp_path / "q")]) == 2
+    assert "--corpus" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--finetune-epochs: 0"):
+        finetune_config(tiny_config(tmp_path), epochs=0)
