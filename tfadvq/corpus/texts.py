@@ -1,0 +1,78 @@
+"""Varied English sentences for the generated corpus, deterministic per random generator.
+
+A speaker-verification corpus where every speaker reads the same few prompts
+lets a model key on the words; VoxCeleb speakers say different things in every
+clip.  So each utterance gets its own sentence, drawn from templates (statements,
+questions, requests, reports) filled from word lists, with a target word count
+that the caller derives from the voice's speaking rate (that is how the
+utterances land at 2-4 s).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_NAMES = ("Anna", "Marcus", "Leila", "Tomas", "Priya", "Owen", "Greta", "Kofi", "Mei", "Rafael",
+          "Ingrid", "Samir", "Nora", "Dmitri", "Chloe", "Jonah", "Amara", "Felix", "Yuki", "Hugo")
+_PEOPLE = ("the farmer", "my neighbour", "the young pilot", "our teacher", "the old captain",
+           "a tired doctor", "the baker", "her brother", "the new manager", "a quiet student",
+           "the driver", "his grandmother", "the engineer", "a local artist", "the mayor")
+_ADJECTIVES = ("small", "heavy", "bright", "broken", "silver", "wooden", "strange", "quiet",
+               "yellow", "ancient", "empty", "careful", "narrow", "warm", "green", "famous")
+_NOUNS = ("basket", "letter", "bicycle", "window", "garden", "violin", "report", "kettle",
+          "ladder", "map", "lantern", "blanket", "engine", "painting", "notebook", "bridge",
+          "umbrella", "carpet", "bottle", "signal", "package", "clock", "recipe", "ticket")
+_VERBS = ("carried", "painted", "repaired", "found", "sold", "opened", "measured", "cleaned",
+          "borrowed", "described", "moved", "checked", "wrapped", "photographed", "returned")
+_PLACES = ("across the old bridge", "near the harbour", "behind the station", "in the kitchen",
+           "at the market", "under the stairs", "along the river", "inside the museum",
+           "on the top floor", "beside the fountain", "through the forest", "in the village")
+_TIMES = ("before noon", "last winter", "every morning", "after the storm", "on Sunday",
+          "late at night", "three days ago", "during the concert", "at half past seven",
+          "next summer", "in the spring", "before dinner")
+_NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "eleven", "twelve",
+            "twenty", "forty", "a hundred")
+_REASONS = ("because the road was closed", "since nobody else could", "although it was raining",
+            "while the children slept", "so that everyone could see", "when the lights went out")
+
+_TEMPLATES = (
+    "{who} {verb} the {adj} {noun} {place}.",
+    "{who} {verb} {num} {adj} {noun}s {time}.",
+    "{name} {verb} the {noun} {place} {time}.",
+    "{name} said that {who} {verb} the {adj} {noun} {reason}.",
+    "Did {who} really leave the {adj} {noun} {place}?",
+    "Why did {name} bring {num} {noun}s {time}?",
+    "Please put the {adj} {noun} {place} {time}.",
+    "{time_cap}, {who} {verb} a {adj} {noun} {reason}.",
+    "I think {name} {verb} the {noun} {place}, but I am not sure.",
+    "We counted {num} {adj} {noun}s {place} {time}.",
+    "Could you tell {name} that the {noun} is {place}?",
+    "The {adj} {noun} that {who} {verb} was {place} {time}.",
+)
+
+
+def sentence(rng: np.random.Generator) -> str:
+    """One sentence from a random template with random fillers."""
+    time = _pick(rng, _TIMES)
+    slots = dict(who=_pick(rng, _PEOPLE), name=_pick(rng, _NAMES), adj=_pick(rng, _ADJECTIVES),
+                 noun=_pick(rng, _NOUNS), verb=_pick(rng, _VERBS), place=_pick(rng, _PLACES),
+                 time=time, time_cap=time[0].upper() + time[1:], num=_pick(rng, _NUMBERS),
+                 reason=_pick(rng, _REASONS))
+    text = _pick(rng, _TEMPLATES).format(**slots)
+    return text[0].upper() + text[1:]
+
+
+def sentence_of_length(rng: np.random.Generator, words: int, attempts: int = 64) -> str:
+    """The sentence whose word count is nearest to ``words`` among ``attempts`` draws.
+
+    Drawing several and keeping the closest keeps the length distribution tight
+    without templates per length; ties go to the first draw (deterministic).
+    """
+    if words < 1:
+        raise ValueError(f"words must be >= 1, got {words}")
+    candidates = [sentence(rng) for _ in range(attempts)]
+    gaps = [abs(len(c.split()) - words) for c in candidates]
+    return candidates[int(np.argmin(gaps))]
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
