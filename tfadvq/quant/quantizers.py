@@ -201,10 +201,17 @@ class UniformQuantizer(TableQuantizer):
     ``L = 2^(b-1) - 1`` (narrow range, so zero is exact), ``q = s·round(w/s)``;
     at b = 1 the two levels are ``±mean|w|``.  The scale follows the current
     weights (no state); its value table has ``2L + 1`` levels padded to 2^b.
+    Size accounting stores only the scales (one 32-bit value per channel, or
+    one per tensor): the table is ``s * (-L..L)``, so counting 2^b entries per
+    channel would charge the linear peer for a table it never needs.
     """
 
     def __init__(self, bits: int, per_channel: bool = True, channel_dims: int = 1):
         super().__init__(bits, per_channel, channel_dims)
+
+    def table_entries(self, weight_shape: Any) -> int:
+        """One 32-bit scale per output channel (or per tensor)."""
+        return _channels(weight_shape, self.channel_dims) if self.per_channel else 1
 
     def __call__(self, inputs, training, weights, **kwargs):
         channels = _channels(inputs.shape, self.channel_dims) if self.per_channel else 1
