@@ -35,6 +35,11 @@ _REASONS = ("because the road was closed", "since nobody else could", "although 
             "while the children slept", "so that everyone could see", "when the lights went out")
 
 _TEMPLATES = (
+    "{name} {verb} the {noun}.",
+    "Where is the {adj} {noun}?",
+    "{who} lost {num} {noun}s.",
+    "Please bring the {noun} {time}.",
+    "Is the {noun} {place}?",
     "{who} {verb} the {adj} {noun} {place}.",
     "{who} {verb} {num} {adj} {noun}s {time}.",
     "{name} {verb} the {noun} {place} {time}.",
