@@ -24,6 +24,7 @@ are forked processes, because spawning would re-import the ``tfadvq`` package
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -50,6 +51,7 @@ MARKER = ".synth.json"
 # Random streams: each kind of draw has its own generator family.
 _VOICE, _SESSIONS, _TEXT, _RENDER, _BANKS, _TRIALS = range(6)
 _BABBLE_SENTENCES = 16
+_MIN_ENGINE_SECONDS = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +93,18 @@ class SynthConfig:
 
 @dataclasses.dataclass(frozen=True)
 class UtterancePlan:
+    """Where utterance ``index`` of a speaker goes, its session and its sentence length."""
+
     key: str          # <spk>/<session>/<nnnnn>.wav
+    index: int
     session: int
-    text: str
+    words: int
 
 
 @dataclasses.dataclass(frozen=True)
 class SpeakerPlan:
+    """Everything a worker needs to render one speaker (cheap to make and to pickle)."""
+
     speaker: str
     split: str
     index: int
@@ -149,7 +156,7 @@ def speaker_id(index: int) -> str:
 
 
 def plan_corpus(config: SynthConfig) -> list[SpeakerPlan]:
-    """Every speaker's voice, sessions and sentences (cheap; no audio)."""
+    """Every speaker's voice, sessions and utterance slots (cheap; no audio, no text)."""
     config.validate()
     total = config.speakers + config.test_speakers
     return [_plan_speaker(config, index, "dev" if index < config.speakers else "test")
@@ -162,13 +169,12 @@ def _plan_speaker(config: SynthConfig, index: int, split: str) -> SpeakerPlan:
     sessions = tuple(sample_session(session_rng, config.rooms)
                      for _ in range(int(session_rng.integers(2, 5))))
     utterances = []
+    seconds = session_rng.uniform(config.min_seconds, config.max_seconds, config.utts)
     for j in range(config.utts):
-        rng = _rng(config.seed, _TEXT, index, j)
-        seconds = rng.uniform(config.min_seconds, config.max_seconds)
-        words = max(3, round(seconds * voice.words_per_second))
         session = j % len(sessions)
         key = f"{speaker_id(index)}/s{session + 1:02d}/{j // len(sessions) + 1:05d}.wav"
-        utterances.append(UtterancePlan(key, session, sentence_of_length(rng, words)))
+        words = max(3, round(seconds[j] * voice.words_per_second))
+        utterances.append(UtterancePlan(key, j, session, words))
     return SpeakerPlan(speaker_id(index), split, index, config.seed, config.max_seconds, voice,
                        sessions, tuple(utterances))
 
@@ -239,15 +245,17 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Banks:
+class Banks:
+    """Shared by all speakers: ``rirs [rooms, mics, taps]`` and a 1-D ``babble`` track (16 kHz)."""
+
     rirs: np.ndarray
     babble: np.ndarray
 
 
-_WORKER_BANKS: _Banks | None = None
+_WORKER_BANKS: Banks | None = None
 
 
-def _build_banks(config: SynthConfig) -> _Banks:
+def _build_banks(config: SynthConfig) -> Banks:
     """Room responses and a babble track (espeak-ng talkers), shared by all speakers."""
     rng = _rng(config.seed, _BANKS)
     rirs = build_rir_bank(rng, rooms=config.rooms, rate=SAMPLE_RATE)
@@ -259,34 +267,31 @@ def _build_banks(config: SynthConfig) -> _Banks:
             (audio, rate), = synthesize(voice, [text], Path(tmp) / str(i))
             track = resample(audio, rate, SAMPLE_RATE)
             tracks.append(track / (np.sqrt(np.mean(track ** 2)) + 1e-9))
-    return _Banks(rirs, np.concatenate(tracks).astype(np.float32))
+    return Banks(rirs, np.concatenate(tracks).astype(np.float32))
 
 
-def _init_worker(banks: _Banks) -> None:
+def _init_worker(banks: Banks) -> None:
     global _WORKER_BANKS
     _WORKER_BANKS = banks
 
 
-def _run_speakers(plans: Sequence[SpeakerPlan], out: Path, banks: _Banks, workers: int,
+def _run_speakers(plans: Sequence[SpeakerPlan], out: Path, banks: Banks, workers: int,
                   progress: bool) -> Iterator[SpeakerResult]:
     # Festival speakers first: they are the longest tasks, so the pool ends balanced.
-    ordered = sorted(plans, key=lambda p: p.voice.engine != FESTIVAL)
-    tasks = [(plan, out) for plan in ordered]
-    bar = tqdm(total=sum(len(p.utterances) for p in plans), unit="utt", desc="synth",
-               disable=not progress)
-    with bar:
+    tasks = [(plan, out) for plan in sorted(plans, key=lambda p: p.voice.engine != FESTIVAL)]
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=sum(len(p.utterances) for p in plans), unit="utt",
+                                       desc="synth", disable=not progress))
         if workers == 1:
             _init_worker(banks)
             results = map(_render_task, tasks)
-            for result in results:
-                bar.update(len(result.written) + len(result.skipped) + len(result.failed))
-                yield result
-            return
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
-            for result in pool.imap_unordered(_render_task, tasks):
-                bar.update(len(result.written) + len(result.skipped) + len(result.failed))
-                yield result
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(
+                workers, initializer=_init_worker, initargs=(banks,)))
+            results = pool.imap_unordered(_render_task, tasks)
+        for result in results:
+            bar.update(len(result.written) + len(result.skipped) + len(result.failed))
+            yield result
 
 
 def _render_task(task: tuple[SpeakerPlan, Path]) -> SpeakerResult:
@@ -294,7 +299,7 @@ def _render_task(task: tuple[SpeakerPlan, Path]) -> SpeakerResult:
     return render_speaker(plan, out, _WORKER_BANKS)
 
 
-def render_speaker(plan: SpeakerPlan, out: Path, banks: _Banks) -> SpeakerResult:
+def render_speaker(plan: SpeakerPlan, out: Path, banks: Banks) -> SpeakerResult:
     """Write the speaker's missing utterances; existing files are kept as they are."""
     result = SpeakerResult(plan.speaker, plan.split)
     root = out / plan.split / "wav"
@@ -308,14 +313,15 @@ def render_speaker(plan: SpeakerPlan, out: Path, banks: _Banks) -> SpeakerResult
     if not missing:
         return result
     with tempfile.TemporaryDirectory(prefix="tfadvq-tts-") as tmp:
+        texts = [utterance_text(plan, utt) for utt in missing]
         try:
-            spoken = synthesize(plan.voice, [u.text for u in missing], Path(tmp))
+            spoken = synthesize(plan.voice, texts, Path(tmp))
         except SynthesisError as exc:
             result.failed.extend((u.key, str(exc)) for u in missing)
             return result
-    for utt, audio in zip(missing, spoken):
+    for utt, text, audio in zip(missing, texts, spoken):
         if audio is None:
-            result.failed.append((utt.key, f"{plan.voice.engine} wrote no audio for {utt.text!r}"))
+            result.failed.append((utt.key, f"{plan.voice.engine} wrote no audio for {text!r}"))
             continue
         try:
             samples = render_utterance(plan, utt, *audio, banks)
@@ -328,12 +334,19 @@ def render_speaker(plan: SpeakerPlan, out: Path, banks: _Banks) -> SpeakerResult
     return result
 
 
+def utterance_text(plan: SpeakerPlan, utt: UtterancePlan) -> str:
+    """The sentence of ``utt`` (drawn in the worker: 3000+ draws would serialise the start)."""
+    return sentence_of_length(_rng(plan.seed, _TEXT, plan.index, utt.index), utt.words)
+
+
 def render_utterance(plan: SpeakerPlan, utt: UtterancePlan, samples: np.ndarray, rate: int,
-                     banks: _Banks) -> np.ndarray:
+                     banks: Banks) -> np.ndarray:
     """Engine audio -> trimmed and capped -> speaker's voice (WORLD) -> session channel."""
-    j = plan.utterances.index(utt)
-    rng = _rng(plan.seed, _RENDER, plan.index, j)
+    rng = _rng(plan.seed, _RENDER, plan.index, utt.index)
     speech = trim_silence(samples, rate)[:int(plan.max_seconds * rate)]
+    if len(speech) < _MIN_ENGINE_SECONDS * rate:
+        raise AudioError(utt.key, f"{plan.voice.engine} ({plan.voice.engine_voice}) produced only "
+                                  f"{len(speech) / rate:.2f} s of speech")
     voiced = revoice(speech, rate, plan.voice, rng, SAMPLE_RATE)
     return apply_channel(voiced, plan.sessions[utt.session], rng, banks.rirs, banks.babble,
                          SAMPLE_RATE)

@@ -55,18 +55,20 @@ _TEMPLATES = (
 )
 
 
+_SLOTS = dict(who=_PEOPLE, name=_NAMES, adj=_ADJECTIVES, noun=_NOUNS, verb=_VERBS, place=_PLACES,
+              time=_TIMES, num=_NUMBERS, reason=_REASONS, template=_TEMPLATES)
+_SIZES = np.array([len(options) for options in _SLOTS.values()])
+
+
 def sentence(rng: np.random.Generator) -> str:
-    """One sentence from a random template with random fillers."""
-    time = _pick(rng, _TIMES)
-    slots = dict(who=_pick(rng, _PEOPLE), name=_pick(rng, _NAMES), adj=_pick(rng, _ADJECTIVES),
-                 noun=_pick(rng, _NOUNS), verb=_pick(rng, _VERBS), place=_pick(rng, _PLACES),
-                 time=time, time_cap=time[0].upper() + time[1:], num=_pick(rng, _NUMBERS),
-                 reason=_pick(rng, _REASONS))
-    text = _pick(rng, _TEMPLATES).format(**slots)
+    """One sentence from a random template with random fillers (one draw for all slots)."""
+    picks = {name: options[i] for (name, options), i in zip(_SLOTS.items(), rng.integers(0, _SIZES))}
+    time = picks["time"]
+    text = picks.pop("template").format(**picks, time_cap=time[0].upper() + time[1:])
     return text[0].upper() + text[1:]
 
 
-def sentence_of_length(rng: np.random.Generator, words: int, attempts: int = 64) -> str:
+def sentence_of_length(rng: np.random.Generator, words: int, attempts: int = 24) -> str:
     """The sentence whose word count is nearest to ``words`` among ``attempts`` draws.
 
     Drawing several and keeping the closest keeps the length distribution tight
@@ -77,7 +79,3 @@ def sentence_of_length(rng: np.random.Generator, words: int, attempts: int = 64)
     candidates = [sentence(rng) for _ in range(attempts)]
     gaps = [abs(len(c.split()) - words) for c in candidates]
     return candidates[int(np.argmin(gaps))]
-
-
-def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
-    return options[int(rng.integers(len(options)))]
