@@ -1,0 +1,110 @@
+"""tfadvq.models: shapes, published parameter counts, registry errors, serialisation round trips."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from tfadvq.compat import keras, tf
+from tfadvq.errors import ConfigError
+from tfadvq.models import MODELS, StatsPooling, build_model
+
+# All Keras weights (incl. batch-norm moving statistics) at 80 mel, 256-d, published widths.
+PARAMS = {
+    "ResNet18": 4_110_240,
+    "ResNet34": 6_642_848,
+    "DFResNet56": 4_088_608,
+    "DFResNet110": 6_613_792,
+    "DFResNet179": 9_325_856,
+    "DFResNet233": 11_851_040,
+}
+TINY = {"TinyResNet": dict(embed_dim=32, base_width=4), "TinyDFResNet": dict(embed_dim=32, base_width=4)}
+
+
+@functools.lru_cache(maxsize=None)
+def _published(name: str) -> keras.Model:
+    """Each full-size model is built once per session: the deep DF-ResNets take seconds."""
+    return build_model(name)
+
+
+def _trainable(model: keras.Model) -> int:
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameter_counts_match_the_published_sizes(name):
+    model = _published(name)
+    assert model.count_params() == PARAMS[name]
+    assert model.output_shape == (None, 256) and model.input_shape == (None, None, 80)
+
+
+def test_resnet34_is_the_common_6_6m_model():
+    assert _trainable(_published("ResNet34")) == pytest.approx(6.6e6, rel=0.02)
+    assert _trainable(_published("ResNet18")) == pytest.approx(4.1e6, rel=0.02)
+
+
+def test_dfresnet_depths_and_names():
+    model = _published("DFResNet56")
+    blocks = {l.name.rsplit("_", 1)[0] for l in model.layers if l.name.endswith("_add")}
+    per_stage = [sum(b.startswith(f"stage{s}_") for b in blocks) for s in range(1, 5)]
+    assert per_stage == [3, 3, 9, 3]
+    assert isinstance(model.get_layer("stage3_block9_depthwise"), keras.layers.DepthwiseConv2D)
+    assert model.get_layer("stage3_block9_expand").filters == 4 * 128
+    assert model.get_layer("downsample4").strides == (2, 2)
+    # 80 mel -> 5 bins after four stride-2 downsamplings; 5 * 256 channels pooled.
+    assert model.get_layer("frame_features").output_shape == (None, None, 5 * 256)
+
+
+def test_resnet_layout_halves_time_and_frequency_three_times():
+    model = _published("ResNet34")
+    assert model.get_layer("frame_features").output_shape == (None, None, 10 * 256)
+    assert model.get_layer("stage2_block1_shortcut").strides == (2, 2)
+    names = [l.name for l in model.layers]
+    assert len(names) == len(set(names))
+    assert all(type(l) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+               for l in model.layers if l.weights and "bn" not in l.name)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("frames", [1, 37, 200])
+def test_tiny_models_embed_any_length(name, frames):
+    model = build_model(name, **TINY[name])
+    out = model(np.random.default_rng(0).normal(size=(3, frames, 80)).astype(np.float32))
+    assert out.shape == (3, 32) and np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_save_load_round_trip(name, suffix, tmp_path):
+    model = build_model(name, **TINY[name])
+    x = np.random.default_rng(1).normal(size=(2, 50, 80)).astype(np.float32)
+    model.save(tmp_path / f"m{suffix}")
+    loaded = keras.models.load_model(tmp_path / f"m{suffix}", compile=False)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-5)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+def test_stats_pooling_is_mean_and_std_over_time():
+    x = np.random.default_rng(2).normal(size=(2, 9, 4)).astype(np.float32)
+    layer = StatsPooling(epsilon=0.0)
+    np.testing.assert_allclose(layer(x), np.concatenate([x.mean(1), x.std(1)], axis=-1), rtol=1e-5)
+    again = StatsPooling.from_config(layer.get_config())
+    assert again.epsilon == 0.0
+    assert layer.compute_output_shape((None, None, 4)) == tf.TensorShape([None, 8])
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("ResNet50", {}, "known models: ResNet18, ResNet34"),
+    ("ResNet34", {"width": 16}, "unknown argument.*'width'.*base_width"),
+    ("TinyResNet", {"base_width": 0}, "base_width"),
+    ("TinyResNet", {"blocks": [1, 1]}, "blocks must be 4"),
+    ("TinyDFResNet", {"depths": [1, 1, 0, 1]}, "depths"),
+])
+def test_bad_model_config_raises(name, args, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(name, **args)
+
+
+def test_registry_lists_every_factory():
+    assert set(MODELS) == set(PARAMS) | set(TINY)
