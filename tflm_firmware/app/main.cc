@@ -138,5 +138,11 @@ int main() {
               static_cast<unsigned>(sizeof(g_arena)), invoke_instructions,
               static_cast<double>(SV_THRESHOLD), sv::StatusName(store_status));
   std::fflush(stdout);
-  return sv::RunSession(&verifier, stdin, stdout) == 0 ? 0 : 2;
+#ifdef SV_HAVE_SYSTICK
+  platform::StartTickCounter();
+  const sv::InstructionClock clock = [] { return platform::TickCount() * platform::kInstructionsPerTick; };
+#else
+  const sv::InstructionClock clock = nullptr;
+#endif
+  return sv::RunSession(&verifier, stdin, stdout, clock) == 0 ? 0 : 2;
 }

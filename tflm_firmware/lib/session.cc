@@ -4,7 +4,7 @@
 
 namespace sv {
 
-int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out) {
+int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out, InstructionClock clock) {
   char line[kMaxLineBytes + 2];
   char reply[kMaxLineBytes];
   int failures = 0;
@@ -23,8 +23,14 @@ int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out) {
     while (*p == ' ' || *p == '\t') ++p;
     if (*p == '\0' || *p == '\n' || *p == '\r' || *p == '#') continue;
     if (std::strncmp(p, "quit", 4) == 0) break;
+    const uint64_t start = clock != nullptr ? clock() : 0;
     if (verifier->HandleLine(p, 0, reply, sizeof(reply)) != Status::kOk) ++failures;
-    std::fprintf(out, "%s\n", reply);
+    if (clock != nullptr) {
+      std::fprintf(out, "%s instructions=%llu\n", reply,
+                   static_cast<unsigned long long>(clock() - start));
+    } else {
+      std::fprintf(out, "%s\n", reply);
+    }
     std::fflush(out);
   }
   return failures;

@@ -5,16 +5,22 @@
 #ifndef TFADVQ_SESSION_H_
 #define TFADVQ_SESSION_H_
 
+#include <cstdint>
 #include <cstdio>
 
 #include "verifier.h"
 
 namespace sv {
 
+// Instructions (or cycles) executed so far, for per-command cost on a device.
+using InstructionClock = uint64_t (*)();
+
 // Runs every line of `in` (blank lines and lines starting with '#' skipped)
 // through `verifier`, writing each reply to `out`, until end of input or a
-// line "quit".  Returns the number of commands that failed.
-int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out);
+// line "quit".  With a `clock`, each reply ends in " instructions=N" (the
+// command's cost, file reading included).  Returns the number of commands that failed.
+int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out,
+               InstructionClock clock = nullptr);
 
 }  // namespace sv
 

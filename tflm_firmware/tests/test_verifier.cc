@@ -332,3 +332,34 @@ TEST(session_runs_a_command_file) {
                                        "sv_commands.txt", "sv_replies.txt"};
   for (const char* path : kFiles) std::remove(path);
 }
+
+namespace {
+uint64_t g_fake_clock = 0;
+uint64_t FakeClock() { return g_fake_clock += 1000; }
+}  // namespace
+
+TEST(session_reports_instructions_per_command) {
+  Rig& rig = FreshRig();
+  FILE* commands = std::fopen("sv_clock.txt", "wb");
+  CHECK(commands != nullptr);
+  if (commands == nullptr) return;
+  std::fputs("list\n", commands);
+  std::fclose(commands);
+  FILE* in = std::fopen("sv_clock.txt", "rb");
+  FILE* out = std::fopen("sv_clock_out.txt", "wb");
+  CHECK(in != nullptr && out != nullptr);
+  if (in == nullptr || out == nullptr) return;
+  CHECK_EQ(sv::RunSession(&rig.verifier, in, out, FakeClock), 0);
+  std::fclose(in);
+  std::fclose(out);
+  char reply[64] = {};
+  FILE* r = std::fopen("sv_clock_out.txt", "rb");
+  CHECK(r != nullptr);
+  if (r == nullptr) return;
+  const size_t got = std::fread(reply, 1, sizeof(reply) - 1, r);
+  std::fclose(r);
+  reply[got] = '\0';
+  CHECK(std::strcmp(reply, "OK 0 instructions=1000\n") == 0);
+  std::remove("sv_clock.txt");
+  std::remove("sv_clock_out.txt");
+}
