@@ -108,3 +108,65 @@ def test_bad_model_config_raises(name, args, message):
 
 def test_registry_lists_every_factory():
     assert set(MODELS) == set(PARAMS) | set(TINY)
+
+
+# ----------------------------------------------------------------------------- AAM-softmax head
+
+
+def _cosines(embeddings: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    w = kernel / np.linalg.norm(kernel, axis=0, keepdims=True)
+    return e @ w
+
+
+@pytest.mark.parametrize("easy_margin", [False, True])
+def test_aam_reduces_only_the_true_class_logit_by_the_angular_margin(easy_margin):
+    from tfadvq.heads import AAMSoftmax
+
+    rng = np.random.default_rng(3)
+    embeddings = rng.normal(size=(64, 8)).astype(np.float32)
+    labels = rng.integers(0, 6, size=64)
+    head = AAMSoftmax(6, margin=0.3, scale=16.0, easy_margin=easy_margin)
+    logits = head(embeddings, labels).numpy()
+    cos = _cosines(embeddings, head.kernel.numpy())
+    theta = np.arccos(np.clip(cos[np.arange(64), labels], -1, 1))
+    if easy_margin:
+        expected = np.where(np.cos(theta) > 0, np.cos(theta + 0.3), np.cos(theta))
+    else:
+        expected = np.where(theta + 0.3 <= np.pi, np.cos(theta + 0.3), np.cos(theta) - 0.3 * np.sin(0.3))
+    np.testing.assert_allclose(logits[np.arange(64), labels], 16.0 * expected, atol=1e-4)
+    others = np.ones_like(cos, bool)
+    others[np.arange(64), labels] = False
+    np.testing.assert_allclose(logits[others], 16.0 * cos[others], atol=1e-4)
+    reduced = logits[np.arange(64), labels] < 16.0 * cos[np.arange(64), labels] - 1e-3
+    assert np.all(reduced | (easy_margin & (cos[np.arange(64), labels] <= 0)))
+    np.testing.assert_allclose(head(embeddings).numpy(), 16.0 * cos, atol=1e-4)
+
+
+def test_aam_margin_variable_warms_up_and_config_keeps_the_final_margin(tmp_path):
+    from tfadvq.heads import AAMSoftmax
+
+    head = AAMSoftmax(4, margin=0.2, scale=8.0)
+    assert head.margin not in head.trainable_weights and float(head.margin.numpy()) == pytest.approx(0.2)
+    x, y = np.eye(4, dtype=np.float32), np.arange(4)
+    head.margin.assign(0.0)
+    np.testing.assert_allclose(head(x, y), head(x), atol=1e-6)
+    again = AAMSoftmax.from_config(head.get_config())
+    assert (again.num_classes, again.final_margin, again.scale) == (4, 0.2, 8.0)
+    # Inside a saved model (labels as a second input) it reloads with its weights.
+    features, labels = keras.Input((4,)), keras.Input((), dtype="int32")
+    model = keras.Model([features, labels], AAMSoftmax(4, margin=0.2, scale=8.0, name="aam")(features, labels))
+    model.save(tmp_path / "head.keras")
+    loaded = keras.models.load_model(tmp_path / "head.keras")
+    np.testing.assert_allclose(loaded([x, y]), model([x, y]), atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(num_classes=1), "num_classes"), (dict(num_classes=3, margin=2.0), "margin"),
+    (dict(num_classes=3, scale=0.0), "scale"),
+])
+def test_aam_bad_arguments_raise(args, message):
+    from tfadvq.heads import AAMSoftmax
+
+    with pytest.raises(ConfigError, match=message):
+        AAMSoftmax(**args)
