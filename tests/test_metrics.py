@@ -1,0 +1,106 @@
+"""EER and minDCF against an independent computation from sklearn's ROC, and edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from sklearn.metrics import roc_curve
+
+from tfadvq.errors import DataError
+from tfadvq.metrics import compute_eer, compute_min_dcf, error_rates
+
+
+def reference_eer(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The classic recipe: root of ``1 - x - tpr(x)`` on the linearly interpolated ROC."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return brentq(lambda x: 1.0 - x - np.interp(x, fpr, tpr), 0.0, 1.0, xtol=1e-12)
+
+
+def reference_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0) -> float:
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    cost = c_miss * p_target * (1 - tpr) + c_fa * (1 - p_target) * fpr
+    return cost.min() / min(c_miss * p_target, c_fa * (1 - p_target))
+
+
+def random_trials(seed: int, n: int, separation: float, rounding: int | None = None):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < rng.uniform(0.05, 0.5)
+    labels[:2] = [True, False]
+    scores = rng.normal(size=n) + separation * labels
+    return (np.round(scores, rounding) if rounding is not None else scores), labels.astype(int)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("rounding", [None, 1])  # rounding to 0.1 makes many ties across classes
+def test_eer_and_min_dcf_match_sklearn_roc(seed, rounding):
+    scores, labels = random_trials(seed, 50 + 97 * seed, separation=seed % 4, rounding=rounding)
+    eer, threshold = compute_eer(scores, labels)
+    assert eer == pytest.approx(reference_eer(scores, labels), abs=1e-9)
+    for p in (0.01, 0.05):
+        assert compute_min_dcf(scores, labels, p) == pytest.approx(reference_min_dcf(scores, labels, p))
+    assert compute_min_dcf(scores, labels, 0.05, c_miss=10, c_fa=1) == pytest.approx(
+        reference_min_dcf(scores, labels, 0.05, 10, 1))
+    # The threshold is a real operating point whose error rates bracket the EER.
+    accepted = scores >= threshold
+    far, frr = accepted[labels == 0].mean(), (~accepted[labels == 1]).mean()
+    assert min(far, frr) <= eer + 1e-12 and max(far, frr) >= eer - 1e-12
+
+
+def test_error_rates_are_monotone_and_end_at_reject_all():
+    scores, labels = random_trials(0, 300, 1.0, rounding=1)
+    far, frr, thresholds = error_rates(scores, labels)
+    assert far[0] == 1.0 and frr[0] == 0.0 and far[-1] == 0.0 and frr[-1] == 1.0
+    assert np.all(np.diff(far) <= 0) and np.all(np.diff(frr) >= 0) and np.all(np.diff(thresholds) > 0)
+    assert thresholds.size == np.unique(scores).size + 1
+
+
+def test_perfect_separation_has_zero_error_and_a_separating_threshold():
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
+    labels = np.array([0, 0, 0, 1, 1])
+    eer, threshold = compute_eer(scores, labels)
+    assert eer == 0.0 and 0.3 < threshold <= 0.7
+    assert compute_min_dcf(scores, labels, 0.01) == 0.0
+
+
+def test_reversed_scores_are_all_wrong():
+    assert compute_eer([0.9, 0.8, 0.1, 0.2], [0, 0, 1, 1])[0] == 1.0
+
+
+def test_all_equal_scores_are_chance():
+    labels = np.array([1, 0, 0, 1, 0, 0, 0])
+    assert compute_eer(np.full(7, 0.5), labels)[0] == pytest.approx(0.5)
+    assert compute_min_dcf(np.full(7, 0.5), labels, 0.01) == pytest.approx(1.0)
+
+
+def test_ties_across_classes_move_together():
+    # target and non-target tied at 0.5: either both accepted or both rejected -> EER 0.5
+    assert compute_eer([0.5, 0.5], [1, 0])[0] == pytest.approx(0.5)
+    eer, _ = compute_eer([0.1, 0.5, 0.5, 0.9], [0, 1, 0, 1])
+    assert eer == pytest.approx(reference_eer(np.array([0.1, 0.5, 0.5, 0.9]), np.array([0, 1, 0, 1])))
+    assert eer == pytest.approx(0.5 * 0.5)  # crossing halfway between (FAR .5, FRR 0) and (0, .5)
+
+
+def test_one_trial_per_class():
+    assert compute_eer([0.9, 0.1], [1, 0]) == (0.0, 0.9)
+    assert compute_eer([0.1, 0.9], [1, 0])[0] == 1.0
+
+
+@pytest.mark.parametrize("scores, labels, message", [
+    ([], [], "empty"),
+    ([0.1, 0.2], [1], "length"),
+    ([0.1, np.nan, 0.3], [1, 0, 1], "NaN"),
+    ([0.1, np.inf], [1, 0], "NaN or infinite"),
+    ([0.1, 0.2], [1, 1], "only targets"),
+    ([0.1, 0.2], [0, 0], "only non-targets"),
+    ([0.1, 0.2], [1, 2], "labels must be 0"),
+])
+def test_bad_input_raises_data_error(scores, labels, message):
+    with pytest.raises(DataError, match=message):
+        compute_eer(scores, labels)
+    with pytest.raises(DataError, match=message):
+        compute_min_dcf(scores, labels, 0.05)
+
+
+def test_bad_cost_parameters_raise():
+    with pytest.raises(DataError, match="p_target"):
+        compute_min_dcf([0.1, 0.2], [0, 1], 1.5)

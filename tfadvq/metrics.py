@@ -1,0 +1,88 @@
+"""Speaker-verification metrics over trial scores: EER and minDCF.
+
+A trial is accepted when ``score >= threshold``.  Every distinct score is a
+candidate threshold; tied scores are accepted or rejected *together* (one
+operating point per distinct value), so a model that outputs constant
+scores cannot look better than chance.  Everything is one sort plus
+cumulative sums -- O(n log n) numpy, no Python loop over trials.
+
+    FRR(t) = #targets with score < t / #targets        (misses)
+    FAR(t) = #non-targets with score >= t / #non-targets (false alarms)
+
+EER is where the two curves cross, interpolated linearly between the two
+operating points that bracket the crossing (the same value as the classic
+``brentq(1 - x - interp(fpr, tpr)(x))`` over the ROC).  minDCF is the NIST
+detection cost ``C_miss * P_target * FRR + C_fa * (1 - P_target) * FAR``
+minimised over thresholds and normalised by the cost of the better trivial
+system ``min(C_miss * P_target, C_fa * (1 - P_target))``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tfadvq.errors import DataError
+
+
+def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as float64 and labels as bool, or DataError saying what is wrong."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel()
+    if scores.size != labels.size:
+        raise DataError(f"scores and labels differ in length ({scores.size} vs {labels.size}); "
+                        "there must be one score per trial")
+    if scores.size == 0:
+        raise DataError("no trials: scores and labels are empty")
+    if not np.all(np.isfinite(scores)):
+        raise DataError(f"{int(np.sum(~np.isfinite(scores)))} score(s) are NaN or infinite "
+                        f"(first at trial {int(np.argmax(~np.isfinite(scores)))})")
+    if not np.all((labels == 0) | (labels == 1)):
+        raise DataError(f"labels must be 0 (non-target) or 1 (target), got {np.unique(labels)[:5]}")
+    labels = labels.astype(bool)
+    if labels.all() or not labels.any():
+        raise DataError(f"trials hold only {'targets' if labels.all() else 'non-targets'}; "
+                        "EER and minDCF need both target and non-target trials")
+    return scores, labels
+
+
+def error_rates(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(far, frr, thresholds)`` at every distinct score, ascending, plus "reject all".
+
+    ``thresholds[i]`` is the ``i``-th distinct score; the last entry is just
+    above the highest score (FAR 0, FRR 1).  FAR falls and FRR rises along the
+    arrays.  Raises DataError on empty, mismatched, non-finite or one-class input.
+    """
+    scores, labels = _validate(scores, labels)
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    thresholds, first = np.unique(sorted_scores, return_index=True)
+    targets_below = np.concatenate([[0], np.cumsum(sorted_labels)])[first]
+    nontargets_below = first - targets_below
+    n_target = int(labels.sum())
+    n_nontarget = labels.size - n_target
+    frr = np.append(targets_below / n_target, 1.0)
+    far = np.append(1.0 - nontargets_below / n_nontarget, 0.0)
+    thresholds = np.append(thresholds, np.nextafter(thresholds[-1], np.inf))
+    return far, frr, thresholds
+
+
+def compute_eer(scores, labels) -> tuple[float, float]:
+    """``(eer, threshold)``: the equal error rate as a fraction in [0, 1] and the threshold
+    (a distinct score; accept ``score >= threshold``) of the operating point nearest to it."""
+    far, frr, thresholds = error_rates(scores, labels)
+    k = int(np.argmax(frr >= far))  # first point at or past the crossing; k >= 1 since far[0] = 1
+    gap_before, gap_after = far[k - 1] - frr[k - 1], frr[k] - far[k]
+    a = gap_before / (gap_before + gap_after)  # fraction of the way from point k-1 to k
+    eer = frr[k - 1] + a * (frr[k] - frr[k - 1])
+    return float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
+
+
+def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
+                    c_fa: float = 1.0) -> float:
+    """Normalised minimum detection cost (NIST SRE; VoxSRC uses ``p_target`` 0.05 and 0.01)."""
+    if not 0.0 < p_target < 1.0:
+        raise DataError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise DataError(f"c_miss and c_fa must be > 0, got {c_miss} and {c_fa}")
+    far, frr, _ = error_rates(scores, labels)
+    cost = c_miss * p_target * frr + c_fa * (1.0 - p_target) * far
+    return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
