@@ -77,9 +77,7 @@ Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* n
   if (std::fseek(f, 0, SEEK_END) != 0) status = Status::kIoError;
   const long total = status == Status::kOk ? std::ftell(f) : -1;
   if (total < 0 || std::fseek(f, 0, SEEK_SET) != 0) status = Status::kIoError;
-  if (status == Status::kOk && HasSuffix(path, ".raw")) {
-    bytes = static_cast<size_t>(total);
-  } else if (status == Status::kOk && HasSuffix(path, ".pcm")) {
+  if (status == Status::kOk && (HasSuffix(path, ".raw") || HasSuffix(path, ".pcm"))) {
     bytes = static_cast<size_t>(total);
   } else if (status == Status::kOk) {
     uint8_t header[kMaxHeaderBytes];
