@@ -97,6 +97,8 @@ def test_deterministic_per_seed_and_resumable(tiny_corpus, tmp_path, capsys):
     for path in removed:
         path.unlink()
     (small / "corpus.json").unlink()
+    stale = removed[0].with_name(f".{removed[0].name}.x1y2.tmp")
+    stale.write_bytes(b"RIFF half-written")
     assert main(["data", "synth", "--speakers", "2", "--test-speakers", "2", "--utts", "2",
                  "--out", str(small), "--workers", "2"]) == 0
     assert {p: p.read_bytes() for p in small.rglob("*.wav")} == before

@@ -6,13 +6,12 @@ Re-running the same command completes a partial corpus.
 
 Example::
 
-    tfadvq data synth --out data/synth --seed 0            # default: 240 + 40 speakers x 12 utts
+    tfadvq data synth --out data/synth --seed 0            # default: 240 + 40 speakers x 12 utts of 2-4 s
     tfadvq data synth --speakers 20 --test-speakers 5 --utts 6 --out /tmp/small
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -34,8 +33,8 @@ def register(subparsers) -> None:
                        help=f"utterances per speaker (default {defaults.utts})")
     synth.add_argument("--out", type=Path, required=True, help="output corpus directory")
     synth.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
-    synth.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                       help="worker processes (default: the usable CPU cores)")
+    synth.add_argument("--workers", type=int,
+                       help="worker processes (default: the usable CPU cores; 1 = no subprocesses)")
     synth.set_defaults(func=run_synth)
 
 

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import multiprocessing
+import os
 import tempfile
 import time
 import wave
@@ -179,11 +180,15 @@ def _plan_speaker(config: SynthConfig, index: int, split: str) -> SpeakerPlan:
                        sessions, tuple(utterances))
 
 
-def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(), workers: int = 2,
-                      progress: bool = True) -> SynthResult:
-    """Generate (or complete) the corpus in ``out``; see the module docstring."""
+def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(),
+                      workers: int | None = None, progress: bool = True) -> SynthResult:
+    """Generate (or complete) the corpus in ``out``; see the module docstring.
+
+    ``workers`` defaults to the usable CPU cores; 1 runs in this process.
+    """
     start = time.perf_counter()
     config.validate()
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
@@ -226,6 +231,8 @@ def _claim(out: Path, config: SynthConfig) -> float:
             described = ", ".join(f"{k}: {old} there, {new} now" for k, (old, new) in differing.items())
             raise ConfigError(f"{out}: holds a corpus made with other settings ({described}); "
                               "re-run with the same settings to complete it, or use another --out")
+        for stale in (p for split in SPLITS for p in (out / split).rglob(".*.tmp")):
+            stale.unlink()  # a wav half-written when an earlier run was killed
         return float(recorded.get("generation_seconds", 0.0))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: exists and is not a tfadvq corpus (no {MARKER}); "

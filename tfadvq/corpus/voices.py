@@ -82,7 +82,8 @@ class Voice:
     @property
     def words_per_second(self) -> float:
         """Approximate speaking rate, used to size sentences to the wanted duration."""
-        base = {ESPEAK: 2.6, FLITE: 2.7, FESTIVAL: 2.6}[self.engine]
+        # words/s at speed 1 without word gaps, measured on 90 generated sentences
+        base = {ESPEAK: 3.5, FLITE: 3.7, FESTIVAL: 3.0}[self.engine]
         return base * self.speed / (1.0 + 0.25 * self.word_gap)
 
 
