@@ -76,13 +76,21 @@ def compute_eer(scores, labels) -> tuple[float, float]:
     return float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
 
 
-def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
-                    c_fa: float = 1.0) -> float:
-    """Normalised minimum detection cost (NIST SRE; VoxSRC uses ``p_target`` 0.05 and 0.01)."""
+def min_dcf_point(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
+                  c_fa: float = 1.0) -> tuple[float, float, float, float]:
+    """``(min_dcf, far, frr, threshold)`` of the operating point of least normalised cost."""
     if not 0.0 < p_target < 1.0:
         raise DataError(f"p_target must be in (0, 1), got {p_target}")
     if c_miss <= 0 or c_fa <= 0:
         raise DataError(f"c_miss and c_fa must be > 0, got {c_miss} and {c_fa}")
-    far, frr, _ = error_rates(scores, labels)
-    cost = c_miss * p_target * frr + c_fa * (1.0 - p_target) * far
-    return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
+    far, frr, thresholds = error_rates(scores, labels)
+    cost = (c_miss * p_target * frr + c_fa * (1.0 - p_target) * far) / min(c_miss * p_target,
+                                                                            c_fa * (1.0 - p_target))
+    i = int(np.argmin(cost))
+    return float(cost[i]), float(far[i]), float(frr[i]), float(thresholds[i])
+
+
+def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
+                    c_fa: float = 1.0) -> float:
+    """Normalised minimum detection cost (NIST SRE; VoxSRC uses ``p_target`` 0.05 and 0.01)."""
+    return min_dcf_point(scores, labels, p_target, c_miss, c_fa)[0]
