@@ -24,7 +24,8 @@ P_TARGETS = (0.01, 0.05)
 
 
 def _deviate(p: np.ndarray) -> np.ndarray:
-    return norm.ppf(np.clip(p, TICKS[0] / 2, 1 - TICKS[0] / 2))
+    """Normal deviate, clipped to the axis range so 0 % / 100 % points sit on its edge."""
+    return norm.ppf(np.clip(p, TICKS[0], TICKS[-1]))
 
 
 def plot_det(scores, labels, path: str | Path, title: str = "") -> Path:
