@@ -206,3 +206,22 @@ def test_det_plot_is_a_png(tmp_path):
     scores, labels = random_trials(2, 500, 2.0)
     path = plot_det(scores, labels, tmp_path / "sub" / "det.png", title="random")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_det_plot_of_several_systems_draws_each_in_its_own_colour(tmp_path):
+    from matplotlib.image import imread
+    from matplotlib.colors import to_rgb
+
+    from tfadvq.plots import plot_dets
+
+    curves = {"fp32": random_trials(3, 400, 3.0), "2-bit": random_trials(4, 400, 1.0)}
+    both = imread(plot_dets(curves, tmp_path / "both.png", title="fp32 vs 2-bit"))[..., :3]
+    one = imread(plot_dets({"fp32": curves["fp32"]}, tmp_path / "one.png"))[..., :3]
+
+    def pixels_of(image, color):
+        return int(np.sum(np.all(np.abs(image - np.array(to_rgb(color))) < 0.02, axis=-1)))
+
+    assert pixels_of(both, "C0") > 20 and pixels_of(both, "C1") > 20  # anti-aliased lines
+    assert pixels_of(one, "C1") == 0
+    with pytest.raises(DataError, match="no curves"):
+        plot_dets({}, tmp_path / "none.png")

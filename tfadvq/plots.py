@@ -1,4 +1,4 @@
-"""Detection error trade-off (DET) plot of a trial list.
+"""Detection error trade-off (DET) plots: one trial list, or several systems compared.
 
 The DET curve (Martin et al., Eurospeech 1997) plots miss rate against
 false-alarm rate on normal-deviate axes, where Gaussian score distributions
@@ -8,6 +8,7 @@ tells the numbers of the summary table.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
+from tfadvq.errors import DataError  # noqa: E402
 from tfadvq.metrics import compute_eer, error_rates, min_dcf_point  # noqa: E402
 
 TICKS = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
@@ -28,18 +30,9 @@ def _deviate(p: np.ndarray) -> np.ndarray:
     return norm.ppf(np.clip(p, TICKS[0], TICKS[-1]))
 
 
-def plot_det(scores, labels, path: str | Path, title: str = "") -> Path:
-    """Write the DET curve of ``scores`` (accept if ``>= threshold``) to the PNG ``path``."""
-    path = Path(path)
-    far, frr, _ = error_rates(scores, labels)
-    eer, _ = compute_eer(scores, labels)
+def _det_figure(title: str) -> tuple[plt.Figure, plt.Axes]:
+    """An empty DET plot: normal-deviate axes labelled in percent, the EER diagonal in grey."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.plot(_deviate(far), _deviate(frr), color="C0", lw=1.5, label="DET")
-    ax.plot(_deviate(eer), _deviate(eer), "o", color="C3", label=f"EER {100 * eer:.2f}%")
-    for p, marker in zip(P_TARGETS, ("s", "^")):
-        cost, far_p, frr_p, _ = min_dcf_point(scores, labels, p)
-        ax.plot(_deviate(far_p), _deviate(frr_p), marker, color="C2", mfc="none",
-                label=f"minDCF(p={p:g}) {cost:.3f}")
     ax.plot(_deviate(TICKS[[0, -1]]), _deviate(TICKS[[0, -1]]), color="0.8", lw=0.8, zorder=0)
     labels_pct = [f"{100 * t:g}" for t in TICKS]
     ax.set_xticks(_deviate(TICKS), labels_pct)
@@ -50,9 +43,46 @@ def plot_det(scores, labels, path: str | Path, title: str = "") -> Path:
     ax.set_ylabel("miss rate (%)")
     ax.grid(True, color="0.9")
     ax.set_title(title or "DET curve", fontsize=9)
+    return fig, ax
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, path: str | Path) -> Path:
+    path = Path(path)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _draw(ax: plt.Axes, scores, labels, name: str, color: str) -> None:
+    """One system's DET curve and its EER point, both labelled with the EER."""
+    far, frr, _ = error_rates(scores, labels)
+    eer, _ = compute_eer(scores, labels)
+    ax.plot(_deviate(far), _deviate(frr), color=color, lw=1.5, label=f"{name} (EER {100 * eer:.2f}%)")
+    ax.plot(_deviate(eer), _deviate(eer), "o", color=color)
+
+
+def plot_det(scores, labels, path: str | Path, title: str = "") -> Path:
+    """Write the DET curve of ``scores`` (accept if ``>= threshold``) to the PNG ``path``,
+    with its EER point and the minDCF operating points at ``P_TARGETS``."""
+    fig, ax = _det_figure(title)
+    _draw(ax, scores, labels, "DET", "C0")
+    for p, marker in zip(P_TARGETS, ("s", "^")):
+        cost, far_p, frr_p, _ = min_dcf_point(scores, labels, p)
+        ax.plot(_deviate(far_p), _deviate(frr_p), marker, color="C2", mfc="none",
+                label=f"minDCF(p={p:g}) {cost:.3f}")
+    return _save(fig, ax, path)
+
+
+def plot_dets(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
+              title: str = "") -> Path:
+    """Several systems on one DET plot (e.g. FP32 beside its 4- and 2-bit models), each with its
+    EER point; ``curves`` maps a legend name to that system's ``(scores, labels)``."""
+    if not curves:
+        raise DataError("plot_dets: no curves given; pass {name: (scores, labels)}")
+    fig, ax = _det_figure(title)
+    for i, (name, (scores, labels)) in enumerate(curves.items()):
+        _draw(ax, scores, labels, name, f"C{i % 10}")
+    return _save(fig, ax, path)
