@@ -225,3 +225,25 @@ def test_det_plot_of_several_systems_draws_each_in_its_own_colour(tmp_path):
     assert pixels_of(one, "C1") == 0
     with pytest.raises(DataError, match="no curves"):
         plot_dets({}, tmp_path / "none.png")
+
+
+def test_embed_features_agrees_with_embed_utterances(tiny_corpus):
+    from tfadvq.audio import load_audio
+    from tfadvq.compat import keras
+    from tfadvq.features import FbankConfig, fbank
+    from tfadvq.models import build_model
+    from tfadvq.scoring import embed_features, embed_utterances
+    from tfadvq.voxceleb import load_corpus
+
+    keras.utils.set_random_seed(1)
+    model = build_model("TinyResNet", feat_dim=80, embed_dim=16, base_width=4)
+    utterances = load_corpus(tiny_corpus).test[:2]
+    features = [fbank(load_audio(u.path), FbankConfig()).numpy() for u in utterances]
+    for chunk_frames in (3000, 70):  # whole utterances, then windowed and averaged
+        by_key = embed_utterances(model, utterances, chunk_frames=chunk_frames, progress=False)
+        np.testing.assert_allclose(embed_features(model, features, chunk_frames),
+                                   np.stack([by_key[u.key] for u in utterances]), atol=1e-4)
+    with pytest.raises(DataError, match=r"features\[1\]: expected \[frames >= 1, 80\]"):
+        embed_features(model, [features[0], features[1][:, :40]])
+    with pytest.raises(DataError, match="no feature matrices"):
+        embed_features(model, [])

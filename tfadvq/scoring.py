@@ -39,6 +39,19 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _window_embedder(model: keras.Model, chunk_frames: int):
+    """``windows [n, frames, F] -> mean embedding [D]``, traced once for any window count and length."""
+    if chunk_frames < 1:
+        raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    feat_dim = int(model.input_shape[-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, feat_dim], tf.float32)])
+    def embed(batch: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(model(batch, training=False), axis=0)
+
+    return embed
+
+
 def embed_utterances(model: keras.Model, utterances: Sequence[Utterance],
                      chunk_frames: int = CHUNK_FRAMES, progress: bool = True) -> dict[str, np.ndarray]:
     """``{utterance key: L2-normalised embedding}`` of whole utterances (chunked and averaged).
@@ -49,14 +62,7 @@ def embed_utterances(model: keras.Model, utterances: Sequence[Utterance],
     """
     from tfadvq.pipeline import eval_dataset
 
-    if chunk_frames < 1:
-        raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    feat_dim = int(model.input_shape[-1])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, feat_dim], tf.float32)])
-    def embed(batch: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(model(batch, training=False), axis=0)
-
+    embed = _window_embedder(model, chunk_frames)
     dataset = eval_dataset(list(utterances)).map(
         lambda features, key: (windows(features, chunk_frames), key[0]),
         num_parallel_calls=tf.data.AUTOTUNE)
@@ -65,6 +71,23 @@ def embed_utterances(model: keras.Model, utterances: Sequence[Utterance],
                            disable=not progress):
         out[key.numpy().decode()] = embed(batch).numpy()
     return {k: v for k, v in zip(out, l2_normalize(np.stack(list(out.values()))))}
+
+
+def embed_features(model: keras.Model, features: Sequence[np.ndarray],
+                   chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
+    """L2-normalised embeddings ``[n, D]`` of in-memory fbank matrices ``[frames, F]`` (e.g. of
+    uploaded files), windowed and averaged exactly as :func:`embed_utterances` does, so scores
+    of such recordings are comparable with a threshold calibrated on a trial list."""
+    if len(features) == 0:
+        raise DataError("embed_features: no feature matrices given")
+    feat_dim = int(model.input_shape[-1])
+    for i, f in enumerate(features):
+        if np.ndim(f) != 2 or np.shape(f)[1] != feat_dim or np.shape(f)[0] < 1:
+            raise DataError(f"features[{i}]: expected [frames >= 1, {feat_dim}], got shape {np.shape(f)}")
+    embed = _window_embedder(model, chunk_frames)
+    rows = [embed(windows(tf.convert_to_tensor(f, tf.float32)[tf.newaxis], chunk_frames)).numpy()
+            for f in features]
+    return l2_normalize(np.stack(rows))
 
 
 def stack(embeddings: Mapping[str, np.ndarray] | np.ndarray, keys: Sequence[str] | None = None,
