@@ -99,25 +99,42 @@ def fit_timing(model: keras.Model, bits: int) -> list[dict]:
 # --------------------------------------------------------------------------- part C: setup
 
 
-def demo_config(corpus: Path) -> TrainConfig:
+def demo_config(args: argparse.Namespace) -> TrainConfig:
+    """demo.yaml on ``--corpus``, with the benchmark's batch, crop and epoch-length overrides."""
     config = load_config(packaged_config("demo"))
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, corpus=str(corpus)))
+    pipeline = dataclasses.replace(config.pipeline, batch_size=args.batch_size, crop_seconds=args.crop_seconds)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, corpus=str(args.corpus)),
+                               pipeline=pipeline, steps_per_epoch=args.train_steps)
 
 
-def fp_model(corpus: Path, workdir: Path) -> tuple[keras.Model, str]:
-    """A trained demo model under runs/ (same model config as demo.yaml), else train one here."""
+def fp_model(args: argparse.Namespace) -> tuple[keras.Model, str, dict]:
+    """A trained demo model under runs/ (demo.yaml's model and args), else train one here.
+
+    Returns the model, where it came from, and the training settings it was made with.
+    """
     wanted = load_config(packaged_config("demo"))
     for path in sorted((ROOT / "runs").glob("**/model.keras")):
         config_file = path.parent / "train.yaml"
         if config_file.is_file():
             found = load_config(config_file)
-            if (found.model, found.model_args, found.epochs) == (wanted.model, wanted.model_args,
-                                                                  wanted.epochs):
-                return load_embedding_model(path), f"reused {path.relative_to(ROOT)}"
+            if (found.model, found.model_args) == (wanted.model, wanted.model_args):
+                return load_embedding_model(path), f"reused {shown(path)}", trained_with(found)
+    config = demo_config(args)
     start = time.perf_counter()
-    path = train(demo_config(corpus), workdir / "fp32", verbose=2)
-    return load_embedding_model(path), (f"trained here with tfadvq/configs/demo.yaml in "
-                                        f"{time.perf_counter() - start:.0f} s -> {path.relative_to(ROOT)}")
+    path = train(config, args.workdir / "fp32", verbose=2)
+    return (load_embedding_model(path), f"trained here in {time.perf_counter() - start:.0f} s -> "
+            f"{shown(path)}", trained_with(config))
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (JSON stays machine-independent)."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def trained_with(config: TrainConfig) -> dict:
+    return {"config": "tfadvq/configs/demo.yaml", "model": config.model, "model_args": config.model_args,
+            "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch,
+            "batch_size": config.pipeline.batch_size, "crop_seconds": config.pipeline.crop_seconds}
 
 
 def cached_finetune_data(config: TrainConfig, corpus, steps: int):
@@ -134,11 +151,18 @@ def cached_finetune_data(config: TrainConfig, corpus, steps: int):
     return dataclasses.replace(data, dataset=dataset, steps_per_epoch=len(batches))
 
 
-def trial_subset(trials: Trials, max_trials: int | None, seed: int = 0) -> Trials:
-    if not max_trials or max_trials >= len(trials):
-        return trials
-    keep = np.sort(np.random.default_rng(seed).choice(len(trials), max_trials, replace=False))
-    return Trials(trials.labels[keep], [trials.enroll[i] for i in keep], [trials.test[i] for i in keep])
+def test_subset(corpus, speakers: int | None, seed: int = 0) -> tuple[Trials, list]:
+    """Trials between ``speakers`` random test speakers (all trials when None), and their utterances."""
+    everyone = sorted({u.speaker for u in corpus.test})
+    if not speakers or speakers >= len(everyone):
+        return corpus.trials, corpus.test
+    chosen = set(np.random.default_rng(seed).choice(everyone, speakers, replace=False))
+    utterances = [u for u in corpus.test if u.speaker in chosen]
+    keys = {u.key for u in utterances}
+    keep = [i for i, (a, b) in enumerate(zip(corpus.trials.enroll, corpus.trials.test)) if a in keys and b in keys]
+    trials = Trials(corpus.trials.labels[keep], [corpus.trials.enroll[i] for i in keep],
+                    [corpus.trials.test[i] for i in keep])
+    return trials, utterances
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -212,9 +236,9 @@ class Matrix:
     def fp32_step(self) -> float:
         """FP32 step time on a throwaway copy (a short fit; enough steps for a stable mean)."""
         timer = StepTimer()
-        fit_embedding_model(copy_of(self.fp), self.data.dataset.take(WARMUP_STEPS + 8), None,
+        fit_embedding_model(copy_of(self.fp), self.data.dataset.take(WARMUP_STEPS + 5), None,
                             dataclasses.replace(self.config, epochs=1), OBJECTIVE, teacher=self.teacher,
-                            steps_per_epoch=WARMUP_STEPS + 8, callbacks=[timer], verbose=0)
+                            steps_per_epoch=WARMUP_STEPS + 5, callbacks=[timer], verbose=0)
         return timer.step_seconds
 
     def fp32_finetuned(self) -> Run:
@@ -275,20 +299,18 @@ def int8_size_bytes(model: keras.Model, targets: dict[str, int]) -> float:
 
 
 def eer_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
-    corpus_dir = args.corpus
-    corpus = load_corpus(corpus_dir)
-    fp, source = fp_model(corpus_dir, args.workdir)
+    corpus = load_corpus(args.corpus)
+    fp, source, fp_training = fp_model(args)
     teacher = frozen_copy(fp)
-    base = demo_config(corpus_dir)
+    base = demo_config(args)
     config = finetune_config(base, epochs=1, lr_scale=args.lr_scale)
-    steps = args.finetune_steps or training_data(config, corpus.train).steps_per_epoch
-    data = cached_finetune_data(config, corpus, steps)
-    trials = trial_subset(corpus.trials, args.max_trials)
+    data = cached_finetune_data(config, corpus, args.finetune_steps)
+    trials, test_utterances = test_subset(corpus, args.test_speakers)
     matrix = Matrix(fp, teacher, data, config, args.refresh_steps)
     fp_size = tfadvq.model_size(fp).size_bytes
 
     def row(method: str, bits: int, run: Run, fp_step: float | None) -> dict:
-        result = evaluate(run.eval_model, trials, corpus.test)
+        result = evaluate(run.eval_model, trials, test_utterances)
         ratio = run.step_seconds / fp_step if run.step_seconds and fp_step else None
         out = {"model": f"demo_{fp.name}", "method": method, "bits": bits, "eer": result.eer,
                "min_dcf": result.min_dcf[0.01], "size_bytes": run.size_bytes,
@@ -318,13 +340,17 @@ def eer_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
             current, fp_step = bits, matrix.fp32_step()
             fp_steps[str(bits)] = fp_step
         rows.append(row(method, bits, build[method](bits), fp_step))
-    config_out = {"fp_model": source, "fp_params": int(fp.count_params()), "corpus": str(corpus_dir),
-                  "train_utterances": len(corpus.train), "test_utterances": len(corpus.test),
+    config_out = {"fp_model": source, "fp_training": fp_training, "fp_params": int(fp.count_params()),
+                  "corpus": shown(args.corpus),
+                  "train_utterances": len(corpus.train), "test_utterances": len(test_utterances),
+                  "test_speakers": len({u.speaker for u in test_utterances}),
                   "trials": len(trials), "trials_total": len(corpus.trials),
-                  "trial_subset": f"random {len(trials)} of {len(corpus.trials)} (seed 0)"
-                  if len(trials) < len(corpus.trials) else "all",
-                  "finetune": {"objective": OBJECTIVE, "epochs": 1, "steps": data.steps_per_epoch,
-                               "batch_size": base.pipeline.batch_size, "optimizer": config.optimizer.name.value,
+                  "trial_subset": "all" if len(trials) == len(corpus.trials) else
+                  f"the {len(trials)} trials among {args.test_speakers} random test speakers (seed 0), "
+                  f"to fit the 25-min budget on a shared 2-core machine",
+                  "finetune": {"objective": OBJECTIVE, "steps": data.steps_per_epoch,
+                               "batch_size": base.pipeline.batch_size, "crop_seconds": base.pipeline.crop_seconds,
+                               "optimizer": config.optimizer.name.value,
                                "peak_lr": config.optimizer.lr, "schedule": config.schedule.decay.value,
                                "kmqat_refresh_steps": args.refresh_steps, "same_cached_batches": True},
                   "tfmot_cluster_init": "KMEANS_PLUS_PLUS",
@@ -378,10 +404,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "demo" / "corpus")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "kmqat")
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4, 3, 2])
-    parser.add_argument("--finetune-steps", type=int, help="default: one epoch of the corpus")
-    parser.add_argument("--refresh-steps", type=int, default=10)
-    parser.add_argument("--lr-scale", type=float, default=0.1)
-    parser.add_argument("--max-trials", type=int, help="random subset of the test trials")
+    parser.add_argument("--batch-size", type=int, default=32, help="training and fine-tuning batch")
+    parser.add_argument("--crop-seconds", type=float, default=1.0, help="training crop length")
+    parser.add_argument("--train-steps", type=int, default=10,
+                        help="FP32 steps per epoch when training here (demo.yaml's 10 epochs)")
+    parser.add_argument("--finetune-steps", type=int, default=8, help="fine-tune budget of every QAT method")
+    parser.add_argument("--refresh-steps", type=int, default=4, help="KMQAT codebook refresh period")
+    parser.add_argument("--lr-scale", type=float, default=0.1, help="fine-tune peak lr / demo.yaml lr")
+    parser.add_argument("--test-speakers", type=int, default=12, help="evaluate on trials among N test speakers")
     parser.add_argument("--skip-eer", action="store_true", help="parts A and B only")
     parser.add_argument("--out", type=Path, default=RESULT)
     return parser.parse_args()

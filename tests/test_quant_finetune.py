@@ -89,3 +89,19 @@ def test_finetune_without_corpus_or_budget_is_refused(tmp_path, capsys):
     assert "--corpus" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--finetune-epochs: 0"):
         finetune_config(tiny_config(tmp_path), epochs=0)
+
+
+@pytest.mark.parametrize("bits, channels", [(1, 1), (3, 1), (8, 1), (4, 6)])
+def test_training_path_is_bit_identical_to_the_foldable_form(bits, channels):
+    """The binary-search forward used while training picks exactly the inference form's entries."""
+    from tfadvq.compat import tf
+    from tfadvq.quant.quantizers import nearest_in_table, nearest_in_table_indexed
+
+    rng = np.random.default_rng(bits)
+    w = rng.standard_t(3, size=(3, 3, 5, channels)).astype(np.float32)
+    table = np.sort(rng.choice(w.ravel(), size=(channels, 2 ** bits)), axis=1).astype(np.float32)
+    w[0, 0, 0] = (table[:, 0] + table[:, 1]) / 2  # exact midpoints: ties go to the lower entry
+    table = table[0] if channels == 1 else table
+    inference = nearest_in_table(tf.constant(w), tf.constant(table)).numpy()
+    training = nearest_in_table_indexed(tf.constant(w), tf.constant(table)).numpy()
+    np.testing.assert_array_equal(training, inference)

@@ -13,8 +13,11 @@ Forward (nearest table entry, ties to the lower entry), with sorted table
 
 Only elementwise compare/multiply/add on constants: the TFLite converter folds
 it into a constant, unlike argmin/gather, which can survive conversion and
-then break TFLite Micro.  Backward: straight-through estimator, dq/dw = 1,
-written as ``q + (w - stop_gradient(w))`` so the forward value is *exactly*
+then break TFLite Micro.  While training, the same values come from a binary
+search (:func:`nearest_in_table_indexed`), O(n log k) instead of O(n k) per
+step; the converter only ever sees the inference form.
+
+Backward: straight-through estimator, dq/dw = 1, written as ``q + (w - stop_gradient(w))`` so the forward value is *exactly*
 ``q`` (``w + stop_gradient(q - w)`` is not, and would leak extra distinct
 values into a channel).
 
@@ -83,6 +86,23 @@ def nearest_in_table(w: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
         above = tf.cast(flat[..., None] > edges[:, start:end + 1], w.dtype)
         q = q + tf.reduce_sum((above[..., :-1] - above[..., 1:]) * table[:, start:end], axis=-1)
     return tf.reshape(q, tf.shape(w))
+
+
+def nearest_in_table_indexed(w: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+    """:func:`nearest_in_table` by binary search, O(n log k) instead of O(n k): the training path.
+
+    Same midpoints, same tie rule (index = number of midpoints strictly below
+    ``w``), and a gather returns the table entry itself, so the values are
+    bit-identical to :func:`nearest_in_table`.  Only used while training:
+    ``searchsorted``/``gather`` must not reach the converted graph.
+    """
+    k = table.shape[-1]
+    table = tf.reshape(table, [-1, k])
+    rows = tf.transpose(tf.reshape(w, [-1, table.shape[0]]))  # [C, n / C]
+    midpoints = table[:, :-1] + (table[:, 1:] - table[:, :-1]) / 2
+    index = tf.searchsorted(midpoints, rows, side="left")
+    q = tf.gather(table, index, batch_dims=1)
+    return tf.reshape(tf.transpose(q), tf.shape(w))
 
 
 def straight_through(w: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
@@ -171,7 +191,9 @@ class KMeansQuantizer(TableQuantizer):
         return {"codebook": self._codebook}
 
     def __call__(self, inputs, training, weights, **kwargs):
-        return straight_through(inputs, nearest_in_table(inputs, weights["codebook"]))
+        # tfmot passes a Python bool; inference keeps the foldable compare-and-sum form.
+        nearest = nearest_in_table_indexed if training else nearest_in_table
+        return straight_through(inputs, nearest(inputs, weights["codebook"]))
 
     def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights") -> np.ndarray:
         """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started)."""
