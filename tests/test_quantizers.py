@@ -124,5 +124,6 @@ def test_codebook_refresh_follows_the_float_weights_during_training():
     assert refresh.refreshes == 3  # steps 2 and 4, plus the epoch end
     after = quantizer.value_table(None)
     assert not np.allclose(before, after)
-    expected = kmeans1d.fit(quantizer.source.numpy(), 4, init=after)
+    # A refresh is Lloyd from the last codebook: the result is its own fixed point.
+    expected = kmeans1d.fit(quantizer.source.numpy(), 4, init=after, search=False)
     np.testing.assert_allclose(after, expected, rtol=1e-5)

@@ -57,23 +57,24 @@ def check_bits(bits: int, where: str = "bits") -> int:
     return int(bits)
 
 
-def fit(values: np.ndarray, k: int, *, init: np.ndarray | None = None,
-        name: str = "weights", bins: int | None = None, max_iter: int = _MAX_ITER) -> np.ndarray:
+def fit(values: np.ndarray, k: int, *, init: np.ndarray | None = None, name: str = "weights",
+        bins: int | None = None, max_iter: int = _MAX_ITER, search: bool = True) -> np.ndarray:
     """Codebook of ``k`` sorted float32 centroids minimising the squared error of ``values``.
 
     ``init`` (``[k]``, e.g. the previous codebook) is tried besides the built-in
-    initialisations.  Example::
+    initialisations; with ``search=False`` it is the only start (Lloyd from the
+    previous codebook, the cheap refresh during training).  Example::
 
         >>> fit(np.array([0., .1, 1., 1.1]), 2)
         array([0.05, 1.05], dtype=float32)
     """
     values = np.asarray(values).reshape(1, -1)
     return fit_rows(values, k, init=None if init is None else np.asarray(init).reshape(1, -1),
-                    name=name, bins=bins, max_iter=max_iter)[0]
+                    name=name, bins=bins, max_iter=max_iter, search=search)[0]
 
 
-def fit_rows(rows: np.ndarray, k: int, *, init: np.ndarray | None = None,
-             name: str = "weights", bins: int | None = None, max_iter: int = _MAX_ITER) -> np.ndarray:
+def fit_rows(rows: np.ndarray, k: int, *, init: np.ndarray | None = None, name: str = "weights",
+             bins: int | None = None, max_iter: int = _MAX_ITER, search: bool = True) -> np.ndarray:
     """One codebook per row of ``rows`` (``[R, n]``) -> ``[R, k]`` float32, rows solved jointly.
 
     ``bins`` caps the per-row histogram the optimal DP runs on (rows with at
@@ -89,7 +90,9 @@ def fit_rows(rows: np.ndarray, k: int, *, init: np.ndarray | None = None,
     data = _SortedRows(rows)
     if bins is None:
         bins = max(8 * k, DEFAULT_BINS // data.num_rows)
-    candidates = [optimal_on_histogram(data, k, bins)]
+    if init is None and not search:
+        raise QuantizationError(f"{name}: search=False needs a warm-start codebook (init)")
+    candidates = [optimal_on_histogram(data, k, bins)] if search else []
     if init is not None:
         if init.shape != (rows.shape[0], k):
             raise QuantizationError(f"{name}: warm-start codebook has shape {init.shape}, "

@@ -195,19 +195,25 @@ class KMeansQuantizer(TableQuantizer):
         nearest = nearest_in_table_indexed if training else nearest_in_table
         return straight_through(inputs, nearest(inputs, weights["codebook"]))
 
-    def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights") -> np.ndarray:
-        """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started)."""
+    def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights",
+            search: bool = True) -> np.ndarray:
+        """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started; see kmeans1d.fit)."""
         if not self.per_channel:
-            return kmeans1d.fit(w, self.levels, init=init, name=name)
+            return kmeans1d.fit(w, self.levels, init=init, name=name, search=search)
         channels = _channels(w.shape, self.channel_dims)
-        return kmeans1d.fit_rows(w.reshape(-1, channels).T, self.levels, init=init, name=name)
+        return kmeans1d.fit_rows(w.reshape(-1, channels).T, self.levels, init=init, name=name, search=search)
 
     def refit(self) -> None:
-        """Re-fit the codebook on the current float weights, warm-started from the current one."""
+        """Re-fit the codebook on the current float weights by Lloyd from the current codebook.
+
+        Between refreshes the weights move by a few optimizer steps, so the old
+        codebook is already near a good optimum; skipping the global histogram
+        search keeps a refresh to a sort and a few O(k log n) Lloyd passes.
+        """
         if self.source is None or self._codebook is None:
             raise QuantizationError("KMeansQuantizer.refit: quantizer not built (wrap the model first)")
         self._codebook.assign(self.fit(self.source.numpy(), init=self._codebook.numpy(),
-                                       name=self.source.name))
+                                       name=self.source.name, search=False))
 
     def value_table(self, w: np.ndarray) -> np.ndarray:
         if self._codebook is None:
