@@ -48,7 +48,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _setup(tiny_corpus, tmp_path):
-    config = tiny_config(tiny_corpus, epochs=2, steps_per_epoch=3)
+    config = tiny_config(tiny_corpus, epochs=2, steps_per_epoch=2)
     dump_yaml(config, tmp_path / "c.yaml")
     (tmp_path / "driver.py").write_text(_DRIVER)
     return [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "c.yaml"), str(tmp_path / "run")]

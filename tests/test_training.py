@@ -35,7 +35,7 @@ def tiny_config(corpus: Path, **overrides) -> TrainConfig:
     """A configuration small enough to train in seconds on the tiny corpus."""
     data = dict(
         model="TinyResNet",
-        model_args=dict(feat_dim=80, embed_dim=32, base_width=4),
+        model_args=dict(feat_dim=80, embed_dim=32, base_width=16),  # < 16 segfaults in oneDNN grads
         data=dict(corpus=str(corpus)),
         pipeline=dict(batch_size=8, crop_seconds=1.0, noise_prob=0.0, reverb_prob=0.0,
                       spec_augment=False),
@@ -157,8 +157,8 @@ def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:
 def test_distillation_pulls_student_to_frozen_teacher(tiny_corpus):
     from tfadvq.models import build_model
 
-    teacher = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
-    student = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
+    teacher = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=16)
+    student = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=16)
     before = [w.copy() for w in teacher.get_weights()]
     config = tiny_config(tiny_corpus, epochs=3)
     history = fit_embedding_model(student, _features(tiny_corpus), None, config, "distill",
@@ -187,7 +187,7 @@ def test_fit_accepts_a_tfmot_quantized_model(tiny_corpus):
 def test_objective_errors_name_the_problem(tiny_corpus):
     from tfadvq.models import build_model
 
-    model = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=4)
+    model = build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=16)
     config = tiny_config(tiny_corpus)
     with pytest.raises(ConfigError, match="teacher"):
         fit_embedding_model(model, _features(tiny_corpus), None, config, "distill")

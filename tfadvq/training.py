@@ -320,7 +320,9 @@ class EmbeddingCheckpoint(keras.callbacks.Callback):
 
     These are the per-epoch checkpoints a user picks or averages; the resume
     state (optimizer included) lives separately in the BackupAndRestore dir.
-    Only the chief writes.
+    Every worker must save (reading BatchNorm statistics under a multi-worker
+    strategy is a collective op), but non-chief workers write to a temporary
+    directory that is thrown away.
     """
 
     def __init__(self, embedding_model: keras.Model, directory: Path, keep: int, chief: bool):
@@ -331,10 +333,13 @@ class EmbeddingCheckpoint(keras.callbacks.Callback):
         self.chief = chief
 
     def on_epoch_end(self, epoch, logs=None):
+        name = f"epoch_{epoch + 1:04d}.weights.h5"
         if not self.chief:
+            with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
+                self.embedding_model.save_weights(Path(scratch) / name)
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.embedding_model.save_weights(self.directory / f"epoch_{epoch + 1:04d}.weights.h5")
+        self.embedding_model.save_weights(self.directory / name)
         for old in sorted(self.directory.glob("epoch_*.weights.h5"))[:-self.keep]:
             old.unlink()
 
@@ -501,12 +506,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,
                                       Objective.AAM, steps_per_epoch=data.steps_per_epoch,
                                       callbacks=callbacks, out_dir=out_dir, verbose=verbose)
-    target = out_dir if chief else Path(tempfile.mkdtemp(prefix="tfadvq-worker-"))
-    embedding_model.save(target / MODEL_FILE)
-    if chief:
-        (out_dir / "history.json").write_text(json.dumps(history.history, indent=1))
-        if config.data.trials is not None:
-            calibrate_threshold(embedding_model, config.data, out_dir / MODEL_FILE)
+    if not chief:  # saving reads BatchNorm statistics collectively: every worker must save
+        with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
+            embedding_model.save(Path(scratch) / MODEL_FILE)
+        return out_dir / MODEL_FILE
+    embedding_model.save(out_dir / MODEL_FILE)
+    (out_dir / "history.json").write_text(json.dumps(history.history, indent=1))
+    if config.data.trials is not None:
+        calibrate_threshold(embedding_model, config.data, out_dir / MODEL_FILE)
     return out_dir / MODEL_FILE
 
 
