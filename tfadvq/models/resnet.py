@@ -33,11 +33,17 @@ STAGE_STRIDES = (1, 2, 2, 2)
 
 
 def basic_block(x: tf.Tensor, width: int, stride: int, name: str) -> tf.Tensor:
-    """Two 3x3 convs with a residual; a 1x1 conv shortcut when the shape changes."""
+    """Two 3x3 convs with a residual; a (subsampled) 1x1 conv shortcut when the shape changes."""
     y = conv_bn(x, width, 3, stride, f"{name}_conv1")
     y = conv_bn(y, width, 3, 1, f"{name}_conv2", relu=False)
+    if stride != 1:
+        # A 1x1 stride-s conv only reads every s-th pixel, so subsampling first and a 1x1
+        # stride-1 conv is the same function with the same weights.  It is spelled this way
+        # because TF 2.17's oneDNN CPU kernels corrupt the heap in the backward pass of a
+        # 1x1 stride-2 Conv2D with few (4-8) channels (the tiny test models crash).
+        x = keras.layers.AveragePooling2D(1, stride, name=f"{name}_shortcut_subsample")(x)
     if stride != 1 or int(x.shape[-1]) != width:
-        x = conv_bn(x, width, 1, stride, f"{name}_shortcut", relu=False)
+        x = conv_bn(x, width, 1, 1, f"{name}_shortcut", relu=False)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
