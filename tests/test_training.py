@@ -132,6 +132,13 @@ def test_training_lowers_loss_and_writes_model(tiny_corpus, tmp_path):
     assert embeddings.shape == (2, 32)
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 
+    # an AAM fine-tune restores the trained class centres instead of a random head
+    config = tiny_config(tiny_corpus, epochs=1, steps_per_epoch=1)
+    data = training_data(config)
+    history = fit_embedding_model(model, data.dataset, data.num_classes, config, "aam",
+                                  head_weights=out / "head.npz", verbose=0)
+    assert history.history["loss"][0] < history_loss_first_epoch(out)
+
 
 @pytest.mark.parametrize("speed_perturb, copies", [(False, 1), (True, 3)])
 def test_training_data_labels_and_epoch_length(tiny_corpus, speed_perturb, copies):
@@ -145,6 +152,10 @@ def test_training_data_labels_and_epoch_length(tiny_corpus, speed_perturb, copie
     assert data.steps_per_epoch == len(utterances) // 4
     features, labels = next(iter(data.dataset))
     assert features.shape[0] == 4 and int(tf.reduce_max(labels)) < data.num_classes
+
+
+def history_loss_first_epoch(run: Path) -> float:
+    return json.loads((run / "history.json").read_text())["loss"][0]
 
 
 def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:

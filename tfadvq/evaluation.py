@@ -45,8 +45,7 @@ def model_file(path: str | os.PathLike) -> Path:
 
 def load_embedding_model(path: str | os.PathLike) -> keras.Model:
     """Load a saved embedding model with tfadvq's custom layers registered."""
-    import tfadvq.heads  # noqa: F401  (registers custom objects for deserialisation)
-    import tfadvq.models  # noqa: F401
+    import tfadvq.models  # noqa: F401  (registers StatsPooling etc. for deserialisation)
 
     path = model_file(path)
     try:

@@ -53,6 +53,7 @@ from tfadvq.voxceleb import Utterance
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "train.yaml"
 SPEAKERS_FILE = "speakers.json"
+HEAD_FILE = "head.npz"
 
 
 class OptimizerName(str, enum.Enum):
@@ -374,6 +375,7 @@ def fit_embedding_model(
     objective: str | Objective = Objective.AAM,
     *,
     teacher: keras.Model | None = None,
+    head_weights: str | os.PathLike | None = None,
     steps_per_epoch: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     out_dir: str | os.PathLike | None = None,
@@ -390,6 +392,9 @@ def fit_embedding_model(
     :func:`standard_callbacks` (checkpoints, resume, TensorBoard).  Call this
     inside ``strategy.scope()`` when distributing (the model must have been
     built there too).  Works for tfmot-wrapped (``quantize_apply``) models.
+    ``head_weights`` (``HEAD_FILE`` written by :func:`train`) restores the
+    trained AAM class centres, so an AAM fine-tune does not start from a
+    random classifier.
     """
     objective = parse_objective(objective)
     steps = steps_per_epoch or config.steps_per_epoch or _cardinality(train_ds)
@@ -400,6 +405,11 @@ def fit_embedding_model(
         from tfadvq.heads import AAMSoftmax
 
         head = AAMSoftmax(num_classes, margin=config.head.margin, scale=config.head.scale)
+        if head_weights is not None:
+            head.build((None, int(embedding_model.output_shape[-1])))
+            with np.load(head_weights) as saved:
+                head.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+            head.margin.assign(config.head.margin)
         trainer = AAMTrainer(embedding_model, head)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
@@ -484,7 +494,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
           strategy: tf.distribute.Strategy | None = None,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           verbose: int | str = "auto") -> Path:
-    """Run ``config`` and write ``out_dir/model.keras`` (+ ``train.yaml``, ``speakers.json``).
+    """Run ``config``; write ``out_dir/model.keras`` (+ ``train.yaml``, ``speakers.json``, ``head.npz``).
 
     Re-running with the same ``out_dir`` after an interruption resumes from the
     last finished epoch.  ``strategy`` overrides ``config.strategy``;
@@ -511,6 +521,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             embedding_model.save(Path(scratch) / MODEL_FILE)
         return out_dir / MODEL_FILE
     embedding_model.save(out_dir / MODEL_FILE)
+    np.savez(out_dir / HEAD_FILE, *history.model.head.get_weights())
     (out_dir / "history.json").write_text(json.dumps(history.history, indent=1))
     if config.data.trials is not None:
         calibrate_threshold(embedding_model, config.data, out_dir / MODEL_FILE)
