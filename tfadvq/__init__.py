@@ -18,6 +18,9 @@ from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav, validate_files
 from tfadvq.features import Fbank, FbankConfig, fbank, num_frames
 from tfadvq.pipeline import PipelineConfig, eval_dataset, train_dataset
 from tfadvq.voxceleb import Trials, Utterance, load_corpus, read_trials
+from tfadvq.models import build_model
+from tfadvq.heads import AAMSoftmax
+from tfadvq.metrics import compute_eer, compute_min_dcf
 from tfadvq.training import TrainConfig, fit_embedding_model, load_config, train, training_data
 from tfadvq.evaluation import evaluate, load_embedding_model, verify
 from tfadvq.quant import model_size, ptq, quantize, strip
@@ -41,6 +44,10 @@ __all__ = [
     "save_wav",
     "train_dataset",
     "validate_files",
+    "AAMSoftmax",
+    "build_model",
+    "compute_eer",
+    "compute_min_dcf",
     "TrainConfig",
     "evaluate",
     "fit_embedding_model",
