@@ -485,6 +485,9 @@ def training_data(config: TrainConfig, utterances: Sequence[Utterance] | None = 
     if len(speakers) < 2:
         raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
     pipeline = config.pipeline
+    if len(utterances) < pipeline.batch_size:
+        raise DataError(f"training data: {len(utterances)} utterances cannot fill one batch of "
+                        f"pipeline.batch_size={pipeline.batch_size}; lower the batch size")
     steps = config.steps_per_epoch or max(len(utterances) // pipeline.batch_size, 1)
     return TrainingData(train_dataset(utterances, pipeline, speakers), speakers,
                         num_classes(len(speakers), pipeline), steps)
