@@ -174,22 +174,6 @@ def test_aam_margin_variable_warms_up_and_config_keeps_the_final_margin(tmp_path
     np.testing.assert_allclose(loaded([x, y]), model([x, y]), atol=1e-6)
 
 
-def test_aam_head_weights_round_trip_and_shape_check(tmp_path):
-    from tfadvq.heads import AAMSoftmax
-
-    head = AAMSoftmax(5)
-    head.build((None, 8))
-    head.save_weights(tmp_path / "head.weights.h5")
-    again = AAMSoftmax(5)
-    again.build((None, 8))
-    again.load_weights(tmp_path / "head.weights.h5")
-    np.testing.assert_array_equal(again.kernel.numpy(), head.kernel.numpy())
-    other = AAMSoftmax(6)
-    other.build((None, 8))
-    with pytest.raises(ConfigError, match="head.weights.h5.*speakers must match"):
-        other.load_weights(tmp_path / "head.weights.h5")
-
-
 @pytest.mark.parametrize("args, message", [
     (dict(num_classes=1), "num_classes"), (dict(num_classes=3, margin=2.0), "margin"),
     (dict(num_classes=3, scale=0.0), "scale"),

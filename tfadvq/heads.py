@@ -10,10 +10,7 @@ plain softmax would accept -- the property cosine scoring needs.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
-
-import h5py
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConfigError
@@ -79,23 +76,6 @@ class AAMSoftmax(keras.layers.Layer):
                                    cosine - tf.sin(math.pi - margin) * margin)
         target = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes) > 0.5
         return self.scale * tf.where(target, with_margin, cosine)
-
-    def save_weights(self, path: str | os.PathLike) -> None:
-        """Write the class centres (``kernel``) to an HDF5 file, so a fine-tune can start
-        from the trained classifier instead of a random one (the head is not part of the
-        saved embedding model)."""
-        with h5py.File(path, "w") as f:
-            f.create_dataset("kernel", data=self.kernel.numpy())
-
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Restore the class centres written by :meth:`save_weights` into this built head."""
-        with h5py.File(path, "r") as f:
-            kernel = f["kernel"][...]
-        if not self.built or tuple(kernel.shape) != tuple(self.kernel.shape):
-            expected = tuple(self.kernel.shape) if self.built else "(unbuilt head: call build first)"
-            raise ConfigError(f"{path}: AAM head weights of shape {kernel.shape} do not fit this head "
-                              f"{expected} (embedding dim x speakers must match the training run)")
-        self.kernel.assign(kernel)
 
     def compute_output_shape(self, input_shape) -> tf.TensorShape:
         return tf.TensorShape(input_shape)[:-1].concatenate([self.num_classes])
