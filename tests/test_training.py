@@ -15,7 +15,7 @@ import pytest
 
 from tfadvq.compat import keras, tf
 from tfadvq.config import dump_yaml, from_dict
-from tfadvq.errors import ConfigError
+from tfadvq.errors import ConfigError, DataError
 from tfadvq.training import (
     MarginWarmup,
     TrainConfig,
@@ -156,6 +156,12 @@ def test_training_data_labels_and_epoch_length(tiny_corpus, speed_perturb, copie
 
 def history_loss_first_epoch(run: Path) -> float:
     return json.loads((run / "history.json").read_text())["loss"][0]
+
+
+def test_training_data_too_small_for_a_batch_is_an_error(tiny_corpus):
+    config = tiny_config(tiny_corpus, pipeline=dict(batch_size=10_000))
+    with pytest.raises(DataError, match="batch_size=10000"):
+        training_data(config)
 
 
 def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:
