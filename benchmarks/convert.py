@@ -1,26 +1,28 @@
 """What LUT compression buys on device: file size, arena and TFLM latency.
 
-For the demo model (TinyResNet, demo.yaml sizes) and a full-size ResNet34
-(random init: sizes and latency do not depend on training) with every
-Conv2D/DepthwiseConv2D/Dense kernel snapped to 2^b quantile centroids at
-8/4/3/2 bits, plus one per-layer-bits model (``bits={layer: b}``: first conv
-and embedding layer at 8 bits, the rest alternating 4 and 2 bits), converts
-with int8 activations and records:
+For the demo model (``build_model`` with demo.yaml's ``model``/``model_args``)
+and a full-size :func:`tfadvq.models.ResNet34` (random init: sizes and latency
+do not depend on training), quantized through the library's own path --
+``tfadvq.ptq`` (k-means codebooks) -> ``tfadvq.strip`` -> ``converters.convert_model``
+with the bits per layer read from the ``QuantizedWeights`` record -- at
+8/4/3/2 bits for every supported layer, plus one per-layer-bits model through
+the ``bits={layer: b}`` API (first and last quantizable layers at 8 bits, the
+rest alternating 2 and 4 bits).  Conversion uses int8 activations and records:
 
 * ``tflite_bytes`` (LUT model to flash) vs ``ideal_bytes`` (packed indices +
   per-channel tables + every other constant as stored) vs
   ``int8_tflite_bytes`` (plain int8 twin) and ``float_tflite_bytes``;
 * ``latency_ratio``: median TFLM host invoke time of the LUT model / the plain
-  int8 model, same process, same input, invokes interleaved;
+  int8 model, same process, same input, invokes interleaved (so load from
+  other processes on a shared machine hits both alike);
 * ``arena_bytes`` of the LUT model (TFLM's recording allocator) and of the
   plain int8 one (DECODE outputs need arena room for the largest decoded
   weight tensor).
 
 Targets (full-size ResNet34, 4 bits): tflite <= 1.15 x ideal, <= 0.55 x int8;
-latency ratio <= 1.3.  Models come from ``tfadvq.models`` when it exists, else
-from the stand-in builder below (same block structure).
+latency ratio <= 1.3.
 
-Run: ``.venv/bin/python benchmarks/convert.py`` (about 15 minutes on 2 cores);
+Run: ``.venv/bin/python benchmarks/convert.py`` (about 15-20 minutes on 2 cores);
 writes benchmarks/results/convert.json.
 """
 from __future__ import annotations
@@ -31,101 +33,68 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+import tfadvq
 from converters import array_representative, convert_model
-from converters.lut_compression import WeightTensor, uniform_bits
 from converters.verify import arena_bytes, invoke_seconds
 from tfadvq.compat import keras
+from tfadvq.models import ResNet34, build_model
+from tfadvq.quant.records import QuantizedWeights
+from tfadvq.quant.spec import resolve
 from tfadvq.report import print_table
+from tfadvq.training import load_config, packaged_config
 
 RESULTS = Path(__file__).parent / "results" / "convert.json"
-MELS = 80
-MODELS = {
-    "demo_tinyresnet": ("TinyResNet", {"feat_dim": MELS, "embed_dim": 128, "base_width": 16}, (1, 1, 1, 1)),
-    "resnet34": ("ResNet34", {"feat_dim": MELS, "embed_dim": 256, "base_width": 32}, (3, 4, 6, 3)),
-}
+TARGETS = {"tflite_over_ideal": 1.15, "tflite_over_int8": 0.55, "latency_ratio": 1.3}
 
 
-def _stand_in(blocks: tuple[int, ...], feat_dim: int, embed_dim: int, base_width: int) -> keras.Model:
-    """WeSpeaker-style ResNet (BasicBlocks, stride-2 stages, stats pooling) for when tfadvq.models is absent."""
-    inputs = keras.Input((None, feat_dim))
-    x = keras.layers.Reshape((-1, feat_dim, 1))(inputs)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(
-        keras.layers.Conv2D(base_width, 3, padding="same", use_bias=False, name="stem")(x)))
-    for stage, count in enumerate(blocks):
-        width = base_width * 2**stage
-        for block in range(count):
-            stride = 2 if stage > 0 and block == 0 else 1
-            name = f"s{stage}b{block}"
-            y = keras.layers.Conv2D(width, 3, stride, "same", use_bias=False, name=f"{name}_conv1")(x)
-            y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
-            y = keras.layers.Conv2D(width, 3, 1, "same", use_bias=False, name=f"{name}_conv2")(y)
-            y = keras.layers.BatchNormalization()(y)
-            if stride != 1 or x.shape[-1] != width:
-                x = keras.layers.BatchNormalization()(
-                    keras.layers.Conv2D(width, 1, stride, use_bias=False, name=f"{name}_short")(x))
-            x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
-    x = keras.layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
-    mean = keras.layers.GlobalAveragePooling1D()(x)
-    std = keras.layers.Lambda(lambda t: keras.backend.sqrt(keras.backend.var(t, axis=1) + 1e-5))(x)
-    x = keras.layers.Concatenate()([mean, std])
-    return keras.Model(inputs, keras.layers.Dense(embed_dim, name="embedding")(x))
+def demo_model() -> keras.Model:
+    """The demo model exactly as ``tfadvq demo`` builds it (demo.yaml's model and model_args)."""
+    config = load_config(packaged_config("demo"))
+    return build_model(config.model, **config.model_args)
 
 
-def build(name: str) -> tuple[keras.Model, str]:
-    factory, args, blocks = MODELS[name]
-    try:
-        from tfadvq.models import build_model
-    except ImportError:
-        return _stand_in(blocks, **args), "stand-in"
-    return build_model(factory, **args), "tfadvq.models"
-
-
-def snap(model: keras.Model, bits: dict[str, int]) -> None:
-    """Snap each named layer's kernel to 2^b quantile centroids (per tensor, like k-means init)."""
-    for name, b in bits.items():
-        layer = model.get_layer(name)
-        weights = layer.get_weights()
-        kernel = weights[0]
-        centroids = np.quantile(kernel, (np.arange(2**b) + 0.5) / 2**b)
-        edges = (centroids[1:] + centroids[:-1]) / 2
-        weights[0] = centroids[np.searchsorted(edges, kernel)].astype(np.float32)
-        layer.set_weights(weights)
+MODELS: dict[str, Callable[[], keras.Model]] = {"demo": demo_model, "resnet34": ResNet34}
 
 
 def mixed_bits(model: keras.Model) -> dict[str, int]:
-    names = list(uniform_bits(model, 8))
+    """``{layer: b}`` over the quantizable layers: ends at 8 bits, the inner ones alternating 2/4."""
+    names = [name for name, b in resolve(model, 8).items() if b is not None]
     inner = {name: (4 if i % 2 else 2) for i, name in enumerate(names[1:-1])}
     return {names[0]: 8, **inner, names[-1]: 8}
 
 
-def average_bits(weights: list[WeightTensor]) -> float:
+def average_bits(records: QuantizedWeights) -> float:
     """Weight-count-weighted mean bits of the quantized tensors (the mixed model's 'bits')."""
-    sizes = np.array([w.size for w in weights])
-    return float(np.dot([w.bits for w in weights], sizes) / sizes.sum())
+    sizes = np.array([t.indices.size for t in records.tensors])
+    return float(np.dot([t.bits for t in records.tensors], sizes) / sizes.sum())
 
 
 def measure(name: str, bits_label: str, frames: int, calibration: int, repeats: int) -> dict[str, object]:
+    """Quantize (ptq) -> strip -> convert one model at one bit setting; sizes, arena, latency."""
     keras.utils.set_random_seed(0)
-    model, source = build(name)
-    bits = mixed_bits(model) if bits_label == "mixed" else uniform_bits(model, int(bits_label))
-    snap(model, bits)
-    crops = np.random.default_rng(1).normal(size=(calibration, frames, MELS)).astype(np.float32)
+    model = MODELS[name]()
+    bits = mixed_bits(model) if bits_label == "mixed" else int(bits_label)
     start = time.perf_counter()
-    result = convert_model(model, bits, frames, int8=True, representative=array_representative(crops),
-                           check_examples=1)
+    plain, records = tfadvq.strip(tfadvq.ptq(model, bits, progress=False))
+    ptq_seconds = time.perf_counter() - start
+    crops = np.random.default_rng(1).normal(size=(calibration, frames, plain.input_shape[-1])).astype(np.float32)
+    start = time.perf_counter()
+    result = convert_model(plain, records.bits_by_layer(), frames, int8=True,
+                           representative=array_representative(crops), check_examples=1)
     convert_seconds = time.perf_counter() - start
-    shape = (1, frames, MELS)
+    shape = (1, frames, result.mels)
     lut_s, int8_s = invoke_seconds([result.model, result.twin], shape, repeats)
     return {
-        "model": name,
-        "source": source,
-        "bits": average_bits(result.weights) if bits_label == "mixed" else int(bits_label),
-        "method": "lut_int8" if bits_label != "mixed" else "lut_int8_mixed",
+        "model": f"{name} ({model.name})",
+        "bits": average_bits(records) if bits_label == "mixed" else int(bits_label),
+        "method": "kmqat_ptq_lut_int8" + ("_mixed" if bits_label == "mixed" else ""),
         "params": int(model.count_params()),
+        "size_bytes": float(tfadvq.model_size((plain, records)).size_bytes),
         "tflite_bytes": len(result.model),
         "ideal_bytes": int(result.ideal_bytes),
         "int8_tflite_bytes": len(result.twin),
@@ -138,8 +107,19 @@ def measure(name: str, bits_label: str, frames: int, calibration: int, repeats: 
         "arena_bytes": result.arena_bytes,
         "int8_arena_bytes": arena_bytes(result.twin, shape),
         "cosine_vs_keras": result.keras_parity.min_cosine,
+        "ptq_seconds": ptq_seconds,
         "convert_seconds": convert_seconds,
     }
+
+
+def target_misses(rows: list[dict[str, object]]) -> list[str]:
+    """The issue's targets for the full-size ResNet34 at 4 bits that a row misses."""
+    misses = []
+    for row in rows:
+        if "resnet34" in str(row["model"]).lower() and row["bits"] == 4:
+            misses += [f"{row['model']} 4-bit {key} = {row[key]:.3f} > {limit}"
+                       for key, limit in TARGETS.items() if row[key] > limit]
+    return misses
 
 
 def main() -> None:
@@ -150,6 +130,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--bits", nargs="+", default=["8", "4", "3", "2", "mixed"])
     args = parser.parse_args()
+    load_before = os.getloadavg()
     rows = []
     for name in args.models:
         for bits in args.bits:
@@ -158,15 +139,31 @@ def main() -> None:
     keep = ["model", "bits", "tflite_bytes", "ideal_bytes", "int8_tflite_bytes", "float_tflite_bytes",
             "tflite_over_ideal", "tflite_over_int8", "latency_ratio", "lut_ms", "arena_bytes", "int8_arena_bytes"]
     print_table([{k: r[k] for k in keep} for r in rows], "LUT conversion (int8 activations, TFLM host)")
+    misses = target_misses(rows)
+    print("targets: " + ("; ".join(misses) if misses else "all met"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "benchmark": "convert",
         "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
         "config": {"frames": args.frames, "calibration_crops": args.calibration, "repeats": args.repeats,
-                   "activations": "int8", "weights": "random init snapped to 2^b quantile centroids"},
+                   "activations": "int8",
+                   "weights": "random init, tfadvq.ptq k-means codebooks (per tensor) -> tfadvq.strip",
+                   "calibration_data": "seeded standard-normal fbank-shaped crops",
+                   "load_average_1_5_15": {"start": [round(x, 2) for x in load_before],
+                                           "end": [round(x, 2) for x in os.getloadavg()]},
+                   "timing_note": "shared 2-core machine; latency only as LUT/int8 ratio, invokes interleaved",
+                   "target_misses": misses},
         "rows": rows,
     }, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
