@@ -6,12 +6,12 @@ model, what the converter takes), ``Q/quantized_weights.npz`` (tables and
 indices) and ``Q/summary.json``; ``--plots`` adds per-layer histograms.
 With ``--finetune-epochs E --corpus DIR`` the wrapped model is fine-tuned
 (``--objective aam`` with the corpus speaker labels, or ``distill`` from the
-FP32 model, which needs no labels) with codebook refresh, then stripped.
+FP32 model, which needs no labels) with codebook refresh, then stripped;
+``--head-weights DIR/head.npz`` starts the aam head from the trained one.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                         help="training YAML or packaged name for optimizer/pipeline (default: demo)")
     parser.add_argument("--lr-scale", type=float, default=0.1,
                         help="fine-tune peak lr = training config lr x this (default 0.1)")
+    parser.add_argument("--head-weights", type=Path,
+                        help="trained AAM head (head.npz of the train dir) for --objective aam; "
+                             "default: a new random head")
     parser.add_argument("--refresh-steps", type=int, default=100, help="codebook refresh period in steps")
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
@@ -41,53 +44,42 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
-    from tfadvq.quant import api, load_spec, model_size
+    from tfadvq.quant import api, load_spec, outputs
     from tfadvq.report import print_table
 
     if args.finetune_epochs and args.corpus is None:
         raise ConfigError("--finetune-epochs: pass --corpus DIR with the fine-tuning speech")
+    if args.head_weights and args.objective != "aam":
+        raise ConfigError("--head-weights: only the aam objective has a head")
     model = load_embedding_model(args.model)
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
     quantized = api.quantize(model, bits, per_channel=args.per_channel,
                              activation_bits=args.activation_bits)
     tuned = _finetune(quantized, model, args) if args.finetune_epochs else None
-    args.out.mkdir(parents=True, exist_ok=True)
-    quantized.save(args.out / "model.h5")  # tfmot wrappers reload from .h5, not .keras
-    plain, records = api.strip(quantized)
-    plain.save(args.out / "plain.keras")
-    records.save(args.out / "quantized_weights.npz")
-    rows = api.summary(quantized)
-    size = model_size(quantized)
-    (args.out / "summary.json").write_text(json.dumps(
-        {"layers": rows, "size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
-         "compression": size.compression, "finetune": tuned}, indent=1))
+    saved = outputs.save(quantized, args.out, finetune=tuned)
     if args.plots:
         from tfadvq.quant.plots import plot_model
 
         floats = {(w.layer.name, t.weight): q.source.numpy()
-                  for (w, q), t in zip(api.quantized_weights(quantized), records.tensors)}
-        plot_model(floats, records.tensors, args.out / "plots")
-    print_table(rows, title=f"tfadvq quantize: {args.model}")
+                  for (w, q), t in zip(api.quantized_weights(quantized), saved.records.tensors)}
+        plot_model(floats, saved.records.tensors, args.out / "plots")
+    print_table(saved.rows, title=f"tfadvq quantize: {args.model}")
     if tuned:
         print_table([tuned], title="fine-tuning")
-    print_table([{"size_bytes": size.size_bytes, "fp32_bytes": size.fp32_bytes,
-                  "compression": size.compression, "out": str(args.out)}])
+    print_table([{"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
+                  "compression": saved.size.compression, "out": str(args.out)}])
     return 0
 
 
 def _finetune(quantized, teacher, args: argparse.Namespace) -> dict:
     """QAT through the training engine with codebook refresh; returns a summary row."""
     from tfadvq import voxceleb
-    from tfadvq.quant.finetune import finetune, finetune_config
-    from tfadvq.training import load_config, packaged_config, training_data
+    from tfadvq.quant.finetune import finetune_utterances
+    from tfadvq.training import load_config, packaged_config
 
     path = Path(args.train_config)
     config = load_config(path if path.is_file() else packaged_config(args.train_config))
-    config = finetune_config(config, args.finetune_epochs, args.lr_scale)
-    data = training_data(config, voxceleb.load_corpus(args.corpus).train)
-    history = finetune(quantized, data, config, args.objective,
-                       teacher=teacher if args.objective == "distill" else None,
-                       refresh_steps=args.refresh_steps)
-    return {"objective": args.objective, "epochs": args.finetune_epochs,
-            "steps": args.finetune_epochs * data.steps_per_epoch, "peak_lr": config.optimizer.lr,
-            "first_loss": history.history["loss"][0], "last_loss": history.history["loss"][-1]}
+    return finetune_utterances(quantized, voxceleb.load_corpus(args.corpus).train, config,
+                               args.finetune_epochs, args.objective, lr_scale=args.lr_scale,
+                               teacher=teacher if args.objective == "distill" else None,
+                               head_weights=args.head_weights, refresh_steps=args.refresh_steps)
