@@ -1,6 +1,6 @@
 """``tfadvq demo`` end to end on the tiny corpus: train -> KMQAT 4-bit -> LUT .tflite -> TFLM.
 
-The model is barely trained (one epoch of two steps), so only what holds for
+The model is barely trained (one epoch of one step), so only what holds for
 any model is asserted: every stage ran and wrote its files, the quantized
 model's EER and the device scores are finite, the converted model really is
 4-bit LUT-compressed, and the TFLM interpreter reproduces the Keras
@@ -23,7 +23,8 @@ def demo_run(tiny_corpus, tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("demo")
     rc = main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), "--epochs", "1",
-               "--batch-size", "16", "--steps-per-epoch", "2", "--finetune-epochs", "1"])
+               "--batch-size", "16", "--steps-per-epoch", "1", "--finetune-epochs", "1",
+               "--frames", "100"])
     return rc, workdir
 
 
@@ -35,7 +36,7 @@ def test_demo_quantizes_with_finetune_and_reports_eer(demo_run):
         assert (quant / name).is_file()
     summary = json.loads((quant / "summary.json").read_text())
     assert summary["settings"]["bits"] == 4
-    assert summary["finetune"]["objective"] == "aam" and summary["finetune"]["steps"] == 2
+    assert summary["finetune"]["objective"] == "aam" and summary["finetune"]["steps"] == 1
     assert math.isfinite(summary["finetune"]["last_loss"])
     assert summary["compression"] > 1
     assert all(row["bits"] == 4 for row in summary["layers"] if isinstance(row["bits"], int))
@@ -53,6 +54,7 @@ def test_demo_converts_to_a_4bit_lut_tflite_with_metadata(demo_run):
     assert metadata.model_bytes == tflite.stat().st_size
     assert metadata.bits_per_layer and set(metadata.bits_per_layer.values()) == {4}
     assert metadata.activations == "float32" and metadata.arena_bytes > 0
+    assert metadata.input_frames == 100
     assert tflite.stat().st_size < tflite.with_suffix(".float.tflite").stat().st_size
     assert math.isfinite(metadata.thresholds.eer)
     assert (workdir / "tflite" / "c_array" / "model_data.cc").is_file()

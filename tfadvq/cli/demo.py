@@ -51,6 +51,7 @@ class Demo:
     corpus_dir: Path | None = None  # an existing corpus instead of WORKDIR/corpus
     bits: int = 4
     finetune_epochs: int = 1
+    frames: int = 200  # input window of the converted model (what the firmware feeds)
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -182,7 +183,8 @@ def stage_quantize(demo: Demo) -> dict[str, Any]:
         wrapped = api.ptq(demo.state["model"], demo.bits)
         tuned = finetune_utterances(wrapped, demo.state["corpus"].train, demo.state["train_config"],
                                     demo.finetune_epochs, "aam",
-                                    head_weights=demo.model_dir / HEAD_FILE)
+                                    head_weights=demo.model_dir / HEAD_FILE) \
+            if demo.finetune_epochs else None
         quantized = outputs.save(wrapped, out, finetune=tuned, settings=settings)
     corpus, fp32 = demo.state["corpus"], demo.state["evaluation"]
     result = evaluate_model(quantized.plain, corpus.trials, corpus.test)
@@ -194,9 +196,10 @@ def stage_quantize(demo: Demo) -> dict[str, Any]:
     demo.state.update(quantized=quantized, quant_evaluation=result,
                       trial_scores=files["trial_scores.txt"], quant_dir=out)
     size = quantized.size
+    tuning = (f"fine-tune {tuned['steps']} steps, final loss {tuned['last_loss']:.3f}" if tuned
+              else "post-training only")
     return {"result": f"{label}: EER {result.eer:.2f} % (FP32 {fp32.eer:.2f} %), "
-                      f"minDCF(0.01) {result.min_dcf[0.01]:.3f}; fine-tune {tuned['steps']} steps, "
-                      f"loss {tuned['first_loss']:.3f} -> {tuned['last_loss']:.3f}; "
+                      f"minDCF(0.01) {result.min_dcf[0.01]:.3f}; {tuning}; "
                       f"{size.size_bytes / 1024:.1f} KiB vs {size.fp32_bytes / 1024:.1f} KiB FP32 "
                       f"({size.compression:.2f}x); DET {det}",
             "reused": reused}
@@ -206,13 +209,14 @@ def stage_convert(demo: Demo) -> dict[str, Any]:
     from converters.lut_compression import find_weight_tensors, ideal_bytes
     from converters.metadata import read_json
     from tfadvq.cli import convert
+    from tfadvq.quant.outputs import WRAPPED_FILE
 
     out = demo.workdir / "tflite"
     tflite = out / "model.tflite"
     parser = argparse.ArgumentParser(prog="tfadvq")
     convert.register(parser.add_subparsers())
-    args = parser.parse_args(["convert", "--model", str(demo.state["quant_dir"] / "model.h5"),
-                              "--out", str(tflite), "--trial-scores", str(demo.state["trial_scores"]),
+    args = parser.parse_args(["convert", "--model", str(demo.state["quant_dir"] / WRAPPED_FILE),
+                              "--out", str(tflite), "--frames", str(demo.frames), "--trial-scores", str(demo.state["trial_scores"]),
                               "--c-array", str(out / "c_array")])
     convert.run(args)  # converts, checks the LUT model against Keras under TFLM, writes the files
     metadata = read_json(tflite.with_suffix(".json"))
@@ -283,7 +287,9 @@ def register(subparsers) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="override the demo config's epoch length")
     parser.add_argument("--bits", type=int, default=4, help="KMQAT weight bits (default 4)")
     parser.add_argument("--finetune-epochs", type=int, default=1,
-                        help="quantization-aware fine-tune epochs after PTQ (default 1)")
+                        help="quantization-aware fine-tune epochs after PTQ (default 1; 0: PTQ only)")
+    parser.add_argument("--frames", type=int, default=200,
+                        help="fbank frames the converted model takes per invoke (default 200 = 2 s)")
     parser.set_defaults(func=run)
 
 
@@ -291,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     from tfadvq.report import print_table
 
     demo = Demo(args.workdir, args.speakers, args.utts, args.seed, args.epochs, args.batch_size,
-                args.steps_per_epoch, args.corpus, args.bits, args.finetune_epochs)
+                args.steps_per_epoch, args.corpus, args.bits, args.finetune_epochs, args.frames)
     demo.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, stage in STAGES:
