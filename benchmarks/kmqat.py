@@ -390,7 +390,7 @@ def targets_report(rows: list[dict]) -> list[dict]:
         best = min(peers.values())
         out.append({"target": f"kmqat <= every peer at {bits} bits", "measured": eer[("kmqat", bits)],
                     "limit": best, "met": eer[("kmqat", bits)] <= best})
-    ratios = [r["step_time_ratio"] for r in rows if r["method"] == "kmqat"]
+    ratios = [r["step_time_ratio"] for r in rows if r["method"] == "kmqat" and r.get("step_time_ratio")]
     if ratios:
         out.append({"target": "kmqat step time <= 1.3 x fp32", "measured": max(ratios), "limit": 1.3,
                     "met": max(ratios) <= 1.3})
