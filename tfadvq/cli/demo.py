@@ -215,9 +215,10 @@ def stage_convert(demo: Demo) -> dict[str, Any]:
     tflite = out / "model.tflite"
     parser = argparse.ArgumentParser(prog="tfadvq")
     convert.register(parser.add_subparsers())
-    args = parser.parse_args(["convert", "--model", str(demo.state["quant_dir"] / WRAPPED_FILE),
-                              "--out", str(tflite), "--frames", str(demo.frames), "--trial-scores", str(demo.state["trial_scores"]),
-                              "--c-array", str(out / "c_array")])
+    args = parser.parse_args([
+        "convert", "--model", str(demo.state["quant_dir"] / WRAPPED_FILE), "--out", str(tflite),
+        "--frames", str(demo.frames), "--trial-scores", str(demo.state["trial_scores"]),
+        "--c-array", str(out / "c_array")])
     convert.run(args)  # converts, checks the LUT model against Keras under TFLM, writes the files
     metadata = read_json(tflite.with_suffix(".json"))
     plain = demo.state["quantized"].plain
@@ -249,6 +250,7 @@ def stage_device_verify(demo: Demo) -> dict[str, Any]:
     unit = device / np.linalg.norm(device, axis=1, keepdims=True)
     enrolled = unit[:len(enroll)].mean(axis=0)
     scores = unit[len(enroll):] @ (enrolled / np.linalg.norm(enrolled))
+    # Calibrated on whole-utterance (window-averaged) scores; the device scores one window.
     threshold = metadata.thresholds.eer
     decisions = ["accept" if score >= threshold else "reject" for score in scores]
     outcome = {"speaker": claimed, "enroll": [str(p) for p in enroll], "genuine": str(genuine),
@@ -274,7 +276,8 @@ STAGES: list[tuple[str, Callable[[Demo], dict[str, Any]]]] = [
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="the main job: corpus -> train -> evaluate -> verify -> quantize -> convert -> device_verify",
+        "demo", help="the main job: corpus -> train -> evaluate -> verify -> quantize (4-bit KMQAT) "
+                     "-> convert (LUT .tflite) -> device_verify (TFLM)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("runs/demo"),
                         help="where the corpus, model and results go (default: runs/demo)")
