@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from tfadvq.compat import keras
 from tfadvq.models import ResNet34, build_model
 from tfadvq.quant.records import QuantizedWeights
 from tfadvq.quant.spec import resolve
-from tfadvq.report import print_table
+from tfadvq.report import machine_description, print_table
 from tfadvq.training import load_config, packaged_config
 
 RESULTS = Path(__file__).parent / "results" / "convert.json"
@@ -145,7 +144,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "convert",
         "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+        "machine": machine_description(),
         "config": {"frames": args.frames, "calibration_crops": args.calibration, "repeats": args.repeats,
                    "activations": "int8",
                    "weights": "random init, tfadvq.ptq k-means codebooks (per tensor) -> tfadvq.strip",
@@ -157,13 +156,6 @@ def main() -> None:
         "rows": rows,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

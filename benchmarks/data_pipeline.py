@@ -24,7 +24,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ from tfadvq.heads import AAMSoftmax
 from tfadvq.models import build_model
 from tfadvq.objectives import AAMTrainer
 from tfadvq.pipeline import PipelineConfig, num_classes, speaker_labels, train_dataset
-from tfadvq.report import print_table
+from tfadvq.report import machine_description, print_table
 from tfadvq.training import TrainConfig, load_config, make_optimizer, packaged_config
 from tfadvq.voxceleb import load_corpus
 
@@ -141,7 +140,7 @@ def main() -> None:
     result = {
         "benchmark": "data_pipeline",
         "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+        "machine": machine_description(),
         "config": {
             "corpus": f"{corpus_dir} (train split: {len(utterances)} utterances)",
             "pipeline": {k: v for k, v in to_dict(config).items() if k != "fbank"},
@@ -162,13 +161,6 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfadvq.report import print_table
+from tfadvq.report import machine_description, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "tflm_firmware"
@@ -49,15 +47,6 @@ def _parity_tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = found.group(1).strip() if found else cpu
-    return f"{os.cpu_count()} cores, {cpu}"
 
 
 def parity_rows(tool) -> list[dict]:
@@ -131,7 +120,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "firmware",
         "date": datetime.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine_description(),
         "config": {
             "speech": "espeak-ng voices " + ", ".join(v for v, _ in UTTERANCES) + "; sox -D to 16 kHz",
             "frontend": "80 mel, 25/10 ms, povey, 512-pt FFT, mean norm (tfadvq.features defaults)",

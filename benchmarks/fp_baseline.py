@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -26,7 +25,7 @@ from tfadvq.cli.demo import Demo, stage_corpus
 from tfadvq.compat import keras
 from tfadvq.config import to_dict
 from tfadvq.evaluation import evaluate, write_outputs
-from tfadvq.report import print_table
+from tfadvq.report import machine_description, print_table
 from tfadvq.training import load_config, packaged_config, train
 
 RESULTS = Path(__file__).parent / "results" / "fp_baseline.json"
@@ -51,13 +50,6 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(time.perf_counter() - self._epoch)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -113,7 +105,7 @@ def main() -> None:
     report = {
         "benchmark": "fp_baseline",
         "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {cpu_model()}",
+        "machine": machine_description(),
         "config": {
             "train": to_dict(config),
             "corpus": {"dir": str(args.corpus), "train_speakers": len({u.speaker for u in corpus.train}),

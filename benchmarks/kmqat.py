@@ -39,8 +39,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -53,7 +51,7 @@ import tfadvq
 from tfadvq.compat import keras, tf
 from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.quant import api, finetune, finetune_config, kmeans1d, spec
-from tfadvq.report import print_table
+from tfadvq.report import machine_description, print_table
 from tfadvq.training import TrainConfig, fit_embedding_model, load_config, packaged_config, train, training_data
 from tfadvq.voxceleb import Trials, load_corpus
 
@@ -439,17 +437,10 @@ def main() -> None:
     checks = targets_report(rows)
     print_table(checks, title="targets")
     result = {"benchmark": "kmqat", "date": datetime.date.today().isoformat(),
-              "machine": f"{os.cpu_count()} cores, {cpu_name()}", "config": config, "rows": rows,
+              "machine": machine_description(), "config": config, "rows": rows,
               "targets": checks}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

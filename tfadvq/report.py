@@ -33,3 +33,19 @@ def format_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
 def print_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> None:
     """Print :func:`format_table` output; the CLI's closing summary."""
     print(format_table(rows, title), flush=True)
+
+
+def machine_description() -> str:
+    """``"<cores> cores, <CPU model>"``: the ``machine`` field of benchmark results."""
+    import os
+    import platform
+    from pathlib import Path
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}"
