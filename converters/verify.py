@@ -13,8 +13,9 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from tflite_micro import runtime
@@ -22,6 +23,8 @@ from tqdm import tqdm
 
 from converters.metadata import calibrate_thresholds
 from tfadvq.errors import ConversionError
+
+T = TypeVar("T")
 
 # Generous arena for host runs; the size actually used is measured, not assumed.
 HOST_ARENA_BYTES = 64 * 1024 * 1024
@@ -50,21 +53,21 @@ def _captured_stdio() -> Iterator[list[bytes]]:
             out.append(sink.read())
 
 
-def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtime.Interpreter:
-    """A TFLM interpreter for ``model``; a model TFLM cannot prepare raises ConversionError."""
+def _tflm_call(call: Callable[[], T], what: str) -> T:
+    """Run ``call`` with TFLM's stdio captured, so a failure carries TFLM's own explanation."""
     with _captured_stdio() as log:
         try:
-            interpreter = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+            return call()
         except RuntimeError as exc:
             failure = exc
-        else:
-            failure = None
-    if failure is not None:
-        detail = log[0].decode(errors="replace").strip()
-        raise ConversionError(
-            f"TFLite-Micro cannot load the converted model ({failure}); TFLM says: {detail}"
-        ) from failure
-    return interpreter
+    detail = log[0].decode(errors="replace").strip()
+    raise ConversionError(f"TFLite-Micro {what} ({failure}); TFLM says: {detail}") from failure
+
+
+def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtime.Interpreter:
+    """A TFLM interpreter for ``model``; a model TFLM cannot prepare raises ConversionError."""
+    return _tflm_call(lambda: runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size),
+                      "cannot load the converted model")
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
@@ -73,16 +76,7 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
     outputs = []
     for example in tqdm(inputs, desc="TFLM invoke", disable=not progress, leave=False):
         interpreter.set_input(np.asarray(example, np.float32)[None], 0)
-        with _captured_stdio() as log:
-            try:
-                interpreter.invoke()
-            except RuntimeError as exc:
-                failure = exc
-            else:
-                failure = None
-        if failure is not None:
-            detail = log[0].decode(errors="replace").strip()
-            raise ConversionError(f"TFLite-Micro failed to invoke the model: {detail}") from failure
+        _tflm_call(interpreter.invoke, "failed to invoke the model")
         outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
     return np.stack(outputs)
 
