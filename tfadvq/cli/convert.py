@@ -91,6 +91,13 @@ def _thresholds(path: Path | None, target_far: float):
 
 
 def run(args: argparse.Namespace) -> int:
+    convert_files(args)
+    return 0
+
+
+def convert_files(args: argparse.Namespace):
+    """Convert, check under TFLM, write every file and print the summary; returns
+    ``(ConversionResult, ModelMetadata)`` so callers such as ``tfadvq demo`` reuse the figures."""
     from converters import ModelMetadata, array_representative, convert_model, corpus_crops, write_c_arrays, write_json
     from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
@@ -143,4 +150,4 @@ def run(args: argparse.Namespace) -> int:
     ]
     print_table(checks, "TFLM interpreter checks")
     print_table([{"file": str(p), "bytes": p.stat().st_size} for p in written], "Written")
-    return 0
+    return result, metadata

@@ -206,8 +206,6 @@ def stage_quantize(demo: Demo) -> dict[str, Any]:
 
 
 def stage_convert(demo: Demo) -> dict[str, Any]:
-    from converters.lut_compression import find_weight_tensors, ideal_bytes
-    from converters.metadata import read_json
     from tfadvq.cli import convert
     from tfadvq.quant.outputs import WRAPPED_FILE
 
@@ -219,14 +217,11 @@ def stage_convert(demo: Demo) -> dict[str, Any]:
         "convert", "--model", str(demo.state["quant_dir"] / WRAPPED_FILE), "--out", str(tflite),
         "--frames", str(demo.frames), "--trial-scores", str(demo.state["trial_scores"]),
         "--c-array", str(out / "c_array")])
-    convert.run(args)  # converts, checks the LUT model against Keras under TFLM, writes the files
-    metadata = read_json(tflite.with_suffix(".json"))
-    plain = demo.state["quantized"].plain
-    twin = tflite.with_suffix(".float.tflite").read_bytes()  # float activations: the float model is the twin
-    ideal = ideal_bytes(twin, find_weight_tensors(twin, plain, metadata.bits_per_layer))
+    # converts, checks the LUT model against Keras under TFLM, writes the files
+    result, metadata = convert.convert_files(args)
     demo.state.update(tflite=tflite, metadata=metadata)
-    return {"result": f"{tflite}: {tflite.stat().st_size} bytes (ideal {ideal}, float "
-                      f"{len(twin)}), arena {metadata.arena_bytes} bytes, {metadata.activations} "
+    return {"result": f"{tflite}: {len(result.model)} bytes (ideal {result.ideal_bytes}, float "
+                      f"{len(result.float_model)}), arena {metadata.arena_bytes} bytes, {metadata.activations} "
                       f"activations, threshold {metadata.thresholds.eer:.3f} at EER "
                       f"{100 * metadata.thresholds.eer_rate:.2f} %",
             "reused": False}
