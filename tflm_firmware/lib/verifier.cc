@@ -8,24 +8,29 @@
 namespace sv {
 
 Verifier::Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* store,
-                   float threshold, const VerifierBuffers& buffers, const AudioLimits& limits)
+                   float threshold, const VerifierBuffers& buffers, const AudioLimits& limits,
+                   int hop_frames)
     : fbank_(fbank),
       embedder_(embedder),
       store_(store),
       threshold_(threshold),
       buffers_(buffers),
-      limits_(limits) {}
+      limits_(limits),
+      hop_frames_(hop_frames) {}
 
 Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
   const int dim = embedder_->embedding_size();
   const int window = embedder_->input_frames();
   if (dim <= 0 || dim > kMaxEmbedding || window <= 0) return Status::kModelBadShape;
-  if (window > buffers_.window_frames) return Status::kBadArgument;
+  if (window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
+  const int hop = hop_frames();
   Status status = CheckAudio(pcm, num_samples, limits_);
   if (status != Status::kOk) return status;
   const int frames = FbankNumFrames(num_samples);
-  if (frames < window) return Status::kAudioTooShort;
+  const int windows = WindowCount(frames, window, hop);
+  if (windows < 1) return Status::kAudioTooShort;  // no frame at all (limits below 400 samples)
   constexpr int kMels = Fbank::kNumMelBins;
+  constexpr size_t kRowBytes = sizeof(float) * kMels;
   float* features = buffers_.features;
   float mean[kMels] = {};
   for (int t = 0; t < frames; ++t) {
@@ -35,14 +40,25 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   for (int m = 0; m < kMels; ++m) mean[m] /= frames;
   float part[kMaxEmbedding];
   std::memset(embedding, 0, sizeof(float) * dim);
-  const int windows = (frames + window - 1) / window;
-  for (int w = 0; w < windows; ++w) {
-    const int start = w + 1 < windows ? w * window : frames - window;
-    for (int t = 0; t < window; ++t) {
+  int previous = 0;
+  for (int k = 0; k < windows; ++k) {
+    const int start = WindowStart(frames, window, hop, k);
+    int first_new = 0;  // rows [0, first_new) already hold this window's frames
+    if (k > 0 && start - previous < window) {  // overlap with the previous window
+      const int shift = start - previous;        // > 0: starts increase
+      std::memmove(features, features + shift * kMels, kRowBytes * (window - shift));
+      first_new = window - shift;
+    }
+    for (int t = first_new; t < window; ++t) {
       float* row = features + t * kMels;
-      fbank_->ComputeFrame(pcm + (start + t) * Fbank::kFrameShift, row);
+      if (t >= frames) {  // wrapped: frame (start + t) mod T is already in row t - T
+        std::memcpy(row, row - frames * kMels, kRowBytes);
+        continue;
+      }
+      fbank_->ComputeFrame(pcm + ((start + t) % frames) * Fbank::kFrameShift, row);
       for (int m = 0; m < kMels; ++m) row[m] -= mean[m];
     }
+    previous = start;
     status = embedder_->Embed(features, part);
     if (status != Status::kOk) return status;
     L2Normalize(part, dim);

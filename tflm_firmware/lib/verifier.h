@@ -15,6 +15,7 @@
 #include "scoring.h"
 #include "store.h"
 #include "sv_status.h"
+#include "window_schedule.h"
 
 namespace sv {
 
@@ -25,12 +26,14 @@ class Embedder {
   virtual int input_frames() const = 0;
   virtual int embedding_size() const = 0;
   // `features[input_frames()][Fbank::kNumMelBins]` -> `embedding[embedding_size()]`.
+  // `features` is read only: the Verifier keeps rows shared by the next window.
   virtual Status Embed(const float* features, float* embedding) = 0;
 };
 
 // Caller-owned work memory (static arrays on the device).  Features are
 // computed one network window at a time, so only the audio scales with the
-// utterance length.
+// utterance length (also for hops shorter than the window, and for a short
+// utterance wrapped to fill its window).
 struct VerifierBuffers {
   int16_t* pcm;         // audio of one utterance
   size_t pcm_capacity;  // samples
@@ -40,15 +43,23 @@ struct VerifierBuffers {
 
 class Verifier {
  public:
+  // `hop_frames`: frames between window starts (window_schedule.h); 0 means
+  // the embedder's input_frames() (back-to-back windows), < 0 is refused by
+  // EmbedUtterance with kBadArgument.
   Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* store, float threshold,
-           const VerifierBuffers& buffers, const AudioLimits& limits);
+           const VerifierBuffers& buffers, const AudioLimits& limits, int hop_frames = 0);
 
-  // Utterance embedding: features are mean-normalised over the whole
-  // utterance, cut into windows of input_frames() (the last one aligned to the
-  // end), and the unit-norm window embeddings averaged.  The utterance mean is
-  // taken in a first pass and each window's frames recomputed in the second
-  // (the same values as Fbank::Compute, bit for bit), which trades ~2x front-end
-  // work for not storing the whole utterance's features.
+  // Utterance embedding, the device scoring schedule of window_schedule.h:
+  // features are mean-normalised over the whole utterance (T frames), window k
+  // of W = input_frames() rows starts at WindowStart(T, W, hop, k) and its row
+  // t is frame (start + t) mod T -- an utterance shorter than one window (but
+  // past CheckAudio's minimum) is wrapped cyclically to fill it.  The result
+  // is the L2-normalised sum of the L2-normalised window embeddings.
+  // The utterance mean is taken in a first pass and each window's frames are
+  // recomputed from the PCM in the second (the same values as Fbank::Compute,
+  // bit for bit): frames shared with the previous window are kept, and
+  // wrapped rows are copies of rows already computed, so the second pass
+  // computes at most T frames and needs no memory beyond one window.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   Status Enroll(const char* name, const int16_t* pcm, size_t num_samples);
@@ -59,6 +70,8 @@ class Verifier {
   Status HandleLine(const char* line, size_t buffered_samples, char* reply, size_t reply_size);
 
   const VerifierBuffers& buffers() const { return buffers_; }
+  // The hop in use: hop_frames, or input_frames() when it was 0.
+  int hop_frames() const { return hop_frames_ > 0 ? hop_frames_ : embedder_->input_frames(); }
 
  private:
   Status Audio(const Command& command, size_t buffered_samples, size_t* num_samples);
@@ -70,6 +83,7 @@ class Verifier {
   float threshold_;
   VerifierBuffers buffers_;
   AudioLimits limits_;
+  int hop_frames_;
 };
 
 }  // namespace sv

@@ -9,42 +9,89 @@
 #include "harness.h"
 #include "pcm_io.h"
 #include "protocol.h"
+#include "schedule_table.h"
 #include "scoring.h"
 #include "session.h"
 #include "verifier.h"
+#include "window_schedule.h"
 
 namespace {
 
 constexpr int kDim = sv::Fbank::kNumMelBins;
 constexpr int kWindow = 50;
+constexpr int kMaxWindow = 200;  // the largest input_frames() a test sets
 constexpr size_t kSeconds2 = 32000;
 
-// Stand-in network: per-mel-bin standard deviation over the window.  Voices
-// made of different tone bursts have different spectral dynamics, so it
-// separates them the way a real embedding would, with no TFLM.
+// The stand-in network: per-mel-bin standard deviation over the window.
+void StdDevOverWindow(const float* features, int window, float* embedding) {
+  for (int d = 0; d < kDim; ++d) {
+    float sum = 0.0f;
+    float sq = 0.0f;
+    for (int t = 0; t < window; ++t) {
+      const float v = features[t * kDim + d];
+      sum += v;
+      sq += v * v;
+    }
+    const float mean = sum / window;
+    embedding[d] = std::sqrt(std::fmax(sq / window - mean * mean, 0.0f));
+  }
+}
+
+// Voices made of different tone bursts have different spectral dynamics, so
+// it separates them the way a real embedding would, with no TFLM.  It keeps
+// the first windows and every output, and can check each window's rows
+// against the frames the schedule says it must hold.
 class StdDevEmbedder : public sv::Embedder {
  public:
-  int input_frames() const override { return kWindow; }
+  int input_frames() const override { return window; }
   int embedding_size() const override { return kDim; }
   sv::Status Embed(const float* features, float* embedding) override {
-    if (calls < kKeep) std::memcpy(seen[calls], features, sizeof(seen[0]));
-    for (int d = 0; d < kDim; ++d) {
-      float sum = 0.0f;
-      float sq = 0.0f;
-      for (int t = 0; t < kWindow; ++t) {
-        const float v = features[t * kDim + d];
-        sum += v;
-        sq += v * v;
-      }
-      const float mean = sum / kWindow;
-      embedding[d] = std::sqrt(std::fmax(sq / kWindow - mean * mean, 0.0f));
-    }
+    if (calls < kKeep && window == kWindow) std::memcpy(seen[calls], features, sizeof(seen[0]));
+    if (expect_frames > 0) CheckRows(features);
+    StdDevOverWindow(features, window, embedding);
+    if (calls < kMaxCalls) std::memcpy(outputs[calls], embedding, sizeof(outputs[0]));
     ++calls;
     return sv::Status::kOk;
   }
+  // Expect window k to be rows (expect_starts[k] + t) mod frames of `whole`.
+  void Expect(const float* whole, int frames, const int* starts, int count) {
+    expect_whole = whole;
+    expect_frames = frames;
+    expect_starts = starts;
+    expect_count = count;
+    wrong_rows = 0;
+    calls = 0;
+  }
+  void Reset() {
+    window = kWindow;
+    expect_frames = 0;
+    calls = 0;
+  }
   static constexpr int kKeep = 4;
+  static constexpr int kMaxCalls = 32;
+  int window = kWindow;
   int calls = 0;
-  float seen[kKeep][kWindow * kDim];  // the windows it was given
+  int wrong_rows = 0;  // rows (or calls beyond the schedule) that differ from Expect()
+  float seen[kKeep][kWindow * kDim];  // the first windows it was given (at kWindow)
+  float outputs[kMaxCalls][kDim];
+
+ private:
+  void CheckRows(const float* features) {
+    if (calls >= expect_count) {
+      ++wrong_rows;
+      return;
+    }
+    for (int t = 0; t < window; ++t) {
+      const int frame = (expect_starts[calls] + t) % expect_frames;
+      if (std::memcmp(features + t * kDim, expect_whole + frame * kDim, sizeof(float) * kDim) != 0) {
+        ++wrong_rows;
+      }
+    }
+  }
+  const float* expect_whole = nullptr;
+  int expect_frames = 0;
+  const int* expect_starts = nullptr;
+  int expect_count = 0;
 };
 
 // A "voice": 120 ms bursts of two tones separated by 80 ms of low noise.
@@ -63,16 +110,16 @@ void Voice(float f1, float f2, uint32_t seed, int16_t* out, size_t n, float gain
 }
 
 struct Rig {
-  int16_t pcm[16000 * 3];
-  float features[kWindow * sv::Fbank::kNumMelBins];
+  static constexpr size_t kPcmSamples = 16000 * 5;
+  int16_t pcm[kPcmSamples];
+  float features[kMaxWindow * sv::Fbank::kNumMelBins];
   uint8_t flash[sv::kStoreMediumBytes];
   sv::Fbank fbank;
   StdDevEmbedder embedder;
   sv::RamMedium medium{flash, sizeof(flash)};
   sv::EnrollmentStore store{&medium, 42u, kDim};
-  sv::Verifier verifier{&fbank, &embedder, &store, 0.95f,
-                        sv::VerifierBuffers{pcm, sizeof(pcm) / 2, features, kWindow},
-                        sv::AudioLimits{}};
+  sv::VerifierBuffers buffers{pcm, kPcmSamples, features, kMaxWindow};
+  sv::Verifier verifier{&fbank, &embedder, &store, 0.95f, buffers, sv::AudioLimits{}};
   Rig() {
     std::memset(flash, 0xFF, sizeof(flash));
     store.Load();
@@ -83,6 +130,7 @@ Rig& FreshRig() {
   static Rig rig;
   std::memset(rig.flash, 0xFF, sizeof(rig.flash));
   rig.store.Load();
+  rig.embedder.Reset();
   return rig;
 }
 
@@ -222,8 +270,183 @@ TEST(embedding_averages_windows_over_the_whole_utterance) {
   for (int w = 0; w < 4; ++w) {
     CHECK(std::memcmp(rig.embedder.seen[w], whole + starts[w] * kDim, sizeof(rig.embedder.seen[w])) == 0);
   }
-  // 0.5 s (48 frames) passes the audio check but is shorter than one window.
-  CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, 8000, e), sv::Status::kAudioTooShort);
+  CHECK_EQ(rig.verifier.hop_frames(), kWindow);  // no hop given: back-to-back windows
+  // Under 0.5 s is refused before any compute.
+  rig.embedder.calls = 0;
+  CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, 7999, e), sv::Status::kAudioTooShort);
+  CHECK_EQ(rig.embedder.calls, 0);
+}
+
+namespace {
+
+// An utterance whose spectrum changes every 150 ms, so windows at different
+// starts see different frames (the periodic Voice could hide a wrong schedule).
+void Changing(uint32_t seed, int16_t* out, size_t n) {
+  constexpr size_t kSegment = 2400;
+  uint32_t j = 0;
+  for (size_t offset = 0; offset < n; offset += kSegment, ++j) {
+    const size_t len = n - offset < kSegment ? n - offset : kSegment;
+    Voice(220.0f + 97.0f * ((j + seed) % 7), 900.0f + 331.0f * ((3 * j + seed) % 5), seed + j,
+          out + offset, len);
+  }
+}
+
+// The most samples that still give exactly `frames` fbank frames.
+size_t SamplesFor(int frames) {
+  return sv::Fbank::kFrameLength + static_cast<size_t>(frames) * sv::Fbank::kFrameShift - 1;
+}
+
+// L2-normalised sum of the L2-normalised e[0..count-1], in double.
+void NormalisedSum(const float (*e)[kDim], int count, double* out) {
+  for (int d = 0; d < kDim; ++d) out[d] = 0.0;
+  for (int k = 0; k < count; ++k) {
+    double norm = 0.0;
+    for (int d = 0; d < kDim; ++d) norm += static_cast<double>(e[k][d]) * e[k][d];
+    norm = std::sqrt(norm);
+    for (int d = 0; d < kDim; ++d) out[d] += norm > 0.0 ? e[k][d] / norm : 0.0;
+  }
+  double norm = 0.0;
+  for (int d = 0; d < kDim; ++d) norm += out[d] * out[d];
+  norm = std::sqrt(norm);
+  for (int d = 0; d < kDim; ++d) out[d] = norm > 0.0 ? out[d] / norm : 0.0;
+}
+
+// The schedule applied by hand to the whole utterance's features: window k
+// is rows (starts[k] + t) mod frames, embedded by the stand-in network.
+void ReferenceEmbedding(const float* whole, int frames, int window, const int* starts, int count,
+                        double* out) {
+  static float rows[kMaxWindow * kDim];
+  static float windows[StdDevEmbedder::kMaxCalls][kDim];
+  for (int k = 0; k < count && k < StdDevEmbedder::kMaxCalls; ++k) {
+    for (int t = 0; t < window; ++t) {
+      std::memcpy(rows + t * kDim, whole + ((starts[k] + t) % frames) * kDim, sizeof(float) * kDim);
+    }
+    StdDevOverWindow(rows, window, windows[k]);
+  }
+  NormalisedSum(windows, count < StdDevEmbedder::kMaxCalls ? count : StdDevEmbedder::kMaxCalls, out);
+}
+
+double MaxAbsDiff(const float* a, const double* b) {
+  double m = 0.0;
+  for (int d = 0; d < kDim; ++d) m = std::fmax(m, std::fabs(a[d] - b[d]));
+  return m;
+}
+
+double MaxAbsDiff(const double* a, const double* b) {
+  double m = 0.0;
+  for (int d = 0; d < kDim; ++d) m = std::fmax(m, std::fabs(a[d] - b[d]));
+  return m;
+}
+
+// Float pipeline vs the double-precision reference: float32 rounding of
+// unit-vector components is ~1e-7 per step; a wrong window or weight moves
+// them by > 1e-3 (checked below for one case).
+constexpr double kEmbeddingTolerance = 1e-5;
+
+float g_whole[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
+
+}  // namespace
+
+TEST(short_utterance_is_wrapped_to_fill_the_window) {
+  Rig& rig = FreshRig();
+  Changing(7, rig.pcm, 8000);  // 0.5 s, the shortest CheckAudio passes: 48 frames
+  int frames = 0;
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, 8000, g_whole, 48, &frames), sv::Status::kOk);
+  CHECK_EQ(frames, 48);
+  static const int kWindows[2] = {kWindow, 120};  // 2 rows wrap; 2.5 times round
+  for (int window : kWindows) {
+    const th::ScheduleCase* c = th::FindScheduleCase(48, window, window);
+    CHECK(c != nullptr);
+    if (c == nullptr) continue;
+    rig.embedder.window = window;
+    rig.embedder.Expect(g_whole, 48, c->starts, c->count);
+    float e[kDim];
+    CHECK_STATUS(rig.verifier.EmbedUtterance(rig.pcm, 8000, e), sv::Status::kOk);
+    CHECK_EQ(rig.embedder.calls, 1);
+    CHECK_EQ(rig.embedder.wrong_rows, 0);  // row t is frame t mod 48, bit for bit
+    double ref[kDim];
+    ReferenceEmbedding(g_whole, 48, window, c->starts, c->count, ref);
+    CHECK(MaxAbsDiff(e, ref) < kEmbeddingTolerance);
+  }
+  rig.embedder.Reset();
+  // Through the protocol: enrolled, not refused.
+  char reply[160];
+  CHECK_STATUS(rig.verifier.HandleLine("enroll alice @buffer", 8000, reply, sizeof(reply)),
+               sv::Status::kOk);
+  CHECK(std::strcmp(reply, "OK enrolled alice utterances=1") == 0);
+}
+
+TEST(embedding_follows_the_shared_window_schedule) {
+  Rig& rig = FreshRig();
+  int n = 0;
+  const th::ScheduleCase* cases = th::ScheduleCases(&n);
+  CHECK(cases != nullptr);
+  int tested = 0;
+  int wrapped = 0;
+  int overlapping = 0;
+  for (int i = 0; i < n; ++i) {
+    const th::ScheduleCase& c = cases[i];
+    const size_t samples = SamplesFor(c.frames);
+    // What this rig can run: past the 0.5 s minimum, within its buffers.
+    if (c.window > kMaxWindow || samples < 8000 || samples > Rig::kPcmSamples) continue;
+    if (c.count > StdDevEmbedder::kMaxCalls) continue;
+    Changing(static_cast<uint32_t>(c.line), rig.pcm, samples);
+    int frames = 0;
+    CHECK_STATUS(rig.fbank.Compute(rig.pcm, samples, g_whole, c.frames, &frames), sv::Status::kOk);
+    CHECK_EQ(frames, c.frames);
+    rig.embedder.window = c.window;
+    sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
+                          sv::AudioLimits{}, c.hop);
+    CHECK_EQ(verifier.hop_frames(), c.hop);
+    rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);
+    float e[kDim];
+    const sv::Status status = verifier.EmbedUtterance(rig.pcm, samples, e);
+    double ref[kDim];
+    ReferenceEmbedding(g_whole, c.frames, c.window, c.starts, c.count, ref);
+    double averaged[kDim];  // of what the network returned for each window
+    NormalisedSum(rig.embedder.outputs, rig.embedder.calls < StdDevEmbedder::kMaxCalls
+                                            ? rig.embedder.calls : StdDevEmbedder::kMaxCalls,
+                  averaged);
+    const bool ok = status == sv::Status::kOk && rig.embedder.calls == c.count &&
+                    rig.embedder.wrong_rows == 0 && MaxAbsDiff(e, ref) < kEmbeddingTolerance &&
+                    MaxAbsDiff(e, averaged) < kEmbeddingTolerance;
+    if (!ok) {
+      std::printf("  window_schedule.txt:%d (%d %d %d): status %s, %d calls for %d windows, "
+                  "%d wrong rows, err vs reference %.3g, vs average %.3g\n",
+                  c.line, c.frames, c.window, c.hop, sv::StatusName(status), rig.embedder.calls,
+                  c.count, rig.embedder.wrong_rows, MaxAbsDiff(e, ref), MaxAbsDiff(e, averaged));
+    }
+    CHECK(ok);
+    ++tested;
+    wrapped += c.frames < c.window;
+    overlapping += c.hop < c.window && c.count > 2;
+  }
+  CHECK(tested >= 15 && wrapped >= 3 && overlapping >= 3);
+  // The tolerance tells schedules apart: overlapping vs back-to-back windows.
+  const th::ScheduleCase* a = th::FindScheduleCase(198, kWindow, 20);
+  const th::ScheduleCase* b = th::FindScheduleCase(198, kWindow, kWindow);
+  CHECK(a != nullptr && b != nullptr);
+  if (a != nullptr && b != nullptr) {
+    Changing(1, rig.pcm, SamplesFor(198));
+    int frames = 0;
+    CHECK_STATUS(rig.fbank.Compute(rig.pcm, SamplesFor(198), g_whole, 198, &frames), sv::Status::kOk);
+    double ra[kDim];
+    double rb[kDim];
+    ReferenceEmbedding(g_whole, 198, kWindow, a->starts, a->count, ra);
+    ReferenceEmbedding(g_whole, 198, kWindow, b->starts, b->count, rb);
+    CHECK(MaxAbsDiff(ra, rb) > 100 * kEmbeddingTolerance);
+  }
+  rig.embedder.Reset();
+}
+
+TEST(negative_hop_is_refused) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1200.0f, 5, rig.pcm, kSeconds2);
+  sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
+                        sv::AudioLimits{}, -1);
+  float e[kDim];
+  CHECK_STATUS(verifier.EmbedUtterance(rig.pcm, kSeconds2, e), sv::Status::kBadArgument);
+  CHECK_EQ(rig.embedder.calls, 0);
 }
 
 TEST(protocol_session_over_buffer) {
