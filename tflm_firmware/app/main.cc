@@ -40,6 +40,15 @@
 #define SV_STORE_PATH "sv_store.bin"
 #endif
 
+// The scoring schedule (lib/window_schedule.h): windows of the model's input
+// frames, TFADVQ_SCORING_HOP_FRAMES apart when the converter states it,
+// back to back otherwise.
+#ifdef TFADVQ_SCORING_HOP_FRAMES
+#define SV_HOP_FRAMES TFADVQ_SCORING_HOP_FRAMES
+#else
+#define SV_HOP_FRAMES TFADVQ_INPUT_FRAMES
+#endif
+
 #if !TFADVQ_HAS_THRESHOLDS
 #error "model_config.h has no calibrated threshold: convert with trials (tfadvq convert)"
 #endif
@@ -70,6 +79,13 @@ static_assert(TFADVQ_FBANK_REMOVE_DC_OFFSET == 1 && TFADVQ_FBANK_MEAN_NORM == 1,
               "fbank config: DC removal and mean normalisation");
 static_assert(TFADVQ_FBANK_WAVEFORM_SCALE == 32768.0f, "fbank config: int16-range samples");
 static_assert(TFADVQ_EMBED_DIM <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
+static_assert(SV_HOP_FRAMES >= 1, "scoring hop: at least one frame");
+#ifdef TFADVQ_SCORING_WINDOW_FRAMES
+// The thresholds were calibrated with this window; the network's input is the
+// only window the firmware can run.
+static_assert(TFADVQ_SCORING_WINDOW_FRAMES == TFADVQ_INPUT_FRAMES,
+              "scoring window differs from the model's input frames");
+#endif
 
 namespace {
 
@@ -131,12 +147,13 @@ int main() {
   limits.max_samples = kMaxSamples;
   static sv::Verifier verifier(&fbank, &runner, &store, SV_THRESHOLD,
                                sv::VerifierBuffers{g_pcm, kMaxSamples, g_features, TFADVQ_INPUT_FRAMES},
-                               limits);
+                               limits, SV_HOP_FRAMES);
   std::printf("READY model_version=%d bytes=%u arena_used=%u arena=%u invoke_instructions=%llu "
-              "threshold=%.4f store=%s\n",
+              "threshold=%.4f window=%d hop=%d store=%s\n",
               TFADVQ_MODEL_VERSION, g_model_len, static_cast<unsigned>(runner.arena_used_bytes()),
               static_cast<unsigned>(sizeof(g_arena)), invoke_instructions,
-              static_cast<double>(SV_THRESHOLD), sv::StatusName(store_status));
+              static_cast<double>(SV_THRESHOLD), TFADVQ_INPUT_FRAMES, verifier.hop_frames(),
+              sv::StatusName(store_status));
   std::fflush(stdout);
 #ifdef SV_HAVE_SYSTICK
   platform::StartTickCounter();
