@@ -36,9 +36,10 @@ from tfadvq.corpus.synth import SynthConfig, synthesize_corpus
 from tfadvq.heads import AAMSoftmax
 from tfadvq.models import build_model
 from tfadvq.objectives import AAMTrainer
-from tfadvq.pipeline import PipelineConfig, num_classes, speaker_labels, train_dataset
+from tfadvq.pipeline import num_classes, speaker_labels, train_dataset
 from tfadvq.report import machine_description, print_table
-from tfadvq.training import TrainConfig, load_config, make_optimizer, packaged_config
+from tfadvq.optim import make_optimizer
+from tfadvq.train_config import PipelineConfig, TrainConfig, load_config, packaged_config
 from tfadvq.voxceleb import load_corpus
 
 RESULTS = Path(__file__).parent / "results" / "data_pipeline.json"

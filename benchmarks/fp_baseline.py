@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tfadvq.cli.demo import Demo, stage_corpus
 from tfadvq.compat import keras
 from tfadvq.config import to_dict
+from tfadvq import rundir
 from tfadvq.evaluation import evaluate, write_outputs
 from tfadvq.report import machine_description, print_table
-from tfadvq.training import load_config, packaged_config, train
+from tfadvq.train_config import load_config, packaged_config
+from tfadvq.training import train
 
 RESULTS = Path(__file__).parent / "results" / "fp_baseline.json"
 
@@ -52,6 +53,19 @@ class StepTimer(keras.callbacks.Callback):
         self.epochs.append(time.perf_counter() - self._epoch)
 
 
+def load_or_make_corpus(directory: Path):
+    """The corpus at ``directory``, generated there first (default size) when it is not complete."""
+    from tfadvq.corpus.synth import SynthConfig, synthesize_corpus
+    from tfadvq.errors import TfadvqError
+    from tfadvq.voxceleb import load_corpus
+
+    try:
+        return load_corpus(directory)
+    except TfadvqError:
+        synthesize_corpus(directory, SynthConfig())
+        return load_corpus(directory)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("runs/demo/corpus"))
@@ -59,9 +73,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    demo = Demo(args.corpus.parent)
-    corpus_row = stage_corpus(demo)
-    corpus = demo.state["corpus"]
+    corpus = load_or_make_corpus(args.corpus)
     config = load_config(packaged_config("demo"))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, corpus=str(args.corpus)))
     if args.epochs:
@@ -71,13 +83,13 @@ def main() -> None:
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="fp_baseline-") as workdir:
         start = time.perf_counter()
-        model_path = train(config, Path(workdir) / "model", callbacks=[timer], verbose=2)
+        model_path = train(config, Path(workdir) / "model", callbacks=[timer], verbose=2).model
         train_seconds = time.perf_counter() - start
         model = keras.models.load_model(model_path, compile=False)
         start = time.perf_counter()
         result = evaluate(model, corpus.trials, corpus.test)
         eval_seconds = time.perf_counter() - start
-        write_outputs(result, corpus.trials, args.corpus.parent / "fp_baseline_eval",
+        write_outputs(result, corpus.trials, rundir.EvalDir(args.corpus.parent / "fp_baseline_eval"),
                       title="FP32 demo model, generated test trials")
     load_after = os.getloadavg()
 
@@ -110,7 +122,7 @@ def main() -> None:
             "train": to_dict(config),
             "corpus": {"dir": str(args.corpus), "train_speakers": len({u.speaker for u in corpus.train}),
                        "train_utts": len(corpus.train), "test_utts": len(corpus.test),
-                       "trials": len(corpus.trials), "reused": corpus_row["reused"]},
+                       "trials": len(corpus.trials)},
             "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
             "note": "CPU shared with other jobs; times are only comparable within one run",
         },

@@ -52,7 +52,8 @@ from tfadvq.compat import keras, tf
 from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.quant import api, finetune, finetune_config, kmeans1d, spec
 from tfadvq.report import machine_description, print_table
-from tfadvq.training import TrainConfig, fit_embedding_model, load_config, packaged_config, train, training_data
+from tfadvq.train_config import TrainConfig, load_config, packaged_config
+from tfadvq.training import fit_embedding_model, train, training_data
 from tfadvq.voxceleb import Trials, load_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +127,7 @@ def fp_model(args: argparse.Namespace) -> tuple[keras.Model, str, dict]:
                 return load_embedding_model(path), f"reused {shown(path)}", trained_with(found)
     config = demo_config(args)
     start = time.perf_counter()
-    path = train(config, args.workdir / "fp32", verbose=2)
+    path = train(config, args.workdir / "fp32", verbose=2).model
     return (load_embedding_model(path), f"trained here in {time.perf_counter() - start:.0f} s -> "
             f"{shown(path)}", trained_with(config))
 

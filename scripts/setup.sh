@@ -11,7 +11,7 @@ APT_PACKAGES=(
   festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb
   festvox-czech-machac festvox-ru festvox-suopuhe-lj festvox-suopuhe-mv
   festvox-hi-nsk festvox-mr-nsk festvox-te-nsk
-  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
   make g++ cmake
 )
 

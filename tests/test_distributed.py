@@ -23,11 +23,12 @@ from tfadvq.compat import tf
 if sys.argv[3] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tfadvq import training
-strategy = training.make_strategy(sys.argv[3])
-path = training.train(training.load_config(sys.argv[1]), sys.argv[2], strategy=strategy, verbose=0)
-print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": training.is_chief(strategy),
-                  "model": str(path)}))
+from tfadvq import strategies, training
+from tfadvq.train_config import load_config
+strategy = strategies.make_strategy(sys.argv[3])
+run = training.train(load_config(sys.argv[1]), sys.argv[2], strategy=strategy, verbose=0)
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": strategies.is_chief(strategy),
+                  "model": str(run.model)}))
 '''
 
 TIMEOUT = 180
@@ -99,7 +100,7 @@ def test_multi_worker_strategy_with_two_local_workers(tiny_corpus, tmp_path):
 
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     from tfadvq.errors import ConfigError
-    from tfadvq.training import make_strategy
+    from tfadvq.strategies import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="TF_CONFIG"):

@@ -1,6 +1,7 @@
 """Training: config round trip, schedules, AAM and distillation fitting, resume after kill -9."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,16 +17,11 @@ import pytest
 from tfadvq.compat import keras, tf
 from tfadvq.config import dump_yaml, from_dict
 from tfadvq.errors import ConfigError, DataError
-from tfadvq.training import (
-    MarginWarmup,
-    TrainConfig,
-    WarmupDecay,
-    fit_embedding_model,
-    load_config,
-    packaged_config,
-    train,
-    training_data,
-)
+from tfadvq import rundir
+from tfadvq.callbacks import MarginWarmup
+from tfadvq.optim import WarmupDecay
+from tfadvq.train_config import TrainConfig, load_config, packaged_config
+from tfadvq.training import fit_embedding_model, train, training_data
 from tfadvq.voxceleb import load_corpus
 
 PACKAGED = ["demo", "resnet34_vox2", "dfresnet56_vox2", "dfresnet233_vox2"]
@@ -86,6 +82,22 @@ def test_bad_values_raise():
         packaged_config("no_such_recipe")
 
 
+def test_config_values_are_type_checked_naming_the_key(tmp_path):
+    """YAML reads 1e-3 as a string: a float field takes it; anything else of the wrong type is an error."""
+    path = tmp_path / "t.yaml"
+    path.write_text("optimizer: {lr: 1e-3}\nepochs: 2\n")
+    assert load_config(path).optimizer.lr == pytest.approx(1e-3)
+    for text, where in [("optimizer: {lr: fast}", "optimizer.lr: expected a number, got 'fast'"),
+                        ("epochs: 2.5", "epochs: expected an integer"),
+                        ("pipeline: {spec_augment: 'no'}", "pipeline.spec_augment: expected bool"),
+                        ("pipeline: {snr_db: [0]}", r"pipeline.snr_db: expected 2 values"),
+                        ("model_args: [1, 2]", "model_args: expected a mapping")]:
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=where) as info:
+            load_config(path)
+        assert str(path) in str(info.value)
+
+
 # ----------------------------------------------------------------------------- schedules
 
 
@@ -120,7 +132,7 @@ def test_margin_warmup_ramp():
 
 def test_training_lowers_loss_and_writes_model(tiny_corpus, tmp_path):
     out = tmp_path / "run"
-    model_path = train(tiny_config(tiny_corpus), out, verbose=0)
+    model_path = train(tiny_config(tiny_corpus), out, verbose=0).model
     history = json.loads((out / "history.json").read_text())
     assert history["loss"][-1] < history["loss"][0]
     assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "epoch_0003.weights.h5"
@@ -136,8 +148,14 @@ def test_training_lowers_loss_and_writes_model(tiny_corpus, tmp_path):
     config = tiny_config(tiny_corpus, epochs=1, steps_per_epoch=1)
     data = training_data(config)
     history = fit_embedding_model(model, data.dataset, data.num_classes, config, "aam",
-                                  head_weights=out / "head.npz", verbose=0)
+                                  head_weights=rundir.TrainDir(out).load_head(), verbose=0)
     assert history.history["loss"][0] < history_loss_first_epoch(out)
+
+    # the run is finished: training into it again, or with another config, is refused
+    with pytest.raises(ConfigError, match="finished training run.*--force"):
+        train(tiny_config(tiny_corpus), out, verbose=0)
+    with pytest.raises(ConfigError, match="finished training run"):
+        train(tiny_config(tiny_corpus, epochs=1), out, verbose=0)
 
 
 @pytest.mark.parametrize("speed_perturb, copies", [(False, 1), (True, 3)])
@@ -234,7 +252,8 @@ class Probe(keras.callbacks.Callback):
             open(os.path.join(out, "mid_epoch"), "w").close()
             time.sleep(600)
 
-training.train(training.load_config(config_path), out, callbacks=[Probe()], verbose=0)
+from tfadvq.train_config import load_config
+training.train(load_config(config_path), out, callbacks=[Probe()], verbose=0)
 '''
 
 
@@ -262,6 +281,11 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
             victim.kill()
     assert not (out / "model.keras").exists()
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch_0001.weights.h5"]
+
+    # resuming with another config is refused, naming what differs; the run is left as it was
+    with pytest.raises(ConfigError, match=r"another config \(epochs: 3 -> 5\)"):
+        train(dataclasses.replace(config, epochs=5), out, verbose=0)
+    assert load_config(out / "train.yaml") == config
 
     done = subprocess.run(command + ["run"], env=env, capture_output=True, timeout=150)
     assert done.returncode == 0, done.stderr.decode()[-3000:]

@@ -1,69 +1,82 @@
 """tfadvq: adaptive (k-means codebook) weight quantization of speaker-verification
 networks, converted for TFLite Micro.
 
-The public API is re-exported here; modules below hold one concept each and read
-top-down along the data path: audio -> features -> models -> quantizers ->
-training -> evaluation -> conversion.
+The public API is re-exported here, lazily: ``import tfadvq.metrics`` or
+``import tfadvq.config`` must not pay for (or be broken by) TensorFlow, so a
+name is imported from its owning module on first use (PEP 562).  Modules hold
+one concept each and read top-down along the data path: audio -> features ->
+models -> quantizers -> training -> evaluation -> conversion.
 """
-from tfadvq import compat as _compat  # noqa: F401  (chooses tf_keras before anything imports TF)
-from tfadvq.errors import (
-    AudioError,
-    ConfigError,
-    ConversionError,
-    DataError,
-    QuantizationError,
-    TfadvqError,
-)
-from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav, validate_files
-from tfadvq.features import Fbank, FbankConfig, fbank, num_frames
-from tfadvq.pipeline import PipelineConfig, eval_dataset, train_dataset
-from tfadvq.voxceleb import Trials, Utterance, load_corpus, read_trials
-from tfadvq.models import build_model
-from tfadvq.heads import AAMSoftmax
-from tfadvq.metrics import compute_eer, compute_min_dcf
-from tfadvq.training import TrainConfig, fit_embedding_model, load_config, train, training_data
-from tfadvq.evaluation import evaluate, load_embedding_model, verify
-from tfadvq.quant import model_size, ptq, quantize, strip
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+# Keras 2 (tf_keras) must be chosen before TensorFlow is first imported; tfadvq.compat checks it.
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioError",
-    "Fbank",
-    "FbankConfig",
-    "PipelineConfig",
-    "SAMPLE_RATE",
-    "Trials",
-    "Utterance",
-    "eval_dataset",
-    "fbank",
-    "load_audio",
-    "load_corpus",
-    "num_frames",
-    "read_trials",
-    "save_wav",
-    "train_dataset",
-    "validate_files",
-    "AAMSoftmax",
-    "build_model",
-    "compute_eer",
-    "compute_min_dcf",
-    "TrainConfig",
-    "evaluate",
-    "fit_embedding_model",
-    "load_config",
-    "load_embedding_model",
-    "train",
-    "training_data",
-    "verify",
-    "ConfigError",
-    "ConversionError",
-    "DataError",
-    "QuantizationError",
-    "TfadvqError",
-    "__version__",
-    "model_size",
-    "ptq",
-    "quantize",
-    "strip",
-]
+# public name -> owning module
+_EXPORTS = {
+    "AudioError": "tfadvq.errors",
+    "ConfigError": "tfadvq.errors",
+    "ConversionError": "tfadvq.errors",
+    "DataError": "tfadvq.errors",
+    "QuantizationError": "tfadvq.errors",
+    "TfadvqError": "tfadvq.errors",
+    "SAMPLE_RATE": "tfadvq.audio",
+    "load_audio": "tfadvq.audio",
+    "save_wav": "tfadvq.audio",
+    "validate_files": "tfadvq.audio",
+    "Fbank": "tfadvq.features",
+    "FbankConfig": "tfadvq.fbank_config",
+    "fbank": "tfadvq.features",
+    "num_frames": "tfadvq.fbank_config",
+    "PipelineConfig": "tfadvq.train_config",
+    "eval_dataset": "tfadvq.pipeline",
+    "train_dataset": "tfadvq.pipeline",
+    "Trials": "tfadvq.voxceleb",
+    "Utterance": "tfadvq.voxceleb",
+    "load_corpus": "tfadvq.voxceleb",
+    "read_trials": "tfadvq.voxceleb",
+    "build_model": "tfadvq.models",
+    "AAMSoftmax": "tfadvq.heads",
+    "compute_eer": "tfadvq.metrics",
+    "compute_min_dcf": "tfadvq.metrics",
+    "TrainConfig": "tfadvq.train_config",
+    "load_config": "tfadvq.train_config",
+    "fit_embedding_model": "tfadvq.training",
+    "train": "tfadvq.training",
+    "training_data": "tfadvq.training",
+    "ScoringConfig": "tfadvq.windows",
+    "evaluate": "tfadvq.evaluation",
+    "load_embedding_model": "tfadvq.evaluation",
+    "verify": "tfadvq.evaluation",
+    "model_size": "tfadvq.quant",
+    "ptq": "tfadvq.quant",
+    "quantize": "tfadvq.quant",
+    "strip": "tfadvq.quant",
+    "Recipe": "tfadvq.recipe",
+    "load_recipe": "tfadvq.recipe",
+    "run_recipe": "tfadvq.recipe",
+    "register_stage": "tfadvq.recipe",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfadvq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

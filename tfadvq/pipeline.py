@@ -28,65 +28,19 @@ and :func:`tfadvq.audio.save_wav`.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tfadvq.audio import SAMPLE_RATE
+from tfadvq.fbank_config import FbankConfig
 from tfadvq.compat import tf
-from tfadvq.errors import ConfigError, DataError
-from tfadvq.features import FbankConfig, fbank, num_frames
+from tfadvq.errors import DataError
+from tfadvq.features import fbank
+from tfadvq.train_config import SPEED_FACTORS, PipelineConfig
 from tfadvq.voxceleb import Utterance
 
 AUTOTUNE = tf.data.AUTOTUNE
-SPEED_FACTORS = (1.0, 0.9, 1.1)
-
-
-@dataclasses.dataclass
-class PipelineConfig:
-    """Training-pipeline settings (YAML-able; probabilities in [0, 1])."""
-
-    batch_size: int = 64
-    crop_seconds: float = 2.0
-    seed: int = 0
-    speed_perturb: bool = False
-    noise_prob: float = 0.5
-    snr_db: tuple[float, float] = (0.0, 20.0)
-    babble_prob: float = 0.3  # share of noisy examples that get babble instead of coloured noise
-    reverb_prob: float = 0.3
-    rt60_seconds: tuple[float, float] = (0.2, 0.8)
-    rir_seconds: float = 0.3
-    spec_augment: bool = True
-    freq_masks: int = 1
-    freq_mask_max: int = 8
-    time_masks: int = 1
-    time_mask_max: int = 10
-    fbank: FbankConfig = dataclasses.field(default_factory=FbankConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("noise_prob", "babble_prob", "reverb_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"PipelineConfig.{name}={getattr(self, name)}: must be in [0, 1]")
-        for name in ("snr_db", "rt60_seconds"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ConfigError(f"PipelineConfig.{name}={getattr(self, name)}: need low <= high")
-        if self.batch_size < 1 or self.crop_seconds <= 0 or self.rir_seconds <= 0:
-            raise ConfigError("PipelineConfig: batch_size, crop_seconds and rir_seconds must be > 0")
-        if self.fbank.sample_rate != SAMPLE_RATE:
-            raise ConfigError(f"PipelineConfig.fbank.sample_rate must be {SAMPLE_RATE} "
-                              "(tfadvq audio is 16 kHz)")
-
-    @property
-    def crop_samples(self) -> int:
-        return int(round(self.crop_seconds * self.fbank.sample_rate))
-
-    @property
-    def crop_frames(self) -> int:
-        """Feature frames per training example (198 for 2 s)."""
-        return num_frames(self.crop_samples, self.fbank)
 
 
 def speaker_labels(utterances: Sequence[Utterance]) -> dict[str, int]:

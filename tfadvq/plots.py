@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy.stats import norm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
-
-from tfadvq.errors import DataError  # noqa: E402
-from tfadvq.metrics import compute_eer, error_rates, min_dcf_point  # noqa: E402
+from tfadvq.errors import DataError
+from tfadvq.metrics import compute_eer, error_rates, min_dcf_point
 
 TICKS = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
 P_TARGETS = (0.01, 0.05)
@@ -30,9 +28,10 @@ def _deviate(p: np.ndarray) -> np.ndarray:
     return norm.ppf(np.clip(p, TICKS[0], TICKS[-1]))
 
 
-def _det_figure(title: str) -> tuple[plt.Figure, plt.Axes]:
+def _det_figure(title: str) -> tuple[Figure, Axes]:
     """An empty DET plot: normal-deviate axes labelled in percent, the EER diagonal in grey."""
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))  # no pyplot: no global backend, nothing chosen at import
+    ax = fig.subplots()
     ax.plot(_deviate(TICKS[[0, -1]]), _deviate(TICKS[[0, -1]]), color="0.8", lw=0.8, zorder=0)
     labels_pct = [f"{100 * t:g}" for t in TICKS]
     ax.set_xticks(_deviate(TICKS), labels_pct)
@@ -46,17 +45,16 @@ def _det_figure(title: str) -> tuple[plt.Figure, plt.Axes]:
     return fig, ax
 
 
-def _save(fig: plt.Figure, ax: plt.Axes, path: str | Path) -> Path:
+def _save(fig: Figure, ax: Axes, path: str | Path) -> Path:
     path = Path(path)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
-def _draw(ax: plt.Axes, scores, labels, name: str, color: str) -> None:
+def _draw(ax: Axes, scores, labels, name: str, color: str) -> None:
     """One system's DET curve and its EER point, both labelled with the EER."""
     far, frr, _ = error_rates(scores, labels)
     eer, _ = compute_eer(scores, labels)

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tfadvq.quant.records import QuantizedTensor  # noqa: E402
+from tfadvq.quant.records import QuantizedTensor
 
 
 def plot_tensor(float_values: np.ndarray, tensor: QuantizedTensor, path: str | Path) -> Path:
     """Write the histogram PNG of one quantized weight to ``path``; return the path."""
     path = Path(path)
     quantized = tensor.values().ravel()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))  # no pyplot: no global backend, nothing chosen at import
+    ax = fig.subplots()
     ax.hist(np.asarray(float_values).ravel(), bins=200, color="0.6", label="float32")
     levels, counts = np.unique(quantized, return_counts=True)
     width = (float(np.ptp(float_values)) or 1.0) / 200
@@ -37,7 +35,6 @@ def plot_tensor(float_values: np.ndarray, tensor: QuantizedTensor, path: str | P
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 

@@ -1,0 +1,85 @@
+"""Fbank options as data (no TensorFlow): what the model was trained with and what the firmware must compute.
+
+Kept apart from :mod:`tfadvq.features` (the TensorFlow implementation) so that
+configuration, metadata and recipe code can read and check it without
+importing TensorFlow.  The definition of each option is the docstring of
+:mod:`tfadvq.features`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+import numpy as np
+
+from tfadvq.errors import ConfigError
+
+FLOAT_EPS = float(np.finfo(np.float32).eps)
+
+
+class Window(str, enum.Enum):
+    """Kaldi window types (``window_type``)."""
+
+    POVEY = "povey"
+    HAMMING = "hamming"
+    HANNING = "hanning"
+    RECTANGULAR = "rectangular"
+
+
+@dataclasses.dataclass
+class FbankConfig:
+    """Kaldi fbank options that tfadvq uses; defaults are the SV-standard 80-dim set."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    preemph_coeff: float = 0.97
+    remove_dc_offset: bool = True
+    window: Window = Window.POVEY
+    low_freq: float = 20.0
+    high_freq: float = 0.0  # <= 0: offset from Nyquist (Kaldi convention)
+    waveform_scale: float = 32768.0
+    log_floor: float = FLOAT_EPS
+    mean_norm: bool = True
+
+    def __post_init__(self) -> None:
+        self.window = Window(self.window)
+        nyquist = self.sample_rate / 2
+        high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
+        if not 0 <= self.low_freq < high <= nyquist:
+            raise ConfigError(
+                f"FbankConfig: need 0 <= low_freq < high_freq <= {nyquist} Hz, got "
+                f"low_freq={self.low_freq}, high_freq={self.high_freq} (effective {high})"
+            )
+        if self.frame_shift_ms <= 0 or self.frame_length_ms < self.frame_shift_ms:
+            raise ConfigError(
+                "FbankConfig: need 0 < frame_shift_ms <= frame_length_ms, got "
+                f"{self.frame_shift_ms} and {self.frame_length_ms}"
+            )
+        if self.num_mel_bins < 1 or self.log_floor <= 0:
+            raise ConfigError("FbankConfig: num_mel_bins must be >= 1 and log_floor > 0")
+
+    @property
+    def frame_length(self) -> int:
+        """Samples per frame (400 at 16 kHz / 25 ms)."""
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def frame_shift(self) -> int:
+        """Samples between frame starts (160 at 16 kHz / 10 ms)."""
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_length(self) -> int:
+        """Zero-padded FFT size: next power of two of the frame length (512)."""
+        return 1 << math.ceil(math.log2(self.frame_length))
+
+
+def num_frames(num_samples: int, config: FbankConfig | None = None) -> int:
+    """Frames :func:`fbank` yields for ``num_samples`` samples (Kaldi snip_edges)."""
+    config = config or FbankConfig()
+    if num_samples < config.frame_length:
+        return 0
+    return 1 + (num_samples - config.frame_length) // config.frame_shift

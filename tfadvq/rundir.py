@@ -1,0 +1,415 @@
+"""Every file a run leaves behind, named and written in one place.
+
+A *run directory* is what one step of the workflow writes: a trained model
+(:class:`TrainDir`), a quantized model (:class:`QuantDir`), an evaluation
+(:class:`EvalDir`), a conversion for the device (:class:`DeviceDir`).  A recipe
+(:mod:`tfadvq.recipe`) gives each of its stages one such directory under its
+work directory, plus the stage's record (:data:`RECORD`).  No other module
+spells a file name of a run: they ask these classes for paths and use their
+typed load/save.
+
+Writes are atomic (:func:`atomic_write`, :func:`atomic_save_model`): the data
+goes to a temporary name in the same directory, is flushed to disk, then
+renamed over the target, so a ``kill -9`` or a full disk leaves either the old
+file or the new one, never a truncated one.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tfadvq.errors import ConfigError, TfadvqError
+
+RECORD = "record.json"
+ATTEMPT = "attempt.json"
+LOCK = ".lock"
+
+
+class OutputError(TfadvqError):
+    """An output cannot be written (permissions, full disk, a file where a directory belongs)."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` when the body succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise OutputError(f"{path}: cannot write ({what}); nothing was replaced") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically (see module doc); returns ``path``."""
+    path = Path(path)
+    with _writing(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+    return path
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    return atomic_write(path, json.dumps(value, indent=1, default=_jsonable) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def atomic_save_model(model: Any, path: str | os.PathLike) -> Path:
+    """``model.save(path)`` (Keras; the suffix picks the format) without ever leaving a partial file."""
+    path = Path(path)
+    with _writing(path) as tmp:
+        tmp.unlink()  # Keras refuses to overwrite some formats silently; let it create the file
+        model.save(tmp)
+    return path
+
+
+def atomic_save_with(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
+    """Atomically create ``path`` with ``save(tmp_path)`` (for writers that take a path)."""
+    path = Path(path)
+    with _writing(path) as tmp:
+        save(tmp)
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(path: str | os.PathLike, content_limit: int = 16 << 20) -> str:
+    """A digest of a file or directory tree: names, sizes and (files up to ``content_limit``) contents.
+
+    Large files count by size and modification time only, so digesting a corpus
+    of audio stays cheap; records and models are small enough to be hashed.
+    """
+    root = Path(path)
+    digest = hashlib.sha256()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for file in files:
+        if file.name in (LOCK, ATTEMPT) or file.name.startswith("."):
+            continue
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0".encode())
+        digest.update(file_sha256(file).encode() if stat.st_size <= content_limit
+                      else str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (two runs must not write one run directory)."""
+    import fcntl
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / LOCK, "a+")
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create the run directory ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{directory}: another tfadvq run is writing this directory; wait for it "
+                              "or choose another --workdir/--out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """Base of the typed run directories: a path and the stage record inside it."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def record(self) -> Path:
+        return self.path / RECORD
+
+    @property
+    def attempt(self) -> Path:
+        return self.path / ATTEMPT
+
+
+class TrainDir(RunDir):
+    """What :func:`tfadvq.training.train` writes: the embedding model and what it was trained with."""
+
+    MODEL = "model.keras"
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def config(self) -> Path:
+        return self.path / "train.yaml"
+
+    @property
+    def speakers(self) -> Path:
+        return self.path / "speakers.json"
+
+    @property
+    def head(self) -> Path:
+        return self.path / "head.npz"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def backup(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def threshold(self) -> Path:
+        return self.path / "threshold.json"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"
+
+    def checkpoint_files(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("epoch_*.weights.h5"))
+
+    def load_history(self) -> dict[str, list[float]]:
+        return read_json(self.history) if self.history.is_file() else {}
+
+    def save_head(self, weights: list[Any]) -> Path:
+        import numpy as np
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, *weights)
+
+        return atomic_save_with(self.head, save)
+
+    def load_head(self) -> list[Any]:
+        import numpy as np
+
+        try:
+            with np.load(self.head) as saved:
+                return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.head}: cannot read the AAM head ({exc})") from None
+
+    @classmethod
+    def of_model(cls, model: str | os.PathLike) -> TrainDir:
+        """The run directory of ``model``: a directory holding ``model.keras``, or a model file."""
+        path = Path(model)
+        if path.is_dir():
+            if not (path / cls.MODEL).is_file():
+                raise ConfigError(f"--model {path}: no {cls.MODEL} in this directory (expected a .keras "
+                                  "file or a directory written by `tfadvq train`)")
+            return cls(path)
+        if not path.is_file():
+            raise ConfigError(f"--model {path}: no such model (expected a .keras file or a directory "
+                              f"holding {cls.MODEL}, as `tfadvq train` writes)")
+        return _ModelFileDir(path.parent, path.name)
+
+
+class _ModelFileDir(TrainDir):
+    """A :class:`TrainDir` whose model file has another name (a user's ``encoder.keras``)."""
+
+    def __init__(self, path: Path, model_name: str):
+        super().__init__(path)
+        object.__setattr__(self, "_model_name", model_name)
+
+    @property
+    def model(self) -> Path:
+        return self.path / self._model_name
+
+
+class QuantDir(RunDir):
+    """What a quantization (PTQ, fine-tune) writes; see :mod:`tfadvq.quant.outputs`."""
+
+    @property
+    def wrapped(self) -> Path:
+        """The tfmot-wrapped model (``.h5``: tfmot wrappers do not reload from ``.keras``)."""
+        return self.path / "model.h5"
+
+    @property
+    def plain(self) -> Path:
+        """The stripped, centroid-valued plain Keras model (what converters take)."""
+        return self.path / "plain.keras"
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "quantized_weights.npz"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def head(self) -> Path:
+        """The AAM head after an AAM fine-tune (handed to the next fine-tune)."""
+        return self.path / "head.npz"
+
+    @property
+    def train_config(self) -> Path:
+        """The training config the fine-tune followed."""
+        return self.path / "train.yaml"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+
+class EvalDir(RunDir):
+    """What an evaluation writes: scores, DET plot, summary and the calibrated threshold."""
+
+    @property
+    def scores(self) -> Path:
+        return self.path / "scores.txt"
+
+    @property
+    def trial_scores(self) -> Path:
+        return self.path / "trial_scores.txt"
+
+    @property
+    def det(self) -> Path:
+        return self.path / "det.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def threshold(self) -> Path:
+        return self.path / "threshold.json"
+
+    @property
+    def bad(self) -> Path:
+        return self.path / "bad.txt"
+
+    @property
+    def verification(self) -> Path:
+        """The outcome of a verification example."""
+        return self.path / "verify.json"
+
+
+class CorpusRun(RunDir):
+    """A corpus stage's directory: the generated corpus lives in a subdirectory."""
+
+    @property
+    def corpus(self) -> Path:
+        return self.path / "corpus"
+
+
+class DeviceDir(RunDir):
+    """What a conversion for the device writes: ``.tflite`` files, metadata, firmware C sources."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "model.tflite"):
+        super().__init__(Path(path))
+        object.__setattr__(self, "_name", name)
+
+    @classmethod
+    def for_file(cls, tflite: str | os.PathLike) -> DeviceDir:
+        tflite = Path(tflite)
+        return cls(tflite.parent, tflite.name)
+
+    @property
+    def tflite(self) -> Path:
+        """The LUT-compressed model to flash."""
+        return self.path / self._name
+
+    @property
+    def float_tflite(self) -> Path:
+        return self.tflite.with_suffix(".float.tflite")
+
+    @property
+    def int8_tflite(self) -> Path:
+        return self.tflite.with_suffix(".int8.tflite")
+
+    @property
+    def metadata(self) -> Path:
+        return self.tflite.with_suffix(".json")
+
+    @property
+    def c_array(self) -> Path:
+        return self.path / "c_array"
+
+    @property
+    def scores(self) -> Path:
+        """Device (TFLM) trial scores written by calibration."""
+        return self.path / "device_scores.txt"
+
+    @property
+    def verification(self) -> Path:
+        return self.path / "device_verify.json"
