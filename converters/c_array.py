@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.metadata import ModelMetadata, c_header
+from tfadvq import rundir
 
 BYTES_PER_LINE = 12
 MODEL_DATA_HEADER = """#ifndef TFADVQ_MODEL_DATA_H_
@@ -50,12 +51,9 @@ def model_data_cc(model: bytes) -> str:
 def write_c_arrays(model: bytes, metadata: ModelMetadata, directory: str | Path) -> list[Path]:
     """Write ``model_data.h``, ``model_data.cc`` and ``model_config.h`` into ``directory``."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "model_data.h": MODEL_DATA_HEADER,
         "model_data.cc": model_data_cc(model),
         "model_config.h": c_header(metadata),
     }
-    for name, text in files.items():
-        (out / name).write_text(text)
-    return [out / name for name in files]
+    return [rundir.atomic_write(out / name, text) for name, text in files.items()]

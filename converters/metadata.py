@@ -2,8 +2,9 @@
 
 The device computes fbank features itself, so it must use exactly the feature
 configuration the model was trained with, feed exactly ``input_frames`` frames,
-compare the cosine score against a threshold calibrated offline, and reserve
-the arena TFLM measured.  One :class:`ModelMetadata` carries all of that; the
+cut utterances into windows by the one scoring schedule (:mod:`tfadvq.windows`),
+compare the cosine score against a threshold calibrated offline on what the
+converted model computes, and reserve the arena TFLM measured.  One :class:`ModelMetadata` carries all of that; the
 JSON is for tools and the header (``model_config.h``) is compiled in.
 """
 from __future__ import annotations
@@ -13,29 +14,13 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
+from tfadvq import rundir
 from tfadvq.config import from_dict, to_dict
-from tfadvq.errors import ConversionError
-from tfadvq.features import FbankConfig
+from tfadvq.fbank_config import FbankConfig
+from tfadvq.metrics import Thresholds
+from tfadvq.windows import ScoringConfig
 
 HEADER_GUARD = "TFADVQ_MODEL_CONFIG_H_"
-
-
-@dataclasses.dataclass
-class Thresholds:
-    """Cosine-score decision thresholds calibrated on development trials.
-
-    ``eer`` is the operating point where false accepts equal false rejects;
-    ``low_far`` keeps false accepts at or below ``target_far`` (rates in [0, 1]).
-    """
-
-    eer: float
-    eer_rate: float
-    low_far: float
-    target_far: float
-    far_at_low_far: float
-    frr_at_low_far: float
 
 
 @dataclasses.dataclass
@@ -52,53 +37,19 @@ class ModelMetadata:
     arena_bytes: int
     bits_per_layer: dict[str, int]
     feature: FbankConfig = dataclasses.field(default_factory=FbankConfig)
+    scoring: ScoringConfig = dataclasses.field(default_factory=ScoringConfig)
     thresholds: Thresholds | None = None
-
-
-def _rates(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False-accept and false-reject rates when accepting ``score >= threshold``."""
-    target = np.sort(scores[labels == 1])
-    nontarget = np.sort(scores[labels == 0])
-    frr = np.searchsorted(target, thresholds, side="left") / len(target)
-    far = 1.0 - np.searchsorted(nontarget, thresholds, side="left") / len(nontarget)
-    return far, frr
-
-
-def calibrate_thresholds(scores: np.ndarray, labels: np.ndarray, target_far: float = 0.01) -> Thresholds:
-    """Thresholds at the EER and at false-accept rate <= ``target_far`` (accept if score >= t).
-
-    Candidates are the observed scores (and one above the maximum, which
-    accepts nothing), so the chosen points are attainable on these trials.
-    """
-    scores = np.asarray(scores, np.float64).ravel()
-    labels = np.asarray(labels).ravel()
-    if scores.shape != labels.shape or not np.isin(labels, (0, 1)).all():
-        raise ConversionError("calibrate_thresholds: scores and 0/1 labels must have equal length")
-    if labels.min() == labels.max():
-        raise ConversionError("calibrate_thresholds: trials need both target (1) and non-target (0) labels")
-    if not 0.0 < target_far < 1.0:
-        raise ConversionError(f"calibrate_thresholds: target_far must be in (0, 1), got {target_far}")
-    candidates = np.append(np.unique(scores), np.nextafter(scores.max(), math.inf))
-    far, frr = _rates(scores, labels, candidates)
-    at_eer = int(np.argmin(np.abs(far - frr)))
-    low = int(np.argmax(far <= target_far))  # far falls as the threshold rises; first hit is the lowest
-    return Thresholds(
-        eer=float(candidates[at_eer]),
-        eer_rate=float((far[at_eer] + frr[at_eer]) / 2),
-        low_far=float(candidates[low]),
-        target_far=float(target_far),
-        far_at_low_far=float(far[low]),
-        frr_at_low_far=float(frr[low]),
-    )
+    # where the thresholds come from: embedder ("tflm"), trial list, trial count, ...
+    calibration: dict[str, object] | None = None
 
 
 def write_json(metadata: ModelMetadata, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(metadata), indent=2) + "\n")
+    rundir.atomic_write(path, json.dumps(to_dict(metadata), indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> ModelMetadata:
     path = Path(path)
-    return from_dict(ModelMetadata, json.loads(path.read_text()), where=str(path))
+    return from_dict(ModelMetadata, rundir.read_json(path), where=str(path))
 
 
 def _c_value(value: object) -> str:
@@ -119,7 +70,14 @@ def c_header(metadata: ModelMetadata) -> str:
     """``model_config.h``: the metadata as ``TFADVQ_*`` macros (C and C++ compatible)."""
     plain = to_dict(metadata)
     feature = plain.pop("feature")
-    thresholds = plain.pop("thresholds") or {}
+    plain.pop("scoring")
+    plain.pop("calibration")
+    found = metadata.thresholds
+    thresholds = {} if found is None else {
+        "eer": found.eer_threshold, "eer_rate": found.eer_rate, "low_far": found.low_far_threshold,
+        "target_far": found.target_far, "far_at_low_far": found.far_at_low_far,
+        "frr_at_low_far": found.frr_at_low_far}
+    plain.pop("thresholds")
     bits = plain.pop("bits_per_layer")
     bit_values = list(bits.values())
     lines = [
@@ -133,7 +91,13 @@ def c_header(metadata: ModelMetadata) -> str:
         "// Feature extraction the model was trained with (Kaldi-style fbank).",
         *_defines("TFADVQ_FBANK_", feature),
         "",
-        "// Cosine-score decision thresholds (accept if score >= threshold).",
+        "// Scoring schedule (tfadvq.windows): windows of the model's input frames, this hop.",
+        f"#define TFADVQ_SCORING_WINDOW_FRAMES {metadata.scoring.window_frames}",
+        f"#define TFADVQ_SCORING_HOP_FRAMES {metadata.scoring.hop}",
+        "",
+        "// Cosine-score decision thresholds (accept if score >= threshold), calibrated on the",
+        "// scores this converted model gives under TFLM when TFADVQ_THRESHOLDS_FROM_DEVICE is 1.",
+        f"#define TFADVQ_THRESHOLDS_FROM_DEVICE {int((metadata.calibration or {}).get('embedder') == 'tflm')}",
         f"#define TFADVQ_HAS_THRESHOLDS {int(bool(thresholds))}",
         *_defines("TFADVQ_THRESHOLD_", thresholds),
         "",

@@ -21,6 +21,27 @@ def _independent_eer(labels: np.ndarray, scores: np.ndarray) -> float:
     return 100 * (far[i] + frr[i]) / 2
 
 
+def _reference_score(run, enroll: list[str], test: str) -> float:
+    """Cosine of ``test`` against the enrolment, by the device schedule written out with numpy."""
+    from tfadvq.audio import load_audio
+    from tfadvq.compat import keras
+    from tfadvq.features import FbankConfig, fbank
+
+    model = keras.models.load_model(run / "model.keras", compile=False)
+
+    def embedding(path: str) -> np.ndarray:
+        f = fbank(load_audio(path), FbankConfig()).numpy()
+        starts = [0] if len(f) <= 200 else sorted({min(k * 200, len(f) - 200)
+                                                   for k in range(-(-(len(f) - 200) // 200) + 1)})
+        windows = np.stack([f[(s + np.arange(200)) % len(f)] for s in starts])
+        out = model(windows, training=False).numpy()
+        mean = (out / np.linalg.norm(out, axis=1, keepdims=True)).mean(axis=0)
+        return mean / np.linalg.norm(mean)
+
+    enrolled = np.mean([embedding(p) for p in enroll], axis=0)
+    return float(embedding(test) @ (enrolled / np.linalg.norm(enrolled)))
+
+
 def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
     config_path, run = tmp_path / "tiny.yaml", tmp_path / "run"
     dump_yaml(tiny_config(tiny_corpus, epochs=2), config_path)
@@ -41,7 +62,8 @@ def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
     fewer = min(trials.labels.sum(), len(trials) - trials.labels.sum())  # one error in the rarer class
     assert summary["eer"] == pytest.approx(_independent_eer(table[:, 0], table[:, 1]), abs=100 / fewer)
     assert (out / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    stored = json.loads((run / "threshold.json").read_text())["threshold"]
+    stored = json.loads((run / "threshold.json").read_text())
+    assert stored["num_trials"] == len(trials) and stored["scoring"]["window_frames"] == 200
 
     corpus = load_corpus(tiny_corpus)
     speaker = corpus.test[0].speaker
@@ -49,11 +71,33 @@ def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
     other = next(u.path for u in corpus.test if u.speaker != speaker)
     assert main(["verify", "--model", str(run), "--enroll", *own[:2], "--test", own[2]]) == 0
     printed = capsys.readouterr().out
-    assert "stored by eval" in printed and f"{stored:.4g}" in printed
-    for threshold, decision in ((-1.0, "accept"), (1.01, "reject")):
+    assert f"stored ({len(trials)} trials" in printed and f"{stored['threshold']:.4g}" in printed
+
+    # the score is the device schedule's cosine (windows of 200 frames, unit windows averaged):
+    # computed independently here, the decision flips exactly at it
+    score = _reference_score(run, own[:1], other)
+    for offset, decision in ((-1e-4, "accept"), (1e-4, "reject")):
         assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other,
-                     "--threshold", str(threshold)]) == 0
+                     "--threshold", str(score + offset)]) == 0
         assert decision in capsys.readouterr().out
+    for bad in ("nan", "1.5", "-2"):
+        assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other,
+                     "--threshold", bad]) == 2
+        assert "tfadvq: error: --threshold" in capsys.readouterr().err
+
+    # a threshold belongs to its model: retraining removes it, and one left beside a replaced
+    # model is refused
+    assert main(["train", "--config", str(config_path), "--out", str(run), "--epochs", "1", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other]) == 2
+    assert "none stored" in capsys.readouterr().err
+    assert main(["eval", "--model", str(run), "--corpus", str(tiny_corpus)]) == 0
+    from tfadvq.models import build_model
+
+    build_model("TinyResNet", feat_dim=80, embed_dim=32, base_width=16).save(run / "model.keras")
+    capsys.readouterr()
+    assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other]) == 2
+    assert "calibrated for another model" in capsys.readouterr().err
 
     assert main(["eval", "--model", str(run), "--corpus", str(tiny_corpus), "--as-norm",
                  "--cohort", str(tiny_corpus), "--top-n", "5", "--out", str(tmp_path / "asn")]) == 0

@@ -1,5 +1,7 @@
-"""tfadvq.scoring: cosine and AS-norm scores against per-trial references, whole-utterance embeddings."""
+"""tfadvq.scoring / tfadvq.windows: the device scoring schedule, cosine and AS-norm scores against references."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,56 +56,100 @@ def test_scoring_errors_name_the_problem():
         as_norm(np.zeros(1), embeddings, trials, np.ones((4, 3)), top_n=0)
 
 
-def test_windows_cover_every_frame_with_equal_lengths():
-    from tfadvq.scoring import windows
-
-    frames = np.arange(25, dtype=np.float32).reshape(1, 25, 1)
-    assert windows(frames, 100).numpy().ravel().tolist() == list(range(25))
-    w = windows(frames, 10).numpy()[..., 0]
-    assert w.shape == (3, 10) and w[0, 0] == 0 and w[-1, -1] == 24
-    assert set(w.ravel()) == set(range(25)) and np.all(np.diff(w, axis=1) == 1)
+SCHEDULE_TABLE = Path(__file__).resolve().parents[1] / "tflm_firmware" / "tests" / "data" / "window_schedule.txt"
 
 
-def test_embed_utterances_chunks_and_averages_whole_utterances(tiny_corpus):
+def _schedule_cases() -> list[tuple[int, int, int, list[int]]]:
+    cases = []
+    for line in SCHEDULE_TABLE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        head, starts = line.split(":")
+        frames, window, hop = map(int, head.split())
+        cases.append((frames, window, hop, [int(s) for s in starts.split()]))
+    return cases
+
+
+def test_window_schedule_matches_the_table_the_firmware_tests_read():
+    """The same table drives tflm_firmware/tests (C++ WindowStarts): one schedule on both sides."""
+    from tfadvq.windows import window_starts
+
+    cases = _schedule_cases()
+    assert len(cases) >= 20
+    for frames, window, hop, starts in cases:
+        assert window_starts(frames, window, hop).tolist() == starts, (frames, window, hop)
+
+
+def test_window_indices_wrap_short_utterances_and_end_at_the_last_frame():
+    from tfadvq.windows import ScoringConfig, window_indices
+
+    short = window_indices(7, ScoringConfig(window_frames=10))
+    assert short.tolist() == [[0, 1, 2, 3, 4, 5, 6, 0, 1, 2]]
+    long = window_indices(25, ScoringConfig(window_frames=10, hop_frames=6))
+    assert long[:, 0].tolist() == [0, 6, 12, 15] and long[-1, -1] == 24
+    assert np.all(np.diff(long, axis=1) == 1)
+    with pytest.raises(DataError, match="0 frames"):
+        window_indices(0, ScoringConfig(window_frames=10))
+
+
+def _linear_embedder(weights: np.ndarray):
+    """A stand-in network: mean over frames, then a fixed projection (as the C++ tests use)."""
+    calls = []
+
+    def embed(windows: np.ndarray) -> np.ndarray:
+        calls.append(windows.shape)
+        return np.tanh(windows.mean(axis=1) @ weights)
+
+    return embed, calls
+
+
+def test_utterance_embedding_is_the_normalised_mean_of_normalised_windows():
+    from tfadvq.scoring import utterance_embedding
+    from tfadvq.windows import ScoringConfig, window_indices
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(530, 8)).astype(np.float32)
+    embed, calls = _linear_embedder(rng.normal(size=(8, 5)))
+    config = ScoringConfig(window_frames=200, hop_frames=100)
+    got = utterance_embedding(embed, features, config)
+    windows = [features[i] for i in window_indices(530, config)]
+    units = [e / np.linalg.norm(e) for e in embed(np.stack(windows))]
+    expected = np.mean(units, axis=0)
+    np.testing.assert_allclose(got, expected / np.linalg.norm(expected), rtol=1e-6)
+    assert calls[0] == (5, 200, 8)  # ceil((530 - 200) / 100) + 1 windows, one batch
+    raw_mean = embed(np.stack(windows)).mean(axis=0)  # without per-window normalisation: different
+    assert np.linalg.norm(got - raw_mean / np.linalg.norm(raw_mean)) > 1e-4
+
+
+def test_keras_embedding_of_corpus_audio_follows_the_schedule(tiny_corpus):
+    from tfadvq.audio import load_audio
     from tfadvq.compat import keras
     from tfadvq.features import FbankConfig, fbank
-    from tfadvq.audio import load_audio
     from tfadvq.models import build_model
-    from tfadvq.scoring import embed_utterances, windows
+    from tfadvq.scoring import embed_features, embed_files, embed_utterances, keras_embedder
     from tfadvq.voxceleb import load_corpus
+    from tfadvq.windows import ScoringConfig, window_indices
 
     keras.utils.set_random_seed(0)
     model = build_model("TinyResNet", feat_dim=80, embed_dim=16, base_width=4)
+    embed = keras_embedder(model)
     utterances = load_corpus(tiny_corpus).test[:3]
-    whole = embed_utterances(model, utterances, progress=False)
-    chunked = embed_utterances(model, utterances, chunk_frames=70, progress=False)
-    assert list(whole) == [u.key for u in utterances]
-    for u in utterances:
-        features = fbank(load_audio(u.path), FbankConfig())[np.newaxis]
-        expected = model(features, training=False).numpy()[0]
-        np.testing.assert_allclose(whole[u.key], expected / np.linalg.norm(expected), atol=1e-4)
-        mean = model(windows(features, 70), training=False).numpy().mean(axis=0)
-        np.testing.assert_allclose(chunked[u.key], mean / np.linalg.norm(mean), atol=1e-4)
-        assert np.linalg.norm(whole[u.key] - chunked[u.key]) > 1e-3  # the chunking did something
-
-
-def test_embed_features_agrees_with_embed_utterances(tiny_corpus):
-    from tfadvq.audio import load_audio
-    from tfadvq.compat import keras
-    from tfadvq.features import FbankConfig, fbank
-    from tfadvq.models import build_model
-    from tfadvq.scoring import embed_features, embed_utterances
-    from tfadvq.voxceleb import load_corpus
-
-    keras.utils.set_random_seed(1)
-    model = build_model("TinyResNet", feat_dim=80, embed_dim=16, base_width=4)
-    utterances = load_corpus(tiny_corpus).test[:2]
+    config = ScoringConfig(window_frames=70)
+    by_key = embed_utterances(embed, utterances, config, progress=False)
+    assert list(by_key) == [u.key for u in utterances]
     features = [fbank(load_audio(u.path), FbankConfig()).numpy() for u in utterances]
-    for chunk_frames in (3000, 70):  # whole utterances, then windowed and averaged
-        by_key = embed_utterances(model, utterances, chunk_frames=chunk_frames, progress=False)
-        np.testing.assert_allclose(embed_features(model, features, chunk_frames),
-                                   np.stack([by_key[u.key] for u in utterances]), atol=1e-4)
-    with pytest.raises(DataError, match=r"features\[1\]: expected \[frames >= 1, 80\]"):
-        embed_features(model, [features[0], features[1][:, :40]])
+    for u, f in zip(utterances, features):
+        windows = f[window_indices(len(f), config)]
+        assert len(windows) >= 2  # 2-4 s utterances, 0.7 s windows: really windowed
+        out = model(windows, training=False).numpy()
+        units = out / np.linalg.norm(out, axis=1, keepdims=True)
+        expected = units.mean(axis=0) / np.linalg.norm(units.mean(axis=0))
+        np.testing.assert_allclose(by_key[u.key], expected, atol=1e-4)
+    np.testing.assert_allclose(embed_features(embed, features, config),
+                               np.stack([by_key[u.key] for u in utterances]), atol=1e-4)
+    np.testing.assert_allclose(embed_files(embed, [u.path for u in utterances], config),
+                               np.stack([by_key[u.key] for u in utterances]), atol=1e-4)
+    with pytest.raises(DataError, match=r"features\[1\]"):
+        embed_features(embed, [features[0], features[1][0]], config)
     with pytest.raises(DataError, match="no feature matrices"):
-        embed_features(model, [])
+        embed_features(embed, [], config)

@@ -1,22 +1,22 @@
-"""Using a trained embedding model: evaluate it on a trial list, verify one speaker claim.
+"""Using a trained embedding model: evaluate it on a trial list, calibrate and keep its threshold,
+verify one speaker claim.
 
-This module strings together the pieces other modules own -- whole-utterance
-embeddings and (AS-norm) scoring from :mod:`tfadvq.scoring`, EER/minDCF from
-:mod:`tfadvq.metrics`, the DET plot from :mod:`tfadvq.plots` -- and keeps the
-files a trained model directory accumulates:
+This module strings together the pieces other modules own -- utterance
+embeddings by the device's schedule and (AS-norm) scoring from
+:mod:`tfadvq.scoring`, EER/minDCF/thresholds from :mod:`tfadvq.metrics`, the
+DET plot from :mod:`tfadvq.plots`, file names from :mod:`tfadvq.rundir`.
 
-``model.keras``        the embedding model (written by training)
-``threshold.json``     the cosine-score decision threshold calibrated on trials
-                       (the EER point), written by :func:`store_threshold`;
-                       ``tfadvq verify`` uses it when no ``--threshold`` is given.
-
-Scores are cosine similarities of L2-normalised embeddings; a trial is
-accepted when ``score >= threshold``.
+A stored threshold has a provenance: the SHA-256 of the model it was
+calibrated for, the trial list and its size, the scoring schedule and the
+embedder (Keras or TFLM).  :func:`load_threshold` refuses one that belongs to
+another model, so retraining into the same directory cannot leave a stale
+threshold in use.  Scores are cosine similarities of unit embeddings; a trial
+is accepted when ``score >= threshold``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,50 +24,35 @@ from typing import Any
 
 import numpy as np
 
-from tfadvq.compat import keras, tf
+from tfadvq import rundir
+from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError, DataError
-from tfadvq.training import MODEL_FILE
 from tfadvq.voxceleb import Trials, Utterance
+from tfadvq.windows import ScoringConfig
 
-THRESHOLD_FILE = "threshold.json"
 P_TARGETS = (0.01, 0.05)
 
 
-def model_file(path: str | os.PathLike) -> Path:
-    """``DIR`` (holding ``model.keras``) or a model file -> the model file; missing raises."""
-    path = Path(path)
-    candidate = path / MODEL_FILE if path.is_dir() else path
-    if not candidate.exists():
-        raise ConfigError(f"--model {path}: no such model (expected a .keras file or a directory "
-                          f"holding {MODEL_FILE}, as `tfadvq train` writes)")
-    return candidate
-
-
-def load_embedding_model(path: str | os.PathLike) -> keras.Model:
-    """Load a saved embedding model with tfadvq's custom layers registered."""
+def load_embedding_model(path: str | os.PathLike):
+    """Load a saved embedding model (a ``.keras`` file or a train directory) with tfadvq's layers."""
     import tfadvq.models  # noqa: F401  (registers StatsPooling etc. for deserialisation)
+    from tfadvq.compat import keras
 
-    path = model_file(path)
+    model_path = rundir.TrainDir.of_model(path).model
     try:
-        return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {path}: cannot load a Keras model ({exc})") from None
-
-
-def stored_threshold(model_path: str | os.PathLike) -> float | None:
-    """The calibrated threshold saved beside the model, or None if it was never evaluated."""
-    path = model_file(model_path).parent / THRESHOLD_FILE
-    return float(json.loads(path.read_text())["threshold"]) if path.is_file() else None
+        return keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many kinds for unreadable files
+        raise ConfigError(f"--model {model_path}: cannot load a Keras model ({exc})") from None
 
 
 @dataclasses.dataclass
 class Evaluation:
-    """Results of one trial list.  ``eer`` is in percent; ``threshold`` is the EER point of the
-    reported scores, ``cosine_threshold`` that of the raw cosine scores (what ``verify`` uses)."""
+    """Results of one trial list.  ``eer`` is in percent; ``eer_threshold`` is the EER point of the
+    reported scores, ``cosine_eer_threshold`` that of the raw cosine scores (what ``verify`` uses)."""
 
     eer: float
-    threshold: float
-    cosine_threshold: float
+    eer_threshold: float
+    cosine_eer_threshold: float
     min_dcf: dict[float, float]
     scores: np.ndarray
     labels: np.ndarray
@@ -75,10 +60,9 @@ class Evaluation:
 
     def row(self) -> dict[str, Any]:
         """One summary-table / benchmark row."""
-        row = {"trials": int(self.labels.size), "targets": int(self.labels.sum()),
-               "eer": self.eer}
+        row = {"trials": int(self.labels.size), "targets": int(self.labels.sum()), "eer": self.eer}
         row.update({f"min_dcf_{p:g}": v for p, v in self.min_dcf.items()})
-        row.update(threshold=self.threshold, as_norm=self.as_norm)
+        row.update(eer_threshold=self.eer_threshold, as_norm=self.as_norm)
         return row
 
 
@@ -92,79 +76,122 @@ def trial_utterances(trials: Trials, utterances: Sequence[Utterance]) -> list[Ut
     return [by_key[k] for k in sorted(trials.keys())]
 
 
-def evaluate(model: keras.Model, trials: Trials, utterances: Sequence[Utterance],
+def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: ScoringConfig | None = None,
              cohort: Sequence[Utterance] | None = None, top_n: int = 300) -> Evaluation:
-    """Embed what ``trials`` need, score (cosine, then AS-norm if a ``cohort`` is given), measure."""
-    from tfadvq import metrics, scoring
+    """Embed what ``trials`` need, score (cosine, then AS-norm if a ``cohort`` is given), measure.
 
+    ``model`` is a Keras model or an embedder (:mod:`tfadvq.scoring`).
+    """
+    from tfadvq import metrics
+    from tfadvq import scoring as sc
+
+    scoring = scoring or ScoringConfig()
+    embed = sc.as_embedder(model)
     if len(trials) == 0:
         raise DataError("trials: the trial list is empty")
-    needed = trial_utterances(trials, utterances)
-    embeddings = scoring.embed_utterances(model, needed)
-    raw = np.asarray(scoring.cosine_scores(embeddings, trials), np.float64)
+    embeddings = sc.embed_utterances(embed, trial_utterances(trials, utterances), scoring)
+    raw = np.asarray(sc.cosine_scores(embeddings, trials), np.float64)
     labels = np.asarray(trials.labels, np.int8)
     _, cosine_threshold = metrics.compute_eer(raw, labels)
     scores = raw
     if cohort:
-        cohort_embeddings = scoring.embed_utterances(model, list(cohort))
-        scores = np.asarray(scoring.as_norm(raw, embeddings, trials, cohort_embeddings, top_n),
-                            np.float64)
+        cohort_embeddings = sc.embed_utterances(embed, list(cohort), scoring, desc="cohort")
+        scores = np.asarray(sc.as_norm(raw, embeddings, trials, cohort_embeddings, top_n), np.float64)
     eer, threshold = metrics.compute_eer(scores, labels)
     min_dcf = {p: float(metrics.compute_min_dcf(scores, labels, p)) for p in P_TARGETS}
     return Evaluation(100.0 * float(eer), float(threshold), float(cosine_threshold), min_dcf,
                       scores, labels, bool(cohort))
 
 
-def write_outputs(evaluation: Evaluation, trials: Trials, out_dir: str | os.PathLike,
-                  title: str = "") -> dict[str, Path]:
-    """Write ``scores.txt`` (enroll test score label), ``trial_scores.txt`` (label score, what
-    ``tfadvq convert --trial-scores`` reads), ``det.png`` and ``summary.json``."""
+def write_outputs(evaluation: Evaluation, trials: Trials, out: rundir.EvalDir,
+                  title: str = "") -> rundir.EvalDir:
+    """Write scores (``enroll test score label``), trial scores (``label score``), the DET plot
+    and the summary into ``out``."""
     from tfadvq import plots
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in ("scores.txt", "trial_scores.txt", "det.png",
-                                           "summary.json")}
-    files["scores.txt"].write_text("".join(
+    rundir.atomic_write(out.scores, "".join(
         f"{a} {b} {s:.6f} {int(l)}\n"
         for a, b, s, l in zip(trials.enroll, trials.test, evaluation.scores, evaluation.labels)))
-    np.savetxt(files["trial_scores.txt"], np.column_stack([evaluation.labels, evaluation.scores]),
-               fmt=["%d", "%.6f"])
-    plots.plot_det(evaluation.scores, evaluation.labels, files["det.png"], title=title)
-    files["summary.json"].write_text(json.dumps(evaluation.row(), indent=1))
-    return files
+    rundir.atomic_write(out.trial_scores, "".join(
+        f"{int(l)} {s:.6f}\n" for l, s in zip(evaluation.labels, evaluation.scores)))
+    rundir.atomic_save_with(out.det, lambda tmp: plots.plot_det(evaluation.scores, evaluation.labels,
+                                                               tmp, title=title))
+    rundir.write_json(out.summary, evaluation.row())
+    return out
 
 
-def store_threshold(model_path: str | os.PathLike, evaluation: Evaluation,
-                    trials_path: str | os.PathLike) -> Path:
-    """Save the raw-cosine EER threshold beside the model for ``tfadvq verify``."""
-    path = model_file(model_path).parent / THRESHOLD_FILE
-    path.write_text(json.dumps({"threshold": evaluation.cosine_threshold,
-                                "eer": evaluation.eer, "trials": str(trials_path)}, indent=1))
-    return path
+# --------------------------------------------------------------------------- thresholds
 
 
-def embed_files(model: keras.Model, paths: Sequence[str | os.PathLike]) -> np.ndarray:
-    """L2-normalised embeddings ``[n, dim]`` of audio files of any supported format and rate."""
-    from tfadvq.audio import load_audio
-    from tfadvq.features import FbankConfig, fbank
+@dataclasses.dataclass
+class StoredThreshold:
+    """A decision threshold and where it comes from."""
 
-    config = FbankConfig()
-    rows = []
-    for path in paths:
-        features = fbank(tf.constant(load_audio(path)), config)[tf.newaxis]
-        rows.append(model(features, training=False).numpy()[0])
-    embeddings = np.stack(rows)
-    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    threshold: float
+    eer: float  # percent, on the calibration trials
+    trials: str
+    num_trials: int
+    model_sha256: str
+    scoring: dict[str, Any]
+    embedder: str = "keras"
 
 
-def verify(model: keras.Model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike,
-           threshold: float) -> dict[str, Any]:
-    """Score ``test`` against the mean enrollment embedding; accept if ``score >= threshold``."""
+def store_threshold(path: str | os.PathLike, evaluation: Evaluation, trials_path: str | os.PathLike,
+                    model_path: str | os.PathLike, scoring: ScoringConfig, embedder: str = "keras") -> Path:
+    """Save the raw-cosine EER threshold of ``evaluation`` with its provenance (module doc)."""
+    record = StoredThreshold(evaluation.cosine_eer_threshold, evaluation.eer, str(trials_path),
+                             int(evaluation.labels.size), rundir.file_sha256(model_path), to_dict(scoring),
+                             embedder)
+    return rundir.write_json(path, dataclasses.asdict(record))
+
+
+def load_threshold(path: str | os.PathLike, model_path: str | os.PathLike) -> StoredThreshold | None:
+    """The threshold stored at ``path`` for the model file ``model_path``; None if there is none.
+
+    One calibrated for another model (retrained since, or copied) raises.
+    """
+    from tfadvq.config import from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = from_dict(StoredThreshold, rundir.read_json(path), where=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; re-run `tfadvq eval` to calibrate the threshold again") from None
+    if record.model_sha256 != rundir.file_sha256(model_path):
+        raise ConfigError(f"{path}: this threshold was calibrated for another model than {model_path} "
+                          "(retrained or replaced since); re-run `tfadvq eval` or pass --threshold")
+    check_threshold(record.threshold, str(path))
+    return record
+
+
+def check_threshold(threshold: float, what: str = "--threshold") -> float:
+    """A cosine threshold must be a finite number in [-1, 1]."""
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise ConfigError(f"{what}: {threshold!r} is not a cosine-score threshold; accepted: a number in [-1, 1]")
+    return float(threshold)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, threshold: float,
+           scoring: ScoringConfig | None = None) -> dict[str, Any]:
+    """Score ``test`` against the mean enrollment embedding; accept if ``score >= threshold``.
+
+    ``model`` is a Keras model or an embedder; every recording goes through
+    the device's schedule (:func:`tfadvq.scoring.utterance_embedding`).
+    """
+    from tfadvq import scoring as sc
+    from tfadvq.windows import l2_normalize
+
     if not enroll:
         raise ConfigError("--enroll: give at least one enrollment recording")
-    enrolled = embed_files(model, enroll).mean(axis=0)
-    enrolled /= max(float(np.linalg.norm(enrolled)), 1e-12)
-    score = float(embed_files(model, [test])[0] @ enrolled)
-    return {"score": score, "threshold": float(threshold),
+    threshold = check_threshold(threshold)
+    scoring = scoring or ScoringConfig()
+    embed = sc.as_embedder(model)
+    enrolled = l2_normalize(sc.embed_files(embed, enroll, scoring).mean(axis=0))
+    score = float(sc.embed_files(embed, [test], scoring)[0] @ enrolled)
+    return {"score": score, "threshold": threshold,
             "decision": "accept" if score >= threshold else "reject"}

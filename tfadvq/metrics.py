@@ -18,6 +18,8 @@ system ``min(C_miss * P_target, C_fa * (1 - P_target))``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfadvq.errors import DataError
@@ -94,3 +96,39 @@ def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
                     c_fa: float = 1.0) -> float:
     """Normalised minimum detection cost (NIST SRE; VoxSRC uses ``p_target`` 0.05 and 0.01)."""
     return min_dcf_point(scores, labels, p_target, c_miss, c_fa)[0]
+
+
+@dataclasses.dataclass
+class Thresholds:
+    """Score thresholds calibrated on development trials (accept if ``score >= threshold``).
+
+    ``*_threshold`` fields are scores; ``*_rate`` / ``far_*`` / ``frr_*`` fields are
+    error rates as fractions in [0, 1].  ``eer_threshold`` is the EER operating
+    point of :func:`compute_eer`; ``low_far_threshold`` is the lowest threshold
+    whose false-accept rate on these trials is at most ``target_far``.
+    """
+
+    eer_threshold: float
+    eer_rate: float
+    low_far_threshold: float
+    target_far: float
+    far_at_low_far: float
+    frr_at_low_far: float
+
+
+def calibrate(scores, labels, target_far: float = 0.01) -> Thresholds:
+    """:class:`Thresholds` at the EER and at false-accept rate <= ``target_far``."""
+    if not 0.0 < target_far < 1.0:
+        raise DataError(f"target_far must be in (0, 1), got {target_far}")
+    eer, eer_threshold = compute_eer(scores, labels)
+    far, frr, thresholds = error_rates(scores, labels)
+    low = int(np.argmax(far <= target_far))  # far falls along the array; the last entry has far 0
+    return Thresholds(float(eer_threshold), float(eer), float(thresholds[low]), float(target_far),
+                      float(far[low]), float(frr[low]))
+
+
+def rates_at(scores, labels, threshold: float) -> tuple[float, float]:
+    """``(far, frr)`` when accepting ``score >= threshold``."""
+    scores, labels = _validate(scores, labels)
+    accept = scores >= threshold
+    return float(accept[~labels].mean()), float((~accept[labels]).mean())

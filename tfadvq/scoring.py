@@ -1,93 +1,109 @@
-"""From a trained embedding model to trial scores: whole-utterance embeddings,
-cosine scoring and adaptive score normalisation (AS-norm).
+"""From an embedding model to trial scores: the device's window schedule, cosine scoring, AS-norm.
 
-Embeddings are L2-normalised, so a cosine score is a dot product.  Long
-utterances are cut into ``chunk_frames``-frame windows that are embedded as
-one batch and averaged: the statistics pooling would accept any length, but
-the convolution activations of a 10-minute file do not fit in memory.
+There is one definition of how an utterance becomes an embedding,
+:func:`utterance_embedding`: fbank features -> the windows of
+:mod:`tfadvq.windows` (the deployed model's input length) -> one network call
+per window -> L2-normalised window embeddings averaged.  An *embedder* is any
+callable ``[n, window_frames, F] -> [n, D]``: :func:`keras_embedder` for a
+Keras model, :func:`tflm_embedder` for a converted ``.tflite`` run by the
+TFLite-Micro interpreter (what the firmware runs).  Evaluation, ``tfadvq
+verify``, threshold calibration, the converter's checks and the demo all go
+through it, and the firmware's ``Verifier`` implements the same schedule, so
+a threshold calibrated here means the same on the device.  No long file is
+ever pushed through the network at once: memory is bounded by one window batch.
+
+Embeddings are L2-normalised, so a cosine score is a dot product.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from tfadvq.compat import keras, tf
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.voxceleb import Trials, Utterance
+from tfadvq.windows import ScoringConfig, cut_windows, l2_normalize, pool_windows
 
-CHUNK_FRAMES = 3000  # 30 s at a 10 ms shift: whole utterance for almost all of VoxCeleb
+Embedder = Callable[[np.ndarray], np.ndarray]
 COHORT_BLOCK = 2048  # rows of the [utterances x cohort] score matrix held at once
 
 
-def windows(features: tf.Tensor, chunk_frames: int) -> tf.Tensor:
-    """``[1, T, F]`` -> ``[n, min(T, chunk_frames), F]`` evenly spaced windows covering all frames.
+def keras_embedder(model) -> Embedder:
+    """Window batches through a Keras embedding model, traced once (any window count)."""
+    from tfadvq.compat import tf
 
-    ``n = ceil(T / chunk_frames)``; the last window ends at the last frame, so
-    windows overlap slightly instead of leaving a short remainder.
-    """
-    frames = features[0]
-    total = tf.shape(frames)[0]
-    length = tf.minimum(total, chunk_frames)
-    count = (total + chunk_frames - 1) // chunk_frames
-    starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(total - length, tf.float32), count)), tf.int32)
-    return tf.gather(frames, starts[:, tf.newaxis] + tf.range(length)[tf.newaxis])
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def _window_embedder(model: keras.Model, chunk_frames: int):
-    """``windows [n, frames, F] -> mean embedding [D]``, traced once for any window count and length."""
-    if chunk_frames < 1:
-        raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    feat_dim = int(model.input_shape[-1])
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 3 or shape[-1] is None:
+        raise ConfigError(f"model {model.name!r}: input shape {shape} is not [batch, frames, mels]; "
+                          "score it through an embedder of your own (scoring.Embedder)")
+    feat_dim = int(shape[-1])
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, feat_dim], tf.float32)])
-    def embed(batch: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(model(batch, training=False), axis=0)
+    def embed(batch):
+        return model(batch, training=False)
 
-    return embed
+    def run(windows: np.ndarray) -> np.ndarray:
+        return embed(tf.convert_to_tensor(windows, tf.float32)).numpy()
+
+    return run
 
 
-def embed_utterances(model: keras.Model, utterances: Sequence[Utterance],
-                     chunk_frames: int = CHUNK_FRAMES, progress: bool = True) -> dict[str, np.ndarray]:
-    """``{utterance key: L2-normalised embedding}`` of whole utterances (chunked and averaged).
+def as_embedder(model) -> Embedder:
+    """``model`` if it is already an embedder, else :func:`keras_embedder` of the Keras model."""
+    return keras_embedder(model) if hasattr(model, "layers") else model
 
-    Decoding, fbank and windowing run in parallel in ``tf.data``; each
-    utterance's windows go through the model as one batch in a single traced
-    graph (variable lengths do not retrace).
-    """
+
+def tflm_embedder(tflite_model: bytes) -> Embedder:
+    """Window batches through the TFLite-Micro interpreter, one invoke per window (as on the device)."""
+    from converters.verify import run_tflm
+
+    model = bytes(tflite_model)
+    return lambda windows: run_tflm(model, np.asarray(windows, np.float32))
+
+
+def utterance_embedding(embed: Embedder, features: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    """The unit embedding ``[D]`` of one utterance's mean-normalised fbank ``[T, F]`` (module doc)."""
+    return pool_windows(embed(cut_windows(features, config)))
+
+
+def embed_utterances(embed: Embedder, utterances: Sequence[Utterance], config: ScoringConfig,
+                     progress: bool = True, desc: str = "embedding") -> dict[str, np.ndarray]:
+    """``{utterance key: unit embedding}``; decoding and fbank run in parallel in ``tf.data``."""
     from tfadvq.pipeline import eval_dataset
 
-    embed = _window_embedder(model, chunk_frames)
-    dataset = eval_dataset(list(utterances)).map(
-        lambda features, key: (windows(features, chunk_frames), key[0]),
-        num_parallel_calls=tf.data.AUTOTUNE)
     out = {}
-    for batch, key in tqdm(dataset, total=len(utterances), desc="embedding", unit="utt",
-                           disable=not progress):
-        out[key.numpy().decode()] = embed(batch).numpy()
-    return {k: v for k, v in zip(out, l2_normalize(np.stack(list(out.values()))))}
+    dataset = eval_dataset(list(utterances))
+    for features, key in tqdm(dataset.as_numpy_iterator(), total=len(utterances), desc=desc,
+                              unit="utt", disable=not progress):
+        out[key[0].decode()] = utterance_embedding(embed, features[0], config)
+    return out
 
 
-def embed_features(model: keras.Model, features: Sequence[np.ndarray],
-                   chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
-    """L2-normalised embeddings ``[n, D]`` of in-memory fbank matrices ``[frames, F]`` (e.g. of
-    uploaded files), windowed and averaged exactly as :func:`embed_utterances` does, so scores
-    of such recordings are comparable with a threshold calibrated on a trial list."""
+def embed_features(embed: Embedder, features: Sequence[np.ndarray], config: ScoringConfig) -> np.ndarray:
+    """Unit embeddings ``[n, D]`` of in-memory fbank matrices ``[frames, F]`` (same schedule)."""
     if len(features) == 0:
         raise DataError("embed_features: no feature matrices given")
-    feat_dim = int(model.input_shape[-1])
     for i, f in enumerate(features):
-        if np.ndim(f) != 2 or np.shape(f)[1] != feat_dim or np.shape(f)[0] < 1:
-            raise DataError(f"features[{i}]: expected [frames >= 1, {feat_dim}], got shape {np.shape(f)}")
-    embed = _window_embedder(model, chunk_frames)
-    rows = [embed(windows(tf.convert_to_tensor(f, tf.float32)[tf.newaxis], chunk_frames)).numpy()
-            for f in features]
-    return l2_normalize(np.stack(rows))
+        if np.ndim(f) != 2 or np.shape(f)[0] < 1:
+            raise DataError(f"features[{i}]: expected [frames >= 1, mels], got shape {np.shape(f)}")
+    return np.stack([utterance_embedding(embed, f, config) for f in features])
+
+
+def file_features(path: str | os.PathLike, config: ScoringConfig) -> np.ndarray:
+    """Mean-normalised fbank ``[T, F]`` of an audio file of any supported format and rate."""
+    from tfadvq.audio import load_audio
+    from tfadvq.compat import tf
+    from tfadvq.features import FbankConfig, fbank
+
+    samples = load_audio(path, min_seconds=config.min_seconds)
+    return np.asarray(fbank(tf.constant(samples), FbankConfig()), np.float32)
+
+
+def embed_files(embed: Embedder, paths: Sequence[str | os.PathLike], config: ScoringConfig) -> np.ndarray:
+    """Unit embeddings ``[n, D]`` of audio files (any supported format and rate)."""
+    return embed_features(embed, [file_features(p, config) for p in paths], config)
 
 
 def stack(embeddings: Mapping[str, np.ndarray] | np.ndarray, keys: Sequence[str] | None = None,

@@ -209,8 +209,13 @@ def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpu
     if overlap:
         raise DataError(f"{lists}: speakers {sorted(overlap)[:5]} are in both dev and test lists; "
                         "train and test speakers must be disjoint")
-    trials = read_trials(root / "trials" / "test.txt", {u.key for u in test})
+    trials = read_trials(corpus_trials_path(root), {u.key for u in test})
     return Corpus(train, test, trials)
+
+
+def corpus_trials_path(directory: str | os.PathLike) -> Path:
+    """The trial list of a corpus directory (its test part's trials)."""
+    return Path(directory) / "trials" / "test.txt"
 
 
 def _read_pairs(path: Path, form: str) -> dict[str, tuple[str, int]]:
@@ -246,6 +251,7 @@ __all__ = [
     "Corpus",
     "Trials",
     "Utterance",
+    "corpus_trials_path",
     "load_corpus",
     "read_kaldi_lists",
     "read_trials",

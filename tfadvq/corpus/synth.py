@@ -45,7 +45,7 @@ from tfadvq.corpus.tts import SynthesisError, synthesize
 from tfadvq.corpus.vocoder import revoice
 from tfadvq.corpus.voices import ESPEAK, FESTIVAL, Voice, sample_voice
 from tfadvq.errors import AudioError, ConfigError
-from tfadvq.voxceleb import Trials, write_trials
+from tfadvq.voxceleb import Trials, corpus_trials_path, write_trials
 
 SPLITS = ("dev", "test")
 MARKER = ".synth.json"
@@ -401,7 +401,7 @@ def _write_lists(out: Path, plans: Sequence[SpeakerPlan], results: dict[str, Spe
         (lists / f"{split}_utt2spk").write_text("".join(f"{k} {s}\n" for k, s in rows))
     trials = make_trials([k for k, _ in present["test"]], [s for _, s in present["test"]],
                          _rng(seed, _TRIALS), per_utt)
-    write_trials(trials, out / "trials" / "test.txt")
+    write_trials(trials, corpus_trials_path(out))
     return len(trials)
 
 

@@ -1,0 +1,95 @@
+"""From a saved quantized model to the device's files, with typed arguments (the CLI and recipes call this).
+
+:func:`convert_saved_model` loads a model (a tfadvq QAT/PTQ ``.h5`` is stripped,
+its bits taken from it), converts and checks it under TFLM
+(:func:`converters.pipeline.convert_model`) and describes it
+(:class:`~converters.metadata.ModelMetadata`); :func:`write_device_files`
+writes the LUT model, its twins, the metadata and the firmware C sources into a
+:class:`~tfadvq.rundir.DeviceDir`, each atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from converters.c_array import write_c_arrays
+from converters.keras_to_tflite import RepresentativeData
+from converters.metadata import ModelMetadata, write_json
+from converters.pipeline import ConversionResult, convert_model
+from tfadvq import rundir
+from tfadvq.errors import ConversionError
+from tfadvq.fbank_config import FbankConfig
+from tfadvq.windows import ScoringConfig
+
+
+def load_for_conversion(path: str | os.PathLike, bits: Mapping[str, int] | int | None = None):
+    """``(plain Keras model, {layer: bits})`` of a saved model; wrappers are stripped.
+
+    ``bits`` (a number for every quantizable layer, or ``{layer: bits}``)
+    overrides the bits read from a tfadvq-quantized model; a plain model needs it.
+    """
+    import tfadvq
+    from converters.lut_compression import uniform_bits
+    from tfadvq.quant import load_model
+
+    path = Path(path)
+    if not path.exists():
+        raise ConversionError(f"{path}: no such model file or directory")
+    try:
+        model = load_model(path)
+    except Exception as exc:  # Keras raises many kinds for unreadable models
+        raise ConversionError(f"{path}: cannot load a Keras model ({exc})") from None
+    found: dict[str, int] = {}
+    if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
+        model, quantized = tfadvq.strip(model)
+        found = quantized.bits_by_layer()
+    if isinstance(bits, int):
+        found = uniform_bits(model, bits)
+    elif bits is not None:
+        found = {str(k): int(v) for k, v in bits.items()}
+    return model, found
+
+
+def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringConfig,
+             model_version: int = 1) -> ModelMetadata:
+    """The metadata of a conversion (no thresholds yet: :mod:`tfadvq.stages.device` calibrates them)."""
+    if feature.num_mel_bins != result.mels:
+        raise ConversionError(f"feature config has {feature.num_mel_bins} mel bins but the model takes {result.mels}")
+    if scoring.window_frames != result.frames:
+        raise ConversionError(f"scoring window {scoring.window_frames} frames differs from the converted "
+                              f"input {result.frames} frames")
+    return ModelMetadata(
+        model_version=model_version, model_sha256=result.sha256, model_bytes=len(result.model),
+        input_frames=result.frames, num_mel_bins=result.mels, embed_dim=result.embed_dim,
+        activations=result.activations, arena_bytes=result.arena_bytes,
+        bits_per_layer=result.bits_per_layer(), feature=feature, scoring=scoring)
+
+
+def convert_saved_model(path: str | os.PathLike, scoring: ScoringConfig, *, int8: bool = False,
+                        representative: RepresentativeData | None = None,
+                        bits: Mapping[str, int] | int | None = None, feature: FbankConfig | None = None,
+                        model_version: int = 1) -> tuple[ConversionResult, ModelMetadata]:
+    """Load, convert for ``scoring.window_frames`` input frames, check under TFLM, describe."""
+    model, found = load_for_conversion(path, bits)
+    result = convert_model(model, found, scoring.window_frames, int8=int8, representative=representative)
+    return result, describe(result, feature or FbankConfig(), scoring, model_version)
+
+
+def write_device_files(result: ConversionResult, metadata: ModelMetadata, out: rundir.DeviceDir,
+                       c_array: bool = False) -> list[Path]:
+    """Write the flashed model, its float (and int8) twin, the metadata and optionally C sources."""
+    written = [rundir.atomic_write(out.tflite, result.model),
+               rundir.atomic_write(out.float_tflite, result.float_model)]
+    if result.int8_model is not None:
+        written.append(rundir.atomic_write(out.int8_tflite, result.int8_model))
+    write_json(metadata, out.metadata)
+    written.append(out.metadata)
+    if c_array:
+        written += write_c_arrays(result.model, metadata, out.c_array)
+    return written
+
+
+def with_thresholds(metadata: ModelMetadata, thresholds, calibration: dict[str, object]) -> ModelMetadata:
+    return dataclasses.replace(metadata, thresholds=thresholds, calibration=calibration)
