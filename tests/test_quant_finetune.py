@@ -85,10 +85,13 @@ def test_cli_quantize_with_finetuning_end_to_end(tiny_corpus, tmp_path, capsys):
         assert count <= 2 ** BITS, f"{name}: {count} distinct values in plain.keras"
 
 
-def test_finetune_without_corpus_or_budget_is_refused(tmp_path, capsys):
+def test_finetune_of_a_model_without_its_training_config_is_refused(tmp_path, capsys):
+    small_embedding_model().save(tmp_path / "m.keras")
     assert main(["quantize", "--model", str(tmp_path / "m.keras"), "--finetune-epochs", "1",
                  "--out", str(tmp_path / "q")]) == 2
-    assert "--corpus" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error:") and "train.yaml is missing" in err and "--train-config" in err
+    assert not (tmp_path / "q").exists()
     with pytest.raises(ConfigError, match="--finetune-epochs: 0"):
         finetune_config(tiny_config(tmp_path), epochs=0)
 

@@ -4,18 +4,39 @@ Writes the LUT-compressed model to flash (``--out``), its plain float twin
 (``*.float.tflite``), the plain int8 twin when calibration data is given
 (``*.int8.tflite``) and the metadata (``*.json``); ``--c-array DIR`` adds
 ``model_data.h/.cc`` and ``model_config.h`` for the firmware.  Every converted
-model is run under the TFLM interpreter and checked against Keras before
-anything is written.
+model is run under the TFLM interpreter and checked against Keras (on real
+fbank crops of ``--corpus`` when given) before anything is written.
 
 Bits per layer come from the quantized model itself (``tfadvq.strip``) when
 it is a tfadvq QAT/PTQ model, else from ``--bits``: one number for every
-Conv2D/DepthwiseConv2D/Dense layer or a JSON file ``{"layer": bits}``.
+quantizable layer or a JSON file ``{"layer": bits}``.  ``--trial-scores``
+calibrates the thresholds from given scores; the recipe's ``calibrate`` stage
+instead calibrates them on the converted model's own TFLM scores.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+
+
+@dataclasses.dataclass
+class ConvertArgs:
+    """What ``tfadvq convert`` was asked (typed; see ``--help``)."""
+
+    model: Path
+    out: Path
+    int8: bool = False
+    frames: int = 200
+    bits: str | None = None
+    corpus: Path | None = None
+    calibration_crops: int = 64
+    trial_scores: Path | None = None
+    target_far: float = 0.01
+    feature_config: Path | None = None
+    model_version: int = 1
+    c_array: Path | None = None
 
 
 def register(subparsers) -> None:
@@ -25,8 +46,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help="saved Keras model (.keras, .h5 or SavedModel dir)")
     parser.add_argument("--out", required=True, type=Path, help="LUT-compressed .tflite to write")
     parser.add_argument("--int8", action="store_true", help="full-integer int8 activations (needs --corpus)")
-    parser.add_argument("--frames", type=int, default=200, help="fixed input frames (default 200 = 2 s)")
-    parser.add_argument("--bits", help="weight bits for all Conv/Dense layers, or a JSON file {layer: bits}")
+    parser.add_argument("--frames", type=int, default=200, help="fixed input frames = scoring window (default 200)")
+    parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
     parser.add_argument("--calibration-crops", type=int, default=64, help="number of calibration crops")
     parser.add_argument("--trial-scores", type=Path,
@@ -37,46 +58,31 @@ def register(subparsers) -> None:
                         help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
     parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR", help="also write firmware C sources into DIR")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=lambda a: run(ConvertArgs(
+        a.model, a.out, a.int8, a.frames, a.bits, a.corpus, a.calibration_crops, a.trial_scores, a.target_far,
+        a.feature_config, a.model_version, a.c_array)))
 
 
-def _load(path: Path):
-    from tfadvq.errors import ConversionError
-    from tfadvq.quant import load_model
-
-    if not path.exists():
-        raise ConversionError(f"{path}: no such model file or directory")
-    try:
-        return load_model(path)
-    except Exception as exc:  # Keras raises many kinds for unreadable models
-        raise ConversionError(f"{path}: cannot load a Keras model ({exc})") from exc
-
-
-def _plain_model_and_bits(model, bits_arg: str | None):
-    """Strip tfadvq quantization wrappers if present; choose bits per layer (``--bits`` wins)."""
-    import tfadvq
-    from converters.lut_compression import uniform_bits
+def _bits(value: str | None):
     from tfadvq.errors import ConversionError
 
-    bits: dict[str, int] = {}
-    if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
-        model, quantized = tfadvq.strip(model)
-        bits = quantized.bits_by_layer()
-    if bits_arg is not None:
-        path = Path(bits_arg)
-        if path.is_file():
-            bits = {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
-        elif bits_arg.isdigit():
-            bits = uniform_bits(model, int(bits_arg))
-        else:
-            raise ConversionError(f"--bits {bits_arg!r}: expected a number 1-8 or a JSON file of {{layer: bits}}")
-    return model, bits
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        try:
+            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ConversionError(f"--bits {path}: expected a JSON object {{layer: bits}} ({exc})") from None
+    if value.isdigit():
+        return int(value)
+    raise ConversionError(f"--bits {value!r}: expected a number 1-8 or a JSON file of {{layer: bits}}")
 
 
 def _thresholds(path: Path | None, target_far: float):
     import numpy as np
 
-    from converters.metadata import calibrate_thresholds
+    from tfadvq import metrics
     from tfadvq.errors import ConversionError
 
     if path is None:
@@ -84,61 +90,42 @@ def _thresholds(path: Path | None, target_far: float):
     try:
         table = np.loadtxt(path, ndmin=2)
     except (OSError, ValueError) as exc:
-        raise ConversionError(f"{path}: cannot read '<label> <score>' lines ({exc})") from exc
+        raise ConversionError(f"{path}: cannot read '<label> <score>' lines ({exc})") from None
     if table.shape[1] != 2:
         raise ConversionError(f"{path}: expected 2 columns '<label 0|1> <score>', got {table.shape[1]}")
-    return calibrate_thresholds(table[:, 1], table[:, 0].astype(int), target_far)
+    return metrics.calibrate(table[:, 1], table[:, 0].astype(int), target_far)
 
 
-def run(args: argparse.Namespace) -> int:
-    convert_files(args)
-    return 0
-
-
-def convert_files(args: argparse.Namespace):
-    """Convert, check under TFLM, write every file and print the summary; returns
-    ``(ConversionResult, ModelMetadata)`` so callers such as ``tfadvq demo`` reuse the figures."""
-    from converters import ModelMetadata, array_representative, convert_model, corpus_crops, write_c_arrays, write_json
+def run(args: ConvertArgs) -> int:
+    """Convert, check under TFLM, write every file and print the summary."""
+    from converters import array_representative, corpus_crops
+    from converters.device_files import convert_saved_model, with_thresholds, write_device_files
+    from tfadvq import rundir
     from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
-    from tfadvq.features import FbankConfig
+    from tfadvq.fbank_config import FbankConfig
     from tfadvq.report import print_table
+    from tfadvq.windows import ScoringConfig
 
     if args.int8 and args.corpus is None:
         raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
     thresholds = _thresholds(args.trial_scores, args.target_far)
     feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
-    model, bits = _plain_model_and_bits(_load(args.model), args.bits)
+    scoring = ScoringConfig(window_frames=args.frames)
     representative = None
     if args.corpus is not None:
         representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops))
-    result = convert_model(model, bits, args.frames, int8=args.int8, representative=representative)
-    if feature.num_mel_bins != result.mels:
-        raise ConversionError(f"feature config has {feature.num_mel_bins} mel bins but the model takes {result.mels}")
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(result.model)
-    written = [args.out, args.out.with_suffix(".float.tflite")]
-    written[1].write_bytes(result.float_model)
-    if result.int8_model is not None:
-        written.append(args.out.with_suffix(".int8.tflite"))
-        written[-1].write_bytes(result.int8_model)
-    metadata = ModelMetadata(
-        model_version=args.model_version,
-        model_sha256=result.sha256,
-        model_bytes=len(result.model),
-        input_frames=result.frames,
-        num_mel_bins=result.mels,
-        embed_dim=result.embed_dim,
-        activations=result.activations,
-        arena_bytes=result.arena_bytes,
-        bits_per_layer=result.bits_per_layer(),
-        feature=feature,
-        thresholds=thresholds,
-    )
-    written.append(args.out.with_suffix(".json"))
-    write_json(metadata, written[-1])
+    result, metadata = convert_saved_model(args.model, scoring, int8=args.int8, representative=representative,
+                                           bits=_bits(args.bits), feature=feature,
+                                           model_version=args.model_version)
+    if thresholds is not None:
+        metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
+                                                          "num_trials": None})
+    out = rundir.DeviceDir.for_file(args.out)
+    written = write_device_files(result, metadata, out, c_array=False)
     if args.c_array is not None:
+        from converters.c_array import write_c_arrays
+
         written += write_c_arrays(result.model, metadata, args.c_array)
 
     print_table(result.layer_rows(), f"Quantized layers of {args.model}")
@@ -150,4 +137,4 @@ def convert_files(args: argparse.Namespace):
     ]
     print_table(checks, "TFLM interpreter checks")
     print_table([{"file": str(p), "bytes": p.stat().st_size} for p in written], "Written")
-    return result, metadata
+    return 0

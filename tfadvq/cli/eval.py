@@ -1,10 +1,11 @@
 """``tfadvq eval --model M --trials T [--corpus DIR | --wav-root R] [--as-norm --cohort C]``.
 
-Embeds every utterance the trials mention (whole utterances), scores them by
-cosine (optionally AS-norm against an imposter cohort) and reports EER and
-minDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1).  Writes scores, a DET plot
-and a summary into ``--out`` and stores the calibrated threshold beside the
-model for ``tfadvq verify``.
+Embeds every utterance the trials mention by the device's scoring schedule
+(windows of ``--frames``, averaged), scores them by cosine (optionally AS-norm
+against an imposter cohort) and reports EER and minDCF (p_target 0.01 and
+0.05, C_miss = C_fa = 1).  Writes scores, a DET plot and a summary into
+``--out`` and stores the calibrated threshold, with the model's hash and the
+trials it came from, beside the model for ``tfadvq verify``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".keras model or its directory")
     parser.add_argument("--trials", type=Path,
                         help="trial list (VoxCeleb '1 enroll test' or Kaldi format); "
-                             "default with --corpus: DIR/trials/test.txt")
+                             "default with --corpus: the corpus's test trials")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", type=Path, help="generated corpus dir (its test part)")
     source.add_argument("--wav-root", type=Path,
@@ -28,8 +29,10 @@ def register(subparsers) -> None:
     parser.add_argument("--cohort", type=Path,
                         help="imposter cohort for --as-norm: a corpus dir (its training part) or a wav tree")
     parser.add_argument("--top-n", type=int, default=300, help="AS-norm: closest cohort entries used")
+    parser.add_argument("--frames", type=int, default=200, help="scoring window in frames (the device's)")
     parser.add_argument("--out", type=Path, help="output dir (default: <model dir>/eval_<trials name>)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=lambda a: run(a.model, a.trials, a.corpus, a.wav_root, a.as_norm, a.cohort,
+                                           a.top_n, a.frames, a.out))
 
 
 def cohort_utterances(path: Path):
@@ -39,28 +42,33 @@ def cohort_utterances(path: Path):
     return load_corpus(path).train if (path / "lists").is_dir() else scan_tree(path)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None = None,
+        wav_root: Path | None = None, as_norm: bool = False, cohort: Path | None = None, top_n: int = 300,
+        frames: int = 200, out: Path | None = None) -> int:
+    from tfadvq import rundir
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import evaluate, load_embedding_model, model_file, store_threshold, write_outputs
+    from tfadvq.evaluation import evaluate, load_embedding_model, store_threshold, write_outputs
     from tfadvq.report import print_table
-    from tfadvq.voxceleb import load_corpus, read_trials, scan_tree
+    from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
+    from tfadvq.windows import ScoringConfig
 
-    if args.as_norm != (args.cohort is not None):
+    if as_norm != (cohort is not None):
         raise ConfigError("--as-norm and --cohort go together: AS-norm needs an imposter cohort")
-    if args.corpus is not None:
-        utterances = load_corpus(args.corpus).test
-        trials_path = args.trials or args.corpus / "trials" / "test.txt"
+    if corpus is not None:
+        utterances = load_corpus(corpus).test
+        trials_path = trials_path or corpus_trials_path(corpus)
     else:
-        if args.trials is None:
+        if trials_path is None:
             raise ConfigError("--trials is required with --wav-root")
-        utterances, trials_path = scan_tree(args.wav_root), args.trials
+        utterances = scan_tree(wav_root)
     trials = read_trials(trials_path)
-    model = load_embedding_model(args.model)
-    cohort = cohort_utterances(args.cohort) if args.cohort else None
-    result = evaluate(model, trials, utterances, cohort, args.top_n)
-    out = args.out or model_file(args.model).parent / f"eval_{trials_path.stem}"
-    files = write_outputs(result, trials, out, title=f"{model_file(args.model)} on {trials_path.name}")
-    threshold_file = store_threshold(args.model, result, trials_path)
-    print_table([{**result.row(), "det": str(files["det.png"]), "scores": str(files["scores.txt"]),
+    run_dir = rundir.TrainDir.of_model(model_path)
+    model = load_embedding_model(model_path)
+    scoring = ScoringConfig(window_frames=frames)
+    result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
+    eval_dir = rundir.EvalDir(out or run_dir.path / f"eval_{trials_path.stem}")
+    write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
+    threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
+    print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
                   "threshold_file": str(threshold_file)}], title="tfadvq eval")
     return 0

@@ -1,13 +1,13 @@
 """``tfadvq train --config X.yaml [--out DIR]``: train an embedding model from a YAML recipe.
 
 Re-running the same command after an interruption resumes from the last
-finished epoch (the backup lives in ``DIR/backup``).
+finished epoch (the backup lives in the run directory); a changed config or a
+finished run is refused unless ``--force``.  With ``data.trials`` in the
+config, the model is evaluated on them afterwards and its threshold stored.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -24,35 +24,44 @@ def register(subparsers) -> None:
     parser.add_argument("--strategy", choices=["none", "mirrored", "multi_worker"],
                         help="override the config's tf.distribute strategy")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
-    parser.set_defaults(func=run)
+    parser.add_argument("--force", action="store_true", help="train again over a finished or other run")
+    parser.set_defaults(func=lambda args: run(args.config, args.out, args.corpus, args.strategy, args.epochs,
+                                              args.force))
 
 
-def run(args: argparse.Namespace) -> int:
-    from tfadvq.training import StrategyName, load_config, packaged_config, train
+def run(config_name: str, out: Path | None, corpus: str | None = None, strategy: str | None = None,
+        epochs: int | None = None, force: bool = False) -> int:
+    import dataclasses
+
+    from tfadvq.errors import ConfigError
     from tfadvq.report import print_table
+    from tfadvq.train_config import DataConfig, StrategyName, resolve_config
+    from tfadvq.training import train
 
-    path = Path(args.config) if Path(args.config).is_file() else packaged_config(args.config)
-    config = load_config(path)
-    if args.corpus:
-        data = dataclasses.replace(config.data, corpus=args.corpus, wav_scp=None, utt2spk=None,
-                                   wav_root=None)
-        config = dataclasses.replace(config, data=data)
-    if args.strategy:
-        config = dataclasses.replace(config, strategy=StrategyName(args.strategy))
-    if args.epochs:
-        config = dataclasses.replace(config, epochs=args.epochs)
-    out = args.out or Path("runs") / path.stem
+    config = resolve_config(config_name)
+    if corpus:
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            DataConfig(corpus=corpus), trials=config.data.trials, trials_wav_root=config.data.trials_wav_root))
+    if strategy:
+        config = dataclasses.replace(config, strategy=StrategyName(strategy))
+    if epochs:
+        config = dataclasses.replace(config, epochs=epochs)
+    out = out or Path("runs") / Path(config_name).stem
     start = time.perf_counter()
-    model_path = train(config, out)
-    history = json.loads((model_path.parent / "history.json").read_text()) \
-        if (model_path.parent / "history.json").is_file() else {}
-    print_table([{
-        "model": config.model,
-        "epochs": config.epochs,
-        "strategy": config.strategy.value,
-        "final_loss": history.get("loss", [float("nan")])[-1],
-        "final_acc": history.get("acc", [float("nan")])[-1],
-        "minutes": (time.perf_counter() - start) / 60,
-        "saved": str(model_path),
-    }], title="tfadvq train")
+    run_dir = train(config, out, force=force)
+    history = run_dir.load_history()
+    rows = [{"model": config.model, "epochs": config.epochs, "strategy": config.strategy.value,
+             "final_loss": history.get("loss", [float("nan")])[-1],
+             "final_acc": history.get("acc", [float("nan")])[-1],
+             "minutes": (time.perf_counter() - start) / 60, "saved": str(run_dir.model)}]
+    print_table(rows, title="tfadvq train")
+    if config.data.trials is not None:
+        from tfadvq.cli.eval import run as evaluate
+
+        data = config.data
+        if data.trials_wav_root is None and data.corpus is None:
+            raise ConfigError("data.trials: also set data.trials_wav_root (where the trial keys live)")
+        return evaluate(run_dir.path, Path(data.trials),
+                        corpus=None if data.trials_wav_root else Path(data.corpus),
+                        wav_root=Path(data.trials_wav_root) if data.trials_wav_root else None)
     return 0

@@ -1,9 +1,10 @@
 """``tfadvq verify --model M --enroll a.wav [b.wav ...] --test c.wav [--threshold t]``.
 
-Enrolls a speaker from one or more recordings (mean of L2-normalised
-embeddings), scores the test recording by cosine and accepts it when the score
-reaches the threshold: ``--threshold`` if given, otherwise the one calibrated
-by ``tfadvq eval`` (or training with trials) and stored beside the model.
+Enrolls a speaker from one or more recordings (mean of unit embeddings, each by
+the device's scoring schedule), scores the test recording by cosine and accepts
+it when the score reaches the threshold: ``--threshold`` if given, otherwise
+the one ``tfadvq eval`` calibrated for this very model (its hash is checked)
+and stored beside it.
 """
 from __future__ import annotations
 
@@ -18,22 +19,33 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".keras model or its directory")
     parser.add_argument("--enroll", required=True, nargs="+", type=Path, help="enrollment recordings")
     parser.add_argument("--test", required=True, type=Path, help="recording to verify")
-    parser.add_argument("--threshold", type=float, help="cosine-score threshold (default: stored)")
-    parser.set_defaults(func=run)
+    parser.add_argument("--threshold", type=float, help="cosine-score threshold in [-1, 1] (default: stored)")
+    parser.add_argument("--frames", type=int, help="scoring window (default: the stored threshold's, else 200)")
+    parser.set_defaults(func=lambda a: run(a.model, a.enroll, a.test, a.threshold, a.frames))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(model_path: Path, enroll: list[Path], test: Path, threshold: float | None = None,
+        frames: int | None = None) -> int:
+    from tfadvq import rundir
+    from tfadvq.config import from_dict
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import load_embedding_model, stored_threshold, verify
+    from tfadvq.evaluation import check_threshold, load_embedding_model, load_threshold, verify
     from tfadvq.report import print_table
+    from tfadvq.windows import ScoringConfig
 
-    threshold, source = args.threshold, "--threshold"
+    run_dir = rundir.TrainDir.of_model(model_path)
+    scoring, source = ScoringConfig(), "--threshold"
     if threshold is None:
-        threshold, source = stored_threshold(args.model), "stored by eval"
-    if threshold is None:
-        raise ConfigError(f"--threshold: none given and none stored beside {args.model}; "
-                          "run `tfadvq eval` on a trial list first or pass --threshold")
-    result = verify(load_embedding_model(args.model), args.enroll, args.test, threshold)
-    print_table([{"enroll": len(args.enroll), "test": str(args.test), **result,
-                  "threshold_from": source}], title="tfadvq verify")
+        stored = load_threshold(run_dir.threshold, run_dir.model)
+        if stored is None:
+            raise ConfigError(f"--threshold: none given and none stored beside {run_dir.model}; "
+                              "run `tfadvq eval` on a trial list first or pass --threshold")
+        threshold, scoring = stored.threshold, from_dict(ScoringConfig, stored.scoring)
+        source = f"stored ({stored.num_trials} trials of {stored.trials})"
+    check_threshold(threshold)
+    if frames is not None:
+        scoring = ScoringConfig(window_frames=frames)
+    result = verify(load_embedding_model(model_path), enroll, test, threshold, scoring)
+    print_table([{"enroll": len(enroll), "test": str(test), **result, "threshold_from": source}],
+                title="tfadvq verify")
     return 0

@@ -8,12 +8,12 @@ fine-tuning, ``outputs`` writes/reads a quantization run's files.  BatchNorm han
 """
 from tfadvq.quant.api import custom_objects, load_model, ptq, quantize, strip, summary
 from tfadvq.quant.codebook_refresh import CodebookRefresh
-from tfadvq.quant.finetune import finetune, finetune_config, finetune_utterances
+from tfadvq.quant.finetune import FinetuneResult, FinetuneSettings, finetune, finetune_config, finetune_run
 from tfadvq.quant.quantizers import KMeansQuantizer, UniformQuantizer
 from tfadvq.quant.records import QuantizedTensor, QuantizedWeights
 from tfadvq.quant.size import SizeReport, model_size
 from tfadvq.quant.spec import BitsSpec, load_spec
 
-__all__ = ["BitsSpec", "CodebookRefresh", "KMeansQuantizer", "QuantizedTensor", "QuantizedWeights",
-           "SizeReport", "UniformQuantizer", "custom_objects", "finetune", "finetune_config",
-           "finetune_utterances", "load_model", "load_spec", "model_size", "ptq", "quantize", "strip", "summary"]
+__all__ = ["BitsSpec", "CodebookRefresh", "FinetuneResult", "FinetuneSettings", "KMeansQuantizer",
+           "QuantizedTensor", "QuantizedWeights", "SizeReport", "UniformQuantizer", "custom_objects",
+           "finetune", "finetune_config", "finetune_run", "load_model", "load_spec", "model_size", "ptq", "quantize", "strip", "summary"]

@@ -10,23 +10,32 @@ trains tfmot-wrapped models), with either objective:
 ``"distill"``  cosine distance to the FP32 teacher's embeddings; needs no labels,
                so any speech works, and no head has to be re-learnt.
 
-Fine-tuning is a short continuation, not a new run: :func:`finetune_config`
-takes the training config, sets the epoch budget, drops the warm-up (the
-network is trained already) and scales the peak learning rate down.
-:func:`finetune_utterances` does both for a list of labelled utterances and
-returns a summary row (``tfadvq quantize`` and ``tfadvq demo`` call it).
+Fine-tuning is a short continuation of the model's own training run, not a
+new recipe: :func:`finetune_config` takes the training config stored with the
+model (:class:`~tfadvq.rundir.TrainDir`), sets the epoch budget, drops the
+warm-up (the network is trained already) and scales the peak learning rate
+down.  :func:`finetune_run` does it all from typed :class:`FinetuneSettings`:
+the data sources of training (corpus, Kaldi lists, a VoxCeleb tree: the
+model's own ``data`` unless others are given), the trained AAM head, and it
+returns the fine-tuned head so the next stage can continue from it, with a
+row recording everything it did (``tfadvq quantize`` and the recipe's
+``finetune`` stage call it).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from tfadvq.compat import keras
+from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
+from tfadvq.objectives import Objective
 from tfadvq.quant.codebook_refresh import CodebookRefresh
-from tfadvq.training import TrainConfig, TrainingData, fit_embedding_model, training_data
+from tfadvq.train_config import DataConfig, TrainConfig
+from tfadvq.training import TrainingData, fit_embedding_model, training_data
 from tfadvq.voxceleb import Utterance
 
 DEFAULT_LR_SCALE = 0.1
@@ -50,7 +59,7 @@ def finetune_config(config: TrainConfig, epochs: int, lr_scale: float = DEFAULT_
 
 
 def finetune(quantized: keras.Model, data: TrainingData, config: TrainConfig, objective: str = "aam", *,
-             teacher: keras.Model | None = None, head_weights: str | os.PathLike | None = None,
+             teacher: keras.Model | None = None, head_weights: Sequence[np.ndarray] | None = None,
              refresh_steps: int = 100, callbacks: Sequence[keras.callbacks.Callback] = (),
              verbose: int | str = "auto") -> keras.callbacks.History:
     """Train the wrapped ``quantized`` model in place, refreshing its k-means codebooks.
@@ -71,21 +80,60 @@ def finetune(quantized: keras.Model, data: TrainingData, config: TrainConfig, ob
                                callbacks=[refresh, *callbacks], verbose=verbose)
 
 
-def finetune_utterances(quantized: keras.Model, utterances: Sequence[Utterance], config: TrainConfig,
-                        epochs: int, objective: str = "aam", *, lr_scale: float = DEFAULT_LR_SCALE,
-                        teacher: keras.Model | None = None,
-                        head_weights: str | os.PathLike | None = None,
-                        refresh_steps: int = 100) -> dict[str, Any]:
-    """Fine-tune ``quantized`` in place on ``utterances`` for ``epochs`` epochs; return a summary row.
+@dataclasses.dataclass
+class FinetuneSettings:
+    """How to fine-tune a quantized model (YAML-able; the rest comes from its training config).
 
-    ``config`` is the *training* config (optimizer, pipeline, head); it is
-    turned into a fine-tune by :func:`finetune_config`.  The row carries the
-    objective, epochs, steps, peak lr and first/last loss.
+    ``data`` replaces the training run's data sources (same forms as
+    :class:`~tfadvq.train_config.DataConfig`); ``steps_per_epoch`` caps an epoch;
+    ``use_trained_head`` starts the AAM head from the trained one.
     """
-    config = finetune_config(config, epochs, lr_scale)
+
+    epochs: int = 1
+    objective: Objective = Objective.AAM
+    lr_scale: float = DEFAULT_LR_SCALE
+    refresh_steps: int = 100
+    steps_per_epoch: int | None = None
+    data: DataConfig | None = None
+    use_trained_head: bool = True
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What a fine-tune did (``row``), the config it followed, and the AAM head it ended with."""
+
+    row: dict[str, Any]
+    config: TrainConfig
+    head_weights: list[np.ndarray] | None
+
+
+def finetune_run(quantized: keras.Model, train_config: TrainConfig, settings: FinetuneSettings, *,
+                 teacher: keras.Model | None = None, head_weights: Sequence[np.ndarray] | None = None,
+                 utterances: Sequence[Utterance] | None = None) -> FinetuneResult:
+    """Fine-tune ``quantized`` in place following ``train_config`` (the model's own) and ``settings``.
+
+    ``head_weights``: the trained AAM head (used when ``settings.use_trained_head``);
+    ``teacher``: the FP32 model for the distillation objective; ``utterances``
+    overrides both data sources (e.g. a list already loaded).
+    """
+    config = finetune_config(train_config, settings.epochs, settings.lr_scale)
+    if settings.data is not None:
+        config = dataclasses.replace(config, data=settings.data)
+    if settings.steps_per_epoch is not None:
+        config = dataclasses.replace(config, steps_per_epoch=settings.steps_per_epoch)
     data = training_data(config, utterances)
-    history = finetune(quantized, data, config, objective, teacher=teacher,
-                       head_weights=head_weights, refresh_steps=refresh_steps)
-    return {"objective": objective, "epochs": epochs, "steps": epochs * data.steps_per_epoch,
-            "peak_lr": config.optimizer.lr, "first_loss": history.history["loss"][0],
-            "last_loss": history.history["loss"][-1]}
+    aam = settings.objective is Objective.AAM
+    if not aam and teacher is None:
+        raise ConfigError("objective distill: the FP32 teacher model is needed")
+    start_head = head_weights if aam and settings.use_trained_head else None
+    history = finetune(quantized, data, config, settings.objective.value,
+                       teacher=None if aam else teacher, head_weights=start_head,
+                       refresh_steps=settings.refresh_steps)
+    row = {"objective": settings.objective.value, "epochs": settings.epochs,
+           "steps": settings.epochs * data.steps_per_epoch, "peak_lr": config.optimizer.lr,
+           "lr_scale": settings.lr_scale, "refresh_steps": settings.refresh_steps,
+           "head": "trained" if start_head is not None else ("new" if aam else "none"),
+           "speakers": len(data.speakers), "data": to_dict(config.data),
+           "first_loss": history.history["loss"][0], "last_loss": history.history["loss"][-1]}
+    head = history.model.head.get_weights() if aam else None
+    return FinetuneResult(row, config, head)

@@ -1,31 +1,23 @@
-"""The files one quantization run leaves in its output directory, written and read back in one place.
+"""A quantization run's files (:class:`tfadvq.rundir.QuantDir`), written and read back in one place.
 
-``model.h5``                the tfmot-wrapped model (reload with :func:`tfadvq.quant.load_model`;
-                            tfmot wrappers reload from ``.h5``, not ``.keras``)
-``plain.keras``             the stripped, centroid-valued plain Keras model (what converters take)
-``quantized_weights.npz``   per-layer tables and indices (:class:`~tfadvq.quant.records.QuantizedWeights`)
-``summary.json``            per-layer rows, size accounting, and whatever the caller adds
-                            (fine-tune row, settings used to decide whether outputs can be reused)
-
-``tfadvq quantize`` and the ``quantize`` stage of ``tfadvq demo`` both write through :func:`save`.
+The tfmot-wrapped model (``.h5``: tfmot wrappers reload from it, not from
+``.keras``), the stripped centroid-valued plain Keras model (what converters
+take), the per-layer tables and indices (:class:`~tfadvq.quant.records.QuantizedWeights`)
+and a summary: per-layer rows, size accounting and whatever the caller adds
+(the source model, settings, the fine-tune row).  ``tfadvq quantize`` and the
+recipe stages both write through :func:`save`.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Any
 
+from tfadvq import rundir
 from tfadvq.compat import keras
 from tfadvq.quant import api
 from tfadvq.quant.records import QuantizedWeights
 from tfadvq.quant.size import SizeReport, model_size
-
-WRAPPED_FILE = "model.h5"
-PLAIN_FILE = "plain.keras"
-WEIGHTS_FILE = "quantized_weights.npz"
-SUMMARY_FILE = "summary.json"
 
 
 @dataclasses.dataclass
@@ -45,23 +37,24 @@ def derive(wrapped: keras.Model) -> QuantizationOutputs:
     return QuantizationOutputs(wrapped, plain, records, api.summary(wrapped), model_size(wrapped))
 
 
-def save(wrapped: keras.Model, out: str | os.PathLike, **extra: Any) -> QuantizationOutputs:
-    """Write the files of the module doc into ``out``; ``extra`` goes into ``summary.json``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def save(wrapped: keras.Model, out: rundir.QuantDir | str | os.PathLike, **extra: Any) -> QuantizationOutputs:
+    """Write the files of the module doc into ``out``; ``extra`` goes into the summary.
+
+    The summary is written last: its presence means the other files are complete.
+    """
+    out = out if isinstance(out, rundir.QuantDir) else rundir.QuantDir(out)
     outputs = derive(wrapped)
-    wrapped.save(out / WRAPPED_FILE)
-    outputs.plain.save(out / PLAIN_FILE)
-    outputs.records.save(out / WEIGHTS_FILE)
-    (out / SUMMARY_FILE).write_text(json.dumps(
-        {"layers": outputs.rows, "size_bytes": outputs.size.size_bytes,
-         "fp32_bytes": outputs.size.fp32_bytes, "compression": outputs.size.compression, **extra},
-        indent=1))
+    rundir.atomic_save_model(wrapped, out.wrapped)
+    rundir.atomic_save_model(outputs.plain, out.plain)
+    rundir.atomic_save_with(out.weights, outputs.records.save)
+    rundir.write_json(out.summary, {"layers": outputs.rows, "size_bytes": outputs.size.size_bytes,
+                                    "fp32_bytes": outputs.size.fp32_bytes,
+                                    "compression": outputs.size.compression, **extra})
     return outputs
 
 
-def load(out: str | os.PathLike) -> tuple[QuantizationOutputs, dict[str, Any]]:
-    """Read back what :func:`save` wrote: the derived outputs and the ``summary.json`` dict."""
-    out = Path(out)
-    outputs = derive(api.load_model(out / WRAPPED_FILE))
-    return outputs, json.loads((out / SUMMARY_FILE).read_text())
+def load(out: rundir.QuantDir | str | os.PathLike) -> tuple[QuantizationOutputs, dict[str, Any]]:
+    """Read back what :func:`save` wrote: the derived outputs and the summary dict."""
+    out = out if isinstance(out, rundir.QuantDir) else rundir.QuantDir(out)
+    outputs = derive(api.load_model(out.wrapped))
+    return outputs, rundir.read_json(out.summary)

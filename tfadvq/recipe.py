@@ -1,0 +1,344 @@
+"""Recipes: a typed YAML list of stages, run in order, reused when nothing they depend on changed.
+
+A recipe (WeSpeaker's "stages you can start and stop at", with typed configs)::
+
+    scoring: {window_frames: 200}          # the device's scoring schedule, shared by all stages
+    plugins: [my_package.my_stages]        # modules that register more stage types (optional)
+    stages:
+      - {type: corpus}
+      - {type: train, config: demo, corpus: corpus}
+      - {type: evaluate, name: evaluate_fp32, model: train, corpus: corpus}
+
+Each entry names a registered stage *type* (:func:`register_stage`) and,
+optionally, a unique *name* (default: the type); the other keys are that
+type's dataclass fields, type-checked by :func:`tfadvq.config.from_dict`.  A
+field that refers to an earlier stage holds its name (``model: train``), so a
+recipe is a small graph whose edges the stages declare (:meth:`Stage.uses`).
+
+Every stage writes into ``WORKDIR/<name>`` and ends with a record
+(:data:`tfadvq.rundir.RECORD`: type, config, fingerprint, inputs, outputs,
+metrics, seconds).  A stage's *fingerprint* hashes its type, its config, what
+it declares it also depends on (:meth:`Stage.fingerprint`) and the output
+digests of the stages it uses; a stage whose fingerprint equals its record's
+is reused, otherwise it re-runs -- and so, through their fingerprints, does
+every stage that uses it.  ``from_stage`` forces a re-run from that stage on;
+``to_stage`` stops after it.  A stage that changed since its last attempt
+starts in a clean directory; one interrupted with the same fingerprint keeps
+its directory, so training resumes where it stopped.
+
+Adding a stage type needs no CLI edit: decorate a dataclass with
+``@register_stage("name")`` in any module (listed under ``plugins`` for
+``tfadvq run``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import yaml
+
+from tfadvq import rundir
+from tfadvq.config import from_dict, to_dict
+from tfadvq.errors import ConfigError
+from tfadvq.windows import ScoringConfig
+
+S = TypeVar("S")
+
+
+class Stage(Protocol):
+    """What a stage type provides (a dataclass registered with :func:`register_stage`)."""
+
+    type_name: ClassVar[str]
+
+    def uses(self) -> dict[str, str]:
+        """``{field: stage name}`` of the earlier stages this one reads."""
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        """What else the result depends on (resolved configs, digests of external files)."""
+
+    def run(self, ctx: StageContext) -> StageResult:
+        """Do the work into ``ctx.out``; return outputs and metrics."""
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_stage(type_name: str) -> Callable[[type[S]], type[S]]:
+    """Class decorator: register a stage dataclass under ``type_name`` (see module doc)."""
+
+    def register(cls: type[S]) -> type[S]:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"stage {type_name!r}: {cls.__name__} must be a dataclass")
+        for method in ("run",):
+            if not callable(getattr(cls, method, None)):
+                raise TypeError(f"stage {type_name!r}: {cls.__name__} has no {method}()")
+        cls.type_name = type_name
+        _REGISTRY[type_name] = cls
+        return cls
+
+    return register
+
+
+def stage_types() -> dict[str, type]:
+    """Every registered stage type (the packaged ones are imported first)."""
+    import tfadvq.stages  # noqa: F401  (registers the packaged stage types)
+
+    return dict(_REGISTRY)
+
+
+class StageBase:
+    """Defaults for :class:`Stage` methods; stage dataclasses may inherit them."""
+
+    type_name: ClassVar[str] = ""
+
+    def uses(self) -> dict[str, str]:
+        return {}
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return {}
+
+
+@dataclasses.dataclass
+class StageResult:
+    """What a stage returns: named output paths, metrics for the record and summary, a one-line result."""
+
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    summary: str = ""
+
+
+@dataclasses.dataclass
+class StageEntry:
+    """One parsed recipe entry."""
+
+    name: str
+    stage: Any  # an instance of a registered stage dataclass
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A parsed recipe: the shared scoring schedule, plugins, and the stages in order."""
+
+    stages: list[StageEntry]
+    scoring: ScoringConfig = dataclasses.field(default_factory=ScoringConfig)
+    plugins: list[str] = dataclasses.field(default_factory=list)
+    source: str = ""
+
+    def index(self, name: str) -> int:
+        for i, entry in enumerate(self.stages):
+            if entry.name == name:
+                return i
+        raise ConfigError(f"recipe {self.source}: no stage named {name!r}; stages: "
+                          f"{[e.name for e in self.stages]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scoring": to_dict(self.scoring), "plugins": list(self.plugins),
+                "stages": [{"type": e.stage.type_name, "name": e.name, **to_dict(e.stage)}
+                           for e in self.stages]}
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+    """Build a :class:`Recipe` from plain data; every mistake is a ConfigError naming the entry."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'stages', got {type(data).__name__}")
+    unknown = sorted(set(data) - {"stages", "scoring", "plugins"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; accepted: ['plugins', 'scoring', 'stages']")
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{source}: plugins must be a list of module names")
+    for module in plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"{source}: plugin module {module!r} cannot be imported ({exc})") from None
+    types = stage_types()
+    scoring = from_dict(ScoringConfig, data.get("scoring"), where=f"{source}: scoring")
+    raw = data.get("stages")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: 'stages' must be a non-empty list")
+    entries: list[StageEntry] = []
+    for i, item in enumerate(raw):
+        where = f"{source}: stages[{i}]"
+        if not isinstance(item, dict) or "type" not in item:
+            raise ConfigError(f"{where}: each stage is a mapping with a 'type'; types: {sorted(types)}")
+        fields = dict(item)
+        type_name = fields.pop("type")
+        if type_name not in types:
+            raise ConfigError(f"{where}: unknown stage type {type_name!r}; registered: {sorted(types)}")
+        name = fields.pop("name", type_name)
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{where}: name {name!r} must be a plain directory name")
+        if any(e.name == name for e in entries):
+            raise ConfigError(f"{where}: a stage named {name!r} comes earlier; give this one another name")
+        stage = from_dict(types[type_name], fields, where=f"{where} ({name})")
+        for field, ref in _uses(stage).items():
+            if not any(e.name == ref for e in entries):
+                raise ConfigError(f"{where} ({name}).{field}: {ref!r} is not an earlier stage; earlier: "
+                                  f"{[e.name for e in entries]}")
+        entries.append(StageEntry(name, stage))
+    return Recipe(entries, scoring, list(plugins), source)
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A recipe YAML file, or the name of a packaged one (``demo``)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        packaged = Path(__file__).parent / "recipes" / f"{path.stem}.yaml"
+        if not packaged.is_file() or path.suffix not in ("", ".yaml", ".yml") or len(path.parts) > 1:
+            known = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
+            raise ConfigError(f"recipe {name_or_path}: not a file and not a packaged recipe; packaged: {known}")
+        path = packaged
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
+    return parse_recipe(data, str(path))
+
+
+def _uses(stage: Any) -> dict[str, str]:
+    uses = getattr(stage, "uses", None)
+    return {k: v for k, v in (uses() if uses else {}).items() if v is not None}
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclasses.dataclass
+class StageContext:
+    """What a running stage sees: its directory, the recipe, earlier stages' records, a cache."""
+
+    workdir: Path
+    name: str
+    recipe: Recipe
+    records: dict[str, dict[str, Any]]
+    cache: dict[str, Any]
+
+    @property
+    def out(self) -> Path:
+        return self.workdir / self.name
+
+    @property
+    def scoring(self) -> ScoringConfig:
+        return self.recipe.scoring
+
+    def output(self, stage: str, key: str) -> Path:
+        """Output ``key`` of the earlier stage ``stage`` (from its record)."""
+        record = self.records.get(stage)
+        if record is None:
+            raise ConfigError(f"stage {self.name}: stage {stage!r} has not run")
+        outputs = record.get("outputs", {})
+        if key not in outputs:
+            raise ConfigError(f"stage {self.name}: stage {stage!r} ({record.get('type')}) has no output "
+                              f"{key!r}; it has {sorted(outputs)}")
+        return Path(outputs[key])
+
+    def record(self, stage: str) -> dict[str, Any]:
+        return self.records[stage]
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """Objects worth sharing between stages of one process (a loaded corpus, a model)."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+
+def stage_fingerprint(entry: StageEntry, ctx: StageContext) -> str:
+    upstream = {field: ctx.records[ref]["digest"] for field, ref in _uses(entry.stage).items()}
+    extra = entry.stage.fingerprint(ctx) if hasattr(entry.stage, "fingerprint") else {}
+    payload = {"type": entry.stage.type_name, "config": to_dict(entry.stage), "scoring": to_dict(ctx.scoring),
+               "upstream": upstream, "extra": extra}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _valid_record(run: rundir.RunDir, fingerprint: str) -> dict[str, Any] | None:
+    if not run.record.is_file():
+        return None
+    try:
+        record = rundir.read_json(run.record)
+    except ConfigError:
+        return None
+    if record.get("fingerprint") != fingerprint:
+        return None
+    if not all(Path(p).exists() for p in record.get("outputs", {}).values()):
+        return None
+    return record
+
+
+def _output_digest(outputs: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(outputs):
+        digest.update(f"{key}\0{rundir.tree_digest(outputs[key])}\0".encode())
+    return digest.hexdigest()
+
+
+def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = None,
+               to_stage: str | None = None, on_stage: Callable[[str], None] | None = None
+               ) -> list[dict[str, Any]]:
+    """Run ``recipe`` in ``workdir`` (module doc); return one summary row per stage."""
+    workdir = Path(workdir)
+    first = recipe.index(from_stage) if from_stage else 0
+    last = recipe.index(to_stage) if to_stage else len(recipe.stages) - 1
+    if first > last:
+        raise ConfigError(f"--from {from_stage} comes after --to {to_stage}")
+    rows: list[dict[str, Any]] = []
+    records: dict[str, dict[str, Any]] = {}
+    cache: dict[str, Any] = {}
+    with rundir.locked(workdir):
+        rundir.write_json(workdir / "recipe.json", recipe.to_dict())
+        for i, entry in enumerate(recipe.stages[:last + 1]):
+            ctx = StageContext(workdir, entry.name, recipe, records, cache)
+            run = rundir.RunDir(ctx.out)
+            fingerprint = stage_fingerprint(entry, ctx)
+            forced = from_stage is not None and i >= first
+            record = None if forced else _valid_record(run, fingerprint)
+            if record is None and i < first:
+                raise ConfigError(f"--from {from_stage}: the earlier stage {entry.name!r} has no up-to-date "
+                                  "result; run from it (or without --from)")
+            reused = record is not None
+            if not reused:
+                if on_stage:
+                    on_stage(entry.name)
+                record = _run_stage(entry, ctx, run, fingerprint)
+            records[entry.name] = record
+            rows.append({"stage": entry.name, "type": entry.stage.type_name,
+                         "seconds": round(record["seconds"], 1), "reused": reused,
+                         "result": record.get("summary", "")})
+    return rows
+
+
+def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerprint: str) -> dict[str, Any]:
+    attempt = rundir.read_json(run.attempt) if run.attempt.is_file() else {}
+    if run.path.exists() and attempt.get("fingerprint") != fingerprint:
+        shutil.rmtree(run.path)  # left by another config: never mix two runs' files
+    run.path.mkdir(parents=True, exist_ok=True)
+    if run.record.exists():
+        run.record.unlink()  # a record means "finished": not while re-running
+    rundir.write_json(run.attempt, {"fingerprint": fingerprint})
+    start = time.perf_counter()
+    result = entry.stage.run(ctx)
+    record = {"stage": entry.name, "type": entry.stage.type_name, "config": to_dict(entry.stage),
+              "fingerprint": fingerprint, "inputs": {f: r for f, r in _uses(entry.stage).items()},
+              "outputs": {k: str(v) for k, v in result.outputs.items()}, "metrics": result.metrics,
+              "summary": result.summary, "seconds": time.perf_counter() - start,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record["digest"] = _output_digest(record["outputs"])
+    rundir.write_json(run.record, record)
+    return record
+
+
+def override(recipe: Recipe, name: str, **values: Any) -> Recipe:
+    """A copy of ``recipe`` with fields of stage ``name`` replaced (type-checked again)."""
+    i = recipe.index(name)
+    entry = recipe.stages[i]
+    fields = {**to_dict(entry.stage), **{k: v for k, v in values.items() if v is not None}}
+    stage = from_dict(type(entry.stage), fields, where=f"{recipe.source}: stage {name}")
+    stages: Sequence[StageEntry] = [*recipe.stages[:i], StageEntry(name, stage), *recipe.stages[i + 1:]]
+    return dataclasses.replace(recipe, stages=list(stages))

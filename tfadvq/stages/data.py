@@ -1,0 +1,54 @@
+"""Stages that provide and check data: the generated corpus (or an existing one)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfadvq import rundir
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+
+
+def corpus_digest(path: Path) -> str:
+    """What a corpus's use depends on: its lists, trials and manifest (not every audio file)."""
+    parts = [rundir.tree_digest(path / part) for part in ("lists", "trials", "corpus.json")
+             if (path / part).exists()]
+    return "".join(parts)
+
+
+@register_stage("corpus")
+@dataclasses.dataclass
+class CorpusStage(StageBase):
+    """The generated speaker corpus (``tfadvq data synth``), or an existing corpus at ``path``.
+
+    Sizes left null take the generator's defaults (the embedded default corpus).
+    """
+
+    path: str | None = None
+    speakers: int | None = None
+    test_speakers: int | None = None
+    utts: int | None = None
+    seed: int = 0
+    workers: int | None = None
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return {"external": corpus_digest(Path(self.path))} if self.path else {}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.corpus.synth import SynthConfig, synthesize_corpus
+        from tfadvq.voxceleb import load_corpus
+
+        if self.path is not None:
+            directory = Path(self.path)
+        else:
+            directory = rundir.CorpusRun(ctx.out).corpus
+            sizes = {k: v for k, v in (("speakers", self.speakers), ("test_speakers", self.test_speakers),
+                                       ("utts", self.utts)) if v is not None}
+            synthesize_corpus(directory, SynthConfig(seed=self.seed, **sizes), workers=self.workers)
+        corpus = ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
+        speakers = len({u.speaker for u in corpus.train})
+        return StageResult(
+            outputs={"corpus": str(directory)},
+            metrics={"train_speakers": speakers, "train_utterances": len(corpus.train),
+                     "test_utterances": len(corpus.test), "trials": len(corpus.trials)},
+            summary=f"{speakers} train speakers, {len(corpus.train)} utts; {len(corpus.trials)} test trials")

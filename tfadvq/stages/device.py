@@ -1,0 +1,173 @@
+"""Device stages: convert to a LUT ``.tflite``, calibrate its threshold on what TFLM computes, verify on it.
+
+The threshold shipped to the firmware is calibrated on the scores the
+converted model gives under the TFLite-Micro interpreter, through the one
+scoring schedule (:mod:`tfadvq.windows`), on the trials of ``calibrate``; the
+Keras model's scores of the same trials are computed too, so the record shows
+how far the device is from Keras (``device_scoring_max_abs_diff``) and the EER
+of each.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfadvq import rundir
+from tfadvq.errors import ConfigError
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+from tfadvq.stages.modelling import (
+    TrialSource,
+    claim_outcome,
+    corpus_of,
+    describe_claim,
+    evaluate_to,
+    keras_model_path,
+    load_keras_model,
+)
+
+
+def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
+    """``(flatbuffer, .tflite path, metadata)`` of an earlier convert/calibrate stage."""
+    from converters.metadata import read_json
+
+    outputs = ctx.record(stage)["outputs"]
+    if "tflite" not in outputs:
+        raise ConfigError(f"stage {ctx.name}: {stage!r} produced no .tflite (use a convert stage)")
+    path = Path(outputs["tflite"])
+    return path.read_bytes(), path, read_json(outputs["metadata"])
+
+
+@register_stage("convert")
+@dataclasses.dataclass
+class ConvertStage(StageBase):
+    """LUT-compressed ``.tflite`` for the recipe's scoring window, checked against Keras under TFLM.
+
+    ``calibration`` (a corpus stage) provides real fbank crops: int8
+    calibration and the parity checks' inputs.
+    """
+
+    model: str = "finetune"
+    int8: bool = False
+    calibration: str | None = None
+    calibration_crops: int = 64
+    model_version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.int8 and self.calibration is None:
+            raise ConfigError("convert: int8 needs calibration (a corpus stage) for its activation ranges")
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("calibration", self.calibration)) if v}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from converters.device_files import convert_saved_model, write_device_files
+        from converters.keras_to_tflite import array_representative, corpus_crops
+
+        outputs = ctx.record(self.model)["outputs"]
+        if "wrapped" not in outputs:
+            raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
+        representative = None
+        if self.calibration is not None:
+            crops = corpus_crops(ctx.output(self.calibration, "corpus"), ctx.scoring.window_frames,
+                                 self.calibration_crops)
+            representative = array_representative(crops)
+        result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.int8,
+                                               representative=representative, model_version=self.model_version)
+        out = rundir.DeviceDir(ctx.out)
+        write_device_files(result, metadata, out)
+        produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": outputs["plain"]}
+        return StageResult(
+            outputs=produced,
+            metrics={"tflite_bytes": len(result.model), "ideal_bytes": result.ideal_bytes,
+                     "float_bytes": len(result.float_model), "arena_bytes": result.arena_bytes,
+                     "activations": result.activations, "keras_min_cosine": result.keras_parity.min_cosine},
+            summary=f"{out.tflite}: {len(result.model)} bytes (ideal {result.ideal_bytes}, float "
+                    f"{len(result.float_model)}), arena {result.arena_bytes} bytes, {result.activations} "
+                    f"activations; TFLM vs Keras min cosine {result.keras_parity.min_cosine:.6f}")
+
+
+@register_stage("calibrate")
+@dataclasses.dataclass
+class CalibrateStage(StageBase):
+    """Thresholds from the converted model's own TFLM scores; metadata and firmware C sources with them."""
+
+    model: str = "convert"
+    corpus: str | None = None
+    trials: str | None = None
+    wav_root: str | None = None
+    target_far: float = 0.01
+
+    def __post_init__(self) -> None:
+        TrialSource(self.corpus, self.trials, self.wav_root).check("calibrate")
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return TrialSource(self.corpus, self.trials, self.wav_root).digest()
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from converters.c_array import write_c_arrays
+        from converters.device_files import with_thresholds
+        from converters.metadata import write_json
+        from tfadvq import metrics
+        from tfadvq.evaluation import evaluate
+        from tfadvq.scoring import keras_embedder, tflm_embedder
+
+        model, tflite_path, metadata = _device_model(ctx, self.model)
+        source = TrialSource(self.corpus, self.trials, self.wav_root)
+        device, trials_path = evaluate_to(ctx, tflm_embedder(model), source, f"{self.model} (TFLM), trials")
+        keras = load_keras_model(ctx, keras_model_path(ctx, self.model))
+        trials, utterances, _ = source.load(ctx)
+        reference = evaluate(keras_embedder(keras), trials, utterances, ctx.scoring)
+        thresholds = metrics.calibrate(device.scores, device.labels, self.target_far)
+        keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
+        device_far, _ = metrics.rates_at(device.scores, device.labels, thresholds.low_far_threshold)
+        diff = float(np.max(np.abs(device.scores - reference.scores)))
+        calibration = {"embedder": "tflm", "trials": str(trials_path), "num_trials": int(device.labels.size),
+                       "device_eer": device.eer, "keras_eer": reference.eer,
+                       "device_scoring_max_abs_diff": diff}
+        metadata = with_thresholds(metadata, thresholds, calibration)
+        out = rundir.DeviceDir(ctx.out)
+        rundir.atomic_write(out.tflite, model)
+        write_json(metadata, out.metadata)
+        write_c_arrays(model, metadata, out.c_array)
+        decisions_differ = int(np.sum((device.scores >= thresholds.eer_threshold)
+                                      != (reference.scores >= keras_thresholds.eer_threshold)))
+        return StageResult(
+            outputs={"tflite": str(out.tflite), "metadata": str(out.metadata), "c_array": str(out.c_array),
+                     "plain": str(keras_model_path(ctx, self.model)), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
+            metrics={**calibration, "eer_threshold": thresholds.eer_threshold,
+                     "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": device_far,
+                     "decisions_differ_at_eer": decisions_differ},
+            summary=f"TFLM EER {device.eer:.2f} % (Keras {reference.eer:.2f} %) on {device.labels.size} trials; "
+                    f"threshold {thresholds.eer_threshold:.3f} at EER; max |TFLM - Keras score| {diff:.2e}; "
+                    f"C sources in {out.c_array}")
+
+
+@register_stage("device_verify")
+@dataclasses.dataclass
+class DeviceVerifyStage(StageBase):
+    """The verification example under the TFLM interpreter, at the calibrated (device) threshold."""
+
+    model: str = "calibrate"
+    corpus: str = "corpus"
+
+    def uses(self) -> dict[str, str]:
+        return {"model": self.model, "corpus": self.corpus}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.scoring import tflm_embedder
+
+        model, _, metadata = _device_model(ctx, self.model)
+        if metadata.thresholds is None:
+            raise ConfigError(f"stage {ctx.name}: {self.model!r} has no calibrated thresholds "
+                              "(use a calibrate stage)")
+        outcome = claim_outcome(tflm_embedder(model), corpus_of(ctx, self.corpus),
+                                metadata.thresholds.eer_threshold, ctx.scoring)
+        path = rundir.write_json(rundir.DeviceDir(ctx.out).verification, outcome)
+        return StageResult(outputs={"verification": str(path)}, metrics=outcome,
+                           summary="TFLM, " + describe_claim(outcome))

@@ -1,0 +1,232 @@
+"""Stages of the FP32 model: train it, evaluate it on trials (and keep its threshold), verify a claim."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfadvq import rundir
+from tfadvq.config import to_dict
+from tfadvq.errors import ConfigError, DataError
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
+
+
+def keras_model_path(ctx: StageContext, stage: str) -> Path:
+    """The Keras embedding model an earlier stage produced (a quantized one's plain twin first)."""
+    outputs = ctx.record(stage)["outputs"]
+    for key in ("plain", "model"):
+        if key in outputs:
+            return Path(outputs[key])
+    raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
+
+
+def load_keras_model(ctx: StageContext, path: Path):
+    from tfadvq.evaluation import load_embedding_model
+
+    return ctx.cached(f"model:{path}:{rundir.file_sha256(path)}", lambda: load_embedding_model(path))
+
+
+def corpus_of(ctx: StageContext, stage: str):
+    from tfadvq.voxceleb import load_corpus
+
+    directory = ctx.output(stage, "corpus")
+    return ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
+
+
+@dataclasses.dataclass
+class TrialSource:
+    """Trials to score: a corpus stage's test trials, or a trial list with the wav tree its keys are in."""
+
+    corpus: str | None = None
+    trials: str | None = None
+    wav_root: str | None = None
+
+    def check(self, where: str) -> None:
+        if (self.corpus is None) == (self.trials is None):
+            raise ConfigError(f"{where}: give either corpus (a corpus stage) or trials + wav_root")
+        if self.trials is not None and self.wav_root is None:
+            raise ConfigError(f"{where}: trials needs wav_root (where the trial keys live)")
+
+    def load(self, ctx: StageContext):
+        """``(trials, utterances, trials path)``."""
+        from tfadvq.voxceleb import corpus_trials_path, read_trials, scan_tree
+
+        if self.corpus is not None:
+            corpus = corpus_of(ctx, self.corpus)
+            return corpus.trials, corpus.test, corpus_trials_path(ctx.output(self.corpus, "corpus"))
+        return read_trials(self.trials), scan_tree(self.wav_root), Path(self.trials)
+
+    def digest(self) -> dict[str, Any]:
+        return {"trials": rundir.file_sha256(self.trials)} if self.trials else {}
+
+
+@register_stage("train")
+@dataclasses.dataclass
+class TrainStage(StageBase):
+    """Train an embedding model from a training YAML (or packaged name); ``corpus`` replaces its data."""
+
+    config: str = "demo"
+    corpus: str | None = None
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    strategy: StrategyName | None = None
+
+    def uses(self) -> dict[str, str]:
+        return {"corpus": self.corpus} if self.corpus else {}
+
+    def resolved(self, ctx: StageContext) -> TrainConfig:
+        from tfadvq.train_config import DataConfig
+
+        config = resolve_config(self.config)
+        if self.corpus is not None:
+            config = dataclasses.replace(config, data=DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))))
+        changes = {k: v for k, v in (("epochs", self.epochs), ("steps_per_epoch", self.steps_per_epoch),
+                                     ("strategy", self.strategy)) if v is not None}
+        config = dataclasses.replace(config, **changes)
+        if self.batch_size is not None:
+            config = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline,
+                                                                              batch_size=self.batch_size))
+        return config
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return {"train_config": to_dict(self.resolved(ctx))}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.training import train
+
+        config = self.resolved(ctx)
+        run = rundir.TrainDir(ctx.out)
+        finished = run.model.is_file() and not run.backup.exists() and run.config.is_file()
+        if not finished:  # else: trained already, only the record was missing (killed right after)
+            train(config, run.path)
+        history = run.load_history()
+        last = {k: v[-1] for k, v in history.items() if v}
+        return StageResult(
+            outputs={"model": str(run.model), "train_dir": str(run.path)},
+            metrics={"final_" + k: v for k, v in last.items()},
+            summary=f"{config.model}, {config.epochs} epochs, final loss {last.get('loss', float('nan')):.3f}")
+
+
+def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
+                top_n: int = 300):
+    """Evaluate ``embed`` on ``source``'s trials into ``ctx.out`` (scores, DET, summary); the result."""
+    from tfadvq.evaluation import evaluate, write_outputs
+
+    trials, utterances, trials_path = source.load(ctx)
+    cohort_utts = corpus_of(ctx, cohort).train if cohort else None
+    result = evaluate(embed, trials, utterances, ctx.scoring, cohort_utts, top_n)
+    write_outputs(result, trials, rundir.EvalDir(ctx.out), title=title)
+    return result, trials_path
+
+
+@register_stage("evaluate")
+@dataclasses.dataclass
+class EvaluateStage(StageBase):
+    """EER/minDCF of a model on trials through the device's scoring schedule; DET plot; threshold.
+
+    ``model`` is any earlier stage that produced a Keras model (train,
+    quantize, finetune) or a ``.tflite`` (convert, calibrate), which is then
+    run under the TFLM interpreter.  ``cohort`` (a corpus stage) adds AS-norm.
+    """
+
+    model: str = "train"
+    corpus: str | None = None
+    trials: str | None = None
+    wav_root: str | None = None
+    cohort: str | None = None
+    top_n: int = 300
+
+    def __post_init__(self) -> None:
+        self.source.check("evaluate")
+
+    @property
+    def source(self) -> TrialSource:
+        return TrialSource(self.corpus, self.trials, self.wav_root)
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus), ("cohort", self.cohort)) if v}
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return self.source.digest()
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.evaluation import store_threshold
+        from tfadvq.scoring import keras_embedder, tflm_embedder
+
+        outputs = ctx.record(self.model)["outputs"]
+        if "tflite" in outputs:
+            model_path = Path(outputs["tflite"])
+            embed, kind = tflm_embedder(model_path.read_bytes()), "tflm"
+        else:
+            model_path = keras_model_path(ctx, self.model)
+            embed, kind = keras_embedder(load_keras_model(ctx, model_path)), "keras"
+        result, trials_path = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials",
+                                          self.cohort, self.top_n)
+        out = rundir.EvalDir(ctx.out)
+        store_threshold(out.threshold, result, trials_path, model_path, ctx.scoring, embedder=kind)
+        return StageResult(
+            outputs={"scores": str(out.trial_scores), "threshold": str(out.threshold), "det": str(out.det),
+                     "model": str(model_path)},
+            metrics={**result.row(), "embedder": kind},
+            summary=f"EER {result.eer:.2f} %, minDCF(0.01) {result.min_dcf[0.01]:.3f}, "
+                    f"minDCF(0.05) {result.min_dcf[0.05]:.3f} ({kind}); DET {out.det}")
+
+
+def example_claim(corpus) -> tuple[str, list[Path], Path, Path]:
+    """A verification example from a corpus's test part: claimed speaker, enrollment recordings,
+    a genuine and an impostor test recording."""
+    by_speaker: dict[str, list] = {}
+    for u in corpus.test:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    speakers = [s for s, utts in by_speaker.items() if len(utts) >= 3]
+    if len(by_speaker) < 2 or not speakers:
+        raise DataError("verify example: the test part needs 2 speakers, one with >= 3 utterances")
+    claimed = speakers[0]
+    own, other = by_speaker[claimed], next(u for s, u in by_speaker.items() if s != claimed)
+    return claimed, [Path(u.path) for u in own[:2]], Path(own[2].path), Path(other[0].path)
+
+
+def claim_outcome(embed, corpus, threshold: float, scoring) -> dict[str, Any]:
+    """Run the example claim of ``corpus`` with ``embed``; scores and decisions of both tests."""
+    from tfadvq.evaluation import verify
+
+    claimed, enroll, genuine, impostor = example_claim(corpus)
+    results = [verify(embed, enroll, test, threshold, scoring) for test in (genuine, impostor)]
+    return {"speaker": claimed, "enroll": [str(p) for p in enroll], "genuine": str(genuine),
+            "impostor": str(impostor), "scores": [r["score"] for r in results],
+            "decisions": [r["decision"] for r in results], "threshold": threshold}
+
+
+def describe_claim(outcome: dict[str, Any]) -> str:
+    s, d = outcome["scores"], outcome["decisions"]
+    return (f"speaker {outcome['speaker']}: genuine score {s[0]:.3f} -> {d[0]}, impostor {s[1]:.3f} -> "
+            f"{d[1]} (threshold {outcome['threshold']:.3f})")
+
+
+@register_stage("verify")
+@dataclasses.dataclass
+class VerifyStage(StageBase):
+    """A genuine and an impostor claim from the corpus's test speakers, at an evaluate stage's threshold."""
+
+    model: str = "train"
+    threshold: str = "evaluate"
+    corpus: str = "corpus"
+
+    def uses(self) -> dict[str, str]:
+        return {"model": self.model, "threshold": self.threshold, "corpus": self.corpus}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.evaluation import load_threshold
+        from tfadvq.scoring import keras_embedder
+
+        model_path = keras_model_path(ctx, self.model)
+        stored = load_threshold(ctx.output(self.threshold, "threshold"), model_path)
+        if stored is None:
+            raise ConfigError(f"stage {ctx.name}: stage {self.threshold!r} stored no threshold")
+        embed = keras_embedder(load_keras_model(ctx, model_path))
+        outcome = claim_outcome(embed, corpus_of(ctx, self.corpus), stored.threshold, ctx.scoring)
+        path = rundir.write_json(rundir.EvalDir(ctx.out).verification, outcome)
+        return StageResult(outputs={"verification": str(path)}, metrics=outcome,
+                           summary=describe_claim(outcome))

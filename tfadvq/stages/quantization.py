@@ -1,0 +1,149 @@
+"""KMQAT stages: post-training quantization, then quantization-aware fine-tuning.
+
+Both write a :class:`~tfadvq.rundir.QuantDir` and hand on the lineage the next
+stage needs: the FP32 source model (the distillation teacher), the training
+config the model was trained with (a fine-tune follows it) and the AAM head
+(the trained one, then each fine-tune's own).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfadvq import rundir
+from tfadvq.config import load_yaml, to_dict
+from tfadvq.errors import ConfigError
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.train_config import DataConfig, TrainConfig
+
+
+def quantize_summary(label: str, outputs, tuned: dict[str, Any] | None) -> str:
+    size = outputs.size
+    tuning = (f"fine-tune {tuned['steps']} steps, final loss {tuned['last_loss']:.3f}; " if tuned else "")
+    return (f"{label}: {tuning}{size.size_bytes / 1024:.1f} KiB vs {size.fp32_bytes / 1024:.1f} KiB FP32 "
+            f"({size.compression:.2f}x)")
+
+
+@register_stage("quantize")
+@dataclasses.dataclass
+class QuantizeStage(StageBase):
+    """KMQAT post-training quantization: per-layer k-means codebooks fitted to the trained weights.
+
+    ``bits`` for every supported layer, or ``bits_per_layer`` (a YAML bits spec
+    file: default / classes / layers).
+    """
+
+    model: str = "train"
+    bits: int = 4
+    bits_per_layer: str | None = None
+    per_channel: bool = False
+    activation_bits: int | None = None
+
+    def uses(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return {"bits_spec": rundir.file_sha256(self.bits_per_layer)} if self.bits_per_layer else {}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.quant import api, load_spec, outputs
+
+        source = keras_model_path(ctx, self.model)
+        train_dir = ctx.record(self.model)["outputs"].get("train_dir", str(source.parent))
+        bits = load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
+        wrapped = api.ptq(load_keras_model(ctx, source), bits, per_channel=self.per_channel,
+                          activation_bits=self.activation_bits)
+        out = rundir.QuantDir(ctx.out)
+        saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self))
+        ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
+        return StageResult(
+            outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
+                     "train_dir": train_dir},
+            metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
+                     "compression": saved.size.compression},
+            summary=quantize_summary(f"KMQAT {self.bits_per_layer or f'{self.bits}-bit'} PTQ", saved, None))
+
+
+@register_stage("finetune")
+@dataclasses.dataclass
+class FinetuneStage(StageBase):
+    """Quantization-aware fine-tuning of a quantized model, following the model's own training config.
+
+    ``corpus`` (a corpus stage) or ``data`` replace the training run's data
+    sources; by default it fine-tunes on what the model was trained on.  The
+    AAM head starts from the trained one (``use_trained_head``).
+    """
+
+    model: str = "quantize"
+    epochs: int = 1
+    objective: str = "aam"
+    lr_scale: float = 0.1
+    refresh_steps: int = 100
+    steps_per_epoch: int | None = None
+    corpus: str | None = None
+    data: DataConfig | None = None
+    use_trained_head: bool = True
+
+    def __post_init__(self) -> None:
+        from tfadvq.objectives import parse_objective
+
+        parse_objective(self.objective)
+        if self.corpus is not None and self.data is not None:
+            raise ConfigError("finetune: give corpus or data, not both")
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
+
+    def lineage(self, ctx: StageContext) -> tuple[Path, Path, Path | None]:
+        """``(source FP32 model, training config file, AAM head file or None)`` of the model."""
+        outputs = ctx.record(self.model)["outputs"]
+        if "wrapped" not in outputs:
+            raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model "
+                              "(use a quantize or finetune stage)")
+        if "train_config" in outputs:  # an earlier fine-tune: continue from its config and head
+            return Path(outputs["source_model"]), Path(outputs["train_config"]), Path(outputs["head"]) \
+                if outputs.get("head") else None
+        train = rundir.TrainDir(outputs["train_dir"])
+        if not train.config.is_file():
+            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
+                              "tfadvq, so give the fine-tune its data and use the distill objective")
+        return Path(outputs["source_model"]), train.config, train.head if train.head.is_file() else None
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        _, config, head = self.lineage(ctx)
+        return {"train_config": rundir.file_sha256(config),
+                "head": rundir.file_sha256(head) if head else None}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.config import dump_yaml
+        from tfadvq.objectives import Objective
+        from tfadvq.quant import api, outputs
+        from tfadvq.quant.finetune import FinetuneSettings, finetune_run
+
+        source, config_file, head_file = self.lineage(ctx)
+        train_config = load_yaml(TrainConfig, config_file)
+        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
+                                    self.steps_per_epoch, data, self.use_trained_head)
+        wrapped_path = ctx.output(self.model, "wrapped")
+        wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or api.load_model(wrapped_path)
+        head = rundir.TrainDir(head_file.parent).load_head() if head_file else None
+        teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
+        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
+                              utterances=utterances)
+        out = rundir.QuantDir(ctx.out)
+        saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self),
+                             finetune=result.row)
+        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
+        produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
+                    "train_config": str(out.train_config)}
+        if result.head_weights is not None:
+            rundir.TrainDir(out.path).save_head(result.head_weights)
+            produced["head"] = str(out.head)
+        ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
+        return StageResult(outputs=produced, metrics={"finetune": result.row,
+                                                      "size_bytes": saved.size.size_bytes},
+                           summary=quantize_summary("KMQAT fine-tuned", saved, result.row))
