@@ -1,20 +1,23 @@
-"""``tfadvq demo`` end to end on the tiny corpus: train -> KMQAT 4-bit -> LUT .tflite -> TFLM.
+"""``tfadvq demo`` (the packaged recipe) end to end on the tiny corpus: train -> KMQAT 4-bit ->
+LUT .tflite -> thresholds calibrated on TFLM scores -> a claim verified under TFLM.
 
-The model is barely trained (one epoch of one step), so only what holds for
-any model is asserted: every stage ran and wrote its files, the quantized
-model's EER and the device scores are finite, the converted model really is
-4-bit LUT-compressed, and the TFLM interpreter reproduces the Keras
-embeddings of the quantized model.
+The model is barely trained (one epoch of one step), so what is asserted holds
+for any model: every stage ran and recorded itself, the quantized model really
+is 4-bit LUT-compressed, the shipped thresholds are the EER point of the
+converted model's own TFLM scores (recomputed here from the scores file),
+TFLM reproduces the Keras scores, and a re-run reuses every stage.
 """
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
+
+ARGS = ["--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1", "--finetune-epochs", "1",
+        "--finetune-steps", "1", "--frames", "100"]
 
 
 @pytest.fixture(scope="module")
@@ -22,48 +25,67 @@ def demo_run(tiny_corpus, tmp_path_factory):
     from tfadvq.cli import main
 
     workdir = tmp_path_factory.mktemp("demo")
-    rc = main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), "--epochs", "1",
-               "--batch-size", "16", "--steps-per-epoch", "1", "--finetune-epochs", "1",
-               "--frames", "100"])
+    rc = main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), *ARGS])
     return rc, workdir
 
 
-def test_demo_quantizes_with_finetune_and_reports_eer(demo_run):
+def _record(workdir, stage):
+    return json.loads((workdir / stage / "record.json").read_text())
+
+
+def test_demo_runs_every_stage_and_records_it(demo_run):
     rc, workdir = demo_run
     assert rc == 0
-    quant = workdir / "quant"
-    for name in ("model.h5", "plain.keras", "quantized_weights.npz"):
-        assert (quant / name).is_file()
-    summary = json.loads((quant / "summary.json").read_text())
-    assert summary["settings"]["bits"] == 4
-    assert summary["finetune"]["objective"] == "aam" and summary["finetune"]["steps"] == 1
-    assert math.isfinite(summary["finetune"]["last_loss"])
-    assert summary["compression"] > 1
+    stages = ["corpus", "train", "evaluate", "verify", "quantize", "finetune", "evaluate_quantized",
+              "convert", "calibrate", "device_verify"]
+    for stage in stages:
+        record = _record(workdir, stage)
+        assert record["stage"] == stage and record["seconds"] >= 0 and len(record["fingerprint"]) == 64
+        assert all(__import__("pathlib").Path(p).exists() for p in record["outputs"].values())
+    finetune = _record(workdir, "finetune")
+    assert finetune["metrics"]["finetune"]["head"] == "trained"  # started from the trained AAM head
+    assert finetune["metrics"]["finetune"]["steps"] == 1
+    summary = json.loads((workdir / "finetune" / "summary.json").read_text())
+    assert summary["settings"]["epochs"] == 1 and summary["source_model"].endswith("model.keras")
     assert all(row["bits"] == 4 for row in summary["layers"] if isinstance(row["bits"], int))
-    evaluation = json.loads((workdir / "quant_eval" / "summary.json").read_text())
-    assert 0 <= evaluation["eer"] <= 100
-    assert (workdir / "det_fp32_vs_quant.png").stat().st_size > 0
 
 
-def test_demo_converts_to_a_4bit_lut_tflite_with_metadata(demo_run):
+def test_demo_ships_thresholds_calibrated_on_tflm_scores(demo_run):
     from converters.metadata import read_json
+    from tfadvq.metrics import compute_eer
 
     _, workdir = demo_run
-    tflite = workdir / "tflite" / "model.tflite"
-    metadata = read_json(tflite.with_suffix(".json"))
-    assert metadata.model_bytes == tflite.stat().st_size
-    assert metadata.bits_per_layer and set(metadata.bits_per_layer.values()) == {4}
-    assert metadata.activations == "float32" and metadata.arena_bytes > 0
-    assert metadata.input_frames == 100
-    assert tflite.stat().st_size < tflite.with_suffix(".float.tflite").stat().st_size
-    assert math.isfinite(metadata.thresholds.eer)
-    assert (workdir / "tflite" / "c_array" / "model_data.cc").is_file()
+    metadata = read_json(workdir / "calibrate" / "model.json")
+    assert metadata.input_frames == 100 == metadata.scoring.window_frames
+    assert set(metadata.bits_per_layer.values()) == {4} and metadata.activations == "float32"
+    table = np.loadtxt(workdir / "calibrate" / "trial_scores.txt", ndmin=2)
+    eer, threshold = compute_eer(table[:, 1], table[:, 0])
+    assert metadata.thresholds.eer_threshold == pytest.approx(threshold, abs=1e-6)
+    assert metadata.thresholds.eer_rate == pytest.approx(eer)
+    assert metadata.calibration["embedder"] == "tflm" and metadata.calibration["num_trials"] == len(table)
+    assert metadata.calibration["device_scoring_max_abs_diff"] < 1e-3  # TFLM scores = Keras scores
+    header = (workdir / "calibrate" / "c_array" / "model_config.h").read_text()
+    assert f"#define TFADVQ_THRESHOLD_EER {metadata.thresholds.eer_threshold!r}f" in header
+    assert "#define TFADVQ_SCORING_HOP_FRAMES 100" in header
+    tflite = workdir / "calibrate" / "model.tflite"
+    assert tflite.stat().st_size == metadata.model_bytes < (workdir / "convert" / "model.float.tflite").stat().st_size
 
 
 def test_demo_verifies_a_speaker_under_tflm(demo_run):
     _, workdir = demo_run
-    outcome = json.loads((workdir / "device_verify.json").read_text())
-    assert outcome["tflm_keras_cosine"] >= 0.999
+    outcome = json.loads((workdir / "device_verify" / "device_verify.json").read_text())
+    keras = json.loads((workdir / "verify" / "verify.json").read_text())
     scores = np.asarray(outcome["scores"])
     assert scores.shape == (2,) and np.isfinite(scores).all() and (np.abs(scores) <= 1 + 1e-6).all()
     assert outcome["decisions"] == ["accept" if s >= outcome["threshold"] else "reject" for s in scores]
+    assert outcome["speaker"] == keras["speaker"] and outcome["genuine"] == keras["genuine"]
+
+
+def test_demo_rerun_reuses_every_stage(demo_run, tiny_corpus, capsys):
+    from tfadvq.cli import main
+
+    _, workdir = demo_run
+    before = {p: p.stat().st_mtime_ns for p in workdir.glob("*/record.json")}
+    assert main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), *ARGS]) == 0
+    assert "== stage" not in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in workdir.glob("*/record.json")} == before

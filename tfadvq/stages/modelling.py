@@ -109,6 +109,33 @@ class TrainStage(StageBase):
             summary=f"{config.model}, {config.epochs} epochs, final loss {last.get('loss', float('nan')):.3f}")
 
 
+@register_stage("model")
+@dataclasses.dataclass
+class ModelStage(StageBase):
+    """A model you bring: a saved Keras embedding model (a ``.keras`` file or a ``tfadvq train`` directory).
+
+    Its training config and AAM head are used by a later fine-tune when they
+    lie beside it (a tfadvq train directory); otherwise fine-tune it with the
+    distillation objective and give the fine-tune its data.
+    """
+
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("model: give path (a .keras file or a train directory)")
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        return {"model": rundir.file_sha256(rundir.TrainDir.of_model(self.path).model)}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        run = rundir.TrainDir.of_model(self.path)
+        model = load_keras_model(ctx, run.model)
+        return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path)},
+                           metrics={"params": int(model.count_params())},
+                           summary=f"{run.model}: {model.name}, {model.count_params()} parameters")
+
+
 def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
                 top_n: int = 300):
     """Evaluate ``embed`` on ``source``'s trials into ``ctx.out`` (scores, DET, summary); the result."""
