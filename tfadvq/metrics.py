@@ -132,3 +132,22 @@ def rates_at(scores, labels, threshold: float) -> tuple[float, float]:
     scores, labels = _validate(scores, labels)
     accept = scores >= threshold
     return float(accept[~labels].mean()), float((~accept[labels]).mean())
+
+
+def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the EER (fractions), trials resampled with replacement.
+
+    Resampling trials ignores that trials share speakers, so the interval is
+    on the narrow side; it still tells a reader whether two systems' EERs on
+    the same trials differ by more than the trial list's noise.
+    """
+    scores, labels = _validate(scores, labels)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        pick = rng.integers(0, scores.size, scores.size)
+        if labels[pick].all() or not labels[pick].any():
+            continue
+        values.append(compute_eer(scores[pick], labels[pick])[0])
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)

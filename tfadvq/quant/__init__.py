@@ -2,18 +2,38 @@
 
 ``kmeans1d`` fits codebooks, ``quantizers`` says *how* a weight is quantized,
 ``registry`` *what* is quantized per layer class, ``spec`` resolves bits per
-layer, ``api`` wraps/strips models, ``size`` accounts bits, ``plots`` draws
-codebooks over weight histograms, ``finetune`` runs quantization-aware
-fine-tuning, ``outputs`` writes/reads a quantization run's files.  BatchNorm handling: see :mod:`tfadvq.quant.api`.
+layer, ``cost`` says what a tensor costs in bytes, ``api`` wraps/strips
+models, ``size`` accounts bits, ``plots`` draws codebooks over weight
+histograms, ``finetune`` runs quantization-aware fine-tuning, ``outputs``
+writes/reads a quantization run's files.  BatchNorm handling: see
+:mod:`tfadvq.quant.api`.  Names are imported on first use, so the TF-free
+modules (``cost``) load without TensorFlow.
 """
-from tfadvq.quant.api import custom_objects, load_model, ptq, quantize, strip, summary
-from tfadvq.quant.codebook_refresh import CodebookRefresh
-from tfadvq.quant.finetune import FinetuneResult, FinetuneSettings, finetune, finetune_config, finetune_run
-from tfadvq.quant.quantizers import KMeansQuantizer, UniformQuantizer
-from tfadvq.quant.records import QuantizedTensor, QuantizedWeights
-from tfadvq.quant.size import SizeReport, model_size
-from tfadvq.quant.spec import BitsSpec, load_spec
+from __future__ import annotations
 
-__all__ = ["BitsSpec", "CodebookRefresh", "FinetuneResult", "FinetuneSettings", "KMeansQuantizer",
-           "QuantizedTensor", "QuantizedWeights", "SizeReport", "UniformQuantizer", "custom_objects",
-           "finetune", "finetune_config", "finetune_run", "load_model", "load_spec", "model_size", "ptq", "quantize", "strip", "summary"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "custom_objects": "api", "load_model": "api", "ptq": "api", "quantize": "api", "strip": "api",
+    "summary": "api", "CodebookRefresh": "codebook_refresh", "FinetuneResult": "finetune",
+    "FinetuneSettings": "finetune", "finetune": "finetune", "finetune_config": "finetune",
+    "finetune_run": "finetune", "KMeansQuantizer": "quantizers", "UniformQuantizer": "quantizers",
+    "QuantizedTensor": "records", "QuantizedWeights": "records", "SizeReport": "size",
+    "model_size": "size", "BitsSpec": "spec", "load_spec": "spec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfadvq.quant' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
