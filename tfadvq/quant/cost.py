@@ -1,0 +1,101 @@
+"""Bytes a quantized weight tensor costs in the flashed .tflite: the one cost model (numpy only).
+
+Used by :func:`tfadvq.quant.size.model_size`, by the converter's planned and
+ideal bytes (``converters.lut_compression``) and by anything that budgets
+size from shapes alone (no Keras model needed).  It counts what the converter
+really writes, measured on tflite_micro's compressor (nightly) and the TFLM
+interpreter:
+
+**1-7 bits: LUT (TFLM DECODE).**
+
+* ``data``: the indices, ``b``-bit fields packed back to back over the whole
+  tensor (MSB first), the last byte zero-padded: ``ceil(n·b / 8)``.
+* ``tables``: the ancillary tensor, a 16-byte DECODE header followed by one
+  value table per channel (or one for the tensor), each padded to the longest
+  table (``table_len``; 2^b whenever a channel uses all its entries, which
+  k-means does), values in the tensor's dtype: 4 bytes float32, 1 byte int8.
+* ``overhead``: flatbuffer structure the DECODE adds (operator, decoded and
+  ancillary tensors, buffers, 16-byte alignment), measured:
+  :data:`LUT_OVERHEAD_BYTES`; float tensors with per-channel tables also carry
+  quantization parameters with one 4-byte unit scale per channel
+  (:data:`FLOAT_TAG_BYTES` + 4·C: TFLM takes the channel count of a
+  per-channel DECODE from them).
+
+**8 bits: int8, not LUT** (TFLM's LUT indices are 1-7 bits wide).  Under int8
+activations the weight is the int8 model's own per-channel int8 tensor (``n``
+bytes; its scales belong to any int8 model).  Under float activations it is
+stored as symmetric per-channel int8 (``n`` bytes) with a float scale per
+channel (``tables``: 4 bytes each), expanded at run time by DEQUANTIZE and a
+broadcast MUL (``overhead``: :data:`INT8_OVERHEAD_BYTES`).  That is not exact
+8-bit k-means: 256 arbitrary centroids per channel are rounded onto a
+255-level grid (TFLM has no 8-bit LUT and its DEQUANTIZE is per tensor only).
+
+The converter never stores a quantized weight as float32; :func:`plain_bytes`
+is the size of the tensor it replaces.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+MAX_LUT_BITS = 7  # widest TFLM DECODE LUT index
+DCM_BYTES = 16  # DECODE common metadata header at the start of every ancillary tensor
+ITEMSIZE = {"float32": 4, "int8": 1}
+# Flatbuffer structure, measured on whole converted models (the demo TinyResNet,
+# ResNet34, small Conv1D/LSTM/GRU models) as (file growth - data - tables) per tensor;
+# single tensors scatter by about +-60 bytes around these (16-byte buffer alignment,
+# one-off operator codes), which is under 2 % of any tensor worth compressing.
+LUT_OVERHEAD_BYTES = 48  # DECODE operator, decoded + ancillary tensors, one buffer (tidied: unnamed)
+FLOAT_TAG_BYTES = 100  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
+INT8_OVERHEAD_BYTES = 250  # 8-bit float form: DEQUANTIZE + MUL, two float tensors, the scale tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCost:
+    """Bytes of one stored weight tensor: ``data`` + ``tables`` + ``overhead``."""
+
+    data: int  # packed indices (LUT) or int8 values
+    tables: int  # DECODE header + value tables (LUT), or float scales (8-bit, float activations)
+    overhead: int  # flatbuffer structure and quantization parameters the storage adds
+
+    @property
+    def total(self) -> int:
+        return self.data + self.tables + self.overhead
+
+
+def _check(shape: Sequence[int], bits: int, axis: int | None, dtype: str) -> None:
+    if dtype not in ITEMSIZE:
+        raise ValueError(f"dtype {dtype!r}: accepted {sorted(ITEMSIZE)}")
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits {bits!r}: accepted 1..8")
+    if axis is not None and not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis {axis} is out of range for shape {tuple(shape)}")
+
+
+def tensor_cost(shape: Sequence[int], bits: int, *, axis: int | None = 0, dtype: str = "float32",
+                table_len: int | None = None) -> TensorCost:
+    """What a ``bits``-bit weight of TFLite ``shape`` costs (see module doc).
+
+    ``axis``: the output-channel axis of per-channel value tables, or None for
+    one table per tensor.  ``dtype``: the tensor's value type in the model,
+    ``"float32"`` (float activations) or ``"int8"``.  ``table_len``: entries per
+    table as written (the longest table; default the full 2^b).
+    """
+    _check(shape, bits, axis, dtype)
+    n = math.prod(shape)
+    channels = 1 if axis is None else int(shape[axis])
+    itemsize = ITEMSIZE[dtype]
+    if bits > MAX_LUT_BITS:
+        if dtype == "int8":
+            return TensorCost(n, 0, 0)
+        return TensorCost(n, 4 * channels, INT8_OVERHEAD_BYTES)
+    entries = 2**bits if table_len is None else int(table_len)
+    tags = FLOAT_TAG_BYTES + 4 * channels if dtype == "float32" and axis is not None else 0
+    return TensorCost(math.ceil(n * bits / 8), DCM_BYTES + channels * entries * itemsize,
+                      LUT_OVERHEAD_BYTES + tags)
+
+
+def plain_bytes(shape: Sequence[int], dtype: str = "float32") -> int:
+    """Bytes of the uncompressed tensor (``n`` values of ``dtype``)."""
+    return math.prod(shape) * ITEMSIZE[dtype]
