@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConversionError
+from tfadvq.quant import registry
 
 RepresentativeData = Callable[[], Iterable[np.ndarray]]
 
@@ -70,12 +71,31 @@ def to_float_tflite(model: keras.Model, frames: int) -> bytes:
     return _run_converter(_converter(model, frames), model)
 
 
+def int8_refusals(model: keras.Model) -> list[str]:
+    """Why ``model`` cannot get int8 activations, one line per offending layer (empty: it can).
+
+    Read from the support table (:attr:`tfadvq.quant.registry.LayerRule.int8_refusal`),
+    quantized or not: a GRU crashes the TFLite converter's int8 calibration
+    (segfault), which must be refused before the converter runs.
+    """
+    reasons = []
+    for layer in model.submodules:
+        rule = registry.rule_for(layer) if isinstance(layer, keras.layers.Layer) else None
+        if rule is not None and rule.int8_refusal:
+            reasons.append(f"layer {layer.name!r}: {rule.int8_refusal}")
+    return reasons
+
+
 def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
     """Full-integer int8 .tflite (float input/output) calibrated on ``representative``.
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
-    ``[1, frames, mels]``.
+    ``[1, frames, mels]``.  Models with layers the converter cannot quantize
+    (:func:`int8_refusals`) raise ConversionError.
     """
+    refused = int8_refusals(model)
+    if refused:
+        raise ConversionError(f"model {model.name!r} cannot have int8 activations: " + "; ".join(refused))
     mels = feature_dim(model)
 
     def calibration() -> Iterable[list[np.ndarray]]:

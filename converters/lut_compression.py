@@ -1,133 +1,121 @@
-"""Store quantized layers' weights as b-bit indices plus value tables (TFLM LUT).
+"""Store quantized layers' weights as b-bit LUT indices plus value tables (TFLM DECODE), or int8.
 
 A k-means-quantized layer has at most 2^b distinct weights per output channel
 even after the TFLite converter folds BatchNorm into it (folding scales each
 output channel by one factor) and after int8 quantization (rounding can merge
 values, never split them).  TFLM's LUT compression (DECODE operator) stores
-such a tensor as packed indices and one value table per channel.
+such a tensor as packed indices and one value table per channel.  Which Keras
+layers convert, to which operator, and how their weights are laid out there
+comes from the one support table, :data:`tfadvq.quant.registry.RULES`; what
+each stored tensor costs comes from :mod:`tfadvq.quant.cost`.
 
 What is where:
 
-* :func:`find_weight_tensors` maps each quantized Keras layer to its TFLite
-  weight tensor.  The converter renames constants (``arith.constant12``), so the
-  match is by operator kind and shape and is then *proved* by the weights
-  themselves: the TFLite tensor must be constant on every group of weights that
-  share a centroid in the Keras kernel, channel by channel.
-* :func:`compression_spec` writes the spec for tflite_micro's compressor:
-  ``PerChannel(axis=<quantized dimension>)`` always.  ``PerTensor`` on int8
-  weights quantized per channel decodes to wrong values in TFLM without any
-  error (measured); per-channel tables are what BN folding needs anyway.
+* :func:`find_weight_tensors` maps each quantized Keras weight to its TFLite
+  tensor(s) (an LSTM kernel becomes four gate tensors; a GRU's weights sit in
+  a WHILE body subgraph).  The converter renames constants, so the match is by
+  operator, input slot and shape and is then *proved* by the weights
+  themselves: the TFLite tensor must be constant on every group of weights
+  that share a centroid in the Keras kernel, channel by channel.
+* :func:`compression_spec`: ``PerChannel(axis=<channel axis>)`` for float
+  weights and per-channel int8 weights; ``PerTensor`` only for int8 weights
+  the converter quantized per tensor (LSTM).  ``PerTensor`` on per-channel
+  int8 weights, or ``PerChannel`` on per-tensor ones, decodes to wrong values
+  in TFLM without any error (measured).
 * :func:`compress` runs the compressor.  TFLM's per-channel DECODE takes the
   channel count from the tensor's quantization parameters; float weights have
   none and then every channel silently decodes through the first table
   (measured with this nightly).  Float weights are therefore tagged with unit
-  per-channel quantization parameters on the LUT axis first; the float kernels
-  ignore them (checked in tests: the tagged, uncompressed model gives identical
-  outputs).
-
-TFLM LUT indices are 1-7 bits wide; 8-bit layers stay plain tensors.
+  scales on the LUT axis first (one zero point suffices); the float kernels
+  ignore them.  The compressor's output is then tidied: it leaves the
+  original quantization parameters on the packed-index tensor (model_editor
+  keeps them when set to None) and names the decoded and ancillary tensors
+  after the weight; neither is read by TFLM, both cost flash.
+* :func:`store_int8` gives 8-bit layers (TFLM LUT indices are 1-7 bits) under
+  float activations a real 8-bit form: symmetric per-channel int8 values,
+  expanded at run time by DEQUANTIZE (per tensor, unit scale: TFLM's
+  DEQUANTIZE ignores per-channel scales, measured) and a broadcast MUL by the
+  float per-channel scales.  This rounds the 256 k-means centroids of a
+  channel onto a 255-level grid: 8-bit layers are not exact, and the parity
+  check against Keras covers them.  Under int8 activations the int8 model's
+  own weights already are 8-bit.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.compression.compress import compress as tflm_compress
 from tflite_micro.tensorflow.lite.micro.compression import model_editor, spec
+from tflite_micro.tensorflow.lite.micro.compression.compress import compress as tflm_compress
 from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
+from tfadvq.quant import cost, registry
 
-MAX_LUT_BITS = 7  # TFLM's DECODE LUT index width limit
 MAX_BITS = 8  # wider than this is not a quantized layer
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where a Keras layer's kernel goes in TFLite and how it is laid out there."""
-
-    op: str
-    kernel: Callable[[keras.layers.Layer], np.ndarray]
-    to_tflite: Callable[[np.ndarray], np.ndarray]
-    axis: int  # output-channel axis of the TFLite weight tensor
-
-
-# Order matters: DepthwiseConv2D subclasses Conv2D in Keras 2.
-_LAYOUTS: tuple[tuple[type, _Layout], ...] = (
-    (
-        keras.layers.DepthwiseConv2D,
-        _Layout(
-            "DEPTHWISE_CONV_2D",
-            lambda layer: layer.depthwise_kernel.numpy(),
-            lambda k: k.reshape(1, k.shape[0], k.shape[1], -1),  # [kh,kw,in,m] -> [1,kh,kw,in*m]
-            axis=3,
-        ),
-    ),
-    (
-        keras.layers.Conv2D,
-        _Layout(
-            "CONV_2D",
-            lambda layer: layer.kernel.numpy(),
-            lambda k: np.transpose(k, (3, 0, 1, 2)),  # [kh,kw,in,out] -> [out,kh,kw,in]
-            axis=0,
-        ),
-    ),
-    (
-        keras.layers.Dense,
-        _Layout("FULLY_CONNECTED", lambda layer: layer.kernel.numpy(), np.transpose, axis=0),
-    ),
-)
-SUPPORTED_LAYERS = tuple(cls.__name__ for cls, _ in _LAYOUTS)
+_DECODE = "TFLM_DECODE"
 
 
 @dataclass(frozen=True)
 class WeightTensor:
-    """One quantized Keras layer's weight tensor inside a .tflite model."""
+    """One TFLite tensor holding (part of) a quantized Keras weight."""
 
     layer: str
+    weight: str  # Keras weight attribute, with the part (e.g. LSTM gate) when split: "cell.kernel[input_gate]"
     bits: int
     op: str
-    tensor: int  # index in subgraph 0
-    axis: int  # channel axis of the value tables
+    subgraph: int
+    tensor: int  # index in ``subgraph``
+    axis: int | None  # channel axis of the value tables; None: one table (per-tensor int8)
     shape: tuple[int, ...]
-    dtype: str  # "float32" or "int8"
-    max_distinct: int  # most distinct values in any channel of the TFLite tensor
+    dtype: str  # "float32" or "int8", as the converter wrote it
+    max_distinct: int  # most distinct values in any table's slice of the TFLite tensor
 
     @property
     def lut(self) -> bool:
-        """True when TFLM can store this tensor as LUT indices (1-7 bits)."""
-        return self.bits <= MAX_LUT_BITS
+        """True when TFLM stores this tensor as LUT indices (1-7 bits)."""
+        return self.bits <= cost.MAX_LUT_BITS
 
     @property
     def channels(self) -> int:
-        return self.shape[self.axis]
+        return 1 if self.axis is None else self.shape[self.axis]
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def ideal_bytes(self) -> int:
-        """Packed indices plus per-channel tables of 2^b values; plain bytes if not LUT."""
-        itemsize = np.dtype(self.dtype).itemsize
-        if not self.lut:
-            return self.size * itemsize
-        return int(-(-self.size * self.bits // 8) + self.channels * (2**self.bits) * itemsize)
+    def plain_bytes(self) -> int:
+        """Bytes of this tensor as the TFLite converter wrote it."""
+        return cost.plain_bytes(self.shape, self.dtype)
+
+    def cost(self) -> cost.TensorCost:
+        """What the stored form costs (the compressor pads tables to the longest one: ``max_distinct``)."""
+        table_len = self.max_distinct if self.lut else None
+        return cost.tensor_cost(self.shape, self.bits, axis=self.axis, dtype=self.dtype, table_len=table_len)
+
+    def storage(self) -> str:
+        if self.lut:
+            return "LUT per tensor" if self.axis is None else f"LUT axis {self.axis}"
+        return "int8 (model's own)" if self.dtype == "int8" else "int8 + DEQUANTIZE/MUL"
 
 
-def _layout(layer: keras.layers.Layer) -> _Layout:
-    for cls, layout in _LAYOUTS:
-        if isinstance(layer, cls):
-            return layout
-    raise ConversionError(
-        f"layer {layer.name!r} ({type(layer).__name__}) is marked quantized but cannot be "
-        f"LUT-compressed; supported layers: {', '.join(SUPPORTED_LAYERS)}"
-    )
+def _rule(layer: keras.layers.Layer) -> registry.LayerRule:
+    rule = registry.rule_for(layer)
+    if rule is None:
+        raise ConversionError(
+            f"layer {layer.name!r} ({type(layer).__name__}) is marked quantized but cannot be "
+            f"converted; supported classes: {', '.join(registry.supported_class_names())}"
+        )
+    return rule
 
 
 def _all_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
@@ -144,7 +132,7 @@ def quantized_layers(
     if not bits_per_layer:
         raise ConversionError(
             f"model {model.name!r} is not quantized: bits_per_layer is empty; pass "
-            "{layer_name: bits} for its quantized Conv2D/DepthwiseConv2D/Dense layers"
+            f"{{layer_name: bits}} for its quantized layers ({', '.join(registry.supported_class_names())})"
         )
     layers = _all_layers(model)
     chosen = []
@@ -153,9 +141,16 @@ def quantized_layers(
             raise ConversionError(f"bits_per_layer names layer {name!r}, which model {model.name!r} lacks")
         if not (isinstance(bits, (int, np.integer)) and 1 <= bits <= MAX_BITS):
             raise ConversionError(f"layer {name!r}: bits must be an integer 1-{MAX_BITS}, got {bits!r}")
-        _layout(layers[name])
+        _rule(layers[name])
         chosen.append((layers[name], int(bits)))
     return chosen
+
+
+def _rows(array: np.ndarray, axis: int | None) -> np.ndarray:
+    """``array`` as ``[channels, n]`` along ``axis`` (one row for None)."""
+    if axis is None:
+        return array.reshape(1, -1)
+    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
 
 
 def _channel_groups(array: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,16 +160,16 @@ def _channel_groups(array: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarra
     ``[C, n-1]`` (True where the sorted value differs from its predecessor), so
     groups of equal values are contiguous runs along ``order``.
     """
-    rows = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+    rows = _rows(array, axis)
     order = np.argsort(rows, axis=1, kind="stable")
     ordered = np.take_along_axis(rows, order, axis=1)
     return order, ordered[:, 1:] != ordered[:, :-1]
 
 
-def distinct_per_channel(array: np.ndarray, axis: int) -> np.ndarray:
-    """Number of distinct values in each slice of ``array`` along ``axis``."""
-    _, starts = _channel_groups(array, axis)
-    return 1 + starts.sum(axis=1)
+def distinct_per_channel(array: np.ndarray, axis: int | None) -> np.ndarray:
+    """Number of distinct values in each slice of ``array`` along ``axis`` (None: the whole tensor)."""
+    ordered = np.sort(_rows(array, axis), axis=1)
+    return 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(axis=1)
 
 
 def _constant_on_groups(candidate: np.ndarray, groups: tuple[np.ndarray, np.ndarray], axis: int) -> bool:
@@ -183,75 +178,77 @@ def _constant_on_groups(candidate: np.ndarray, groups: tuple[np.ndarray, np.ndar
     ``groups`` is :func:`_channel_groups` of the Keras kernel (in TFLite layout).
     """
     order, starts = groups
-    rows = np.moveaxis(candidate, axis, 0).reshape(candidate.shape[axis], -1)
-    ordered = np.take_along_axis(rows, order, axis=1)
+    ordered = np.take_along_axis(_rows(candidate, axis), order, axis=1)
     return bool(np.all((ordered[:, 1:] == ordered[:, :-1]) | starts))
 
 
-def _weight_candidates(subgraph: model_editor.Subgraph, op_name: str, shape: tuple[int, ...]):
-    """(operator, constant weight tensor) pairs of ``op_name`` whose weights have ``shape``."""
-    for operator in subgraph.operators:
-        if operator.opcode_name != op_name or len(operator.inputs) < 2:
-            continue
-        weights = operator.inputs[1]
-        if weights is not None and weights.buffer is not None and weights.shape == shape:
-            yield operator, weights
+def _weight_candidates(
+    model: model_editor.Model, op_name: str, slot: int, shape: tuple[int, ...]
+) -> Iterator[tuple[int, model_editor.Operator, model_editor.Tensor]]:
+    """(subgraph, operator, constant tensor) for every ``op_name`` reading a ``shape`` constant at ``slot``."""
+    for index, subgraph in enumerate(model.subgraphs):
+        for operator in subgraph.operators:
+            if operator.opcode_name != op_name or len(operator.inputs) <= slot:
+                continue
+            weights = operator.inputs[slot]
+            if weights is not None and weights.buffer is not None and weights.buffer.data and weights.shape == shape:
+                yield index, operator, weights
 
 
-def _lut_axis(tensor: model_editor.Tensor, layer: str, expected: int) -> int:
-    """The value-table axis: the quantized dimension for int8, the output channels for float."""
+def _lut_axis(tensor: model_editor.Tensor, what: str, layout: registry.TfliteLayout) -> int | None:
+    """The value-table axis: the layout's channel axis for float, the quantized dimension for int8."""
     if tensor.dtype == schema.TensorType.FLOAT32:
-        return expected
+        return layout.axis
     quant = tensor.quantization
-    if quant is None or np.size(quant.scales) < 2:
-        raise ConversionError(
-            f"layer {layer!r}: its int8 weights are quantized per tensor; LUT compression needs "
-            "per-channel quantized weights (the TFLite converter's default for Conv2D/Dense)"
-        )
-    return int(quant.axis or 0)
+    if quant is not None and np.size(quant.scales) > 1:
+        return int(quant.axis or 0)
+    if layout.int8_per_tensor:
+        return None
+    raise ConversionError(
+        f"{what}: its int8 weights are quantized per tensor; LUT compression of this layer "
+        "needs per-channel quantized weights (the TFLite converter's default for conv/dense)"
+    )
 
 
-def _match_layer(
-    subgraph: model_editor.Subgraph, layer: keras.layers.Layer, bits: int, taken: set[int]
+def _match_part(
+    model: model_editor.Model, layer: keras.layers.Layer, label: str, kernel: np.ndarray, slot: int,
+    layout: registry.TfliteLayout, bits: int, taken: set[tuple[int, int]],
 ) -> WeightTensor:
-    layout = _layout(layer)
-    kernel = layout.to_tflite(layout.kernel(layer))
+    what = f"layer {layer.name!r} {label}"
     groups = _channel_groups(kernel, layout.axis)
     counts = 1 + groups[1].sum(axis=1)
     if counts.max() > 2**bits:
         raise ConversionError(
             f"layer {layer.name!r}: {int(counts.max())} distinct weights in output channel "
-            f"{int(counts.argmax())}, more than 2^{bits}={2**bits}; is it really {bits}-bit quantized "
-            "(strip the quantization wrappers first)?"
+            f"{int(counts.argmax())} of {label}, more than 2^{bits}={2**bits}; is it really {bits}-bit "
+            "quantized (strip the quantization wrappers first)?"
         )
     matches = [
-        (op, t)
-        for op, t in _weight_candidates(subgraph, layout.op, kernel.shape)
-        if t.index not in taken and _constant_on_groups(t.array, groups, layout.axis)
+        (sg, op, t)
+        for sg, op, t in _weight_candidates(model, layout.op, slot, kernel.shape)
+        if (sg, t.index) not in taken and _constant_on_groups(t.array, groups, layout.axis)
     ]
     if not matches:
         raise ConversionError(
-            f"layer {layer.name!r}: no {layout.op} weight tensor of shape {kernel.shape} in the "
-            "converted model shares its weight groups (unsupported conversion of this layer?)"
+            f"{what}: no {layout.op} input {slot} of shape {kernel.shape} in the converted model "
+            "shares its weight groups (unsupported conversion of this layer?)"
         )
     # Ties only arise for degenerate kernels; prefer the op whose output names the layer.
-    named = [(op, t) for op, t in matches if any(f"/{layer.name}/" in (o.name or "") for o in op.outputs)]
-    _, tensor = (named or matches)[0]
-    axis = _lut_axis(tensor, layer.name, layout.axis)
+    named = [m for m in matches if any(f"/{layer.name}/" in (o.name or "") for o in m[1].outputs)]
+    subgraph, _, tensor = (named or matches)[0]
+    axis = _lut_axis(tensor, what, layout)
     max_distinct = int(distinct_per_channel(tensor.array, axis).max())
     if max_distinct > 2**bits:
+        where = "the tensor" if axis is None else f"a channel along axis {axis}"
         raise ConversionError(
-            f"layer {layer.name!r}: its TFLite weights have {max_distinct} distinct values in a channel "
-            f"along axis {axis}, more than 2^{bits}; the value tables cannot hold them"
+            f"{what}: its TFLite weights have {max_distinct} distinct values in {where}, more than "
+            f"2^{bits}; the value tables cannot hold them"
+            + (" (int8 activations quantize this layer per tensor: quantize it with per_channel=False)"
+               if axis is None else "")
         )
     return WeightTensor(
-        layer=layer.name,
-        bits=bits,
-        op=layout.op,
-        tensor=tensor.index,
-        axis=axis,
-        shape=tuple(tensor.shape),
-        dtype=np.dtype(tensor.numpy_dtype).name,
+        layer=layer.name, weight=label, bits=bits, op=layout.op, subgraph=subgraph, tensor=tensor.index,
+        axis=axis, shape=tuple(tensor.shape), dtype=np.dtype(tensor.numpy_dtype).name,
         max_distinct=max_distinct,
     )
 
@@ -259,19 +256,88 @@ def _match_layer(
 def find_weight_tensors(
     tflite_model: bytes, model: keras.Model, bits_per_layer: Mapping[str, int]
 ) -> list[WeightTensor]:
-    """Locate each quantized layer's weight tensor in ``tflite_model`` (see module doc)."""
-    subgraph = model_editor.read(tflite_model).subgraphs[0]
-    taken: set[int] = set()
+    """Locate every quantized weight's TFLite tensor(s) in ``tflite_model`` (see module doc)."""
+    edited = model_editor.read(tflite_model)
+    taken: set[tuple[int, int]] = set()
     found = []
     for layer, bits in quantized_layers(model, bits_per_layer):
-        weight = _match_layer(subgraph, layer, bits, taken)
-        taken.add(weight.tensor)
-        found.append(weight)
+        rule = _rule(layer)
+        for attr, layout in zip(rule.weights, rule.tflite):
+            arrays = layout.to_tflite(registry.get_attr(layer, attr).numpy())
+            for part, slot, kernel in zip(layout.parts, layout.inputs, arrays):
+                label = f"{attr}[{part}]" if part else attr
+                weight = _match_part(edited, layer, label, kernel, slot, layout, bits, taken)
+                taken.add((weight.subgraph, weight.tensor))
+                found.append(weight)
     return found
 
 
+def _aligned(edited: model_editor.Model) -> bytes:
+    """Serialize ``edited`` with the 16-byte buffer alignment TFLM needs.
+
+    model_editor's Python flatbuffers builder ignores the schema's ``force_align``;
+    tflite_micro's C++ aligner (the one its compressor uses) rewrites the file.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
+        with open(source, "wb") as f:
+            f.write(edited.build())
+        tflite_flatbuffer_align_wrapper.align_tflite_model(source, target)
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def _int8_channels(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 (``[-127, 127]``) of ``values`` along ``axis``: (int8, scales)."""
+    amax = np.abs(_rows(values, axis)).max(axis=1)
+    scales = np.where(amax > 0, amax / 127, 1.0).astype(np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(values / scales.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scales.reshape(shape)
+
+
+def _operator(opcode: int, inputs: list, outputs: list, options=None) -> model_editor.Operator:
+    op = model_editor.Operator(opcode=opcode, inputs=inputs, outputs=outputs)
+    if options is not None:
+        op._fb.builtinOptionsType, op._fb.builtinOptions = options
+    return op
+
+
+def store_int8(tflite_model: bytes, weights: list[WeightTensor]) -> bytes:
+    """Store every 8-bit float weight as per-channel int8 expanded by DEQUANTIZE + MUL (see module doc).
+
+    Returns ``tflite_model`` unchanged when there is none (int8 activations, or no 8-bit layer).
+    """
+    targets = [w for w in weights if not w.lut and w.dtype == "float32"]
+    if not targets:
+        return bytes(tflite_model)
+    edited = model_editor.read(tflite_model)
+    for weight in targets:
+        subgraph = edited.subgraphs[weight.subgraph]
+        tensor = subgraph.tensors[weight.tensor]
+        consumers = subgraph.consumers_of(tensor)
+        q, scales = _int8_channels(tensor.array.astype(np.float32), weight.axis)
+        tensor.buffer = model_editor.Buffer(data=q.tobytes())  # a fresh buffer: aliases keep their data
+        tensor.dtype = schema.TensorType.INT8
+        tensor.quantization = model_editor.Quantization(scales=1.0, zero_points=0)
+        levels = subgraph.add_tensor(shape=tensor.shape, dtype=schema.TensorType.FLOAT32)
+        scale = subgraph.add_tensor(shape=scales.shape, dtype=schema.TensorType.FLOAT32, data=scales)
+        values = subgraph.add_tensor(shape=tensor.shape, dtype=schema.TensorType.FLOAT32)
+        at = min(subgraph.operators.index(op) for op in consumers)
+        subgraph.operators[at:at] = [
+            _operator(schema.BuiltinOperator.DEQUANTIZE, [tensor], [levels]),
+            _operator(schema.BuiltinOperator.MUL, [levels, scale], [values],
+                      (schema.BuiltinOptions.MulOptions, schema.MulOptionsT())),
+        ]
+        for op in consumers:
+            op.inputs = [values if t is tensor else t for t in op.inputs]
+    model_editor.prune_buffers(edited)  # the float values, unless another tensor still reads them
+    return _aligned(edited)
+
+
 def compression_spec(weights: list[WeightTensor], per_tensor: bool = False) -> list[spec.Tensor]:
-    """tflite_micro compression spec: LUT with per-channel tables for every tensor of <= 7 bits.
+    """tflite_micro compression spec: LUT for every tensor of <= 7 bits, tables as in :attr:`WeightTensor.axis`.
 
     ``per_tensor=True`` exists only to demonstrate (in tests) the silent TFLM
     failure it causes on per-channel int8 weights; never use it for real models.
@@ -280,33 +346,47 @@ def compression_spec(weights: list[WeightTensor], per_tensor: bool = False) -> l
     for weight in weights:
         if not weight.lut:
             continue
-        mode = spec.PerTensor() if per_tensor else spec.PerChannel(axis=weight.axis)
+        mode = spec.PerTensor() if per_tensor or weight.axis is None else spec.PerChannel(axis=weight.axis)
         method = spec.LookUpTableCompression(index_bitwidth=weight.bits, mode=mode)
-        specs.append(spec.Tensor(subgraph=0, tensor=weight.tensor, compression=[method]))
+        specs.append(spec.Tensor(subgraph=weight.subgraph, tensor=weight.tensor, compression=[method]))
     return specs
 
 
 def tag_float_channels(tflite_model: bytes, weights: list[WeightTensor]) -> bytes:
-    """Give float LUT weights unit per-channel quantization parameters on their LUT axis.
+    """Give float LUT weights unit per-channel scales on their LUT axis (one zero point).
 
     Needed for TFLM's per-channel DECODE of float tensors (see module doc);
     int8 tensors already carry theirs.
     """
     edited = model_editor.read(tflite_model)
-    tensors = edited.subgraphs[0].tensors
     for weight in weights:
-        if weight.lut and weight.dtype == "float32":
-            n = weight.channels
-            tensors[weight.tensor].quantization = model_editor.Quantization(
-                scales=[1.0] * n, zero_points=[0] * n, axis=weight.axis
+        if weight.lut and weight.dtype == "float32" and weight.axis is not None:
+            edited.subgraphs[weight.subgraph].tensors[weight.tensor].quantization = model_editor.Quantization(
+                scales=[1.0] * weight.channels, zero_points=[0], axis=weight.axis
             )
     return bytes(edited.build())
 
 
-def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool = False) -> bytes:
-    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor.
+def _tidy(compressed: bytes) -> bytes:
+    """Drop what TFLM never reads from the compressor's output (see module doc)."""
+    edited = model_editor.read(compressed)
+    for subgraph in edited.subgraphs:
+        for op in subgraph.operators:
+            if op.opcode_name != _DECODE:
+                continue
+            for encoded, ancillary in zip(op.inputs[::2], op.inputs[1::2]):
+                encoded.quantization = None
+                encoded._fb.quantization = None  # model_editor keeps the read-in parameters otherwise
+                ancillary.name = None
+            for decoded in op.outputs:
+                decoded.name = None
+    return _aligned(edited)
 
-    Returns the uncompressed model unchanged when no weight is narrower than 8 bits.
+
+def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool = False) -> bytes:
+    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor, then tidy.
+
+    Returns the model unchanged when no weight is narrower than 8 bits.
     """
     specs = compression_spec(weights, per_tensor=per_tensor)
     if not specs:
@@ -318,33 +398,41 @@ def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool 
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
-            return bytes(tflm_compress(tagged, specs))
+            compressed = bytes(tflm_compress(tagged, specs))
         except CompressionError as exc:
-            layers = {w.tensor: w.layer for w in weights}
-            raise ConversionError(f"LUT compression failed ({exc}); layers: {layers}") from exc
+            layers = {(w.subgraph, w.tensor): f"{w.layer} {w.weight}" for w in weights}
+            raise ConversionError(f"LUT compression failed ({exc}); tensors: {layers}") from exc
+    return _tidy(compressed)
 
 
 def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
-    """Payload a perfect encoding needs: LUT indices + tables + every other constant as stored."""
-    subgraph = model_editor.read(tflite_model).subgraphs[0]
-    by_index = {w.tensor: w for w in weights}
+    """Payload a perfect container needs: indices + tables of the quantized tensors
+    (:mod:`tfadvq.quant.cost`, no flatbuffer structure) + every other constant as stored in ``tflite_model``."""
+    edited = model_editor.read(tflite_model)
+    by_index = {(w.subgraph, w.tensor): w for w in weights}
     seen: set[int] = set()
     total = 0
-    for tensor in subgraph.tensors:
-        buffer = tensor.buffer
-        if buffer is None or not buffer.data or id(buffer) in seen:
-            continue
-        seen.add(id(buffer))
-        weight = by_index.get(tensor.index)
-        total += int(weight.ideal_bytes()) if weight is not None else len(buffer.data)
+    for s, subgraph in enumerate(edited.subgraphs):
+        for tensor in subgraph.tensors:
+            buffer = tensor.buffer
+            if buffer is None or not buffer.data or id(buffer) in seen:
+                continue
+            seen.add(id(buffer))
+            weight = by_index.get((s, tensor.index))
+            if weight is None:
+                total += len(buffer.data)
+            else:
+                stored = weight.cost()
+                total += stored.data + stored.tables
     return total
 
 
-def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:
-    """``{layer: bits}`` for every Conv2D/DepthwiseConv2D/Dense layer of ``model``."""
-    return {
-        name: bits
-        for name, layer in _all_layers(model).items()
-        if any(isinstance(layer, cls) for cls, _ in _LAYOUTS)
-    }
+def planned_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
+    """File size the stored model will have: the converter's plain ``tflite_model`` with each
+    quantized tensor's plain bytes replaced by its :mod:`tfadvq.quant.cost` total."""
+    return len(tflite_model) + sum(w.cost().total - w.plain_bytes() for w in weights)
 
+
+def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:
+    """``{layer: bits}`` for every layer of ``model`` the support table converts."""
+    return {name: bits for name, layer in _all_layers(model).items() if registry.rule_for(layer) is not None}

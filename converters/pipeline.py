@@ -1,11 +1,14 @@
 """One call from a quantized Keras model to verified .tflite files.
 
 ``convert_model`` builds the plain float model, the plain int8 model (when
-asked), LUT-compresses the quantized layers of the one matching the chosen
-activations, and before returning proves under the TFLM interpreter that the
-compressed model gives the same outputs as its uncompressed twin and that
-both match Keras.  A conversion that silently changed the embeddings (the
-per-tensor LUT trap, a wrong axis) therefore never leaves this function.
+asked and possible), stores the quantized weights of the one matching the
+chosen activations (8-bit layers as int8 -> the uncompressed *twin*; 1-7 bit
+layers LUT-compressed -> the model to flash), and before returning proves
+under the TFLM interpreter that the compressed model gives the same outputs
+as its twin and that both match Keras, on the user's calibration crops when
+given.  A conversion that silently changed the embeddings (the per-tensor LUT
+trap, a wrong axis, LSTM state leaking between check inputs) therefore never
+leaves this function.
 """
 from __future__ import annotations
 
@@ -20,10 +23,18 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from converters.keras_to_tflite import (
     RepresentativeData,
     feature_dim,
+    int8_refusals,
     to_float_tflite,
     to_int8_tflite,
 )
-from converters.lut_compression import WeightTensor, compress, find_weight_tensors, ideal_bytes
+from converters.lut_compression import (
+    WeightTensor,
+    compress,
+    find_weight_tensors,
+    ideal_bytes,
+    planned_bytes,
+    store_int8,
+)
 from converters.verify import Parity, arena_bytes, parity, run_tflm
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
@@ -40,9 +51,10 @@ class ConversionResult:
     """The converted models and what was measured on them."""
 
     model: bytes  # the LUT-compressed model to flash
-    twin: bytes  # the same model without LUT compression
+    twin: bytes  # the same model without LUT compression (8-bit layers already int8)
     float_model: bytes
     int8_model: bytes | None
+    planned_bytes: int  # len(model) as planned from the cost model, before compressing
     weights: list[WeightTensor]
     activations: str  # "float32" or "int8"
     frames: int
@@ -57,25 +69,31 @@ class ConversionResult:
         return hashlib.sha256(self.model).hexdigest()
 
     @property
+    def plain(self) -> bytes:
+        """The converter's own output the weights were stored into (float32 or int8)."""
+        return self.int8_model if self.activations == "int8" else self.float_model
+
+    @property
     def ideal_bytes(self) -> int:
-        return ideal_bytes(self.twin, self.weights)
+        return ideal_bytes(self.plain, self.weights)
 
     def bits_per_layer(self) -> dict[str, int]:
         return {w.layer: w.bits for w in self.weights}
 
     def layer_rows(self) -> list[dict[str, object]]:
-        """One summary row per quantized layer: where it went and how it is stored."""
+        """One summary row per stored weight tensor: where it went and how it is stored."""
         return [
             {
                 "layer": w.layer,
+                "weight": w.weight,
                 "op": w.op,
                 "shape": "x".join(map(str, w.shape)),
                 "dtype": w.dtype,
                 "bits": w.bits,
-                "storage": f"LUT axis {w.axis}" if w.lut else "plain (8-bit)",
+                "storage": w.storage(),
                 "max_values": w.max_distinct,
-                "plain_bytes": w.size * np.dtype(w.dtype).itemsize,
-                "ideal_bytes": w.ideal_bytes(),
+                "plain_bytes": w.plain_bytes(),
+                "planned_bytes": w.cost().total,
             }
             for w in self.weights
         ]
@@ -91,6 +109,7 @@ class ConversionResult:
             {"model": "lut (flashed)", "bytes": len(self.model)},
             {"model": f"{self.activations} twin", "bytes": len(self.twin)},
             {"model": "float32", "bytes": len(self.float_model)},
+            {"model": "planned (cost model)", "bytes": self.planned_bytes},
             {"model": "ideal payload", "bytes": self.ideal_bytes},
             {"model": "arena (TFLM)", "bytes": self.arena_bytes},
         ]
@@ -119,19 +138,24 @@ def convert_model(
 ) -> ConversionResult:
     """Convert, LUT-compress and verify ``model`` (see module doc).
 
-    ``bits_per_layer`` names each quantized Conv2D/DepthwiseConv2D/Dense layer
-    and its weight bits (1-8; 8 stays a plain tensor); ``int8`` selects
-    full-integer activations, calibrated on ``representative`` (required then);
-    ``check_examples`` inputs are run through Keras, the twin and the LUT model.
-    Raises ConversionError when any step or check fails.
+    ``bits_per_layer`` names each quantized layer (a class of
+    :data:`tfadvq.quant.registry.RULES`) and its weight bits (1-7: LUT; 8:
+    int8); ``int8`` selects full-integer activations, calibrated on
+    ``representative`` (required then; with float activations it is built too
+    when the model allows, for comparison); ``check_examples`` inputs -- the
+    first representative crops, else seeded noise -- are run through Keras,
+    the twin and the LUT model.  Raises ConversionError when any step or check fails.
     """
     mels = feature_dim(model)
     if int8 and representative is None:
         raise ConversionError("int8 conversion needs representative fbank crops (--corpus or features)")
     float_model = to_float_tflite(model, frames)
-    int8_model = to_int8_tflite(model, frames, representative) if representative is not None else None
-    twin = int8_model if int8 else float_model
-    weights = find_weight_tensors(twin, model, bits_per_layer)
+    int8_model = None
+    if int8 or (representative is not None and not int8_refusals(model)):
+        int8_model = to_int8_tflite(model, frames, representative)
+    plain = int8_model if int8 else float_model
+    weights = find_weight_tensors(plain, model, bits_per_layer)
+    twin = store_int8(plain, weights)
     lut_model = compress(twin, weights)
 
     inputs = _check_inputs(representative, frames, mels, check_examples)
@@ -148,6 +172,7 @@ def convert_model(
         twin=twin,
         float_model=float_model,
         int8_model=int8_model,
+        planned_bytes=planned_bytes(plain, weights),
         weights=weights,
         activations=activations,
         frames=frames,

@@ -71,10 +71,17 @@ def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtim
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``."""
+    """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``.
+
+    Each example is an independent utterance: the interpreter is reset before
+    every invoke, so a stateful kernel (LSTM) does not carry its state from
+    one example into the next (measured: without the reset an LSTM's outputs
+    drift from Keras after the first example).
+    """
     interpreter = make_interpreter(model)
     outputs = []
     for example in tqdm(inputs, desc="TFLM invoke", disable=not progress, leave=False):
+        _tflm_call(interpreter.reset, "failed to reset the interpreter")
         interpreter.set_input(np.asarray(example, np.float32)[None], 0)
         _tflm_call(interpreter.invoke, "failed to invoke the model")
         outputs.append(np.array(interpreter.get_output(0)).reshape(-1))

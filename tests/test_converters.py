@@ -8,13 +8,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_curve
 
 from converters import (
     ModelMetadata,
     array_representative,
     c_header,
-    calibrate_thresholds,
     compress,
     convert_model,
     read_json,
@@ -23,9 +21,10 @@ from converters import (
     write_json,
 )
 from converters.lut_compression import distinct_per_channel, tag_float_channels
-from converters.verify import parity, trial_eer
+from converters.verify import cosine_rows, parity
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
+from tfadvq.metrics import calibrate, compute_eer
 
 FRAMES, MELS = 32, 80
 # Mixed precision on purpose: binary, 2/3/4-bit LUT layers and one 8-bit (plain) layer.
@@ -77,6 +76,11 @@ def _fbank_like(n: int, seed: int, speakers: int = 1) -> tuple[np.ndarray, np.nd
     speaker = np.arange(n) % speakers
     features = envelopes[speaker] + rng.normal(0, 1.0, (n, FRAMES, MELS))
     return features.astype(np.float32), speaker
+
+
+def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labels: np.ndarray) -> float:
+    """EER (in [0, 1]) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
+    return compute_eer(cosine_rows(embeddings[enroll], embeddings[test]), labels)[0]
 
 
 @pytest.fixture(scope="module")
@@ -190,24 +194,6 @@ def test_unquantized_model_is_rejected():
         convert_model(plain, {"conv2": 3}, FRAMES)
 
 
-def test_calibrated_thresholds_match_an_independent_roc():
-    rng = np.random.default_rng(5)
-    labels = (rng.random(2000) < 0.3).astype(np.int8)
-    scores = rng.normal(labels * 1.5, 1.0)
-    got = calibrate_thresholds(scores, labels, target_far=0.01)
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    fnr = 1 - tpr
-    i = np.nanargmin(np.abs(fnr - fpr))
-    assert got.eer_rate == pytest.approx((fpr[i] + fnr[i]) / 2, abs=2e-3)
-    assert got.far_at_low_far <= 0.01
-    accepted_nontarget = np.mean(scores[labels == 0] >= got.low_far)
-    assert accepted_nontarget == pytest.approx(got.far_at_low_far)
-    lower = scores[scores < got.low_far].max()  # the next lower threshold breaks the FAR target
-    assert np.mean(scores[labels == 0] >= lower) > 0.01
-    with pytest.raises(ConversionError, match="both target"):
-        calibrate_thresholds(scores, np.ones_like(labels))
-
-
 @pytest.fixture()
 def metadata(float_result) -> ModelMetadata:
     labels = np.array([1, 1, 0, 0, 1, 0])
@@ -221,7 +207,7 @@ def metadata(float_result) -> ModelMetadata:
         activations=float_result.activations,
         arena_bytes=float_result.arena_bytes,
         bits_per_layer=float_result.bits_per_layer(),
-        thresholds=calibrate_thresholds(np.array([0.9, 0.8, 0.1, 0.3, 0.7, 0.75]), labels, 0.2),
+        thresholds=calibrate(np.array([0.9, 0.8, 0.1, 0.3, 0.7, 0.75]), labels, 0.2),
     )
 
 

@@ -1,17 +1,42 @@
-"""What is quantized: layer class -> weight attributes, and the tfmot ``QuantizeConfig``.
+"""What is quantized and where it goes: the one layer-support table, and the tfmot ``QuantizeConfig``.
 
-Kept apart from *how* (:mod:`tfadvq.quant.quantizers`).  Classes match
-exactly (a subclass may not read ``self.kernel`` in ``call``), so an unknown
-layer is never half-quantized: it stays float and :func:`tfadvq.quant.api.summary`
-names it.  DepthwiseConv2D is really quantized here (tfmot's clustering wraps
-it and clusters nothing).  Activations stay float unless ``activation_bits=8``
-(tfmot ``MovingAverageQuantizer`` on the layer output).
+:data:`RULES` maps each supported Keras layer class to the weights quantized
+(attribute paths), how many trailing dims form an output channel, and -- as
+plain data, no tflite_micro here -- where each weight lands in the converted
+``.tflite``: the TFLite operator, which of its inputs, the transform from the
+Keras array to the TFLite tensor(s) and the tensors' output-channel axis.
+The quantizer (:mod:`tfadvq.quant.api`), the size accounting
+(:mod:`tfadvq.quant.size`) and the converter (``converters.lut_compression``)
+all read this table, so a class that quantizes also converts.
+
+Measured with TF 2.17 and the TFLM nightly:
+
+* Conv2D -> CONV_2D ``[out, kh, kw, in]``; Conv1D -> CONV_2D ``[out, 1, kw, in]``
+  (the converter expands the time axis); DepthwiseConv2D -> DEPTHWISE_CONV_2D
+  ``[1, kh, kw, in*mult]`` (channel axis 3); Dense -> FULLY_CONNECTED ``[out, in]``.
+* LSTM -> UNIDIRECTIONAL_SEQUENCE_LSTM, whose weights are split per gate
+  (Keras order i, f, c, o): inputs 1-4 are ``kernel[:, g]^T`` ``[units, in]``,
+  inputs 5-8 ``recurrent_kernel[:, g]^T`` ``[units, units]``.  Under int8
+  activations the converter quantizes these per tensor, not per channel.
+* GRU -> a WHILE loop whose body holds two FULLY_CONNECTED ops
+  (``kernel^T`` ``[3u, in]``, ``recurrent_kernel^T`` ``[3u, u]``); TFLM runs it
+  with float activations.  int8 activations are refused (:attr:`LayerRule.int8_refusal`):
+  the TF 2.17 converter crashes the process (segfault) calibrating a GRU.
+
+Classes match exactly (a subclass may not read ``self.kernel`` in ``call``),
+so an unknown layer is never half-quantized: it stays float and
+:func:`tfadvq.quant.api.summary` names it.  DepthwiseConv2D is really quantized
+here (tfmot's clustering wraps it and clusters nothing).  Activations stay
+float unless ``activation_bits=8`` (tfmot ``MovingAverageQuantizer`` on the
+layer output).
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras
@@ -21,20 +46,66 @@ _QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 
 
 @dataclasses.dataclass(frozen=True)
+class TfliteLayout:
+    """Where one quantized Keras weight lands in the .tflite: operator, inputs, layout.
+
+    ``to_tflite`` turns the Keras array into the TFLite tensors, one per entry
+    of ``inputs`` (the operator input index each is read from) and ``parts``
+    (their names, e.g. LSTM gates).  ``axis`` is the output-channel axis of
+    every such tensor, where the converter puts per-channel value tables.
+    """
+
+    op: str
+    inputs: tuple[int, ...]
+    to_tflite: Callable[[np.ndarray], list[np.ndarray]]
+    axis: int
+    parts: tuple[str, ...] = ("",)
+    int8_per_tensor: bool = False  # the TFLite converter quantizes it per tensor under int8 activations
+
+    def shapes(self, keras_shape: Sequence[int]) -> list[tuple[int, ...]]:
+        """Shapes of the TFLite tensors for a Keras weight of ``keras_shape`` (no data needed)."""
+        probe = np.broadcast_to(np.zeros((), np.bool_), tuple(keras_shape))
+        return [tuple(t.shape) for t in self.to_tflite(probe)]
+
+
+@dataclasses.dataclass(frozen=True)
 class LayerRule:
-    """Attribute paths of the weights to quantize and how many trailing dims form a channel."""
+    """One supported layer class: weights to quantize, channel dims, TFLite layout per weight."""
 
     weights: tuple[str, ...]
+    tflite: tuple[TfliteLayout, ...]  # one per entry of ``weights``
     channel_dims: int = 1
+    int8_refusal: str | None = None  # why int8 activations cannot be converted, if they cannot
 
+
+def _single(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], list[np.ndarray]]:
+    return lambda k: [transform(k)]
+
+
+def _gates(count: int) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Split ``[in, count*units]`` into ``count`` gate tensors ``[units, in]`` (TFLite LSTM layout)."""
+    return lambda k: [g.T for g in np.split(k, count, axis=1)]
+
+
+_CONV = TfliteLayout("CONV_2D", (1,), _single(lambda k: np.transpose(k, (3, 0, 1, 2))), axis=0)
+_DENSE = TfliteLayout("FULLY_CONNECTED", (1,), _single(np.transpose), axis=0)
+_LSTM_GATES = ("input_gate", "forget_gate", "cell_gate", "output_gate")
+_GRU_INT8 = ("GRU: the TF 2.17 TFLite converter crashes (segfault) quantizing a GRU to int8 "
+             "activations; keep float activations (no --int8 / activation_bits=None)")
 
 RULES: dict[type, LayerRule] = {
-    keras.layers.Conv1D: LayerRule(("kernel",)),
-    keras.layers.Conv2D: LayerRule(("kernel",)),
-    keras.layers.DepthwiseConv2D: LayerRule(("depthwise_kernel",), channel_dims=2),
-    keras.layers.Dense: LayerRule(("kernel",)),
-    keras.layers.LSTM: LayerRule(("cell.kernel", "cell.recurrent_kernel")),
-    keras.layers.GRU: LayerRule(("cell.kernel", "cell.recurrent_kernel")),
+    keras.layers.Conv1D: LayerRule(("kernel",), (TfliteLayout(
+        "CONV_2D", (1,), _single(lambda k: np.transpose(k, (2, 0, 1))[:, None]), axis=0),)),
+    keras.layers.Conv2D: LayerRule(("kernel",), (_CONV,)),
+    keras.layers.DepthwiseConv2D: LayerRule(("depthwise_kernel",), (TfliteLayout(
+        "DEPTHWISE_CONV_2D", (1,), _single(lambda k: k.reshape(1, k.shape[0], k.shape[1], -1)), axis=3),),
+        channel_dims=2),
+    keras.layers.Dense: LayerRule(("kernel",), (_DENSE,)),
+    keras.layers.LSTM: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (
+        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (1, 2, 3, 4), _gates(4), 0, _LSTM_GATES, True),
+        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True))),
+    keras.layers.GRU: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (_DENSE, _DENSE),
+                                int8_refusal=_GRU_INT8),
 }
 
 
