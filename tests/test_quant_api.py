@@ -8,7 +8,7 @@ import tfadvq
 from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import BitsSpec, QuantizedWeights, api, load_spec, spec
+from tfadvq.quant import BitsSpec, QuantizedWeights, api, cost, load_spec, spec
 from tfadvq.quant.plots import plot_tensor
 
 X = np.random.default_rng(0).normal(size=(3, 12, 10)).astype(np.float32)
@@ -123,17 +123,41 @@ def test_saved_quantized_model_reloads_with_its_quantizers(model, tmp_path, suff
         np.testing.assert_array_equal(a.codebook, b.codebook)
 
 
-def test_model_size_counts_indices_tables_and_float_params(model):
+def _lut_bytes(n: int, bits: int, channels: int, itemsize: int) -> int:
+    """Packed indices + DECODE header and per-channel tables + structure, written out by hand."""
+    tags = cost.FLOAT_TAG_BYTES + 4 * channels if itemsize == 4 else 0
+    return -(-n * bits // 8) + cost.DCM_BYTES + channels * 2**bits * itemsize + cost.LUT_OVERHEAD_BYTES + tags
+
+
+def test_model_size_counts_what_the_converter_stores(model):
+    """Per-tensor codebooks are counted per channel (as written), tables in the activations' dtype."""
     quantized = tfadvq.quantize(model, {"conv1": 4, "conv2": 2}, progress=False)
     report = tfadvq.model_size(quantized)
     float_params = sum(int(np.prod(w.shape)) for w in model.weights) - 72 - 576
-    expected_bits = 72 * 4 + 16 * 32 + 576 * 2 + 4 * 32 + float_params * 32
-    assert report.bits == expected_bits
+    expected = _lut_bytes(72, 4, 8, 4) + _lut_bytes(576, 2, 8, 4) + 4 * float_params
+    assert report.size_bytes == expected and report.bits == 8 * expected
     assert report.fp32_bytes == 4 * sum(int(np.prod(w.shape)) for w in model.weights)
-    assert report.compression == pytest.approx(report.fp32_bytes * 8 / expected_bits)
-    assert tfadvq.model_size(tfadvq.strip(quantized)).bits == expected_bits
-    assert tfadvq.model_size(model, {"conv1": 4, "conv2": 2}).bits == expected_bits
+    assert report.compression == pytest.approx(report.fp32_bytes / expected)
+    assert tfadvq.model_size(tfadvq.strip(quantized)).size_bytes == expected
+    assert tfadvq.model_size(model, {"conv1": 4, "conv2": 2}).size_bytes == expected
+    int8 = _lut_bytes(72, 4, 8, 1) + _lut_bytes(576, 2, 8, 1) + 4 * float_params
+    assert tfadvq.model_size(model, {"conv1": 4, "conv2": 2}, activations="int8").size_bytes == int8
     assert tfadvq.model_size(model).compression == 1.0
+
+
+def test_eight_bit_layers_count_as_int8_never_float32(model):
+    report = tfadvq.model_size(model, {"conv2": 8})
+    row = next(r for r in report.rows if r["layer"] == "conv2" and r["bits"] == 8)
+    assert row["bytes"] == 576 + 4 * 8 + cost.INT8_OVERHEAD_BYTES  # int8 values + a float scale per channel
+    int8 = tfadvq.model_size(model, {"conv2": 8}, activations="int8")
+    assert int8.size_bytes == report.size_bytes - 4 * 8 - cost.INT8_OVERHEAD_BYTES  # the int8 model's own tensor
+
+
+def test_uniform_quantizer_has_one_size(model):
+    wrapped = tfadvq.quantize(model, {"conv1": 3, "embed": 2}, quantizer="uniform", progress=False)
+    assert tfadvq.model_size(wrapped).size_bytes == tfadvq.model_size(tfadvq.strip(wrapped)).size_bytes
+    kmeans = tfadvq.quantize(model, {"conv1": 3, "embed": 2}, progress=False)
+    assert tfadvq.model_size(wrapped).size_bytes == tfadvq.model_size(kmeans).size_bytes
 
 
 def test_plot_writes_png(model, tmp_path):

@@ -4,8 +4,8 @@ BatchNorm is kept float during QAT (the quantized weight is the conv kernel
 *before* BN).  At export the converter folds BN's per-channel scale into the
 conv, so a per-tensor codebook of 2^b values becomes a per-output-channel
 table of 2^b values each: every channel still holds <= 2^b distinct values
-and b-bit indices stay valid; the extra tables are paid for by counting BN's
-parameters at 32 bits in :func:`tfadvq.quant.size.model_size`.
+and b-bit indices stay valid; :func:`tfadvq.quant.size.model_size` counts
+those per-channel tables, as the converter writes them.
 
 The wrapped model is a normal tfmot QAT model (``QuantizeWrapperV2`` with
 :class:`~tfadvq.quant.registry.WeightQuantizeConfig`), built with a scheme
@@ -92,6 +92,8 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: bool =
     if not targets:
         raise QuantizationError(f"bits: no layer of model {model.name!r} would be quantized; "
                                 f"supported classes: {registry.supported_class_names()}")
+    if activation_bits is not None:
+        _check_int8_conversion(model, targets, per_channel)
     kept = sorted(set(plan) - set(targets))
     if kept:
         log.info("kept float: %s", ", ".join(kept))
@@ -107,6 +109,20 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: bool =
     with _tfq.quantize_scope(custom_objects()), qz.build_progress(weights, progress):
         annotated = keras.models.clone_model(model, clone_function=annotate)
         return _tfq.quantize_apply(annotated, scheme=_Scheme())
+
+
+def _check_int8_conversion(model: keras.Model, targets: dict[str, int], per_channel: bool) -> None:
+    """Refuse, before any fitting or training, layers the support table cannot convert to int8 activations."""
+    for name in targets:
+        layer = model.get_layer(name)
+        rule = registry.rule_for(layer)
+        if rule.int8_refusal:
+            raise QuantizationError(f"layer {name!r}: activation_bits=8 cannot be converted: {rule.int8_refusal}")
+        if per_channel and any(layout.int8_per_tensor for layout in rule.tflite):
+            raise QuantizationError(
+                f"layer {name!r} ({type(layer).__name__}): with activation_bits=8 the TFLite converter "
+                "quantizes its weights per tensor, so per-channel codebooks cannot be stored as value "
+                "tables; quantize it with per_channel=False (or keep float activations)")
 
 
 def ptq(model: keras.Model, bits: spec.BitsLike = 4, **kwargs) -> keras.Model:

@@ -145,7 +145,11 @@ class TableQuantizer(_Quantizer):
         return (self.levels,)
 
     def table_entries(self, weight_shape: Any) -> int:
-        """32-bit values stored besides the b-bit indices (size accounting)."""
+        """Entries of this quantizer's value table (what :func:`tfadvq.quant.api.summary` shows).
+
+        Not the stored size: the converter writes per-channel tables whatever
+        the quantizer's layout; :mod:`tfadvq.quant.cost` counts those bytes.
+        """
         return int(np.prod(self.table_shape(weight_shape)))
 
     def value_table(self, w: np.ndarray) -> np.ndarray:
@@ -229,17 +233,13 @@ class UniformQuantizer(TableQuantizer):
     ``L = 2^(b-1) - 1`` (narrow range, so zero is exact), ``q = s·round(w/s)``;
     at b = 1 the two levels are ``±mean|w|``.  The scale follows the current
     weights (no state); its value table has ``2L + 1`` levels padded to 2^b.
-    Size accounting stores only the scales (one 32-bit value per channel, or
-    one per tensor): the table is ``s * (-L..L)``, so counting 2^b entries per
-    channel would charge the linear peer for a table it never needs.
+    It has one size, wrapped or stripped: the converter stores it like any
+    value table (b-bit indices + 2^b entries per channel; TFLM has no
+    scale-only decoding for 1-7 bits), and :mod:`tfadvq.quant.cost` counts that.
     """
 
     def __init__(self, bits: int, per_channel: bool = True, channel_dims: int = 1):
         super().__init__(bits, per_channel, channel_dims)
-
-    def table_entries(self, weight_shape: Any) -> int:
-        """One 32-bit scale per output channel (or per tensor)."""
-        return _channels(weight_shape, self.channel_dims) if self.per_channel else 1
 
     def __call__(self, inputs, training, weights, **kwargs):
         channels = _channels(inputs.shape, self.channel_dims) if self.per_channel else 1

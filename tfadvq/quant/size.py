@@ -1,38 +1,48 @@
-"""Honest size accounting: b-bit indices + 32-bit value tables + every other parameter at 32 bits.
+"""Honest size accounting: quantized weights as the converter stores them + every other parameter at 32 bits.
 
-``size = Σ_quantized (n·b + table_entries·32) + Σ_other params·32`` bits, and
-compression = FP32 size / size.  "Other" includes biases and all BatchNorm
-parameters (gamma, beta, moving mean and variance): at export BN folds into
-per-channel tables, and counting its parameters at 32 bits keeps that cost
-inside the budget instead of hiding it.
+A quantized weight costs what :func:`tfadvq.quant.cost.tensor_cost` says its
+TFLite tensors cost (the support table, :mod:`tfadvq.quant.registry`, gives
+their shapes and channel axis): packed b-bit LUT indices plus value tables
+*per output channel* for 1-7 bits -- the converter always writes per-channel
+tables, because BatchNorm folding gives every channel its own values, so a
+per-tensor codebook is counted per channel too -- and int8 for 8 bits.  Tables
+hold float32 values under float activations and int8 under int8 activations.
+
+"Other" parameters (biases, all BatchNorm parameters) count at 32 bits: at
+export BN folds into the per-channel tables, and counting its parameters
+keeps that cost inside the budget instead of hiding it.
+``compression`` = FP32 size / size.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from tfadvq.compat import keras
-from tfadvq.quant import registry, spec
-from tfadvq.quant import quantizers as qz
+from tfadvq.errors import QuantizationError
+from tfadvq.quant import cost, registry, spec
 from tfadvq.quant.api import quantized_weights
 from tfadvq.quant.records import QuantizedWeights
+
+ACTIVATIONS = ("float32", "int8")
 
 
 @dataclasses.dataclass
 class SizeReport:
-    """Bits per model part; ``rows`` has one entry per weight (layer, weight, params, bits, table)."""
+    """Bytes per model part; ``rows`` has one entry per weight (layer, weight, params, bits, bytes)."""
 
     rows: list[dict[str, Any]]
 
     @property
-    def bits(self) -> int:
-        return int(sum(r["params"] * r["bits"] + r["table_entries"] * 32 for r in self.rows))
+    def size_bytes(self) -> int:
+        return int(sum(r["bytes"] for r in self.rows))
 
     @property
-    def size_bytes(self) -> float:
-        return self.bits / 8
+    def bits(self) -> int:
+        return 8 * self.size_bytes
 
     @property
     def fp32_bytes(self) -> int:
@@ -43,63 +53,91 @@ class SizeReport:
         return self.fp32_bytes / self.size_bytes
 
 
-def _row(layer: str, weight: str, params: int, bits: int, table_entries: int = 0) -> dict[str, Any]:
-    return {"layer": layer, "weight": weight, "params": int(params), "bits": int(bits),
-            "table_entries": int(table_entries)}
+def weight_bytes(layer: keras.layers.Layer, attr: str, shape: Sequence[int], bits: int,
+                 activations: str = "float32") -> int:
+    """Bytes the converter stores for weight ``attr`` of ``layer`` (Keras ``shape``) at ``bits``."""
+    rule = registry.rule_for(layer)
+    layout = rule.tflite[rule.weights.index(attr)]
+    per_tensor = activations == "int8" and layout.int8_per_tensor
+    axis = None if per_tensor else layout.axis
+    return sum(cost.tensor_cost(s, bits, axis=axis, dtype=activations).total for s in layout.shapes(shape))
+
+
+def _row(layer: str, weight: str, params: int, bits: int, nbytes: int) -> dict[str, Any]:
+    return {"layer": layer, "weight": weight, "params": int(params), "bits": int(bits), "bytes": int(nbytes)}
 
 
 def _float_rows(layer: keras.layers.Layer, skip: set[int]) -> list[dict[str, Any]]:
-    return [_row(layer.name, v.name, np.prod(v.shape), 32) for v in layer.weights if id(v) not in skip]
+    return [_row(layer.name, v.name, np.prod(v.shape), 32, 4 * np.prod(v.shape))
+            for v in layer.weights if id(v) not in skip]
 
 
 def model_size(model: keras.Model | tuple[keras.Model, QuantizedWeights],
-               bits: spec.BitsLike | None = None, *, per_channel: bool = False) -> SizeReport:
+               bits: spec.BitsLike | None = None, *, activations: str | None = None) -> SizeReport:
     """Size of a wrapped model, a ``strip`` result ``(plain, QuantizedWeights)``, or a plain model.
 
     For a plain model, ``bits`` (as in :func:`tfadvq.quantize`) gives the size
-    it *would* have with k-means tables, without fitting anything; without
-    ``bits`` every parameter counts at 32 bits.
+    it *would* have once converted, without fitting anything; without ``bits``
+    every parameter counts at 32 bits.  ``activations`` (``"float32"`` or
+    ``"int8"``) is the conversion's activation type, which sets the table value
+    type; default: int8 for a model wrapped with ``activation_bits=8``, else float32.
+    Per-tensor and per-channel codebooks cost the same: the stored tables are
+    per channel either way.
     """
     if isinstance(model, tuple):
-        return _stripped_size(*model)
+        return _stripped_size(*model, _activations(activations, None))
     pairs = quantized_weights(model)
     if pairs:
-        return _wrapped_size(model, pairs)
-    return _planned_size(model, bits, per_channel)
+        return _wrapped_size(model, pairs, activations)
+    return _planned_size(model, bits, _activations(activations, None))
 
 
-def _wrapped_size(model, pairs) -> SizeReport:
+def _activations(activations: str | None, activation_bits: int | None) -> str:
+    if activations is None:
+        return "int8" if activation_bits == 8 else "float32"
+    if activations not in ACTIVATIONS:
+        raise QuantizationError(f"model_size: activations {activations!r}; accepted: {list(ACTIVATIONS)}")
+    return activations
+
+
+def _wrapped_size(model, pairs, activations: str | None) -> SizeReport:
     rows = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         mine = [q for wrapper, q in pairs if wrapper is layer]
-        rows += [_row(inner.name, q.source.name, np.prod(q.source.shape), q.bits,
-                      q.table_entries(q.source.shape)) for q in mine]
+        if mine:
+            config = layer.quantize_config
+            dtype = _activations(activations, config.activation_bits)
+            rows += [_row(inner.name, q.source.name, np.prod(q.source.shape), q.bits,
+                          weight_bytes(inner, attr, q.source.shape, q.bits, dtype))
+                     for attr, q in zip(config.weight_attrs, mine)]
         rows += _float_rows(inner, {id(q.source) for q in mine})
     return SizeReport(rows)
 
 
-def _stripped_size(model: keras.Model, records: QuantizedWeights) -> SizeReport:
+def _stripped_size(model: keras.Model, records: QuantizedWeights, activations: str) -> SizeReport:
     rows = []
     for layer in model.layers:
         mine = [t for t in records.tensors if t.layer == layer.name]
+        if mine:
+            attrs = {a.split(".")[-1]: a for a in registry.rule_for(layer).weights}
+            rows += [_row(t.layer, t.weight, np.prod(t.shape), t.bits,
+                          weight_bytes(layer, attrs[t.weight], t.shape, t.bits, activations)) for t in mine]
         names = {t.weight for t in mine}
-        rows += [_row(t.layer, t.weight, np.prod(t.shape), t.bits, t.codebook.size) for t in mine]
         rows += [r for r in _float_rows(layer, set()) if r["weight"].split(":")[0].split("/")[-1] not in names]
     return SizeReport(rows)
 
 
-def _planned_size(model: keras.Model, bits, per_channel: bool) -> SizeReport:
+def _planned_size(model: keras.Model, bits, activations: str) -> SizeReport:
     plan = spec.resolve(model, bits) if bits is not None else {}
     rows = []
     for layer in model.layers:
         b = plan.get(layer.name)
-        rule = registry.rule_for(layer)
         quantized = {}
         if b is not None:
-            for attr in rule.weights:
+            for attr in registry.rule_for(layer).weights:
                 v = registry.get_attr(layer, attr)
-                table = qz.KMeansQuantizer(b, per_channel, rule.channel_dims).table_entries(v.shape)
-                quantized[id(v)] = _row(layer.name, v.name, np.prod(v.shape), b, table)
+                quantized[id(v)] = _row(layer.name, v.name, np.prod(v.shape), b,
+                                        weight_bytes(layer, attr, v.shape, b, activations))
         rows += list(quantized.values()) + _float_rows(layer, set(quantized))
     return SizeReport(rows)
