@@ -140,7 +140,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
         raise ConfigError(f"{path}: no such configuration file")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return from_dict(cls, data, where=str(path))
 

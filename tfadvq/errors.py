@@ -34,3 +34,12 @@ class QuantizationError(TfadvqError):
 
 class ConversionError(TfadvqError):
     """A model cannot be converted for TFLite Micro as asked."""
+
+
+def describe_os_error(exc: OSError, path: object = None) -> str:
+    """``path: reason`` of an ``OSError``, the full disk said plainly (used wherever one is reported)."""
+    import errno
+
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    names = [str(n) for n in (path,) if n] or [str(n) for n in (exc.filename, exc.filename2) if n]
+    return f"{' -> '.join(names)}: {reason}" if names else reason

@@ -198,7 +198,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         path = packaged
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
     return parse_recipe(data, str(path))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tfadvq.errors import ConfigError, TfadvqError
+from tfadvq.errors import ConfigError, TfadvqError, describe_os_error
 
 RECORD = "record.json"
 ATTEMPT = "attempt.json"
@@ -49,7 +48,7 @@ def _writing(path: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
         os.close(fd)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise OutputError(f"cannot write {describe_os_error(exc, path)}") from None
     tmp = Path(tmp)
     try:
         yield tmp
@@ -57,8 +56,7 @@ def _writing(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
-        what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise OutputError(f"{path}: cannot write ({what}); nothing was replaced") from None
+        raise OutputError(f"cannot write {describe_os_error(exc, path)}; nothing was replaced") from None
     except BaseException:
         _remove(tmp)
         raise
@@ -158,25 +156,36 @@ def tree_digest(path: str | os.PathLike, content_limit: int = 16 << 20) -> str:
 
 @contextlib.contextmanager
 def locked(directory: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (two runs must not write one run directory)."""
+    """Hold an exclusive lock on ``directory`` (two runs must not write one run directory).
+
+    A directory this call created and nothing was written into is removed again,
+    so a refused command leaves no trace.
+    """
     import fcntl
 
     directory = Path(directory)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         handle = open(directory / LOCK, "a+")
     except OSError as exc:
-        raise OutputError(f"{directory}: cannot create the run directory ({exc.strerror or exc})") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(f"{directory}: another tfadvq run is writing this directory; wait for it "
-                              "or choose another --workdir/--out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        raise OutputError(f"cannot create the run directory {describe_os_error(exc, directory)}") from None
+    try:
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(f"{directory}: another tfadvq run is writing this directory; wait for it "
+                                  "or choose another --workdir/--out") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        if created and [p.name for p in directory.iterdir()] == [LOCK]:
+            _remove(directory / LOCK)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 # --------------------------------------------------------------------------- run directories

@@ -16,6 +16,7 @@ overwritten unless asked.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -230,27 +231,28 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     run = rundir.TrainDir(out_dir)
     strategy = strategy or make_strategy(config.strategy)
     chief = is_chief(strategy)
-    if chief:
-        _check_run_dir(run, config, force)
-    keras.utils.set_random_seed(config.seed)
-    data = training_data(config)
-    if chief:
-        run.path.mkdir(parents=True, exist_ok=True)
-        rundir.atomic_save_with(run.config, lambda tmp: dump_yaml(config, tmp))
-        rundir.write_json(run.speakers, data.speakers)
-    with strategy.scope():
-        embedding_model = build_model(config.model, **config.model_args)
-        history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,
-                                      Objective.AAM, steps_per_epoch=data.steps_per_epoch,
-                                      callbacks=callbacks, out_dir=run.path, verbose=verbose)
-    if not chief:  # saving reads BatchNorm statistics collectively: every worker must save
-        with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
-            embedding_model.save(Path(scratch) / run.MODEL)
-        return run
-    # The head and history first, the model last: a model file means the run is complete.
-    run.save_head(history.model.head.get_weights())
-    if history.history:  # empty when a kill after the last epoch is resumed: keep the one written
-        rundir.write_json(run.history, history.history)
-    rundir.atomic_save_model(embedding_model, run.model)
-    shutil.rmtree(run.backup, ignore_errors=True)  # kept until now so a kill above loses no epoch
+    lock = rundir.locked(run.path) if chief else contextlib.nullcontext()
+    with lock:
+        if chief:
+            _check_run_dir(run, config, force)
+        keras.utils.set_random_seed(config.seed)
+        data = training_data(config)
+        if chief:
+            rundir.atomic_save_with(run.config, lambda tmp: dump_yaml(config, tmp))
+            rundir.write_json(run.speakers, data.speakers)
+        with strategy.scope():
+            embedding_model = build_model(config.model, **config.model_args)
+            history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,
+                                          Objective.AAM, steps_per_epoch=data.steps_per_epoch,
+                                          callbacks=callbacks, out_dir=run.path, verbose=verbose)
+        if not chief:  # saving reads BatchNorm statistics collectively: every worker must save
+            with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
+                embedding_model.save(Path(scratch) / run.MODEL)
+            return run
+        # The head and history first, the model last: a model file means the run is complete.
+        run.save_head(history.model.head.get_weights())
+        if history.history:  # empty when a kill after the last epoch is resumed: keep the one written
+            rundir.write_json(run.history, history.history)
+        rundir.atomic_save_model(embedding_model, run.model)
+        shutil.rmtree(run.backup, ignore_errors=True)  # kept until now so a kill above loses no epoch
     return run

@@ -4,7 +4,10 @@ Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``; modules are discovered, so adding a command never
 touches this file.  A :class:`~tfadvq.errors.TfadvqError` ends the program with
 its message and exit code 2 instead of a traceback: it is the user's input that
-is wrong, not the program.
+is wrong, not the program.  So do the faults of the user's environment that
+reach us from below -- an ``OSError`` (a path that cannot be read or written, a
+full disk) and a TensorFlow ``OpError`` raised while reading their files -- each
+reported with the file it names.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from tfadvq.errors import TfadvqError
+from tfadvq.errors import TfadvqError, describe_os_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TfadvqError as exc:
         print(f"tfadvq: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tfadvq: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(exc, tf.errors.OpError):
+            raise
+        first = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        print(f"tfadvq: error: TensorFlow could not process an input ({first})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tfadvq: interrupted", file=sys.stderr)

@@ -37,6 +37,7 @@ class ConvertArgs:
     feature_config: Path | None = None
     model_version: int = 1
     c_array: Path | None = None
+    force: bool = False
 
 
 def register(subparsers) -> None:
@@ -58,9 +59,10 @@ def register(subparsers) -> None:
                         help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
     parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR", help="also write firmware C sources into DIR")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=lambda a: run(ConvertArgs(
         a.model, a.out, a.int8, a.frames, a.bits, a.corpus, a.calibration_crops, a.trial_scores, a.target_far,
-        a.feature_config, a.model_version, a.c_array)))
+        a.feature_config, a.model_version, a.c_array, a.force)))
 
 
 def _bits(value: str | None):
@@ -98,6 +100,13 @@ def _thresholds(path: Path | None, target_far: float):
 
 def run(args: ConvertArgs) -> int:
     """Convert, check under TFLM, write every file and print the summary."""
+    from tfadvq import rundir
+
+    with rundir.locked(args.out.parent):
+        return _run(args)
+
+
+def _run(args: ConvertArgs) -> int:
     from converters import array_representative, corpus_crops
     from converters.device_files import convert_saved_model, with_thresholds, write_device_files
     from tfadvq import rundir
@@ -109,6 +118,8 @@ def run(args: ConvertArgs) -> int:
 
     if args.int8 and args.corpus is None:
         raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
+    if args.out.exists() and not args.force:
+        raise ConversionError(f"--out {args.out}: exists; pass --force to replace it or choose another file")
     thresholds = _thresholds(args.trial_scores, args.target_far)
     feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
     scoring = ScoringConfig(window_frames=args.frames)

@@ -36,6 +36,7 @@ class QuantizeArgs:
     refresh_steps: int = 100
     new_head: bool = False
     plots: bool = False
+    force: bool = False
 
 
 def register(subparsers) -> None:
@@ -60,12 +61,20 @@ def register(subparsers) -> None:
     parser.add_argument("--refresh-steps", type=int, default=100, help="codebook refresh period in steps")
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--force", action="store_true", help="replace a finished quantization in --out")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         a.model, a.out, a.bits, a.bits_per_layer, a.per_channel, a.activation_bits, a.finetune_epochs,
-        a.corpus, a.objective, a.train_config, a.lr_scale, a.refresh_steps, a.new_head, a.plots)))
+        a.corpus, a.objective, a.train_config, a.lr_scale, a.refresh_steps, a.new_head, a.plots, a.force)))
 
 
 def run(args: QuantizeArgs) -> int:
+    from tfadvq import rundir
+
+    with rundir.locked(args.out):
+        return _run(args)
+
+
+def _run(args: QuantizeArgs) -> int:
     from tfadvq import rundir
     from tfadvq.config import load_yaml, to_dict
     from tfadvq.errors import ConfigError
@@ -76,13 +85,13 @@ def run(args: QuantizeArgs) -> int:
     from tfadvq.report import print_table
     from tfadvq.train_config import DataConfig, TrainConfig, resolve_config
 
-    source = rundir.TrainDir.of_model(args.model)
-    model = load_embedding_model(args.model)
-    bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
-    quantized = api.quantize(model, bits, per_channel=args.per_channel, activation_bits=args.activation_bits)
     out = rundir.QuantDir(args.out)
-    tuned = None
-    if args.finetune_epochs:
+    if out.summary.is_file() and not args.force:
+        raise ConfigError(f"--out {args.out}: holds a finished quantization; pass --force to replace it "
+                          "or choose another directory")
+    source = rundir.TrainDir.of_model(args.model)
+    config = None
+    if args.finetune_epochs:  # checked before any work: the fine-tune follows the model's own recipe
         if source.config.is_file():
             config = load_yaml(TrainConfig, source.config)
         elif args.train_config:
@@ -90,6 +99,11 @@ def run(args: QuantizeArgs) -> int:
         else:
             raise ConfigError(f"--finetune-epochs: {source.config} is missing (the model was not trained by "
                               "tfadvq train); pass --train-config and --corpus")
+    model = load_embedding_model(args.model)
+    bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
+    quantized = api.quantize(model, bits, per_channel=args.per_channel, activation_bits=args.activation_bits)
+    tuned = None
+    if config is not None:
         settings = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,
                                     args.refresh_steps, None,
                                     DataConfig(corpus=str(args.corpus)) if args.corpus else None,

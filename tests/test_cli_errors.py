@@ -1,0 +1,97 @@
+"""Every error a user's environment causes ends in ``tfadvq: error: ...`` naming the path, exit 2,
+and nothing is lost: unwritable outputs, a file where a directory belongs, a full disk, two runs on
+one directory, and a finished result that would be overwritten."""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfadvq.cli import main
+
+UNWRITABLE = "/proc/tfadvq-cannot-write-here"  # refused even to root
+
+
+@pytest.fixture(scope="module")
+def fp_model(tmp_path_factory) -> Path:
+    from test_quant_finetune import small_embedding_model
+
+    path = tmp_path_factory.mktemp("fp") / "fp.keras"
+    small_embedding_model().save(path)
+    return path
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tfadvq: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("out", [UNWRITABLE + "/q", "{file}/q"])
+def test_quantize_into_an_unwritable_place(fp_model, tmp_path, capsys, out):
+    (tmp_path / "file").write_text("a file, not a directory")
+    out = out.replace("{file}", str(tmp_path / "file"))
+    assert main(["quantize", "--model", str(fp_model), "--bits", "2", "--out", out]) == 2
+    assert str(Path(out).parent) in _error(capsys)
+
+
+def test_run_and_eval_and_train_into_an_unwritable_place(fp_model, tiny_corpus, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n")
+    assert main(["run", str(recipe), "--workdir", UNWRITABLE]) == 2
+    assert UNWRITABLE in _error(capsys)
+    assert main(["eval", "--model", str(fp_model), "--corpus", str(tiny_corpus), "--out", UNWRITABLE]) == 2
+    assert UNWRITABLE in _error(capsys)
+    assert main(["train", "--config", "demo", "--corpus", str(tiny_corpus), "--out", UNWRITABLE]) == 2
+    assert UNWRITABLE in _error(capsys)
+
+
+def test_a_full_disk_is_reported_and_leaves_no_partial_result(fp_model, tmp_path, capsys, monkeypatch):
+    from tfadvq.quant.records import QuantizedWeights
+
+    out = tmp_path / "q"
+    assert main(["quantize", "--model", str(fp_model), "--bits", "2", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def full(self, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(QuantizedWeights, "save", full)
+    assert main(["quantize", "--model", str(fp_model), "--bits", "3", "--out", str(out), "--force"]) == 2
+    err = _error(capsys)
+    assert "the disk is full" in err and "quantized_weights.npz" in err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after["quantized_weights.npz"] == before["quantized_weights.npz"]  # the old file, whole
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_a_finished_result_is_not_overwritten_and_two_runs_do_not_share_a_directory(fp_model, tmp_path, capsys):
+    from tfadvq import rundir
+
+    out = tmp_path / "q"
+    assert main(["quantize", "--model", str(fp_model), "--bits", "2", "--out", str(out)]) == 0
+    summary = (out / "summary.json").read_bytes()
+    capsys.readouterr()
+    assert main(["quantize", "--model", str(fp_model), "--bits", "3", "--out", str(out)]) == 2
+    assert "--force" in _error(capsys)
+    assert (out / "summary.json").read_bytes() == summary
+    with rundir.locked(out):
+        assert main(["quantize", "--model", str(fp_model), "--bits", "3", "--out", str(out), "--force"]) == 2
+        assert "another tfadvq run is writing" in _error(capsys)
+
+
+def test_unreadable_inputs_name_the_file(tmp_path, capsys):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(np.random.default_rng(0).bytes(64))
+    assert main(["eval", "--model", str(bad), "--corpus", str(tmp_path)]) == 2
+    assert str(tmp_path) in _error(capsys)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages: [{type: model, path: " + str(bad) + "}]\n")
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
+    assert str(bad) in _error(capsys)
+    recipe.write_bytes(b"\xff\xfe not yaml: [")
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
+    assert str(recipe) in _error(capsys)
