@@ -78,17 +78,23 @@ def convert_saved_model(path: str | os.PathLike, scoring: ScoringConfig, *, int8
 
 
 def write_device_files(result: ConversionResult, metadata: ModelMetadata, out: rundir.DeviceDir,
-                       c_array: bool = False) -> list[Path]:
-    """Write the flashed model, its float (and int8) twin, the metadata and optionally C sources."""
+                       c_array: str | os.PathLike | None = None) -> list[Path]:
+    """Write the flashed model, its float (and int8) twin, C sources into ``c_array`` if given, and
+    the metadata last: its presence means the conversion is complete (:func:`is_complete`)."""
     written = [rundir.atomic_write(out.tflite, result.model),
                rundir.atomic_write(out.float_tflite, result.float_model)]
     if result.int8_model is not None:
         written.append(rundir.atomic_write(out.int8_tflite, result.int8_model))
+    if c_array is not None:
+        written += write_c_arrays(result.model, metadata, c_array)
     write_json(metadata, out.metadata)
     written.append(out.metadata)
-    if c_array:
-        written += write_c_arrays(result.model, metadata, out.c_array)
     return written
+
+
+def is_complete(out: rundir.DeviceDir) -> bool:
+    """True when a conversion finished writing into ``out`` (the metadata is written last)."""
+    return out.metadata.is_file() and out.tflite.is_file()
 
 
 def with_thresholds(metadata: ModelMetadata, thresholds, calibration: dict[str, object]) -> ModelMetadata:

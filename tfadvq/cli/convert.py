@@ -108,7 +108,7 @@ def run(args: ConvertArgs) -> int:
 
 def _run(args: ConvertArgs) -> int:
     from converters import array_representative, corpus_crops
-    from converters.device_files import convert_saved_model, with_thresholds, write_device_files
+    from converters.device_files import convert_saved_model, is_complete, with_thresholds, write_device_files
     from tfadvq import rundir
     from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
@@ -118,8 +118,10 @@ def _run(args: ConvertArgs) -> int:
 
     if args.int8 and args.corpus is None:
         raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
-    if args.out.exists() and not args.force:
-        raise ConversionError(f"--out {args.out}: exists; pass --force to replace it or choose another file")
+    out = rundir.DeviceDir.for_file(args.out)
+    if is_complete(out) and not args.force:
+        raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
+                              "or choose another file")
     thresholds = _thresholds(args.trial_scores, args.target_far)
     feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
     scoring = ScoringConfig(window_frames=args.frames)
@@ -132,12 +134,7 @@ def _run(args: ConvertArgs) -> int:
     if thresholds is not None:
         metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
                                                           "num_trials": None})
-    out = rundir.DeviceDir.for_file(args.out)
-    written = write_device_files(result, metadata, out, c_array=False)
-    if args.c_array is not None:
-        from converters.c_array import write_c_arrays
-
-        written += write_c_arrays(result.model, metadata, args.c_array)
+    written = write_device_files(result, metadata, out, c_array=args.c_array)
 
     print_table(result.layer_rows(), f"Quantized layers of {args.model}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
