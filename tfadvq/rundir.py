@@ -373,6 +373,26 @@ class EvalDir(RunDir):
         return self.path / "verify.json"
 
 
+class ListsDir(RunDir):
+    """What ``tfadvq lists`` writes: clean Kaldi lists, the filtered trials and the skipped files."""
+
+    @property
+    def wav_scp(self) -> Path:
+        return self.path / "wav.scp"
+
+    @property
+    def utt2spk(self) -> Path:
+        return self.path / "utt2spk"
+
+    @property
+    def trials(self) -> Path:
+        return self.path / "trials.txt"
+
+    @property
+    def bad(self) -> Path:
+        return self.path / "bad.txt"
+
+
 class CorpusRun(RunDir):
     """A corpus stage's directory: the generated corpus lives in a subdirectory."""
 

@@ -66,7 +66,11 @@ def load_model(path: str | Path) -> keras.Model:
 
     Save wrapped models as ``.h5`` (or SavedModel): tfmot's wrappers do not
     reload from the ``.keras`` format (variable-count mismatch in tf_keras 2.17).
+    tfadvq's own layers (``StatsPooling``) are registered first, so a fresh
+    process (``tfadvq convert``) reloads tfadvq models too.
     """
+    import tfadvq.models  # noqa: F401  (registers StatsPooling etc. for deserialisation)
+
     with _tfq.quantize_scope(custom_objects()):
         return keras.models.load_model(path)
 
