@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "crc32.h"
@@ -19,11 +20,9 @@ uint32_t Get32(const uint8_t* p) {
   return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
+// Every byte of p[n] equals `value`: p[0] does, and each byte equals the next.
 bool AllEqual(const uint8_t* p, size_t n, uint8_t value) {
-  for (size_t i = 0; i < n; ++i) {
-    if (p[i] != value) return false;
-  }
-  return true;
+  return n == 0 || (p[0] == value && std::memcmp(p, p + 1, n - 1) == 0);
 }
 
 // Sequence numbers wrap; "newer" is a positive signed difference.
@@ -60,6 +59,11 @@ EnrollmentStore::EnrollmentStore(StorageMedium* medium, uint32_t model_id, int e
       model_id_(model_id),
       embed_dim_(embed_dim) {}
 
+bool EnrollmentStore::Usable() const {
+  return medium_ != nullptr && embed_dim_ > 0 && embed_dim_ <= kMaxEmbedding &&
+         medium_->Size() >= kStoreMediumBytes;
+}
+
 size_t EnrollmentStore::Serialize(uint32_t sequence) {
   Put32(image_, kMagic);
   image_[4] = static_cast<uint8_t>(kStoreFormatVersion);
@@ -82,13 +86,15 @@ size_t EnrollmentStore::Serialize(uint32_t sequence) {
   return body + 4;
 }
 
-Status EnrollmentStore::Deserialize(size_t slot, uint32_t* sequence, bool* blank) {
-  *blank = false;
-  Status status = medium_->Read(slot * kStoreSlotBytes, image_, kStoreSlotBytes);
-  if (status != Status::kOk) return status;
-  if (AllEqual(image_, kHeaderBytes, 0xFF) || AllEqual(image_, kHeaderBytes, 0x00)) {
-    *blank = true;
-    return Status::kStoreCorrupt;
+EnrollmentStore::SlotState EnrollmentStore::ReadSlot(int slot, uint32_t* sequence) {
+  if (medium_->Read(static_cast<size_t>(slot) * kStoreSlotBytes, image_, kStoreSlotBytes) !=
+      Status::kOk) {
+    return SlotState::kUnreadable;
+  }
+  // Blank means the whole slot: an erased or zeroed header over the rest of a
+  // table is damage, not an empty store.
+  if (AllEqual(image_, kStoreSlotBytes, 0xFF) || AllEqual(image_, kStoreSlotBytes, 0x00)) {
+    return SlotState::kBlank;
   }
   // The CRC is checked against the table's own size first: a table of another
   // model is intact, just not ours.
@@ -96,98 +102,124 @@ Status EnrollmentStore::Deserialize(size_t slot, uint32_t* sequence, bool* blank
   const uint16_t dim = static_cast<uint16_t>(image_[6] | (image_[7] << 8));
   if (Get32(image_) != kMagic || count > static_cast<uint32_t>(kMaxSpeakers) ||
       dim > kMaxEmbedding) {
-    return Status::kStoreCorrupt;
+    return SlotState::kDamaged;
   }
-  const size_t body = kHeaderBytes + count * (kNameBytes + 4 + 4 * static_cast<size_t>(dim));
-  if (Crc32(image_, body) != Get32(image_ + body)) return Status::kStoreCorrupt;
+  const size_t entry_bytes = kNameBytes + 4 + 4 * static_cast<size_t>(dim);
+  const size_t body = kHeaderBytes + count * entry_bytes;
+  if (Crc32(image_, body) != Get32(image_ + body)) return SlotState::kDamaged;
   const uint16_t format = static_cast<uint16_t>(image_[4] | (image_[5] << 8));
-  if (format != kStoreFormatVersion) return Status::kStoreCorrupt;
-  if (dim != embed_dim_ || Get32(image_ + 12) != model_id_) return Status::kStoreModelMismatch;
+  if (format != kStoreFormatVersion) return SlotState::kDamaged;
+  if (dim != embed_dim_ || Get32(image_ + 12) != model_id_) return SlotState::kForeign;
+  // A CRC only proves the bytes are as written; refuse contents this code
+  // would never write (they would break the invariants Find/Enroll rely on).
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint8_t* e = image_ + kHeaderBytes + i * entry_bytes;
+    const char* name = reinterpret_cast<const char*>(e);
+    if (std::memchr(name, '\0', kNameBytes) == nullptr || !ValidSpeakerName(name)) {
+      return SlotState::kDamaged;
+    }
+    for (uint32_t j = 0; j < i; ++j) {
+      const char* other = reinterpret_cast<const char*>(image_ + kHeaderBytes + j * entry_bytes);
+      if (std::strncmp(name, other, kNameBytes) == 0) return SlotState::kDamaged;
+    }
+    if (Get32(e + kNameBytes) == 0) return SlotState::kDamaged;
+    for (int d = 0; d < dim; ++d) {
+      float v = 0.0f;
+      std::memcpy(&v, e + kNameBytes + 4 + 4 * d, 4);
+      if (!std::isfinite(v)) return SlotState::kDamaged;
+    }
+  }
   *sequence = Get32(image_ + 8);
-  return Status::kOk;
+  return SlotState::kValid;
 }
 
 Status EnrollmentStore::Load() {
   count_ = 0;
   active_slot_ = -1;
-  if (embed_dim_ <= 0 || embed_dim_ > kMaxEmbedding || medium_ == nullptr ||
-      medium_->Size() < 2 * kStoreSlotBytes) {
-    return state_ = Status::kBadArgument;
-  }
+  sequence_ = 0;
+  if (!Usable()) return state_ = Status::kBadArgument;
+  SlotState states[2];
   uint32_t sequences[2] = {0, 0};
-  Status results[2];
-  bool blanks[2];
-  for (int s = 0; s < 2; ++s) results[s] = Deserialize(s, &sequences[s], &blanks[s]);
-  int best = -1;
-  for (int s = 0; s < 2; ++s) {
-    if (results[s] == Status::kOk && (best < 0 || Newer(sequences[s], sequences[best]))) best = s;
+  // Slot B first, so that image_ holds slot A -- the one picked when both
+  // hold the same table -- afterwards.
+  states[1] = ReadSlot(1, &sequences[1]);
+  states[0] = ReadSlot(0, &sequences[0]);
+  if (states[0] == SlotState::kUnreadable || states[1] == SlotState::kUnreadable) {
+    return state_ = Status::kIoError;  // the unread slot might hold the newer table
   }
-  if (best < 0) {
-    if (results[0] == Status::kStoreModelMismatch || results[1] == Status::kStoreModelMismatch) {
+  const bool valid0 = states[0] == SlotState::kValid;
+  const bool valid1 = states[1] == SlotState::kValid;
+  if (!valid0 && !valid1) {
+    if (states[0] == SlotState::kBlank && states[1] == SlotState::kBlank) {
+      return state_ = Status::kOk;  // a fresh medium: empty store
+    }
+    if (states[0] == SlotState::kForeign || states[1] == SlotState::kForeign) {
       return state_ = Status::kStoreModelMismatch;
     }
-    // Blank: never written, or a torn first save (which lost nothing: the store was empty).
-    if (blanks[0] || blanks[1]) return state_ = Status::kOk;
-    return state_ = (results[0] == Status::kIoError ? Status::kIoError : Status::kStoreCorrupt);
+    return state_ = Status::kStoreCorrupt;  // damaged + damaged, damaged + blank
   }
-  // Re-read the chosen slot: image_ holds whichever slot was read last.
-  bool blank = false;
-  Deserialize(best, &sequences[best], &blank);
-  active_slot_ = best;
-  sequence_ = sequences[best];
-  count_ = static_cast<int>(Get32(image_ + 16));
+  const int best = (valid1 && (!valid0 || Newer(sequences[1], sequences[0]))) ? 1 : 0;
+  if (best == 1) {
+    uint32_t again = 0;
+    if (ReadSlot(1, &again) != SlotState::kValid || again != sequences[1]) {
+      return state_ = Status::kIoError;  // the medium changed under us
+    }
+  }
+  const int count = static_cast<int>(Get32(image_ + 16));
   const uint8_t* p = image_ + kHeaderBytes;
-  for (int i = 0; i < count_; ++i) {
+  for (int i = 0; i < count; ++i) {
     std::memcpy(entries_[i].name, p, kNameBytes);
-    entries_[i].name[kNameBytes - 1] = '\0';
     entries_[i].utterances = Get32(p + kNameBytes);
     p += kNameBytes + 4;
     std::memcpy(entries_[i].mean, p, 4 * static_cast<size_t>(embed_dim_));
     p += 4 * embed_dim_;
   }
+  count_ = count;
+  active_slot_ = best;
+  sequence_ = sequences[best];
   return state_ = Status::kOk;
 }
 
-Status EnrollmentStore::WriteSlot(size_t slot, size_t bytes) {
-  Status status = medium_->Write(slot * kStoreSlotBytes, image_, bytes);
-  if (status != Status::kOk) return status;
-  // Read back: a write that "succeeded" into bad flash must not become current.
-  uint32_t sequence = 0;
-  bool blank = false;
-  const uint32_t expected = Get32(image_ + 8);
-  status = Deserialize(slot, &sequence, &blank);
-  if (status != Status::kOk || sequence != expected) return Status::kIoError;
+Status EnrollmentStore::WriteSlot(int slot, uint32_t sequence) {
+  const size_t bytes = Serialize(sequence);
+  const uint32_t crc = Get32(image_ + bytes - 4);
+  if (medium_->Write(static_cast<size_t>(slot) * kStoreSlotBytes, image_, bytes) != Status::kOk) {
+    return Status::kIoError;
+  }
+  // Read back: a write that "succeeded" into bad flash must not count.
+  uint32_t got = 0;
+  if (ReadSlot(slot, &got) != SlotState::kValid || got != sequence ||
+      Get32(image_ + 16) != static_cast<uint32_t>(count_) || Get32(image_ + bytes - 4) != crc) {
+    return Status::kIoError;
+  }
   return Status::kOk;
 }
 
 Status EnrollmentStore::Commit() {
-  const uint32_t sequence = sequence_ + 1;
-  const bool first = active_slot_ < 0;
-  const size_t target = first ? 0 : static_cast<size_t>(1 - active_slot_);
-  Status status = WriteSlot(target, Serialize(sequence));
-  // The very first save is mirrored into the other slot, so from then on a
-  // damaged slot always has a valid twin (a blank twin would read as "empty").
-  if (status == Status::kOk && first) status = WriteSlot(1, Serialize(sequence));
-  if (status != Status::kOk) {
-    Load();  // restore the in-RAM table from the slot that is still valid
-    return status == Status::kStoreCorrupt ? Status::kIoError : status;
+  const uint32_t sequence = sequence_ + 1;  // wraps; see Newer()
+  // First the slot not holding the table in use, then the other one.
+  const int first = active_slot_ == 1 ? 0 : 1;
+  Status status = WriteSlot(first, sequence);
+  if (status == Status::kOk) status = WriteSlot(1 - first, sequence);
+  if (status == Status::kOk) {
+    active_slot_ = 1 - first;
+    sequence_ = sequence;
+    return Status::kOk;
   }
-  active_slot_ = static_cast<int>(target);
-  sequence_ = sequence;
-  return Status::kOk;
+  // What is persisted decides the status: reload exactly what a restart would.
+  Load();
+  return state_ == Status::kOk && sequence_ == sequence ? Status::kOk : Status::kIoError;
 }
 
 Status EnrollmentStore::Format() {
-  if (medium_ == nullptr || embed_dim_ <= 0 || embed_dim_ > kMaxEmbedding ||
-      medium_->Size() < 2 * kStoreSlotBytes) {
-    return Status::kBadArgument;
+  if (!Usable()) return Status::kBadArgument;
+  if (state_ != Status::kOk) {  // locked: nothing loaded, no sequence to continue
+    active_slot_ = -1;
+    sequence_ = 0;
   }
   count_ = 0;
-  active_slot_ = -1;
-  sequence_ = 0;
-  const Status status = Commit();
-  state_ = status;
-  return status;
+  state_ = Status::kOk;
+  return Commit();
 }
 
 int EnrollmentStore::IndexOf(const char* name) const {

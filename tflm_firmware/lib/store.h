@@ -1,21 +1,68 @@
 // Enrollment store: named speaker models in a flash-like byte medium.
 //
-// Layout: the medium holds two slots (A/B).  Each save writes the whole table,
-// with a sequence number one higher, into the slot NOT holding the current
-// table, reads it back and checks its CRC-32; only then does it become
-// current.  A save cut short (power loss, write error) therefore leaves the
-// previous table intact in the other slot, and load picks the valid slot with
-// the highest sequence.  A table whose CRC fails is never used; if no slot is
-// valid (and not both are blank/erased), the store reports kStoreCorrupt until
-// it is formatted.  A table written for a different model (model id or
-// embedding size) is kStoreModelMismatch: embeddings of another network are
-// meaningless to this one.
+// THE RULE: a change the store acknowledged (kOk) is never lost without an
+// error, and a store that cannot prove what it holds writes nothing until it
+// is reset explicitly (Format(), the protocol's `format`).
+//
+// Saves.  The medium holds two slots, A (offset 0) and B (kStoreSlotBytes).
+// Every save writes the whole new table, with sequence+1, into BOTH slots, one
+// after the other, reading each back and checking its CRC-32.  The slot
+// written first is the one NOT holding the table in use, so a save cut short
+// at any byte (power loss, write error) leaves the previous table or the new
+// one intact in some slot; after a complete save both slots hold the same
+// table, so later damage to either slot alone loses nothing.
+//
+// Load classifies each slot as
+//   valid       magic, CRC, format version, this model, sane contents
+//   blank       every byte 0xFF (erased flash) or every byte 0x00: never written
+//   foreign     intact, but another model's (model id or embedding size)
+//   unreadable  the medium's Read failed
+//   damaged     anything else: a failed CRC, a torn write, an erased or zeroed
+//               header over the rest of a table, a stray byte in an erased slot,
+//               a CRC-valid table with a bad or duplicate name, zero
+//               utterances or a non-finite mean
+// and decides, in this order:
+//   a slot unreadable         -> kIoError (it might hold the newer table)
+//   a slot valid              -> kOk: the valid table with the higher sequence
+//   both blank                -> kOk: empty (a fresh medium)
+//   a slot foreign            -> kStoreModelMismatch
+//   otherwise                 -> kStoreCorrupt (damaged + damaged, damaged + blank)
+// "One slot damaged, the other blank" is never an empty store: it can be a
+// table whose twin was erased.  Load never writes.  While state() != kOk,
+// Enroll/Delete/Find return state() and nothing is written; only Format()
+// writes (and is the way out).
+//
+// Status of a save (Enroll, Delete, Format) -- it says exactly what is
+// persisted (chosen over idempotent retries, which would need a request id in
+// the protocol).  After a failed write or read-back the store reloads the
+// medium, so its RAM view is always what a restart would load, and then:
+//   kOk        the new table is persisted (read back, CRC-checked, it is what
+//              Load picks) -- also when only the second copy failed;
+//   kIoError   the change is NOT persisted.  If state() is still kOk, RAM and
+//              medium hold exactly the previous table and a retry counts the
+//              utterance once; if state() is not kOk the medium no longer loads
+//              (e.g. the first save on a fresh medium cut short after a few
+//              bytes: damaged + blank -> kStoreCorrupt) and the store is
+//              locked until Format().
+// The cost of the rule: that cut-short first save reloads as kStoreCorrupt
+// (nothing was lost, the store was empty) and needs `format`.  A power loss
+// after a save is persisted but before its reply is sent leaves the host
+// without a reply; `list` shows whether the utterance counted.  Not covered: a
+// save whose second copy failed is held by one slot only until the next save;
+// if that slot is then damaged, Load falls back to the previous table.
+//
+// Sequence numbers wrap by design: "newer" is a positive signed 32-bit
+// difference, and the two slots never differ by more than one save.
+//
+// A table written for a different model (model id or embedding size) is
+// kStoreModelMismatch: embeddings of another network are meaningless to this one.
 //
 // Slot format (little-endian), version kStoreFormatVersion:
 //   u32 magic 'SVST' | u16 format | u16 embed_dim | u32 sequence | u32 model_id |
 //   u32 count | count x { char name[16] | u32 utterances | f32 mean[embed_dim] } | u32 crc
-// The CRC covers every byte before it.  Speaker models are the running mean of
-// the L2-normalised embeddings of their enrollment utterances.
+// The CRC covers every byte before it; bytes after it are not read.  Names are
+// NUL-padded.  Speaker models are the running mean of the L2-normalised
+// embeddings of their enrollment utterances.
 #ifndef TFADVQ_STORE_H_
 #define TFADVQ_STORE_H_
 
@@ -75,19 +122,24 @@ class EnrollmentStore {
  public:
   EnrollmentStore(StorageMedium* medium, uint32_t model_id, int embed_dim);
 
-  // Reads the newest valid table.  kOk also for a blank medium (empty store).
-  // On kStoreCorrupt / kStoreModelMismatch / kIoError the store is unusable
-  // (every call below returns that status) until Format() succeeds.
+  // Reads the medium and decides by the rule above (never writes).  kOk also
+  // for a fresh medium (both slots blank: empty store).  On kStoreCorrupt /
+  // kStoreModelMismatch / kIoError the store is locked (every call below but
+  // Format returns that status, nothing is written) until Format() succeeds.
+  // kBadArgument: bad embed_dim, no medium, or a medium smaller than two slots.
   Status Load();
 
-  // Erases both slots and writes an empty table.
+  // The explicit reset: writes an empty table into both slots, whatever they
+  // held (the only write allowed on a locked store).  kOk: the store is empty
+  // and usable; kIoError: not persisted, state() tells what the store holds.
   Status Format();
 
   // Adds one utterance embedding (any norm) to speaker `name`, creating it if
-  // new.  kBadName, kStoreFull, or the save's error (store then unchanged).
+  // new.  Refusals, with nothing changed: state() if locked, kBadName,
+  // kBadArgument (null), kStoreFull.  Otherwise the save's status (see above).
   Status Enroll(const char* name, const float* embedding);
 
-  // kUnknownSpeaker if absent.
+  // kUnknownSpeaker if absent; otherwise the save's status.
   Status Delete(const char* name);
 
   // Mean embedding of `name` (`embed_dim` values) and its utterance count.
@@ -106,17 +158,21 @@ class EnrollmentStore {
     float mean[kMaxEmbedding];
   };
 
+  enum class SlotState { kValid, kBlank, kForeign, kUnreadable, kDamaged };
+
+  bool Usable() const;
   int IndexOf(const char* name) const;
   size_t Serialize(uint32_t sequence);
-  Status Deserialize(size_t slot, uint32_t* sequence, bool* blank);
-  Status WriteSlot(size_t slot, size_t bytes);
+  // Reads `slot` into image_ and classifies it; *sequence for a valid slot.
+  SlotState ReadSlot(int slot, uint32_t* sequence);
+  Status WriteSlot(int slot, uint32_t sequence);
   Status Commit();
 
   StorageMedium* medium_;
   uint32_t model_id_;
   int embed_dim_;
   Status state_ = Status::kStoreCorrupt;  // until Load()
-  int active_slot_ = -1;                  // -1: nothing written yet
+  int active_slot_ = -1;                  // slot the table was loaded from; -1: none
   uint32_t sequence_ = 0;
   int count_ = 0;
   Entry entries_[kMaxSpeakers];

@@ -1,9 +1,12 @@
-// Enrollment store: persistence, averaging, limits, corruption and torn saves.
+// Enrollment store: persistence, averaging, limits, corruption, torn saves and
+// hostile contents.  The exhaustive fault sweep is in test_store_faults.cc.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "crc32.h"
+#include "fault_medium.h"
 #include "file_medium.h"
 #include "harness.h"
 #include "store.h"
@@ -14,19 +17,7 @@ constexpr int kDim = 16;
 constexpr uint32_t kModelId = 0xA1B2C3D4u;
 constexpr size_t kMediumBytes = sv::kStoreMediumBytes;
 
-// A medium that loses power after `budget` bytes of a write (the write then
-// fails), the way a flash save can be cut short.
-class TornMedium : public sv::RamMedium {
- public:
-  TornMedium(uint8_t* bytes, size_t size) : RamMedium(bytes, size) {}
-  size_t budget = static_cast<size_t>(-1);
-  sv::Status Write(size_t offset, const uint8_t* data, size_t size) override {
-    const size_t n = size < budget ? size : budget;
-    budget -= n;
-    sv::RamMedium::Write(offset, data, n);
-    return n == size ? sv::Status::kOk : sv::Status::kIoError;
-  }
-};
+using storetest::FaultMedium;
 
 void Embedding(float seed, float* out) {
   for (int d = 0; d < kDim; ++d) out[d] = seed + static_cast<float>(d % 5) - 2.0f * (d % 3);
@@ -123,12 +114,13 @@ TEST(store_corruption_is_detected_and_never_used) {
   Embedding(1.0f, e);
   CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);  // seq 1 in both slots
   CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);    // seq 2 in slot 1
-  // Flip one bit of the newest table (slot 1): load falls back to slot 0.
+  // Both slots hold the newest table: flip one bit of slot B and its twin in
+  // slot A still has everything.
   const size_t slot = sv::kStoreSlotBytes;
   bytes[slot + 30] ^= 0x04;
   static sv::EnrollmentStore a(&medium, kModelId, kDim);
   CHECK_STATUS(a.Load(), sv::Status::kOk);
-  CHECK_EQ(a.count(), 1);
+  CHECK_EQ(a.count(), 2);
   // Damage the other slot too: nothing valid is left, so nothing is used.
   bytes[25] ^= 0x80;
   static sv::EnrollmentStore b(&medium, kModelId, kDim);
@@ -150,21 +142,22 @@ TEST(store_corruption_is_detected_and_never_used) {
 TEST(store_torn_save_keeps_previous_table) {
   static uint8_t bytes[kMediumBytes];
   Erase(bytes);
-  TornMedium medium(bytes, sizeof(bytes));
+  FaultMedium medium(bytes, sizeof(bytes));
   static sv::EnrollmentStore store(&medium, kModelId, kDim);
   CHECK_STATUS(store.Load(), sv::Status::kOk);
   float e[kDim];
   Embedding(1.0f, e);
   CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
   CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);
-  // Cut every later save at a different byte: the store must always reload
-  // as the last table that was fully committed.
-  const size_t image_bytes = 20 + 3 * (sv::kNameBytes + 4 + 4 * kDim) + 4;  // with carol
+  // Cut the first copy of a later save at a different byte each time: the
+  // save reports IO_ERROR and the store reloads as the last committed table.
+  const size_t image_bytes = storetest::TableBytes(3, kDim);  // with carol
   for (size_t cut = 0; cut < image_bytes; cut += 23) {
-    medium.budget = cut;
+    medium.write_budget = cut;
     CHECK_STATUS(store.Enroll("carol", e), sv::Status::kIoError);
+    CHECK_STATUS(store.state(), sv::Status::kOk);
     CHECK_EQ(store.count(), 2);  // RAM view rolled back too
-    medium.budget = static_cast<size_t>(-1);
+    medium.Heal();
     static sv::EnrollmentStore check(&medium, kModelId, kDim);
     CHECK_STATUS(check.Load(), sv::Status::kOk);
     CHECK_EQ(check.count(), 2);
@@ -173,20 +166,158 @@ TEST(store_torn_save_keeps_previous_table) {
   CHECK_EQ(store.count(), 3);
 }
 
-TEST(store_torn_first_save_leaves_an_empty_store) {
+// The reported bug: the first save's second copy cut short returned IO_ERROR
+// although the speaker was stored, so a retry counted the utterance twice.
+TEST(store_first_save_persisted_in_one_copy_reports_ok) {
   static uint8_t bytes[kMediumBytes];
   Erase(bytes);
-  TornMedium medium(bytes, sizeof(bytes));
+  FaultMedium medium(bytes, sizeof(bytes));
   static sv::EnrollmentStore store(&medium, kModelId, kDim);
   CHECK_STATUS(store.Load(), sv::Status::kOk);
   float e[kDim];
   Embedding(1.0f, e);
-  medium.budget = 40;
-  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kIoError);
-  medium.budget = static_cast<size_t>(-1);
+  medium.write_budget = storetest::TableBytes(1, kDim) + 7;  // first copy whole, second cut
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  medium.Heal();
+  const float* mean = nullptr;
+  uint32_t utterances = 0;
+  CHECK_STATUS(store.Find("alice", &mean, &utterances), sv::Status::kOk);
+  CHECK_EQ(utterances, 1u);
   static sv::EnrollmentStore check(&medium, kModelId, kDim);
   CHECK_STATUS(check.Load(), sv::Status::kOk);
-  CHECK_EQ(check.count(), 0);
+  CHECK_STATUS(check.Find("alice", &mean, &utterances), sv::Status::kOk);
+  CHECK_EQ(utterances, 1u);
+}
+
+// A first save cut short after some bytes leaves one slot damaged and the
+// other blank -- which could equally be a table whose twin was erased, so it
+// is STORE_CORRUPT, never an empty store.  Nothing was lost (the store was
+// empty); the store is locked until format.
+TEST(store_torn_first_save_is_corrupt_until_format) {
+  static uint8_t bytes[kMediumBytes];
+  Erase(bytes);
+  FaultMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  medium.write_budget = 40;
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kIoError);  // not persisted
+  medium.Heal();
+  CHECK_STATUS(store.state(), sv::Status::kStoreCorrupt);  // what a restart sees
+  const size_t writes = medium.writes;
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kStoreCorrupt);
+  CHECK_EQ(medium.writes, writes);
+  static sv::EnrollmentStore check(&medium, kModelId, kDim);
+  CHECK_STATUS(check.Load(), sv::Status::kStoreCorrupt);
+  CHECK_STATUS(check.Format(), sv::Status::kOk);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  CHECK_EQ(store.count(), 0);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+}
+
+// The reported bug: one damaged slot plus an erased or zeroed header in the
+// other loaded as an empty valid store, and the next enroll overwrote the
+// surviving speakers.
+TEST(store_damaged_slot_with_blank_twin_is_corrupt_and_written_never) {
+  static uint8_t bytes[kMediumBytes];
+  static uint8_t saved[kMediumBytes];
+  Erase(bytes);
+  FaultMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);
+  std::memcpy(saved, bytes, sizeof(bytes));
+  uint8_t* a = bytes;
+  uint8_t* b = bytes + sv::kStoreSlotBytes;
+  for (int variant = 0; variant < 4; ++variant) {
+    std::memcpy(bytes, saved, sizeof(bytes));
+    a[33] ^= 0x10;                                                // A: damaged
+    if (variant == 0) std::memset(b, 0xFF, sv::kStoreSlotBytes);  // B: erased
+    if (variant == 1) std::memset(b, 0x00, sv::kStoreSlotBytes);  // B: zeroed
+    if (variant == 2) std::memset(b, 0xFF, 20);                   // B: header erased
+    if (variant == 3) std::memset(b, 0x00, 20);                   // B: header zeroed
+    static sv::EnrollmentStore reboot(&medium, kModelId, kDim);
+    CHECK_STATUS(reboot.Load(), sv::Status::kStoreCorrupt);
+    const size_t writes = medium.writes;
+    CHECK_STATUS(reboot.Enroll("carol", e), sv::Status::kStoreCorrupt);
+    CHECK_STATUS(reboot.Delete("alice"), sv::Status::kStoreCorrupt);
+    CHECK_STATUS(reboot.Load(), sv::Status::kStoreCorrupt);
+    CHECK_EQ(medium.writes, writes);
+  }
+  // A genuinely fresh medium, erased or zeroed (or one of each), is empty.
+  for (int variant = 0; variant < 3; ++variant) {
+    std::memset(a, variant == 1 ? 0x00 : 0xFF, sv::kStoreSlotBytes);
+    std::memset(b, variant == 0 ? 0xFF : 0x00, sv::kStoreSlotBytes);
+    static sv::EnrollmentStore fresh(&medium, kModelId, kDim);
+    CHECK_STATUS(fresh.Load(), sv::Status::kOk);
+    CHECK_EQ(fresh.count(), 0);
+  }
+}
+
+TEST(store_sequence_wraps_and_the_newer_table_still_wins) {
+  static uint8_t bytes[kMediumBytes];
+  Erase(bytes);
+  FaultMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  for (int slot = 0; slot < 2; ++slot) {
+    storetest::Put32(bytes + slot * sv::kStoreSlotBytes + 8, 0xFFFFFFFFu);
+    storetest::Reseal(bytes, slot);
+  }
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  // Next save has sequence 0: cut its second copy so the slots differ across
+  // the wrap, and the table with sequence 0 must be the one that loads.
+  medium.write_budget = storetest::TableBytes(2, kDim) + 3;
+  CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);
+  medium.Heal();
+  static sv::EnrollmentStore check(&medium, kModelId, kDim);
+  CHECK_STATUS(check.Load(), sv::Status::kOk);
+  CHECK_EQ(check.count(), 2);
+  CHECK_STATUS(check.Enroll("carol", e), sv::Status::kOk);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  CHECK_EQ(store.count(), 3);
+}
+
+// A CRC-valid table with contents this code never writes is damaged: its twin
+// is used, and with both such slots the store is corrupt.
+TEST(store_crc_valid_but_insane_table_is_damaged) {
+  static uint8_t bytes[kMediumBytes];
+  static uint8_t good[kMediumBytes];
+  Erase(bytes);
+  sv::RamMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);
+  std::memcpy(good, bytes, sizeof(bytes));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int edit = 0; edit < 6; ++edit) {
+    for (int slots = 1; slots <= 2; ++slots) {
+      std::memcpy(bytes, good, sizeof(bytes));
+      for (int slot = 0; slot < slots; ++slot) {
+        uint8_t* s = bytes + slot * sv::kStoreSlotBytes;
+        if (edit == 0) s[storetest::EntryOffset(1, kDim, 0)] = ' ';         // bad name
+        if (edit == 1) std::memcpy(s + storetest::EntryOffset(1, kDim, 0), "alice", 6);  // duplicate
+        if (edit == 2) std::memset(s + storetest::EntryOffset(0, kDim, 0), 'x', 16);  // no NUL
+        if (edit == 3) storetest::Put32(s + storetest::EntryOffset(0, kDim, 16), 0);  // 0 utterances
+        if (edit == 4) std::memcpy(s + storetest::EntryOffset(1, kDim, 20 + 8), &nan, 4);
+        if (edit == 5) s[storetest::EntryOffset(0, kDim, 0)] = '\0';          // empty name
+        storetest::Reseal(bytes, slot);
+      }
+      static sv::EnrollmentStore check(&medium, kModelId, kDim);
+      CHECK_STATUS(check.Load(), slots == 1 ? sv::Status::kOk : sv::Status::kStoreCorrupt);
+      CHECK_EQ(check.count(), slots == 1 ? 2 : 0);
+    }
+  }
 }
 
 TEST(store_of_another_model_is_refused) {
