@@ -28,6 +28,25 @@ bool AllEqual(const uint8_t* p, size_t n, uint8_t value) {
 // Sequence numbers wrap; "newer" is a positive signed difference.
 bool Newer(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
 
+// `in[n]` scaled to unit L2 norm into `out`; false (out unspecified) for a
+// NaN/inf or all-zero vector.  Vectors whose squared norm would overflow or
+// underflow a float are scaled by their largest magnitude first.
+bool UnitVector(const float* in, int n, float* out) {
+  float largest = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (!std::isfinite(in[i])) return false;
+    largest = std::fmax(largest, std::fabs(in[i]));
+  }
+  if (!(largest > 0.0f)) return false;
+  const bool rescale = largest > 1e18f || largest < 1e-18f;
+  for (int i = 0; i < n; ++i) out[i] = rescale ? in[i] / largest : in[i];
+  L2Normalize(out, n);
+  for (int i = 0; i < n; ++i) {
+    if (!std::isfinite(out[i])) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Status RamMedium::Read(size_t offset, uint8_t* out, size_t size) {
@@ -234,8 +253,7 @@ Status EnrollmentStore::Enroll(const char* name, const float* embedding) {
   if (!ValidSpeakerName(name)) return Status::kBadName;
   if (embedding == nullptr) return Status::kBadArgument;
   float unit[kMaxEmbedding];
-  std::memcpy(unit, embedding, 4 * static_cast<size_t>(embed_dim_));
-  L2Normalize(unit, embed_dim_);
+  if (!UnitVector(embedding, embed_dim_, unit)) return Status::kEmbeddingInvalid;
   int i = IndexOf(name);
   if (i < 0) {
     if (count_ >= kMaxSpeakers) return Status::kStoreFull;
@@ -244,7 +262,7 @@ Status EnrollmentStore::Enroll(const char* name, const float* embedding) {
     std::strncpy(entries_[i].name, name, kNameBytes - 1);
   }
   Entry& e = entries_[i];
-  e.utterances += 1;
+  if (e.utterances < kMaxUtterances) e.utterances += 1;  // saturates, never wraps to 0
   for (int d = 0; d < embed_dim_; ++d) e.mean[d] += (unit[d] - e.mean[d]) / e.utterances;
   return Commit();
 }

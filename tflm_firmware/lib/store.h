@@ -51,8 +51,11 @@
 // save whose second copy failed is held by one slot only until the next save;
 // if that slot is then damaged, Load falls back to the previous table.
 //
-// Sequence numbers wrap by design: "newer" is a positive signed 32-bit
-// difference, and the two slots never differ by more than one save.
+// Inputs.  Enroll refuses an embedding with a NaN/inf or all-zero value with
+// kEmbeddingInvalid before anything changes.  The utterance count saturates at
+// kMaxUtterances (the mean then no longer moves measurably).  Sequence numbers
+// wrap by design: "newer" is a positive signed 32-bit difference, and the two
+// slots never differ by more than one save.
 //
 // A table written for a different model (model id or embedding size) is
 // kStoreModelMismatch: embeddings of another network are meaningless to this one.
@@ -84,6 +87,7 @@ constexpr int kMaxSpeakers = SV_MAX_SPEAKERS;
 constexpr int kMaxEmbedding = SV_MAX_EMBEDDING;
 constexpr int kNameBytes = 16;  // 15 characters + NUL
 constexpr uint16_t kStoreFormatVersion = 1;
+constexpr uint32_t kMaxUtterances = 0xFFFFFFFFu;  // the utterance count saturates here
 
 // Bytes of one slot, sized for the largest table so that slot positions do not
 // depend on the model (a store of another model is then still read, and
@@ -134,9 +138,10 @@ class EnrollmentStore {
   // and usable; kIoError: not persisted, state() tells what the store holds.
   Status Format();
 
-  // Adds one utterance embedding (any norm) to speaker `name`, creating it if
-  // new.  Refusals, with nothing changed: state() if locked, kBadName,
-  // kBadArgument (null), kStoreFull.  Otherwise the save's status (see above).
+  // Adds one utterance embedding (any finite, non-zero vector; it is
+  // L2-normalised) to speaker `name`, creating it if new.  Refusals, with
+  // nothing changed: state() if locked, kBadName, kBadArgument (null),
+  // kEmbeddingInvalid, kStoreFull.  Otherwise the save's status (see above).
   Status Enroll(const char* name, const float* embedding);
 
   // kUnknownSpeaker if absent; otherwise the save's status.

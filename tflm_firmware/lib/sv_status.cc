@@ -24,6 +24,7 @@ const char* StatusName(Status status) {
     case Status::kStoreModelMismatch: return "STORE_MODEL_MISMATCH";
     case Status::kParseError: return "PARSE_ERROR";
     case Status::kUnknownCommand: return "UNKNOWN_COMMAND";
+    case Status::kEmbeddingInvalid: return "EMBEDDING_INVALID";
   }
   return "UNKNOWN_STATUS";
 }

@@ -28,6 +28,7 @@ enum class Status : int {
   kStoreModelMismatch,
   kParseError,
   kUnknownCommand,
+  kEmbeddingInvalid,  // NaN/inf or all-zero embedding: refused before the store changes
 };
 
 // Stable, grep-able name of a status ("AUDIO_SILENT"), for protocol replies.

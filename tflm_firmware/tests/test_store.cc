@@ -258,6 +258,94 @@ TEST(store_damaged_slot_with_blank_twin_is_corrupt_and_written_never) {
   }
 }
 
+TEST(store_refuses_non_finite_and_zero_embeddings_before_writing) {
+  static uint8_t bytes[kMediumBytes];
+  Erase(bytes);
+  FaultMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  const size_t writes = medium.writes;
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (float v : bad) {
+    const int positions[] = {0, kDim / 2, kDim - 1};
+    for (int d : positions) {
+      Embedding(1.0f, e);
+      e[d] = v;
+      CHECK_STATUS(store.Enroll("alice", e), sv::Status::kEmbeddingInvalid);  // existing
+      CHECK_STATUS(store.Enroll("bob", e), sv::Status::kEmbeddingInvalid);    // new
+    }
+  }
+  std::memset(e, 0, sizeof(e));
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kEmbeddingInvalid);
+  CHECK_EQ(medium.writes, writes);
+  CHECK_EQ(store.count(), 1);
+  const float* mean = nullptr;
+  uint32_t utterances = 0;
+  CHECK_STATUS(store.Find("alice", &mean, &utterances), sv::Status::kOk);
+  CHECK_EQ(utterances, 1u);
+  // Finite extremes are fine: scaled to a unit vector, never to inf or 0.
+  const float scales[] = {1e30f, 1e-30f, 1e-44f};
+  for (float scale : scales) {
+    static uint8_t other[kMediumBytes];
+    Erase(other);
+    sv::RamMedium m(other, sizeof(other));
+    static sv::EnrollmentStore s(&m, kModelId, kDim);
+    CHECK_STATUS(s.Load(), sv::Status::kOk);
+    for (int d = 0; d < kDim; ++d) e[d] = scale * static_cast<float>(d % 3 - 1);
+    e[1] = scale;
+    CHECK_STATUS(s.Enroll("alice", e), sv::Status::kOk);
+    CHECK_STATUS(s.Find("alice", &mean, &utterances), sv::Status::kOk);
+    double norm = 0.0;
+    for (int d = 0; d < kDim; ++d) norm += static_cast<double>(mean[d]) * mean[d];
+    CHECK_NEAR(norm, 1.0, 1e-5);
+  }
+  // The protocol text of the refusal.
+  Embedding(1.0f, e);
+  e[3] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::strcmp(sv::StatusName(store.Enroll("carol", e)), "EMBEDDING_INVALID") == 0);
+}
+
+TEST(store_utterance_count_saturates) {
+  static uint8_t bytes[kMediumBytes];
+  Erase(bytes);
+  sv::RamMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+  // Pretend alice has UINT32_MAX - 1 utterances (both slots, CRCs resealed).
+  for (int slot = 0; slot < 2; ++slot) {
+    storetest::Put32(bytes + slot * sv::kStoreSlotBytes + storetest::EntryOffset(0, kDim, 16),
+                     sv::kMaxUtterances - 1);
+    storetest::Reseal(bytes, slot);
+  }
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  const float* mean = nullptr;
+  uint32_t utterances = 0;
+  float before[kDim];
+  CHECK_STATUS(store.Find("alice", &mean, &utterances), sv::Status::kOk);
+  std::memcpy(before, mean, sizeof(before));
+  Embedding(-7.0f, e);
+  for (int i = 0; i < 3; ++i) {
+    CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+    CHECK_STATUS(store.Find("alice", &mean, &utterances), sv::Status::kOk);
+    CHECK_EQ(utterances, sv::kMaxUtterances);  // never wraps to 0 (division by zero)
+    for (int d = 0; d < kDim; ++d) {
+      CHECK(std::isfinite(mean[d]));
+      CHECK_NEAR(mean[d], before[d], 1e-6);
+    }
+  }
+  static sv::EnrollmentStore check(&medium, kModelId, kDim);
+  CHECK_STATUS(check.Load(), sv::Status::kOk);
+  CHECK_EQ(check.utterances_at(0), sv::kMaxUtterances);
+}
+
 TEST(store_sequence_wraps_and_the_newer_table_still_wins) {
   static uint8_t bytes[kMediumBytes];
   Erase(bytes);
