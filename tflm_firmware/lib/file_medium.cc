@@ -1,5 +1,6 @@
 #include "file_medium.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -8,22 +9,41 @@ namespace sv {
 FileMedium::FileMedium(const char* path, uint8_t* bytes, size_t size)
     : RamMedium(bytes, size), path_(path) {
   std::memset(bytes, 0xFF, size);
+  errno = 0;
   std::FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) return;
-  const size_t got = std::fread(bytes, 1, size, f);
-  static_cast<void>(got);  // a short file leaves the rest erased
+  if (f == nullptr) {
+    readable_ = errno == ENOENT;  // missing: a fresh medium; anything else: unknown contents
+    return;
+  }
+  file_bytes_ = std::fread(bytes, 1, size, f);  // a short file leaves the rest erased
+  if (std::ferror(f)) readable_ = false;
   std::fclose(f);
 }
 
+Status FileMedium::Read(size_t offset, uint8_t* out, size_t size) {
+  return readable_ ? RamMedium::Read(offset, out, size) : Status::kIoError;
+}
+
 Status FileMedium::Write(size_t offset, const uint8_t* data, size_t size) {
+  if (!readable_) return Status::kIoError;
   const Status status = RamMedium::Write(offset, data, size);
   if (status != Status::kOk) return status;
-  // The whole image is rewritten: "r+b" cannot create the file, and it is small.
-  std::FILE* f = std::fopen(path_, "wb");
+  // "r+b" updates in place; only a file that was missing or empty may be
+  // created with "wb" (which truncates: there is nothing to lose).
+  std::FILE* f = std::fopen(path_, "r+b");
+  if (f == nullptr && file_bytes_ == 0) f = std::fopen(path_, "wb");
   if (f == nullptr) return Status::kIoError;
-  const bool written = std::fwrite(bytes(), 1, Size(), f) == Size();
-  const bool closed = std::fclose(f) == 0;
-  return written && closed ? Status::kOk : Status::kIoError;
+  bool ok = false;
+  if (file_bytes_ < Size()) {  // missing or short: the whole image, from the start
+    ok = std::fwrite(bytes(), 1, Size(), f) == Size();
+  } else {
+    ok = std::fseek(f, static_cast<long>(offset), SEEK_SET) == 0 &&
+         std::fwrite(data, 1, size, f) == size;
+  }
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return Status::kIoError;
+  file_bytes_ = Size();
+  return Status::kOk;
 }
 
 }  // namespace sv

@@ -448,3 +448,82 @@ TEST(file_medium_persists_the_store) {
   CHECK_EQ(store.count(), 1);
   std::remove(path);
 }
+
+namespace {
+
+size_t ReadFile(const char* path, uint8_t* out, size_t size) {
+  std::FILE* f = std::fopen(path, "rb");
+  if (f == nullptr) return 0;
+  const size_t n = std::fread(out, 1, size, f);
+  std::fclose(f);
+  return n;
+}
+
+bool WriteFile(const char* path, const uint8_t* data, size_t size) {
+  std::FILE* f = std::fopen(path, "wb");
+  if (f == nullptr) return false;
+  const bool ok = std::fwrite(data, 1, size, f) == size;
+  return std::fclose(f) == 0 && ok;
+}
+
+}  // namespace
+
+// Saves change only the range they write, in place: a crash in the middle of
+// one can tear that range, never truncate the file (which would lose both
+// slots).  A short file is damage, not a fresh medium.
+TEST(file_medium_writes_in_place_and_a_short_file_is_damage) {
+  const char* path = "sv_test_store_inplace.bin";
+  std::remove(path);
+  static uint8_t bytes[sv::kStoreMediumBytes];
+  static uint8_t file[sv::kStoreMediumBytes];
+  float e[kDim];
+  Embedding(1.0f, e);
+  {
+    sv::FileMedium medium(path, bytes, sizeof(bytes));
+    static sv::EnrollmentStore store(&medium, kModelId, kDim);
+    CHECK_STATUS(store.Load(), sv::Status::kOk);
+    CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+    CHECK_EQ(ReadFile(path, file, sizeof(file)), sizeof(file));  // the whole image
+    // Mark an unused byte of slot B in the file behind the medium's back: a
+    // save that rewrote the whole image from RAM would erase the mark.
+    file[2 * sv::kStoreSlotBytes - 1] = 0x42;
+    CHECK(WriteFile(path, file, sizeof(file)));
+    CHECK_STATUS(store.Enroll("bob", e), sv::Status::kOk);
+  }
+  CHECK_EQ(ReadFile(path, file, sizeof(file)), sizeof(file));
+  CHECK_EQ(file[2 * sv::kStoreSlotBytes - 1], 0x42);
+  {
+    sv::FileMedium medium(path, bytes, sizeof(bytes));
+    static sv::EnrollmentStore store(&medium, kModelId, kDim);
+    CHECK_STATUS(store.Load(), sv::Status::kOk);
+    CHECK_EQ(store.count(), 2);
+  }
+  // Truncated inside slot B: A is intact, so nothing is lost.
+  CHECK(WriteFile(path, file, sv::kStoreSlotBytes + 50));
+  {
+    sv::FileMedium medium(path, bytes, sizeof(bytes));
+    static sv::EnrollmentStore store(&medium, kModelId, kDim);
+    CHECK_STATUS(store.Load(), sv::Status::kOk);
+    CHECK_EQ(store.count(), 2);
+    CHECK_STATUS(store.Enroll("carol", e), sv::Status::kOk);  // rewrites the whole image once
+  }
+  CHECK_EQ(ReadFile(path, file, sizeof(file)), sizeof(file));
+  // Truncated inside slot A: damaged + erased, STORE_CORRUPT, not an empty store.
+  CHECK(WriteFile(path, file, 50));
+  {
+    sv::FileMedium medium(path, bytes, sizeof(bytes));
+    static sv::EnrollmentStore store(&medium, kModelId, kDim);
+    CHECK_STATUS(store.Load(), sv::Status::kStoreCorrupt);
+    CHECK_STATUS(store.Enroll("dave", e), sv::Status::kStoreCorrupt);
+  }
+  CHECK_EQ(ReadFile(path, file, sizeof(file)), 50u);  // nothing was written
+  std::remove(path);
+#if !defined(__arm__)
+  // A path that exists but cannot be read as a file (a directory) must not
+  // look like a fresh medium, and is never written.
+  sv::FileMedium dir(".", bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&dir, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kIoError);
+  CHECK_STATUS(store.Format(), sv::Status::kIoError);
+#endif
+}
