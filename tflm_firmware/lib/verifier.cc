@@ -1,5 +1,6 @@
 #include "verifier.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -61,6 +62,9 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
     previous = start;
     status = embedder_->Embed(features, part);
     if (status != Status::kOk) return status;
+    for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
+      if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
+    }
     L2Normalize(part, dim);
     for (int d = 0; d < dim; ++d) embedding[d] += part[d];
   }

@@ -439,6 +439,31 @@ TEST(embedding_follows_the_shared_window_schedule) {
   rig.embedder.Reset();
 }
 
+// A network that outputs NaN (a broken model or arena) for every window.
+class NanEmbedder : public sv::Embedder {
+ public:
+  int input_frames() const override { return kWindow; }
+  int embedding_size() const override { return kDim; }
+  sv::Status Embed(const float*, float* embedding) override {
+    for (int d = 0; d < kDim; ++d) embedding[d] = d == 0 ? NAN : 0.5f;
+    return sv::Status::kOk;
+  }
+};
+
+TEST(non_finite_network_output_is_refused_not_scored) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1200.0f, 5, rig.pcm, kSeconds2);
+  CHECK_STATUS(rig.verifier.Enroll("alice", rig.pcm, kSeconds2), sv::Status::kOk);
+  NanEmbedder broken;
+  sv::Verifier verifier(&rig.fbank, &broken, &rig.store, 0.95f, rig.buffers, sv::AudioLimits{});
+  sv::Decision decision{};
+  CHECK_STATUS(verifier.Verify("alice", rig.pcm, kSeconds2, &decision), sv::Status::kEmbeddingInvalid);
+  CHECK_STATUS(verifier.Enroll("bob", rig.pcm, kSeconds2), sv::Status::kEmbeddingInvalid);
+  const float* model = nullptr;
+  uint32_t utterances = 0;
+  CHECK_STATUS(rig.store.Find("bob", &model, &utterances), sv::Status::kUnknownSpeaker);
+}
+
 TEST(negative_hop_is_refused) {
   Rig& rig = FreshRig();
   Voice(300.0f, 1200.0f, 5, rig.pcm, kSeconds2);
