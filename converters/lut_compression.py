@@ -430,7 +430,9 @@ def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
 def planned_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
     """File size the stored model will have: the converter's plain ``tflite_model`` with each
     quantized tensor's plain bytes replaced by its :mod:`tfadvq.quant.cost` total."""
-    return len(tflite_model) + sum(w.cost().total - w.plain_bytes() for w in weights)
+    changed = [w for w in weights if w.lut or w.dtype == "float32"]  # int8 8-bit tensors stay as they are
+    rewrite = cost.MODEL_OVERHEAD_BYTES if changed else 0
+    return len(tflite_model) + rewrite + sum(w.cost().total - w.plain_bytes() for w in changed)
 
 
 def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:

@@ -12,8 +12,10 @@ interpreter:
   tensor (MSB first), the last byte zero-padded: ``ceil(n·b / 8)``.
 * ``tables``: the ancillary tensor, a 16-byte DECODE header followed by one
   value table per channel (or one for the tensor), each padded to the longest
-  table (``table_len``; 2^b whenever a channel uses all its entries, which
-  k-means does), values in the tensor's dtype: 4 bytes float32, 1 byte int8.
+  table (``table_len``), values in the tensor's dtype: 4 bytes float32, 1 byte
+  int8.  The compressor stores the distinct values, so a table is
+  ``min(2^b, weights per table)`` long when every centroid is used (k-means
+  uses them all); int8 rounding that merges centroids only shortens it.
 * ``overhead``: flatbuffer structure the DECODE adds (operator, decoded and
   ancillary tensors, buffers, 16-byte alignment), measured:
   :data:`LUT_OVERHEAD_BYTES`; float tensors with per-channel tables also carry
@@ -30,8 +32,15 @@ broadcast MUL (``overhead``: :data:`INT8_OVERHEAD_BYTES`).  That is not exact
 8-bit k-means: 256 arbitrary centroids per channel are rounded onto a
 255-level grid (TFLM has no 8-bit LUT and its DEQUANTIZE is per tensor only).
 
-The converter never stores a quantized weight as float32; :func:`plain_bytes`
-is the size of the tensor it replaces.
+Rewriting the converter's file costs :data:`MODEL_OVERHEAD_BYTES` once per
+model.  The converter never stores a quantized weight as float32;
+:func:`plain_bytes` is the size of the tensor it replaces.
+
+A per-tensor codebook is stored as per-channel tables (BatchNorm folding
+gives channels their own values); a channel that happens not to use every
+centroid still gets a full-length table unless *no* channel does, so a plan
+from shapes alone is exact for per-channel codebooks and an upper bound,
+within a few percent of the tables, for per-tensor ones.
 """
 from __future__ import annotations
 
@@ -42,13 +51,15 @@ from collections.abc import Sequence
 MAX_LUT_BITS = 7  # widest TFLM DECODE LUT index
 DCM_BYTES = 16  # DECODE common metadata header at the start of every ancillary tensor
 ITEMSIZE = {"float32": 4, "int8": 1}
-# Flatbuffer structure, measured on whole converted models (the demo TinyResNet,
-# ResNet34, small Conv1D/LSTM/GRU models) as (file growth - data - tables) per tensor;
-# single tensors scatter by about +-60 bytes around these (16-byte buffer alignment,
-# one-off operator codes), which is under 2 % of any tensor worth compressing.
-LUT_OVERHEAD_BYTES = 48  # DECODE operator, decoded + ancillary tensors, one buffer (tidied: unnamed)
-FLOAT_TAG_BYTES = 100  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
-INT8_OVERHEAD_BYTES = 250  # 8-bit float form: DEQUANTIZE + MUL, two float tensors, the scale tensor
+# Flatbuffer structure, measured on whole converted models (the demo TinyResNet, the
+# mixed-width test model, small Conv1D/LSTM/GRU models) as file growth beyond data and
+# tables; per tensor it scatters by about +-60 bytes around these (16-byte buffer
+# alignment, tensor shapes), under 2 % of any tensor worth compressing.
+LUT_OVERHEAD_BYTES = 100  # DECODE operator, decoded + ancillary tensors, one buffer (tidied: unnamed)
+FLOAT_TAG_BYTES = 40  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
+INT8_OVERHEAD_BYTES = 128  # 8-bit float form: DEQUANTIZE + MUL, two float tensors, the scale tensor
+# Once per stored model: rewriting and re-aligning the converter's flatbuffer (measured 70-250 bytes).
+MODEL_OVERHEAD_BYTES = 160
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +91,7 @@ def tensor_cost(shape: Sequence[int], bits: int, *, axis: int | None = 0, dtype:
     ``axis``: the output-channel axis of per-channel value tables, or None for
     one table per tensor.  ``dtype``: the tensor's value type in the model,
     ``"float32"`` (float activations) or ``"int8"``.  ``table_len``: entries per
-    table as written (the longest table; default the full 2^b).
+    table as written (the longest table); default ``min(2^b, weights per table)``.
     """
     _check(shape, bits, axis, dtype)
     n = math.prod(shape)
@@ -90,7 +101,7 @@ def tensor_cost(shape: Sequence[int], bits: int, *, axis: int | None = 0, dtype:
         if dtype == "int8":
             return TensorCost(n, 0, 0)
         return TensorCost(n, 4 * channels, INT8_OVERHEAD_BYTES)
-    entries = 2**bits if table_len is None else int(table_len)
+    entries = min(2**bits, n // channels) if table_len is None else int(table_len)
     tags = FLOAT_TAG_BYTES + 4 * channels if dtype == "float32" and axis is not None else 0
     return TensorCost(math.ceil(n * bits / 8), DCM_BYTES + channels * entries * itemsize,
                       LUT_OVERHEAD_BYTES + tags)
