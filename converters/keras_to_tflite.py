@@ -66,24 +66,37 @@ def _reject_fake_quant(flatbuffer: bytes, model: keras.Model) -> None:
             )
 
 
-def to_float_tflite(model: keras.Model, frames: int) -> bytes:
-    """Float32 .tflite of ``model`` for a ``[1, frames, mels]`` input."""
-    return _run_converter(_converter(model, frames), model)
+def refusals(model: keras.Model, int8: bool = False) -> list[str]:
+    """Why ``model`` cannot be converted (with int8 activations if ``int8``); empty if it can.
 
-
-def int8_refusals(model: keras.Model) -> list[str]:
-    """Why ``model`` cannot get int8 activations, one line per offending layer (empty: it can).
-
-    Read from the support table (:attr:`tfadvq.quant.registry.LayerRule.int8_refusal`),
-    quantized or not: a GRU crashes the TFLite converter's int8 calibration
-    (segfault), which must be refused before the converter runs.
+    Read from the support table (:meth:`tfadvq.quant.registry.LayerRule.refuses`,
+    :attr:`~tfadvq.quant.registry.LayerRule.int8_refusal`) for every layer,
+    quantized or not: some configurations would hang TFLM (a GRU returning
+    sequences) or crash the converter (a GRU under int8 calibration, segfault),
+    which must be refused before either runs.
     """
     reasons = []
     for layer in model.submodules:
         rule = registry.rule_for(layer) if isinstance(layer, keras.layers.Layer) else None
-        if rule is not None and rule.int8_refusal:
-            reasons.append(f"layer {layer.name!r}: {rule.int8_refusal}")
+        if rule is None:
+            continue
+        reason = rule.refuses(layer) or (rule.int8_refusal if int8 else None)
+        if reason:
+            reasons.append(f"layer {layer.name!r}: {reason}")
     return reasons
+
+
+def _check_refusals(model: keras.Model, int8: bool) -> None:
+    refused = refusals(model, int8)
+    if refused:
+        what = "with int8 activations" if int8 else "for TFLite Micro"
+        raise ConversionError(f"model {model.name!r} cannot be converted {what}: " + "; ".join(refused))
+
+
+def to_float_tflite(model: keras.Model, frames: int) -> bytes:
+    """Float32 .tflite of ``model`` for a ``[1, frames, mels]`` input (refusals: :func:`refusals`)."""
+    _check_refusals(model, int8=False)
+    return _run_converter(_converter(model, frames), model)
 
 
 def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
@@ -91,11 +104,9 @@ def to_int8_tflite(model: keras.Model, frames: int, representative: Representati
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
     ``[1, frames, mels]``.  Models with layers the converter cannot quantize
-    (:func:`int8_refusals`) raise ConversionError.
+    (:func:`refusals`) raise ConversionError.
     """
-    refused = int8_refusals(model)
-    if refused:
-        raise ConversionError(f"model {model.name!r} cannot have int8 activations: " + "; ".join(refused))
+    _check_refusals(model, int8=True)
     mels = feature_dim(model)
 
     def calibration() -> Iterable[list[np.ndarray]]:

@@ -115,6 +115,9 @@ def _rule(layer: keras.layers.Layer) -> registry.LayerRule:
             f"layer {layer.name!r} ({type(layer).__name__}) is marked quantized but cannot be "
             f"converted; supported classes: {', '.join(registry.supported_class_names())}"
         )
+    refusal = rule.refuses(layer)
+    if refusal:
+        raise ConversionError(f"layer {layer.name!r} cannot be converted: {refusal}")
     return rule
 
 

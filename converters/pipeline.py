@@ -23,7 +23,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from converters.keras_to_tflite import (
     RepresentativeData,
     feature_dim,
-    int8_refusals,
+    refusals,
     to_float_tflite,
     to_int8_tflite,
 )
@@ -151,7 +151,7 @@ def convert_model(
         raise ConversionError("int8 conversion needs representative fbank crops (--corpus or features)")
     float_model = to_float_tflite(model, frames)
     int8_model = None
-    if int8 or (representative is not None and not int8_refusals(model)):
+    if int8 or (representative is not None and not refusals(model, int8=True)):
         int8_model = to_int8_tflite(model, frames, representative)
     plain = int8_model if int8 else float_model
     weights = find_weight_tensors(plain, model, bits_per_layer)

@@ -124,9 +124,13 @@ def test_saved_quantized_model_reloads_with_its_quantizers(model, tmp_path, suff
 
 
 def _lut_bytes(n: int, bits: int, channels: int, itemsize: int) -> int:
-    """Packed indices + DECODE header and per-channel tables + structure, written out by hand."""
+    """Packed indices + DECODE header and per-channel tables + structure, written out by hand.
+
+    A table holds at most one value per weight of its channel (conv1: 9 weights, 16 levels).
+    """
     tags = cost.FLOAT_TAG_BYTES + 4 * channels if itemsize == 4 else 0
-    return -(-n * bits // 8) + cost.DCM_BYTES + channels * 2**bits * itemsize + cost.LUT_OVERHEAD_BYTES + tags
+    entries = min(2**bits, n // channels)
+    return -(-n * bits // 8) + cost.DCM_BYTES + channels * entries * itemsize + cost.LUT_OVERHEAD_BYTES + tags
 
 
 def test_model_size_counts_what_the_converter_stores(model):
@@ -158,6 +162,27 @@ def test_uniform_quantizer_has_one_size(model):
     assert tfadvq.model_size(wrapped).size_bytes == tfadvq.model_size(tfadvq.strip(wrapped)).size_bytes
     kmeans = tfadvq.quantize(model, {"conv1": 3, "embed": 2}, progress=False)
     assert tfadvq.model_size(wrapped).size_bytes == tfadvq.model_size(kmeans).size_bytes
+
+
+def _recurrent(layer: keras.layers.Layer) -> keras.Model:
+    inputs = keras.Input((12, 10))
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(layer(inputs)))
+
+
+@pytest.mark.parametrize("layer, kwargs, message", [
+    (lambda: keras.layers.GRU(4, return_sequences=True, name="r"), {}, "return_sequences=True \\(TFLM never returns"),
+    (lambda: keras.layers.GRU(4, reset_after=False, name="r"), {}, "reset_after=False"),
+    (lambda: keras.layers.LSTM(4, unroll=True, name="r"), {}, "unroll=True"),
+    (lambda: keras.layers.LSTM(4, activation="relu", name="r"), {}, "non-default activation"),
+    (lambda: keras.layers.GRU(4, name="r"), {"activation_bits": 8}, "GRU: the TF 2.17 TFLite converter crashes"),
+    (lambda: keras.layers.LSTM(4, name="r"), {"activation_bits": 8, "per_channel": True}, "per_channel=False"),
+])
+def test_layers_that_cannot_convert_are_refused_when_quantizing(layer, kwargs, message):
+    model = _recurrent(layer())
+    with pytest.raises(QuantizationError, match=f"'r'.*{message}"):
+        tfadvq.quantize(model, 4, progress=False, **kwargs)
+    if not kwargs:  # kept float, the rest of the model still quantizes
+        assert api.quantized_weights(tfadvq.quantize(model, {"r": None, "out": 4}, progress=False))
 
 
 def test_plot_writes_png(model, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import api, kmeans1d
+from tfadvq.quant import api, kmeans1d, registry
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.codebook_refresh import CodebookRefresh
 
@@ -62,6 +62,7 @@ def test_uniform_value_table_matches_forward():
 
 
 LAYERS = {
+    "conv1d": (lambda: keras.layers.Conv1D(4, 3), (6, 2), ["kernel"]),
     "conv2d": (lambda: keras.layers.Conv2D(4, 3), (6, 6, 2), ["kernel"]),
     "depthwise": (lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (6, 6, 3), ["depthwise_kernel"]),
     "dense": (lambda: keras.layers.Dense(5), (7,), ["kernel"]),
@@ -88,6 +89,27 @@ def test_each_supported_layer_really_uses_quantized_weights(name):
     x = np.random.default_rng(3).normal(size=(2, *shape)).astype(np.float32)
     np.testing.assert_allclose(quantized(x, training=False).numpy(), plain(x).numpy(), atol=1e-5)
     assert not np.allclose(model(x).numpy(), plain(x).numpy(), atol=1e-4)  # quantization did something
+
+
+def test_every_class_of_the_support_table_is_covered_here():
+    assert {type(make()) for make, _, _ in LAYERS.values()} == set(registry.RULES)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_tflite_layout_keeps_the_quantizers_channels(name):
+    """Each quantizer channel (trailing ``channel_dims``) is one channel of the TFLite tensors, same values."""
+    make, shape, _ = LAYERS[name]
+    layer = make()
+    layer.build((None, *shape))
+    rule = registry.rule_for(layer)
+    for attr, layout in zip(rule.weights, rule.tflite):
+        w = np.random.default_rng(6).normal(size=registry.get_attr(layer, attr).shape).astype(np.float32)
+        tensors = layout.to_tflite(w)
+        assert [t.shape for t in tensors] == layout.shapes(w.shape) and len(tensors) == len(layout.inputs)
+        keras_rows = w.reshape(-1, int(np.prod(w.shape[w.ndim - rule.channel_dims:]))).T
+        tflite_rows = np.concatenate([np.moveaxis(t, layout.axis, 0).reshape(t.shape[layout.axis], -1)
+                                      for t in tensors])
+        np.testing.assert_array_equal(np.sort(keras_rows, axis=1), np.sort(tflite_rows, axis=1))
 
 
 def test_tflite_conversion_folds_the_quantizer_away():

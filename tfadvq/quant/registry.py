@@ -22,6 +22,12 @@ Measured with TF 2.17 and the TFLM nightly:
   (``kernel^T`` ``[3u, in]``, ``recurrent_kernel^T`` ``[3u, u]``); TFLM runs it
   with float activations.  int8 activations are refused (:attr:`LayerRule.int8_refusal`):
   the TF 2.17 converter crashes the process (segfault) calibrating a GRU.
+* Only the default recurrent configurations take those forms; the others are
+  refused when quantizing, with the reason (:attr:`LayerRule.refusal`):
+  ``unroll=True`` becomes per-step ops sharing one weight buffer, a
+  non-default activation / recurrent dropout / no bias becomes a generic loop
+  with another weight layout, GRU ``reset_after=False`` splits the recurrent
+  kernel, and TFLM never returns from the loop of a GRU with ``return_sequences=True``.
 
 Classes match exactly (a subclass may not read ``self.kernel`` in ``call``),
 so an unknown layer is never half-quantized: it stays float and
@@ -76,6 +82,11 @@ class LayerRule:
     tflite: tuple[TfliteLayout, ...]  # one per entry of ``weights``
     channel_dims: int = 1
     int8_refusal: str | None = None  # why int8 activations cannot be converted, if they cannot
+    refusal: Callable[[Any], str | None] | None = None  # why this layer's configuration cannot convert
+
+    def refuses(self, layer: keras.layers.Layer) -> str | None:
+        """Why ``layer`` cannot be converted (so must not be quantized), or None."""
+        return self.refusal(layer) if self.refusal is not None else None
 
 
 def _single(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -85,6 +96,31 @@ def _single(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarr
 def _gates(count: int) -> Callable[[np.ndarray], list[np.ndarray]]:
     """Split ``[in, count*units]`` into ``count`` gate tensors ``[units, in]`` (TFLite LSTM layout)."""
     return lambda k: [g.T for g in np.split(k, count, axis=1)]
+
+
+def _recurrent_refusal(layer: Any) -> str | None:
+    """The configurations of LSTM/GRU the TFLite converter does not turn into the layouts above."""
+    config = layer.get_config()
+    problems = []
+    if config.get("unroll"):
+        problems.append("unroll=True (TFLite makes per-step ops sharing one weight buffer)")
+    if config.get("stateful"):
+        problems.append("stateful=True (state across calls has no TFLite form here)")
+    if (config.get("activation"), config.get("recurrent_activation"), config.get("recurrent_dropout"),
+            config.get("use_bias")) != ("tanh", "sigmoid", 0.0, True):
+        problems.append("a non-default activation, recurrent_activation, recurrent_dropout or use_bias "
+                        "(TFLite lowers it to a generic loop with another weight layout)")
+    if isinstance(layer, keras.layers.GRU):
+        if not config.get("reset_after"):
+            problems.append("reset_after=False (TFLite splits the recurrent kernel per gate)")
+        if config.get("return_sequences"):
+            problems.append("return_sequences=True (TFLM never returns from the WHILE loop TFLite makes of it)")
+    if not problems:
+        return None
+    return (f"{type(layer).__name__} {layer.name!r}: " + "; ".join(problems)
+            + f"; only the default configuration converts ({'LSTM' if isinstance(layer, keras.layers.LSTM) else 'GRU'} "
+            "with tanh/sigmoid, bias, no recurrent dropout, unroll=False"
+            + (", reset_after=True, return_sequences=False)" if isinstance(layer, keras.layers.GRU) else ")"))
 
 
 _CONV = TfliteLayout("CONV_2D", (1,), _single(lambda k: np.transpose(k, (3, 0, 1, 2))), axis=0)
@@ -103,9 +139,10 @@ RULES: dict[type, LayerRule] = {
     keras.layers.Dense: LayerRule(("kernel",), (_DENSE,)),
     keras.layers.LSTM: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (
         TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (1, 2, 3, 4), _gates(4), 0, _LSTM_GATES, True),
-        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True))),
+        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True)),
+        refusal=_recurrent_refusal),
     keras.layers.GRU: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (_DENSE, _DENSE),
-                                int8_refusal=_GRU_INT8),
+                                int8_refusal=_GRU_INT8, refusal=_recurrent_refusal),
 }
 
 

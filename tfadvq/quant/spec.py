@@ -10,7 +10,9 @@ The API also takes ``bits=4`` (same as ``default: 4``) or ``bits={layer: b}``
 (only the named layers are quantized; the rest stay float -- this is how
 progressive, group-by-group quantization is expressed).  Unknown layer or
 class names, unsupported named layers and bits outside 1..8 raise: a typo
-must not silently leave a layer float.
+must not silently leave a layer float.  A layer whose configuration the
+support table says cannot convert (:meth:`~tfadvq.quant.registry.LayerRule.refuses`)
+raises when it would be quantized: nobody should fine-tune what cannot ship.
 """
 from __future__ import annotations
 
@@ -68,6 +70,10 @@ def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
             resolved[layer.name] = spec.classes[cls]
         else:
             resolved[layer.name] = spec.default
+        refusal = registry.rule_for(layer).refuses(layer)
+        if resolved[layer.name] is not None and refusal:
+            raise QuantizationError(f"bits: layer {layer.name!r} cannot be converted once quantized: {refusal}; "
+                                    f"keep it float ({{{layer.name!r}: None}}) or change its configuration")
     return resolved
 
 
