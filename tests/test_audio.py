@@ -8,15 +8,22 @@ import wave
 import numpy as np
 import pytest
 
+import bad_audio  # tests/ is on sys.path under pytest
+from tfadvq import audio
 from tfadvq.audio import (
     SAMPLE_RATE,
+    AudioLimits,
+    audio_info,
+    check_file,
     conversion_command,
     load_audio,
+    load_checked_audio,
     resample,
     save_wav,
+    signal_problem,
     validate_files,
 )
-from tfadvq.errors import AudioError
+from tfadvq.errors import AudioError, ConfigError
 
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
 
@@ -135,3 +142,122 @@ def test_validate_files_skips_and_reports_bad_ones_keeping_the_rest(tmp_path):
     assert ok == [str(good), str(good2)]
     assert [p for p, _ in bad] == [str(p) for p in files.values()]
     assert all(reason for _, reason in bad)
+
+
+# --------------------------------------------------------------------------- one reader, one checker
+
+
+@pytest.mark.parametrize("encoding, tol", [("pcm8", 1 / 128), ("pcm16", 1 / 32768), ("pcm24", 1e-6),
+                                           ("pcm32", 1e-6), ("float32", 1e-7), ("float64", 1e-7)])
+def test_every_wav_encoding_reads_as_the_same_samples(tmp_path, encoding, tol):
+    x = bad_audio.tone(0.6, level=0.5)
+    for extensible in (False, True):
+        path = bad_audio.write_wav(tmp_path / f"{extensible}.wav", x, encoding=encoding, extensible=extensible)
+        np.testing.assert_allclose(load_audio(path), x, atol=tol)
+        info = audio_info(path)
+        assert (info.encoding, info.sample_rate, info.channels, info.frames) == (encoding, SAMPLE_RATE, 1, len(x))
+
+
+def test_header_layouts_other_tools_write(tmp_path):
+    x = bad_audio.tone(0.6)
+    stereo = bad_audio.write_wav(tmp_path / "stereo.wav", np.stack([x, -x / 2], axis=1))
+    np.testing.assert_allclose(load_audio(stereo), x / 4, atol=1e-4)
+    listed = bad_audio.write_wav(tmp_path / "list.wav", x, chunk_before_fmt=True)
+    np.testing.assert_allclose(load_audio(listed), x, atol=1 / 32768)
+
+
+def test_other_rates_are_resampled_to_exactly_the_length_the_header_predicts(tmp_path):
+    for rate in (8000, 22050, 44100, 48000):
+        path = bad_audio.write_wav(tmp_path / f"{rate}.wav", bad_audio.tone(0.77, 300, rate), rate=rate)
+        y = load_audio(path)
+        assert len(y) == audio_info(path).frames_at(SAMPLE_RATE)
+        assert _dominant_hz(y, SAMPLE_RATE) == pytest.approx(300, abs=2)
+
+
+def test_unsupported_wav_encoding_names_what_is_accepted_and_how_to_convert(tmp_path):
+    path = bad_audio.write_wav(tmp_path / "alaw.wav", bad_audio.tone(0.6), encoding="alaw")
+    with pytest.raises(AudioError, match="format tag 6") as info:
+        load_audio(path)
+    assert "PCM 8/16/24/32-bit or IEEE float" in info.value.reason and "ffmpeg" in info.value.reason
+
+
+def test_every_bad_kind_is_refused_by_reader_and_checker_alike(tmp_path):
+    source = tmp_path / "src.wav"
+    save_wav(source, bad_audio.tone(1.0))
+    files = bad_audio.bad_versions(source, tmp_path / "bad")
+    signal_only = {"silence", "clipped"}
+    for name, (path, reason) in files.items():
+        with pytest.raises(AudioError, match=reason) as info:
+            check_file(path)
+        assert info.value.path == str(path), name
+        if name in signal_only:  # readable: only the device's signal checks refuse it
+            assert len(load_audio(path)) == SAMPLE_RATE
+            check_file(path, signal=False)
+            with pytest.raises(AudioError, match=reason):
+                load_checked_audio(path)
+        else:
+            with pytest.raises(AudioError, match=reason):
+                load_audio(path)
+            with pytest.raises(AudioError, match=reason):
+                check_file(path, signal=False)  # the fast check refuses what the reader refuses
+
+
+def test_fast_check_reads_headers_only_for_integer_pcm(tmp_path, monkeypatch):
+    x = bad_audio.tone(0.6)
+    pcm = bad_audio.write_wav(tmp_path / "pcm.wav", x)
+    floats = bad_audio.write_wav(tmp_path / "float.wav", x, encoding="float32")
+    calls = []
+    monkeypatch.setattr(audio, "_read_wav", lambda path, layout: calls.append(path) or
+                        (np.zeros((layout.frames, layout.channels), np.float32), layout.rate))
+    check_file(pcm, signal=False)
+    assert calls == []
+    check_file(floats, signal=False)  # float wav may hold NaN: decoded
+    assert calls == [floats]
+
+
+def test_fast_check_length_matches_the_reader_at_the_boundary(tmp_path):
+    limits = AudioLimits(min_seconds=0.5)
+    for rate in (16000, 44100):
+        need = int(np.ceil(0.5 * rate))
+        for frames, ok in ((need, True), (need - 30, False)):
+            path = bad_audio.write_wav(tmp_path / f"{rate}_{frames}.wav", bad_audio.tone(frames / rate, rate=rate),
+                                       rate=rate)
+            verdicts = []
+            for signal in (False, True):
+                try:
+                    check_file(path, limits, signal=signal)
+                    verdicts.append(True)
+                except AudioError:
+                    verdicts.append(False)
+            assert verdicts == [ok, ok], (rate, frames)
+
+
+def test_signal_checks_follow_the_firmware_limits():
+    """sv::CheckAudio (tflm_firmware/lib/audio_check.cc): RMS after DC >= 30, <= 1 % at |x| >= 32000."""
+    n = 16000
+    limits = AudioLimits()
+    assert (limits.min_seconds * SAMPLE_RATE, limits.min_rms, limits.max_clipped_fraction,
+            limits.clip_level) == (8000, 30.0, 0.01, 32000)
+    square = lambda amplitude, dc=0: (dc + amplitude * np.where(np.arange(n) % 2, 1, -1)) / 32768  # noqa: E731
+    assert signal_problem(square(31)) is None
+    assert "silent" in signal_problem(square(29))
+    assert "silent" in signal_problem(square(29, dc=5000))  # loud DC, quiet signal
+    assert signal_problem(square(31, dc=5000)) is None
+    for clipped, verdict in ((160, None), (161, "clipped")):
+        x = square(1000)
+        x[:clipped] = 32000 / 32768
+        problem = signal_problem(x)
+        assert (problem is None) if verdict is None else (verdict in problem), clipped
+    assert "1 %" in signal_problem(np.where(np.arange(n) % 2, 1.0, -1.0))
+    with pytest.raises(ConfigError, match="max_clipped_fraction"):
+        AudioLimits(max_clipped_fraction=2.0)
+
+
+def test_validate_files_checks_a_repeated_path_once(tmp_path):
+    good = bad_audio.write_wav(tmp_path / "good.wav", bad_audio.tone(0.6))
+    silent = bad_audio.write_wav(tmp_path / "silent.wav", np.zeros(SAMPLE_RATE))
+    ok, bad = validate_files([good, silent, good, silent], progress=False)
+    assert ok == [str(good), str(good)]
+    assert [p for p, _ in bad] == [str(silent)]
+    ok, bad = validate_files([good, silent], signal=False, progress=False)
+    assert ok == [str(good), str(silent)] and bad == []

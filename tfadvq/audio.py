@@ -1,32 +1,50 @@
-"""Audio file I/O: every waveform enters tfadvq here as float32 mono 16 kHz in [-1, 1].
+"""Audio file I/O and audio checks: every waveform enters tfadvq here as float32 mono in [-1, 1].
 
-Decoding goes through tensorflow-io (wav, flac, ogg/vorbis).  Two gaps of
-tensorflow-io are covered explicitly instead of failing obscurely: 8- and
-24-bit PCM wav (it cannot read them) are read with the standard ``wave``
-module, and m4a/aac (VoxCeleb2's format, which it cannot decode) raises an
-:class:`~tfadvq.errors.AudioError` carrying the ffmpeg command that converts
-the file.
+One reader, :func:`load_audio`, serves every path that reads audio -- the
+training and evaluation ``tf.data`` pipelines (:mod:`tfadvq.pipeline`),
+``tfadvq lists``, ``tfadvq verify``, the converters -- so a file is either
+read the same way everywhere or refused everywhere with the same reason:
 
-Every way a file can be unusable -- missing, empty, corrupt header, not audio
-at all, NaN/inf samples, shorter than ``min_seconds`` -- raises
-``AudioError(path, reason)``, so data preparation can catch exactly these,
-skip and report the file (:func:`validate_files`) and lose nothing else.
+* wav (RIFF/WAVE) is parsed here, with numpy: integer PCM of 8 (unsigned),
+  16, 24 or 32 bits and IEEE float of 32 or 64 bits, plain or
+  WAVE_FORMAT_EXTENSIBLE.  Other encodings (A-law, mu-law, ADPCM, ...) are
+  refused with the ffmpeg command that converts the file.  Parsing wav here
+  (rather than in tensorflow-io) is what lets the checker below decide from
+  the header alone what the reader will do.
+* flac and ogg/vorbis go through tensorflow-io, one file at a time (its
+  decoders crashed the process when called from several threads on
+  malformed files), imported on the first such file only, so processes that
+  only touch wav never load it.
+* m4a/aac (VoxCeleb2's format, which neither can decode) is refused with the
+  ffmpeg command that converts it.
 
-Resampling is polyphase (``scipy.signal.resample_poly`` with a Kaiser window,
-beta 8.0): it is exact in length (``ceil(n * new / old)``), attenuates
-content above 1.25x the new Nyquist frequency by more than 60 dB (measured: 73 dB
-at 10 kHz for 44.1 -> 16 kHz) and is two orders of magnitude faster than
-``tfio.audio.resample`` on CPU (measured: 4 ms vs 390 ms for 2 s at 44.1 kHz).
+Channels are averaged to mono; any other sample rate is resampled (polyphase:
+``scipy.signal.resample_poly`` with a Kaiser window, beta 8.0; exact in length,
+``ceil(n * new / old)``; content above 1.25x the new Nyquist frequency is
+attenuated by more than 60 dB -- measured 73 dB at 10 kHz for 44.1 -> 16 kHz --
+and it is two orders of magnitude faster than ``tfio.audio.resample`` on CPU).
+Every way a file can be unusable -- missing, empty, truncated, not audio,
+NaN/inf samples, too short -- raises ``AudioError(path, reason)``.
 
-tensorflow-io (a large op library) is imported on the first decode only, so
-processes that only write audio (corpus generator workers) never load it.
+Checks (:func:`check_file`, :func:`validate_files`) apply :class:`AudioLimits`,
+the same limits and arithmetic as the firmware's ``sv::CheckAudio``
+(tflm_firmware/lib/audio_check.h): too short, silent (RMS after removing DC
+below 30 int16 units) or clipped (more than 1 % of samples at
+``|x| >= 32000``).  A silent or clipped recording still gives an embedding --
+just a wrong one -- so ``verify`` and evaluation refuse it rather than score
+it.  ``signal=False`` checks only what the reader needs (the header, for
+integer-PCM wav: no samples are read), which is what the training data check
+uses on large sets.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import struct
 import tempfile
+import threading
 import wave
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,19 +53,68 @@ import numpy as np
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from tfadvq.errors import AudioError
+from tfadvq.errors import AudioError, ConfigError
 
 SAMPLE_RATE = 16000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
 NEEDS_CONVERSION_SUFFIXES = (".m4a", ".aac", ".mp4")
 _KAISER_BETA = 8.0
 _INT16_SCALE = 32768.0
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+_WAV_ENCODINGS = {(_PCM, 8): "pcm8", (_PCM, 16): "pcm16", (_PCM, 24): "pcm24", (_PCM, 32): "pcm32",
+                  (_FLOAT, 32): "float32", (_FLOAT, 64): "float64"}
+_ACCEPTED_WAV = "PCM 8/16/24/32-bit or IEEE float 32/64-bit"
+_TFIO_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioLimits:
+    """What a recording must satisfy to be scored: ``sv::AudioLimits`` of the firmware.
+
+    The constants are the firmware's (tflm_firmware/lib/audio_check.h), so a
+    recording the device would refuse is refused offline too; ``min_rms`` and
+    ``clip_level`` are in int16 units (``32768 * x``).
+    """
+
+    min_seconds: float = 0.5  # the firmware's min_samples = 8000 at 16 kHz
+    min_rms: float = 30.0  # after removing DC (about -61 dBFS)
+    max_clipped_fraction: float = 0.01
+    clip_level: int = 32000  # |x| >= this counts as clipped
+
+    def __post_init__(self) -> None:
+        if not self.min_seconds >= 0:
+            raise ConfigError(f"AudioLimits.min_seconds: {self.min_seconds}; accepted: >= 0")
+        if not self.min_rms >= 0:
+            raise ConfigError(f"AudioLimits.min_rms: {self.min_rms}; accepted: >= 0 (int16 units)")
+        if not 0 <= self.max_clipped_fraction <= 1:
+            raise ConfigError(f"AudioLimits.max_clipped_fraction: {self.max_clipped_fraction}; "
+                              "accepted: a fraction in [0, 1]")
+        if not 0 < self.clip_level <= 32768:
+            raise ConfigError(f"AudioLimits.clip_level: {self.clip_level}; accepted: 1..32768 (int16 units)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: ``encoding`` is ``pcm16`` etc. for wav, else the container."""
+
+    path: str
+    encoding: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    def frames_at(self, sample_rate: int) -> int:
+        """Samples :func:`load_audio` returns at ``sample_rate`` (the resampler's exact length)."""
+        if sample_rate == self.sample_rate:
+            return self.frames
+        return -(-self.frames * sample_rate // self.sample_rate)
 
 
 def conversion_command(path: str | os.PathLike) -> str:
-    """The ffmpeg command that turns an undecodable file (m4a/aac) into 16 kHz mono wav."""
+    """The ffmpeg command that turns an undecodable file (m4a/aac, A-law wav) into 16 kHz mono wav."""
     path = Path(path)
-    return f"ffmpeg -v error -i {path} -ac 1 -ar {SAMPLE_RATE} {path.with_suffix('.wav')}"
+    out = path.with_suffix(".wav") if path.suffix.lower() != ".wav" else path.with_name(path.stem + "_pcm.wav")
+    return f"ffmpeg -v error -i {path} -ac 1 -ar {SAMPLE_RATE} {out}"
 
 
 def load_audio(
@@ -55,28 +122,21 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     min_seconds: float = 0.5,
 ) -> np.ndarray:
-    """Read an audio file as float32 mono samples in [-1, 1] at ``sample_rate``.
+    """Read an audio file as float32 mono samples in [-1, 1] at ``sample_rate`` (module doc).
 
-    Multi-channel audio is mixed down by averaging channels; other rates are
-    resampled (polyphase).  Raises :class:`AudioError` naming the file for
-    anything unusable, including fewer than ``min_seconds`` of audio after
-    resampling.
+    Raises :class:`AudioError` naming the file for anything unusable,
+    including fewer than ``min_seconds`` of audio after resampling.
     """
     path = Path(path)
-    _check_file(path)
     samples, rate = _decode(path)
     if samples.size == 0:
         raise AudioError(str(path), "contains no samples")
     if not np.isfinite(samples).all():
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         raise AudioError(str(path), f"contains {bad} NaN/inf samples")
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     mono = resample(mono, rate, sample_rate)
-    seconds = mono.size / sample_rate
-    if seconds < min_seconds:
-        raise AudioError(
-            str(path), f"is {seconds:.3f} s long; at least {min_seconds} s are required"
-        )
+    _check_length(path, mono.size, sample_rate, min_seconds)
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -87,6 +147,114 @@ def resample(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     g = math.gcd(int(rate), int(new_rate))
     out = resample_poly(samples, new_rate // g, rate // g, window=("kaiser", _KAISER_BETA))
     return out.astype(np.float32)
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Format, rate, channels and length of an audio file; raises :class:`AudioError` like the reader.
+
+    For wav only the header is read.  flac/ogg have no header reader here:
+    they are decoded (once) to learn their length.
+    """
+    path = Path(path)
+    kind = _container(path)
+    if kind == "wav":
+        layout = _wav_layout(path)
+        return AudioInfo(str(path), layout.encoding, layout.rate, layout.channels, layout.frames)
+    samples, rate = _decode(path)
+    return AudioInfo(str(path), kind, rate, samples.shape[1], samples.shape[0])
+
+
+def signal_problem(samples: np.ndarray, limits: AudioLimits = AudioLimits()) -> str | None:
+    """Why ``samples`` (mono floats in [-1, 1]) would give no trustworthy embedding; None if fine.
+
+    The firmware's ``sv::CheckAudio`` in float64 on the int16 scale: silent if
+    the standard deviation (RMS after removing DC) is below ``min_rms``,
+    clipped if more than ``max_clipped_fraction`` of the samples reach
+    ``clip_level``.  (Length is checked where the sample rate is known.)
+    """
+    x = np.asarray(samples, np.float64) * _INT16_SCALE
+    if x.size == 0:
+        return "contains no samples"
+    mean = x.mean()
+    rms = math.sqrt(max(float(np.mean(x * x)) - mean * mean, 0.0))
+    if rms < limits.min_rms:
+        return (f"is silent: RMS {rms:.1f} int16 units after removing DC; "
+                f"at least {limits.min_rms:g} are required")
+    clipped = int(np.count_nonzero(np.abs(x) >= limits.clip_level))
+    if clipped > limits.max_clipped_fraction * x.size:
+        return (f"is clipped: {100 * clipped / x.size:.1f} % of samples at |x| >= {limits.clip_level} "
+                f"int16 units; at most {100 * limits.max_clipped_fraction:g} % are accepted")
+    return None
+
+
+def load_checked_audio(path: str | os.PathLike, limits: AudioLimits | None = None,
+                       sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """:func:`load_audio` that also refuses silent and clipped recordings (:func:`signal_problem`)."""
+    limits = limits or AudioLimits()
+    samples = load_audio(path, sample_rate, limits.min_seconds)
+    problem = signal_problem(samples, limits)
+    if problem:
+        raise AudioError(str(path), problem)
+    return samples
+
+
+def check_file(path: str | os.PathLike, limits: AudioLimits | None = None, *, signal: bool = True,
+               sample_rate: int = SAMPLE_RATE) -> None:
+    """Raise :class:`AudioError` if ``path`` is not usable audio under ``limits``.
+
+    ``signal=True`` reads the samples and applies the silence and clipping
+    checks too (what evaluation and ``tfadvq lists`` use).  ``signal=False``
+    decides from the header alone for integer-PCM wav -- :func:`load_audio`
+    reads such a file whenever its header is complete -- and decodes only
+    float wav (for NaN/inf), flac and ogg; that is the fast check for large
+    training sets.
+    """
+    limits = limits or AudioLimits()
+    path = Path(path)
+    if signal:
+        load_checked_audio(path, limits, sample_rate)
+        return
+    if _container(path) == "wav":
+        layout = _wav_layout(path)
+        if layout.format_tag == _PCM:
+            if layout.frames == 0:
+                raise AudioError(str(path), "contains no samples")
+            info = AudioInfo(str(path), layout.encoding, layout.rate, layout.channels, layout.frames)
+            _check_length(path, info.frames_at(sample_rate), sample_rate, limits.min_seconds)
+            return
+    load_audio(path, sample_rate, limits.min_seconds)
+
+
+def validate_files(
+    paths: Iterable[str | os.PathLike],
+    limits: AudioLimits | None = None,
+    *,
+    signal: bool = True,
+    sample_rate: int = SAMPLE_RATE,
+    progress: bool = True,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`check_file` on every file; return ``(good paths, [(bad path, reason), ...])``.
+
+    Data preparation, evaluation and training use this to skip and report
+    unusable files without losing the others; ``good`` keeps the order of
+    ``paths`` (a path listed twice is checked once and kept twice).
+    Sequential on purpose (see the module doc on tensorflow-io).
+    """
+    limits = limits or AudioLimits()
+    verdicts: dict[str, str | None] = {}
+    good: list[str] = []
+    bad: list[tuple[str, str]] = []
+    for path in tqdm([str(p) for p in paths], desc="checking audio", unit="file", disable=not progress):
+        if path not in verdicts:
+            try:
+                check_file(path, limits, signal=signal, sample_rate=sample_rate)
+                verdicts[path] = None
+            except AudioError as exc:
+                verdicts[path] = exc.reason
+                bad.append((path, exc.reason))
+        if verdicts[path] is None:
+            good.append(path)
+    return good, bad
 
 
 def save_wav(
@@ -123,91 +291,143 @@ def save_wav(
         raise
 
 
-def validate_files(
-    paths: Iterable[str | os.PathLike],
-    sample_rate: int = SAMPLE_RATE,
-    min_seconds: float = 0.5,
-    progress: bool = True,
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Fully decode every file; return ``(good paths, [(bad path, reason), ...])``.
-
-    Data preparation uses this to skip and report unusable files without
-    losing the others; ``good`` keeps the order of ``paths``.  Decoding is
-    sequential on purpose: tensorflow-io's decoders crashed the process
-    (segfault) when called from several threads on malformed files.
-    """
-    good: list[str] = []
-    bad: list[tuple[str, str]] = []
-    for path in tqdm([str(p) for p in paths], desc="checking audio", unit="file",
-                     disable=not progress):
-        try:
-            load_audio(path, sample_rate, min_seconds)
-        except AudioError as exc:
-            bad.append((path, exc.reason))
-        else:
-            good.append(path)
-    return good, bad
+# --------------------------------------------------------------------------- decoding
 
 
-def _check_file(path: Path) -> None:
+def _check_length(path: Path, samples: int, sample_rate: int, min_seconds: float) -> None:
+    seconds = samples / sample_rate
+    if seconds < min_seconds:
+        raise AudioError(str(path), f"is {seconds:.3f} s long; at least {min_seconds:g} s are required")
+
+
+def _container(path: Path) -> str:
+    """``wav``, ``flac``, ``ogg`` or ``other`` from the first bytes; unusable files raise."""
     suffix = path.suffix.lower()
     if suffix in NEEDS_CONVERSION_SUFFIXES:
-        raise AudioError(str(path), f"{suffix} (AAC) cannot be decoded by tensorflow-io; "
+        raise AudioError(str(path), f"{suffix} (AAC) cannot be decoded by tfadvq; "
                          f"convert it first: {conversion_command(path)}")
     if not path.exists():
         raise AudioError(str(path), "no such file")
     if not path.is_file():
         raise AudioError(str(path), "is not a regular file")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise AudioError(str(path), f"cannot be read ({exc.strerror})") from None
+    if not magic:
         raise AudioError(str(path), "is empty (0 bytes)")
+    if magic in (b"RIFF", b"RIFX", b"RF64"):
+        return "wav"
+    if suffix == ".wav":
+        raise AudioError(str(path), f"cannot be decoded as wav: not a RIFF/WAVE file (starts with {magic!r})")
+    return {b"fLaC": "flac", b"OggS": "ogg"}.get(magic, "other")
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 [n, channels] (ints scaled to [-1, 1)) and the sample rate."""
+    """Samples as float32 ``[n, channels]`` (ints scaled to [-1, 1)) and the file's sample rate."""
+    if _container(path) == "wav":
+        return _read_wav(path, _wav_layout(path))
+    return _decode_tfio(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WavLayout:
+    format_tag: int  # _PCM or _FLOAT (an extensible header's sub-format)
+    bits: int
+    rate: int
+    channels: int
+    data_offset: int
+    frames: int
+
+    @property
+    def encoding(self) -> str:
+        return _WAV_ENCODINGS[(self.format_tag, self.bits)]
+
+
+def _wav_layout(path: Path) -> _WavLayout:
+    """Parse the RIFF chunks up to ``data``; refuse what :func:`_read_wav` cannot read, naming why."""
+    def bad(reason: str) -> AudioError:
+        return AudioError(str(path), f"cannot be decoded as wav: {reason}")
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        riff = fh.read(12)
+        if len(riff) < 12 or riff[8:12] != b"WAVE":
+            raise bad(f"truncated or not a RIFF/WAVE header ({size} bytes)")
+        if riff[:4] != b"RIFF":
+            raise bad(f"{riff[:4].decode()} wav (big-endian or > 4 GB) is not supported; "
+                      f"convert it: {conversion_command(path)}")
+        fmt = None
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise bad("no 'data' chunk" if fmt else "no 'fmt ' chunk (truncated header)")
+            chunk, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if chunk == b"fmt ":
+                fmt = fh.read(length)
+                if len(fmt) < 16 or len(fmt) < length:
+                    raise bad(f"'fmt ' chunk of {len(fmt)} bytes is truncated")
+                fh.seek(length & 1, os.SEEK_CUR)
+            elif chunk == b"data":
+                if fmt is None:
+                    raise bad("'data' chunk before the 'fmt ' chunk")
+                offset = fh.tell()
+                break
+            else:
+                fh.seek(length + (length & 1), os.SEEK_CUR)
+    tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == _EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack("<H", fmt[24:26])[0]  # first two bytes of the sub-format GUID
+    if (tag, bits) not in _WAV_ENCODINGS:
+        raise AudioError(str(path), f"wav encoding (format tag {tag}, {bits} bits) is not supported; "
+                         f"accepted: {_ACCEPTED_WAV}; convert it: {conversion_command(path)}")
+    if channels < 1 or rate < 1 or block != channels * bits // 8:
+        raise bad(f"inconsistent header ({channels} channels, {rate} Hz, {bits} bits, block {block})")
+    available = size - offset
+    if length > available:
+        raise bad(f"truncated: the header declares {length} bytes of samples, the file holds {available}")
+    return _WavLayout(tag, bits, rate, channels, offset, length // block)
+
+
+def _read_wav(path: Path, layout: _WavLayout) -> tuple[np.ndarray, int]:
+    width = layout.bits // 8
+    count = layout.frames * layout.channels
+    with open(path, "rb") as fh:
+        fh.seek(layout.data_offset)
+        raw = fh.read(count * width)
+    if layout.format_tag == _FLOAT:
+        values = np.frombuffer(raw, f"<f{width}").astype(np.float32)
+    elif width == 1:  # 8-bit wav is unsigned
+        values = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:  # little-endian signed 24-bit: place the 3 bytes in the top of an int32
+        padded = np.zeros((count, 4), np.uint8)
+        padded[:, 1:] = np.frombuffer(raw, np.uint8).reshape(count, 3)
+        values = (padded.view("<i4")[:, 0] / 2.0 ** 31).astype(np.float32)
+    else:
+        values = (np.frombuffer(raw, f"<i{width}") / float(2 ** (8 * width - 1))).astype(np.float32)
+    return values.reshape(layout.frames, layout.channels), layout.rate
+
+
+def _decode_tfio(path: Path) -> tuple[np.ndarray, int]:
+    """flac/ogg (and whatever else tensorflow-io reads), one file at a time (module doc)."""
     import tensorflow_io as tfio
 
     from tfadvq.compat import tf
 
     try:
-        audio = tfio.audio.AudioIOTensor(str(path))
-        samples = audio.to_tensor().numpy()
-        rate = int(audio.rate.numpy())
-    except (tf.errors.OpError, ValueError) as exc:
-        fallback = _decode_pcm_wav(path)
-        if fallback is not None:
-            return fallback
+        with _TFIO_LOCK:
+            audio = tfio.audio.AudioIOTensor(str(path))
+            samples = audio.to_tensor().numpy()
+            rate = int(audio.rate.numpy())
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError) as exc:
         raise AudioError(
             str(path),
-            f"cannot be decoded as {'/'.join(s[1:] for s in SUPPORTED_SUFFIXES)} "
-            f"({_tf_message(exc)})",
+            f"cannot be decoded as {'/'.join(s[1:] for s in SUPPORTED_SUFFIXES)} ({_tf_message(exc)})",
         ) from None
+    if samples.ndim == 1:
+        samples = samples[:, None]
     return _to_float(samples), rate
-
-
-def _decode_pcm_wav(path: Path) -> tuple[np.ndarray, int] | None:
-    """Read 8- and 24-bit PCM wav (which tensorflow-io rejects) with ``wave``.
-
-    Returns None for anything else or for a file shorter than its header
-    says, so the caller reports the original decoding error.
-    """
-    try:
-        with wave.open(str(path), "rb") as wav:
-            width, channels, rate = wav.getsampwidth(), wav.getnchannels(), wav.getframerate()
-            expected = wav.getnframes() * width * channels
-            raw = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError):
-        return None
-    if width not in (1, 3) or len(raw) != expected:
-        return None
-    data = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
-    if width == 1:  # 8-bit wav is unsigned
-        values = data[:, 0].astype(np.float32) - 128.0
-    else:  # little-endian signed: sign-extend the top byte, then add the lower bytes
-        values = data[:, -1].astype(np.int8).astype(np.float64)
-        for i in range(width - 2, -1, -1):
-            values = values * 256.0 + data[:, i]
-    scale = float(2 ** (8 * width - 1))
-    return (values / scale).astype(np.float32).reshape(-1, channels), rate
 
 
 def _to_float(samples: np.ndarray) -> np.ndarray:
@@ -227,9 +447,15 @@ def _tf_message(exc: Exception) -> str:
 
 __all__ = [
     "SAMPLE_RATE",
+    "AudioInfo",
+    "AudioLimits",
+    "audio_info",
+    "check_file",
     "conversion_command",
     "load_audio",
+    "load_checked_audio",
     "resample",
     "save_wav",
+    "signal_problem",
     "validate_files",
 ]
