@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import bad_audio  # tests/ is on sys.path under pytest
 from tfadvq.audio import SAMPLE_RATE, load_audio, save_wav
 from tfadvq.compat import tf
 from tfadvq.config import dump_yaml, load_yaml
@@ -13,9 +14,12 @@ from tfadvq.errors import ConfigError, DataError
 from tfadvq.features import FbankConfig, fbank, mel_filterbank, num_frames
 from tfadvq.pipeline import (
     PipelineConfig,
+    _canonical_pcm16,
     add_noise,
     add_reverb,
+    check_utterances,
     eval_dataset,
+    read_error_message,
     num_classes,
     spec_augment,
     speaker_labels,
@@ -143,17 +147,58 @@ def test_eval_dataset_yields_whole_utterances_in_order(tone_corpus):
 
 
 def test_bad_inputs_are_named(tmp_path, tone_corpus):
-    flac = Utterance("x", str(tmp_path / "x.flac"), "spkA")
-    with pytest.raises(DataError, match="x.flac"):
-        train_dataset([flac])
+    with pytest.raises(DataError, match="empty"):
+        train_dataset([])
     with pytest.raises(DataError, match="no label"):
         train_dataset(tone_corpus, speakers={"spkA": 0})
     with pytest.raises(ConfigError, match="noise_prob"):
         PipelineConfig(noise_prob=1.5)
-    path = tmp_path / "s" / "v" / "8k.wav"
-    save_wav(path, np.zeros(8000), sample_rate=8000)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="8k.wav"):
-        list(eval_dataset([Utterance("8k", str(path), "s")]))
+
+
+def test_every_readable_format_is_read_as_load_audio_reads_it(tmp_path, tone_corpus):
+    """The one reader: the in-graph shortcut for canonical 16-bit wav and load_audio for the rest agree."""
+    source = tone_corpus[1].path
+    files = {"canonical": source, **bad_audio.convertible_versions(source, tmp_path)}
+    files["8 kHz"] = bad_audio.write_wav(tmp_path / "8k.wav", bad_audio.tone(1.3, 500, 8000), rate=8000)
+    files["LIST before fmt"] = bad_audio.write_wav(tmp_path / "list.wav", load_audio(source),
+                                                   chunk_before_fmt=True)
+    utts = [Utterance(name, str(path), "s") for name, path in files.items()]
+    for (features, key), utt in zip(eval_dataset(utts), utts):
+        expected = fbank(load_audio(utt.path)).numpy()
+        assert features.shape[1:] == expected.shape, utt.key
+        np.testing.assert_allclose(features.numpy()[0], expected, atol=1e-3, err_msg=utt.key)
+    canonical = [bool(_canonical_pcm16(tf.io.read_file(str(p)), SAMPLE_RATE)) for p in files.values()]
+    assert canonical == [name == "canonical" for name in files]
+
+
+def test_check_utterances_skips_bad_files_and_training_reads_the_rest(tmp_path, tone_corpus):
+    bad = bad_audio.bad_versions(tone_corpus[0].path, tmp_path / "bad")
+    odd = bad_audio.convertible_versions(tone_corpus[4].path, tmp_path / "odd")
+    utts = list(tone_corpus)
+    utts += [Utterance(f"bad/{name}", str(path), "spkA") for name, (path, _) in bad.items()]
+    utts += [Utterance(f"odd/{name}", str(path), "spkB") for name, path in odd.items()]
+    good, skipped = check_utterances(utts, progress=False)
+    header_only_ok = {"silence", "clipped"}  # training's fast check reads no samples
+    assert [u.key for u in good] == [u.key for u in utts
+                                     if not u.key.startswith("bad/") or u.key[4:] in header_only_ok]
+    assert {p for p, _ in skipped} == {str(p) for name, (p, _) in bad.items() if name not in header_only_ok}
+    for path, reason in skipped:
+        name = next(n for n, (p, _) in bad.items() if str(p) == path)
+        assert bad[name][1] in reason, (name, reason)
+    strict, refused = check_utterances(utts, signal=True, progress=False)
+    assert len(refused) == len(bad) and not any(u.key.startswith("bad/") for u in strict)
+    features, labels = _all_batches(train_dataset(strict, PipelineConfig(batch_size=4, **CLEAN)))
+    assert len(labels) == len(strict) // 4 * 4 and np.isfinite(features).all()
+
+
+def test_a_file_that_changes_after_the_check_is_named(tmp_path, tone_corpus):
+    path = tmp_path / "later.wav"
+    bad_audio.write_wav(path, bad_audio.tone(1.0, rate=44100), rate=44100)
+    good, _ = check_utterances([Utterance("k", str(path), "s")], progress=False)
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(tf.errors.OpError) as info:
+        list(eval_dataset(good))
+    assert read_error_message(info.value).startswith(f"{path}: cannot be decoded as wav")
 
 
 def test_config_yaml_round_trip(tmp_path):

@@ -1,11 +1,36 @@
 """tf.data pipelines: random fixed-length training crops with augmentation, and whole-utterance evaluation.
 
+Reading.  Files enter through :func:`check_utterances` first: the checker of
+:mod:`tfadvq.audio` (header reads for integer-PCM wav, a full decode for
+float wav, flac and ogg) splits them into usable ones and ``(path, reason)``
+pairs, so one bad file is skipped and reported instead of ending a run with
+a TensorFlow traceback.  The pipelines then read what the checker passed with
+the one reader, :func:`tfadvq.audio.load_audio` -- every format and rate it
+accepts is read (resampled, mixed down) the same way here as in ``tfadvq
+lists``, ``verify`` and the converters -- with one shortcut: a file whose
+header is the canonical 44-byte 16-bit PCM one at the pipeline's sample rate
+(what the corpus generator, VoxCeleb and ``save_wav`` write) is decoded by
+``tf.audio.decode_wav`` inside the graph, which gives exactly load_audio's
+samples (int16 / 32768) without Python.  Everything else goes through
+``tf.numpy_function(load_audio)``.  Measured on 2 shared cores (load 4-5;
+generated corpus; interleaved runs with benchmarks/data_pipeline.py's
+``rate``): the reader alone does ~3200 files/s with ``decode_wav`` and ~2000
+files/s through ``numpy_function`` (GIL-bound), but in the demo pipeline
+with every augmentation the reader is lost in the noise: pipeline batches/s
+over demo training steps/s was 10.6 and 11.4 with the shortcut, 11.1 and 7.9
+with every file through ``numpy_function`` (benchmarks/data_pipeline.py asks
+>= 2).  The shortcut is kept not for speed but because TensorFlow's
+``py_func`` has a known race at interpreter exit (tensorflow#21277;
+reproduced here with a busy iterator still alive at exit, about 1 exit in
+4): a process that exits while a ``numpy_function`` call is in flight can
+hang.  A pipeline of canonical wav files never takes that risk.
+
 Training (:func:`train_dataset`), per epoch:
 
 1. the utterance list is reshuffled (full shuffle: the elements are just paths);
-2. each file is read and decoded in parallel (``tf.audio.decode_wav``, AUTOTUNE),
-   mixed to mono, and a random ``crop_seconds`` window is cut; utterances that
-   are too short are repeated (tiled) to fill it;
+2. each file is read in parallel (AUTOTUNE), mixed to mono, and a random
+   ``crop_seconds`` window is cut; utterances that are too short are
+   repeated (tiled) to fill it;
 3. optional speed perturbation (factors 0.9 / 1.1, as in Kaldi/WeSpeaker SV
    recipes): the crop is read at ``speed`` samples per output sample (linear
    interpolation), which shifts pitch and tempo; each factor counts as new
@@ -21,18 +46,16 @@ Training (:func:`train_dataset`), per epoch:
 Randomness is stateless and derived from ``PipelineConfig.seed`` through a
 per-element seed stream that is redrawn every epoch: the same seed yields the
 same batches, and parallel decoding does not change them.
-
-The training path reads 16-bit PCM wav only (that is what keeps decoding fast
-inside tf.data); convert other formats once with :func:`tfadvq.audio.load_audio`
-and :func:`tfadvq.audio.save_wav`.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from tfadvq.audio import SAMPLE_RATE, AudioLimits, load_audio, validate_files
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.compat import tf
 from tfadvq.errors import DataError
@@ -53,6 +76,30 @@ def num_classes(num_speakers: int, config: PipelineConfig) -> int:
     return num_speakers * (len(SPEED_FACTORS) if config.speed_perturb else 1)
 
 
+def check_utterances(
+    utterances: Sequence[Utterance],
+    limits: AudioLimits | None = None,
+    *,
+    signal: bool = False,
+    sample_rate: int = SAMPLE_RATE,
+    progress: bool = True,
+) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    """Split ``utterances`` into the ones the pipelines can read and ``[(path, reason), ...]``.
+
+    The checking pass to run before :func:`train_dataset` / :func:`eval_dataset`
+    (:func:`tfadvq.audio.validate_files` under ``limits``, default
+    :class:`~tfadvq.audio.AudioLimits`: at least 0.5 s).  ``signal=False``
+    (training) reads only headers where it can; ``signal=True`` (evaluation)
+    also refuses silent and clipped recordings, reading every file.
+    ``sample_rate`` is the pipeline's (``config.fbank.sample_rate``).  Order is
+    kept; a file shared by several utterances is checked and reported once.
+    """
+    good, bad = validate_files([u.path for u in utterances], limits, signal=signal,
+                               sample_rate=sample_rate, progress=progress)
+    usable = set(good)
+    return [u for u in utterances if u.path in usable], bad
+
+
 def train_dataset(
     utterances: Sequence[Utterance],
     config: PipelineConfig | None = None,
@@ -63,10 +110,12 @@ def train_dataset(
     ``speakers`` maps speaker id to label (default :func:`speaker_labels`);
     the last incomplete batch is dropped so every step sees ``batch_size``.
     Iterating again (next epoch) reshuffles and redraws all randomness.
+    ``utterances`` should have passed :func:`check_utterances`: a file that
+    fails to read anyway stops iteration with an error naming it.
     """
     config = config or PipelineConfig()
     speakers = speakers if speakers is not None else speaker_labels(utterances)
-    paths = _wav_paths(utterances)
+    paths = _paths(utterances)
     missing = sorted({u.speaker for u in utterances} - set(speakers))
     if missing:
         raise DataError(f"train_dataset: speakers {missing[:5]} have no label in `speakers`")
@@ -95,7 +144,7 @@ def eval_dataset(
     is per utterance; ``max_seconds`` keeps only the start of very long files.
     """
     config = fbank_config or FbankConfig()
-    paths = _wav_paths(utterances)
+    paths = _paths(utterances)
     limit = -1 if max_seconds is None else int(max_seconds * config.sample_rate)
 
     def load(path: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -106,6 +155,20 @@ def eval_dataset(
     keys = [u.key for u in utterances]
     dataset = tf.data.Dataset.from_tensor_slices((paths, keys))
     return dataset.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def read_error_message(exc: Exception) -> str:
+    """The cause of a failed read inside a pipeline (a TF op error), without TF's noise.
+
+    A file that passed :func:`check_utterances` fails only if it changed
+    since; this recovers the :class:`~tfadvq.errors.AudioError` message that
+    ``load_audio`` raised inside ``numpy_function``, or TF's own message.
+    """
+    text = getattr(exc, "message", None) or str(exc)
+    found = re.search(r"AudioError: ([^\n]*)", text)
+    if found:
+        return found.group(1)
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).split("\n")[0].strip()
 
 
 def spec_augment(features: tf.Tensor, seed: tf.Tensor, config: PipelineConfig) -> tf.Tensor:
@@ -197,28 +260,50 @@ def _power(waves: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(waves), axis=1) + 1e-10
 
 
-def _wav_paths(utterances: Sequence[Utterance]) -> list[str]:
+def _paths(utterances: Sequence[Utterance]) -> list[str]:
     if not utterances:
-        raise DataError("pipeline: the utterance list is empty")
-    other = [u.path for u in utterances if not u.path.lower().endswith(".wav")]
-    if other:
-        raise DataError(
-            f"pipeline: {len(other)} files are not wav (e.g. {other[0]}); the tf.data "
-            "pipeline decodes 16-bit PCM wav only: convert with tfadvq.audio.load_audio + "
-            "save_wav (or `ffmpeg -i in -ac 1 -ar 16000 out.wav`)")
+        raise DataError("pipeline: the utterance list is empty (or every file was bad)")
     return [u.path for u in utterances]
 
 
 def _decode(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
-    """Mono float32 samples of a 16-bit wav; asserts rate and non-emptiness naming the file."""
-    audio, rate = tf.audio.decode_wav(tf.io.read_file(path))
-    checks = [
-        tf.debugging.Assert(tf.equal(rate, sample_rate),
-                            ["expected", sample_rate, "Hz wav; file", path, "has", rate]),
-        tf.debugging.Assert(tf.shape(audio)[0] > 0, ["empty wav file", path]),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.reduce_mean(audio, axis=1)
+    """Mono float32 samples of a checked file: in-graph for canonical 16-bit wav, else load_audio."""
+    contents = tf.io.read_file(path)
+
+    def by_load_audio() -> tf.Tensor:
+        def read(file: bytes | np.ndarray) -> np.ndarray:  # bytes in graphs, a 0-d array eagerly
+            return load_audio(np.asarray(file).item().decode(), sample_rate, min_seconds=0.0)
+
+        wave = tf.numpy_function(read, [path], tf.float32, stateful=False, name="load_audio")
+        return tf.ensure_shape(wave, [None])
+
+    return tf.cond(_canonical_pcm16(contents, sample_rate),
+                   lambda: tf.reduce_mean(tf.audio.decode_wav(contents)[0], axis=1), by_load_audio)
+
+
+def _canonical_pcm16(contents: tf.Tensor, sample_rate: int) -> tf.Tensor:
+    """True if ``contents`` starts with the 44-byte header of complete 16-bit PCM at ``sample_rate``.
+
+    That is RIFF/WAVE, a 16-byte ``fmt`` chunk (format 1, 16 bits) and the
+    ``data`` chunk right behind it, holding whole frames that the file
+    really contains: exactly what ``tf.audio.decode_wav`` reads as
+    :func:`tfadvq.audio.load_audio` does.  Anything else is left to load_audio.
+    """
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(contents, 0, 44),
+                                              tf.constant(bytes(44))]), 0, 44)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def uint(at: int, size: int) -> tf.Tensor:
+        return tf.add_n([b[at + i] * (256 ** i) for i in range(size)])
+
+    channels, data_bytes = uint(22, 2), uint(40, 4)
+    available = tf.cast(tf.strings.length(contents), tf.int64) - 44
+    return ((tf.strings.substr(head, 0, 4) == b"RIFF") & (tf.strings.substr(head, 8, 8) == b"WAVEfmt ")
+            & (uint(16, 4) == 16) & (uint(20, 2) == 1) & (uint(34, 2) == 16) & (channels > 0)
+            & (uint(32, 2) == 2 * channels)
+            & (uint(24, 4) == sample_rate) & (tf.strings.substr(head, 36, 4) == b"data")
+            & (data_bytes <= available) & (data_bytes > 0)
+            & (tf.math.floormod(data_bytes, tf.maximum(2 * channels, 1)) == 0))
 
 
 def _read_crop(path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, config: PipelineConfig,
@@ -262,8 +347,10 @@ __all__ = [
     "SPEED_FACTORS",
     "add_noise",
     "add_reverb",
+    "check_utterances",
     "eval_dataset",
     "num_classes",
+    "read_error_message",
     "spec_augment",
     "speaker_labels",
     "train_dataset",
