@@ -104,6 +104,44 @@ def test_bad_trial_lists_name_file_and_line(tmp_path, text, line, message):
     assert str(info.value).startswith(where)
 
 
+def test_exact_duplicate_trials_are_dropped_counted_and_warned(tmp_path):
+    path = tmp_path / "trials.txt"
+    path.write_text("1 a b\n0 a c\n1 a b\n1 b a\n0 a c\n1 a b\n")
+    with pytest.warns(UserWarning, match=r"dropped 3 duplicate trial line\(s\) \(e.g. line 3 repeats line 1\)"):
+        trials = read_trials(path)
+    assert trials.duplicates == 3
+    assert list(zip(trials.labels.tolist(), trials.enroll, trials.test)) == [
+        (1, "a", "b"), (0, "a", "c"), (1, "b", "a")]  # the reversed pair is another trial: kept
+    assert trials.select(np.array([True, False, True])).duplicates == 3
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("1 a b\n0 a c\n0 a b\n", 3, "labelled 0, but 1 on line 1"),
+    ("a b target\nb a nontarget\n", 2, "labelled 0, but 1 on line 1"),  # a match is symmetric
+    ("1 a b\n1 c c\n", 2, "compares 'c' with itself"),
+])
+def test_contradictory_and_self_trials_are_errors(tmp_path, text, line, message):
+    path = tmp_path / "trials.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as info:
+        read_trials(path)
+    assert str(info.value).startswith(f"{path}:{line}:")
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_label(tmp_path):
+    for text in ("1 a b\n0 a c\n", "a b target\na c nontarget\n"):
+        path = tmp_path / "bom.txt"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert read_trials(path).labels.tolist() == [1, 0]
+    save_wav(tmp_path / "wav" / "a.wav", np.zeros(SAMPLE_RATE // 4))
+    (tmp_path / "wav.scp").write_bytes(b"\xef\xbb\xbfu1 wav/a.wav\n")
+    (tmp_path / "utt2spk").write_bytes(b"\xef\xbb\xbfu1 s\n")
+    assert [u.key for u in read_kaldi_lists(tmp_path / "wav.scp", tmp_path / "utt2spk")] == ["u1"]
+    (tmp_path / "latin1.txt").write_bytes(b"1 caf\xe9 b\n")
+    with pytest.raises(DataError, match="not a text file"):
+        read_trials(tmp_path / "latin1.txt")
+
+
 def _write_lists(tmp_path, scp: str, u2s: str):
     (tmp_path / "wav.scp").write_text(scp)
     (tmp_path / "utt2spk").write_text(u2s)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
@@ -61,9 +62,18 @@ class Trials:
     labels: np.ndarray  # int8 [n]
     enroll: list[str]
     test: list[str]
+    duplicates: int = 0  # exact duplicate lines :func:`read_trials` dropped
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def select(self, keep: np.ndarray) -> "Trials":
+        """The trials where the boolean mask ``keep`` (one entry per trial) is true, in order."""
+        keep = np.asarray(keep, bool)
+        if keep.shape != (len(self),):
+            raise DataError(f"trials: a mask of shape {keep.shape} for {len(self)} trials")
+        return Trials(self.labels[keep], [k for k, ok in zip(self.enroll, keep) if ok],
+                      [k for k, ok in zip(self.test, keep) if ok], self.duplicates)
 
     def keys(self) -> set[str]:
         """Every utterance key the trials mention (what must be embedded)."""
@@ -152,10 +162,20 @@ def read_trials(path: str | os.PathLike, known_keys: Collection[str] | None = No
     """Read a VoxCeleb (``1 enroll test``) or Kaldi (``enroll test target``) trial list.
 
     With ``known_keys`` (e.g. the keys of the scanned tree) every key must be
-    among them.  Errors name the file and line.
+    among them.  A UTF-8 byte-order mark is ignored.  A list that cannot mean
+    what it says is an error (:class:`DataError` naming the file and the
+    lines): a pair labelled both 1 and 0 (in either order: a speaker match is
+    symmetric), or a trial of an utterance against itself (a perfect score
+    that measures nothing).  An exact repeat of an earlier line only counts
+    that trial twice: it is dropped, counted in ``Trials.duplicates`` and
+    reported with a :class:`UserWarning`.  The same pair in the other order
+    is a different trial of the list and is kept.
     """
     path = Path(path)
     labels, enroll, test = [], [], []
+    first: dict[tuple[str, str], tuple[int, int]] = {}  # unordered pair -> (label, line)
+    seen: dict[tuple[str, str], int] = {}  # ordered pair -> line
+    repeats: list[tuple[int, int]] = []
     for line, fields in _lines(path):
         where = f"{path}:{line}"
         if len(fields) != 3:
@@ -167,15 +187,31 @@ def read_trials(path: str | os.PathLike, known_keys: Collection[str] | None = No
             label, a, b = _KALDI_LABELS[fields[2]], fields[0], fields[1]
         else:
             raise DataError(f"{where}: no trial label; the first field must be 1 or 0 "
-                            "(VoxCeleb) or the last target/nontarget (Kaldi)")
+                            f"(VoxCeleb) or the last target/nontarget (Kaldi), got {' '.join(fields)!r}")
         if known_keys is not None:
             for key in (a, b):
                 if key not in known_keys:
                     raise DataError(f"{where}: utterance {key!r} is not in the audio tree/list")
+        if a == b:
+            raise DataError(f"{where}: trial compares {a!r} with itself; enrollment and test "
+                            "must be different recordings")
+        pair = (min(a, b), max(a, b))
+        if pair in first and first[pair][0] != label:
+            raise DataError(f"{where}: {a} {b} is labelled {label}, but {first[pair][0]} on line "
+                            f"{first[pair][1]}; a pair is either the same speaker or not")
+        first.setdefault(pair, (label, line))
+        if (a, b) in seen:
+            repeats.append((line, seen[(a, b)]))
+            continue
+        seen[(a, b)] = line
         labels.append(label)
         enroll.append(a)
         test.append(b)
-    return Trials(np.asarray(labels, np.int8), enroll, test)
+    if repeats:
+        line, original = repeats[0]
+        warnings.warn(f"{path}: dropped {len(repeats)} duplicate trial line(s) (e.g. line {line} "
+                      f"repeats line {original})", UserWarning, stacklevel=2)
+    return Trials(np.asarray(labels, np.int8), enroll, test, len(repeats))
 
 
 def write_trials(trials: Trials, path: str | os.PathLike) -> None:
@@ -232,11 +268,15 @@ def _read_pairs(path: Path, form: str) -> dict[str, tuple[str, int]]:
 
 
 def _lines(path: Path, maxsplit: int = -1) -> Iterable[tuple[int, list[str]]]:
-    """Non-blank lines as ``(1-based line number, fields)``; a missing or empty file raises."""
+    """Non-blank lines as ``(1-based line number, fields)``; a missing or empty file raises.
+
+    Lists are UTF-8; a byte-order mark (as Windows editors write) is dropped
+    rather than read as part of the first field.
+    """
     if not path.is_file():
         raise DataError(f"{path}: no such list file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a text file ({exc.reason})") from None
     rows = [(i, raw.split(maxsplit=maxsplit)) for i, raw in enumerate(text.splitlines(), 1)
