@@ -38,17 +38,20 @@ What is where:
   float per-channel scales.  This rounds the 256 k-means centroids of a
   channel onto a 255-level grid: 8-bit layers are not exact, and the parity
   check against Keras covers them.  Under int8 activations the int8 model's
-  own weights already are 8-bit.
+  own weights already are 8-bit, and a 1-7 bit int8 tensor whose LUT would
+  not be smaller (:func:`tfadvq.quant.cost.tensor_cost`: small layers, 7-bit
+  tables on channels of under 1024 weights) stays that exact int8 tensor.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import io
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor, spec
@@ -65,7 +68,7 @@ MAX_BITS = 8  # wider than this is not a quantized layer
 _DECODE = "TFLM_DECODE"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WeightTensor:
     """One TFLite tensor holding (part of) a quantized Keras weight."""
 
@@ -79,11 +82,9 @@ class WeightTensor:
     shape: tuple[int, ...]
     dtype: str  # "float32" or "int8", as the converter wrote it
     max_distinct: int  # most distinct values in any table's slice of the TFLite tensor
-
-    @property
-    def lut(self) -> bool:
-        """True when TFLM stores this tensor as LUT indices (1-7 bits)."""
-        return self.bits <= cost.MAX_LUT_BITS
+    op_index: int  # the operator reading it, in ``subgraph``
+    lut: bool  # stored as LUT indices (1-7 bits, and for int8 tensors only when that is smaller)
+    decode_group: int = 1  # LUT tensors that operator reads (they share one DECODE)
 
     @property
     def channels(self) -> int:
@@ -99,13 +100,16 @@ class WeightTensor:
 
     def cost(self) -> cost.TensorCost:
         """What the stored form costs (the compressor pads tables to the longest one: ``max_distinct``)."""
-        table_len = self.max_distinct if self.lut else None
-        return cost.tensor_cost(self.shape, self.bits, axis=self.axis, dtype=self.dtype, table_len=table_len)
+        bits = self.bits if self.lut else max(self.bits, cost.MAX_LUT_BITS + 1)
+        return cost.tensor_cost(self.shape, bits, axis=self.axis, dtype=self.dtype, table_len=self.max_distinct,
+                                decode_group=self.decode_group)
 
     def storage(self) -> str:
         if self.lut:
             return "LUT per tensor" if self.axis is None else f"LUT axis {self.axis}"
-        return "int8 (model's own)" if self.dtype == "int8" else "int8 + DEQUANTIZE/MUL"
+        if self.dtype == "int8":
+            return "int8 (model's own)" if self.bits > cost.MAX_LUT_BITS else "int8 (model's own; LUT not smaller)"
+        return "int8 + DEQUANTIZE/MUL"
 
 
 def _rule(layer: keras.layers.Layer) -> registry.LayerRule:
@@ -238,7 +242,7 @@ def _match_part(
         )
     # Ties only arise for degenerate kernels; prefer the op whose output names the layer.
     named = [m for m in matches if any(f"/{layer.name}/" in (o.name or "") for o in m[1].outputs)]
-    subgraph, _, tensor = (named or matches)[0]
+    subgraph, operator, tensor = (named or matches)[0]
     axis = _lut_axis(tensor, what, layout)
     max_distinct = int(distinct_per_channel(tensor.array, axis).max())
     if max_distinct > 2**bits:
@@ -252,7 +256,8 @@ def _match_part(
     return WeightTensor(
         layer=layer.name, weight=label, bits=bits, op=layout.op, subgraph=subgraph, tensor=tensor.index,
         axis=axis, shape=tuple(tensor.shape), dtype=np.dtype(tensor.numpy_dtype).name,
-        max_distinct=max_distinct,
+        max_distinct=max_distinct, op_index=model.subgraphs[subgraph].operators.index(operator),
+        lut=bits <= cost.MAX_LUT_BITS,
     )
 
 
@@ -272,7 +277,20 @@ def find_weight_tensors(
                 weight = _match_part(edited, layer, label, kernel, slot, layout, bits, taken)
                 taken.add((weight.subgraph, weight.tensor))
                 found.append(weight)
-    return found
+    return _decide_lut(found)
+
+
+def _decide_lut(found: list[WeightTensor]) -> list[WeightTensor]:
+    """Settle which tensors are LUT-stored (the cost model's rule) and how many share each DECODE."""
+    def readers(weights: list[WeightTensor]) -> collections.Counter:
+        return collections.Counter((w.subgraph, w.op_index) for w in weights if w.lut)
+
+    candidates = readers(found)
+    decided = [dataclasses.replace(w, lut=w.lut and cost.tensor_cost(
+        w.shape, w.bits, axis=w.axis, dtype=w.dtype, table_len=w.max_distinct,
+        decode_group=candidates[w.subgraph, w.op_index]).lut) for w in found]
+    groups = readers(decided)
+    return [dataclasses.replace(w, decode_group=groups[w.subgraph, w.op_index]) if w.lut else w for w in decided]
 
 
 def _aligned(edited: model_editor.Model) -> bytes:
@@ -433,9 +451,9 @@ def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
 def planned_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
     """File size the stored model will have: the converter's plain ``tflite_model`` with each
     quantized tensor's plain bytes replaced by its :mod:`tfadvq.quant.cost` total."""
-    changed = [w for w in weights if w.lut or w.dtype == "float32"]  # int8 8-bit tensors stay as they are
+    changed = [w for w in weights if w.lut or w.dtype == "float32"]  # int8 tensors kept as int8 stay as they are
     rewrite = cost.MODEL_OVERHEAD_BYTES if changed else 0
-    return len(tflite_model) + rewrite + sum(w.cost().total - w.plain_bytes() for w in changed)
+    return int(len(tflite_model) + rewrite + sum(w.cost().total - w.plain_bytes() for w in changed))
 
 
 def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:

@@ -99,9 +99,9 @@ class ConversionResult:
         ]
 
     def op_rows(self) -> list[dict[str, object]]:
-        """Operator counts of the flashed model (what the firmware's op resolver must register)."""
-        subgraph = model_editor.read(self.model).subgraphs[0]
-        counts = collections.Counter(op.opcode_name for op in subgraph.operators)
+        """Operator counts of the flashed model, every subgraph (what the firmware's op resolver must register)."""
+        subgraphs = model_editor.read(self.model).subgraphs
+        counts = collections.Counter(op.opcode_name for subgraph in subgraphs for op in subgraph.operators)
         return [{"op": name, "count": n} for name, n in sorted(counts.items())]
 
     def size_rows(self) -> list[dict[str, object]]:

@@ -30,12 +30,25 @@ def test_lut_formula_by_hand():
     # 64x3x3x16 float kernel, 3 bits, tables on axis 0: 9216 indices of 3 bits, 64 tables of 8 floats.
     c = cost.tensor_cost((64, 3, 3, 16), 3, axis=0)
     assert (c.data, c.tables) == (3456, 16 + 64 * 8 * 4)
-    assert c.overhead == cost.LUT_OVERHEAD_BYTES + cost.FLOAT_TAG_BYTES + 4 * 64
+    lut = cost.LUT_TENSOR_BYTES + cost.DECODE_OP_BYTES
+    assert c.overhead == lut + cost.FLOAT_TAG_BYTES + 4 * 64
     int8 = cost.tensor_cost((64, 3, 3, 16), 3, axis=0, dtype="int8")
-    assert (int8.data, int8.tables, int8.overhead) == (3456, 16 + 64 * 8, cost.LUT_OVERHEAD_BYTES)
-    one = cost.tensor_cost((10, 7), 5, axis=None, dtype="int8")  # 350 bits -> 44 bytes, one table of 32
-    assert (one.data, one.tables) == (44, 16 + 32)
+    assert (int8.data, int8.tables, int8.overhead) == (3456, 16 + 64 * 8, lut)
+    gates = cost.tensor_cost((64, 16), 3, axis=None, dtype="int8", decode_group=8)  # one DECODE for 8 LSTM gates
+    assert gates.overhead == cost.LUT_TENSOR_BYTES + round(cost.DECODE_OP_BYTES / 8)
+    one = cost.tensor_cost((10, 7), 5, axis=None)  # 350 bits -> 44 bytes, one table of 32 floats, no tags
+    assert (one.data, one.tables, one.overhead) == (44, 16 + 32 * 4, lut)
     assert cost.tensor_cost((4, 3), 6, axis=0).tables == 16 + 4 * 3 * 4  # a table never outgrows its channel
+
+
+def test_int8_tensors_stay_int8_where_a_lut_would_not_be_smaller():
+    small = cost.tensor_cost((64, 64), 7, axis=0, dtype="int8")  # 64 tables of 64 values > 4096 int8 weights
+    assert (small.lut, small.total) == (False, 64 * 64)
+    # 7 bits pays off under int8 only beyond 1024 weights a channel: n/8 saved vs 128 table bytes a channel
+    assert not cost.tensor_cost((64, 1024), 7, axis=0, dtype="int8").lut
+    big = cost.tensor_cost((64, 4096), 7, axis=0, dtype="int8")
+    assert big.lut and big.total < 64 * 4096
+    assert cost.tensor_cost((64, 64), 7, axis=0).lut  # float: the alternative is lossy int8, so LUT
 
 
 def test_eight_bits_is_int8_never_float32():

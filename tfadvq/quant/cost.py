@@ -16,12 +16,19 @@ interpreter:
   int8.  The compressor stores the distinct values, so a table is
   ``min(2^b, weights per table)`` long when every centroid is used (k-means
   uses them all); int8 rounding that merges centroids only shortens it.
-* ``overhead``: flatbuffer structure the DECODE adds (operator, decoded and
-  ancillary tensors, buffers, 16-byte alignment), measured:
-  :data:`LUT_OVERHEAD_BYTES`; float tensors with per-channel tables also carry
+* ``overhead``: flatbuffer structure the DECODE adds, measured: the decoded
+  and ancillary tensors and a buffer per tensor (:data:`LUT_TENSOR_BYTES`) and
+  one DECODE operator per consuming operator (:data:`DECODE_OP_BYTES`), shared
+  by the ``decode_group`` tensors that operator reads (the eight gate tensors
+  of an LSTM share one); float tensors with per-channel tables also carry
   quantization parameters with one 4-byte unit scale per channel
   (:data:`FLOAT_TAG_BYTES` + 4·C: TFLM takes the channel count of a
   per-channel DECODE from them).
+
+Under int8 activations a LUT that would not be smaller than the int8 tensor
+the converter wrote (small layers, or 7-bit tables on short channels: the
+demo model at 7 bits measured 1.01x its int8 file) is not used: the int8
+tensor already holds exactly the same values, so it stays (``lut=False``).
 
 **8 bits: int8, not LUT** (TFLM's LUT indices are 1-7 bits wide).  Under int8
 activations the weight is the int8 model's own per-channel int8 tensor (``n``
@@ -55,8 +62,9 @@ ITEMSIZE = {"float32": 4, "int8": 1}
 # mixed-width test model, small Conv1D/LSTM/GRU models) as file growth beyond data and
 # tables; per tensor it scatters by about +-60 bytes around these (16-byte buffer
 # alignment, tensor shapes), under 2 % of any tensor worth compressing.
-LUT_OVERHEAD_BYTES = 100  # DECODE operator, decoded + ancillary tensors, one buffer (tidied: unnamed)
-FLOAT_TAG_BYTES = 40  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
+LUT_TENSOR_BYTES = 16  # decoded + ancillary tensors and one buffer (tidied: unnamed)
+DECODE_OP_BYTES = 84  # one DECODE operator in front of a consumer, whatever the tensors it decodes
+FLOAT_TAG_BYTES = 64  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
 INT8_OVERHEAD_BYTES = 128  # 8-bit float form: DEQUANTIZE + MUL, two float tensors, the scale tensor
 # Once per stored model: rewriting and re-aligning the converter's flatbuffer (measured 70-250 bytes).
 MODEL_OVERHEAD_BYTES = 160
@@ -69,6 +77,7 @@ class TensorCost:
     data: int  # packed indices (LUT) or int8 values
     tables: int  # DECODE header + value tables (LUT), or float scales (8-bit, float activations)
     overhead: int  # flatbuffer structure and quantization parameters the storage adds
+    lut: bool  # stored as LUT indices (else as int8)
 
     @property
     def total(self) -> int:
@@ -85,28 +94,31 @@ def _check(shape: Sequence[int], bits: int, axis: int | None, dtype: str) -> Non
 
 
 def tensor_cost(shape: Sequence[int], bits: int, *, axis: int | None = 0, dtype: str = "float32",
-                table_len: int | None = None) -> TensorCost:
+                table_len: int | None = None, decode_group: int = 1) -> TensorCost:
     """What a ``bits``-bit weight of TFLite ``shape`` costs (see module doc).
 
     ``axis``: the output-channel axis of per-channel value tables, or None for
     one table per tensor.  ``dtype``: the tensor's value type in the model,
     ``"float32"`` (float activations) or ``"int8"``.  ``table_len``: entries per
     table as written (the longest table); default ``min(2^b, weights per table)``.
+    ``decode_group``: LUT tensors read by the same operator (one DECODE serves them all).
     """
     _check(shape, bits, axis, dtype)
+    shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
-    channels = 1 if axis is None else int(shape[axis])
-    itemsize = ITEMSIZE[dtype]
+    channels = 1 if axis is None else shape[axis]
+    plain_int8 = TensorCost(n, 0, 0, lut=False)
     if bits > MAX_LUT_BITS:
-        if dtype == "int8":
-            return TensorCost(n, 0, 0)
-        return TensorCost(n, 4 * channels, INT8_OVERHEAD_BYTES)
+        return plain_int8 if dtype == "int8" else TensorCost(n, 4 * channels, INT8_OVERHEAD_BYTES, lut=False)
     entries = min(2**bits, n // channels) if table_len is None else int(table_len)
     tags = FLOAT_TAG_BYTES + 4 * channels if dtype == "float32" and axis is not None else 0
-    return TensorCost(math.ceil(n * bits / 8), DCM_BYTES + channels * entries * itemsize,
-                      LUT_OVERHEAD_BYTES + tags)
+    structure = LUT_TENSOR_BYTES + round(DECODE_OP_BYTES / max(1, decode_group))
+    lut = TensorCost(math.ceil(n * bits / 8), DCM_BYTES + channels * entries * ITEMSIZE[dtype], structure + tags,
+                     lut=True)
+    # An int8 tensor already holds exactly these values: keep it when the LUT would not be smaller.
+    return plain_int8 if dtype == "int8" and lut.total >= n else lut
 
 
 def plain_bytes(shape: Sequence[int], dtype: str = "float32") -> int:
     """Bytes of the uncompressed tensor (``n`` values of ``dtype``)."""
-    return math.prod(shape) * ITEMSIZE[dtype]
+    return math.prod(int(d) for d in shape) * ITEMSIZE[dtype]

@@ -67,6 +67,7 @@ class TfliteLayout:
     axis: int
     parts: tuple[str, ...] = ("",)
     int8_per_tensor: bool = False  # the TFLite converter quantizes it per tensor under int8 activations
+    shares_op: bool = False  # every such layout of the layer feeds one operator (LSTM: kernel and recurrent)
 
     def shapes(self, keras_shape: Sequence[int]) -> list[tuple[int, ...]]:
         """Shapes of the TFLite tensors for a Keras weight of ``keras_shape`` (no data needed)."""
@@ -83,6 +84,12 @@ class LayerRule:
     channel_dims: int = 1
     int8_refusal: str | None = None  # why int8 activations cannot be converted, if they cannot
     refusal: Callable[[Any], str | None] | None = None  # why this layer's configuration cannot convert
+
+    def decode_group(self, layout: TfliteLayout) -> int:
+        """How many quantized TFLite tensors the operator reading ``layout``'s tensors takes (one DECODE for all)."""
+        if not layout.shares_op:
+            return 1
+        return sum(len(other.parts) for other in self.tflite if other.shares_op)
 
     def refuses(self, layer: keras.layers.Layer) -> str | None:
         """Why ``layer`` cannot be converted (so must not be quantized), or None."""
@@ -138,8 +145,8 @@ RULES: dict[type, LayerRule] = {
         channel_dims=2),
     keras.layers.Dense: LayerRule(("kernel",), (_DENSE,)),
     keras.layers.LSTM: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (
-        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (1, 2, 3, 4), _gates(4), 0, _LSTM_GATES, True),
-        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True)),
+        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (1, 2, 3, 4), _gates(4), 0, _LSTM_GATES, True, True),
+        TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True, True)),
         refusal=_recurrent_refusal),
     keras.layers.GRU: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (_DENSE, _DENSE),
                                 int8_refusal=_GRU_INT8, refusal=_recurrent_refusal),

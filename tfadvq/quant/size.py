@@ -5,8 +5,10 @@ TFLite tensors cost (the support table, :mod:`tfadvq.quant.registry`, gives
 their shapes and channel axis): packed b-bit LUT indices plus value tables
 *per output channel* for 1-7 bits -- the converter always writes per-channel
 tables, because BatchNorm folding gives every channel its own values, so a
-per-tensor codebook is counted per channel too -- and int8 for 8 bits.  Tables
-hold float32 values under float activations and int8 under int8 activations.
+per-tensor codebook is counted per channel too -- and int8 for 8 bits (and,
+under int8 activations, wherever a LUT would not be smaller than the int8
+tensor).  Tables hold float32 values under float activations and int8 under
+int8 activations.
 
 "Other" parameters (biases, all BatchNorm parameters) count at 32 bits: at
 export BN folds into the per-channel tables, and counting its parameters
@@ -60,7 +62,9 @@ def weight_bytes(layer: keras.layers.Layer, attr: str, shape: Sequence[int], bit
     layout = rule.tflite[rule.weights.index(attr)]
     per_tensor = activations == "int8" and layout.int8_per_tensor
     axis = None if per_tensor else layout.axis
-    return sum(cost.tensor_cost(s, bits, axis=axis, dtype=activations).total for s in layout.shapes(shape))
+    group = rule.decode_group(layout)
+    return sum(cost.tensor_cost(s, bits, axis=axis, dtype=activations, decode_group=group).total
+               for s in layout.shapes(shape))
 
 
 def _row(layer: str, weight: str, params: int, bits: int, nbytes: int) -> dict[str, Any]:
