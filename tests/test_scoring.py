@@ -153,3 +153,34 @@ def test_keras_embedding_of_corpus_audio_follows_the_schedule(tiny_corpus):
         embed_features(embed, [features[0], features[1][0]], config)
     with pytest.raises(DataError, match="no feature matrices"):
         embed_features(embed, [], config)
+
+
+def test_file_features_apply_the_device_audio_checks(tmp_path):
+    import bad_audio  # tests/ is on sys.path under pytest
+    from tfadvq.errors import AudioError
+    from tfadvq.scoring import file_features
+    from tfadvq.windows import ScoringConfig
+
+    clip = bad_audio.write_wav(tmp_path / "clip.wav", bad_audio.tone(0.3))
+    silent = bad_audio.write_wav(tmp_path / "silent.wav", np.zeros(16000))
+    with pytest.raises(AudioError, match="at least 0.5 s"):
+        file_features(clip, ScoringConfig())
+    assert file_features(clip, ScoringConfig(min_seconds=0.2)).shape == (28, 80)  # the limit is the scoring's
+    with pytest.raises(AudioError, match="is silent") as info:
+        file_features(silent, ScoringConfig())
+    assert info.value.path == str(silent)
+
+
+def test_embed_utterances_names_a_file_that_changed_after_the_check(tmp_path):
+    import bad_audio
+    from tfadvq.scoring import embed_utterances
+    from tfadvq.voxceleb import Utterance
+    from tfadvq.windows import ScoringConfig
+
+    path = bad_audio.write_wav(tmp_path / "u.wav", bad_audio.tone(1.0, rate=44100), rate=44100)
+    utts = [Utterance("u", str(path), "s")]
+    embed, _ = _linear_embedder(np.eye(80, 4))
+    assert embed_utterances(embed, utts, ScoringConfig(window_frames=50), progress=False)["u"].shape == (4,)
+    path.write_text("overwritten by a text editor")
+    with pytest.raises(DataError, match=f"{path}: cannot be decoded as wav"):
+        embed_utterances(embed, utts, ScoringConfig(window_frames=50), progress=False)

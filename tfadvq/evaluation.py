@@ -48,7 +48,12 @@ def load_embedding_model(path: str | os.PathLike):
 @dataclasses.dataclass
 class Evaluation:
     """Results of one trial list.  ``eer`` is in percent; ``eer_threshold`` is the EER point of the
-    reported scores, ``cosine_eer_threshold`` that of the raw cosine scores (what ``verify`` uses)."""
+    reported scores, ``cosine_eer_threshold`` that of the raw cosine scores (what ``verify`` uses).
+
+    ``scores`` and ``labels`` are those of the trials scored: ``kept`` marks
+    them among the trials given (a trial that needs a bad file is dropped),
+    and ``bad`` lists the skipped files as ``(path, reason)``.
+    """
 
     eer: float
     eer_threshold: float
@@ -57,12 +62,21 @@ class Evaluation:
     scores: np.ndarray
     labels: np.ndarray
     as_norm: bool
+    bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    kept: np.ndarray | None = None  # bool [trials given]; None: all scored
+    duplicates: int = 0  # duplicate trial lines dropped when the list was read
+
+    @property
+    def dropped_trials(self) -> int:
+        """Trials not scored because they need a bad file."""
+        return 0 if self.kept is None else int(self.kept.size - self.kept.sum())
 
     def row(self) -> dict[str, Any]:
         """One summary-table / benchmark row."""
         row = {"trials": int(self.labels.size), "targets": int(self.labels.sum()), "eer": self.eer}
         row.update({f"min_dcf_{p:g}": v for p, v in self.min_dcf.items()})
-        row.update(eer_threshold=self.eer_threshold, as_norm=self.as_norm)
+        row.update(eer_threshold=self.eer_threshold, as_norm=self.as_norm, bad_files=len(self.bad),
+                   dropped_trials=self.dropped_trials, duplicate_trials=self.duplicates)
         return row
 
 
@@ -80,40 +94,69 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
              cohort: Sequence[Utterance] | None = None, top_n: int = 300) -> Evaluation:
     """Embed what ``trials`` need, score (cosine, then AS-norm if a ``cohort`` is given), measure.
 
-    ``model`` is a Keras model or an embedder (:mod:`tfadvq.scoring`).
+    ``model`` is a Keras model or an embedder (:mod:`tfadvq.scoring`).  Every
+    file is checked first as the device would check it
+    (:class:`tfadvq.audio.AudioLimits` with ``scoring.min_seconds``: unreadable,
+    too short, silent or clipped): a bad file is skipped and reported in
+    ``Evaluation.bad``, the trials that need it are dropped (counted in
+    ``dropped_trials``), a bad cohort file only leaves the cohort.  If no
+    trial -- or no target or no non-target trial -- is left, that is a :class:`DataError`.
     """
     from tfadvq import metrics
     from tfadvq import scoring as sc
+    from tfadvq.audio import AudioLimits
+    from tfadvq.pipeline import check_utterances
 
     scoring = scoring or ScoringConfig()
     embed = sc.as_embedder(model)
     if len(trials) == 0:
         raise DataError("trials: the trial list is empty")
-    embeddings = sc.embed_utterances(embed, trial_utterances(trials, utterances), scoring)
-    raw = np.asarray(sc.cosine_scores(embeddings, trials), np.float64)
-    labels = np.asarray(trials.labels, np.int8)
+    limits = AudioLimits(min_seconds=scoring.min_seconds)
+    needed, bad = check_utterances(trial_utterances(trials, utterances), limits, signal=True)
+    usable = {u.key for u in needed}
+    kept = np.array([a in usable and b in usable for a, b in zip(trials.enroll, trials.test)], bool)
+    scored = trials.select(kept)
+    labels = np.asarray(scored.labels, np.int8)
+    if labels.sum() == 0 or labels.sum() == labels.size:
+        what = "trial" if labels.size == 0 else ("target trial" if labels.sum() == 0 else "non-target trial")
+        example = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
+        raise DataError(f"trials: no {what} left to score after dropping {int((~kept).sum())} of "
+                        f"{len(trials)} trials that need one of {len(bad)} bad audio files{example}")
+    needed = [u for u in needed if u.key in scored.keys()]
+    embeddings = sc.embed_utterances(embed, needed, scoring)
+    raw = np.asarray(sc.cosine_scores(embeddings, scored), np.float64)
     _, cosine_threshold = metrics.compute_eer(raw, labels)
     scores = raw
     if cohort:
-        cohort_embeddings = sc.embed_utterances(embed, list(cohort), scoring, desc="cohort")
-        scores = np.asarray(sc.as_norm(raw, embeddings, trials, cohort_embeddings, top_n), np.float64)
+        cohort_ok, cohort_bad = check_utterances(list(cohort), limits, signal=True)
+        bad = bad + cohort_bad
+        cohort_embeddings = sc.embed_utterances(embed, cohort_ok, scoring, desc="cohort") if cohort_ok else {}
+        scores = np.asarray(sc.as_norm(raw, embeddings, scored, cohort_embeddings, top_n), np.float64)
     eer, threshold = metrics.compute_eer(scores, labels)
     min_dcf = {p: float(metrics.compute_min_dcf(scores, labels, p)) for p in P_TARGETS}
     return Evaluation(100.0 * float(eer), float(threshold), float(cosine_threshold), min_dcf,
-                      scores, labels, bool(cohort))
+                      scores, labels, bool(cohort), bad, kept, trials.duplicates)
 
 
 def write_outputs(evaluation: Evaluation, trials: Trials, out: rundir.EvalDir,
                   title: str = "") -> rundir.EvalDir:
-    """Write scores (``enroll test score label``), trial scores (``label score``), the DET plot
-    and the summary into ``out``."""
+    """Write scores (``enroll test score label``), trial scores (``label score``), the DET plot,
+    the skipped files (``path<TAB>reason``, empty if none) and the summary into ``out``.
+
+    ``trials`` is the list given to :func:`evaluate`; only the trials it scored are written.
+    """
     from tfadvq import plots
 
+    scored = trials if evaluation.kept is None else trials.select(evaluation.kept)
+    if len(scored) != evaluation.scores.size:
+        raise DataError(f"write_outputs: {evaluation.scores.size} scores for {len(scored)} trials; "
+                        "pass the trial list that was evaluated")
     rundir.atomic_write(out.scores, "".join(
         f"{a} {b} {s:.6f} {int(l)}\n"
-        for a, b, s, l in zip(trials.enroll, trials.test, evaluation.scores, evaluation.labels)))
+        for a, b, s, l in zip(scored.enroll, scored.test, evaluation.scores, evaluation.labels)))
     rundir.atomic_write(out.trial_scores, "".join(
         f"{int(l)} {s:.6f}\n" for l, s in zip(evaluation.labels, evaluation.scores)))
+    rundir.atomic_write(out.bad, "".join(f"{path}\t{reason}\n" for path, reason in evaluation.bad))
     rundir.atomic_save_with(out.det, lambda tmp: plots.plot_det(evaluation.scores, evaluation.labels,
                                                                tmp, title=title))
     rundir.write_json(out.summary, evaluation.row())
@@ -181,7 +224,9 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     """Score ``test`` against the mean enrollment embedding; accept if ``score >= threshold``.
 
     ``model`` is a Keras model or an embedder; every recording goes through
-    the device's schedule (:func:`tfadvq.scoring.utterance_embedding`).
+    the device's checks (too short, silent, clipped: :class:`tfadvq.audio.AudioLimits`,
+    an :class:`~tfadvq.errors.AudioError` naming the file) and schedule
+    (:func:`tfadvq.scoring.utterance_embedding`).
     """
     from tfadvq import scoring as sc
     from tfadvq.windows import l2_normalize

@@ -70,14 +70,24 @@ def utterance_embedding(embed: Embedder, features: np.ndarray, config: ScoringCo
 
 def embed_utterances(embed: Embedder, utterances: Sequence[Utterance], config: ScoringConfig,
                      progress: bool = True, desc: str = "embedding") -> dict[str, np.ndarray]:
-    """``{utterance key: unit embedding}``; decoding and fbank run in parallel in ``tf.data``."""
-    from tfadvq.pipeline import eval_dataset
+    """``{utterance key: unit embedding}``; decoding and fbank run in parallel in ``tf.data``.
+
+    The utterances should have passed :func:`tfadvq.pipeline.check_utterances`
+    (evaluation does that); a file that fails to read anyway raises
+    :class:`DataError` naming it.
+    """
+    from tfadvq.compat import tf
+    from tfadvq.pipeline import eval_dataset, read_error_message
 
     out = {}
     dataset = eval_dataset(list(utterances))
-    for features, key in tqdm(dataset.as_numpy_iterator(), total=len(utterances), desc=desc,
-                              unit="utt", disable=not progress):
-        out[key[0].decode()] = utterance_embedding(embed, features[0], config)
+    try:
+        for features, key in tqdm(dataset.as_numpy_iterator(), total=len(utterances), desc=desc,
+                                  unit="utt", disable=not progress):
+            out[key[0].decode()] = utterance_embedding(embed, features[0], config)
+    except tf.errors.OpError as exc:
+        raise DataError(f"{desc}: reading audio failed ({read_error_message(exc)}); "
+                        "did the file change after it was checked?") from None
     return out
 
 
@@ -92,12 +102,18 @@ def embed_features(embed: Embedder, features: Sequence[np.ndarray], config: Scor
 
 
 def file_features(path: str | os.PathLike, config: ScoringConfig) -> np.ndarray:
-    """Mean-normalised fbank ``[T, F]`` of an audio file of any supported format and rate."""
-    from tfadvq.audio import load_audio
+    """Mean-normalised fbank ``[T, F]`` of an audio file of any supported format and rate.
+
+    The recording must pass the device's audio checks (at least
+    ``config.min_seconds``, not silent, not clipped: :class:`tfadvq.audio.AudioLimits`),
+    else :class:`~tfadvq.errors.AudioError` names the file and why: the
+    firmware would refuse it, so it is not scored here either.
+    """
+    from tfadvq.audio import AudioLimits, load_checked_audio
     from tfadvq.compat import tf
     from tfadvq.features import FbankConfig, fbank
 
-    samples = load_audio(path, min_seconds=config.min_seconds)
+    samples = load_checked_audio(path, AudioLimits(min_seconds=config.min_seconds))
     return np.asarray(fbank(tf.constant(samples), FbankConfig()), np.float32)
 
 
