@@ -1,11 +1,15 @@
 """``tfadvq lists``: check every audio file of a data set and write clean Kaldi lists.
 
 The data-preparation step for real data (VoxCeleb trees, ``wav.scp``/``utt2spk``
-lists, a generated corpus): every file is decoded; unusable ones (missing,
-empty, corrupt, NaN/inf, too short, undecodable m4a) are skipped and listed
-with their reason in ``OUT/bad.txt``; the rest go to ``OUT/wav.scp`` and
-``OUT/utt2spk``.  With ``--trials`` the trial list is checked against the data
-and written to ``OUT/trials.txt`` without the trials that touch a bad file.
+lists, a generated corpus): every file goes through the checker the training
+and evaluation pipelines use (tfadvq.audio.validate_files: the same reader,
+formats and rates, plus the device's too-short / silent / clipped checks);
+unusable ones (missing, empty, truncated, not audio, NaN/inf, too short,
+silent, clipped, undecodable m4a) are skipped and listed with their reason in
+``OUT/bad.txt``; the rest go to ``OUT/wav.scp`` and ``OUT/utt2spk``.  With
+``--trials`` the trial list is checked against the data (contradictory labels
+and self-trials are errors, exact duplicates are dropped and counted) and
+written to ``OUT/trials.txt`` without the trials that touch a bad file.
 
 Examples::
 
@@ -34,55 +38,60 @@ def register(subparsers) -> None:
     parser.add_argument("--min-seconds", type=float, default=0.5,
                         help="shortest usable audio (default 0.5 s)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=lambda a: run(a.out, a.wav_root, a.wav_scp, a.utt2spk, a.corpus, a.split,
+                                           a.trials, a.min_seconds))
 
 
-def run(args: argparse.Namespace) -> int:
-    from tfadvq.audio import validate_files
+def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = None,
+        utt2spk: Path | None = None, corpus: Path | None = None, split: str = "dev",
+        trials_path: Path | None = None, min_seconds: float = 0.5) -> int:
+    import numpy as np
+
+    from tfadvq import rundir
+    from tfadvq.audio import AudioLimits, validate_files
     from tfadvq.errors import ConfigError
     from tfadvq.report import print_table
-    from tfadvq.voxceleb import Trials, read_trials, write_kaldi_lists, write_trials
+    from tfadvq.voxceleb import read_trials, write_kaldi_lists, write_trials
 
-    if args.wav_scp is not None and args.utt2spk is None:
+    if wav_scp is not None and utt2spk is None:
         raise ConfigError("--wav-scp needs --utt2spk (Kaldi key -> speaker list)")
-    utterances = _utterances(args)
-    good, bad = validate_files([u.path for u in utterances], min_seconds=args.min_seconds)
+    utterances = _utterances(wav_roots, wav_scp, utt2spk, corpus, split)
+    good, bad = validate_files([u.path for u in utterances], AudioLimits(min_seconds=min_seconds))
     kept_paths = set(good)
     kept = [u for u in utterances if u.path in kept_paths]
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_kaldi_lists(kept, args.out / "wav.scp", args.out / "utt2spk")
-    (args.out / "bad.txt").write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
+    out.mkdir(parents=True, exist_ok=True)
+    write_kaldi_lists(kept, out / "wav.scp", out / "utt2spk")
+    rundir.atomic_write(out / "bad.txt", "".join(f"{path}\t{reason}\n" for path, reason in bad))
     row = {"utterances": len(utterances), "speakers": len({u.speaker for u in utterances}),
            "kept": len(kept), "bad": len(bad)}
-    if args.trials is not None:
-        trials = read_trials(args.trials, known_keys={u.key for u in utterances})
+    if trials_path is not None:
+        trials = read_trials(trials_path, known_keys={u.key for u in utterances})
         usable = {u.key for u in kept}
-        keep = [a in usable and b in usable for a, b in zip(trials.enroll, trials.test)]
-        clean = Trials(trials.labels[keep],
-                       [k for k, ok in zip(trials.enroll, keep) if ok],
-                       [k for k, ok in zip(trials.test, keep) if ok])
-        write_trials(clean, args.out / "trials.txt")
-        row.update(trials=len(trials), trials_kept=len(clean))
-    row["out"] = str(args.out)
+        clean = trials.select(np.array([a in usable and b in usable
+                                        for a, b in zip(trials.enroll, trials.test)], bool))
+        write_trials(clean, out / "trials.txt")
+        row.update(trials=len(trials), trials_kept=len(clean), duplicate_trials=trials.duplicates)
+    row["out"] = str(out)
     print_table([row], title="tfadvq lists")
     if bad:
         print_table([{"file": p, "reason": r} for p, r in bad[:20]],
-                    title=f"skipped files ({len(bad)}; all in {args.out / 'bad.txt'})")
+                    title=f"skipped files ({len(bad)}; all in {out / 'bad.txt'})")
     return 0
 
 
-def _utterances(args: argparse.Namespace) -> list:
+def _utterances(wav_roots: list[Path] | None, wav_scp: Path | None, utt2spk: Path | None,
+                corpus: Path | None, split: str) -> list:
     from tfadvq.errors import DataError
     from tfadvq.voxceleb import load_corpus, read_kaldi_lists, scan_tree
 
-    if args.corpus is not None:
-        corpus = load_corpus(args.corpus, check_files=False)
-        return corpus.train if args.split == "dev" else corpus.test
-    if args.wav_scp is not None:
-        return read_kaldi_lists(args.wav_scp, args.utt2spk, check_files=False)
-    utterances = [u for root in args.wav_root for u in scan_tree(root)]
+    if corpus is not None:
+        loaded = load_corpus(corpus, check_files=False)
+        return loaded.train if split == "dev" else loaded.test
+    if wav_scp is not None:
+        return read_kaldi_lists(wav_scp, utt2spk, check_files=False)
+    utterances = [u for root in wav_roots for u in scan_tree(root)]
     keys = [u.key for u in utterances]
     if len(set(keys)) != len(keys):
-        raise DataError(f"--wav-root {' '.join(map(str, args.wav_root))}: the trees share "
+        raise DataError(f"--wav-root {' '.join(map(str, wav_roots))}: the trees share "
                         "utterance keys; pass trees with disjoint speakers")
     return utterances
