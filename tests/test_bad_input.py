@@ -103,6 +103,20 @@ def test_bad_cohort_files_only_leave_the_cohort(bad_corpus, model):
     assert result.dropped_trials == int((~result.kept).sum()) and np.isfinite(result.scores).all()
 
 
+def test_eval_command_reports_skipped_files_and_dropped_trials(bad_corpus, model, tmp_path, capsys):
+    root, test_bad, _ = bad_corpus
+    model.save(tmp_path / "model.keras")
+    assert main(["eval", "--model", str(tmp_path), "--corpus", str(root), "--frames", str(SCORING_FRAMES),
+                 "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "bad_files" in printed and "dropped_trials" in printed
+    lines = (tmp_path / "eval" / "bad.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in lines) == sorted(test_bad)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["trials"] + summary["dropped_trials"] == len(load_corpus(root).trials)
+    assert json.loads((tmp_path / "threshold.json").read_text())["num_trials"] == summary["trials"]
+
+
 def test_an_evaluation_with_every_trial_dropped_is_a_data_error(bad_corpus, model):
     from tfadvq.evaluation import evaluate
 
