@@ -41,8 +41,12 @@ def encode(samples: np.ndarray, encoding: str) -> bytes:
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, encoding: str = "pcm16",
-              extensible: bool = False, chunk_before_fmt: bool = False) -> Path:
-    """A wav file of ``samples`` in ``encoding``; the header is written field by field."""
+              extensible: bool = False, extra_chunk: str | None = None, extra_size: int = 4) -> Path:
+    """A wav file of ``samples`` in ``encoding``; the header is written field by field.
+
+    ``extra_chunk`` ``"before_fmt"`` or ``"after_fmt"`` adds a ``LIST`` chunk of
+    ``extra_size`` bytes (padded to even length, as RIFF asks) there.
+    """
     samples = np.asarray(samples)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     tag, bits = _TAGS[encoding]
@@ -52,8 +56,9 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, encoding
         fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + bytes.fromhex(
             "000000001000800000aa00389b71")
     data = encode(samples, encoding)
-    extra = b"LIST" + struct.pack("<I", 4) + b"INFO" if chunk_before_fmt else b""
-    body = (b"WAVE" + extra + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    extra = b"LIST" + struct.pack("<I", extra_size) + b"I" * (extra_size + extra_size % 2)
+    body = (b"WAVE" + (extra if extra_chunk == "before_fmt" else b"")
+            + b"fmt " + struct.pack("<I", len(fmt)) + fmt + (extra if extra_chunk == "after_fmt" else b"")
             + b"data" + struct.pack("<I", len(data)) + data)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)

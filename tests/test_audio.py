@@ -162,8 +162,9 @@ def test_header_layouts_other_tools_write(tmp_path):
     x = bad_audio.tone(0.6)
     stereo = bad_audio.write_wav(tmp_path / "stereo.wav", np.stack([x, -x / 2], axis=1))
     np.testing.assert_allclose(load_audio(stereo), x / 4, atol=1e-4)
-    listed = bad_audio.write_wav(tmp_path / "list.wav", x, chunk_before_fmt=True)
-    np.testing.assert_allclose(load_audio(listed), x, atol=1 / 32768)
+    for where, size in (("before_fmt", 4), ("after_fmt", 26), ("after_fmt", 5)):
+        listed = bad_audio.write_wav(tmp_path / f"{where}{size}.wav", x, extra_chunk=where, extra_size=size)
+        np.testing.assert_allclose(load_audio(listed), x, atol=1 / 32768)
 
 
 def test_other_rates_are_resampled_to_exactly_the_length_the_header_predicts(tmp_path):

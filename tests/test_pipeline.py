@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from tfadvq.errors import ConfigError, DataError
 from tfadvq.features import FbankConfig, fbank, mel_filterbank, num_frames
 from tfadvq.pipeline import (
     PipelineConfig,
-    _canonical_pcm16,
+    _plain_pcm16,
     add_noise,
     add_reverb,
     check_utterances,
@@ -160,15 +161,20 @@ def test_every_readable_format_is_read_as_load_audio_reads_it(tmp_path, tone_cor
     source = tone_corpus[1].path
     files = {"canonical": source, **bad_audio.convertible_versions(source, tmp_path)}
     files["8 kHz"] = bad_audio.write_wav(tmp_path / "8k.wav", bad_audio.tone(1.3, 500, 8000), rate=8000)
-    files["LIST before fmt"] = bad_audio.write_wav(tmp_path / "list.wav", load_audio(source),
-                                                   chunk_before_fmt=True)
+    for where, size in (("before_fmt", 4), ("after_fmt", 26), ("after_fmt", 5)):  # odd: RIFF pads it
+        files[f"LIST {where} {size}"] = bad_audio.write_wav(tmp_path / f"{where}{size}.wav", load_audio(source),
+                                                            extra_chunk=where, extra_size=size)
     utts = [Utterance(name, str(path), "s") for name, path in files.items()]
     for (features, key), utt in zip(eval_dataset(utts), utts):
         expected = fbank(load_audio(utt.path)).numpy()
         assert features.shape[1:] == expected.shape, utt.key
         np.testing.assert_allclose(features.numpy()[0], expected, atol=1e-3, err_msg=utt.key)
-    canonical = [bool(_canonical_pcm16(tf.io.read_file(str(p)), SAMPLE_RATE)) for p in files.values()]
-    assert canonical == [name == "canonical" for name in files]
+    in_graph = {name for name, p in files.items() if _plain_pcm16(tf.io.read_file(str(p)), SAMPLE_RATE)}
+    assert in_graph == {"canonical", "LIST after_fmt 26"}
+    truncated = Path(files["canonical"]).read_bytes()[:-2]  # the checker refuses it; so does the shortcut
+    assert not _plain_pcm16(tf.constant(truncated), SAMPLE_RATE)
+    for cut in (0, 3, 20, 40, 44):
+        assert not _plain_pcm16(tf.constant(truncated[:cut]), SAMPLE_RATE)
 
 
 def test_check_utterances_skips_bad_files_and_training_reads_the_rest(tmp_path, tone_corpus):

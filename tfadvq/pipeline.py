@@ -8,22 +8,25 @@ a TensorFlow traceback.  The pipelines then read what the checker passed with
 the one reader, :func:`tfadvq.audio.load_audio` -- every format and rate it
 accepts is read (resampled, mixed down) the same way here as in ``tfadvq
 lists``, ``verify`` and the converters -- with one shortcut: a file whose
-header is the canonical 44-byte 16-bit PCM one at the pipeline's sample rate
-(what the corpus generator, VoxCeleb and ``save_wav`` write) is decoded by
-``tf.audio.decode_wav`` inside the graph, which gives exactly load_audio's
-samples (int16 / 32768) without Python.  Everything else goes through
-``tf.numpy_function(load_audio)``.  Measured on 2 shared cores (load 4-5;
-generated corpus; interleaved runs with benchmarks/data_pipeline.py's
-``rate``): the reader alone does ~3200 files/s with ``decode_wav`` and ~2000
-files/s through ``numpy_function`` (GIL-bound), but in the demo pipeline
-with every augmentation the reader is lost in the noise: pipeline batches/s
-over demo training steps/s was 10.6 and 11.4 with the shortcut, 11.1 and 7.9
-with every file through ``numpy_function`` (benchmarks/data_pipeline.py asks
->= 2).  The shortcut is kept not for speed but because TensorFlow's
-``py_func`` has a known race at interpreter exit (tensorflow#21277;
-reproduced here with a busy iterator still alive at exit, about 1 exit in
-4): a process that exits while a ``numpy_function`` call is in flight can
-hang.  A pipeline of canonical wav files never takes that risk.
+header is plain 16-bit PCM at the pipeline's sample rate (the 44-byte header
+that ``save_wav``, the corpus generator and sox write, or one extra chunk
+such as ffmpeg's ``LIST`` before the data) is decoded in the graph by
+``tf.audio.decode_wav``, which gives exactly load_audio's samples
+(int16 / 32768) without Python.  Everything else goes through
+``tf.numpy_function(load_audio)``.
+
+Measured on 2 shared cores (load 4-5), generated corpus (24 speakers x 12
+utterances), interleaved runs timed with benchmarks/data_pipeline.py's own
+``rate`` and demo trainer: the reader alone does ~3200 files/s with
+``decode_wav`` and ~2000 files/s through ``numpy_function`` (GIL-bound), but
+with every augmentation on the reader is lost in the noise -- pipeline
+batches/s over demo training steps/s was 10.6, 11.4 and 10.4 with the
+shortcut, 11.1, 7.9 and 9.6 with every file through ``numpy_function`` (the
+benchmark asks >= 2).  The shortcut is kept not for speed but because
+TensorFlow's ``py_func`` has a known race at interpreter exit
+(tensorflow#21277; reproduced here, about 1 exit in 4, with a busy iterator
+still alive at exit): a process that exits while a ``numpy_function`` call
+is in flight can hang.  A pipeline of plain 16-bit wav never takes that risk.
 
 Training (:func:`train_dataset`), per epoch:
 
@@ -267,7 +270,7 @@ def _paths(utterances: Sequence[Utterance]) -> list[str]:
 
 
 def _decode(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
-    """Mono float32 samples of a checked file: in-graph for canonical 16-bit wav, else load_audio."""
+    """Mono float32 samples of a checked file: in-graph for plain 16-bit wav, else load_audio."""
     contents = tf.io.read_file(path)
 
     def by_load_audio() -> tf.Tensor:
@@ -277,32 +280,45 @@ def _decode(path: tf.Tensor, sample_rate: int) -> tf.Tensor:
         wave = tf.numpy_function(read, [path], tf.float32, stateful=False, name="load_audio")
         return tf.ensure_shape(wave, [None])
 
-    return tf.cond(_canonical_pcm16(contents, sample_rate),
+    return tf.cond(_plain_pcm16(contents, sample_rate),
                    lambda: tf.reduce_mean(tf.audio.decode_wav(contents)[0], axis=1), by_load_audio)
 
 
-def _canonical_pcm16(contents: tf.Tensor, sample_rate: int) -> tf.Tensor:
-    """True if ``contents`` starts with the 44-byte header of complete 16-bit PCM at ``sample_rate``.
+def _plain_pcm16(contents: tf.Tensor, sample_rate: int) -> tf.Tensor:
+    """True if ``contents`` is complete 16-bit PCM at ``sample_rate`` in the common plain layout.
 
     That is RIFF/WAVE, a 16-byte ``fmt`` chunk (format 1, 16 bits) and the
-    ``data`` chunk right behind it, holding whole frames that the file
-    really contains: exactly what ``tf.audio.decode_wav`` reads as
-    :func:`tfadvq.audio.load_audio` does.  Anything else is left to load_audio.
+    ``data`` chunk right behind it or behind one even-sized chunk (ffmpeg's
+    ``LIST``), holding whole frames that the file really contains: exactly
+    what ``tf.audio.decode_wav`` reads as :func:`tfadvq.audio.load_audio` does.
+    Anything else is left to load_audio.
     """
-    head = tf.strings.substr(tf.strings.join([tf.strings.substr(contents, 0, 44),
-                                              tf.constant(bytes(44))]), 0, 44)
-    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+    size = tf.cast(tf.strings.length(contents), tf.int64)
 
-    def uint(at: int, size: int) -> tf.Tensor:
-        return tf.add_n([b[at + i] * (256 ** i) for i in range(size)])
+    def read(at: tf.Tensor | int, count: int) -> tf.Tensor:
+        """``count`` bytes at ``at`` (zeros past the end) as int64 values."""
+        at = tf.minimum(tf.cast(at, tf.int64), size)
+        piece = tf.strings.join([tf.strings.substr(contents, at, count), tf.constant(bytes(count))])
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(piece, 0, count), tf.uint8), tf.int64)
 
-    channels, data_bytes = uint(22, 2), uint(40, 4)
-    available = tf.cast(tf.strings.length(contents), tf.int64) - 44
-    return ((tf.strings.substr(head, 0, 4) == b"RIFF") & (tf.strings.substr(head, 8, 8) == b"WAVEfmt ")
-            & (uint(16, 4) == 16) & (uint(20, 2) == 1) & (uint(34, 2) == 16) & (channels > 0)
-            & (uint(32, 2) == 2 * channels)
-            & (uint(24, 4) == sample_rate) & (tf.strings.substr(head, 36, 4) == b"data")
-            & (data_bytes <= available) & (data_bytes > 0)
+    def uint(b: tf.Tensor, at: int, count: int) -> tf.Tensor:
+        return tf.add_n([b[at + i] * (256 ** i) for i in range(count)])
+
+    def tag(b: tf.Tensor, at: int, text: bytes) -> tf.Tensor:
+        return tf.reduce_all(tf.equal(b[at:at + len(text)], tf.constant(list(text), tf.int64)))
+
+    head = read(0, 44)
+    channels = uint(head, 22, 2)
+    plain_fmt = (tag(head, 0, b"RIFF") & tag(head, 8, b"WAVEfmt ") & (uint(head, 16, 4) == 16)
+                 & (uint(head, 20, 2) == 1) & (uint(head, 34, 2) == 16) & (channels > 0)
+                 & (uint(head, 32, 2) == 2 * channels) & (uint(head, 24, 4) == sample_rate))
+    direct = tag(head, 36, b"data")
+    skipped = 44 + uint(head, 40, 4)  # the chunk after one extra chunk at 36
+    behind = read(skipped, 8)
+    data_at = tf.where(direct, tf.constant(44, tf.int64), skipped + 8)
+    data_bytes = tf.where(direct, uint(head, 40, 4), uint(behind, 4, 4))
+    found = direct | (tag(behind, 0, b"data") & (tf.math.floormod(skipped, 2) == 0))
+    return (plain_fmt & found & (data_bytes > 0) & (data_bytes <= size - data_at)
             & (tf.math.floormod(data_bytes, tf.maximum(2 * channels, 1)) == 0))
 
 
