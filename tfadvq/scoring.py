@@ -79,15 +79,21 @@ def embed_utterances(embed: Embedder, utterances: Sequence[Utterance], config: S
     from tfadvq.compat import tf
     from tfadvq.pipeline import eval_dataset, read_error_message
 
+    def read(dataset):  # only the pipeline's errors are read errors, not the embedder's
+        elements = dataset.as_numpy_iterator()
+        while True:
+            try:
+                yield next(elements)
+            except StopIteration:
+                return
+            except tf.errors.OpError as exc:
+                raise DataError(f"{desc}: reading audio failed ({read_error_message(exc)}); "
+                                "did the file change after it was checked?") from None
+
     out = {}
-    dataset = eval_dataset(list(utterances))
-    try:
-        for features, key in tqdm(dataset.as_numpy_iterator(), total=len(utterances), desc=desc,
-                                  unit="utt", disable=not progress):
-            out[key[0].decode()] = utterance_embedding(embed, features[0], config)
-    except tf.errors.OpError as exc:
-        raise DataError(f"{desc}: reading audio failed ({read_error_message(exc)}); "
-                        "did the file change after it was checked?") from None
+    for features, key in tqdm(read(eval_dataset(list(utterances))), total=len(utterances), desc=desc,
+                              unit="utt", disable=not progress):
+        out[key[0].decode()] = utterance_embedding(embed, features[0], config)
     return out
 
 
