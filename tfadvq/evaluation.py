@@ -122,7 +122,8 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
         example = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
         raise DataError(f"trials: no {what} left to score after dropping {int((~kept).sum())} of "
                         f"{len(trials)} trials that need one of {len(bad)} bad audio files{example}")
-    needed = [u for u in needed if u.key in scored.keys()]
+    wanted = scored.keys()
+    needed = [u for u in needed if u.key in wanted]
     embeddings = sc.embed_utterances(embed, needed, scoring)
     raw = np.asarray(sc.cosine_scores(embeddings, scored), np.float64)
     _, cosine_threshold = metrics.compute_eer(raw, labels)
