@@ -27,7 +27,9 @@ Measured with TF 2.17 and the TFLM nightly:
   ``unroll=True`` becomes per-step ops sharing one weight buffer, a
   non-default activation / recurrent dropout / no bias becomes a generic loop
   with another weight layout, GRU ``reset_after=False`` splits the recurrent
-  kernel, and TFLM never returns from the loop of a GRU with ``return_sequences=True``.
+  kernel, and TFLM hangs in the loop of a GRU with ``return_sequences=True``
+  (no output within 60 s, uncompressed float; 0.1 s without return_sequences).
+  ``stateful=True`` was not tried and is refused rather than guessed.
 
 Classes match exactly (a subclass may not read ``self.kernel`` in ``call``),
 so an unknown layer is never half-quantized: it stays float and
@@ -112,22 +114,21 @@ def _recurrent_refusal(layer: Any) -> str | None:
     if config.get("unroll"):
         problems.append("unroll=True (TFLite makes per-step ops sharing one weight buffer)")
     if config.get("stateful"):
-        problems.append("stateful=True (state across calls has no TFLite form here)")
+        problems.append("stateful=True (not verified to convert: refused rather than guessed)")
     if (config.get("activation"), config.get("recurrent_activation"), config.get("recurrent_dropout"),
             config.get("use_bias")) != ("tanh", "sigmoid", 0.0, True):
         problems.append("a non-default activation, recurrent_activation, recurrent_dropout or use_bias "
                         "(TFLite lowers it to a generic loop with another weight layout)")
-    if isinstance(layer, keras.layers.GRU):
-        if not config.get("reset_after"):
-            problems.append("reset_after=False (TFLite splits the recurrent kernel per gate)")
-        if config.get("return_sequences"):
-            problems.append("return_sequences=True (TFLM never returns from the WHILE loop TFLite makes of it)")
+    gru = isinstance(layer, keras.layers.GRU)
+    if gru and not config.get("reset_after"):
+        problems.append("reset_after=False (TFLite splits the recurrent kernel per gate)")
+    if gru and config.get("return_sequences"):
+        problems.append("return_sequences=True (TFLM hangs in the WHILE loop TFLite makes of it)")
     if not problems:
         return None
-    return (f"{type(layer).__name__} {layer.name!r}: " + "; ".join(problems)
-            + f"; only the default configuration converts ({'LSTM' if isinstance(layer, keras.layers.LSTM) else 'GRU'} "
-            "with tanh/sigmoid, bias, no recurrent dropout, unroll=False"
-            + (", reset_after=True, return_sequences=False)" if isinstance(layer, keras.layers.GRU) else ")"))
+    default = "tanh/sigmoid, bias, no recurrent dropout, unroll=False"
+    default += ", reset_after=True, return_sequences=False" if gru else ""
+    return f"{type(layer).__name__}: {'; '.join(problems)}; only the default configuration converts ({default})"
 
 
 _CONV = TfliteLayout("CONV_2D", (1,), _single(lambda k: np.transpose(k, (3, 0, 1, 2))), axis=0)
