@@ -9,19 +9,17 @@ threshold calibration) and ``c_array`` (firmware sources).
 from converters.c_array import write_c_arrays
 from converters.keras_to_tflite import array_representative, corpus_crops, to_float_tflite, to_int8_tflite
 from converters.lut_compression import WeightTensor, compress, compression_spec, find_weight_tensors
-from converters.metadata import ModelMetadata, Thresholds, c_header, calibrate_thresholds, read_json, write_json
+from converters.metadata import ModelMetadata, c_header, read_json, write_json
 from converters.pipeline import ConversionResult, convert_model
 from converters.verify import arena_bytes, parity, run_tflm
 
 __all__ = [
     "ConversionResult",
     "ModelMetadata",
-    "Thresholds",
     "WeightTensor",
     "arena_bytes",
     "array_representative",
     "c_header",
-    "calibrate_thresholds",
     "compress",
     "compression_spec",
     "convert_model",

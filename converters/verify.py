@@ -21,7 +21,6 @@ import numpy as np
 from tflite_micro import runtime
 from tqdm import tqdm
 
-from converters.metadata import calibrate_thresholds
 from tfadvq.errors import ConversionError
 
 T = TypeVar("T")
@@ -136,12 +135,6 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> Parity:
         min_cosine=float(np.min(cosine_rows(reference, candidate))),
         max_abs_diff=float(np.max(np.abs(np.asarray(reference) - np.asarray(candidate)))),
     )
-
-
-def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labels: np.ndarray) -> float:
-    """EER (in [0, 1]) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
-    scores = cosine_rows(embeddings[enroll], embeddings[test])
-    return calibrate_thresholds(scores, labels).eer_rate
 
 
 def invoke_seconds(models: list[bytes], input_shape: tuple[int, ...], repeats: int = 3) -> list[float]:

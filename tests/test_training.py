@@ -182,6 +182,35 @@ def test_training_data_too_small_for_a_batch_is_an_error(tiny_corpus):
         training_data(config)
 
 
+def test_training_skips_unreadable_files_names_them_and_still_trains(tiny_corpus, tmp_path):
+    """A broken file in the training set is skipped and reported (bad.txt), not a traceback."""
+    from bad_audio import bad_versions
+    from tfadvq.voxceleb import Utterance
+
+    utterances = load_corpus(tiny_corpus).train
+    bad = bad_versions(Path(utterances[0].path), tmp_path / "bad")
+    # training checks headers only (silent or clipped speech still trains): the unreadable ones
+    broken = [Utterance(f"broken/{name}", str(path), utterances[i % 3].speaker)
+              for i, (name, (path, _)) in enumerate(bad.items()) if name not in ("silence", "clipped")]
+    data = training_data(tiny_config(tiny_corpus), utterances + broken)
+    assert sorted(p for p, _ in data.bad) == sorted(u.path for u in broken)
+    next(iter(data.dataset))  # the pipeline reads the good files only
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_corpus, epochs=1, steps_per_epoch=1)
+    import tfadvq.training as training_module
+
+    real = training_module.load_training_utterances
+    try:
+        training_module.load_training_utterances = lambda data_config: real(data_config) + broken
+        train(config, out, verbose=0)
+    finally:
+        training_module.load_training_utterances = real
+    lines = (out / "bad.txt").read_text().splitlines()
+    assert len(lines) == len(broken) and all("\t" in line for line in lines)
+    assert (out / "model.keras").is_file()
+
+
 def _features(corpus: Path, batch: int = 8) -> tf.data.Dataset:
     from tfadvq.pipeline import PipelineConfig, train_dataset
 

@@ -41,25 +41,28 @@ class OutputError(TfadvqError):
 
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` when the body succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` when the body succeeds.
+
+    The temporary file has ``path``'s own name inside a fresh hidden directory
+    next to it, so writers that look at the name (Keras picks the format from
+    the suffix) behave exactly as for ``path``, and the rename stays on one
+    filesystem (atomic).
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-        os.close(fd)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise OutputError(f"cannot write {describe_os_error(exc, path)}") from None
-    tmp = Path(tmp)
+    tmp = scratch / path.name
     try:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        _remove(tmp)
         raise OutputError(f"cannot write {describe_os_error(exc, path)}; nothing was replaced") from None
-    except BaseException:
-        _remove(tmp)
-        raise
+    finally:
+        _remove(scratch)
 
 
 def _fsync(path: Path) -> None:
@@ -114,7 +117,6 @@ def atomic_save_model(model: Any, path: str | os.PathLike) -> Path:
     """``model.save(path)`` (Keras; the suffix picks the format) without ever leaving a partial file."""
     path = Path(path)
     with _writing(path) as tmp:
-        tmp.unlink()  # Keras refuses to overwrite some formats silently; let it create the file
         model.save(tmp)
     return path
 
@@ -145,7 +147,8 @@ def tree_digest(path: str | os.PathLike, content_limit: int = 16 << 20) -> str:
     digest = hashlib.sha256()
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for file in files:
-        if file.name in (LOCK, ATTEMPT) or file.name.startswith("."):
+        hidden = any(part.startswith(".") for part in file.relative_to(root).parts) if file != root else False
+        if file.name in (LOCK, ATTEMPT) or hidden:  # locks, attempts, a killed write's scratch
             continue
         stat = file.stat()
         digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0".encode())
@@ -249,6 +252,11 @@ class TrainDir(RunDir):
     @property
     def threshold(self) -> Path:
         return self.path / "threshold.json"
+
+    @property
+    def bad(self) -> Path:
+        """The training files skipped as unreadable (``path<TAB>reason``)."""
+        return self.path / "bad.txt"
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import numpy as np
 
 from tfadvq import rundir
@@ -44,6 +46,8 @@ from tfadvq.pipeline import num_classes, speaker_labels, train_dataset
 from tfadvq.strategies import is_chief, make_strategy
 from tfadvq.train_config import DataConfig, TrainConfig
 from tfadvq.voxceleb import Utterance
+
+log = logging.getLogger(__name__)
 
 
 def fit_embedding_model(
@@ -156,19 +160,26 @@ class TrainingData:
 
     ``speakers`` maps speaker id -> label; ``num_classes`` counts speed-perturbed
     copies as extra speakers; ``steps_per_epoch`` is one pass over the utterances
-    (or ``config.steps_per_epoch``).
+    (or ``config.steps_per_epoch``); ``bad`` lists the files skipped as
+    unreadable, with the reason.
     """
 
     dataset: tf.data.Dataset
     speakers: dict[str, int]
     num_classes: int
     steps_per_epoch: int
+    bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def training_data(config: TrainConfig, utterances: Sequence[Utterance] | None = None) -> TrainingData:
     """The batches, labels and epoch length ``config`` trains on (``utterances`` overrides
     ``config.data``, e.g. a fine-tuning set)."""
+    from tfadvq.pipeline import check_utterances
+
     utterances = list(utterances) if utterances is not None else load_training_utterances(config.data)
+    utterances, bad = check_utterances(utterances, sample_rate=config.pipeline.fbank.sample_rate)
+    if bad:
+        log.warning("training data: skipped %d unreadable file(s), e.g. %s (%s)", len(bad), *bad[0])
     speakers = speaker_labels(utterances)
     if len(speakers) < 2:
         raise DataError(f"training data: {len(speakers)} speaker(s); speaker classification needs >= 2")
@@ -178,7 +189,7 @@ def training_data(config: TrainConfig, utterances: Sequence[Utterance] | None = 
                         f"pipeline.batch_size={pipeline.batch_size}; lower the batch size")
     steps = config.steps_per_epoch or max(len(utterances) // pipeline.batch_size, 1)
     return TrainingData(train_dataset(utterances, pipeline, speakers), speakers,
-                        num_classes(len(speakers), pipeline), steps)
+                        num_classes(len(speakers), pipeline), steps, bad)
 
 
 def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
@@ -240,6 +251,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         if chief:
             rundir.atomic_save_with(run.config, lambda tmp: dump_yaml(config, tmp))
             rundir.write_json(run.speakers, data.speakers)
+            rundir.atomic_write(run.bad, "".join(f"{path}\t{reason}\n" for path, reason in data.bad))
         with strategy.scope():
             embedding_model = build_model(config.model, **config.model_args)
             history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,

@@ -54,7 +54,12 @@ def run(config_name: str, out: Path | None, corpus: str | None = None, strategy:
              "final_loss": history.get("loss", [float("nan")])[-1],
              "final_acc": history.get("acc", [float("nan")])[-1],
              "minutes": (time.perf_counter() - start) / 60, "saved": str(run_dir.model)}]
+    bad = run_dir.bad.read_text().splitlines() if run_dir.bad.is_file() else []
+    rows[0]["skipped_files"] = len(bad)
     print_table(rows, title="tfadvq train")
+    if bad:
+        print_table([dict(zip(("file", "reason"), line.split("\t", 1))) for line in bad[:20]],
+                    title=f"skipped files ({len(bad)}; all in {run_dir.bad})")
     if config.data.trials is not None:
         from tfadvq.cli.eval import run as evaluate
 

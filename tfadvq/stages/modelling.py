@@ -103,9 +103,10 @@ class TrainStage(StageBase):
             train(config, run.path)
         history = run.load_history()
         last = {k: v[-1] for k, v in history.items() if v}
+        bad = run.bad.read_text().splitlines() if run.bad.is_file() else []
         return StageResult(
             outputs={"model": str(run.model), "train_dir": str(run.path)},
-            metrics={"final_" + k: v for k, v in last.items()},
+            metrics={**{"final_" + k: v for k, v in last.items()}, "skipped_files": len(bad)},
             summary=f"{config.model}, {config.epochs} epochs, final loss {last.get('loss', float('nan')):.3f}")
 
 
