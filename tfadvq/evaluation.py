@@ -157,7 +157,7 @@ def write_outputs(evaluation: Evaluation, trials: Trials, out: rundir.EvalDir,
         for a, b, s, l in zip(scored.enroll, scored.test, evaluation.scores, evaluation.labels)))
     rundir.atomic_write(out.trial_scores, "".join(
         f"{int(l)} {s:.6f}\n" for l, s in zip(evaluation.labels, evaluation.scores)))
-    rundir.atomic_write(out.bad, "".join(f"{path}\t{reason}\n" for path, reason in evaluation.bad))
+    rundir.write_bad_files(out.bad, evaluation.bad)
     rundir.atomic_save_with(out.det, lambda tmp: plots.plot_det(evaluation.scores, evaluation.labels,
                                                                tmp, title=title))
     rundir.write_json(out.summary, evaluation.row())

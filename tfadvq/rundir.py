@@ -89,6 +89,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     return path
 
 
+def write_bad_files(path: str | os.PathLike, bad: list[tuple[str, str]]) -> Path:
+    """The skipped files of a run, one ``path<TAB>reason`` line each (written even when empty,
+    so a stale list never survives a re-run)."""
+    return atomic_write(path, "".join(f"{file}\t{reason}\n" for file, reason in bad))
+
+
 def write_json(path: str | os.PathLike, value: Any) -> Path:
     return atomic_write(path, json.dumps(value, indent=1, default=_jsonable) + "\n")
 

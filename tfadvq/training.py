@@ -251,7 +251,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         if chief:
             rundir.atomic_save_with(run.config, lambda tmp: dump_yaml(config, tmp))
             rundir.write_json(run.speakers, data.speakers)
-            rundir.atomic_write(run.bad, "".join(f"{path}\t{reason}\n" for path, reason in data.bad))
+            rundir.write_bad_files(run.bad, data.bad)
         with strategy.scope():
             embedding_model = build_model(config.model, **config.model_args)
             history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,

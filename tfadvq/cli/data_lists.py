@@ -59,9 +59,10 @@ def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = N
     good, bad = validate_files([u.path for u in utterances], AudioLimits(min_seconds=min_seconds))
     kept_paths = set(good)
     kept = [u for u in utterances if u.path in kept_paths]
-    out.mkdir(parents=True, exist_ok=True)
-    write_kaldi_lists(kept, out / "wav.scp", out / "utt2spk")
-    rundir.atomic_write(out / "bad.txt", "".join(f"{path}\t{reason}\n" for path, reason in bad))
+    lists = rundir.ListsDir(out)
+    lists.path.mkdir(parents=True, exist_ok=True)
+    write_kaldi_lists(kept, lists.wav_scp, lists.utt2spk)
+    rundir.write_bad_files(lists.bad, bad)
     row = {"utterances": len(utterances), "speakers": len({u.speaker for u in utterances}),
            "kept": len(kept), "bad": len(bad)}
     if trials_path is not None:
@@ -69,13 +70,13 @@ def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = N
         usable = {u.key for u in kept}
         clean = trials.select(np.array([a in usable and b in usable
                                         for a, b in zip(trials.enroll, trials.test)], bool))
-        write_trials(clean, out / "trials.txt")
+        write_trials(clean, lists.trials)
         row.update(trials=len(trials), trials_kept=len(clean), duplicate_trials=trials.duplicates)
     row["out"] = str(out)
     print_table([row], title="tfadvq lists")
     if bad:
         print_table([{"file": p, "reason": r} for p, r in bad[:20]],
-                    title=f"skipped files ({len(bad)}; all in {out / 'bad.txt'})")
+                    title=f"skipped files ({len(bad)}; all in {lists.bad})")
     return 0
 
 

@@ -72,4 +72,7 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
                   "threshold_file": str(threshold_file)}], title="tfadvq eval")
+    if result.bad:
+        print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
+                    title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")
     return 0
