@@ -22,7 +22,8 @@ it declares it also depends on (:meth:`Stage.fingerprint`) and the output
 digests of the stages it uses; a stage whose fingerprint equals its record's
 is reused, otherwise it re-runs -- and so, through their fingerprints, does
 every stage that uses it.  ``from_stage`` forces a re-run from that stage on;
-``to_stage`` stops after it.  A stage that changed since its last attempt
+``to_stage`` stops after it.  Fingerprints cover configs and data, not
+tfadvq's own code: after changing it, re-run with ``from_stage``.  A stage that changed since its last attempt
 starts in a clean directory; one interrupted with the same fingerprint keeps
 its directory, so training resumes where it stopped.
 
