@@ -200,6 +200,20 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
 # --------------------------------------------------------------------------- run directories
 
 
+class Entry:
+    """A file or directory of a run directory, by name: ``TrainDir(p).model`` is ``p / "model.keras"``.
+
+    A descriptor, so each run-directory class lists its files as data, one line each.
+    """
+
+    def __init__(self, name: str, doc: str = ""):
+        self.name = name
+        self.__doc__ = doc or f"``{name}``"
+
+    def __get__(self, run: RunDir | None, owner: type | None = None) -> Any:
+        return self if run is None else run.path / self.name
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """Base of the typed run directories: a path and the stage record inside it."""
@@ -227,42 +241,15 @@ class TrainDir(RunDir):
     def model(self) -> Path:
         return self.path / self.MODEL
 
-    @property
-    def config(self) -> Path:
-        return self.path / "train.yaml"
-
-    @property
-    def speakers(self) -> Path:
-        return self.path / "speakers.json"
-
-    @property
-    def head(self) -> Path:
-        return self.path / "head.npz"
-
-    @property
-    def history(self) -> Path:
-        return self.path / "history.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def backup(self) -> Path:
-        return self.path / "backup"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / "tensorboard"
-
-    @property
-    def threshold(self) -> Path:
-        return self.path / "threshold.json"
-
-    @property
-    def bad(self) -> Path:
-        """The training files skipped as unreadable (``path<TAB>reason``)."""
-        return self.path / "bad.txt"
+    config = Entry("train.yaml")
+    speakers = Entry("speakers.json")
+    head = Entry("head.npz")
+    history = Entry("history.json")
+    checkpoints = Entry("checkpoints")
+    backup = Entry("backup")
+    tensorboard = Entry("tensorboard")
+    threshold = Entry("threshold.json")
+    bad = Entry("bad.txt", "The training files skipped as unreadable (``path<TAB>reason``).")
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"
@@ -321,98 +308,40 @@ class _ModelFileDir(TrainDir):
 class QuantDir(RunDir):
     """What a quantization (PTQ, fine-tune) writes; see :mod:`tfadvq.quant.outputs`."""
 
-    @property
-    def wrapped(self) -> Path:
-        """The tfmot-wrapped model (``.h5``: tfmot wrappers do not reload from ``.keras``)."""
-        return self.path / "model.h5"
-
-    @property
-    def plain(self) -> Path:
-        """The stripped, centroid-valued plain Keras model (what converters take)."""
-        return self.path / "plain.keras"
-
-    @property
-    def weights(self) -> Path:
-        return self.path / "quantized_weights.npz"
-
-    @property
-    def summary(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def head(self) -> Path:
-        """The AAM head after an AAM fine-tune (handed to the next fine-tune)."""
-        return self.path / "head.npz"
-
-    @property
-    def train_config(self) -> Path:
-        """The training config the fine-tune followed."""
-        return self.path / "train.yaml"
-
-    @property
-    def plots(self) -> Path:
-        return self.path / "plots"
+    wrapped = Entry("model.h5", "The tfmot-wrapped model (``.h5``: tfmot wrappers do not reload from ``.keras``).")
+    plain = Entry("plain.keras", "The stripped, centroid-valued plain Keras model (what converters take).")
+    weights = Entry("quantized_weights.npz")
+    summary = Entry("summary.json")
+    head = Entry("head.npz", "The AAM head after an AAM fine-tune (handed to the next fine-tune).")
+    train_config = Entry("train.yaml", "The training config the fine-tune followed.")
+    plots = Entry("plots")
 
 
 class EvalDir(RunDir):
     """What an evaluation writes: scores, DET plot, summary and the calibrated threshold."""
 
-    @property
-    def scores(self) -> Path:
-        return self.path / "scores.txt"
-
-    @property
-    def trial_scores(self) -> Path:
-        return self.path / "trial_scores.txt"
-
-    @property
-    def det(self) -> Path:
-        return self.path / "det.png"
-
-    @property
-    def summary(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def threshold(self) -> Path:
-        return self.path / "threshold.json"
-
-    @property
-    def bad(self) -> Path:
-        return self.path / "bad.txt"
-
-    @property
-    def verification(self) -> Path:
-        """The outcome of a verification example."""
-        return self.path / "verify.json"
+    scores = Entry("scores.txt")
+    trial_scores = Entry("trial_scores.txt")
+    det = Entry("det.png")
+    summary = Entry("summary.json")
+    threshold = Entry("threshold.json")
+    bad = Entry("bad.txt")
+    verification = Entry("verify.json", "The outcome of a verification example.")
 
 
 class ListsDir(RunDir):
     """What ``tfadvq lists`` writes: clean Kaldi lists, the filtered trials and the skipped files."""
 
-    @property
-    def wav_scp(self) -> Path:
-        return self.path / "wav.scp"
-
-    @property
-    def utt2spk(self) -> Path:
-        return self.path / "utt2spk"
-
-    @property
-    def trials(self) -> Path:
-        return self.path / "trials.txt"
-
-    @property
-    def bad(self) -> Path:
-        return self.path / "bad.txt"
+    wav_scp = Entry("wav.scp")
+    utt2spk = Entry("utt2spk")
+    trials = Entry("trials.txt")
+    bad = Entry("bad.txt")
 
 
 class CorpusRun(RunDir):
     """A corpus stage's directory: the generated corpus lives in a subdirectory."""
 
-    @property
-    def corpus(self) -> Path:
-        return self.path / "corpus"
+    corpus = Entry("corpus")
 
 
 class DeviceDir(RunDir):
@@ -444,15 +373,6 @@ class DeviceDir(RunDir):
     def metadata(self) -> Path:
         return self.tflite.with_suffix(".json")
 
-    @property
-    def c_array(self) -> Path:
-        return self.path / "c_array"
-
-    @property
-    def scores(self) -> Path:
-        """Device (TFLM) trial scores written by calibration."""
-        return self.path / "device_scores.txt"
-
-    @property
-    def verification(self) -> Path:
-        return self.path / "device_verify.json"
+    c_array = Entry("c_array")
+    scores = Entry("device_scores.txt", "Device (TFLM) trial scores written by calibration.")
+    verification = Entry("device_verify.json")
