@@ -68,15 +68,6 @@ def importances(n: int = N, seed: int = 1) -> np.ndarray:
     return f
 
 
-def sse(values: np.ndarray, codebook: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """(Weighted) squared error to the nearest centroid, in float64, independent of kmeans1d."""
-    c = np.sort(np.asarray(codebook, dtype=np.float64))
-    x = np.asarray(values, dtype=np.float64)
-    i = np.clip(np.searchsorted(c, x), 1, c.size - 1)
-    err = np.minimum((x - c[i - 1]) ** 2, (x - c[i]) ** 2)
-    return float(np.sum(err if weights is None else err * weights))
-
-
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -98,10 +89,10 @@ def error_rows(ks: list[int], exact: bool) -> list[dict]:
         ours, ours_s = timed(kmeans1d.fit, values, k, weights=f)
         theirs, sk_s = timed(sklearn_codebook, values, k, f)
         row = {"method": "kmeans1d", "tensor": kind, "weighted": weighted, "k": k, "bits": float(np.log2(k)),
-               "sq_error": sse(values, ours, f), "sklearn_sq_error": sse(values, theirs, f)}
+               "sq_error": kmeans1d.squared_error(values, ours, f), "sklearn_sq_error": kmeans1d.squared_error(values, theirs, f)}
         row["error_ratio"] = row["sq_error"] / row["sklearn_sq_error"]
         if exact:
-            row["exact_sq_error"] = sse(values, kmeans1d.fit(values, k, weights=f, bins=N), f)
+            row["exact_sq_error"] = kmeans1d.squared_error(values, kmeans1d.fit(values, k, weights=f, bins=N), f)
             row["optimum_ratio"] = row["sq_error"] / row["exact_sq_error"]
         rows.append({**row, "seconds": ours_s, "sklearn_seconds": sk_s})
     return rows
@@ -131,8 +122,8 @@ def speed_rows(weights: list[np.ndarray], bits_list: list[int], repeats: int) ->
             ours_s.append(seconds)
             theirs, seconds = timed(lambda: [sklearn_codebook(w, k, dtype=np.float32) for w in weights])
             sk_s.append(seconds)
-        ours_err = sum(sse(w, c) for w, c in zip(weights, ours))
-        sk_err = sum(sse(w, c) for w, c in zip(weights, theirs))
+        ours_err = sum(kmeans1d.squared_error(w, c) for w, c in zip(weights, ours))
+        sk_err = sum(kmeans1d.squared_error(w, c) for w, c in zip(weights, theirs))
         rows.append({**common, "method": "kmeans1d", "bits": bits, "k": k, "seconds": min(ours_s),
                      "sq_error": ours_err, "speedup_vs_sklearn": min(sk_s) / min(ours_s)})
         rows.append({**common, "method": "sklearn_kmeans", "bits": bits, "k": k, "seconds": min(sk_s),
