@@ -127,13 +127,6 @@ def calibrate(scores, labels, target_far: float = 0.01) -> Thresholds:
                       float(far[low]), float(frr[low]))
 
 
-def rates_at(scores, labels, threshold: float) -> tuple[float, float]:
-    """``(far, frr)`` when accepting ``score >= threshold``."""
-    scores, labels = _validate(scores, labels)
-    accept = scores >= threshold
-    return float(accept[~labels].mean()), float((~accept[labels]).mean())
-
-
 def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95 % bootstrap interval of the EER (fractions), trials resampled with replacement.
 

@@ -117,15 +117,14 @@ class CalibrateStage(StageBase):
         from tfadvq.evaluation import evaluate
         from tfadvq.scoring import keras_embedder, tflm_embedder
 
-        model, tflite_path, metadata = _device_model(ctx, self.model)
+        model, _, metadata = _device_model(ctx, self.model)
         source = TrialSource(self.corpus, self.trials, self.wav_root)
         device, trials_path = evaluate_to(ctx, tflm_embedder(model), source, f"{self.model} (TFLM), trials")
-        keras = load_keras_model(ctx, keras_model_path(ctx, self.model))
+        keras_path = keras_model_path(ctx, self.model)
         trials, utterances, _ = source.load(ctx)
-        reference = evaluate(keras_embedder(keras), trials, utterances, ctx.scoring)
+        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path)), trials, utterances, ctx.scoring)
         thresholds = metrics.calibrate(device.scores, device.labels, self.target_far)
         keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
-        device_far, _ = metrics.rates_at(device.scores, device.labels, thresholds.low_far_threshold)
         diff = float(np.max(np.abs(device.scores - reference.scores)))
         calibration = {"embedder": "tflm", "trials": str(trials_path), "num_trials": int(device.labels.size),
                        "device_eer": device.eer, "keras_eer": reference.eer,
@@ -139,9 +138,9 @@ class CalibrateStage(StageBase):
                                       != (reference.scores >= keras_thresholds.eer_threshold)))
         return StageResult(
             outputs={"tflite": str(out.tflite), "metadata": str(out.metadata), "c_array": str(out.c_array),
-                     "plain": str(keras_model_path(ctx, self.model)), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
+                     "plain": str(keras_path), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
             metrics={**calibration, "eer_threshold": thresholds.eer_threshold,
-                     "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": device_far,
+                     "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": thresholds.far_at_low_far,
                      "decisions_differ_at_eer": decisions_differ},
             summary=f"TFLM EER {device.eer:.2f} % (Keras {reference.eer:.2f} %) on {device.labels.size} trials; "
                     f"threshold {thresholds.eer_threshold:.3f} at EER; max |TFLM - Keras score| {diff:.2e}; "
