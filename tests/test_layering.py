@@ -72,7 +72,7 @@ def test_config_and_metrics_modules_do_not_load_tensorflow_or_matplotlib():
 def test_plotting_does_not_choose_a_global_backend():
     code = ("import matplotlib\n"
             "before = matplotlib.get_backend()\n"
-            "import tfadvq.plots, tfadvq.quant.plots\n"
+            "import tfadvq.plots\n"
             "assert matplotlib.rcParams['backend'] == before or "
             "matplotlib.rcParams._get_backend_or_none() is None, matplotlib.get_backend()\n"
             "print('ok')\n")

@@ -9,7 +9,7 @@ from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import BitsSpec, QuantizedWeights, api, cost, load_spec, spec
-from tfadvq.quant.plots import plot_tensor
+from tfadvq.plots import plot_tensor
 
 X = np.random.default_rng(0).normal(size=(3, 12, 10)).astype(np.float32)
 

@@ -121,7 +121,7 @@ def _run(args: QuantizeArgs) -> int:
         if result.head_weights is not None:
             rundir.TrainDir(out.path).save_head(result.head_weights)
     if args.plots:
-        from tfadvq.quant.plots import plot_model
+        from tfadvq.plots import plot_model
 
         floats = {(w.layer.name, t.weight): q.source.numpy()
                   for (w, q), t in zip(api.quantized_weights(quantized), saved.records.tensors)}
