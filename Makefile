@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-python test-firmware benchmarks
+.PHONY: setup demo test test-python test-firmware benchmarks notebooks
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,10 @@ test-python:
 
 test-firmware:
 	$(MAKE) -C tflm_firmware test
+
+# every notebook on its default (tiny) settings, executed with outputs into build/notebooks/ for reading
+notebooks: setup
+	nice -n 10 $(PY) notebooks/execute.py --out build/notebooks notebooks/*.ipynb
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

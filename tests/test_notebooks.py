@@ -1,0 +1,106 @@
+"""The notebooks: committed without outputs, and each one runs top to bottom on its tiny settings.
+
+Every notebook defaults to tiny settings (``FULL = False`` in its cell tagged
+``parameters``); the test only injects, papermill-style, where to write
+(``WORKDIR``) and the session's tiny data, so no notebook regenerates what a
+fixture already made.  A failing cell fails the test with its traceback
+(nbclient), and the executed notebook is kept beside the work directory.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = ["01_quickstart", "02_mixed_precision", "03_binary", "04_your_pretrained_model",
+            "05_voxceleb_recipe"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("notebook_execute", NOTEBOOKS / "execute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _committed() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_the_notebooks_are_committed_without_outputs_and_with_one_parameter_cell():
+    assert [p.stem for p in _committed()][:len(EXPECTED)] == EXPECTED
+    runner = _runner()
+    for path in _committed():
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert all(cell.outputs == [] and cell.execution_count is None for cell in code), path.name
+        parameters = notebook.cells[runner.parameter_cell(notebook)].source
+        assert "FULL = False" in parameters and "WORKDIR = " in parameters, path.name
+        # every picture comes from tfadvq.plots, none is drawn in the notebook itself
+        sources = "\n".join(cell.source for cell in code)
+        assert "matplotlib" not in sources and "plt." not in sources, path.name
+        assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
+
+
+def test_parameters_are_injected_after_the_parameter_cell_and_a_notebook_needs_one():
+    from tfadvq.errors import ConfigError
+
+    runner = _runner()
+    notebook = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
+    at = runner.parameter_cell(notebook)
+    injected = runner.inject(notebook, {"WORKDIR": "/tmp/x", "FULL": False})
+    assert injected.cells[at + 1].source.splitlines()[1:] == ["WORKDIR = '/tmp/x'", "FULL = False"]
+    assert injected.cells[at + 1].metadata["tags"] == [runner.INJECTED_TAG]
+    del notebook.cells[at]
+    with pytest.raises(ConfigError, match="0 code cells tagged 'parameters'"):
+        runner.parameter_cell(notebook)
+
+
+@pytest.fixture(scope="module")
+def vox_tree(tiny_corpus, tmp_path_factory) -> Path:
+    """The tiny corpus laid out as downloaded VoxCeleb: ``voxceleb2/dev/wav`` trains,
+    ``voxceleb1/test/wav`` with ``veri_test2.txt`` (the official trial format) evaluates."""
+    root = tmp_path_factory.mktemp("vox") / "VoxCeleb"
+    shutil.copytree(tiny_corpus / "dev" / "wav", root / "voxceleb2" / "dev" / "wav")
+    shutil.copytree(tiny_corpus / "test" / "wav", root / "voxceleb1" / "test" / "wav")
+    shutil.copy(tiny_corpus / "trials" / "test.txt", root / "voxceleb1" / "veri_test2.txt")
+    return root
+
+
+def _pngs(notebook: nbformat.NotebookNode) -> list[bytes]:
+    """The PNG images the executed notebook displayed (base64-decoded)."""
+    import base64
+
+    return [base64.b64decode(out.data["image/png"]) for cell in notebook.cells if cell.cell_type == "code"
+            for out in cell.outputs if "image/png" in out.get("data", {})]
+
+
+def _text(notebook: nbformat.NotebookNode) -> str:
+    return "".join(out.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                   for out in cell.outputs)
+
+
+def _run(name: str, tmp_path: Path, **parameters):
+    work = tmp_path / name
+    notebook = _runner().execute(NOTEBOOKS / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
+                                 {"WORKDIR": str(work), **parameters}, timeout=240)
+    return notebook, work
+
+
+@pytest.mark.timeout(300)
+def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_path):
+    notebook, work = _run("01_quickstart", tmp_path)  # generates its own corpus, as a user's run does
+    images = _pngs(notebook)
+    assert len(images) >= 2 and all(image.startswith(PNG) for image in images)  # codebook, DET
+    assert (work / "plots" / "det_fp32_vs_4bit.png").read_bytes() == images[-1]
+    lut, plain = (work / "device" / "model.tflite").stat().st_size, (work / "device" / "model.float.tflite").stat().st_size
+    assert lut < plain / 4  # 4-bit indices + value tables against float32 weights
+    printed = _text(notebook)
+    assert "KMQAT 4-bit (TFLM)" in printed and f"{lut}" in printed
+    assert "genuine test" in printed and "impostor test" in printed
