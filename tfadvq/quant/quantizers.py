@@ -290,3 +290,7 @@ def _find_weight(layer, name: str, shape) -> tf.Variable:
             return weight
     raise QuantizationError(f"{inner.name}: no weight named {name!r} of shape {tuple(shape)}; "
                             f"has {[w.name for w in inner.weights]}")
+
+
+# The 1-bit schemes live in their own module, which registers them in QUANTIZERS when imported.
+import tfadvq.quant.binary  # noqa: E402,F401  (registers "binary_static", "binary_adaptive")
