@@ -14,6 +14,7 @@ that applies no layout transforms, so nothing but the named layers changes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tfadvq.compat import keras
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import kmeans1d, registry, spec
 from tfadvq.quant import quantizers as qz
+from tfadvq.quant.binary import quantizer_spec as binary_spec
 from tfadvq.quant.records import QuantizedTensor, QuantizedWeights
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class _Scheme(_tfq.QuantizeScheme):
 
 def custom_objects() -> dict[str, Any]:
     """Objects to load a saved quantized model: ``with quantize_scope(custom_objects()): load``."""
-    return {"KMeansQuantizer": qz.KMeansQuantizer, "UniformQuantizer": qz.UniformQuantizer,
+    return {**{cls.__name__: cls for cls in qz.QUANTIZERS.values()},
             "WeightQuantizeConfig": registry.WeightQuantizeConfig}
 
 
@@ -75,54 +77,132 @@ def load_model(path: str | Path) -> keras.Model:
         return keras.models.load_model(path)
 
 
-def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: bool = False,
-             quantizer: str | dict = "kmeans", activation_bits: int | None = None,
-             progress: bool = True) -> keras.Model:
-    """Wrap ``model`` for quantization-aware training with per-layer value-table quantizers.
+def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerChannel = False,
+             quantizer: str | dict = "kmeans", binary: str | dict | None = None,
+             activation_bits: int | None = None, importances: Mapping[str, np.ndarray] | None = None, progress: bool = True) -> keras.Model:
+    """Wrap ``model`` for quantization-aware training with per-weight value-table quantizers.
 
-    ``bits``: an int for every supported layer, ``{layer_name: b}`` for the
-    named layers only, or a :class:`~tfadvq.quant.spec.BitsSpec`.  Codebooks
-    are fitted on the current (pre-trained) weights while wrapping.  Layers
-    with weights that stay float are logged and listed by :func:`summary`.
-    Example::
+    ``bits``: an int for every supported layer, ``{name: b}`` for the named
+    layers (or ``"layer/weight"`` keys) only, or a
+    :class:`~tfadvq.quant.spec.BitsSpec`.  Codebooks are fitted on the current
+    (pre-trained) weights while wrapping.  ``per_channel``: one codebook per
+    output channel for every weight (True), per weight key
+    (``{"lstm/kernel": True}``, others per tensor), or ``"auto"``: per channel
+    where the cost model says the tables pay (:func:`tfadvq.quant.spec.choose_per_channel`).
+    ``importances`` (weight key -> array of the weight's shape, >= 0, e.g. a
+    diagonal Fisher from :func:`tfadvq.quant.sensitivity.fisher_diagonal`) make
+    each k-means fit minimise Σ f (w - c(w))² (sensitivity-weighted k-means,
+    SqueezeLLM, Kim et al. 2023); the quantizers keep them for the refits of
+    :class:`~tfadvq.quant.codebook_refresh.CodebookRefresh`.  ``binary``
+    (``"static"`` or ``"adaptive"``, :mod:`tfadvq.quant.binary`) is the
+    quantizer of every weight at 1 bit, ``quantizer`` that of the others.  Weights that stay
+    float are logged (a WARNING when a spec without ``default`` leaves some
+    float unnamed) and listed by :func:`summary`.  Example::
 
         qat = tfadvq.quantize(model, bits={"conv1": 8, "fc": 4})
         qat.compile(...); qat.fit(..., callbacks=[CodebookRefresh(every_n_steps=100)])
     """
     if activation_bits is not None and activation_bits != 8:
         raise QuantizationError(f"activation_bits: {activation_bits!r}; accepted: None (float) or 8")
-    plan = spec.resolve(model, bits)
-    targets = {name: b for name, b in plan.items() if b is not None}
+    plan = spec.resolve_weights(model, bits)
+    targets = {key: b for key, b in plan.items() if b is not None}
     if not targets:
         raise QuantizationError(f"bits: no layer of model {model.name!r} would be quantized; "
                                 f"supported classes: {registry.supported_class_names()}")
+    _check_importances(model, importances or {}, plan)
+    one_bit = binary_spec(binary)
+    if one_bit is not None and 1 not in targets.values():
+        raise QuantizationError(f"binary={binary!r}: no weight is quantized at 1 bit; give bits=1 or a "
+                                "bits spec with 1-bit layers")
+    channels = _per_channel_plan(model, targets, per_channel, quantizer, activation_bits, importances)
     if activation_bits is not None:
-        _check_int8_conversion(model, targets, per_channel)
-    kept = sorted(set(plan) - set(targets))
+        _check_int8_conversion(model, targets, channels)
+    unnamed = spec.implicitly_float(model, bits)
+    if unnamed:
+        log.warning("bits spec has no default: %d weight(s) stay float: %s (give 'default' or name them "
+                    "with null to silence this)", len(unnamed), ", ".join(unnamed))
+    kept = [key for key in plan if key not in targets and key not in unnamed]
     if kept:
         log.info("kept float: %s", ", ".join(kept))
+    layers = {key.rsplit("/", 1)[0] for key in targets}
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if layer.name not in targets:
+        if layer.name not in layers:
             return layer
-        config = registry.WeightQuantizeConfig.for_layer(
-            layer, targets[layer.name], quantizer, per_channel, activation_bits)
-        return _tfq.quantize_annotate_layer(layer, config)
+        rule = registry.rule_for(layer)
+        attrs = [a for a in rule.weights if spec.weight_key(layer, a) in targets]
+        made = [qz.get(one_bit if one_bit and targets[spec.weight_key(layer, a)] == 1 else quantizer,
+                       bits=targets[spec.weight_key(layer, a)],
+                       per_channel=channels[spec.weight_key(layer, a)], channel_dims=rule.channel_dims)
+                for a in attrs]
+        return _tfq.quantize_annotate_layer(layer, registry.WeightQuantizeConfig(attrs, made, activation_bits))
 
-    weights = sum(len(registry.rule_for(layer).weights) for layer in model.layers if layer.name in targets)
-    with _tfq.quantize_scope(custom_objects()), qz.build_progress(weights, progress):
+    with _tfq.quantize_scope(custom_objects()), qz.build_progress(len(targets), progress), \
+            qz.importance_scope(importances):
         annotated = keras.models.clone_model(model, clone_function=annotate)
         return _tfq.quantize_apply(annotated, scheme=_Scheme())
 
 
-def _check_int8_conversion(model: keras.Model, targets: dict[str, int], per_channel: bool) -> None:
+PerChannel = bool | str | Mapping[str, bool]
+
+
+def _per_channel_plan(model: keras.Model, targets: dict[str, int], per_channel: PerChannel,
+                      quantizer: str | dict, activation_bits: int | None,
+                      importances: Mapping[str, np.ndarray] | None) -> dict[str, bool]:
+    """Per-channel codebooks (True) or one per tensor, for every quantized weight key."""
+    if isinstance(per_channel, bool):
+        return dict.fromkeys(targets, per_channel)
+    if isinstance(per_channel, Mapping):
+        unknown = sorted(set(per_channel) - set(targets))
+        if unknown:
+            raise QuantizationError(f"per_channel: {unknown} are not quantized weight keys; "
+                                    f"accepted: {sorted(targets)}")
+        return {key: bool(per_channel.get(key, False)) for key in targets}
+    if per_channel == "auto":
+        return spec.choose_per_channel(model, targets, activation_bits=activation_bits,
+                                       importances=importances, quantizer=quantizer)
+    raise QuantizationError(f"per_channel: {per_channel!r}; accepted: True, False, 'auto' or "
+                            "{'layer/weight': bool}")
+
+
+def _check_importances(model: keras.Model, importances: Mapping[str, np.ndarray],
+                       plan: dict[str, int | None]) -> None:
+    """Importance keys must name quantizable weights, and arrays must have the weight's shape."""
+    for key, f in importances.items():
+        if key not in plan:
+            raise QuantizationError(f"importances: {key!r} is not a quantizable weight key; accepted: "
+                                    f"{sorted(plan)}")
+        layer_name, short = key.rsplit("/", 1)
+        layer = model.get_layer(layer_name)
+        attr = next(a for a in registry.rule_for(layer).weights if a.split(".")[-1] == short)
+        shape = tuple(registry.get_attr(layer, attr).shape)
+        if np.shape(f) != shape:
+            raise QuantizationError(f"importances[{key!r}]: shape {np.shape(f)}; accepted: the weight's "
+                                    f"shape {shape}")
+
+
+def set_importances(model: keras.Model, importances: Mapping[str, np.ndarray] | None) -> None:
+    """Give the k-means quantizers of a wrapped ``model`` their importances (e.g. after :func:`load_model`,
+    which does not save them), so later refits stay weighted; ``None`` makes them unweighted."""
+    pairs = {f"{w.layer.name}/{_short(q.source.name)}": q for w, q in quantized_weights(model)}
+    unknown = sorted(set(importances or {}) - set(pairs))
+    if unknown:
+        raise QuantizationError(f"importances: {unknown} are not quantized weights of {model.name!r}; "
+                                f"accepted: {sorted(pairs)}")
+    for key, q in pairs.items():
+        if isinstance(q, qz.KMeansQuantizer):
+            q.set_importances(None if importances is None else importances.get(key), key)
+
+
+def _check_int8_conversion(model: keras.Model, targets: dict[str, int], per_channel: dict[str, bool]) -> None:
     """Refuse, before any fitting or training, layers the support table cannot convert to int8 activations."""
-    for name in targets:
+    for name in dict.fromkeys(key.rsplit("/", 1)[0] for key in targets):
         layer = model.get_layer(name)
         rule = registry.rule_for(layer)
         if rule.int8_refusal:
             raise QuantizationError(f"layer {name!r}: activation_bits=8 cannot be converted: {rule.int8_refusal}")
-        if per_channel and any(layout.int8_per_tensor for layout in rule.tflite):
+        if any(per_channel.get(spec.weight_key(layer, a)) and layout.int8_per_tensor
+               for a, layout in zip(rule.weights, rule.tflite)):
             raise QuantizationError(
                 f"layer {name!r} ({type(layer).__name__}): with activation_bits=8 the TFLite converter "
                 "quantizes its weights per tensor, so per-channel codebooks cannot be stored as value "
@@ -204,6 +284,13 @@ def summary(model: keras.Model) -> list[dict[str, Any]]:
                              "weight": record.weight, "bits": q.bits,
                              "codebook": q.table_entries(w.shape), "params": int(w.size),
                              "mse": float(np.mean((w - record.values()) ** 2))})
+            quantized_attrs = set(layer.quantize_config.weight_attrs)
+            for attr in registry.rule_for(layer.layer).weights:  # a layer's weights can stay float one by one
+                if attr not in quantized_attrs:
+                    v = registry.get_attr(layer.layer, attr)
+                    rows.append({"layer": layer.layer.name, "class": type(layer.layer).__name__,
+                                 "weight": attr.split(".")[-1], "bits": "float (not in bits spec)",
+                                 "codebook": "-", "params": int(np.prod(v.shape)), "mse": "-"})
         elif layer.weights:
             why = ("float, folds into conv at export" if isinstance(layer, keras.layers.BatchNormalization)
                    else "float (not supported)" if registry.rule_for(layer) is None

@@ -20,6 +20,17 @@ model's own ``data`` unless others are given), the trained AAM head, and it
 returns the fine-tuned head so the next stage can continue from it, with a
 row recording everything it did (``tfadvq quantize`` and the recipe's
 ``finetune`` stage call it).
+
+**Any model, any input.**  The distillation objective needs no labels, only
+what the model eats, so a model with its own front end (a 40-band mel input,
+raw audio, ...) is fine-tuned on a ``tf.data.Dataset`` of its inputs:
+:func:`input_data` wraps one as :class:`~tfadvq.training.TrainingData` for
+:func:`finetune`, checking its shape against the model's input first;
+:func:`audio_inputs` makes such a dataset of raw-waveform crops from audio
+files (unlabeled speech), for models whose input is the waveform.
+:func:`model_inputs` picks, for ``tfadvq quantize`` and the recipe, the fbank
+pipeline when the model takes its features, waveform crops when it takes
+audio, or an ``.npy`` array of inputs, and says what to pass otherwise.
 """
 from __future__ import annotations
 
@@ -29,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from tfadvq.compat import keras
+from tfadvq.compat import keras, tf
 from tfadvq.config import to_dict
-from tfadvq.errors import ConfigError
+from tfadvq.errors import ConfigError, DataError
 from tfadvq.objectives import Objective
 from tfadvq.quant.codebook_refresh import CodebookRefresh
 from tfadvq.train_config import DataConfig, TrainConfig
@@ -78,6 +89,97 @@ def finetune(quantized: keras.Model, data: TrainingData, config: TrainConfig, ob
                                teacher=teacher, head_weights=head_weights,
                                steps_per_epoch=data.steps_per_epoch,
                                callbacks=[refresh, *callbacks], verbose=verbose)
+
+
+def _input_spec(dataset: tf.data.Dataset) -> tf.TensorSpec:
+    """The model-input part of a dataset element: the element, or the first item of a tuple."""
+    spec = dataset.element_spec
+    return spec[0] if isinstance(spec, tuple) else spec
+
+
+def check_inputs(model: keras.Model, shape: Sequence[int | None], source: str) -> None:
+    """Raise a :class:`ConfigError` naming both when batches of ``shape`` cannot feed ``model``.
+
+    ``shape`` is a batch's shape (first axis the batch, None = any length).
+    The message says what input the model wants and how to pass one, so a
+    model with its own input never meets Keras' raw shape traceback.
+    """
+    wanted = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if wanted is None:
+        raise ConfigError(f"model {model.name!r} has {len(model.input_shape)} inputs; fine-tuning feeds one "
+                          "input tensor (wrap the model so it takes one)")
+    got = tuple(shape)
+    fits = len(got) == len(wanted) and all(w is None or g is None or w == g for w, g in zip(wanted[1:], got[1:]))
+    if not fits:
+        raise ConfigError(
+            f"model {model.name!r} expects input batches of shape {_shape(wanted)}, but {source} gives "
+            f"{_shape(got)}.  Fine-tune it on its own inputs: tfadvq quantize --inputs X.npy (an array "
+            f"[N{_shape(wanted[1:], lead=', ')}] of model inputs), or from Python "
+            "tfadvq.quant.finetune.input_data(<tf.data.Dataset of model inputs>, steps_per_epoch) with "
+            "objective 'distill' (audio_inputs() makes waveform crops for a model whose input is audio)")
+
+
+def _shape(shape: Sequence[int | None], lead: str = "") -> str:
+    dims = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"{lead}{dims}" if lead else f"({dims})"
+
+
+def input_data(dataset: tf.data.Dataset, steps_per_epoch: int, *, batch_size: int | None = None,
+               model: keras.Model | None = None) -> TrainingData:
+    """Unlabeled model inputs as :class:`~tfadvq.training.TrainingData` for ``finetune(..., "distill")``.
+
+    ``dataset`` yields batches of model inputs (or ``(inputs, anything)``;
+    the rest is ignored), e.g. log-mels of the model's own front end or raw
+    audio; ``batch_size`` batches an unbatched dataset first.  It is repeated
+    as needed; an epoch is ``steps_per_epoch`` steps.  ``model`` checks the
+    shape first (:func:`check_inputs`).  Example::
+
+        data = input_data(tf.data.Dataset.from_tensor_slices(mels).batch(32), steps_per_epoch=50)
+        finetune(tfadvq.quantize(model, 4), data, config, "distill", teacher=model)
+    """
+    if steps_per_epoch < 1:
+        raise ConfigError(f"steps_per_epoch: {steps_per_epoch}; accepted: >= 1")
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size: {batch_size}; accepted: >= 1")
+        dataset = dataset.batch(batch_size, drop_remainder=True)
+    if model is not None:
+        check_inputs(model, _input_spec(dataset).shape, "the dataset")
+    return TrainingData(dataset, speakers={}, num_classes=0, steps_per_epoch=steps_per_epoch)
+
+
+def audio_inputs(paths: Sequence[str], seconds: float, batch_size: int, *, sample_rate: int = 16000,
+                 seed: int = 0) -> tf.data.Dataset:
+    """Batches ``[batch_size, seconds * sample_rate]`` of random waveform crops of the audio files ``paths``.
+
+    For models whose input is the waveform (their front end inside): read
+    once through :func:`tfadvq.audio.load_audio` (the one reader, so every
+    format and its errors are the project's), short files repeated, a new
+    random crop of every file each epoch.  Labels are not needed (distill).
+    """
+    from tfadvq.audio import load_audio
+
+    samples = int(round(seconds * sample_rate))
+    if samples < 1 or batch_size < 1:
+        raise ConfigError(f"audio_inputs: seconds={seconds}, batch_size={batch_size}; accepted: > 0")
+    if len(paths) < batch_size:
+        raise DataError(f"audio_inputs: {len(paths)} file(s) cannot fill one batch of {batch_size}")
+    waves = [load_audio(p, sample_rate) for p in paths]
+    # Each file tiled to at least one crop plus itself, so a crop can start anywhere in the file.
+    length = max(samples + w.size for w in waves)
+    tiled = np.stack([np.tile(w, -(-length // w.size))[:length] for w in waves])
+    sizes = np.array([w.size for w in waves], np.int32)
+
+    tiled, sizes = tf.constant(tiled), tf.constant(sizes)
+
+    def crop(index: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+        start = tf.random.stateless_uniform([], tf.stack([key, index]), 0, tf.gather(sizes, index), dtype=tf.int32)
+        return tf.gather(tiled, index)[start:start + samples]
+
+    epochs = tf.data.Dataset.random(seed=seed)  # one key per pass over the files
+    files = tf.data.Dataset.range(len(paths)).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    return (epochs.flat_map(lambda key: files.map(lambda i: crop(i, key)))
+            .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
 @dataclasses.dataclass

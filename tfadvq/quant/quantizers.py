@@ -32,7 +32,7 @@ Adaptive Neural Network Quantization" (KMQAT: per-layer k-means codebooks).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,21 @@ def build_progress(total: int, enabled: bool = True) -> Iterator[None]:
 def _tick() -> None:
     if _BARS:
         _BARS[-1].update(1)
+
+
+_IMPORTANCES: list[Mapping[str, np.ndarray]] = []
+
+
+@contextlib.contextmanager
+def importance_scope(importances: Mapping[str, np.ndarray] | None) -> Iterator[None]:
+    """Per-value importances (weight key ``"layer/weight"`` -> array of the weight's shape) for the
+    k-means quantizers built inside (tfmot rebuilds quantizers from their config, so they cannot
+    be handed over as constructor arguments: arrays do not belong in a layer config)."""
+    _IMPORTANCES.append(importances or {})
+    try:
+        yield
+    finally:
+        _IMPORTANCES.pop()
 
 
 def nearest_in_table(w: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
@@ -185,10 +200,17 @@ class KMeansQuantizer(TableQuantizer):
     def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1):
         super().__init__(bits, per_channel, channel_dims)
         self._codebook: tf.Variable | None = None
+        # Per-value importances (sensitivity-weighted k-means), kept for every refit; not saved
+        # with the model (see :func:`tfadvq.quant.api.set_importances` after reloading).
+        self.importances: np.ndarray | None = None
 
     def build(self, tensor_shape, name: str, layer):
         super().build(tensor_shape, name, layer)
-        initial = self.fit(self.source.numpy(), name=f"{layer.name}/{name}")
+        key = f"{getattr(layer, 'layer', layer).name}/{name}"
+        found = _IMPORTANCES[-1].get(key) if _IMPORTANCES else None
+        if found is not None:
+            self.set_importances(found, key)
+        initial = self.fit(self.source.numpy(), name=key)
         self._codebook = layer.add_weight(
             f"{name}_codebook", shape=initial.shape, dtype=tf.float32, trainable=False,
             initializer=keras.initializers.Constant(initial))
@@ -201,11 +223,27 @@ class KMeansQuantizer(TableQuantizer):
 
     def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights",
             search: bool = True) -> np.ndarray:
-        """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started; see kmeans1d.fit)."""
+        """k-means codebook of ``w`` in :meth:`table_shape` (optionally warm-started; see kmeans1d.fit).
+
+        Weighted by :attr:`importances` when set (Σ f (w - c(w))², sensitivity-weighted k-means).
+        """
+        f = self.importances
         if not self.per_channel:
-            return kmeans1d.fit(w, self.levels, init=init, name=name, search=search)
+            return kmeans1d.fit(w, self.levels, init=init, name=name, search=search, weights=f)
         channels = _channels(w.shape, self.channel_dims)
-        return kmeans1d.fit_rows(w.reshape(-1, channels).T, self.levels, init=init, name=name, search=search)
+        return kmeans1d.fit_rows(w.reshape(-1, channels).T, self.levels, init=init, name=name, search=search,
+                                 weights=None if f is None else f.reshape(-1, channels).T)
+
+    def set_importances(self, importances: np.ndarray | None, name: str = "weights") -> None:
+        """Weigh this quantizer's fits (and refits) by ``importances`` (the weight's shape, >= 0)."""
+        if importances is None:
+            self.importances = None
+            return
+        importances = np.asarray(importances, dtype=np.float64)
+        if self.source is not None and importances.shape != tuple(self.source.shape):
+            raise QuantizationError(f"{name}: importances have shape {importances.shape}; "
+                                    f"accepted: the weight's shape {tuple(self.source.shape)}")
+        self.importances = importances
 
     def refit(self) -> None:
         """Re-fit the codebook on the current float weights by Lloyd from the current codebook.

@@ -133,13 +133,14 @@ def _stripped_size(model: keras.Model, records: QuantizedWeights, activations: s
 
 
 def _planned_size(model: keras.Model, bits, activations: str) -> SizeReport:
-    plan = spec.resolve(model, bits) if bits is not None else {}
+    plan = spec.resolve_weights(model, bits) if bits is not None else {}
     rows = []
     for layer in model.layers:
-        b = plan.get(layer.name)
         quantized = {}
-        if b is not None:
-            for attr in registry.rule_for(layer).weights:
+        rule = registry.rule_for(layer)
+        for attr in rule.weights if rule is not None else ():
+            b = plan.get(spec.weight_key(layer, attr))
+            if b is not None:
                 v = registry.get_attr(layer, attr)
                 quantized[id(v)] = _row(layer.name, v.name, np.prod(v.shape), b,
                                         weight_bytes(layer, attr, v.shape, b, activations))

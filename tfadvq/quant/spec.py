@@ -1,15 +1,23 @@
-"""Per-layer bit widths: resolution order layer name > layer class > default.
+"""Bit widths per weight tensor: resolution order weight > layer name > layer class > default.
 
 A spec is typed data round-tripped to YAML (``--bits-per-layer``)::
 
     default: 4          # every supported layer not named below (omit: keep float)
     classes: {Dense: 8}
     layers: {conv1: 8, fc: 6, block4_conv2: null}   # null keeps that layer float
+    weights: {lstm/kernel: 6, lstm/recurrent_kernel: 3}   # one weight of a layer
 
-The API also takes ``bits=4`` (same as ``default: 4``) or ``bits={layer: b}``
-(only the named layers are quantized; the rest stay float -- this is how
-progressive, group-by-group quantization is expressed).  Unknown layer or
-class names, unsupported named layers and bits outside 1..8 raise: a typo
+``weights`` keys are the project's weight keys ``"<layer>/<weight short
+name>"`` (``QuantizedTensor.layer`` / ``.weight``), so the two kernels of an
+LSTM (or any layer with several quantized weights) take their own bits, and
+one can stay float (``null``) while the other is quantized.
+
+The API also takes ``bits=4`` (same as ``default: 4``) or ``bits={name: b}``
+(``name`` a layer, or a ``"layer/weight"`` key; only the named ones are
+quantized, the rest stay float -- this is how progressive, group-by-group
+quantization is expressed; :func:`tfadvq.quant.api.quantize` logs a warning
+naming what a spec without ``default`` leaves float).  Unknown layer, weight
+or class names, unsupported named layers and bits outside 1..8 raise: a typo
 must not silently leave a layer float.  A layer whose configuration the
 support table says cannot convert (:meth:`~tfadvq.quant.registry.LayerRule.refuses`)
 raises when it would be quantized: nobody should fine-tune what cannot ship.
@@ -17,22 +25,31 @@ raises when it would be quantized: nobody should fine-tune what cannot ship.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import kmeans1d, registry
 
+log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class BitsSpec:
-    """Bits per layer: ``layers`` (by name) over ``classes`` over ``default``; None = float."""
+    """Bits per weight: ``weights`` (``"layer/weight"``) over ``layers`` over ``classes`` over ``default``.
+
+    None = float.
+    """
 
     default: int | None = None
     classes: dict[str, int | None] = dataclasses.field(default_factory=dict)
     layers: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    weights: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
 
 BitsLike = int | Mapping[str, "int | None"] | BitsSpec
@@ -44,12 +61,57 @@ def load_spec(path: str | Path) -> BitsSpec:
 
 
 def as_spec(bits: BitsLike) -> BitsSpec:
-    """``int`` -> default; mapping -> per-layer; spec -> itself."""
+    """``int`` -> default; mapping -> per-layer (``"layer/weight"`` keys: per weight); spec -> itself."""
     if isinstance(bits, BitsSpec):
         return bits
     if isinstance(bits, Mapping):
-        return BitsSpec(layers=dict(bits))
+        return BitsSpec(layers={k: b for k, b in bits.items() if "/" not in k},
+                        weights={k: b for k, b in bits.items() if "/" in k})
     return BitsSpec(default=kmeans1d.check_bits(bits, "bits"))
+
+
+def weight_key(layer: keras.layers.Layer, attr: str) -> str:
+    """The project's weight key ``"<layer>/<short name>"`` of the rule attribute ``attr``."""
+    return f"{layer.name}/{attr.split('.')[-1]}"
+
+
+def resolve_weights(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
+    """Bits (or None = float) of every weight the support table would quantize, by weight key.
+
+    Keys are in layer order, then in the rule's weight order; layers that
+    cannot be quantized have no key (they are float whatever the spec says).
+    """
+    spec = as_spec(bits)
+    layers = resolve(model, spec)
+    out: dict[str, int | None] = {}
+    for layer in model.layers:
+        rule = registry.rule_for(layer)
+        if rule is None:
+            continue
+        for attr in rule.weights:
+            key = weight_key(layer, attr)
+            out[key] = spec.weights[key] if key in spec.weights else layers[layer.name]
+            if out[key] is not None and rule.refuses(layer):
+                raise QuantizationError(f"bits: weight {key!r} cannot be converted once quantized: "
+                                        f"{rule.refuses(layer)}; keep it float ({{{key!r}: None}})")
+    return out
+
+
+def implicitly_float(model: keras.Model, bits: BitsLike) -> list[str]:
+    """Weight keys a spec without ``default`` leaves float without naming them (``None``).
+
+    What :func:`tfadvq.quant.api.quantize` warns about: a ``{layer: bits}``
+    mapping quantizes only what it names, which is easy to forget.
+    """
+    spec = as_spec(bits)
+    if spec.default is not None:
+        return []
+    named_float = ({k for k, b in spec.weights.items() if b is None}
+                   | {n for n, b in spec.layers.items() if b is None})
+    by_class = {c for c, b in spec.classes.items() if b is None}
+    return [key for key, b in resolve_weights(model, spec).items()
+            if b is None and key not in named_float and key.rsplit("/", 1)[0] not in named_float
+            and type(model.get_layer(key.rsplit("/", 1)[0])).__name__ not in by_class]
 
 
 def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
@@ -71,7 +133,8 @@ def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
         else:
             resolved[layer.name] = spec.default
         refusal = registry.rule_for(layer).refuses(layer)
-        if resolved[layer.name] is not None and refusal:
+        overridden = [k for k in spec.weights if k.rsplit("/", 1)[0] == layer.name]
+        if resolved[layer.name] is not None and refusal and not overridden:
             raise QuantizationError(f"bits: layer {layer.name!r} cannot be converted once quantized: {refusal}; "
                                     f"keep it float ({{{layer.name!r}: None}}) or change its configuration")
     return resolved
@@ -92,8 +155,96 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
                                     f"supported classes: {supported}")
         if b is not None:
             kmeans1d.check_bits(b, f"bits[{name!r}]")
+    for key, b in spec.weights.items():
+        layer = by_name.get(key.rsplit("/", 1)[0]) if "/" in key else None
+        rule = registry.rule_for(layer) if layer is not None else None
+        keys = [weight_key(layer, a) for a in rule.weights] if rule is not None else []
+        if key not in keys:
+            known = [weight_key(l, a) for l in model.layers if (r := registry.rule_for(l)) for a in r.weights]
+            raise QuantizationError(f"bits: unknown weight key {key!r}; accepted: \"<layer>/<weight>\" "
+                                    f"of a quantizable layer: {known}")
+        if b is not None:
+            kmeans1d.check_bits(b, f"bits weights[{key!r}]")
     for cls, b in spec.classes.items():
         if cls not in supported:
             raise QuantizationError(f"bits: class {cls!r} cannot be quantized; supported classes: {supported}")
         if b is not None:
             kmeans1d.check_bits(b, f"bits classes[{cls!r}]")
+
+
+def table_report(model: keras.Model, targets: Mapping[str, int], *, activations: str = "float32",
+                 importances: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per quantized weight: what its value tables cost in bytes against the error per-channel codebooks remove.
+
+    ``targets``: weight key -> bits (as :func:`resolve_weights`, without the
+    float ones).  Bytes come from the one cost model
+    (:func:`tfadvq.quant.cost.tensor_cost` over the support table's TFLite
+    layouts): ``data_bytes`` the packed indices, ``table_bytes`` the DECODE
+    header and value tables.  Errors are the (importance-weighted) squared
+    errors of the k-means codebooks, one per tensor and one per output channel.
+
+    ``pays`` (the choice of :func:`choose_per_channel`): the converter writes
+    per-channel value tables for every float LUT tensor whichever codebook it
+    holds (BatchNorm folding gives channels their own values; see
+    :mod:`tfadvq.quant.cost`), so per-channel codebooks cost no extra byte and
+    pay wherever they remove error -- except where the converter stores the
+    weight per tensor (LSTM under int8 activations), where they cannot be
+    stored at all.  What per-channel cannot fix is the table cost itself:
+    ``tables_outgrow_weights`` flags tensors whose tables are larger than
+    their packed indices (e.g. LSTM gate matrices with few input rows, where
+    every 40-weight column carries its own 2^b-entry table), whatever the layout.
+    """
+    from tfadvq.quant import cost
+
+    importances = importances or {}
+    rows = []
+    for key, bits in targets.items():
+        layer_name, short = key.rsplit("/", 1)
+        layer = model.get_layer(layer_name)
+        rule = registry.rule_for(layer)
+        attr = next(a for a in rule.weights if a.split(".")[-1] == short)
+        layout = rule.tflite[rule.weights.index(attr)]
+        w = np.asarray(registry.get_attr(layer, attr).numpy())
+        f = None if importances.get(key) is None else np.asarray(importances[key], dtype=np.float64)
+        per_tensor_only = activations == "int8" and layout.int8_per_tensor
+        parts = [cost.tensor_cost(s, bits, axis=None if per_tensor_only else layout.axis, dtype=activations,
+                                  decode_group=rule.decode_group(layout)) for s in layout.shapes(w.shape)]
+        data, tables = sum(p.data for p in parts), sum(p.tables for p in parts)
+        k = 2 ** bits
+        err_tensor = kmeans1d.squared_error(w, kmeans1d.fit(w, k, name=key, weights=f), f)
+        err_channel = None
+        if not per_tensor_only:
+            channels = int(np.prod(w.shape[w.ndim - rule.channel_dims:]))
+            by_row = w.reshape(-1, channels).T
+            f_rows = None if f is None else f.reshape(-1, channels).T
+            books = kmeans1d.fit_rows(by_row, k, name=key, weights=f_rows)
+            q = np.take_along_axis(books, kmeans1d.assign_rows(by_row, books).astype(np.int64), axis=1)
+            sq = (by_row.astype(np.float64) - q) ** 2
+            err_channel = float(np.sum(sq if f_rows is None else sq * f_rows))
+        rows.append({"weight": key, "bits": bits, "params": int(w.size), "data_bytes": data,
+                     "table_bytes": tables, "bytes": sum(p.total for p in parts),
+                     "sq_error_per_tensor": err_tensor, "sq_error_per_channel": err_channel,
+                     "pays": err_channel is not None and err_channel < err_tensor,
+                     "tables_outgrow_weights": tables > data})
+    return rows
+
+
+def choose_per_channel(model: keras.Model, targets: Mapping[str, int], *, activation_bits: int | None = None,
+                       importances: Mapping[str, Any] | None = None, quantizer: Any = "kmeans") -> dict[str, bool]:
+    """``per_channel="auto"``: per weight key, per-channel codebooks only where :func:`table_report` says they pay.
+
+    Logs the choice, and a WARNING for every tensor whose value tables
+    outgrow its packed indices (fewer bits shrink those tables; keeping the
+    weight float or int8 may be smaller).  A quantizer other than k-means
+    keeps one table per tensor (its tables are not fitted).
+    """
+    if quantizer != "kmeans":
+        return dict.fromkeys(targets, False)
+    report = table_report(model, targets, activations="int8" if activation_bits == 8 else "float32",
+                          importances=importances)
+    for row in report:
+        if row["tables_outgrow_weights"]:
+            log.warning("%s: %d-bit value tables (%d bytes) outgrow the weight's packed indices (%d bytes)",
+                        row["weight"], row["bits"], row["table_bytes"], row["data_bytes"])
+    log.info("per_channel=auto: per channel for %s", ", ".join(r["weight"] for r in report if r["pays"]) or "none")
+    return {row["weight"]: row["pays"] for row in report}
