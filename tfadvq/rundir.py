@@ -317,6 +317,19 @@ class QuantDir(RunDir):
     plots = Entry("plots")
 
 
+class MSFTDir(QuantDir):
+    """What multi-stage fine-tuning writes: the :class:`QuantDir` of its final model, its stage
+    rows, and while it runs one checkpoint per finished stage (each a :class:`QuantDir` holding
+    the wrapped model and the AAM head; see :mod:`tfadvq.quant.msft`)."""
+
+    state = Entry("msft.json", "Groups, bits, settings and the rows of the finished stages.")
+    checkpoints = Entry("msft_checkpoints")
+
+    def stage(self, index: int) -> QuantDir:
+        """The checkpoint of stage ``index`` (1-based)."""
+        return QuantDir(self.checkpoints / f"stage_{index:02d}")
+
+
 class EvalDir(RunDir):
     """What an evaluation writes: scores, DET plot, summary and the calibrated threshold."""
 

@@ -1,0 +1,141 @@
+"""The ``msft`` stage: multi-stage fine-tuning (:mod:`tfadvq.quant.msft`) of an FP32 model.
+
+Like ``finetune`` it follows the model's own training config (``train.yaml``
+of its train directory) and starts from the trained AAM head, and it hands on
+what the next stage needs: the wrapped model (``convert``, ``evaluate``, a
+further ``finetune``), the source model, the config followed and the head it
+ended with.  The bits come from ``bits`` (every supported layer),
+``bits_per_layer`` (a bits spec YAML file) or a ``mixed`` stage (its bits spec
+and its sensitivities, which the default sensitivity order needs; the FP32
+model is then the mixed stage's own unless ``model`` names one).  Interrupted,
+it resumes after its last finished stage when re-run with the same settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfadvq import rundir
+from tfadvq.config import to_dict
+from tfadvq.errors import ConfigError
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.quantization import quantize_summary
+from tfadvq.train_config import DataConfig
+
+
+@register_stage("msft")
+@dataclasses.dataclass
+class MSFTStage(StageBase):
+    """Quantize and fine-tune group by group (see :class:`~tfadvq.quant.msft.MSFTSettings`).
+
+    ``model``: a train or model stage (the FP32 model); ``corpus`` or ``data``
+    replace the training run's data sources.
+    """
+
+    model: str | None = None
+    mixed: str | None = None
+    bits: int | None = None
+    bits_per_layer: str | None = None
+    steps_per_stage: int = 100
+    stages: int = 4
+    order: str = "sensitivity"
+    groups: list[list[str]] | None = None
+    objective: str = "aam"
+    lr_scale: float = 0.1
+    refresh_steps: int = 100
+    per_channel: bool = False
+    use_trained_head: bool = True
+    corpus: str | None = None
+    data: DataConfig | None = None
+
+    def __post_init__(self) -> None:
+        sources = [self.mixed is not None, self.bits is not None, self.bits_per_layer is not None]
+        if sum(sources) != 1:
+            raise ConfigError("msft: give exactly one of bits, bits_per_layer or mixed (a mixed stage)")
+        if self.model is None and self.mixed is None:
+            raise ConfigError("msft: give model (a train or model stage) or mixed")
+        if self.corpus is not None and self.data is not None:
+            raise ConfigError("msft: give corpus or data, not both")
+        self.settings()  # checks every value now, at parse time
+
+    def settings(self):
+        from tfadvq.config import from_dict
+        from tfadvq.quant.msft import MSFTSettings
+
+        fields = {f.name for f in dataclasses.fields(MSFTSettings)}
+        return from_dict(MSFTSettings, {k: v for k, v in to_dict(self).items() if k in fields}, where="msft")
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("mixed", self.mixed), ("corpus", self.corpus)) if v}
+
+    def _source(self, ctx: StageContext) -> Path:
+        if self.model is not None:
+            return keras_model_path(ctx, self.model)
+        return Path(ctx.output(self.mixed, "source_model"))
+
+    def _train_dir(self, ctx: StageContext) -> rundir.TrainDir:
+        """The train directory of the FP32 model (its ``train.yaml`` and ``head.npz``)."""
+        outputs = ctx.record(self.model or self.mixed)["outputs"]
+        train = rundir.TrainDir(outputs.get("train_dir", str(self._source(ctx).parent)))
+        if not train.config.is_file():
+            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
+                              "tfadvq, so give msft its data and use the distill objective")
+        return train
+
+    def _bits(self, ctx: StageContext):
+        from tfadvq.quant import load_spec
+
+        if self.mixed is not None:
+            return load_spec(ctx.output(self.mixed, "bits_spec"))
+        return load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
+
+    def _sensitivities(self, ctx: StageContext) -> dict[str, float] | None:
+        if self.mixed is None or "sensitivities" not in ctx.record(self.mixed)["outputs"]:
+            return None
+        return {k: float(v) for k, v in rundir.read_json(ctx.output(self.mixed, "sensitivities")).items()}
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        train = self._train_dir(ctx)
+        return {"train_config": rundir.file_sha256(train.config),
+                "head": rundir.file_sha256(train.head) if train.head.is_file() else None,
+                "bits_spec": rundir.file_sha256(self.bits_per_layer) if self.bits_per_layer else None}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.config import dump_yaml, load_yaml
+        from tfadvq.objectives import Objective
+        from tfadvq.quant import outputs
+        from tfadvq.quant.finetune import finetune_config
+        from tfadvq.quant.msft import msft
+        from tfadvq.train_config import TrainConfig
+        from tfadvq.training import training_data
+
+        settings = self.settings()
+        source, train = self._source(ctx), self._train_dir(ctx)
+        train_config = load_yaml(TrainConfig, train.config)
+        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        if data is not None:
+            train_config = dataclasses.replace(train_config, data=data)
+        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        model = load_keras_model(ctx, source)
+        aam = settings.objective is Objective.AAM
+        head = train.load_head() if aam and train.head.is_file() else None
+        result = msft(model, self._bits(ctx), training_data(train_config, utterances), train_config, settings,
+                      out=ctx.out, teacher=None if aam else model, head_weights=head,
+                      sensitivities=self._sensitivities(ctx))
+        out = rundir.MSFTDir(ctx.out)
+        followed = dataclasses.replace(finetune_config(train_config, 1, settings.lr_scale),
+                                       steps_per_epoch=settings.steps_per_stage)
+        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(followed, tmp))
+        saved = outputs.derive(result.model)
+        produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
+                    "train_config": str(out.train_config), "msft": str(out.state)}
+        if result.head_weights is not None:
+            produced["head"] = str(out.head)
+        ctx.cache[f"wrapped:{out.wrapped}"] = result.model
+        last = result.rows[-1]
+        tuned = {"steps": settings.steps_per_stage * len(result.rows), "last_loss": last["loss_after"]}
+        return StageResult(outputs=produced,
+                           metrics={"stages": result.rows, "size_bytes": saved.size.size_bytes},
+                           summary=quantize_summary(f"MSFT {len(result.rows)} stages", saved, tuned))
