@@ -217,17 +217,18 @@ def _np_rows(w: np.ndarray, channels: int) -> np.ndarray:
 def quantizer_spec(binary: str | dict | None) -> dict | None:
     """``binary=`` of :func:`tfadvq.quantize` as a quantizer spec (``{"name": "binary_static", ...}``).
 
-    Accepts ``"static"``/``"adaptive"`` (or their registered names), or a dict
-    with ``name`` and the quantizer's arguments (``clip_value``).
+    Accepts ``"static"``/``"adaptive"``, any name registered in
+    :data:`~tfadvq.quant.quantizers.QUANTIZERS` (a 1-bit scheme of your own),
+    or a dict with ``name`` and the quantizer's arguments (``clip_value``).
     """
     if binary is None:
         return None
     spec = dict(binary) if isinstance(binary, dict) else {"name": binary}
     name = spec.get("name")
     full = NAMES.get(name, name)
-    if full not in NAMES.values():
+    if full not in qz.QUANTIZERS:
         raise QuantizationError(f"binary: unknown scheme {name!r}; accepted: {sorted(NAMES)} "
-                                f"(or {sorted(NAMES.values())})")
+                                f"or a registered quantizer name {sorted(qz.QUANTIZERS)}")
     return {**spec, "name": full}
 
 
