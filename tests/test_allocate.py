@@ -1,0 +1,129 @@
+"""Bit allocation (tfadvq.quant.allocate): exact optimum, Pareto front, budgets the converter keeps."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import tfadvq
+from tfadvq.compat import keras, tf
+from tfadvq.config import dump_yaml
+from tfadvq.errors import ConfigError, QuantizationError
+from tfadvq.quant import allocate, load_spec, sensitivity
+
+FRAMES, MELS = 16, 20
+
+
+def _random_decisions(seed: int) -> list[allocate.Decision]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(4):
+        bits = (1, 2, 4, 8)
+        params = int(rng.integers(100, 2000))
+        cost = tuple(int(params * b / 8 + rng.integers(20, 80)) for b in bits)
+        sens = tuple(float(s) for s in np.sort(rng.exponential(size=4))[::-1] * rng.uniform(0.1, 10))
+        out.append(allocate.Decision(f"layer{i}", (f"layer{i}/kernel",), params, bits, cost, sens))
+    return out
+
+
+def _brute_force(choices, budget):
+    best = None
+    for pick in itertools.product(*(range(len(d.bits)) for d in choices)):
+        used = sum(d.cost[i] for d, i in zip(choices, pick))
+        sens = sum(d.sensitivity[i] for d, i in zip(choices, pick))
+        if used <= budget and (best is None or sens < best):
+            best = sens
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_milp_is_the_exact_optimum_and_the_front_is_pareto(seed):
+    choices = _random_decisions(seed)
+    smallest, largest = sum(min(d.cost) for d in choices), sum(max(d.cost) for d in choices)
+    for budget in np.linspace(smallest, largest, 6).astype(int):
+        found = allocate.allocate(choices, target_bytes=int(budget) + 100, fixed=100)
+        assert found.planned_bytes <= budget + 100
+        assert found.sensitivity == pytest.approx(_brute_force(choices, budget), rel=1e-9)
+    front = allocate.pareto_front(choices, fixed=100, resolution=0.01)
+    sizes = [p.planned_bytes for p in front]
+    sens = [p.sensitivity for p in front]
+    assert sizes == sorted(sizes, reverse=True) and sens == sorted(sens)
+    assert sizes[0] == largest + 100 and sizes[-1] == smallest + 100
+    for p in front:  # every point is optimal at its own size
+        assert p.sensitivity == pytest.approx(_brute_force(choices, p.planned_bytes - 100), rel=1e-9)
+
+
+def test_unreachable_and_contradictory_budgets_raise():
+    choices = _random_decisions(0)
+    smallest = sum(min(d.cost) for d in choices) + 50
+    with pytest.raises(QuantizationError, match=f"smallest reachable size is {smallest} bytes"):
+        allocate.allocate(choices, target_bytes=smallest - 1, fixed=50)
+    assert allocate.allocate(choices, target_bytes=smallest, fixed=50).planned_bytes == smallest
+    with pytest.raises(QuantizationError, match="average bits 0.5 is unreachable"):
+        allocate.allocate(choices, avg_bits=0.5)
+    with pytest.raises(ConfigError, match="exactly one"):
+        allocate.allocate(choices, target_bytes=10**6, avg_bits=3)
+
+
+def _conv_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.Reshape((FRAMES, MELS, 1))(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", name="conv2")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(24, name="emb")(x))
+
+
+@pytest.fixture(scope="module")
+def planned():
+    model = _conv_model()
+    data = tf.data.Dataset.from_tensor_slices(
+        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
+    batches = sensitivity.objective_batches(data, 2)
+    sens = sensitivity.sensitivities(sensitivity.hessian_traces(model, batches, probes=2),
+                                     sensitivity.quantization_errors(model, bits=(1, 2, 3, 4, 5, 6)))
+    # LUT widths only: the cost model under-counts the int8 + DEQUANTIZE form of 8-bit layers by
+    # ~180 bytes per model (measured here), over 1 % of a model this small
+    choices = allocate.decisions(model, sens, allowed=(1, 2, 3, 4, 5, 6))
+    return model, choices, allocate.fixed_bytes(model, FRAMES)
+
+
+def test_converted_tflite_stays_within_the_target(planned, tmp_path):
+    from converters import convert_model
+
+    model, choices, fixed = planned
+    smallest = sum(min(d.cost) for d in choices) + fixed
+    largest = sum(max(d.cost) for d in choices) + fixed
+    target = int(smallest + 0.4 * (largest - smallest))
+    found = allocate.allocate(choices, target_bytes=target, fixed=fixed)
+    assert found.planned_bytes <= target and len(set(found.bits.values())) > 1
+    path = tmp_path / "bits.yaml"
+    dump_yaml(found.spec(), path)
+    spec = load_spec(path)  # the YAML tfadvq quantize --bits-per-layer takes
+    plain, records = tfadvq.strip(tfadvq.quantize(model, spec, per_channel=True, progress=False))
+    assert records.bits_by_layer() == found.bits
+    result = convert_model(plain, records.bits_by_layer(), FRAMES)
+    assert len(result.model) <= target
+    assert found.planned_bytes == pytest.approx(len(result.model), rel=0.02)
+    # No budget left idle: widening any one tensor by one step would no longer fit (on four tensors
+    # the widths are too coarse to promise 2 % of the target; the benchmark measures the demo model).
+    for d in choices:
+        i = d.bits.index(found.bits[d.name])
+        if i + 1 < len(d.bits) and d.sensitivity[i + 1] < d.sensitivity[i]:
+            assert found.planned_bytes + d.cost[i + 1] - d.cost[i] > target
+
+
+def test_average_bits_budget_and_rows(planned):
+    _, choices, fixed = planned
+    found = allocate.allocate(choices, avg_bits=3.0, fixed=fixed)
+    assert 2.5 <= found.avg_bits <= 3.0
+    rows = found.rows(choices)
+    assert [r["tensor"] for r in rows] == ["conv1", "conv2", "conv3", "emb"]
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert found.planned_bytes == fixed + sum(r["bytes"] for r in rows)
