@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from tfadvq import rundir
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError
 from tfadvq.quant import api, spec
-from tfadvq.quant.msft import MSFTSettings, msft, plan_groups
+from tfadvq.quant.msft import MSFTSettings, msft, plan_groups, stage_bits
 from tfadvq.recipe import parse_recipe
 from tfadvq.training import training_data
 from tfadvq.voxceleb import load_corpus
@@ -44,6 +43,15 @@ def test_groups_only_hold_the_layers_the_bits_quantize():
     assert plan_groups(small_embedding_model(), bits, MSFTSettings(order="depth")) == [["conv1"], ["embed"]]
     explicit = MSFTSettings(groups=[["embed/kernel", "conv2"], ["conv1"]])
     assert plan_groups(small_embedding_model(), BITS, explicit) == [["embed", "conv2"], ["conv1"]]
+
+
+def test_stage_bits_keep_only_the_active_layers_with_their_per_weight_bits():
+    model = small_embedding_model()
+    bits = spec.BitsSpec(default=4, weights={"embed/kernel": 2, "conv2/kernel": 6})
+    assert spec.resolve_weights(model, stage_bits(bits, {"conv1", "embed"}, model)) == \
+        {"conv1/kernel": 4, "conv2/kernel": None, "embed/kernel": 2}
+    assert spec.resolve_weights(model, stage_bits(bits, {"conv1", "conv2", "embed"}, model)) == \
+        spec.resolve_weights(model, bits)
 
 
 @pytest.mark.parametrize("settings, sensitivities, match", [
@@ -120,29 +128,28 @@ def test_msft_quantizes_group_by_group_on_the_latent_weights(tiny_corpus, tmp_pa
 
 
 _DRIVER = r'''
-import os, sys, time
+import os, signal, sys
 from tfadvq.compat import keras, tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import tfadvq.quant.msft as msft_module
 from tfadvq.recipe import load_recipe, run_recipe
 
-recipe, workdir, logs, hang = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "hang"
+recipe, workdir, logs, kill = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "kill"
 real_finetune = msft_module.finetune
 
-class Hang(keras.callbacks.Callback):
-    """Stops in the middle of a stage so the test can kill -9."""
+class Kill(keras.callbacks.Callback):
+    """kill -9 of this process in the middle of a stage (after one of its training steps)."""
     def on_train_batch_begin(self, batch, logs=None):
         if batch == 1:
-            open(os.path.join(logs_dir, "mid_stage"), "w").close()
-            time.sleep(600)
+            os.kill(os.getpid(), signal.SIGKILL)
 
 logs_dir = logs
 def finetune(wrapped, *args, callbacks=(), **kwargs):
     stage = 1 if len(msft_module.api.quantized_weights(wrapped)) == 1 else 2  # groups [conv1], [conv2, embed]
     with open(os.path.join(logs_dir, "stages_begun.txt"), "a") as f:
         f.write(f"{stage}\n")
-    extra = [Hang()] if hang and stage == 2 else []
+    extra = [Kill()] if kill and stage == 2 else []
     return real_finetune(wrapped, *args, callbacks=[*callbacks, *extra], **kwargs)
 
 msft_module.finetune = finetune
@@ -165,21 +172,11 @@ def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp
     logs.mkdir()
     command = [sys.executable, str(tmp_path / "driver.py"), str(recipe), str(workdir), str(logs)]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    victim = subprocess.Popen(command + ["hang"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 150
-        while not (logs / "mid_stage").exists():
-            assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "MSFT never reached the middle of stage 2"
-            time.sleep(0.2)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
+    killed = subprocess.run(command + ["kill"], env=env, capture_output=True, timeout=150)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-3000:]
     run = rundir.MSFTDir(workdir / "msft")
-    killed = json.loads(run.state.read_text())
-    assert [r["stage"] for r in killed["rows"]] == [1] and not killed["finished"]
+    state = json.loads(run.state.read_text())
+    assert [r["stage"] for r in state["rows"]] == [1] and not state["finished"]
     assert run.stage(1).wrapped.is_file() and run.stage(1).head.is_file()  # model and AAM head of stage 1
     assert not run.record.exists() and not run.wrapped.exists()
 
@@ -189,7 +186,8 @@ def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp
     assert (logs / "stages_begun.txt").read_text().split() == ["1", "2", "2"]
     assert json.loads(run.record.read_text())["outputs"]["wrapped"] == str(run.wrapped)
     rows = json.loads(run.state.read_text())["rows"]
-    assert [r["stage"] for r in rows] == [1, 2] and rows[0] == killed["rows"][0]
+    assert [r["stage"] for r in rows] == [1, 2] and rows[0] == state["rows"][0]
+    assert all(r["replicas"] == 2 and r["steps"] == 3 for r in rows)  # MirroredStrategy of train.yaml
     # the result has the structure of a one-shot quantization of the same model at the same bits
     final, reference = api.load_model(run.wrapped), api.quantize(small_embedding_model(), BITS, progress=False)
     def structure(model):
@@ -199,3 +197,16 @@ def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp
     assert [(w.layer.name, q.bits) for w, q in api.quantized_weights(final)] == \
         [(w.layer.name, q.bits) for w, q in api.quantized_weights(reference)]
     assert run.head.is_file() and not run.checkpoints.exists()
+
+
+def test_packaged_mixed_recipe_chains_mixed_msft_and_convert():
+    from tfadvq.recipe import load_recipe
+
+    recipe = load_recipe("mixed")
+    stages = {e.name: e.stage for e in recipe.stages}
+    assert [e.stage.type_name for e in recipe.stages] == [
+        "corpus", "train", "evaluate", "mixed", "msft", "evaluate", "convert", "calibrate"]
+    tuned = stages["msft"]
+    assert tuned.uses() == {"mixed": "mixed", "corpus": "corpus"} and stages["convert"].model == "msft"
+    settings = tuned.settings()
+    assert settings.order.value == "sensitivity" and settings.stages == 4 and settings.steps_per_stage == 30

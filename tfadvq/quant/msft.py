@@ -309,6 +309,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
     groups = plan_groups(model, bits, settings, sensitivities)
     config = dataclasses.replace(finetune_config(train_config, 1, settings.lr_scale),
                                  steps_per_epoch=settings.steps_per_stage)
+    data = dataclasses.replace(data, steps_per_epoch=settings.steps_per_stage)  # finetune counts steps by it
     run = rundir.MSFTDir(out)
     strategy = strategy or make_strategy(train_config.strategy)
     chief = is_chief(strategy)
@@ -345,8 +346,9 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
                 rows.append({"stage": k, "group": groups[k - 1],
                              "bits": {f"{r['layer']}/{r['weight']}": r["bits"] for r in api.summary(wrapped)
                                       if r["layer"] in group},
-                             "steps": settings.steps_per_stage, "loss_before": losses.window(last=False),
+                             "steps": len(losses.losses), "loss_before": losses.window(last=False),
                              "loss_after": losses.window(last=True),
+                             "replicas": strategy.num_replicas_in_sync,
                              "seconds": round(time.perf_counter() - start, 2)})
                 _checkpoint(run, k, wrapped, head, key, rows, chief)
         if chief:
