@@ -2,14 +2,16 @@
 
 Every notebook defaults to tiny settings (``FULL = False`` in its cell tagged
 ``parameters``); the test only injects, papermill-style, where to write
-(``WORKDIR``) and the session's tiny data, so no notebook regenerates what a
-fixture already made.  A failing cell fails the test with its traceback
+(``WORKDIR``) and the session's tiny corpus (``CORPUS``), so no notebook but
+the quickstart generates one.  05 lays that corpus out as the VoxCeleb
+download (``voxceleb2/dev/wav``, ``voxceleb1/test/wav``, ``veri_test2.txt``)
+and runs the real commands on it.  A failing cell fails the test with its traceback
 (nbclient), and the executed notebook is kept beside the work directory.
 """
 from __future__ import annotations
 
 import importlib.util
-import shutil
+import json
 from pathlib import Path
 
 import nbformat
@@ -62,17 +64,6 @@ def test_parameters_are_injected_after_the_parameter_cell_and_a_notebook_needs_o
         runner.parameter_cell(notebook)
 
 
-@pytest.fixture(scope="module")
-def vox_tree(tiny_corpus, tmp_path_factory) -> Path:
-    """The tiny corpus laid out as downloaded VoxCeleb: ``voxceleb2/dev/wav`` trains,
-    ``voxceleb1/test/wav`` with ``veri_test2.txt`` (the official trial format) evaluates."""
-    root = tmp_path_factory.mktemp("vox") / "VoxCeleb"
-    shutil.copytree(tiny_corpus / "dev" / "wav", root / "voxceleb2" / "dev" / "wav")
-    shutil.copytree(tiny_corpus / "test" / "wav", root / "voxceleb1" / "test" / "wav")
-    shutil.copy(tiny_corpus / "trials" / "test.txt", root / "voxceleb1" / "veri_test2.txt")
-    return root
-
-
 def _pngs(notebook: nbformat.NotebookNode) -> list[bytes]:
     """The PNG images the executed notebook displayed (base64-decoded)."""
     import base64
@@ -104,3 +95,23 @@ def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_pat
     printed = _text(notebook)
     assert "KMQAT 4-bit (TFLM)" in printed and f"{lut}" in printed
     assert "genuine test" in printed and "impostor test" in printed
+
+
+@pytest.mark.timeout(300)
+def test_voxceleb_recipe_runs_the_real_commands_on_a_tiny_voxceleb_tree(tiny_corpus, tmp_path):
+    notebook, work = _run("05_voxceleb_recipe", tmp_path, CORPUS=str(tiny_corpus))
+    vox = work / "VoxCeleb"  # the tiny corpus laid out as the VoxCeleb download
+    assert (vox / "voxceleb1" / "veri_test2.txt").read_text() == (tiny_corpus / "trials" / "test.txt").read_text()
+    trials = (work / "data" / "vox1_o" / "trials.txt").read_text().splitlines()
+    assert len(trials) == len((tiny_corpus / "trials" / "test.txt").read_text().splitlines())  # none dropped
+    assert len((work / "data" / "vox2_dev" / "wav.scp").read_text().splitlines()) == \
+        len(list((tiny_corpus / "dev" / "wav").rglob("*.wav")))
+    run = work / "run"
+    stages = ["train", "evaluate", "quantize", "finetune", "evaluate_4bit", "convert", "calibrate"]
+    assert all((run / stage / "record.json").is_file() for stage in stages)
+    metadata = json.loads((run / "calibrate" / "model.json").read_text())
+    assert set(metadata["bits_per_layer"].values()) == {4} and metadata["thresholds"] is not None
+    assert metadata["calibration"]["num_trials"] == len(trials)
+    images = _pngs(notebook)
+    assert images and images[-1] == (work / "plots" / "det_fp32_vs_4bit.png").read_bytes()
+    assert "ResNet34 converted" in _text(notebook)  # the expected figures, read from benchmarks/results
