@@ -18,6 +18,10 @@ struct AudioLimits {
   float min_rms = 30.0f;           // int16 units, after removing DC (~ -61 dBFS)
   float max_clipped_fraction = 0.01f;
   int16_t clip_level = 32000;      // |x| >= this counts as clipped
+  // A file longer than the PCM buffer: scored on its first buffer-full of
+  // samples (true) or refused with kAudioTooLong (false).  The firmware's
+  // SV_TRUNCATE_LONG_AUDIO; with a short SV_MAX_SECONDS most utterances are longer.
+  bool keep_first_samples = false;
 };
 
 // kAudioTooShort, kAudioTooLong, kAudioSilent, kAudioClipped or kOk.

@@ -66,7 +66,8 @@ Status ParseWav(const uint8_t* data, size_t size, WavView* view) {
   return Status::kOk;
 }
 
-Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples) {
+Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples,
+                   bool keep_first) {
   if (path == nullptr || buffer == nullptr || num_samples == nullptr) return Status::kBadArgument;
   *num_samples = 0;
   FILE* f = std::fopen(path, "rb");
@@ -84,7 +85,10 @@ Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* n
     const size_t got = std::fread(header, 1, sizeof(header), f);
     status = ParseWavHeader(header, got, static_cast<size_t>(total), &offset, &bytes);
   }
-  if (status == Status::kOk && bytes / 2 > capacity) status = Status::kAudioTooLong;
+  if (status == Status::kOk && bytes / 2 > capacity) {
+    if (keep_first) bytes = capacity * 2;
+    else status = Status::kAudioTooLong;
+  }
   if (status == Status::kOk && std::fseek(f, static_cast<long>(offset), SEEK_SET) != 0) {
     status = Status::kIoError;
   }

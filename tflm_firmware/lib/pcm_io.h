@@ -24,9 +24,11 @@ struct WavView {
 Status ParseWav(const uint8_t* data, size_t size, WavView* view);
 
 // Reads `path` into `buffer[capacity]`: a WAV file, or raw int16 if the name ends
-// in ".raw" or ".pcm".  kIoError if it cannot be opened/read, kAudioTooLong if it
-// does not fit.
-Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples);
+// in ".raw" or ".pcm".  kIoError if it cannot be opened/read.  Audio longer than
+// `capacity`: kAudioTooLong, or with `keep_first` its first `capacity` samples
+// (as a recording that stops when the buffer is full).
+Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples,
+                   bool keep_first = false);
 
 }  // namespace sv
 

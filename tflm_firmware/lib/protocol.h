@@ -11,6 +11,8 @@
 #ifndef TFADVQ_PROTOCOL_H_
 #define TFADVQ_PROTOCOL_H_
 
+#include <cstddef>
+
 #include "store.h"
 #include "sv_status.h"
 
@@ -26,6 +28,17 @@ struct Command {
   CommandType type;
   char name[kNameBytes];
   char path[kMaxPathBytes];
+};
+
+// Whatever answers protocol lines: a Verifier (one model), or a ModelRouter
+// (router.h) in front of several.
+class LineHandler {
+ public:
+  virtual ~LineHandler() = default;
+  // Runs one protocol line; `buffered_samples` is how much audio the PCM
+  // buffer holds for "@buffer".  Writes a one-line reply ("OK ..."/"ERR ...").
+  virtual Status HandleLine(const char* line, size_t buffered_samples, char* reply,
+                            size_t reply_size) = 0;
 };
 
 // Parses one line (trailing "\r\n" and surrounding blanks ignored).

@@ -4,7 +4,8 @@
 
 namespace sv {
 
-int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out, InstructionClock clock) {
+int RunSession(LineHandler* handler, std::FILE* in, std::FILE* out, const SessionHooks& hooks) {
+  const InstructionClock clock = hooks.clock;
   char line[kMaxLineBytes + 2];
   char reply[kMaxLineBytes];
   int failures = 0;
@@ -24,9 +25,10 @@ int RunSession(Verifier* verifier, std::FILE* in, std::FILE* out, InstructionClo
     if (*p == '\0' || *p == '\n' || *p == '\r' || *p == '#') continue;
     if (std::strncmp(p, "quit", 4) == 0) break;
     const uint64_t start = clock != nullptr ? clock() : 0;
-    if (verifier->HandleLine(p, 0, reply, sizeof(reply)) != Status::kOk) ++failures;
+    const size_t buffered = hooks.buffered_samples != nullptr ? hooks.buffered_samples() : 0;
+    if (handler->HandleLine(p, buffered, reply, sizeof(reply)) != Status::kOk) ++failures;
     if (clock != nullptr) {
-      std::fprintf(out, "%s instructions=%llu\n", reply,
+      std::fprintf(out, "%s %s=%llu\n", reply, hooks.count_unit,
                    static_cast<unsigned long long>(clock() - start));
     } else {
       std::fprintf(out, "%s\n", reply);

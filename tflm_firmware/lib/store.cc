@@ -249,14 +249,13 @@ int EnrollmentStore::IndexOf(const char* name) const {
 }
 
 Status EnrollmentStore::Enroll(const char* name, const float* embedding) {
-  if (state_ != Status::kOk) return state_;
-  if (!ValidSpeakerName(name)) return Status::kBadName;
+  Status status = CanEnroll(name);
+  if (status != Status::kOk) return status;
   if (embedding == nullptr) return Status::kBadArgument;
   float unit[kMaxEmbedding];
   if (!UnitVector(embedding, embed_dim_, unit)) return Status::kEmbeddingInvalid;
   int i = IndexOf(name);
   if (i < 0) {
-    if (count_ >= kMaxSpeakers) return Status::kStoreFull;
     i = count_++;
     std::memset(&entries_[i], 0, sizeof(Entry));
     std::strncpy(entries_[i].name, name, kNameBytes - 1);
@@ -265,6 +264,12 @@ Status EnrollmentStore::Enroll(const char* name, const float* embedding) {
   if (e.utterances < kMaxUtterances) e.utterances += 1;  // saturates, never wraps to 0
   for (int d = 0; d < embed_dim_; ++d) e.mean[d] += (unit[d] - e.mean[d]) / e.utterances;
   return Commit();
+}
+
+Status EnrollmentStore::CanEnroll(const char* name) const {
+  if (state_ != Status::kOk) return state_;
+  if (!ValidSpeakerName(name)) return Status::kBadName;
+  return IndexOf(name) < 0 && count_ >= kMaxSpeakers ? Status::kStoreFull : Status::kOk;
 }
 
 Status EnrollmentStore::Delete(const char* name) {

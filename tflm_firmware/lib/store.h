@@ -144,6 +144,11 @@ class EnrollmentStore {
   // kEmbeddingInvalid, kStoreFull.  Otherwise the save's status (see above).
   Status Enroll(const char* name, const float* embedding);
 
+  // What Enroll(name, <a valid embedding>) would refuse before saving --
+  // state() if locked, kBadName, kStoreFull (a new name, no room) -- or kOk.
+  // Lets the caller refuse before computing the embedding.
+  Status CanEnroll(const char* name) const;
+
   // kUnknownSpeaker if absent; otherwise the save's status.
   Status Delete(const char* name);
 

@@ -73,10 +73,10 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
 }
 
 Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {
-  if (store_->state() != Status::kOk) return store_->state();
-  if (!ValidSpeakerName(name)) return Status::kBadName;
+  Status status = store_->CanEnroll(name);  // a full store refuses before the costly part
+  if (status != Status::kOk) return status;
   float embedding[kMaxEmbedding];
-  const Status status = EmbedUtterance(pcm, num_samples, embedding);
+  status = EmbedUtterance(pcm, num_samples, embedding);
   return status == Status::kOk ? store_->Enroll(name, embedding) : status;
 }
 
@@ -98,7 +98,8 @@ Status Verifier::Audio(const Command& command, size_t buffered_samples, size_t* 
     *num_samples = buffered_samples;
     return buffered_samples <= buffers_.pcm_capacity ? Status::kOk : Status::kBadArgument;
   }
-  return LoadPcmFile(command.path, buffers_.pcm, buffers_.pcm_capacity, num_samples);
+  return LoadPcmFile(command.path, buffers_.pcm, buffers_.pcm_capacity, num_samples,
+                     limits_.keep_first_samples);
 }
 
 Status Verifier::Execute(const Command& command, size_t buffered_samples, char* reply,
@@ -107,7 +108,8 @@ Status Verifier::Execute(const Command& command, size_t buffered_samples, char* 
   Status status = Status::kOk;
   switch (command.type) {
     case CommandType::kEnroll: {
-      status = Audio(command, buffered_samples, &n);
+      status = store_->CanEnroll(command.name);  // before reading audio
+      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
       if (status == Status::kOk) status = Enroll(command.name, buffers_.pcm, n);
       const float* mean = nullptr;
       uint32_t utterances = 0;

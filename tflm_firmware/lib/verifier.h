@@ -41,7 +41,7 @@ struct VerifierBuffers {
   int window_frames;    // >= the embedder's input_frames()
 };
 
-class Verifier {
+class Verifier : public LineHandler {
  public:
   // `hop_frames`: frames between window starts (window_schedule.h); 0 means
   // the embedder's input_frames() (back-to-back windows), < 0 is refused by
@@ -67,7 +67,8 @@ class Verifier {
 
   // Parses and runs one protocol line; `buffered_samples` is how much audio is
   // in buffers.pcm for "@buffer".  Writes a one-line reply.
-  Status HandleLine(const char* line, size_t buffered_samples, char* reply, size_t reply_size);
+  Status HandleLine(const char* line, size_t buffered_samples, char* reply,
+                    size_t reply_size) override;
 
   const VerifierBuffers& buffers() const { return buffers_; }
   // The hop in use: hop_frames, or input_frames() when it was 0.

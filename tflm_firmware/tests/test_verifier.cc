@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "pcm_io.h"
 #include "protocol.h"
+#include "router.h"
 #include "schedule_table.h"
 #include "scoring.h"
 #include "session.h"
@@ -601,7 +602,10 @@ TEST(session_reports_instructions_per_command) {
   FILE* out = std::fopen("sv_clock_out.txt", "wb");
   CHECK(in != nullptr && out != nullptr);
   if (in == nullptr || out == nullptr) return;
-  CHECK_EQ(sv::RunSession(&rig.verifier, in, out, FakeClock), 0);
+  sv::SessionHooks hooks;
+  hooks.clock = FakeClock;
+  hooks.count_unit = "cycles";  // the board's unit; the label is the caller's
+  CHECK_EQ(sv::RunSession(&rig.verifier, in, out, hooks), 0);
   std::fclose(in);
   std::fclose(out);
   char reply[64] = {};
@@ -611,7 +615,132 @@ TEST(session_reports_instructions_per_command) {
   const size_t got = std::fread(reply, 1, sizeof(reply) - 1, r);
   std::fclose(r);
   reply[got] = '\0';
-  CHECK(std::strcmp(reply, "OK 0 instructions=1000\n") == 0);
+  CHECK(std::strcmp(reply, "OK 0 cycles=1000\n") == 0);
   std::remove("sv_clock.txt");
   std::remove("sv_clock_out.txt");
+}
+
+namespace {
+// Runs `commands` through RunSession(handler) with `buffered` samples for
+// "@buffer"; the replies land in `replies`.  Returns the failure count.
+size_t g_buffered = 0;
+size_t Buffered() { return g_buffered; }
+int RunCommands(sv::LineHandler* handler, const char* commands, size_t buffered, char* replies,
+                size_t size) {
+  FILE* f = std::fopen("sv_route_in.txt", "wb");
+  if (f == nullptr) return -1;
+  std::fputs(commands, f);
+  std::fclose(f);
+  FILE* in = std::fopen("sv_route_in.txt", "rb");
+  FILE* out = std::fopen("sv_route_out.txt", "wb");
+  if (in == nullptr || out == nullptr) return -1;
+  g_buffered = buffered;
+  sv::SessionHooks hooks;
+  hooks.buffered_samples = Buffered;
+  const int failures = sv::RunSession(handler, in, out, hooks);
+  std::fclose(in);
+  std::fclose(out);
+  FILE* r = std::fopen("sv_route_out.txt", "rb");
+  if (r == nullptr) return -1;
+  const size_t got = std::fread(replies, 1, size - 1, r);
+  std::fclose(r);
+  replies[got] = '\0';
+  std::remove("sv_route_in.txt");
+  std::remove("sv_route_out.txt");
+  return failures;
+}
+}  // namespace
+
+TEST(ninth_speaker_is_store_full_before_any_embedding) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1200.0f, 3, rig.pcm, 8000);
+  char name[8] = "spk0";
+  for (int i = 0; i < sv::kMaxSpeakers; ++i) {
+    name[3] = static_cast<char>('0' + i);
+    CHECK_STATUS(rig.verifier.Enroll(name, rig.pcm, 8000), sv::Status::kOk);
+  }
+  const int calls = rig.embedder.calls;
+  CHECK_STATUS(rig.verifier.Enroll("ninth", rig.pcm, 8000), sv::Status::kStoreFull);
+  char reply[160];
+  // Through the protocol the audio is not even read: a missing file is not the error.
+  CHECK_STATUS(rig.verifier.HandleLine("enroll ninth no_such_file.wav", 0, reply, sizeof(reply)),
+               sv::Status::kStoreFull);
+  CHECK(std::strcmp(reply, "ERR STORE_FULL") == 0);
+  CHECK_EQ(rig.embedder.calls, calls);  // no window was embedded for the refusals
+  // An enrolled name still takes more utterances.
+  CHECK_STATUS(rig.verifier.Enroll("spk0", rig.pcm, 8000), sv::Status::kOk);
+  CHECK(rig.embedder.calls > calls);
+}
+
+TEST(long_file_is_scored_on_its_first_buffer_at_every_max_seconds) {
+  // 3.6 s of speech against PCM buffers of 1, 2, 3 and 6 s (SV_MAX_SECONDS).
+  constexpr size_t kFile = 57600;
+  constexpr size_t kMax = 6 * 16000;
+  static int16_t file_pcm[kFile];
+  static int16_t pcm[kMax];
+  static float features[kMaxWindow * sv::Fbank::kNumMelBins];
+  Voice(300.0f, 1200.0f, 11, file_pcm, kFile);
+  CHECK(WriteWav("sv_long.wav", file_pcm, kFile));
+  Rig& rig = FreshRig();
+  const size_t seconds_offered[] = {1, 2, 3, 6};
+  for (size_t seconds : seconds_offered) {
+    const size_t capacity = seconds * 16000;
+    sv::AudioLimits limits;
+    limits.max_samples = capacity;
+    limits.keep_first_samples = true;
+    sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                          sv::VerifierBuffers{pcm, capacity, features, kMaxWindow}, limits);
+    size_t n = 0;
+    CHECK_STATUS(sv::LoadPcmFile("sv_long.wav", pcm, capacity, &n, true), sv::Status::kOk);
+    const size_t expect = capacity < kFile ? capacity : kFile;
+    CHECK_EQ(n, expect);
+    CHECK(std::memcmp(pcm, file_pcm, expect * sizeof(int16_t)) == 0);
+    float from_file[kDim];
+    CHECK_STATUS(verifier.EmbedUtterance(pcm, n, from_file), sv::Status::kOk);
+    float from_start[kDim];
+    CHECK_STATUS(verifier.EmbedUtterance(file_pcm, expect, from_start), sv::Status::kOk);
+    CHECK(std::memcmp(from_file, from_start, sizeof(from_file)) == 0);
+    char reply[160];
+    CHECK_STATUS(rig.store.Format(), sv::Status::kOk);
+    CHECK_STATUS(verifier.HandleLine("enroll alice sv_long.wav", 0, reply, sizeof(reply)),
+                 sv::Status::kOk);
+    CHECK_STATUS(verifier.HandleLine("verify alice sv_long.wav", 0, reply, sizeof(reply)),
+                 sv::Status::kOk);
+    CHECK(std::strncmp(reply, "OK ACCEPT alice score=", 22) == 0);
+    // Refusing instead is the other build option.
+    limits.keep_first_samples = false;
+    sv::Verifier strict(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                        sv::VerifierBuffers{pcm, capacity, features, kMaxWindow}, limits);
+    CHECK_STATUS(strict.HandleLine("verify alice sv_long.wav", 0, reply, sizeof(reply)),
+                 capacity < kFile ? sv::Status::kAudioTooLong : sv::Status::kOk);
+  }
+  std::remove("sv_long.wav");
+}
+
+TEST(router_gives_each_model_its_own_store) {
+  Rig& rig = FreshRig();
+  static uint8_t flash2[sv::kStoreMediumBytes];
+  std::memset(flash2, 0xFF, sizeof(flash2));
+  static sv::RamMedium medium2(flash2, sizeof(flash2));
+  static sv::EnrollmentStore store2(&medium2, 43u, kDim);  // another model id
+  CHECK_STATUS(store2.Load(), sv::Status::kOk);
+  static sv::Verifier second(&rig.fbank, &rig.embedder, &store2, 0.95f, rig.buffers, sv::AudioLimits{});
+  sv::ModelRouter router(&rig.verifier, "hi", &second);
+  Voice(300.0f, 1200.0f, 3, rig.pcm, kSeconds2);
+  char replies[512];
+  const int failures = RunCommands(&router,
+                                   "hi enroll alice @buffer\nhi list\nlist\nverify alice @buffer\n"
+                                   "hi verify alice @buffer\nhigh list\n",
+                                   kSeconds2, replies, sizeof(replies));
+  CHECK_EQ(failures, 2);  // alice is unknown to the first model; "high" is no command
+  CHECK(std::strncmp(replies,
+                     "hi OK enrolled alice utterances=1\nhi OK 1 alice:1\nOK 0\nERR UNKNOWN_SPEAKER\n"
+                     "hi OK ACCEPT alice score=", 98) == 0);
+  CHECK(std::strstr(replies, "\nERR UNKNOWN_COMMAND\n") != nullptr);
+  CHECK_EQ(store2.count(), 1);
+  CHECK_EQ(rig.store.count(), 0);
+  // Without a second model every line goes to the first.
+  sv::ModelRouter single(&rig.verifier, "hi", nullptr);
+  char reply[64];
+  CHECK_STATUS(single.HandleLine("hi list", 0, reply, sizeof(reply)), sv::Status::kUnknownCommand);
 }

@@ -1,19 +1,20 @@
-// Start-up code for the Cortex-M4 on QEMU mps2-an386: vector table, reset
-// handler (copy .data, zero .bss, enable the FPU, run constructors, main), and
-// SysTick-based instruction counting for benchmarks.
+// Start-up code for the Cortex-M targets (M4 on mps2-an386, M55 on
+// mps3-an547, or a board with the same core): vector table, reset handler
+// (enable the FPU -- on the M55 that also enables MVE/Helium --, copy .data,
+// zero .bss, run constructors, main).
 //
-// The program's stdio goes to the host through semihosting (newlib's rdimon);
-// exit(status) ends QEMU with that status.
+// Nothing here is I/O: the console is the platform implementation's
+// (platform/semihosting or platform/board), set up by platform::InitConsole()
+// before any constructor runs, so a constructor may print.
 #include <cstdint>
 #include <cstdlib>
 
-#include "systick.h"
+#include "platform.h"
 
 extern "C" {
 extern uint32_t __data_start__, __data_end__, __data_load__;
 extern uint32_t __bss_start__, __bss_end__;
 extern uint32_t __stack_top__;
-void initialise_monitor_handles(void);
 void __libc_init_array(void);
 int main(void);
 void Reset_Handler(void);
@@ -22,17 +23,8 @@ void SysTick_Handler(void);
 }
 
 namespace {
-
-// SysTick counts down from kReload at the core clock; each wrap adds one period.
-constexpr uint32_t kReload = 0x00FFFFFFu;
-volatile uint32_t g_wraps = 0;
-
 volatile uint32_t& Reg(uintptr_t address) { return *reinterpret_cast<volatile uint32_t*>(address); }
-constexpr uintptr_t kSysTickCtrl = 0xE000E010u;
-constexpr uintptr_t kSysTickLoad = 0xE000E014u;
-constexpr uintptr_t kSysTickVal = 0xE000E018u;
 constexpr uintptr_t kCpacr = 0xE000ED88u;
-
 }  // namespace
 
 // With -nostartfiles there is no crti/crtbegin: newlib's __libc_init_array
@@ -44,51 +36,22 @@ void _fini(void) {}
 void* __dso_handle = nullptr;
 }
 
-extern "C" void Default_Handler(void) {
-  // A fault on the device under test: leave QEMU with a failure status.
-  std::_Exit(3);
-}
+// A fault: report through the platform (QEMU: exit status 3; board: reset).
+extern "C" void Default_Handler(void) { platform::Halt(3); }
 
-extern "C" void SysTick_Handler(void) { g_wraps = g_wraps + 1; }
+extern "C" void SysTick_Handler(void) { platform::OnSysTick(); }
 
 extern "C" void Reset_Handler(void) {
-  // Enable CP10/CP11 (the FPU) before any float instruction runs.
+  // CP10/CP11 full access before any float (or, on the M55, MVE) instruction.
   Reg(kCpacr) |= (0xFu << 20);
   __asm volatile("dsb\n isb" ::: "memory");
   const uint32_t* src = &__data_load__;
   for (uint32_t* dst = &__data_start__; dst < &__data_end__;) *dst++ = *src++;
   for (uint32_t* dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
-  initialise_monitor_handles();
+  platform::InitConsole();
   __libc_init_array();
   std::exit(main());
 }
-
-namespace platform {
-
-void StartTickCounter() {
-  Reg(kSysTickCtrl) = 0;
-  Reg(kSysTickLoad) = kReload;
-  Reg(kSysTickVal) = 0;
-  g_wraps = 0;
-  Reg(kSysTickCtrl) = 0x7u;  // core clock, interrupt on wrap, enable
-  // The counter loads kReload on its first tick; count from there.
-  while (Reg(kSysTickVal) == 0) {
-  }
-  g_wraps = 0;
-}
-
-uint64_t TickCount() {
-  // Re-read if a wrap happened between reading the two parts.
-  uint32_t wraps = 0;
-  uint32_t value = 0;
-  do {
-    wraps = g_wraps;
-    value = Reg(kSysTickVal);
-  } while (wraps != g_wraps);
-  return static_cast<uint64_t>(wraps) * (kReload + 1) + (kReload - value);
-}
-
-}  // namespace platform
 
 using Handler = void (*)(void);
 
@@ -101,7 +64,8 @@ __attribute__((section(".isr_vector"), used)) const Handler g_vectors[16] = {
     Default_Handler,  // MemManage
     Default_Handler,  // BusFault
     Default_Handler,  // UsageFault
-    nullptr, nullptr, nullptr, nullptr,
+    Default_Handler,  // SecureFault (v8-M; reserved on the M4)
+    nullptr, nullptr, nullptr,
     Default_Handler,  // SVCall
     Default_Handler,  // DebugMon
     nullptr,
