@@ -330,6 +330,15 @@ class MSFTDir(QuantDir):
         return QuantDir(self.checkpoints / f"stage_{index:02d}")
 
 
+class MixedDir(MSFTDir):
+    """What ``tfadvq mixed`` / the ``mixed`` stage writes: the :class:`QuantDir` of the mixed-precision
+    model (with ``--msft`` also :class:`MSFTDir`'s files) and the allocation it was made from."""
+
+    bits_spec = Entry("bits.yaml", "The chosen bits as a BitsSpec (``tfadvq quantize --bits-per-layer``).")
+    sensitivities = Entry("sensitivities.json", "HAWQ-V2 sensitivity per weight key at its chosen bits.")
+    plan = Entry("mixed.json", "Hessian traces, sensitivity per bits, allocation, Pareto front, sizes.")
+
+
 class EvalDir(RunDir):
     """What an evaluation writes: scores, DET plot, summary and the calibrated threshold."""
 

@@ -230,3 +230,94 @@ def pareto_front(choices: Sequence[Decision], *, fixed: int = 0, resolution: flo
         if point.planned_bytes - fixed <= low:
             return front
         budget = max(low, min(budget, point.planned_bytes - fixed) - step)  # the smallest size is always a point
+
+
+# --------------------------------------------------------------------------- sensitivity + allocation
+
+
+@dataclasses.dataclass
+class MixedSettings:
+    """How the sensitivities are measured and the widths chosen (YAML-able).
+
+    ``batches`` batches of the ``objective`` and ``probes`` Hutchinson probes
+    per batch; ``allowed`` widths; ``per_channel``/``quantizer``/``binary``
+    as for :func:`tfadvq.quantize` (the quantization errors are those of the
+    quantizer the model will get); ``per_weight``: one width per weight key
+    instead of per layer.
+    """
+
+    allowed: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_BITS))
+    objective: str = "distill"
+    batches: int = 4
+    probes: int = 16
+    per_channel: bool = False
+    quantizer: str = "kmeans"
+    binary: str | None = "adaptive"
+    per_weight: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from tfadvq.objectives import parse_objective
+
+        parse_objective(self.objective)
+        if self.batches < 1 or self.probes < 1:
+            raise ConfigError(f"mixed: batches {self.batches}, probes {self.probes}; accepted: >= 1 each")
+        if not self.allowed or not all(isinstance(b, int) and 1 <= b <= 8 for b in self.allowed):
+            raise ConfigError(f"mixed allowed bits: {self.allowed}; accepted: a non-empty list of 1..8")
+
+
+@dataclasses.dataclass
+class MixedPlan:
+    """Everything the allocation was made from, and the allocation (and front) it gave."""
+
+    allocation: Allocation
+    choices: list[Decision]
+    traces: dict[str, Any]  # key -> sensitivity.TraceEstimate
+    sensitivity: dict[str, dict[int, float]]
+    front: list[Allocation]
+    fixed: int
+    trace_seconds: float
+
+    def chosen(self) -> dict[str, float]:
+        """Sensitivity of every weight key at its chosen width (the MSFT ``sensitivities`` input)."""
+        bits = self.allocation.bits
+        return {key: self.sensitivity[key][bits[d.name]] for d in self.choices for key in d.weights}
+
+    def replan(self, *, target_bytes: int | None = None, avg_bits: float | None = None) -> MixedPlan:
+        """The same measurements allocated under another budget (no new Hessian traces)."""
+        found = allocate(self.choices, target_bytes=target_bytes, avg_bits=avg_bits, fixed=self.fixed)
+        return dataclasses.replace(self, allocation=found)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allocation": self.allocation.to_dict(), "rows": self.allocation.rows(self.choices),
+                "fixed_bytes": self.fixed, "trace_seconds": self.trace_seconds,
+                "traces": {k: t.to_dict() for k, t in self.traces.items()},
+                "sensitivity": {k: {str(b): s for b, s in v.items()} for k, v in self.sensitivity.items()},
+                "front": [{"planned_bytes": p.planned_bytes, "sensitivity": p.sensitivity,
+                           "avg_bits": p.avg_bits, "bits": p.bits} for p in self.front]}
+
+
+def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
+         target_bytes: int | None = None, avg_bits: float | None = None, teacher: keras.Model | None = None,
+         head: keras.layers.Layer | None = None, frames: int | None = None,
+         progress: Any = None) -> MixedPlan:
+    """Hessian traces, HAWQ-V2 sensitivities, then the exact allocation and the Pareto front.
+
+    ``batches``: :func:`tfadvq.quant.sensitivity.objective_batches`;
+    ``frames``: the converted input window, so :func:`fixed_bytes` is measured.
+    """
+    import time
+
+    from tfadvq.quant import sensitivity as sens
+
+    start = time.perf_counter()
+    traces = sens.hessian_traces(model, batches, objective=settings.objective, teacher=teacher, head=head,
+                                 probes=settings.probes, seed=settings.seed, progress=progress)
+    seconds = time.perf_counter() - start
+    errors = sens.quantization_errors(model, settings.allowed, per_channel=settings.per_channel,
+                                      quantizer=settings.quantizer, binary=settings.binary)
+    table = sens.sensitivities(traces, errors)
+    choices = decisions(model, table, allowed=settings.allowed, per_weight=settings.per_weight)
+    fixed = fixed_bytes(model, frames)
+    found = allocate(choices, target_bytes=target_bytes, avg_bits=avg_bits, fixed=fixed)
+    return MixedPlan(found, choices, traces, table, pareto_front(choices, fixed=fixed), fixed, seconds)

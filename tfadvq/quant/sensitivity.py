@@ -57,6 +57,7 @@ from tfadvq.errors import ConfigError, DataError, QuantizationError
 from tfadvq.objectives import Objective, parse_objective
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant import registry
+from tfadvq.quant.binary import quantizer_spec
 
 Batch = tuple[Any, Any]  # (model inputs, labels or None)
 _Wrapper = tfmot.quantization.keras.QuantizeWrapper
@@ -316,21 +317,26 @@ def hessian_traces(model: keras.Model, batches: Sequence[Batch], *, objective: s
 
 
 def quantization_errors(model: keras.Model, bits: Iterable[int] = DEFAULT_BITS, *, per_channel: bool = False,
-                        quantizer: str | dict = "kmeans",
+                        quantizer: str | dict = "kmeans", binary: str | dict | None = "adaptive",
                         weights: Sequence[str] | None = None) -> dict[str, dict[int, float]]:
     """``||Q_b(W) - W||^2`` per quantizable weight and bit width, with the project's quantizer.
 
     ``Q_b`` fits ``quantizer`` (:func:`tfadvq.quant.quantizers.get`; k-means by
     default) per tensor or per channel at ``b`` bits on the weight's current
-    float values and maps every value to its nearest table entry.
+    float values and maps every value to its nearest table entry; at 1 bit
+    the ``binary`` scheme (:mod:`tfadvq.quant.binary`, as ``binary=`` of
+    :func:`tfadvq.quantize`; None: ``quantizer`` at 1 bit too).  Pass the
+    settings the model will be quantized with, so the errors are its own.
     """
+    one_bit = quantizer_spec(binary) or quantizer
     bits = [int(b) for b in bits]
     errors: dict[str, dict[int, float]] = {}
     for target in quantizable_weights(model, weights):
         w = target.variable.numpy()
         errors[target.key] = {}
         for b in bits:
-            q = qz.get(quantizer, bits=b, per_channel=per_channel, channel_dims=target.channel_dims)
+            q = qz.get(one_bit if b == 1 else quantizer, bits=b, per_channel=per_channel,
+                       channel_dims=target.channel_dims)
             table = q.value_table(w)
             values = qz.nearest_in_table_indexed(tf.constant(w), tf.constant(table)).numpy()
             errors[target.key][b] = float(np.sum((values.astype(np.float64) - w) ** 2))

@@ -1,7 +1,8 @@
 """The packaged recipe stage types (:mod:`tfadvq.recipe`); importing this package registers them.
 
 ``corpus``, ``train``, ``evaluate``, ``verify`` (data and FP32 models),
-``quantize``, ``finetune`` (KMQAT), ``msft`` (multi-stage fine-tuning), ``convert``, ``calibrate``,
+``quantize``, ``finetune`` (KMQAT), ``mixed`` (mixed precision from Hessian sensitivity), ``msft``
+(multi-stage fine-tuning), ``convert``, ``calibrate``,
 ``device_verify`` (the device: LUT ``.tflite`` under the TFLM interpreter).
 """
-from tfadvq.stages import data, device, modelling, msft, quantization  # noqa: F401
+from tfadvq.stages import data, device, mixed, modelling, msft, quantization  # noqa: F401

@@ -1,0 +1,185 @@
+"""``tfadvq mixed --model M --target-size 150KB|--avg-bits 3.2 [--msft] --out Q``: mixed precision.
+
+Measures every quantizable tensor's Hessian trace (Hutchinson, on a few
+batches of the objective: distillation to the FP32 model on unlabeled input
+by default, or AAM with the trained head), chooses the bits per tensor that
+minimise the total HAWQ-V2 sensitivity within the budget (exact, a 0/1
+programme), quantizes, converts once to check the ``.tflite`` size against the
+target, then fine-tunes (``--finetune-steps``: one-shot QAT; ``--msft``:
+multi-stage fine-tuning ordered by the sensitivities).  Prints the bits per
+tensor with its sensitivity share and the planned vs converted bytes; writes
+``bits.yaml`` (usable by ``tfadvq quantize --bits-per-layer``), the
+sensitivities and the quantized model into a :class:`~tfadvq.rundir.MixedDir`;
+``--plots`` adds the sensitivity/bits and convergence plots.
+
+Data: the model's own training data (its ``train.yaml``), ``--corpus C``, or
+``--inputs X.npy`` (an array ``[N, ...]`` of the model's own inputs, for a
+model whose input is not our fbank; distillation only).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class MixedArgs:
+    """What ``tfadvq mixed`` was asked (typed; see ``--help``)."""
+
+    model: Path
+    out: Path
+    target_size: str | None = None
+    avg_bits: float | None = None
+    allowed: str = "1,2,3,4,5,6,8"
+    objective: str = "distill"
+    corpus: Path | None = None
+    inputs: Path | None = None
+    train_config: str | None = None
+    batches: int = 4
+    probes: int = 16
+    per_channel: bool = False
+    per_weight: bool = False
+    frames: int = 200
+    finetune_steps: int = 0
+    lr_scale: float = 0.1
+    msft: bool = False
+    steps_per_stage: int = 100
+    stages: int = 4
+    plots: bool = False
+    force: bool = False
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "mixed", help="mixed-precision bits from Hessian sensitivity under a size budget",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="FP32 embedding model (.keras or a train dir)")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--target-size", help="converted .tflite size, e.g. 150KB, 1.5MB, 200KiB or bytes")
+    budget.add_argument("--avg-bits", type=float, help="average bits per quantized weight, e.g. 3.2")
+    parser.add_argument("--allowed", default="1,2,3,4,5,6,8", help="allowed bit widths (default 1,2,3,4,5,6,8)")
+    parser.add_argument("--objective", choices=["distill", "aam"], default="distill",
+                        help="sensitivity (and fine-tune) objective; aam needs the trained head")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--corpus", type=Path, help="use this corpus' training part instead of the model's data")
+    data.add_argument("--inputs", type=Path, help=".npy array [N, ...] of the model's own inputs (distill)")
+    parser.add_argument("--train-config", help="training YAML or packaged name, for a model without train.yaml")
+    parser.add_argument("--batches", type=int, default=4, help="batches of the objective for the traces")
+    parser.add_argument("--probes", type=int, default=16, help="Hutchinson probes per batch")
+    parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
+    parser.add_argument("--per-weight", action="store_true", help="bits per weight key instead of per layer")
+    parser.add_argument("--frames", type=int, default=200, help="converted input frames (default 200)")
+    parser.add_argument("--finetune-steps", type=int, default=0, help="one-shot QAT steps (0: post-training)")
+    parser.add_argument("--lr-scale", type=float, default=0.1, help="fine-tune peak lr = training lr x this")
+    parser.add_argument("--msft", action="store_true", help="multi-stage fine-tuning instead of one-shot QAT")
+    parser.add_argument("--steps-per-stage", type=int, default=100, help="MSFT steps per stage")
+    parser.add_argument("--stages", type=int, default=4, help="MSFT stages")
+    parser.add_argument("--plots", action="store_true", help="write sensitivity and convergence plots to Q/plots")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--force", action="store_true", help="replace a finished result in --out")
+    parser.set_defaults(func=lambda a: run(MixedArgs(**{f.name: getattr(a, f.name)
+                                                         for f in dataclasses.fields(MixedArgs)})))
+
+
+def run(args: MixedArgs) -> int:
+    from tfadvq import rundir
+
+    with rundir.locked(args.out):
+        return _run(args)
+
+
+def _allowed(text: str) -> list[int]:
+    from tfadvq.errors import ConfigError
+
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--allowed {text!r}: accepted comma-separated integers 1..8, e.g. 2,3,4,8") from None
+
+
+def _data(args: MixedArgs, model, config, steps: int):
+    """The objective's data: --inputs (model inputs), --corpus, or the training data of ``config``."""
+    from tfadvq.compat import tf
+    from tfadvq.errors import ConfigError, DataError
+    from tfadvq.training import training_data
+
+    if args.inputs is not None:
+        import numpy as np
+
+        from tfadvq.quant.finetune import input_data
+
+        if args.objective != "distill":
+            raise ConfigError("--inputs carries no speaker labels: use --objective distill")
+        try:
+            array = np.load(args.inputs).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--inputs {args.inputs}: not a readable .npy array ({exc})") from None
+        batch = min(config.pipeline.batch_size, len(array))
+        dataset = tf.data.Dataset.from_tensor_slices(array).batch(batch, drop_remainder=True)
+        return input_data(dataset, steps, model=model)
+    if args.corpus is not None:
+        from tfadvq.voxceleb import load_corpus
+
+        return training_data(config, load_corpus(args.corpus).train)
+    return training_data(config)
+
+
+def _run(args: MixedArgs) -> int:
+    from tfadvq import rundir
+    from tfadvq.config import load_yaml, to_dict
+    from tfadvq.errors import ConfigError
+    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.quant.allocate import MixedSettings
+    from tfadvq.report import print_table
+    from tfadvq.stages.mixed import mixed_run, parse_size, plot_outcome
+    from tfadvq.train_config import TrainConfig, resolve_config
+
+    out = rundir.MixedDir(args.out)
+    if out.summary.is_file() and not args.force:
+        raise ConfigError(f"--out {args.out}: holds a finished result; pass --force to replace it "
+                          "or choose another directory")
+    if args.msft and args.finetune_steps:
+        raise ConfigError("--msft replaces --finetune-steps: give one of them")
+    target = parse_size(args.target_size) if args.target_size is not None else None
+    settings = MixedSettings(_allowed(args.allowed), args.objective, args.batches, args.probes,
+                             args.per_channel, per_weight=args.per_weight)
+    source = rundir.TrainDir.of_model(args.model)
+    if source.config.is_file():
+        config = load_yaml(TrainConfig, source.config)
+    elif args.train_config:
+        config = resolve_config(args.train_config)
+    elif args.corpus is not None or args.inputs is not None:
+        config = TrainConfig()
+    else:
+        raise ConfigError(f"{source.config} is missing (the model was not trained by tfadvq): pass --corpus "
+                          "or --inputs, and --train-config to fine-tune with your own recipe")
+    model = load_embedding_model(args.model)
+    tuning_steps = args.steps_per_stage if args.msft else max(args.finetune_steps, 1)
+    data = _data(args, model, config, tuning_steps)
+    head = source.load_head() if source.head.is_file() and args.objective == "aam" else None
+    msft_settings = None
+    if args.msft:
+        from tfadvq.quant.msft import MSFTSettings
+
+        msft_settings = MSFTSettings(args.steps_per_stage, args.stages, objective=args.objective,
+                                     lr_scale=args.lr_scale, per_channel=args.per_channel)
+    shape = model.input_shape
+    frames = args.frames if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
+    outcome = mixed_run(model, data, settings, args.out, target_bytes=target, avg_bits=args.avg_bits,
+                        frames=frames, train_config=config, head_weights=head,
+                        finetune_steps=args.finetune_steps, lr_scale=args.lr_scale, msft_settings=msft_settings,
+                        extra={"source_model": str(source.model), "settings": to_dict(args)})
+    plan = outcome.plan
+    print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {args.model}")
+    if outcome.tuning:
+        rows = outcome.tuning.get("msft") or [outcome.tuning]
+        print_table([{k: v for k, v in r.items() if k not in ("bits", "data")} for r in rows], title="fine-tuning")
+    sizes = outcome.size_row(target)
+    if frames is None:
+        sizes["tflite_bytes"] = "n/a (input is not [batch, frames, mels]: planned only)"
+    print_table([{**sizes, "fp32_bytes": outcome.saved.size.fp32_bytes, "out": str(args.out)}])
+    if args.plots:
+        for path in plot_outcome(outcome, out.plots):
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,276 @@
+"""Mixed precision end to end: sensitivities -> bits under a size budget -> quantized (and fine-tuned) model.
+
+:func:`mixed_run` is the one implementation behind ``tfadvq mixed`` and the
+recipe stage type ``mixed``: it measures Hessian traces on a few batches of
+the objective (:mod:`tfadvq.quant.sensitivity`), allocates bits exactly under
+the budget (:mod:`tfadvq.quant.allocate`), quantizes, and -- since the budget
+is the bytes of the converted ``.tflite`` -- converts the post-training model
+once (``converters.convert_model``, TFLM-checked) to measure the file; if the
+cost model under-counted and the file exceeds the target, the budget is cut by
+the excess and the allocation repeated (at most :data:`SIZE_ROUNDS` times),
+so the result never exceeds the request.  Then it fine-tunes: one-shot QAT
+(``finetune_steps`` steps of :func:`tfadvq.quant.finetune.finetune`) or MSFT
+(:func:`tfadvq.quant.msft.msft`, ordered by the sensitivities just measured),
+and writes a :class:`~tfadvq.rundir.MixedDir`.  Fine-tuning moves centroids,
+never bits or table shapes, so the converted size does not change.
+
+The stage hands on what ``msft``, ``convert`` and ``evaluate`` stages need:
+``wrapped``/``plain`` models, ``source_model``, ``bits_spec``,
+``sensitivities`` and the training lineage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfadvq import rundir
+from tfadvq.config import to_dict
+from tfadvq.errors import ConfigError
+from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
+from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.quantization import quantize_summary
+from tfadvq.train_config import DataConfig
+
+SIZE_ROUNDS = 3
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "kib": 2**10, "mib": 2**20}
+
+
+def parse_size(text: str | int) -> int:
+    """``"1.5MB"`` (decimal), ``"200KiB"``, ``"150000"`` -> bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise ConfigError(f"target size {text!r}: accepted a positive number of bytes with an optional unit "
+                          f"(B, KB, MB, KiB, MiB), e.g. 1.5MB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+@dataclasses.dataclass
+class MixedOutcome:
+    """What :func:`mixed_run` made: the plan, the final wrapped model and its sizes, what tuning did."""
+
+    plan: Any  # tfadvq.quant.allocate.MixedPlan
+    wrapped: Any
+    saved: Any  # tfadvq.quant.outputs.QuantizationOutputs of the final model (rows, cost-model size)
+    ptq_tflite_bytes: int | None  # the converted post-training model (None: not convertible here)
+    rounds: int
+    tuning: dict[str, Any] | None
+    head_weights: list[np.ndarray] | None
+
+    def size_row(self, target_bytes: int | None) -> dict[str, Any]:
+        a = self.plan.allocation
+        return {"target_bytes": target_bytes, "planned_bytes": a.planned_bytes,
+                "tflite_bytes": self.ptq_tflite_bytes, "avg_bits": round(a.avg_bits, 3),
+                "size_rounds": self.rounds, "hessian_seconds": round(self.plan.trace_seconds, 2)}
+
+
+def _head(head_weights, num_classes: int, train_config):
+    from tfadvq.heads import AAMSoftmax
+
+    if head_weights is None:
+        raise ConfigError("mixed objective aam: the trained AAM head is needed (head.npz of the model's train "
+                          "directory); without it use objective distill")
+    head = AAMSoftmax(num_classes, margin=train_config.head.margin, scale=train_config.head.scale)
+    head.build((None, int(np.shape(head_weights[0])[0])))
+    head.set_weights(list(head_weights))
+    return head
+
+
+def converted_bytes(wrapped, frames: int) -> int:
+    """Bytes of the LUT ``.tflite`` of ``wrapped`` for ``frames`` input frames (TFLM-checked conversion)."""
+    from converters import convert_model
+    from tfadvq.quant import api
+
+    plain, records = api.strip(wrapped)
+    return len(convert_model(plain, records.bits_by_layer(), frames).model)
+
+
+def _quantize(model, allocation, settings):
+    from tfadvq.quant import api
+
+    binary = settings.binary if 1 in allocation.bits.values() else None
+    return api.quantize(model, allocation.spec(), per_channel=settings.per_channel, quantizer=settings.quantizer,
+                        binary=binary, progress=False)
+
+
+def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | None = None,
+              avg_bits: float | None = None, frames: int | None = None, train_config=None,
+              head_weights: Sequence[np.ndarray] | None = None, finetune_steps: int = 0, lr_scale: float = 0.1,
+              msft_settings=None, extra: dict[str, Any] | None = None) -> MixedOutcome:
+    """Plan, quantize within the budget, fine-tune, write ``out`` (module doc).
+
+    ``data``: :class:`tfadvq.training.TrainingData` (a corpus' or a user's
+    model inputs, :func:`tfadvq.quant.finetune.input_data`); ``settings``:
+    :class:`~tfadvq.quant.allocate.MixedSettings`; ``frames``: the converted
+    input window (None: the model is not converted here and the size is the
+    cost model's plan); ``train_config``: the fine-tune follows it;
+    ``msft_settings`` (:class:`~tfadvq.quant.msft.MSFTSettings`) replaces the
+    one-shot fine-tune by MSFT.
+    """
+    from tfadvq.config import dump_yaml
+    from tfadvq.objectives import Objective, parse_objective
+    from tfadvq.quant import allocate, outputs, sensitivity
+    from tfadvq.train_config import TrainConfig
+
+    train_config = train_config or TrainConfig()
+    objective = parse_objective(settings.objective)
+    aam = objective is Objective.AAM
+    head = _head(head_weights, data.num_classes, train_config) if aam else None
+    batches = sensitivity.objective_batches(data, settings.batches)
+    plan = allocate.plan(model, batches, settings, target_bytes=target_bytes, avg_bits=avg_bits, head=head,
+                         frames=frames)
+    wrapped, tflite, rounds = _quantize(model, plan.allocation, settings), None, 1
+    if frames is not None:
+        tflite = converted_bytes(wrapped, frames)
+        while target_bytes is not None and tflite > target_bytes and rounds < SIZE_ROUNDS:
+            excess = tflite - plan.allocation.planned_bytes  # what the cost model missed
+            plan = plan.replan(target_bytes=target_bytes - max(excess, tflite - target_bytes))
+            wrapped, rounds = _quantize(model, plan.allocation, settings), rounds + 1
+            tflite = converted_bytes(wrapped, frames)
+    run = rundir.MixedDir(out)
+    rundir.atomic_save_with(run.bits_spec, lambda tmp: dump_yaml(plan.allocation.spec(), tmp))
+    rundir.write_json(run.sensitivities, plan.chosen())
+    tuning, head_out = None, list(head_weights) if head_weights is not None else None
+    teacher = None if aam else model
+    if msft_settings is not None:
+        from tfadvq.quant.msft import msft
+
+        result = msft(model, plan.allocation.spec(), data, train_config, msft_settings, out=run.path,
+                      teacher=teacher, head_weights=head_weights, sensitivities=plan.chosen())
+        wrapped, head_out, tuning = result.model, result.head_weights, {"msft": result.rows}
+    elif finetune_steps:
+        from tfadvq.quant.finetune import finetune, finetune_config
+
+        config = dataclasses.replace(finetune_config(train_config, 1, lr_scale), steps_per_epoch=finetune_steps)
+        history = finetune(wrapped, dataclasses.replace(data, steps_per_epoch=finetune_steps), config,
+                           objective.value, teacher=teacher, head_weights=head_weights, verbose=0)
+        losses = history.history["loss"]
+        tuning = {"objective": objective.value, "steps": finetune_steps, "peak_lr": config.optimizer.lr,
+                  "first_loss": losses[0], "last_loss": losses[-1]}
+        head_out = history.model.head.get_weights() if aam else None
+    saved = outputs.save(wrapped, run, mixed=plan.allocation.to_dict(), tuning=tuning, **(extra or {}))
+    if head_out is not None and aam:
+        rundir.TrainDir(run.path).save_head(head_out)
+    outcome = MixedOutcome(plan, wrapped, saved, tflite, rounds, tuning, head_out)
+    rundir.write_json(run.plan, {**plan.to_dict(), "sizes": outcome.size_row(target_bytes),
+                                 "settings": to_dict(settings), "tuning": tuning})
+    return outcome
+
+
+def plot_outcome(outcome: MixedOutcome, directory: Path) -> list[Path]:
+    """The per-tensor sensitivity/bits bars and the Hutchinson convergence of ``outcome`` into ``directory``."""
+    from tfadvq.plots import plot_convergence, plot_sensitivity
+
+    plan = outcome.plan
+    return [plot_sensitivity(plan.allocation.rows(plan.choices), directory / "sensitivity.png"),
+            plot_convergence(plan.traces, directory / "convergence.png")]
+
+
+@register_stage("mixed")
+@dataclasses.dataclass
+class MixedStage(StageBase):
+    """Mixed precision from Hessian sensitivity under ``target_size`` (e.g. ``"150KB"``) or ``avg_bits``.
+
+    ``model``: a train stage (or any stage with a Keras model); ``corpus``
+    (a corpus stage) or ``data`` replace its training data; ``finetune_steps``
+    one-shot QAT steps, or ``msft: true`` (``steps_per_stage`` x ``stages``)
+    instead.  The converted size uses the recipe's scoring window.
+    """
+
+    model: str = "train"
+    target_size: str | None = None
+    avg_bits: float | None = None
+    allowed: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8])
+    objective: str = "distill"
+    batches: int = 4
+    probes: int = 16
+    per_channel: bool = False
+    per_weight: bool = False
+    finetune_steps: int = 0
+    lr_scale: float = 0.1
+    msft: bool = False
+    steps_per_stage: int = 100
+    stages: int = 4
+    corpus: str | None = None
+    data: DataConfig | None = None
+
+    def __post_init__(self) -> None:
+        if (self.target_size is None) == (self.avg_bits is None):
+            raise ConfigError("mixed: give exactly one of target_size or avg_bits")
+        if self.target_size is not None:
+            parse_size(self.target_size)
+        if self.corpus is not None and self.data is not None:
+            raise ConfigError("mixed: give corpus or data, not both")
+        if self.msft and self.finetune_steps:
+            raise ConfigError("mixed: msft replaces finetune_steps; give one of them")
+        self.settings()
+
+    def settings(self):
+        from tfadvq.quant.allocate import MixedSettings
+
+        return MixedSettings(list(self.allowed), self.objective, self.batches, self.probes, self.per_channel,
+                             per_weight=self.per_weight)
+
+    def uses(self) -> dict[str, str]:
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
+
+    def _train_dir(self, ctx: StageContext) -> rundir.TrainDir:
+        outputs = ctx.record(self.model)["outputs"]
+        return rundir.TrainDir(outputs.get("train_dir", str(keras_model_path(ctx, self.model).parent)))
+
+    def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
+        train = self._train_dir(ctx)
+        return {"train_config": rundir.file_sha256(train.config) if train.config.is_file() else None,
+                "window_frames": ctx.scoring.window_frames}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.config import load_yaml
+        from tfadvq.objectives import Objective
+        from tfadvq.train_config import TrainConfig
+        from tfadvq.training import training_data
+
+        source, train = keras_model_path(ctx, self.model), self._train_dir(ctx)
+        if not train.config.is_file():
+            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
+                              "tfadvq; use tfadvq.stages.mixed.mixed_run with its own data")
+        train_config = load_yaml(TrainConfig, train.config)
+        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        if data is not None:
+            train_config = dataclasses.replace(train_config, data=data)
+        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        settings = self.settings()
+        aam = settings.objective == Objective.AAM.value
+        head = train.load_head() if train.head.is_file() and (aam or self.msft or self.finetune_steps) else None
+        msft_settings = None
+        if self.msft:
+            from tfadvq.quant.msft import MSFTSettings
+
+            msft_settings = MSFTSettings(self.steps_per_stage, self.stages, objective=settings.objective,
+                                         lr_scale=self.lr_scale, per_channel=self.per_channel)
+        target = parse_size(self.target_size) if self.target_size is not None else None
+        outcome = mixed_run(load_keras_model(ctx, source), training_data(train_config, utterances), settings,
+                            ctx.out, target_bytes=target, avg_bits=self.avg_bits,
+                            frames=ctx.scoring.window_frames, train_config=train_config,
+                            head_weights=head if (aam or self.msft or self.finetune_steps) else None,
+                            finetune_steps=self.finetune_steps, lr_scale=self.lr_scale,
+                            msft_settings=msft_settings,
+                            extra={"source_model": str(source), "settings": to_dict(self)})
+        run = rundir.MixedDir(ctx.out)
+        produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),
+                    "train_dir": str(train.path), "bits_spec": str(run.bits_spec),
+                    "sensitivities": str(run.sensitivities), "plan": str(run.plan)}
+        ctx.cache[f"wrapped:{run.wrapped}"] = outcome.wrapped
+        last = (outcome.tuning or {}).get("last_loss")
+        tuned = {"steps": self.finetune_steps, "last_loss": last} if last is not None else None
+        return StageResult(outputs=produced,
+                           metrics={**outcome.size_row(target), "size_bytes": outcome.saved.size.size_bytes,
+                                    "bits": outcome.plan.allocation.bits, "tuning": outcome.tuning},
+                           summary=quantize_summary(f"mixed {outcome.plan.allocation.avg_bits:.2f} bits",
+                                                    outcome.saved, tuned))
