@@ -165,7 +165,8 @@ def _run(args: MixedArgs) -> int:
         msft_settings = MSFTSettings(args.steps_per_stage, args.stages, objective=args.objective,
                                      lr_scale=args.lr_scale, per_channel=args.per_channel)
     shape = model.input_shape
-    frames = args.frames if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
+    # Converted only when the converter can take it ([batch, frames, features]); a fixed length is the model's.
+    frames = (shape[1] or args.frames) if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
     outcome = mixed_run(model, data, settings, args.out, target_bytes=target, avg_bits=args.avg_bits,
                         frames=frames, train_config=config, head_weights=head,
                         finetune_steps=args.finetune_steps, lr_scale=args.lr_scale, msft_settings=msft_settings,

@@ -30,7 +30,10 @@ def plot_sensitivity(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     if not rows:
         raise ValueError("plot_sensitivity: no rows to draw")
     names = [str(r["tensor"]) for r in rows]
-    sens = np.maximum([float(r["sensitivity"]) for r in rows], 1e-30)
+    sens = np.array([float(r["sensitivity"]) for r in rows])
+    positive = sens[sens > 0]
+    floor = positive.min() / 10 if positive.size else 1.0  # exact (0) errors drawn at the bottom, not at 1e-30
+    sens = np.maximum(sens, floor)
     bits = [int(r["bits"]) for r in rows]
     fig = Figure(figsize=(max(5.0, 0.45 * len(rows) + 2), 4.2))  # no pyplot: no global backend
     ax = fig.subplots()
@@ -60,12 +63,12 @@ def plot_convergence(traces: Mapping[str, Any], path: str | Path, title: str = "
         running = np.asarray(est.running, np.float64)
         final = running[-1] if running[-1] != 0 else 1.0
         ax.plot(np.arange(1, running.size + 1), running / final, color=f"C{i % 10}", lw=1,
-                label=key if len(traces) <= 12 else None)
+                label=key if len(traces) <= 16 else None)
     ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("Rademacher probes per batch")
     ax.set_ylabel("running trace estimate / final")
-    if len(traces) <= 12:
+    if len(traces) <= 16:
         ax.legend(fontsize=6, ncol=2)
     ax.set_title(title or "Hutchinson trace estimate convergence", fontsize=9)
     return _save(fig, path)

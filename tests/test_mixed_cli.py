@@ -1,0 +1,98 @@
+"""``tfadvq mixed`` end to end on tiny models: a corpus-fed fbank model and a model with its own input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfadvq import rundir
+from tfadvq.cli import main
+from tfadvq.compat import keras
+from tfadvq.quant import load_spec
+
+CONFIG = "pipeline: {batch_size: 4, crop_seconds: 1.0}\noptimizer: {lr: 0.001}\n"
+
+
+def _fbank_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 80))
+    x = keras.layers.Conv1D(8, 3, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv1D(16, 3, strides=2, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(12, name="emb")(x))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mixed_model")
+    _fbank_model().save(directory / "model.keras")
+    (directory / "config.yaml").write_text(CONFIG)
+    return directory
+
+
+def test_mixed_on_a_corpus_writes_bits_sensitivities_model_and_plots(saved_model, tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "q"
+    code = main(["mixed", "--model", str(saved_model / "model.keras"), "--corpus", str(tiny_corpus),
+                 "--train-config", str(saved_model / "config.yaml"), "--avg-bits", "3", "--allowed", "1,2,4,8",
+                 "--batches", "1", "--probes", "2", "--frames", "40", "--finetune-steps", "2", "--plots",
+                 "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "conv1" in printed and "share" in printed and "tflite_bytes" in printed
+    run = rundir.MixedDir(out)
+    spec = load_spec(run.bits_spec)
+    assert set(spec.layers) == {"conv1", "conv2", "emb"} and set(spec.layers.values()) <= {1, 2, 4, 8}
+    assert set(rundir.read_json(run.sensitivities)) == {"conv1/kernel", "conv2/kernel", "emb/kernel"}
+    plan = rundir.read_json(run.plan)
+    assert plan["allocation"]["avg_bits"] <= 3.0
+    assert plan["sizes"]["tflite_bytes"] > 0 and plan["tuning"]["steps"] == 2
+    assert [p["planned_bytes"] for p in plan["front"]] == sorted((p["planned_bytes"] for p in plan["front"]),
+                                                                  reverse=True)
+    assert (run.plots / "sensitivity.png").stat().st_size > 0 and (run.plots / "convergence.png").is_file()
+    summary = rundir.read_json(run.summary)
+    assert {r["layer"]: r["bits"] for r in summary["layers"] if r["layer"] in spec.layers} == spec.layers
+
+    # the same model to a byte target: the converted file keeps it
+    target = plan["sizes"]["tflite_bytes"] + 200
+    again = tmp_path / "q2"
+    assert main(["mixed", "--model", str(saved_model / "model.keras"), "--corpus", str(tiny_corpus),
+                 "--train-config", str(saved_model / "config.yaml"), "--target-size", str(target),
+                 "--batches", "1", "--probes", "2", "--frames", "40", "--out", str(again)]) == 0
+    sizes = rundir.read_json(rundir.MixedDir(again).plan)["sizes"]
+    assert sizes["tflite_bytes"] <= target
+
+
+def test_unreachable_and_bad_budgets_are_user_errors(saved_model, tiny_corpus, tmp_path, capsys):
+    common = ["mixed", "--model", str(saved_model / "model.keras"), "--corpus", str(tiny_corpus),
+              "--train-config", str(saved_model / "config.yaml"), "--batches", "1", "--probes", "1",
+              "--frames", "40"]
+    assert main([*common, "--target-size", "2KB", "--out", str(tmp_path / "a")]) == 2
+    assert "smallest reachable size is" in capsys.readouterr().err
+    assert main([*common, "--target-size", "lots", "--out", str(tmp_path / "b")]) == 2
+    assert "target size 'lots'" in capsys.readouterr().err
+    assert main([*common, "--avg-bits", "3", "--allowed", "2,x", "--out", str(tmp_path / "c")]) == 2
+    assert "--allowed" in capsys.readouterr().err
+
+
+def test_a_model_with_its_own_input(tmp_path, capsys):
+    """A model over raw 400-sample frames (not our fbank), fed from --inputs: no labels, per-weight bits."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((400,))
+    x = keras.layers.Dense(32, activation="relu", name="front")(inputs)
+    keras.Model(inputs, keras.layers.Dense(8, name="emb")(x)).save(tmp_path / "raw.keras")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(16, 400)).astype(np.float32))
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    out = tmp_path / "q"
+    assert main(["mixed", "--model", str(tmp_path / "raw.keras"), "--inputs", str(tmp_path / "x.npy"),
+                 "--train-config", str(tmp_path / "config.yaml"), "--avg-bits", "4", "--allowed", "2,4,8",
+                 "--per-weight", "--batches", "2", "--probes", "2", "--out", str(out)]) == 0
+    assert "planned only" in capsys.readouterr().out  # the converter takes [batch, frames, mels] only
+    spec = load_spec(rundir.MixedDir(out).bits_spec)
+    assert set(spec.weights) == {"front/kernel", "emb/kernel"}
+    assert rundir.read_json(rundir.MixedDir(out).plan)["allocation"]["avg_bits"] <= 4.0
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((16, 399), np.float32))
+    assert main(["mixed", "--model", str(tmp_path / "raw.keras"), "--inputs", str(bad), "--avg-bits", "4",
+                 "--out", str(tmp_path / "q2")]) == 2
+    assert "expects input batches of shape" in capsys.readouterr().err
