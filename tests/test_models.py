@@ -19,7 +19,8 @@ PARAMS = {
     "DFResNet179": 9_325_856,
     "DFResNet233": 11_851_040,
 }
-TINY = {"TinyResNet": dict(embed_dim=32, base_width=4), "TinyDFResNet": dict(embed_dim=32, base_width=4)}
+TINY = {"TinyResNet": dict(embed_dim=32, base_width=4), "TinyDFResNet": dict(embed_dim=32, base_width=4),
+        "McuDFResNet": dict(embed_dim=32, widths=[4, 4, 8, 8, 16], pool_channels=8)}
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,12 +20,13 @@ from tfadvq.models.dfresnet import (
     DFResNet233,
     TinyDFResNet,
 )
+from tfadvq.models.mcu import McuDFResNet
 from tfadvq.models.pooling import StatsPooling
 from tfadvq.models.resnet import ResNet, ResNet18, ResNet34, TinyResNet
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     f.__name__: f for f in (ResNet18, ResNet34, TinyResNet,
-                            DFResNet56, DFResNet110, DFResNet179, DFResNet233, TinyDFResNet)
+                            DFResNet56, DFResNet110, DFResNet179, DFResNet233, TinyDFResNet, McuDFResNet)
 }
 
 
@@ -46,4 +47,5 @@ def build_model(name: str, **model_args: Any) -> keras.Model:
 
 
 __all__ = ["MODELS", "build_model", "StatsPooling", "ResNet", "ResNet18", "ResNet34", "TinyResNet",
-           "DFResNet", "DFResNet56", "DFResNet110", "DFResNet179", "DFResNet233", "TinyDFResNet"]
+           "DFResNet", "DFResNet56", "DFResNet110", "DFResNet179", "DFResNet233", "TinyDFResNet",
+           "McuDFResNet"]

@@ -51,13 +51,37 @@ def conv_bn(x: tf.Tensor, filters: int, kernel: int, strides: int, name: str,
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def embedding_output(x: tf.Tensor, embed_dim: int) -> tf.Tensor:
+def embedding_output(x: tf.Tensor, embed_dim: int, spread: str = "std") -> tf.Tensor:
     """``[batch, frames', freq', channels]`` -> stats pooling over time -> ``Dense`` embedding.
 
     Frequency and channels are flattened into one frame vector first, so the
-    pooled statistics keep where in frequency a feature fired.
+    pooled statistics keep where in frequency a feature fired; ``spread`` is
+    :class:`StatsPooling`'s.
     """
     frame_dim = int(x.shape[2]) * int(x.shape[3])
     x = keras.layers.Reshape((-1, frame_dim), name="frame_features")(x)
-    x = StatsPooling(name="stats_pooling")(x)
+    x = StatsPooling(spread=spread, name="stats_pooling")(x)
     return keras.layers.Dense(embed_dim, name="embedding")(x)
+
+
+def multiply_accumulates(model: keras.Model, frames: int) -> dict[str, int]:
+    """Multiply-accumulates of each conv / depthwise conv / dense layer for one ``[1, frames, mels]`` input.
+
+    What an MCU spends per invoke is dominated by these (TFLM's int8 kernels:
+    CMSIS-NN), so they are the device cost to compare architectures by before
+    any firmware is built.  Output shapes are measured on a zero input.
+    """
+    counted = [layer for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))]
+    probe = keras.Model(model.inputs, [layer.output for layer in counted])
+    outputs = probe(tf.zeros([1, frames, int(model.input_shape[-1])]), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    macs = {}
+    for layer, out in zip(counted, outputs):
+        kernel = layer.weights[0].shape  # Conv2D [kh, kw, in, out]; depthwise [kh, kw, in, mult]; Dense [in, out]
+        positions = int(tf.reduce_prod(out.shape[1:-1]))
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            macs[layer.name] = positions * int(out.shape[-1]) * int(kernel[0]) * int(kernel[1])
+        else:
+            macs[layer.name] = positions * int(tf.reduce_prod(kernel))
+    return macs
