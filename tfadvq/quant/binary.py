@@ -177,7 +177,7 @@ class AdaptiveBinaryQuantizer(_Binary, qz.KMeansQuantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         if not training:  # the converter's path: compare-and-sum on constants
-            return qz.straight_through(inputs, qz.nearest_in_table(inputs, weights["codebook"]))
+            return ste_clipped(inputs, qz.nearest_in_table(inputs, weights["codebook"]), self.clip_value)
         w = self._latent(inputs, training)
         channels = self._channels(w.shape)
         table = tf.reshape(weights["codebook"], [channels, 2])
