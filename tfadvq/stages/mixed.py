@@ -100,6 +100,21 @@ def _quantize(model, allocation, settings):
                         binary=binary, progress=False)
 
 
+def quantize_within(model, plan, settings, target_bytes: int | None, frames: int | None):
+    """``(plan, wrapped, tflite bytes or None, rounds)``: ``plan`` quantized, its converted file kept
+    within ``target_bytes`` (module doc); without ``frames`` nothing is converted."""
+    wrapped, tflite, rounds = _quantize(model, plan.allocation, settings), None, 1
+    if frames is None:
+        return plan, wrapped, tflite, rounds
+    tflite = converted_bytes(wrapped, frames)
+    while target_bytes is not None and tflite > target_bytes and rounds < SIZE_ROUNDS:
+        excess = tflite - plan.allocation.planned_bytes  # what the cost model missed
+        plan = plan.replan(target_bytes=target_bytes - max(excess, tflite - target_bytes))
+        wrapped, rounds = _quantize(model, plan.allocation, settings), rounds + 1
+        tflite = converted_bytes(wrapped, frames)
+    return plan, wrapped, tflite, rounds
+
+
 def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | None = None,
               avg_bits: float | None = None, frames: int | None = None, train_config=None,
               head_weights: Sequence[np.ndarray] | None = None, finetune_steps: int = 0, lr_scale: float = 0.1,
@@ -126,14 +141,7 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     batches = sensitivity.objective_batches(data, settings.batches)
     plan = allocate.plan(model, batches, settings, target_bytes=target_bytes, avg_bits=avg_bits, head=head,
                          frames=frames)
-    wrapped, tflite, rounds = _quantize(model, plan.allocation, settings), None, 1
-    if frames is not None:
-        tflite = converted_bytes(wrapped, frames)
-        while target_bytes is not None and tflite > target_bytes and rounds < SIZE_ROUNDS:
-            excess = tflite - plan.allocation.planned_bytes  # what the cost model missed
-            plan = plan.replan(target_bytes=target_bytes - max(excess, tflite - target_bytes))
-            wrapped, rounds = _quantize(model, plan.allocation, settings), rounds + 1
-            tflite = converted_bytes(wrapped, frames)
+    plan, wrapped, tflite, rounds = quantize_within(model, plan, settings, target_bytes, frames)
     run = rundir.MixedDir(out)
     rundir.atomic_save_with(run.bits_spec, lambda tmp: dump_yaml(plan.allocation.spec(), tmp))
     rundir.write_json(run.sensitivities, plan.chosen())
