@@ -9,15 +9,36 @@
   instructions, not cycles).  Also the one-off table set-up at boot.
 * Code size of the TFLM-independent library (``arm-none-eabi-size`` of
   libsv.a, -O2, Thumb-2, hard-float).
+* The whole firmware with TFLM (``--tflm-dir``, built outside the project as the
+  README says), per core (``cortex-m4`` on QEMU mps2-an386, ``cortex-m55`` on
+  mps3-an547) and per converted model (``--model NAME=DIR``, a calibrated
+  ``tfadvq convert``/calibrate directory holding ``model.tflite`` +
+  ``model.json``):
+  - ``ram_bytes`` = .data + .bss and ``flash_bytes`` = code + read-only data +
+    .data image (the model included) of the *board* build (UART console, store
+    on flash: what is flashed; the store's flash sectors are
+    ``store_flash_bytes`` besides), with ``SV_MAX_SECONDS`` of PCM buffer;
+    ``arena_bytes`` is the arena compiled in (converter's figure + margin),
+    ``arena_used_bytes`` what TFLM allocated in it;
+  - ``instructions_per_enrollment`` / ``instructions_per_verification``: one
+    ``enroll`` / ``verify`` of a fixed 3.0 s utterance (file read, two fbank
+    passes, every window's Invoke) on the semihosting build under QEMU
+    ``-icount shift=0`` (SysTick x 1e9 / SYSCLK: instructions, not cycles);
+  - ``score_abs_diff``: the device's verify score against the same pipeline in
+    Python (``tfadvq.scoring`` with the ``tflite_micro`` interpreter).
+  Without ``--tflm-dir`` (TFLM absent) these rows are not measured and the
+  script says so; the committed ones are kept.
 
-Run: ``.venv/bin/python benchmarks/firmware.py`` (about 30 s); writes
-benchmarks/results/firmware.json.
+Run: ``.venv/bin/python benchmarks/firmware.py [--tflm-dir DIR --corpus DIR --model NAME=DIR ...]
+[--skip-frontend]``; rows are merged into benchmarks/results/firmware.json.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfadvq import rundir
 from tfadvq.report import machine_description, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +122,128 @@ def size_rows() -> list[dict]:
     ]
 
 
-def main() -> None:
+# The cores: TFLM's cortex_m_generic TARGET_ARCH, our make target, QEMU machine.
+CORES = {
+    "cortex-m4": {"arch": "cortex-m4+fp", "make": "firmware-m4", "qemu": ["-M", "mps2-an386", "-cpu", "cortex-m4"],
+                  "machine": "mps2-an386"},
+    "cortex-m55": {"arch": "cortex-m55", "make": "firmware-m55", "qemu": ["-M", "mps3-an547", "-cpu", "cortex-m55"],
+                   "machine": "mps3-an547"},
+}
+UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
+MAX_SECONDS = 3            # PCM buffer of the measured builds: the utterance fits, nothing more
+ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
+
+
+def tflm_library(tflm_dir: Path, core: str) -> Path:
+    """TFLM's microlite for ``core`` with CMSIS-NN kernels, as the README builds it."""
+    arch = CORES[core]["arch"]
+    return tflm_dir / "gen" / f"cortex_m_generic_{arch}_default_cmsis_nn_gcc" / "lib" / "libtensorflow-microlite.a"
+
+
+def utterances(corpus: Path, out: Path) -> list[Path]:
+    """Two fixed 3.0 s utterances of one test speaker (the first 48000 samples): enroll, verify."""
+    from tfadvq.audio import load_audio, save_wav
+
+    by_speaker: dict[str, list[Path]] = {}
+    for path in sorted((corpus / "test").rglob("*.wav")):
+        by_speaker.setdefault(path.relative_to(corpus / "test").parts[-3], []).append(path)
+    for paths in by_speaker.values():
+        long = [p for p in paths if load_audio(p).size >= UTTERANCE_SAMPLES][:2]
+        if len(long) == 2:
+            written = []
+            for i, p in enumerate(long):
+                written.append(out / f"utt3s_{i}.wav")
+                save_wav(written[-1], load_audio(p)[:UTTERANCE_SAMPLES])
+            return written
+    raise SystemExit(f"{corpus}: no test speaker with two utterances of >= 3 s")
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {f[0]: int(f[1]) for f in (line.split() for line in out.splitlines()) if f and f[0].startswith(".")}
+
+
+def build_firmware(core: str, tflm_dir: Path, model_dir: Path, build: Path, platform: str) -> Path:
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), CORES[core]["make"], f"BUILD={build}", f"TFLM_DIR={tflm_dir}",
+                    f"TFLM_LIB={tflm_library(tflm_dir, core)}", f"MODEL_DIR={model_dir}", f"PLATFORM={platform}",
+                    f"SV_MAX_SECONDS={MAX_SECONDS}"], check=True, capture_output=True, text=True)
+    name = "firmware_board.elf" if platform == "board" else "firmware.elf"
+    return build / core / "fw" / name
+
+
+def run_session(core: str, elf: Path, commands: str, cwd: Path) -> list[str]:
+    qemu = ["qemu-system-arm", *CORES[core]["qemu"], "-nographic", "-monitor", "none",
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+    run = subprocess.run(["timeout", "3600", *qemu], input=commands, capture_output=True, text=True, cwd=cwd)
+    if run.returncode != 0:
+        raise SystemExit(f"{elf} on QEMU failed ({run.returncode}): {run.stdout[-2000:]} {run.stderr[-2000:]}")
+    return run.stdout.splitlines()
+
+
+def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
+    """The device's verify score computed in Python: tfadvq's scoring under the TFLM interpreter."""
+    from tfadvq.scoring import embed_files, tflm_embedder
+
+    e, v = embed_files(tflm_embedder(tflite), [enroll, verify], scoring)
+    return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))
+
+
+def tflm_rows(tflm_dir: Path, corpus: Path, models: dict[str, Path], cores: list[str]) -> list[dict]:
+    from converters.c_array import write_c_arrays
+    from converters.metadata import read_json
+    from tfadvq.windows import window_starts
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        enroll, verify = utterances(corpus, tmp)
+        for name, source in models.items():
+            metadata = read_json(source / "model.json")
+            tflite = (source / "model.tflite").read_bytes()
+            model_dir = tmp / name
+            write_c_arrays(tflite, metadata, model_dir)
+            reference = python_score(tflite, metadata.scoring, enroll, verify)
+            for core in cores:
+                if not tflm_library(tflm_dir, core).is_file():
+                    print(f"{core}: no TFLM library at {tflm_library(tflm_dir, core)}; skipped")
+                    continue
+                build = tmp / f"build_{name}"
+                board = section_sizes(build_firmware(core, tflm_dir, model_dir, build, "board"))
+                elf = build_firmware(core, tflm_dir, model_dir, build, "semihosting")
+                lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
+                ready = dict(re.findall(r"(\w+)=(\S+)", next(x for x in lines if x.startswith("READY"))))
+                enrolled = next(x for x in lines if x.startswith("OK enrolled"))
+                verified = next(x for x in lines if x.startswith("OK ACCEPT") or x.startswith("OK REJECT"))
+                score = float(re.search(r"score=(-?[\d.]+)", verified).group(1))
+                frames = 1 + (UTTERANCE_SAMPLES - 400) // 160
+                rows.append({
+                    "method": "firmware_tflm", "target": core, "machine": CORES[core]["machine"], "model": name,
+                    "activations": metadata.activations, "kernels": "cmsis_nn", "window_frames": metadata.input_frames,
+                    "hop_frames": metadata.scoring.hop, "max_seconds": MAX_SECONDS,
+                    "model_bytes": len(tflite), "utterance_seconds": UTTERANCE_SAMPLES / 16000,
+                    "windows_per_utterance": len(window_starts(frames, metadata.input_frames,
+                                                               metadata.scoring.hop)),
+                    "ram_bytes": board[".data"] + board[".bss"],
+                    "flash_bytes": sum(board.get(k, 0) for k in ELF_FLASH),
+                    "store_flash_bytes": board.get(".sv_store", 0),
+                    "text_bytes": board[".text"], "data_bytes": board[".data"], "bss_bytes": board[".bss"],
+                    "arena_bytes": int(ready["arena"]), "arena_used_bytes": int(ready["arena_used"]),
+                    "instructions_per_enrollment": int(re.search(r"instructions=(\d+)", enrolled).group(1)),
+                    "instructions_per_verification": int(re.search(r"instructions=(\d+)", verified).group(1)),
+                    "device_score": score, "python_tflm_score": round(reference, 6),
+                    "score_abs_diff": round(abs(score - reference), 6),
+                })
+    return rows
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` rows with every re-measured (method, target, model) replaced by its ``new`` row."""
+    key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"))  # noqa: E731
+    fresh = {key(r) for r in new}
+    return [r for r in old if key(r) not in fresh] + new
+
+
+def frontend_rows() -> list[dict]:
     tool = _parity_tool()
     tool.make("host", "cortex-m4")
     parity = parity_rows(tool)
@@ -116,18 +259,49 @@ def main() -> None:
         "library_text_bytes": sizes[0]["text_bytes"],
     }
     print_table([summary], "Summary")
+    return parity + [m4] + sizes + [summary]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tflm-dir", type=Path, default=os.environ.get("TFLM_DIR"),
+                        help="tflite-micro tree with microlite built per core (README); default $TFLM_DIR")
+    parser.add_argument("--corpus", type=Path, help="corpus whose test utterances give the fixed 3 s audio")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                        help="calibrated conversion directory (model.tflite + model.json); repeatable")
+    parser.add_argument("--core", action="append", choices=sorted(CORES), help="default: every core")
+    parser.add_argument("--skip-frontend", action="store_true", help="keep the committed front-end rows")
+    args = parser.parse_args()
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"config": {}, "rows": []}
+    rows = old["rows"] if args.skip_frontend else merge(old["rows"], frontend_rows())
+    config = dict(old.get("config", {}))
+    if args.tflm_dir is None or not (Path(args.tflm_dir) / "tensorflow" / "lite" / "micro").is_dir():
+        print("TFLM absent (no --tflm-dir / $TFLM_DIR with a tflite-micro tree): the whole-firmware rows "
+              "(ram/flash/arena/instructions per target) are not measured; the committed ones are kept. "
+              "tflm_firmware/README.md says how to build TFLM.")
+    elif args.model:
+        if args.corpus is None:
+            raise SystemExit("--model needs --corpus (the fixed 3 s utterances come from its test set)")
+        models = dict(m.split("=", 1) for m in args.model)
+        tflm = tflm_rows(Path(args.tflm_dir), args.corpus, {k: Path(v) for k, v in models.items()},
+                         args.core or sorted(CORES))
+        print_table(tflm, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
+        rows = merge(rows, tflm)
+        config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
+                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS}; instructions of PLATFORM="
+                          "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")
+        config["utterance"] = f"first 3.0 s of two test utterances of one speaker of {args.corpus}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    rundir.atomic_write(RESULTS, json.dumps({
         "benchmark": "firmware",
         "date": datetime.date.today().isoformat(),
         "machine": machine_description(),
-        "config": {
-            "speech": "espeak-ng voices " + ", ".join(v for v, _ in UTTERANCES) + "; sox -D to 16 kHz",
-            "frontend": "80 mel, 25/10 ms, povey, 512-pt FFT, mean norm (tfadvq.features defaults)",
-            "m4": "QEMU mps2-an386 cortex-m4, -icount shift=0, 0.45 s golden speech, arm-none-eabi-g++ -O2",
-            "parity_units": "absolute log-mel difference",
-        },
-        "rows": parity + [m4] + sizes + [summary],
+        "config": {**config,
+                   "speech": "espeak-ng voices " + ", ".join(v for v, _ in UTTERANCES) + "; sox -D to 16 kHz",
+                   "frontend": "80 mel, 25/10 ms, povey, 512-pt FFT, mean norm (tfadvq.features defaults)",
+                   "m4": "QEMU mps2-an386 cortex-m4, -icount shift=0, 0.45 s golden speech, arm-none-eabi-g++ -O2",
+                   "parity_units": "absolute log-mel difference"},
+        "rows": rows,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

@@ -38,6 +38,7 @@ class ConvertArgs:
     model_version: int = 1
     c_array: Path | None = None
     force: bool = False
+    symbol_prefix: str = ""
 
 
 def register(subparsers) -> None:
@@ -58,11 +59,16 @@ def register(subparsers) -> None:
     parser.add_argument("--feature-config", type=Path,
                         help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
     parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
-    parser.add_argument("--c-array", type=Path, metavar="DIR", help="also write firmware C sources into DIR")
+    parser.add_argument("--c-array", type=Path, metavar="DIR",
+                        help="also write the firmware's MODEL_DIR into DIR: model_data.{h,cc}, model_config.h, "
+                             "model_ops.h")
+    parser.add_argument("--symbol-prefix", default="", metavar="P",
+                        help="with --c-array: names for a second model on the same device (files model_*_P.*, "
+                             "symbols g_model_P, macros TFADVQ_<P>_*; its command lines start with P)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=lambda a: run(ConvertArgs(
         a.model, a.out, a.int8, a.frames, a.bits, a.corpus, a.calibration_crops, a.trial_scores, a.target_far,
-        a.feature_config, a.model_version, a.c_array, a.force)))
+        a.feature_config, a.model_version, a.c_array, a.force, a.symbol_prefix)))
 
 
 def _bits(value: str | None):
@@ -118,6 +124,11 @@ def _run(args: ConvertArgs) -> int:
 
     if args.int8 and args.corpus is None:
         raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
+    if args.symbol_prefix:  # refused before the conversion, not after it
+        from converters.c_array import check_symbol_prefix
+        if args.c_array is None:
+            raise ConversionError("--symbol-prefix names the --c-array sources: give --c-array DIR too")
+        check_symbol_prefix(args.symbol_prefix)
     out = rundir.DeviceDir.for_file(args.out)
     if is_complete(out) and not args.force:
         raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
@@ -134,7 +145,11 @@ def _run(args: ConvertArgs) -> int:
     if thresholds is not None:
         metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
                                                           "num_trials": None})
-    written = write_device_files(result, metadata, out, c_array=args.c_array)
+    written = []
+    if args.c_array is not None:  # before write_device_files, whose metadata marks the conversion complete
+        from converters.c_array import write_c_arrays
+        written = write_c_arrays(result.model, metadata, args.c_array, symbol_prefix=args.symbol_prefix)
+    written += write_device_files(result, metadata, out)
 
     print_table(result.layer_rows(), f"Quantized layers of {args.model}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
