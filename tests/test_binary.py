@@ -7,7 +7,7 @@ import tfadvq
 from converters import convert_model, run_tflm
 from converters.verify import parity
 from tfadvq.compat import keras, tf
-from tfadvq.errors import QuantizationError
+from tfadvq.errors import QuantizationError, TfadvqError
 from tfadvq.quant import api, binary, cost, kmeans1d
 from tfadvq.quant import quantizers as qz
 
@@ -216,3 +216,31 @@ def test_weight_plot_has_a_panel_per_method(tmp_path):
 
     height, width = matplotlib.image.imread(path).shape[:2]
     assert width > 1.8 * height  # two panels side by side
+
+
+def test_cli_flag_and_recipe_stage_quantize_with_the_binary_quantizers(tmp_path, capsys):
+    from tfadvq.cli import main
+    from tfadvq.recipe import parse_recipe, run_recipe
+    from tfadvq.rundir import QuantDir
+
+    model = _toy()
+    model.save(tmp_path / "toy.keras")
+    assert main(["quantize", "--model", str(tmp_path / "toy.keras"), "--bits", "1", "--binary", "static",
+                 "--per-channel", "--out", str(tmp_path / "cli")]) == 0
+    assert "compression" in capsys.readouterr().out  # the summary table
+    cli = api.load_model(QuantDir(tmp_path / "cli").wrapped)
+    assert {type(q) for _, q in api.quantized_weights(cli)} == {binary.StaticBinaryQuantizer}
+
+    recipe = parse_recipe({"stages": [
+        {"type": "model", "path": str(tmp_path / "toy.keras")},
+        {"type": "quantize", "model": "model", "bits": 1, "binary": "adaptive", "binary_clip": 0.5,
+         "end_bits": 8, "per_channel": True}]}, "binary test")
+    run_recipe(recipe, tmp_path / "work")
+    staged = api.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
+    kinds = {w.layer.name: (type(q).__name__, q.bits, getattr(q, "clip_value", None))
+             for w, q in api.quantized_weights(staged)}
+    assert kinds == {"stem": ("KMeansQuantizer", 8, None), "dw": ("AdaptiveBinaryQuantizer", 1, 0.5),
+                     "conv": ("AdaptiveBinaryQuantizer", 1, 0.5), "embedding": ("KMeansQuantizer", 8, None)}
+    with pytest.raises(TfadvqError, match="binary 'ternary'; accepted: static, adaptive"):
+        parse_recipe({"stages": [{"type": "model", "path": "m.keras"},
+                                 {"type": "quantize", "model": "model", "bits": 1, "binary": "ternary"}]}, "r")

@@ -37,6 +37,7 @@ class QuantizeArgs:
     new_head: bool = False
     plots: bool = False
     force: bool = False
+    binary: str | None = None
 
 
 def register(subparsers) -> None:
@@ -62,9 +63,12 @@ def register(subparsers) -> None:
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--force", action="store_true", help="replace a finished quantization in --out")
+    parser.add_argument("--binary", choices=["static", "adaptive"],
+                        help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         a.model, a.out, a.bits, a.bits_per_layer, a.per_channel, a.activation_bits, a.finetune_epochs,
-        a.corpus, a.objective, a.train_config, a.lr_scale, a.refresh_steps, a.new_head, a.plots, a.force)))
+        a.corpus, a.objective, a.train_config, a.lr_scale, a.refresh_steps, a.new_head, a.plots, a.force,
+        a.binary)))
 
 
 def run(args: QuantizeArgs) -> int:
@@ -101,7 +105,8 @@ def _run(args: QuantizeArgs) -> int:
                               "tfadvq train); pass --train-config and --corpus")
     model = load_embedding_model(args.model)
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
-    quantized = api.quantize(model, bits, per_channel=args.per_channel, activation_bits=args.activation_bits)
+    quantized = api.quantize(model, bits, per_channel=args.per_channel, binary=args.binary,
+                             activation_bits=args.activation_bits)
     tuned = None
     if config is not None:
         settings = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,

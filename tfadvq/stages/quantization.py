@@ -32,7 +32,11 @@ class QuantizeStage(StageBase):
     """KMQAT post-training quantization: per-layer k-means codebooks fitted to the trained weights.
 
     ``bits`` for every supported layer, or ``bits_per_layer`` (a YAML bits spec
-    file: default / classes / layers).
+    file: default / classes / layers).  ``binary`` (``static`` / ``adaptive``,
+    :mod:`tfadvq.quant.binary`) quantizes every 1-bit layer with that binary
+    quantizer (gradient cancelled and latent weights clipped at
+    ``binary_clip``); ``end_bits`` keeps the first and last quantizable layers
+    (first conv, embedding) at that width (with ``bits``, not ``bits_per_layer``).
     """
 
     model: str = "train"
@@ -40,6 +44,15 @@ class QuantizeStage(StageBase):
     bits_per_layer: str | None = None
     per_channel: bool = False
     activation_bits: int | None = None
+    binary: str | None = None
+    binary_clip: float | None = 1.0
+    end_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.end_bits is not None and self.bits_per_layer:
+            raise ConfigError("quantize: end_bits applies to bits, not to bits_per_layer (name the layers there)")
+        if self.binary not in (None, "static", "adaptive"):
+            raise ConfigError(f"quantize: binary {self.binary!r}; accepted: static, adaptive (or leave it out)")
 
     def uses(self) -> dict[str, str]:
         return {"model": self.model}
@@ -52,8 +65,14 @@ class QuantizeStage(StageBase):
 
         source = keras_model_path(ctx, self.model)
         train_dir = ctx.record(self.model)["outputs"].get("train_dir", str(source.parent))
+        from tfadvq.quant.binary import higher_precision_ends
+
+        model = load_keras_model(ctx, source)
         bits = load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
-        wrapped = api.ptq(load_keras_model(ctx, source), bits, per_channel=self.per_channel,
+        if self.end_bits is not None:
+            bits = higher_precision_ends(model, self.bits, self.end_bits)
+        binary = {"name": self.binary, "clip_value": self.binary_clip} if self.binary else None
+        wrapped = api.ptq(model, bits, per_channel=self.per_channel, binary=binary,
                           activation_bits=self.activation_bits)
         out = rundir.QuantDir(ctx.out)
         saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self))
@@ -63,7 +82,8 @@ class QuantizeStage(StageBase):
                      "train_dir": train_dir},
             metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                      "compression": saved.size.compression},
-            summary=quantize_summary(f"KMQAT {self.bits_per_layer or f'{self.bits}-bit'} PTQ", saved, None))
+            summary=quantize_summary(f"{f'binary {self.binary}' if self.binary else 'KMQAT'} "
+                                     f"{self.bits_per_layer or f'{self.bits}-bit'} PTQ", saved, None))
 
 
 @register_stage("finetune")
