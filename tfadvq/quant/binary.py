@@ -114,6 +114,15 @@ class _Binary:
     clip_value: float | None
     source: tf.Variable | None
 
+    def __init__(self, bits: int = 1, per_channel: bool = True, channel_dims: int = 1,
+                 clip_value: float | None = DEFAULT_CLIP):
+        _check_binary(bits, type(self).__name__)
+        super().__init__(bits, per_channel, channel_dims)  # the table quantizer after this mixin
+        self.clip_value = _check_clip(clip_value, type(self).__name__)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "clip_value": self.clip_value}
+
     def _latent(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
         """The latent weight, clipped to ``[-clip, clip]`` in the variable too while training."""
         if not training or self.clip_value is None:
@@ -136,12 +145,6 @@ class StaticBinaryQuantizer(_Binary, qz.TableQuantizer):
         qat = tfadvq.quantize(model, bits=1, binary="static", per_channel=True)
     """
 
-    def __init__(self, bits: int = 1, per_channel: bool = True, channel_dims: int = 1,
-                 clip_value: float | None = DEFAULT_CLIP):
-        _check_binary(bits, type(self).__name__)
-        super().__init__(bits, per_channel, channel_dims)
-        self.clip_value = _check_clip(clip_value, type(self).__name__)
-
     def __call__(self, inputs, training, weights, **kwargs):
         w = self._latent(inputs, training)
         flat = _rows(w, self._channels(w.shape))
@@ -153,9 +156,6 @@ class StaticBinaryQuantizer(_Binary, qz.TableQuantizer):
         alpha = np.abs(_np_rows(w, self._channels(w.shape))).mean(axis=0, dtype=np.float32)[:, None]
         table = np.concatenate([-alpha, alpha], axis=1).astype(np.float32)
         return table if self.per_channel else table[0]
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip_value": self.clip_value}
 
 
 @keras.utils.register_keras_serializable(package="tfadvq")
@@ -169,27 +169,17 @@ class AdaptiveBinaryQuantizer(_Binary, qz.KMeansQuantizer):
         qat = tfadvq.quantize(model, bits=1, binary="adaptive", per_channel=True)
     """
 
-    def __init__(self, bits: int = 1, per_channel: bool = True, channel_dims: int = 1,
-                 clip_value: float | None = DEFAULT_CLIP):
-        _check_binary(bits, type(self).__name__)
-        super().__init__(bits, per_channel, channel_dims)
-        self.clip_value = _check_clip(clip_value, type(self).__name__)
-
     def __call__(self, inputs, training, weights, **kwargs):
         if not training:  # the converter's path: compare-and-sum on constants
             return ste_clipped(inputs, qz.nearest_in_table(inputs, weights["codebook"]), self.clip_value)
         w = self._latent(inputs, training)
         channels = self._channels(w.shape)
-        table = tf.reshape(weights["codebook"], [channels, 2])
-        table = lloyd_step(_rows(w, channels), table)
-        weights["codebook"].assign(tf.reshape(table, weights["codebook"].shape))
         flat = _rows(w, channels)
+        table = lloyd_step(flat, tf.reshape(weights["codebook"], [channels, 2]))
+        weights["codebook"].assign(tf.reshape(table, weights["codebook"].shape))
         lo, hi = table[:, 0], table[:, 1]
         q = tf.where(flat > lo + (hi - lo) / 2, hi, lo)
         return ste_clipped(w, tf.reshape(q, tf.shape(w)), self.clip_value)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "clip_value": self.clip_value}
 
 
 def lloyd_step(rows: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
