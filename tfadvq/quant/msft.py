@@ -13,7 +13,8 @@ stage's wrapped model (every group quantized) is the result: :func:`tfadvq.quant
 and the converter take it as any other.  Liu, Wang, Qian, "Towards
 Lightweight Speaker Verification via Adaptive Neural Network Quantization"
 (2024) use MSFT "to progressively quantize and fine-tune [the] network in a
-specific order" after the mixed-precision bit allocation.
+specific order" after the mixed-precision bit allocation (the order itself is
+taken from HAWQ here: only the paper's abstract could be consulted).
 
 Default order (``order="sensitivity"``): most sensitive group first, as in
 HAWQ (Dong et al., ICCV 2019, multi-stage fine-tuning in descending order of
@@ -42,7 +43,8 @@ stage checkpoints are removed.
 
 Distribution: everything that creates variables or trains runs in the
 ``tf.distribute`` strategy of the training config (or the one passed), as
-:func:`tfadvq.training.train` does; only the chief writes files.  Each stage
+:func:`tfadvq.training.train` does; only the chief writes files (a
+multi-worker resume needs ``out`` on a filesystem every worker reads).  Each stage
 starts a fresh optimizer and its own learning-rate schedule (a chain of
 fine-tunes, :func:`~tfadvq.quant.finetune.finetune_config`).
 """
