@@ -94,7 +94,8 @@ def test_msft_quantizes_group_by_group_on_the_latent_weights(tiny_corpus, tmp_pa
     monkeypatch.setattr(api, "quantize", spy)
     settings = MSFTSettings(steps_per_stage=3, stages=3, order="depth", objective="distill", refresh_steps=2)
     out = tmp_path / "msft"
-    result = msft(model, BITS, data, config, settings, out=out, teacher=model)
+    with rundir.locked(out):  # as the CLI holds its --out
+        result = msft(model, BITS, data, config, settings, out=out, teacher=model)
 
     # stage k quantizes groups 1..k, the rest float
     assert wrapped_layers == [["conv1"], ["conv1", "conv2"], ["conv1", "conv2", "embed"]]

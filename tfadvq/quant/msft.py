@@ -50,7 +50,6 @@ fine-tunes, :func:`~tfadvq.quant.finetune.finetune_config`).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
@@ -303,7 +302,8 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
     ``head_weights``: the trained AAM head (``aam`` with ``use_trained_head``);
     ``sensitivities``: for ``order="sensitivity"``.  ``model`` itself is not
     changed (it may be the ``teacher``).  ``strategy`` defaults to ``train_config.strategy``; build
-    the models in its scope.
+    the models in its scope.  The caller holds ``out`` (:func:`tfadvq.rundir.locked`, as the CLI and
+    recipes do): this function does not lock it, so a command that locked it can call it.
     """
     aam = settings.objective is Objective.AAM
     if not aam and teacher is None:
@@ -316,50 +316,49 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
     strategy = strategy or make_strategy(train_config.strategy)
     chief = is_chief(strategy)
     key = _state_key(groups, bits, settings)
-    with rundir.locked(run.path) if chief else contextlib.nullcontext():
-        rows, finished = _read_state(run, key)
-        head = list(head_weights) if aam and settings.use_trained_head and head_weights is not None else None
-        with strategy.scope():
-            if finished:  # done before: the final outputs are the result
-                log.info("msft: %s holds the finished run", run.path)
-                return MSFTResult(api.load_model(run.wrapped), rows, groups,
-                                  rundir.TrainDir(run.path).load_head() if run.head.is_file() else None)
-            latent = keras.models.clone_model(model)
-            latent.set_weights(model.get_weights())
-            wrapped = None
-            if rows:
-                log.info("msft: resuming after stage %d of %d in %s", len(rows), len(groups), run.path)
-                checkpoint = run.stage(len(rows))
-                wrapped = api.load_model(checkpoint.wrapped)
-                copy_latent(wrapped, latent)
-                head = rundir.TrainDir(checkpoint.path).load_head() if checkpoint.head.is_file() else head
-            for k in range(len(rows) + 1, len(groups) + 1):
-                start = time.perf_counter()
-                active = {name for group in groups[:k] for name in group}
-                wrapped = api.quantize(latent, stage_bits(bits, active, latent), per_channel=settings.per_channel,
-                                       quantizer=settings.quantizer, progress=False)
-                losses = _StepLosses()
-                history = finetune(wrapped, data, config, settings.objective.value,
-                                   teacher=None if aam else teacher, head_weights=head,
-                                   refresh_steps=settings.refresh_steps, callbacks=[losses], verbose=verbose)
-                head = history.model.head.get_weights() if aam else None
-                copy_latent(wrapped, latent)
-                group = set(groups[k - 1])
-                rows.append({"stage": k, "group": groups[k - 1],
-                             "bits": {f"{r['layer']}/{r['weight']}": r["bits"] for r in api.summary(wrapped)
-                                      if r["layer"] in group},
-                             "steps": len(losses.losses), "loss_before": losses.window(last=False),
-                             "loss_after": losses.window(last=True),
-                             "replicas": strategy.num_replicas_in_sync,
-                             "seconds": round(time.perf_counter() - start, 2)})
-                _checkpoint(run, k, wrapped, head, key, rows, chief)
-        if chief:
-            saved = outputs.save(wrapped, run, msft={"groups": groups, "stages": rows})
-            if head is not None:
-                rundir.TrainDir(run.path).save_head(head)
-            rundir.write_json(run.state, {"key": key, "rows": rows, "finished": True})
-            shutil.rmtree(run.checkpoints, ignore_errors=True)
-            log.info("msft: %d stages, %.1f KiB", len(groups), saved.size.size_bytes / 1024)
+    rows, finished = _read_state(run, key)
+    head = list(head_weights) if aam and settings.use_trained_head and head_weights is not None else None
+    with strategy.scope():
+        if finished:  # done before: the final outputs are the result
+            log.info("msft: %s holds the finished run", run.path)
+            return MSFTResult(api.load_model(run.wrapped), rows, groups,
+                              rundir.TrainDir(run.path).load_head() if run.head.is_file() else None)
+        latent = keras.models.clone_model(model)
+        latent.set_weights(model.get_weights())
+        wrapped = None
+        if rows:
+            log.info("msft: resuming after stage %d of %d in %s", len(rows), len(groups), run.path)
+            checkpoint = run.stage(len(rows))
+            wrapped = api.load_model(checkpoint.wrapped)
+            copy_latent(wrapped, latent)
+            head = rundir.TrainDir(checkpoint.path).load_head() if checkpoint.head.is_file() else head
+        for k in range(len(rows) + 1, len(groups) + 1):
+            start = time.perf_counter()
+            active = {name for group in groups[:k] for name in group}
+            wrapped = api.quantize(latent, stage_bits(bits, active, latent), per_channel=settings.per_channel,
+                                   quantizer=settings.quantizer, progress=False)
+            losses = _StepLosses()
+            history = finetune(wrapped, data, config, settings.objective.value,
+                               teacher=None if aam else teacher, head_weights=head,
+                               refresh_steps=settings.refresh_steps, callbacks=[losses], verbose=verbose)
+            head = history.model.head.get_weights() if aam else None
+            copy_latent(wrapped, latent)
+            group = set(groups[k - 1])
+            rows.append({"stage": k, "group": groups[k - 1],
+                         "bits": {f"{r['layer']}/{r['weight']}": r["bits"] for r in api.summary(wrapped)
+                                  if r["layer"] in group},
+                         "steps": len(losses.losses), "loss_before": losses.window(last=False),
+                         "loss_after": losses.window(last=True),
+                         "replicas": strategy.num_replicas_in_sync,
+                         "seconds": round(time.perf_counter() - start, 2)})
+            _checkpoint(run, k, wrapped, head, key, rows, chief)
+    if chief:
+        saved = outputs.save(wrapped, run, msft={"groups": groups, "stages": rows})
+        if head is not None:
+            rundir.TrainDir(run.path).save_head(head)
+        rundir.write_json(run.state, {"key": key, "rows": rows, "finished": True})
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
+        log.info("msft: %d stages, %.1f KiB", len(groups), saved.size.size_bytes / 1024)
     return MSFTResult(wrapped, rows, groups, head)
 
 
