@@ -11,8 +11,12 @@ APT_PACKAGES=(
   festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb
   festvox-czech-machac festvox-ru festvox-suopuhe-lj festvox-suopuhe-mv
   festvox-hi-nsk festvox-mr-nsk festvox-te-nsk
-  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
   make g++ cmake
+  # the firmware for Cortex-M4 and Cortex-M55 (QEMU mps2-an386 / mps3-an547), and what
+  # building TFLM's microlite for them needs (tflm_firmware/README.md): git for
+  # tools/tflm_deps.sh, numpy and Pillow for the Python generators TFLM's Makefile runs
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
+  git python3-numpy python3-pil
 )
 
 missing=()

@@ -119,31 +119,54 @@ def test_fbank_tool_reports_bad_audio(fbank_tool, tmp_path):
         assert run.returncode == 1 and expected[name] in run.stderr, (name, run.stderr)
 
 
-def test_model_ops_header_lists_a_lut_models_ops(tmp_path):
-    from converters import convert_model
+FIRMWARE = TOOLS.parent
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((16, 80))
-    x = keras.layers.Reshape((16, 80, 1))(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, name="conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(8, name="emb")(x))
-    conv = model.get_layer("conv")
-    kernel, bias = conv.get_weights()
-    codebook = np.array([-0.2, -0.05, 0.05, 0.2], np.float32)
-    conv.set_weights([codebook[np.abs(kernel[..., None] - codebook).argmin(-1)], bias])
-    result = convert_model(model, {"conv": 2}, frames=16, check_examples=2)
-    path = tmp_path / "m.tflite"
-    path.write_bytes(result.model)
-    ops_tool = _tool("model_ops")
-    ops = ops_tool.model_ops(path)
-    assert {"Conv2D", "Decode", "FullyConnected", "Reshape"} <= ops
-    header = ops_tool.header(ops, [path])
+
+@pytest.fixture(scope="module")
+def lut_models():
+    """Two small LUT models (different widths, different op sets) converted for TFLM, with metadata."""
+    from converters import convert_model
+    from converters.device_files import describe, with_thresholds
+    from tfadvq.fbank_config import FbankConfig
+    from tfadvq.metrics import Thresholds
+    from tfadvq.windows import ScoringConfig
+
+    out = []
+    for filters, depthwise in ((4, False), (6, True)):
+        keras.utils.set_random_seed(filters)
+        inputs = keras.Input((16, 80))
+        x = keras.layers.Reshape((16, 80, 1))(inputs)
+        x = keras.layers.Conv2D(filters, 3, strides=2, name="conv")(x)
+        if depthwise:
+            x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, keras.layers.Dense(8, name="emb")(x))
+        conv = model.get_layer("conv")
+        kernel, bias = conv.get_weights()
+        codebook = np.array([-0.2, -0.05, 0.05, 0.2], np.float32)
+        conv.set_weights([codebook[np.abs(kernel[..., None] - codebook).argmin(-1)], bias])
+        result = convert_model(model, {"conv": 2}, frames=16, check_examples=2)
+        metadata = describe(result, FbankConfig(), ScoringConfig(window_frames=16))
+        thresholds = Thresholds(eer_threshold=0.5, eer_rate=0.1, low_far_threshold=0.7, target_far=0.01,
+                                far_at_low_far=0.01, frr_at_low_far=0.3)
+        out.append((result, with_thresholds(metadata, thresholds, {"embedder": "given"})))
+    return out
+
+
+def test_c_arrays_include_the_op_list(tmp_path, lut_models):
+    from converters.c_array import model_ops, write_c_arrays
+
+    result, metadata = lut_models[0]
+    files = write_c_arrays(result.model, metadata, tmp_path)
+    assert sorted(p.name for p in files) == ["model_config.h", "model_data.cc", "model_data.h", "model_ops.h"]
+    ops = model_ops(result.model)
+    assert {"Conv2D", "Decode", "FullyConnected", "Reshape"} <= ops and "DepthwiseConv2D" not in ops
+    header = (tmp_path / "model_ops.h").read_text()
     assert f"#define TFADVQ_MODEL_NUM_OPS {len(ops)}" in header
     assert header.count("OP(") == len(ops)
-    path.write_bytes(b"\0" * 64)
+    assert "DepthwiseConv2D" in model_ops(lut_models[1][0].model)
     with pytest.raises(Exception, match="TFL3"):
-        ops_tool.model_ops(path)
+        model_ops(b"\0" * 64)
 
 
 @pytest.mark.parametrize("builtin,method", [
@@ -152,4 +175,116 @@ def test_model_ops_header_lists_a_lut_models_ops(tmp_path):
     ("SQUARED_DIFFERENCE", "SquaredDifference"), ("BATCH_MATMUL", "BatchMatMul"),
 ])
 def test_resolver_names_match_tflm_methods(builtin, method):
-    assert _tool("model_ops").resolver_name(builtin) == method
+    from converters.c_array import resolver_name
+
+    assert resolver_name(builtin) == method
+
+
+# What app/main.cc does with two models' sources, without TFLM: both configs,
+# both model arrays and both op lists in one program, the second registered
+# only where the first lacks an op (the union).
+TWO_MODEL_PROBE = r"""
+#include <cstdio>
+#include <cstring>
+#include "model_config.h"
+#include "model_data.h"
+#include "model_ops.h"
+#include "model_config_hi.h"
+#include "model_data_hi.h"
+#include "model_ops_hi.h"
+#define NAME(op) #op,
+static const char* first[] = {TFADVQ_MODEL_OPS(NAME)};
+static const char* second[] = {TFADVQ_HI_MODEL_OPS(NAME)};
+static_assert(TFADVQ_MODEL_BYTES != TFADVQ_HI_MODEL_BYTES, "two different models");
+static_assert(TFADVQ_INPUT_FRAMES == TFADVQ_HI_INPUT_FRAMES && TFADVQ_HI_HAS_THRESHOLDS, "config");
+int main() {
+  int added = 0;
+  for (const char* op : second) {
+    bool known = false;
+    for (const char* f : first) known = known || std::strcmp(f, op) == 0;
+    if (!known) { std::printf("%s ", op); ++added; }
+  }
+  std::printf("| %u %u %d\n", g_model_len, g_model_hi_len,
+              TFADVQ_MODEL_NUM_OPS + added);
+  return g_model_len == TFADVQ_MODEL_BYTES && g_model_hi_len == TFADVQ_HI_MODEL_BYTES ? 0 : 1;
+}
+"""
+
+
+def _write_two_models(lut_models, root: Path) -> tuple[Path, Path]:
+    from converters.c_array import write_c_arrays
+
+    (first, first_meta), (second, second_meta) = lut_models
+    write_c_arrays(first.model, first_meta, root / "lo")
+    write_c_arrays(second.model, second_meta, root / "hi", symbol_prefix="hi")
+    return root / "lo", root / "hi"
+
+
+def test_second_model_sources_compile_beside_the_first(tmp_path, lut_models):
+    from converters.c_array import model_ops
+
+    lo, hi = _write_two_models(lut_models, tmp_path)
+    assert sorted(p.name for p in hi.iterdir()) == [
+        "model_config_hi.h", "model_data_hi.cc", "model_data_hi.h", "model_ops_hi.h"]
+    assert "g_model_hi[]" in (hi / "model_data_hi.cc").read_text()
+    assert "#define TFADVQ_MODEL" not in (hi / "model_config_hi.h").read_text()
+    (tmp_path / "probe.cc").write_text(TWO_MODEL_PROBE)
+    exe = tmp_path / "probe"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", f"-I{lo}", f"-I{hi}", "-o", str(exe),
+                    str(tmp_path / "probe.cc"), str(lo / "model_data.cc"), str(hi / "model_data_hi.cc")],
+                   check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+    union = model_ops(lut_models[0][0].model) | model_ops(lut_models[1][0].model)
+    extra, sizes = run.stdout.split("|")
+    assert extra.split() == ["DepthwiseConv2D"]
+    assert int(sizes.split()[2]) == len(union)
+    assert [int(v) for v in sizes.split()[:2]] == [len(m.model) for m, _ in lut_models]
+
+
+def test_symbol_prefix_is_checked_before_converting(tmp_path, capsys):
+    from converters.c_array import check_symbol_prefix
+    from tfadvq.cli import main
+
+    for bad in ("verify", "Hi", "9x", "a" * 16, "h-i"):
+        with pytest.raises(Exception, match="symbol-prefix"):
+            check_symbol_prefix(bad)
+    assert check_symbol_prefix("hi_4bit") == "hi_4bit"
+    args = ["convert", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "m.tflite")]
+    assert main([*args, "--symbol-prefix", "hi"]) == 2
+    assert "--c-array" in capsys.readouterr().err
+    assert main([*args, "--c-array", str(tmp_path / "fw"), "--symbol-prefix", "list"]) == 2
+    assert "command word" in capsys.readouterr().err
+
+
+def _tflm() -> tuple[Path, Path]:
+    """$TFLM_DIR and its Cortex-M4 CMSIS-NN microlite (README), or a skip naming what is missing."""
+    import os
+
+    root = os.environ.get("TFLM_DIR")
+    lib = Path(root or ".") / "gen/cortex_m_generic_cortex-m4+fp_default_cmsis_nn_gcc/lib/libtensorflow-microlite.a"
+    if not root or not lib.is_file():
+        pytest.skip("TFLM not built (set TFLM_DIR to a tflite-micro tree with the Cortex-M4 microlite, README); "
+                    "the TFLM-free part is test_second_model_sources_compile_beside_the_first")
+    return Path(root), lib
+
+
+def test_two_model_firmware_builds_and_keeps_a_store_per_model(tmp_path, lut_models):
+    tflm_dir, lib = _tflm()
+    lo, hi = _write_two_models(lut_models, tmp_path)
+    build = tmp_path / "build"
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "firmware-m4", f"BUILD={build}", f"TFLM_DIR={tflm_dir}",
+                    f"TFLM_LIB={lib}", f"MODEL_DIR={lo}", f"MODEL2_DIR={hi}", "MODEL2_PREFIX=hi",
+                    "SV_MAX_SECONDS=1"], check=True, capture_output=True)
+    speech = parity_tool.speech("Two models on one device.", tmp_path / "a.wav")
+    commands = (f"format\nhi format\nenroll alice {speech}\nhi enroll bob {speech}\nlist\nhi list\n"
+                f"hi verify bob {speech}\nverify bob {speech}\n")
+    run = subprocess.run(["timeout", "120", "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4",
+                          "-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native",
+                          "-kernel", str(build / "cortex-m4" / "fw" / "firmware_2models.elf")],
+                         input=commands, capture_output=True, text=True, cwd=tmp_path)
+    lines = [line.rsplit(" instructions=", 1)[0] for line in run.stdout.splitlines()]
+    assert lines[0].startswith("READY model_version=1") and lines[1].startswith("READY hi ")
+    assert lines[2:8] == ["OK formatted", "hi OK formatted", "OK enrolled alice utterances=1",
+                          "hi OK enrolled bob utterances=1", "OK 1 alice:1", "hi OK 1 bob:1"]
+    assert lines[8].startswith("hi OK ACCEPT bob score=") and lines[9] == "ERR UNKNOWN_SPEAKER"
+    assert (tmp_path / "sv_store.bin").is_file() and (tmp_path / "sv_store_2.bin").is_file()
