@@ -16,6 +16,7 @@ from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError
 from tfadvq.quant import api, finetune, finetune_config, kmeans1d
+from tfadvq.quant.finetune import audio_inputs, input_data
 from tfadvq.training import training_data
 from tfadvq.voxceleb import load_corpus
 from test_training import tiny_config  # tests/ is on sys.path under pytest
@@ -110,3 +111,63 @@ def test_training_path_is_bit_identical_to_the_foldable_form(bits, channels):
     inference = nearest_in_table(tf.constant(w), tf.constant(table)).numpy()
     training = nearest_in_table_indexed(tf.constant(w), tf.constant(table)).numpy()
     np.testing.assert_array_equal(training, inference)
+
+
+def mel40_audio_model(seconds: float = 1.0) -> keras.Model:
+    """A model with its own front end: raw 16 kHz audio -> 40-band log-mel (tf.signal) -> conv -> embedding."""
+    from tfadvq.compat import tf
+
+    keras.utils.set_random_seed(2)
+    mel = tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20.0, 7600.0)
+
+    def log_mel(wave):
+        power = tf.abs(tf.signal.stft(wave, 400, 160, 512)) ** 2
+        return tf.math.log(tf.tensordot(power, mel, 1) + 1e-6)
+
+    inputs = keras.Input((int(16000 * seconds),))
+    x = keras.layers.Lambda(log_mel, name="log_mel")(inputs)
+    x = keras.layers.ReLU()(keras.layers.Conv1D(16, 3, name="conv")(x))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(8, name="embed")(x), name="mel40")
+
+
+def test_distill_a_model_with_its_own_front_end_on_unlabeled_audio(tiny_corpus):
+    paths = [u.path for u in load_corpus(tiny_corpus).train]
+    teacher, student = mel40_audio_model(), mel40_audio_model()
+    config = finetune_config(tiny_config(tiny_corpus), epochs=1)
+    data = input_data(audio_inputs(paths, 1.0, 8), steps_per_epoch=3, model=teacher)
+    x = next(iter(data.dataset))
+    assert x.shape == (8, 16000) and np.abs(x.numpy()).max() > 0
+    quantized = tfadvq.quantize(student, BITS, progress=False)
+    q = api.quantized_weights(quantized)[0][1]
+    before = q.value_table(q.source.numpy()).copy()
+    history = finetune(quantized, data, config, "distill", teacher=teacher, refresh_steps=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.allclose(q.value_table(None), before), "codebooks were not refreshed"
+    with pytest.raises(ConfigError, match="objective aam: needs num_classes"):
+        finetune(quantized, data, config, "aam")
+    # Batches of another shape are refused naming both shapes and the ways to pass inputs.
+    with pytest.raises(ConfigError, match=r"expects input batches of shape \(None, 16000\).*\(8, 8000\).*--inputs"):
+        input_data(audio_inputs(paths, 0.5, 8), steps_per_epoch=1, model=teacher)
+
+
+def test_cli_refuses_a_model_of_another_input_before_work_and_takes_its_inputs(tiny_corpus, tmp_path, capsys):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((160, 40))
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(8, 3, name="conv")(inputs))
+    keras.Model(inputs, keras.layers.Dense(8, name="embed")(x)).save(tmp_path / "mel40.keras")
+    dump_yaml(tiny_config(tiny_corpus, steps_per_epoch=2), tmp_path / "ft.yaml")
+    common = ["quantize", "--model", str(tmp_path / "mel40.keras"), "--bits", "3", "--finetune-epochs", "1",
+              "--objective", "distill", "--train-config", str(tmp_path / "ft.yaml"), "--refresh-steps", "1"]
+    assert main([*common, "--corpus", str(tiny_corpus), "--out", str(tmp_path / "q1")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error:") and "Traceback" not in err
+    assert "expects input batches of shape (None, 160, 40)" in err and "(None, 98, 80)" in err
+    assert "--inputs X.npy (an array [N, 160, 40]" in err and not (tmp_path / "q1").exists()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(16, 160, 40)).astype(np.float32))
+    assert main([*common, "--inputs", str(tmp_path / "x.npy"), "--weighted", "--fisher-batches", "1",
+                 "--bias-correction", "--out", str(tmp_path / "q2")]) == 0
+    printed = capsys.readouterr().out
+    assert "bias correction" in printed and "fine-tuning" in printed
+    summary = json.loads((tmp_path / "q2" / "summary.json").read_text())
+    assert summary["finetune"]["steps"] == 2 and summary["settings"]["weighted"] is True

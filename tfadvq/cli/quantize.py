@@ -10,6 +10,16 @@ the model (``train.yaml`` of its train directory; ``--train-config`` only for a
 model trained elsewhere), on the model's own training data unless ``--corpus``
 is given, starting the AAM head from the trained one; the fine-tuned head and
 config are kept beside the result.
+
+A model we did not train: ``--weighted`` fits every codebook to the diagonal
+Fisher of the distillation objective (sensitivity-weighted k-means) on
+``--fisher-batches`` batches, ``--bias-correction`` removes each quantized
+layer's output-mean shift afterwards, ``--per-channel auto`` keeps per-channel
+tables where they pay.  Their data (and a distillation fine-tune's) follows
+the model's input: ``--corpus`` audio through our fbank pipeline for a model
+taking our features, as waveform crops for a model taking audio, or
+``--inputs X.npy`` (an array of model inputs) for anything else; a model whose
+input fits none of them is refused before any work, saying what it wants.
 """
 from __future__ import annotations
 
@@ -37,6 +47,10 @@ class QuantizeArgs:
     new_head: bool = False
     plots: bool = False
     force: bool = False
+    weighted: bool = False
+    fisher_batches: int = 8
+    bias_correction: bool = False
+    inputs: Path | None = None
     binary: str | None = None
 
 
@@ -48,7 +62,8 @@ def register(subparsers) -> None:
     parser.add_argument("--bits", type=int, default=4, help="bits for every supported layer (1..8)")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
-    parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
+    parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=_per_channel,
+                        help="one codebook per output channel; 'auto': only where the tables pay")
     parser.add_argument("--activation-bits", type=int, choices=[8], help="8-bit fake-quantized outputs")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="QAT epochs (0: post-training)")
     parser.add_argument("--corpus", type=Path, help="fine-tune on this corpus instead of the training data")
@@ -63,12 +78,23 @@ def register(subparsers) -> None:
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--force", action="store_true", help="replace a finished quantization in --out")
+    parser.add_argument("--weighted", action="store_true",
+                        help="Fisher-weighted k-means (distillation objective, needs --corpus, --inputs or train data)")
+    parser.add_argument("--fisher-batches", type=int, default=8, help="batches the Fisher is estimated on")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="correct each quantized layer's output-mean shift on a few batches")
+    parser.add_argument("--inputs", type=Path,
+                        help=".npy array [N, ...] of model inputs (a model whose input is not our fbank)")
     parser.add_argument("--binary", choices=["static", "adaptive"],
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
-        a.model, a.out, a.bits, a.bits_per_layer, a.per_channel, a.activation_bits, a.finetune_epochs,
-        a.corpus, a.objective, a.train_config, a.lr_scale, a.refresh_steps, a.new_head, a.plots, a.force,
-        a.binary)))
+        **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
+
+
+def _per_channel(value: str) -> bool | str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"{value!r}; accepted: no value (every weight) or 'auto'")
+    return value
 
 
 def run(args: QuantizeArgs) -> int:
@@ -105,7 +131,13 @@ def _run(args: QuantizeArgs) -> int:
                               "tfadvq train); pass --train-config and --corpus")
     model = load_embedding_model(args.model)
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
-    quantized = api.quantize(model, bits, per_channel=args.per_channel, binary=args.binary,
+    data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
+    importances = None
+    if args.weighted:
+        from tfadvq.quant.sensitivity import fisher_diagonal, objective_batches
+
+        importances = fisher_diagonal(model, objective_batches(data, args.fisher_batches), objective="distill")
+    quantized = api.quantize(model, bits, per_channel=args.per_channel, importances=importances, binary=args.binary,
                              activation_bits=args.activation_bits)
     tuned = None
     if config is not None:
@@ -115,8 +147,14 @@ def _run(args: QuantizeArgs) -> int:
                                     use_trained_head=not args.new_head)
         head = source.load_head() if source.head.is_file() and not args.new_head else None
         result = finetune_run(quantized, config, settings, head_weights=head,
-                              teacher=model if settings.objective is Objective.DISTILL else None)
+                              teacher=model if settings.objective is Objective.DISTILL else None,
+                              inputs=str(args.inputs) if args.inputs else None)
         tuned = result.row
+    corrected = None
+    if args.bias_correction:
+        from tfadvq.quant.bias_correction import correct_bias
+
+        corrected = correct_bias(model, quantized, data)
     saved = outputs.save(quantized, out, source_model=str(source.model), settings=to_dict(args),
                          finetune=tuned)
     if tuned:
@@ -134,6 +172,35 @@ def _run(args: QuantizeArgs) -> int:
     print_table(saved.rows, title=f"tfadvq quantize: {args.model}")
     if tuned:
         print_table([{k: v for k, v in tuned.items() if k != "data"}], title="fine-tuning")
+    if corrected:
+        print_table(corrected, title="bias correction (largest per-channel output-mean shift)")
     print_table([{"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                   "compression": saved.size.compression, "out": str(args.out)}])
     return 0
+
+
+def _ptq_data(args: QuantizeArgs, model, source, config):
+    """The batches ``--weighted`` / ``--bias-correction`` need (None if neither), and the input check.
+
+    Data: ``--inputs``, else ``--corpus``, else the model's own training data
+    (its ``train.yaml``); a fine-tune on the corpus is checked here too, so a
+    model with another input is refused before any codebook is fitted.
+    """
+    from tfadvq.config import load_yaml
+    from tfadvq.errors import ConfigError
+    from tfadvq.quant.finetune import model_inputs
+    from tfadvq.train_config import DataConfig, TrainConfig, resolve_config
+
+    wanted = args.weighted or args.bias_correction
+    if not wanted and config is None:
+        return None
+    base = config or (load_yaml(TrainConfig, source.config) if source.config.is_file()
+                      else resolve_config(args.train_config) if args.train_config else None)
+    if base is None and not (args.corpus or args.inputs):
+        raise ConfigError("--weighted/--bias-correction: no data; pass --corpus (audio) or --inputs "
+                          "(an .npy array of model inputs)")
+    base = base or TrainConfig()
+    if args.corpus:
+        base = dataclasses.replace(base, data=DataConfig(corpus=str(args.corpus)))
+    data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
+    return data if wanted else None

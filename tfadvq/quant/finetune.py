@@ -174,12 +174,65 @@ def audio_inputs(paths: Sequence[str], seconds: float, batch_size: int, *, sampl
 
     def crop(index: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
         start = tf.random.stateless_uniform([], tf.stack([key, index]), 0, tf.gather(sizes, index), dtype=tf.int32)
-        return tf.gather(tiled, index)[start:start + samples]
+        return tf.ensure_shape(tf.gather(tiled, index)[start:start + samples], [samples])
 
     epochs = tf.data.Dataset.random(seed=seed)  # one key per pass over the files
     files = tf.data.Dataset.range(len(paths)).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     return (epochs.flat_map(lambda key: files.map(lambda i: crop(i, key)))
             .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def model_inputs(model: keras.Model, config: TrainConfig, *, inputs: str | None = None,
+                 utterances: Sequence[Utterance] | None = None, steps_per_epoch: int | None = None) -> TrainingData:
+    """Data a model of any input can be fitted, Fisher-weighted or bias-corrected on (labels only for fbank).
+
+    * ``inputs``: an ``.npy`` array ``[N, ...]`` of model inputs, batched by
+      ``config.pipeline.batch_size`` (any input the user's own front end makes);
+    * else the audio of ``utterances`` (default: ``config.data``): a model
+      whose input is our fbank ``[batch, frames, num_mel_bins]`` gets the
+      training pipeline (with labels, so AAM works too), a model whose input
+      is the waveform ``[batch, samples]`` gets :func:`audio_inputs` crops
+      (``samples`` long, else ``crop_seconds``), and any other model a
+      :class:`ConfigError` saying what it wants and how to pass it
+      (:func:`check_inputs`), before any work.
+    """
+    batch = config.pipeline.batch_size
+    if inputs is not None:
+        array = _load_inputs(inputs)
+        check_inputs(model, (None, *array.shape[1:]), f"--inputs {inputs}")
+        if len(array) < batch:
+            raise DataError(f"--inputs {inputs}: {len(array)} examples cannot fill one batch of {batch}; "
+                            "lower pipeline.batch_size or pass more")
+        dataset = tf.data.Dataset.from_tensor_slices(array).shuffle(len(array), seed=config.pipeline.seed)
+        return input_data(dataset, steps_per_epoch or max(1, len(array) // batch), batch_size=batch)
+    wanted = model.input_shape
+    if isinstance(wanted, tuple) and len(wanted) == 2:  # the waveform: the front end is inside the model
+        from tfadvq.training import load_training_utterances
+
+        utterances = list(utterances) if utterances is not None else load_training_utterances(config.data)
+        rate = config.pipeline.fbank.sample_rate
+        seconds = wanted[1] / rate if wanted[1] else config.pipeline.crop_seconds
+        dataset = audio_inputs([u.path for u in utterances], seconds, batch, sample_rate=rate,
+                               seed=config.pipeline.seed)
+        return input_data(dataset, steps_per_epoch or max(1, len(utterances) // batch))
+    pipeline = config.pipeline
+    check_inputs(model, (None, pipeline.crop_frames, pipeline.fbank.num_mel_bins),
+                 f"the corpus pipeline (log-mel fbank, {pipeline.fbank.num_mel_bins} bins, "
+                 f"{pipeline.crop_seconds:g}-s crops)")
+    if steps_per_epoch is not None:
+        config = dataclasses.replace(config, steps_per_epoch=steps_per_epoch)
+    return training_data(config, utterances)
+
+
+def _load_inputs(path: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--inputs {path}: not a readable .npy array of model inputs ({exc})") from None
+    if array.ndim < 2 or not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+        raise ConfigError(f"--inputs {path}: need a finite numeric array [N, ...] of model inputs, "
+                          f"got {array.dtype} of shape {array.shape}")
+    return array.astype(np.float32, copy=False)
 
 
 @dataclasses.dataclass
@@ -211,20 +264,26 @@ class FinetuneResult:
 
 def finetune_run(quantized: keras.Model, train_config: TrainConfig, settings: FinetuneSettings, *,
                  teacher: keras.Model | None = None, head_weights: Sequence[np.ndarray] | None = None,
-                 utterances: Sequence[Utterance] | None = None) -> FinetuneResult:
+                 utterances: Sequence[Utterance] | None = None, inputs: str | None = None) -> FinetuneResult:
     """Fine-tune ``quantized`` in place following ``train_config`` (the model's own) and ``settings``.
 
     ``head_weights``: the trained AAM head (used when ``settings.use_trained_head``);
     ``teacher``: the FP32 model for the distillation objective; ``utterances``
-    overrides both data sources (e.g. a list already loaded).
+    overrides both data sources (e.g. a list already loaded); ``inputs``: an
+    ``.npy`` array of model inputs instead (distill).  The data follows the
+    model's input (:func:`model_inputs`), so a model with its own front end
+    is distilled on waveform crops or on its inputs.
     """
     config = finetune_config(train_config, settings.epochs, settings.lr_scale)
     if settings.data is not None:
         config = dataclasses.replace(config, data=settings.data)
     if settings.steps_per_epoch is not None:
         config = dataclasses.replace(config, steps_per_epoch=settings.steps_per_epoch)
-    data = training_data(config, utterances)
+    data = model_inputs(teacher or quantized, config, inputs=inputs, utterances=utterances,
+                        steps_per_epoch=config.steps_per_epoch)
     aam = settings.objective is Objective.AAM
+    if aam and not data.speakers:
+        raise ConfigError("objective aam: these inputs carry no speaker labels; use objective distill")
     if not aam and teacher is None:
         raise ConfigError("objective distill: the FP32 teacher model is needed")
     start_head = head_weights if aam and settings.use_trained_head else None
