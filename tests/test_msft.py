@@ -137,6 +137,7 @@ import tfadvq.quant.msft as msft_module
 from tfadvq.recipe import load_recipe, run_recipe
 
 recipe, workdir, logs, kill = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "kill"
+sys.path.insert(0, os.path.dirname(recipe))  # the plugin module beside the recipe
 real_finetune = msft_module.finetune
 
 class Kill(keras.callbacks.Callback):
@@ -147,7 +148,7 @@ class Kill(keras.callbacks.Callback):
 
 logs_dir = logs
 def finetune(wrapped, *args, callbacks=(), **kwargs):
-    stage = 1 if len(msft_module.api.quantized_weights(wrapped)) == 1 else 2  # groups [conv1], [conv2, embed]
+    stage = 1 if len(msft_module.api.quantized_weights(wrapped)) == 2 else 2  # groups [conv2, embed], [conv1]
     with open(os.path.join(logs_dir, "stages_begun.txt"), "a") as f:
         f.write(f"{stage}\n")
     extra = [Kill()] if kill and stage == 2 else []
@@ -158,16 +159,40 @@ run_recipe(load_recipe(recipe), workdir)
 '''
 
 
+_GIVEN_BITS = r'''
+import dataclasses
+from tfadvq import rundir
+from tfadvq.config import dump_yaml
+from tfadvq.quant import BitsSpec
+from tfadvq.recipe import StageBase, StageResult, register_stage
+
+@register_stage("given_bits")
+@dataclasses.dataclass
+class GivenBits(StageBase):
+    """Stands in for a mixed stage: its outputs (bits spec, sensitivities, the FP32 model's lineage)."""
+    train_dir: str = ""
+    def run(self, ctx):
+        out = rundir.MixedDir(ctx.out)
+        dump_yaml(BitsSpec(layers={"conv1": 4, "conv2": 3, "embed": 2}), out.bits_spec)
+        rundir.write_json(out.sensitivities, {"conv1/kernel": 1.0, "conv2/kernel": 5.0, "embed/kernel": 3.0})
+        train = rundir.TrainDir(self.train_dir)
+        return StageResult(outputs={"bits_spec": str(out.bits_spec), "sensitivities": str(out.sensitivities),
+                                    "source_model": str(train.model), "train_dir": str(train.path)})
+'''
+MIXED_BITS = {"conv1": 4, "conv2": 3, "embed": 2}
+
+
 def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp_path):
     train_dir = rundir.TrainDir(tmp_path / "fp32")
     train_dir.path.mkdir()
     small_embedding_model().save(train_dir.model)
     dump_yaml(tiny_config(tiny_corpus, strategy="mirrored"), train_dir.config)
+    (tmp_path / "given_bits_stage.py").write_text(_GIVEN_BITS)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(json.dumps({"stages": [
-        {"type": "model", "path": str(train_dir.path)},
-        {"type": "msft", "model": "model", "bits": BITS, "groups": [["conv1"], ["conv2", "embed"]],
-         "steps_per_stage": 3, "refresh_steps": 2, "objective": "aam"}]}))
+    recipe.write_text(json.dumps({"plugins": ["given_bits_stage"], "stages": [
+        {"type": "given_bits", "name": "mixed", "train_dir": str(train_dir.path)},
+        {"type": "msft", "mixed": "mixed", "stages": 2, "steps_per_stage": 3, "refresh_steps": 2,
+         "objective": "aam"}]}))  # default order: by the mixed stage's sensitivities
     (tmp_path / "driver.py").write_text(_DRIVER)
     workdir, logs = tmp_path / "work", tmp_path / "logs"
     logs.mkdir()
@@ -189,14 +214,16 @@ def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp
     rows = json.loads(run.state.read_text())["rows"]
     assert [r["stage"] for r in rows] == [1, 2] and rows[0] == state["rows"][0]
     assert all(r["replicas"] == 2 and r["steps"] == 3 for r in rows)  # MirroredStrategy of train.yaml
+    assert [r["group"] for r in rows] == [["conv2", "embed"], ["conv1"]]  # most sensitive first
     # the result has the structure of a one-shot quantization of the same model at the same bits
-    final, reference = api.load_model(run.wrapped), api.quantize(small_embedding_model(), BITS, progress=False)
+    final = api.load_model(run.wrapped)
+    reference = api.quantize(small_embedding_model(), MIXED_BITS, progress=False)
     def structure(model):
         return [(type(l).__name__, l.name, [tuple(w.shape) for w in l.weights]) for l in model.layers if l.weights]
 
     assert structure(final) == structure(reference)
     assert [(w.layer.name, q.bits) for w, q in api.quantized_weights(final)] == \
-        [(w.layer.name, q.bits) for w, q in api.quantized_weights(reference)]
+        [(w.layer.name, q.bits) for w, q in api.quantized_weights(reference)] == list(MIXED_BITS.items())
     assert run.head.is_file() and not run.checkpoints.exists()
 
 
