@@ -30,7 +30,9 @@ codebook refresh) from the best PTQ setting at 4 and 3 bits, a fixed
 sklearn squared error on heavy-tailed tensors, ``benchmarks/kmeans_error.py``
 at its quick k list).
 
-Usage: ``python benchmarks/ptq.py``; writes benchmarks/results/ptq.json.
+Usage: ``python benchmarks/ptq.py``; writes benchmarks/results/ptq.json.  On a loaded machine the
+two models can run in parallel (``--models X --out a.json`` twice) and be merged
+(``--models --include a.json b.json``), which is how the committed JSON was made.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ import tensorflow_model_optimization as tfmot
 from tqdm import tqdm
 
 import tfadvq
-from tfadvq import metrics
+from tfadvq import metrics, rundir
 from tfadvq import scoring as sc
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
@@ -193,6 +195,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=Path("/work/scratch/model"), help="the demo FP32 train dir")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "ptq")
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4, 3, 2])
+    parser.add_argument("--dfresnet-bits", type=int, nargs="+", default=[4, 3, 2],
+                        help="bit widths for the second model (a trimmed grid: the CPU budget)")
     parser.add_argument("--bc-bits", type=int, nargs="+", default=[4, 3, 2], help="bits with bias-corrected rows")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--fisher-batches", type=int, default=8, help="unlabeled batches for the Fisher")
@@ -202,7 +206,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--refresh-steps", type=int, default=10)
     parser.add_argument("--test-speakers", type=int, default=16)
     parser.add_argument("--cosine-utts", type=int, default=48)
-    parser.add_argument("--models", nargs="+", default=["demo_TinyResNet", "TinyDFResNet"])
+    parser.add_argument("--models", nargs="*", default=["demo_TinyResNet", "TinyDFResNet"],
+                        help="models to run (none: only merge --include files and the kmeans_error table)")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="result files of runs of the other models (run in parallel), merged into --out")
     parser.add_argument("--out", type=Path, default=RESULT)
     return parser.parse_args()
 
@@ -229,17 +236,24 @@ def main() -> None:
         b = Bench(name, fp, trials, utterances, cosine_utts, reference, data, base)
         rows.append(b.row("fp32", 32, fp, tfadvq.model_size(fp).size_bytes))
         bc_batches = bias_correction.input_batches(data, args.bc_batches)
-        for bits in args.bits:
+        grid = args.bits if name.startswith("demo") else args.dfresnet_bits
+        for bits in grid:
             rows += kmqat_rows(b, bits, fisher, bc_batches, args.bc_bits)
             rows.append(sklearn_row(b, bits))
             rows.append(tfmot_row(b, bits))
+            write(args.out, {"config": info, "rows": rows, "partial": True})  # a late failure keeps these
         for bits in (4, 3):
-            if bits not in args.bits:
+            if bits not in grid:
                 continue
             ptq = [r for r in rows if r["model"] == name and r["bits"] == bits and r["method"].startswith("kmqat_ptq")
                    and not r["bias_correction"]]
             rows.append(finetune_row(b, min(ptq, key=lambda r: r["eer"]), fisher, args.finetune_steps,
                                      args.refresh_steps))
+    for other in args.include:  # another model's rows (and its settings), measured by a parallel run
+        earlier = json.loads(other.read_text())
+        rows += [r for r in earlier["rows"] if r.get("table") != "kmeans_error" and r["model"] not in args.models]
+        config = earlier["config"]
+        info.update({k: v for k, v in config.get("models", config).items() if k not in args.models})
     error = [{**r, "table": "kmeans_error"} for r in error_rows(QUICK_KS, exact=False)]
     print_table([{k: r.get(k) for k in ("model", "method", "bits", "per_channel", "bias_correction", "eer",
                                          "min_dcf", "mean_cosine_to_fp32", "size_bytes")} for r in rows],
@@ -250,7 +264,7 @@ def main() -> None:
     print_table(checks, title="targets")
     config = {"corpus": str(args.corpus), "demo_model": str(args.model), "models": info,
               "trials": len(trials), "test_speakers": args.test_speakers, "cosine_utts": len(cosine_utts),
-              "bits": args.bits, "bc_bits": args.bc_bits, "batch_size": args.batch_size,
+              "bits": args.bits, "dfresnet_bits": args.dfresnet_bits, "bc_bits": args.bc_bits, "batch_size": args.batch_size,
               "fisher": f"sensitivity.fisher_diagonal, objective distill, {args.fisher_batches} batches of "
                         f"{args.batch_size} 2-s crops (labels unused)",
               "bias_correction": f"{args.bc_batches} batches of {args.batch_size}, per-channel rows only",
@@ -262,8 +276,12 @@ def main() -> None:
               "kmeans_error_ks": QUICK_KS}
     result = {"benchmark": "ptq", "date": datetime.date.today().isoformat(), "machine": machine_description(),
               "config": config, "rows": rows + error, "targets": checks}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write(args.out, result)
+
+
+def write(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write(path, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
