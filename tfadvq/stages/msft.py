@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfadvq import rundir
 from tfadvq.config import to_dict
@@ -23,6 +23,10 @@ from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
+
+if TYPE_CHECKING:
+    from tfadvq.quant.msft import MSFTSettings
+    from tfadvq.quant.spec import BitsLike
 
 
 @register_stage("msft")
@@ -60,7 +64,8 @@ class MSFTStage(StageBase):
             raise ConfigError("msft: give corpus or data, not both")
         self.settings()  # checks every value now, at parse time
 
-    def settings(self):
+    def settings(self) -> MSFTSettings:
+        """The typed :class:`~tfadvq.quant.msft.MSFTSettings` of this stage (values checked)."""
         from tfadvq.config import from_dict
         from tfadvq.quant.msft import MSFTSettings
 
@@ -84,7 +89,7 @@ class MSFTStage(StageBase):
                               "tfadvq, so give msft its data and use the distill objective")
         return train
 
-    def _bits(self, ctx: StageContext):
+    def _bits(self, ctx: StageContext) -> BitsLike:
         from tfadvq.quant import load_spec
 
         if self.mixed is not None:
