@@ -197,3 +197,26 @@ def test_bias_correction_needs_data_and_the_float_model():
         bias_correction.correct_bias(model, plain, [])
     with pytest.raises(tfadvq.errors.ConfigError, match="no quantized layer"):
         bias_correction.correct_bias(model, model, [X])
+
+
+def test_recipe_quantize_stage_weighted_with_bias_correction_on_its_inputs(tmp_path):
+    from tfadvq.recipe import parse_recipe, run_recipe
+    from tfadvq.rundir import QuantDir
+
+    model = conv_bn_model()
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.abs(np.random.default_rng(5).normal(size=(64, 20, 12))).astype(np.float32))
+    recipe = parse_recipe({"stages": [
+        {"type": "model", "path": str(tmp_path / "m.keras")},
+        {"type": "quantize", "model": "model", "bits": 2, "per_channel": "auto", "weighted": True,
+         "fisher_batches": 2, "bias_correction": True, "inputs": str(tmp_path / "x.npy")}]}, "ptq test")
+    run_recipe(recipe, tmp_path / "work")
+    staged = api.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
+    plain = tfadvq.strip(tfadvq.ptq(model, 2, per_channel="auto", progress=False))[0]
+    x = np.load(tmp_path / "x.npy")
+    shift = {name: np.abs(np.mean(m.predict_on_batch(x) - model.predict_on_batch(x), axis=0)).max()
+             for name, m in (("staged", staged), ("uncorrected", plain))}
+    assert shift["staged"] < shift["uncorrected"] / 10  # bias correction ran on the stage's inputs
+    with pytest.raises(tfadvq.errors.ConfigError, match="per_channel 'sometimes'"):
+        parse_recipe({"stages": [{"type": "model", "path": "m.keras"},
+                                 {"type": "quantize", "model": "model", "per_channel": "sometimes"}]}, "r")

@@ -37,13 +37,26 @@ class QuantizeStage(StageBase):
     quantizer (gradient cancelled and latent weights clipped at
     ``binary_clip``); ``end_bits`` keeps the first and last quantizable layers
     (first conv, embedding) at that width (with ``bits``, not ``bits_per_layer``).
+
+    A model we did not train: ``weighted`` fits the codebooks to the diagonal
+    Fisher of the distillation objective on ``fisher_batches`` batches,
+    ``bias_correction`` removes each quantized layer's output-mean shift,
+    ``per_channel: auto`` keeps per-channel tables where they pay; their data
+    is ``corpus`` (a corpus stage) or the model's training data, fed as the
+    model's input wants (:func:`tfadvq.quant.finetune.model_inputs`), or
+    ``inputs`` (an ``.npy`` array of model inputs).
     """
 
     model: str = "train"
     bits: int = 4
     bits_per_layer: str | None = None
-    per_channel: bool = False
+    per_channel: bool | str = False
     activation_bits: int | None = None
+    weighted: bool = False
+    fisher_batches: int = 8
+    bias_correction: bool = False
+    corpus: str | None = None
+    inputs: str | None = None
     binary: str | None = None
     binary_clip: float | None = 1.0
     end_bits: int | None = None
@@ -53,12 +66,28 @@ class QuantizeStage(StageBase):
             raise ConfigError("quantize: end_bits applies to bits, not to bits_per_layer (name the layers there)")
         if self.binary not in (None, "static", "adaptive"):
             raise ConfigError(f"quantize: binary {self.binary!r}; accepted: static, adaptive (or leave it out)")
+        if isinstance(self.per_channel, str) and self.per_channel != "auto":
+            raise ConfigError(f"quantize: per_channel {self.per_channel!r}; accepted: true, false or auto")
 
     def uses(self) -> dict[str, str]:
-        return {"model": self.model}
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
-        return {"bits_spec": rundir.file_sha256(self.bits_per_layer)} if self.bits_per_layer else {}
+        found = {"bits_spec": rundir.file_sha256(self.bits_per_layer)} if self.bits_per_layer else {}
+        return {**found, "inputs": rundir.file_sha256(self.inputs)} if self.inputs else found
+
+    def _data(self, ctx: StageContext, model, train_dir: str):
+        """Batches for the Fisher and bias correction, as the model's input wants them (None if unused)."""
+        if not (self.weighted or self.bias_correction):
+            return None
+        from tfadvq.quant.finetune import model_inputs
+
+        train = rundir.TrainDir(train_dir)
+        config = load_yaml(TrainConfig, train.config) if train.config.is_file() else TrainConfig()
+        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        if utterances is None and not self.inputs and not train.config.is_file():
+            raise ConfigError(f"stage {ctx.name}: weighted/bias_correction need data: give corpus or inputs")
+        return model_inputs(model, config, inputs=self.inputs, utterances=utterances)
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.quant import api, load_spec, outputs
@@ -72,8 +101,18 @@ class QuantizeStage(StageBase):
         if self.end_bits is not None:
             bits = higher_precision_ends(model, self.bits, self.end_bits)
         binary = {"name": self.binary, "clip_value": self.binary_clip} if self.binary else None
+        data = self._data(ctx, model, train_dir)
+        importances = None
+        if self.weighted:
+            from tfadvq.quant.sensitivity import fisher_diagonal, objective_batches
+
+            importances = fisher_diagonal(model, objective_batches(data, self.fisher_batches), objective="distill")
         wrapped = api.ptq(model, bits, per_channel=self.per_channel, binary=binary,
-                          activation_bits=self.activation_bits)
+                          activation_bits=self.activation_bits, importances=importances)
+        if self.bias_correction:
+            from tfadvq.quant.bias_correction import correct_bias
+
+            correct_bias(model, wrapped, data)
         out = rundir.QuantDir(ctx.out)
         saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self))
         ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
@@ -105,6 +144,7 @@ class FinetuneStage(StageBase):
     corpus: str | None = None
     data: DataConfig | None = None
     use_trained_head: bool = True
+    inputs: str | None = None  # an .npy array of model inputs (distill; a model of another input)
 
     def __post_init__(self) -> None:
         from tfadvq.objectives import parse_objective
@@ -153,7 +193,7 @@ class FinetuneStage(StageBase):
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
         utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
-                              utterances=utterances)
+                              utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
         saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self),
                              finetune=result.row)
