@@ -80,11 +80,12 @@ def _text(notebook: nbformat.NotebookNode) -> str:
 def _run(name: str, tmp_path: Path, **parameters):
     work = tmp_path / name
     notebook = _runner().execute(NOTEBOOKS / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
-                                 {"WORKDIR": str(work), **parameters}, timeout=240)
+                                 {"WORKDIR": str(work), **parameters}, timeout=300)
     return notebook, work
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_path):
     notebook, work = _run("01_quickstart", tmp_path)  # generates its own corpus, as a user's run does
     images = _pngs(notebook)
@@ -97,7 +98,8 @@ def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_pat
     assert "genuine test" in printed and "impostor test" in printed
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_voxceleb_recipe_runs_the_real_commands_on_a_tiny_voxceleb_tree(tiny_corpus, tmp_path):
     notebook, work = _run("05_voxceleb_recipe", tmp_path, CORPUS=str(tiny_corpus))
     vox = work / "VoxCeleb"  # the tiny corpus laid out as the VoxCeleb download
@@ -115,3 +117,46 @@ def test_voxceleb_recipe_runs_the_real_commands_on_a_tiny_voxceleb_tree(tiny_cor
     images = _pngs(notebook)
     assert images and images[-1] == (work / "plots" / "det_fp32_vs_4bit.png").read_bytes()
     assert "ResNet34 converted" in _text(notebook)  # the expected figures, read from benchmarks/results
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_mixed_precision_notebook_allocates_bits_and_compares_msft_with_one_shot(tiny_corpus, tmp_path):
+    from tfadvq.config import load_yaml
+    from tfadvq.quant.spec import BitsSpec
+
+    notebook, work = _run("02_mixed_precision", tmp_path, CORPUS=str(tiny_corpus))
+    names = ["sensitivity.png", "convergence.png", "eer_vs_size.png", "det_msft.png"]
+    assert _pngs(notebook) == [(work / "plots" / name).read_bytes() for name in names]
+    bits = load_yaml(BitsSpec, work / "mixed" / "bits.yaml")  # what tfadvq quantize --bits-per-layer takes
+    plan = json.loads((work / "mixed" / "mixed.json").read_text())
+    assert set(bits.layers.values()) <= {2, 3, 4, 5, 6, 8} and bits.layers == plan["allocation"]["bits"]
+    assert plan["allocation"]["avg_bits"] <= 3.0 + 1e-9  # the notebook's AVG_BITS budget
+    printed = _text(notebook)
+    for method in ("uniform PTQ", "mixed PTQ", "mixed one-shot QAT", "mixed MSFT", "MSFT stages"):
+        assert method in printed
+    assert (work / "msft" / "msft.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_binary_notebook_compares_static_and_adaptive_1bit_weights(tiny_corpus, tmp_path):
+    notebook, work = _run("03_binary", tmp_path, CORPUS=str(tiny_corpus))
+    images = _pngs(notebook)
+    assert len(images) == 2 and all(image.startswith(PNG) for image in images)
+    assert images == [(work / "plots" / n).read_bytes() for n in ("binary_weights.png", "det_binary.png")]
+    printed = _text(notebook)
+    for row in ("FP32", "static PTQ", "adaptive PTQ", "adaptive 1-bit model, converted"):
+        assert row in printed
+    assert (work / "train" / "record.json").is_file()  # the demo recipe's FP32 stages, reusable
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_pretrained_notebook_quantizes_and_distills_a_foreign_encoder(tiny_corpus, tmp_path):
+    notebook, work = _run("04_your_pretrained_model", tmp_path, CORPUS=str(tiny_corpus))
+    printed = _text(notebook)
+    for row in ("3-bit PTQ", "3-bit PTQ, Fisher-weighted", "3-bit weighted + distilled", "min cosine"):
+        assert row in printed
+    images = _pngs(notebook)
+    assert len(images) == 1 and images[0] == (work / "plots" / "det_pretrained.png").read_bytes()
