@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
+
+import tfadvq
 
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import (
@@ -122,11 +125,13 @@ def test_bad_recipes_name_what_is_wrong(data, message):
         parse_recipe(data, "r.yaml")
 
 
-def test_packaged_demo_recipe_parses_and_a_missing_one_is_named():
-    recipe = load_recipe("demo")
-    assert [e.name for e in recipe.stages][:3] == ["corpus", "train", "evaluate"]
-    assert recipe.scoring.window_frames == 200
-    with pytest.raises(ConfigError, match="packaged: \\['demo'\\]"):
+def test_every_packaged_recipe_parses_and_a_missing_one_is_named():
+    names = sorted(p.stem for p in (Path(tfadvq.__file__).parent / "recipes").glob("*.yaml"))
+    assert "demo" in names
+    for name in names:
+        assert load_recipe(name).stages, name
+    assert [e.name for e in load_recipe("demo").stages][:2] == ["corpus", "train"]
+    with pytest.raises(ConfigError, match=re.escape(f"packaged: {names}")):
         load_recipe("nothing_like_it")
 
 
