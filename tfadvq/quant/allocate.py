@@ -147,7 +147,8 @@ def _solve(choices: Sequence[Decision], row: np.ndarray, budget: float) -> np.nd
     exact = {"mip_rel_gap": 0.0}
     base = [optimize.LinearConstraint(one_hot, 1, 1), optimize.LinearConstraint(row[None], -np.inf, budget)]
     integral, bounds = np.ones_like(sens), optimize.Bounds(0, 1)
-    first = optimize.milp(sens / scale, constraints=base, integrality=integral, bounds=bounds, options=exact)
+    first = optimize.milp(sens / scale, constraints=base, integrality=integral, bounds=bounds,
+                          options={**exact, "presolve": False})
     if first.x is None:
         raise QuantizationError(f"bit allocation: the solver found no solution ({first.message})")
     # Among allocations as good as the optimum, use the most budget.
