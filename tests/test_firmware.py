@@ -288,3 +288,26 @@ def test_two_model_firmware_builds_and_keeps_a_store_per_model(tmp_path, lut_mod
                           "hi OK enrolled bob utterances=1", "OK 1 alice:1", "hi OK 1 bob:1"]
     assert lines[8].startswith("hi OK ACCEPT bob score=") and lines[9] == "ERR UNKNOWN_SPEAKER"
     assert (tmp_path / "sv_store.bin").is_file() and (tmp_path / "sv_store_2.bin").is_file()
+
+
+def test_board_firmware_serves_the_uart_without_semihosting(tmp_path, lut_models):
+    """PLATFORM=board on QEMU: console on the CMSDK UART (-serial), no semihosting linked in,
+    no host files (audio only from @buffer), cycles counted, exit reported then a reset."""
+    tflm_dir, lib = _tflm()
+    lo, _ = _write_two_models(lut_models, tmp_path)
+    build = tmp_path / "build"
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "firmware-m4", "PLATFORM=board", f"BUILD={build}",
+                    f"TFLM_DIR={tflm_dir}", f"TFLM_LIB={lib}", f"MODEL_DIR={lo}", "SV_MAX_SECONDS=2"],
+                   check=True, capture_output=True)
+    elf = build / "cortex-m4" / "fw" / "firmware_board.elf"
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "initialise_monitor_handles" not in symbols and "_swiwrite" not in symbols
+    run = subprocess.run(["timeout", "60", "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4",
+                          "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+                          "-kernel", str(elf)],
+                         input="list\nenroll alice a.wav\nenroll alice @buffer\nquit\n",
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr  # the reset request ended QEMU, not the timeout
+    lines = [line.rsplit(" cycles=", 1)[0] for line in run.stdout.splitlines()]
+    assert lines[0].startswith("READY ") and lines[0].endswith("counter=cycles")
+    assert lines[1:] == ["OK 0", "ERR IO_ERROR", "ERR AUDIO_TOO_SHORT", "HALT status=2"]  # 2: commands failed

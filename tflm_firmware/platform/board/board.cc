@@ -79,8 +79,10 @@ __attribute__((weak)) sv::FlashDriver* BoardFlash() {
 void InitConsole() { UartInit(); }
 
 void Halt(int status) {
-  std::printf("HALT status=%d\n", status);
-  std::fflush(stdout);
+  // Straight to the UART: at exit() newlib's stdio is already closed.
+  char line[32];
+  const int n = std::snprintf(line, sizeof(line), "HALT status=%d\r\n", status);
+  for (int i = 0; i < n && i < static_cast<int>(sizeof(line)); ++i) UartPut(line[i]);
   __asm volatile("dsb" ::: "memory");
   Reg(kAircr) = 0x05FA0004u;  // VECTKEY | SYSRESETREQ
   for (;;) __asm volatile("wfi");
