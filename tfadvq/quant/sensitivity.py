@@ -183,6 +183,15 @@ class _Objective:
         return tf.reduce_mean(1.0 - tf.reduce_sum(student * tf.math.l2_normalize(target, axis=-1), axis=-1))
 
 
+def _setup(model, objective, teacher, head, probes: int, weights, seed: int):
+    """``(objective, targets, their variables, a seeded generator)``: what both estimators start from."""
+    if probes < 1:
+        raise ConfigError(f"probes: {probes}; accepted: >= 1")
+    targets = quantizable_weights(model, weights)
+    return (_Objective(model, objective, teacher, head), targets, [t.variable for t in targets],
+            tf.random.Generator.from_seed(seed))
+
+
 def _rademacher(generator: tf.random.Generator, shape) -> tf.Tensor:
     return tf.where(generator.uniform(shape) < 0.5, -1.0, 1.0)
 
@@ -204,12 +213,7 @@ def fisher_diagonal(model: keras.Model, batches: Sequence[Batch], *, objective: 
     ``probes`` Rademacher draws per batch (one forward pass per batch, one
     backward pass per probe, all weights at once).
     """
-    if probes < 1:
-        raise ConfigError(f"probes: {probes}; accepted: >= 1")
-    fn = _Objective(model, objective, teacher, head)
-    targets = quantizable_weights(model, weights)
-    variables = [t.variable for t in targets]
-    generator = tf.random.Generator.from_seed(seed)
+    fn, targets, variables, generator = _setup(model, objective, teacher, head, probes, weights, seed)
 
     @tf.function(reduce_retracing=True)
     def squared(x, labels):
@@ -279,12 +283,7 @@ def hessian_traces(model: keras.Model, batches: Sequence[Batch], *, objective: s
     the FP32 point, where the Hessian is the Gauss-Newton term and nonzero).
     ``progress(done, total)`` is called after every Hessian-vector product.
     """
-    if probes < 1:
-        raise ConfigError(f"probes: {probes}; accepted: >= 1")
-    fn = _Objective(model, objective, teacher, head)
-    targets = quantizable_weights(model, weights)
-    variables = [t.variable for t in targets]
-    generator = tf.random.Generator.from_seed(seed)
+    fn, targets, variables, generator = _setup(model, objective, teacher, head, probes, weights, seed)
 
     @tf.function(reduce_retracing=True)
     def sample(x, labels, target):
