@@ -155,8 +155,7 @@ def main() -> None:
         began = time.perf_counter()
         wrapped = tfadvq.ptq(fp, bits, binary=METHODS[method], per_channel=True, progress=False)
         measure(method, first_last, "ptq", wrapped, time.perf_counter() - began)
-        began = time.perf_counter()
-        wrapped = tfadvq.quantize(fp, bits, binary=METHODS[method], per_channel=True, progress=False)
+        began = time.perf_counter()  # the fine-tune starts from that same post-training model
         history = finetune(wrapped, data, config, "aam", head_weights=head, verbose=0)
         row = measure(method, first_last, "finetuned", wrapped, time.perf_counter() - began)
         row.update(first_loss=round(history.history["loss"][0], 3), last_loss=round(history.history["loss"][-1], 3))
