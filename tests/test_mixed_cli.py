@@ -96,3 +96,20 @@ def test_a_model_with_its_own_input(tmp_path, capsys):
     assert main(["mixed", "--model", str(tmp_path / "raw.keras"), "--inputs", str(bad), "--avg-bits", "4",
                  "--out", str(tmp_path / "q2")]) == 2
     assert "expects input batches of shape" in capsys.readouterr().err
+
+
+def test_recipe_stage_type_is_registered_and_checks_its_fields():
+    from tfadvq.errors import ConfigError
+    from tfadvq.recipe import stage_types
+    from tfadvq.stages.mixed import parse_size
+
+    mixed = stage_types()["mixed"]
+    stage = mixed(model="train", target_size="1.5MB", msft=True)
+    assert parse_size(stage.target_size) == 1_500_000 and parse_size("200KiB") == 204_800
+    assert stage.uses() == {"model": "train"}
+    with pytest.raises(ConfigError, match="exactly one of target_size or avg_bits"):
+        mixed(model="train")
+    with pytest.raises(ConfigError, match="msft replaces finetune_steps"):
+        mixed(model="train", avg_bits=3.0, msft=True, finetune_steps=10)
+    with pytest.raises(ConfigError, match="allowed bits"):
+        mixed(model="train", avg_bits=3.0, allowed=[0, 4])
