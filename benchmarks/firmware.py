@@ -20,6 +20,7 @@
     ``store_flash_bytes`` besides), with ``SV_MAX_SECONDS`` of PCM buffer;
     ``arena_bytes`` is the arena compiled in (converter's figure + margin),
     ``arena_used_bytes`` what TFLM allocated in it;
+  - ``stack_used_bytes``: the deepest the stack (painted at reset) got in the session;
   - ``instructions_per_enrollment`` / ``instructions_per_verification``: one
     ``enroll`` / ``verify`` of a fixed 3.0 s utterance (file read, two fbank
     passes, every window's Invoke) on the semihosting build under QEMU
@@ -215,6 +216,7 @@ def tflm_rows(tflm_dir: Path, corpus: Path, models: dict[str, Path], cores: list
                 enrolled = next(x for x in lines if x.startswith("OK enrolled"))
                 verified = next(x for x in lines if x.startswith("OK ACCEPT") or x.startswith("OK REJECT"))
                 score = float(re.search(r"score=(-?[\d.]+)", verified).group(1))
+                stack = int(re.search(r"stack_used=(\d+)", next(x for x in lines if x.startswith("BYE"))).group(1))
                 frames = 1 + (UTTERANCE_SAMPLES - 400) // 160
                 rows.append({
                     "method": "firmware_tflm", "target": core, "machine": CORES[core]["machine"], "model": name,
@@ -226,6 +228,7 @@ def tflm_rows(tflm_dir: Path, corpus: Path, models: dict[str, Path], cores: list
                     "ram_bytes": board[".data"] + board[".bss"],
                     "flash_bytes": sum(board.get(k, 0) for k in ELF_FLASH),
                     "store_flash_bytes": board.get(".sv_store", 0),
+                    "stack_used_bytes": stack, "ram_with_stack_bytes": board[".data"] + board[".bss"] + stack,
                     "text_bytes": board[".text"], "data_bytes": board[".data"], "bss_bytes": board[".bss"],
                     "arena_bytes": int(ready["arena"]), "arena_used_bytes": int(ready["arena_used"]),
                     "instructions_per_enrollment": int(re.search(r"instructions=(\d+)", enrolled).group(1)),

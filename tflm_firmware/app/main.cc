@@ -260,5 +260,10 @@ int main() {
   hooks.clock = Counter;
   hooks.count_unit = platform::CountUnitName();
 #endif
-  return sv::RunSession(&router, stdin, stdout, hooks) == 0 ? 0 : 2;
+  const int failures = sv::RunSession(&router, stdin, stdout, hooks);
+#ifndef SV_HOST
+  std::printf("BYE stack_used=%u stack_reserved=%u\n", static_cast<unsigned>(platform::StackHighWater()),
+              static_cast<unsigned>(platform::StackReserved()));
+#endif
+  return failures == 0 ? 0 : 2;
 }

@@ -12,6 +12,7 @@
 #ifndef TFADVQ_PLATFORM_H_
 #define TFADVQ_PLATFORM_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "capture.h"
@@ -38,6 +39,11 @@ uint64_t Count();
 CountUnit count_unit();
 // "instructions" or "cycles": the word every printed count carries.
 const char* CountUnitName();
+
+// Bytes of the linker script's stack reservation, and the most of it ever
+// used since reset (the reservation is painted at reset; Cortex-M targets).
+size_t StackReserved();
+size_t StackHighWater();
 
 // The medium of enrollment store `index` (0: the main model, 1: the second
 // model of a two-model firmware).  Each holds sv::kStoreMediumBytes.

@@ -14,7 +14,7 @@
 extern "C" {
 extern uint32_t __data_start__, __data_end__, __data_load__;
 extern uint32_t __bss_start__, __bss_end__;
-extern uint32_t __stack_top__;
+extern uint32_t __stack_top__, __stack_limit__;
 void __libc_init_array(void);
 int main(void);
 void Reset_Handler(void);
@@ -25,7 +25,21 @@ void SysTick_Handler(void);
 namespace {
 volatile uint32_t& Reg(uintptr_t address) { return *reinterpret_cast<volatile uint32_t*>(address); }
 constexpr uintptr_t kCpacr = 0xE000ED88u;
+// The reserved stack is painted at reset; the first word that lost the paint
+// marks the deepest the stack has been (platform::StackHighWater).
+constexpr uint32_t kStackPaint = 0x5AC3A55Cu;
 }  // namespace
+
+namespace platform {
+size_t StackReserved() {
+  return reinterpret_cast<uintptr_t>(&__stack_top__) - reinterpret_cast<uintptr_t>(&__stack_limit__);
+}
+size_t StackHighWater() {
+  const uint32_t* word = &__stack_limit__;
+  while (word < &__stack_top__ && *word == kStackPaint) ++word;
+  return reinterpret_cast<uintptr_t>(&__stack_top__) - reinterpret_cast<uintptr_t>(word);
+}
+}  // namespace platform
 
 // With -nostartfiles there is no crti/crtbegin: newlib's __libc_init_array
 // still calls _init/_fini, and static destructors register with __dso_handle.
@@ -42,6 +56,11 @@ extern "C" void Default_Handler(void) { platform::Halt(3); }
 extern "C" void SysTick_Handler(void) { platform::OnSysTick(); }
 
 extern "C" void Reset_Handler(void) {
+  {  // paint the stack below this frame (256 bytes of headroom for it)
+    uint32_t* sp = nullptr;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (volatile uint32_t* word = &__stack_limit__; word < sp - 64;) *word++ = kStackPaint;
+  }
   // CP10/CP11 full access before any float (or, on the M55, MVE) instruction.
   Reg(kCpacr) |= (0xFu << 20);
   __asm volatile("dsb\n isb" ::: "memory");
