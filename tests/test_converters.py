@@ -326,6 +326,23 @@ def test_corpus_crops_are_fbank_windows_of_dev_audio(tmp_path):
         )
 
 
+def test_cli_converts_with_int8_activations_when_it_has_calibration_audio(tmp_path, model, capsys):
+    """int8 is the device default: with --corpus the activations are int8, --activations float32 keeps float."""
+    from tfadvq.cli import main
+
+    _write_corpus(tmp_path / "corpus", seconds=1.0)
+    model.save(tmp_path / "q.keras")
+    (tmp_path / "bits.json").write_text(json.dumps(BITS))
+    common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.json"),
+              "--corpus", str(tmp_path / "corpus"), "--calibration-crops", "8"]
+    assert main(["convert", "--out", str(tmp_path / "i" / "m.tflite"), *common]) == 0
+    assert main(["convert", "--out", str(tmp_path / "f" / "m.tflite"), "--activations", "float32", *common]) == 0
+    int8, floats = (read_json(tmp_path / d / "m.json") for d in ("i", "f"))
+    assert int8.activations == "int8" and floats.activations == "float32"
+    assert int8.arena_bytes < floats.arena_bytes  # int8 activations: a quarter of the bytes per value
+    assert "int8 activations" in capsys.readouterr().out
+
+
 def test_eer_on_tiny_corpus_trials_matches_keras(request, model, float_result, int8_result):
     """The issue's check on real (generated) speech, when the shared tiny_corpus fixture exists."""
     from converters.keras_to_tflite import fbank_window

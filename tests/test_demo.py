@@ -1,11 +1,13 @@
-"""``tfadvq demo`` (the packaged recipe) end to end on the tiny corpus: train -> KMQAT 4-bit ->
-LUT .tflite -> thresholds calibrated on TFLM scores -> a claim verified under TFLM.
+"""``tfadvq demo`` (the packaged recipe) end to end on the tiny corpus: train the device model ->
+KMQAT 4-bit with 8-bit activation QAT -> int8 LUT .tflite -> thresholds calibrated on TFLM scores ->
+a claim verified under TFLM.
 
 The model is barely trained (one epoch of one step), so what is asserted holds
 for any model: every stage ran and recorded itself, the quantized model really
-is 4-bit LUT-compressed, the shipped thresholds are the EER point of the
-converted model's own TFLM scores (recomputed here from the scores file),
-TFLM reproduces the Keras scores, and a re-run reuses every stage.
+is 4-bit LUT-compressed with int8 activations, the shipped thresholds are the
+EER point of the converted model's own TFLM scores (recomputed here from the
+scores file), TFLM stays close to the Keras scores, every trial is scored, and
+a re-run reuses every stage.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.timeout(600)
 
 ARGS = ["--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1", "--finetune-epochs", "1",
-        "--finetune-steps", "1", "--frames", "100"]
+        "--finetune-steps", "1", "--frames", "100", "--calibration-crops", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +52,28 @@ def test_demo_runs_every_stage_and_records_it(demo_run):
     assert all(row["bits"] == 4 for row in summary["layers"] if isinstance(row["bits"], int))
 
 
-def test_demo_ships_thresholds_calibrated_on_tflm_scores(demo_run):
+def test_demo_ships_thresholds_calibrated_on_tflm_scores(demo_run, tiny_corpus):
     from converters.metadata import read_json
     from tfadvq.metrics import compute_eer
 
     _, workdir = demo_run
     metadata = read_json(workdir / "calibrate" / "model.json")
     assert metadata.input_frames == 100 == metadata.scoring.window_frames
-    assert set(metadata.bits_per_layer.values()) == {4} and metadata.activations == "float32"
+    assert set(metadata.bits_per_layer.values()) == {4} and metadata.activations == "int8"
     table = np.loadtxt(workdir / "calibrate" / "trial_scores.txt", ndmin=2)
     eer, threshold = compute_eer(table[:, 1], table[:, 0])
     assert metadata.thresholds.eer_threshold == pytest.approx(threshold, abs=1e-6)
-    assert metadata.thresholds.eer_rate == pytest.approx(eer)
+    # the file's 6 decimals tie some of the barely trained int8 model's near-equal scores: a trial or two
+    assert metadata.thresholds.eer_rate == pytest.approx(eer, abs=2 / len(table))
     assert metadata.calibration["embedder"] == "tflm" and metadata.calibration["num_trials"] == len(table)
-    assert metadata.calibration["device_scoring_max_abs_diff"] < 1e-3  # TFLM scores = Keras scores
+    trials = (tiny_corpus / "trials" / "test.txt").read_text().splitlines()
+    assert len(table) == len([line for line in trials if line.strip()])  # no trial left unscored
+    assert metadata.calibration["device_scoring_max_abs_diff"] < 0.1  # int8 TFLM scores near Keras's
+    calibrate = _record(workdir, "calibrate")["metrics"]
+    assert calibrate["decision_agreement_at_eer"] == 1 - calibrate["decisions_differ_at_eer"] / len(table)
+    labels, scores = table[:, 0], table[:, 1]
+    assert calibrate["device_far_at_eer_threshold"] == pytest.approx(
+        np.mean(scores[labels == 0] >= metadata.thresholds.eer_threshold))
     header = (workdir / "calibrate" / "c_array" / "model_config.h").read_text()
     assert f"#define TFADVQ_THRESHOLD_EER {metadata.thresholds.eer_threshold!r}f" in header
     assert "#define TFADVQ_SCORING_HOP_FRAMES 100" in header

@@ -2,7 +2,9 @@
 
 Writes the LUT-compressed model to flash (``--out``), its plain float twin
 (``*.float.tflite``), the plain int8 twin when calibration data is given
-(``*.int8.tflite``) and the metadata (``*.json``); ``--c-array DIR`` adds
+(``*.int8.tflite``) and the metadata (``*.json``).  Activations are int8 (the
+device's choice) whenever ``--corpus`` gives calibration crops, float without
+it; ``--activations`` says which explicitly; ``--c-array DIR`` adds
 ``model_data.h/.cc`` and ``model_config.h`` for the firmware.  Every converted
 model is run under the TFLM interpreter and checked against Keras (on real
 fbank crops of ``--corpus`` when given) before anything is written.
@@ -27,7 +29,7 @@ class ConvertArgs:
 
     model: Path
     out: Path
-    int8: bool = False
+    int8: bool | None = None  # None: int8 with --corpus, float without
     frames: int = 200
     bits: str | None = None
     corpus: Path | None = None
@@ -47,7 +49,10 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="saved Keras model (.keras, .h5 or SavedModel dir)")
     parser.add_argument("--out", required=True, type=Path, help="LUT-compressed .tflite to write")
-    parser.add_argument("--int8", action="store_true", help="full-integer int8 activations (needs --corpus)")
+    parser.add_argument("--activations", choices=["int8", "float32"], dest="activations",
+                        help="int8 (needs --corpus; the default with it) or float32 (the default without)")
+    parser.add_argument("--int8", action="store_const", const="int8", dest="activations",
+                        help="the same as --activations int8")
     parser.add_argument("--frames", type=int, default=200, help="fixed input frames = scoring window (default 200)")
     parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
@@ -67,7 +72,8 @@ def register(subparsers) -> None:
                              "symbols g_model_P, macros TFADVQ_<P>_*; its command lines start with P)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=lambda a: run(ConvertArgs(
-        a.model, a.out, a.int8, a.frames, a.bits, a.corpus, a.calibration_crops, a.trial_scores, a.target_far,
+        a.model, a.out, None if a.activations is None else a.activations == "int8", a.frames, a.bits, a.corpus,
+        a.calibration_crops, a.trial_scores, a.target_far,
         a.feature_config, a.model_version, a.c_array, a.force, a.symbol_prefix)))
 
 
@@ -139,7 +145,8 @@ def _run(args: ConvertArgs) -> int:
     representative = None
     if args.corpus is not None:
         representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops))
-    result, metadata = convert_saved_model(args.model, scoring, int8=args.int8, representative=representative,
+    int8 = args.corpus is not None if args.int8 is None else args.int8
+    result, metadata = convert_saved_model(args.model, scoring, int8=int8, representative=representative,
                                            bits=_bits(args.bits), feature=feature,
                                            model_version=args.model_version)
     if thresholds is not None:

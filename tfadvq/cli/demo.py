@@ -1,12 +1,15 @@
 """``tfadvq demo [--workdir runs/demo]``: the main job, end to end on the generated corpus.
 
 It runs the packaged recipe ``demo`` (``tfadvq/recipes/demo.yaml``; the same as
-``tfadvq run demo --workdir W``): generate the corpus -> train the demo model ->
-evaluate (EER, minDCF, DET, threshold) -> a verification example -> KMQAT
-4-bit post-training -> fine-tune -> evaluate the quantized model -> convert to
-a LUT ``.tflite`` -> calibrate its thresholds on what TFLM computes (firmware C
-sources) -> the verification example under TFLM.  Finished stages are reused
-on a re-run; the options below override the recipe's values (for quick runs).
+``tfadvq run demo --workdir W``): generate the corpus -> train the MCU-class
+device model (McuDFResNet, ``tfadvq/configs/mcu.yaml``) -> evaluate (EER,
+minDCF, DET, threshold) -> a verification example -> KMQAT 4-bit post-training
+with 8-bit activation QAT -> fine-tune -> evaluate the quantized model ->
+convert to a LUT ``.tflite`` with int8 activations, calibrated on corpus crops
+-> calibrate its thresholds on what TFLM computes (firmware C sources) -> the
+verification example under TFLM.  The converted model with the firmware fits a
+256 KB RAM / 1 MB flash Cortex-M4.  Finished stages are reused on a re-run; the
+options below override the recipe's values (for quick runs).
 """
 from __future__ import annotations
 
@@ -31,9 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--steps-per-epoch", type=int, help="training epoch length")
     parser.add_argument("--bits", type=int, help="KMQAT weight bits (default 4)")
-    parser.add_argument("--finetune-epochs", type=int, help="fine-tune epochs (default 1)")
+    parser.add_argument("--finetune-epochs", type=int, help="fine-tune epochs (default 3)")
     parser.add_argument("--finetune-steps", type=int, help="fine-tune epoch length")
-    parser.add_argument("--frames", type=int, help="scoring window = converted model input (default 200)")
+    parser.add_argument("--frames", type=int, help="scoring window = converted model input (default 100)")
+    parser.add_argument("--calibration-crops", type=int, help="corpus crops calibrating int8 (default 64)")
     add_stage_range(parser)
     parser.set_defaults(func=run)
 
@@ -45,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
         speakers=args.speakers, test_speakers=args.test_speakers, utts=args.utts, corpus=args.corpus,
         epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
         bits=args.bits, finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps,
-        frames=args.frames), args.workdir, args.from_stage, args.to_stage)
+        frames=args.frames, calibration_crops=args.calibration_crops), args.workdir, args.from_stage, args.to_stage)
 
 
 def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None, utts: int | None = None,
                 corpus: str | None = None, epochs: int | None = None, batch_size: int | None = None,
                 steps_per_epoch: int | None = None, bits: int | None = None,
                 finetune_epochs: int | None = None, finetune_steps: int | None = None,
-                frames: int | None = None):
+                frames: int | None = None, calibration_crops: int | None = None):
     """The packaged demo recipe with the given values replaced (None keeps the recipe's)."""
     import dataclasses
 
@@ -63,6 +67,7 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
     recipe = override(recipe, "train", epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
     recipe = override(recipe, "quantize", bits=bits)
     recipe = override(recipe, "finetune", epochs=finetune_epochs, steps_per_epoch=finetune_steps)
+    recipe = override(recipe, "convert", calibration_crops=calibration_crops)
     if frames is not None:
         recipe = dataclasses.replace(recipe, scoring=dataclasses.replace(recipe.scoring, window_frames=frames,
                                                                          hop_frames=frames))

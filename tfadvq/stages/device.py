@@ -40,17 +40,26 @@ def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
     return path.read_bytes(), path, read_json(outputs["metadata"])
 
 
+def _far(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """False-accept rate of accepting ``score >= threshold`` (the firmware's rule) on non-target trials."""
+    impostors = np.asarray(scores)[np.asarray(labels) == 0]
+    return float(np.mean(impostors >= threshold))
+
+
 @register_stage("convert")
 @dataclasses.dataclass
 class ConvertStage(StageBase):
     """LUT-compressed ``.tflite`` for the recipe's scoring window, checked against Keras under TFLM.
 
     ``calibration`` (a corpus stage) provides real fbank crops: int8
-    calibration and the parity checks' inputs.
+    calibration and the parity checks' inputs.  ``int8`` null (the default)
+    means int8 activations, the device's choice (float activations cost ~5x
+    the instructions on a Cortex-M4), whenever ``calibration`` is given, and
+    float activations without it; ``int8: false`` keeps float activations.
     """
 
     model: str = "finetune"
-    int8: bool = False
+    int8: bool | None = None
     calibration: str | None = None
     calibration_crops: int = 64
     model_version: int = 1
@@ -58,6 +67,10 @@ class ConvertStage(StageBase):
     def __post_init__(self) -> None:
         if self.int8 and self.calibration is None:
             raise ConfigError("convert: int8 needs calibration (a corpus stage) for its activation ranges")
+
+    @property
+    def activations_int8(self) -> bool:
+        return self.calibration is not None if self.int8 is None else self.int8
 
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("calibration", self.calibration)) if v}
@@ -74,7 +87,7 @@ class ConvertStage(StageBase):
             crops = corpus_crops(ctx.output(self.calibration, "corpus"), ctx.scoring.window_frames,
                                  self.calibration_crops)
             representative = array_representative(crops)
-        result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.int8,
+        result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
                                                representative=representative, model_version=self.model_version)
         out = rundir.DeviceDir(ctx.out)
         write_device_files(result, metadata, out)
@@ -136,15 +149,23 @@ class CalibrateStage(StageBase):
         write_c_arrays(model, metadata, out.c_array)
         decisions_differ = int(np.sum((device.scores >= thresholds.eer_threshold)
                                       != (reference.scores >= keras_thresholds.eer_threshold)))
+        device_far = _far(device.scores, device.labels, thresholds.eer_threshold)
+        keras_far = _far(reference.scores, reference.labels, keras_thresholds.eer_threshold)
         return StageResult(
             outputs={"tflite": str(out.tflite), "metadata": str(out.metadata), "c_array": str(out.c_array),
                      "plain": str(keras_path), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
             metrics={**calibration, "eer_threshold": thresholds.eer_threshold,
                      "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": thresholds.far_at_low_far,
-                     "decisions_differ_at_eer": decisions_differ},
+                     "keras_far_at_low_far": keras_thresholds.far_at_low_far,
+                     "device_far_at_eer_threshold": device_far, "keras_far_at_eer_threshold": keras_far,
+                     "device_far_at_keras_threshold": _far(device.scores, device.labels,
+                                                           keras_thresholds.eer_threshold),
+                     "decisions_differ_at_eer": decisions_differ,
+                     "decision_agreement_at_eer": 1.0 - decisions_differ / device.labels.size},
             summary=f"TFLM EER {device.eer:.2f} % (Keras {reference.eer:.2f} %) on {device.labels.size} trials; "
-                    f"threshold {thresholds.eer_threshold:.3f} at EER; max |TFLM - Keras score| {diff:.2e}; "
-                    f"C sources in {out.c_array}")
+                    f"threshold {thresholds.eer_threshold:.3f} at EER: FAR {100 * device_far:.2f} % (Keras "
+                    f"{100 * keras_far:.2f} % at its own), {decisions_differ} decisions differ; "
+                    f"max |TFLM - Keras score| {diff:.2e}; C sources in {out.c_array}")
 
 
 @register_stage("device_verify")
