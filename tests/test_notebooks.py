@@ -80,12 +80,12 @@ def _text(notebook: nbformat.NotebookNode) -> str:
 def _run(name: str, tmp_path: Path, **parameters):
     work = tmp_path / name
     notebook = _runner().execute(NOTEBOOKS / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
-                                 {"WORKDIR": str(work), **parameters}, timeout=300)
+                                 {"WORKDIR": str(work), **parameters}, timeout=600)
     return notebook, work
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_path):
     notebook, work = _run("01_quickstart", tmp_path)  # generates its own corpus, as a user's run does
     images = _pngs(notebook)
@@ -99,7 +99,7 @@ def test_quickstart_runs_from_speech_to_a_4bit_model_verified_under_tflm(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_voxceleb_recipe_runs_the_real_commands_on_a_tiny_voxceleb_tree(tiny_corpus, tmp_path):
     notebook, work = _run("05_voxceleb_recipe", tmp_path, CORPUS=str(tiny_corpus))
     vox = work / "VoxCeleb"  # the tiny corpus laid out as the VoxCeleb download
@@ -120,7 +120,7 @@ def test_voxceleb_recipe_runs_the_real_commands_on_a_tiny_voxceleb_tree(tiny_cor
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_mixed_precision_notebook_allocates_bits_and_compares_msft_with_one_shot(tiny_corpus, tmp_path):
     from tfadvq.config import load_yaml
     from tfadvq.quant.spec import BitsSpec
@@ -139,7 +139,7 @@ def test_mixed_precision_notebook_allocates_bits_and_compares_msft_with_one_shot
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_binary_notebook_compares_static_and_adaptive_1bit_weights(tiny_corpus, tmp_path):
     notebook, work = _run("03_binary", tmp_path, CORPUS=str(tiny_corpus))
     images = _pngs(notebook)
@@ -152,7 +152,7 @@ def test_binary_notebook_compares_static_and_adaptive_1bit_weights(tiny_corpus, 
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_pretrained_notebook_quantizes_and_distills_a_foreign_encoder(tiny_corpus, tmp_path):
     notebook, work = _run("04_your_pretrained_model", tmp_path, CORPUS=str(tiny_corpus))
     printed = _text(notebook)
