@@ -71,9 +71,13 @@ def execute(path: str | Path, out: str | Path | None = None, parameters: Mapping
 
 def _parameter(text: str) -> tuple[str, Any]:
     name, _, value = text.partition("=")
-    if not name.isidentifier() or not value:
-        raise argparse.ArgumentTypeError(f"-p {text!r}: expected NAME=PYTHON_LITERAL, e.g. FULL=True")
-    return name, ast.literal_eval(value)
+    try:
+        if not name.isidentifier():
+            raise ValueError(name)
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError(f"-p {text!r}: expected NAME=PYTHON_LITERAL, e.g. FULL=True or "
+                                         "WORKDIR=\"'runs/x'\"") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="NAME=VALUE injected after the parameter cell (a Python literal)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
+    missing = [str(path) for path in args.notebooks if not path.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
     for path in args.notebooks:
         start = time.perf_counter()
         execute(path, args.out / path.name, dict(args.parameters), args.timeout)
