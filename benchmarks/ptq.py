@@ -172,8 +172,7 @@ def targets(rows: list[dict], error: list[dict]) -> list[dict]:
     worst = max(error, key=lambda r: r["error_ratio"])
     out.append({"target": "kmeans1d error <= sklearn at every k", "measured": worst["error_ratio"],
                 "limit": 1 + 1e-9, "met": worst["error_ratio"] <= 1 + 1e-9})
-    eer = {(r["model"], r["method"], r["bits"], r.get("per_channel"), r.get("bias_correction")): r["eer"]
-           for r in rows if "eer" in r}
+    eer = {_key(r): r["eer"] for r in rows if "eer" in r}
     for model in sorted({r["model"] for r in rows}):
         for bits in (4, 3, 2):
             for pc in (False, True):
@@ -210,6 +209,7 @@ def parse_args() -> argparse.Namespace:
                         help="models to run (none: only merge --include files and the kmeans_error table)")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="result files of runs of the other models (run in parallel), merged into --out")
+    parser.add_argument("--note", default="", help="what this run trimmed or changed, kept in the JSON config")
     parser.add_argument("--out", type=Path, default=RESULT)
     return parser.parse_args()
 
@@ -251,7 +251,9 @@ def main() -> None:
                                      args.refresh_steps))
     for other in args.include:  # another model's rows (and its settings), measured by a parallel run
         earlier = json.loads(other.read_text())
-        rows += [r for r in earlier["rows"] if r.get("table") != "kmeans_error" and r["model"] not in args.models]
+        seen = {_key(r) for r in rows}
+        rows += [r for r in earlier["rows"] if r.get("table") != "kmeans_error" and r["model"] not in args.models
+                 and _key(r) not in seen]  # one FP32 row per model when its bit widths ran apart
         config = earlier["config"]
         info.update({k: v for k, v in config.get("models", config).items() if k not in args.models})
     error = [{**r, "table": "kmeans_error"} for r in error_rows(QUICK_KS, exact=False)]
@@ -273,10 +275,14 @@ def main() -> None:
                            "lr": "demo lr x 0.1, no warm-up", "data": "cached fbank crops, labels unused"},
               "sklearn": "KMeans(k, n_init=1, k-means++, random_state=0) per tensor",
               "tfmot": "cluster_weights(2^b, KMEANS_PLUS_PLUS) + strip_clustering, no training",
-              "kmeans_error_ks": QUICK_KS}
+              "kmeans_error_ks": QUICK_KS, "note": args.note}
     result = {"benchmark": "ptq", "date": datetime.date.today().isoformat(), "machine": machine_description(),
               "config": config, "rows": rows + error, "targets": checks}
     write(args.out, result)
+
+
+def _key(row: dict) -> tuple:
+    return row["model"], row["method"], row["bits"], row.get("per_channel"), row.get("bias_correction")
 
 
 def write(path: Path, result: dict) -> None:
