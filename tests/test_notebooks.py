@@ -156,7 +156,8 @@ def test_binary_notebook_compares_static_and_adaptive_1bit_weights(tiny_corpus, 
 def test_pretrained_notebook_quantizes_and_distills_a_foreign_encoder(tiny_corpus, tmp_path):
     notebook, work = _run("04_your_pretrained_model", tmp_path, CORPUS=str(tiny_corpus))
     printed = _text(notebook)
-    for row in ("3-bit PTQ", "3-bit PTQ, Fisher-weighted", "3-bit weighted + distilled", "min cosine"):
+    for row in ("3-bit PTQ", "3-bit PTQ, Fisher-weighted", "3-bit weighted + distilled", "min cosine",
+                "benchmarks/results/ptq.json"):
         assert row in printed
     images = _pngs(notebook)
     assert len(images) == 1 and images[0] == (work / "plots" / "det_pretrained.png").read_bytes()
