@@ -19,7 +19,7 @@ from tfadvq.config import dump_yaml, from_dict
 from tfadvq.errors import ConfigError, DataError
 from tfadvq import rundir
 from tfadvq.callbacks import MarginWarmup
-from tfadvq.optim import WarmupDecay
+from tfadvq.optim import WarmupDecay, make_optimizer
 from tfadvq.train_config import TrainConfig, load_config, packaged_config
 from tfadvq.training import fit_embedding_model, train, training_data
 from tfadvq.voxceleb import load_corpus
@@ -328,3 +328,17 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
     schedule = WarmupDecay(config.optimizer.lr, config.schedule.final_lr, 0, 3 * steps)
     assert history["lr"][-1] == pytest.approx(float(schedule(3 * steps - 1)), rel=1e-4)
     assert history["lr"][-1] != pytest.approx(float(schedule(2 * steps - 1)), rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_optimizers_take_zero_weight_decay_and_refuse_a_negative_one(name):
+    def optimizer(decay: float):
+        config = from_dict(TrainConfig, {"epochs": 1, "optimizer": {"name": name, "lr": 0.1, "weight_decay": decay}})
+        return make_optimizer(config, steps_per_epoch=4)
+
+    for decay, shrinks in ((0.0, False), (0.5, True)):
+        kernel = tf.Variable(tf.ones([3]), name="kernel")
+        optimizer(decay).apply_gradients([(tf.zeros([3]), kernel)])  # zero gradient: only decay can move it
+        assert bool(np.all(kernel.numpy() < 1.0)) is shrinks, (decay, kernel.numpy())
+    with pytest.raises(ConfigError, match="weight_decay"):
+        optimizer(-1e-4)

@@ -54,11 +54,13 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     if opt.lr <= 0 or config.schedule.final_lr <= 0:
         raise ConfigError(f"optimizer.lr and schedule.final_lr must be > 0, got {opt.lr}, "
                           f"{config.schedule.final_lr}")
+    if opt.weight_decay < 0:
+        raise ConfigError(f"optimizer.weight_decay: {opt.weight_decay}; accepted: >= 0")
     schedule = WarmupDecay(opt.lr, config.schedule.final_lr,
                            round(config.schedule.warmup_epochs * steps_per_epoch),
                            config.epochs * steps_per_epoch, config.schedule.decay.value)
     # XLA-compiled updates (Keras' default) break on tfmot-wrapped variables and buy nothing on CPU.
-    common = dict(learning_rate=schedule, weight_decay=opt.weight_decay or None, jit_compile=False)
+    common = dict(learning_rate=schedule, weight_decay=float(opt.weight_decay), jit_compile=False)
     if opt.name is OptimizerName.ADAMW:
         optimizer = keras.optimizers.AdamW(**common)
     else:
