@@ -187,13 +187,17 @@ def main() -> None:
                 msft_groups=result.groups, last_loss=result.rows[-1]["loss_after"])
 
     info["resnet34_hessian"] = resnet34_trace_seconds(8, args.resnet34_probes)
-    figure = plot_eer_vs_size([r for r in rows if r["tflite_bytes"]], FIGURE, front=info["front"],
-                              title=f"{fp.name}: EER vs converted size (all {len(corpus.trials)} test trials)")
-    info["figure"] = str(figure.relative_to(ROOT))
+    info["figure"] = draw(rows, info, f"{fp.name}: EER vs converted size (all {len(corpus.trials)} test trials)")
     write(args, rows, info, config, corpus, started, partial=False)
     print_table([{k: v for k, v in r.items() if k not in ("layer_bits", "msft_groups")} for r in rows],
                 title="mixed precision vs uniform KMQAT")
     print_table(targets(rows), title="targets")
+
+
+def draw(rows: list[dict], info: dict, title: str) -> str:
+    """The EER-vs-size figure of the converted rows, with the allocation's Pareto front; its repository path."""
+    figure = plot_eer_vs_size([r for r in rows if r["tflite_bytes"]], FIGURE, front=info["front"], title=title)
+    return str(figure.relative_to(ROOT))
 
 
 def targets(rows: list[dict]) -> list[dict]:

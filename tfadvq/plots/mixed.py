@@ -76,8 +76,8 @@ def plot_convergence(traces: Mapping[str, Any], path: str | Path, title: str = "
 
 def plot_eer_vs_size(rows: Sequence[Mapping[str, Any]], path: str | Path, *,
                      front: Sequence[tuple[int, float]] = (), title: str = "") -> Path:
-    """EER (%) against ``tflite_bytes`` (or ``size_bytes``) per ``method``, with error bars from
-    ``eer_ci95`` when present; ``front``: the allocation's Pareto front as ``(bytes, sensitivity)``,
+    """EER against ``tflite_bytes`` (or ``size_bytes``) per ``method``, with error bars from
+    ``eer_ci95`` when present (both in percent, as benchmark rows and :class:`tfadvq.evaluation.Evaluation` hold them); ``front``: the allocation's Pareto front as ``(bytes, sensitivity)``,
     drawn on a second axis (the model of what the allocation trades)."""
     if not rows:
         raise ValueError("plot_eer_vs_size: no rows to draw")
@@ -88,10 +88,10 @@ def plot_eer_vs_size(rows: Sequence[Mapping[str, Any]], path: str | Path, *,
         mine = sorted((r for r in rows if r["method"] == method),
                       key=lambda r: r.get("tflite_bytes") or r["size_bytes"])
         x = np.array([(r.get("tflite_bytes") or r["size_bytes"]) / 1024 for r in mine])
-        y = np.array([100 * r["eer"] for r in mine])
+        y = np.array([r["eer"] for r in mine])
         ci = [r.get("eer_ci95") for r in mine]
         if all(c is not None for c in ci):
-            err = np.abs(np.array([[100 * c[0], 100 * c[1]] for c in ci]).T - y)
+            err = np.abs(np.array([[c[0], c[1]] for c in ci]).T - y)
             ax.errorbar(x, y, yerr=err, fmt="o-", color=f"C{i % 10}", capsize=3, lw=1.2, label=method)
         else:
             ax.plot(x, y, "o-", color=f"C{i % 10}", lw=1.2, label=method)
