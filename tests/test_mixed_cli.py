@@ -113,3 +113,14 @@ def test_recipe_stage_type_is_registered_and_checks_its_fields():
         mixed(model="train", avg_bits=3.0, msft=True, finetune_steps=10)
     with pytest.raises(ConfigError, match="allowed bits"):
         mixed(model="train", avg_bits=3.0, allowed=[0, 4])
+
+
+def test_eer_vs_size_plot(tmp_path):
+    from tfadvq.plots import plot_eer_vs_size
+
+    rows = [{"method": m, "eer": e, "eer_ci95": [e - 1, e + 1], "size_bytes": s, "tflite_bytes": s + 100}
+            for m, e, s in (("kmqat", 10.0, 190_000), ("kmqat", 9.4, 280_000), ("mixed", 9.7, 189_000))]
+    path = plot_eer_vs_size(rows, tmp_path / "eer.png", front=[(300_000, 1e-3), (200_000, 1e-2)])
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match="no rows"):
+        plot_eer_vs_size([], tmp_path / "none.png")
