@@ -263,7 +263,7 @@ def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
     subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", exe, probe, tmp_path / "model_data.cc"],
                    check=True, cwd=tmp_path)
     assert subprocess.run([exe]).returncode == 0
-    assert len(files) == 3
+    assert sorted(f.name for f in files) == ["model_config.h", "model_data.cc", "model_data.h", "model_ops.h"]
 
 
 def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
