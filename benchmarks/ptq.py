@@ -129,7 +129,9 @@ def sklearn_row(b: Bench, bits: int) -> dict:
     """Our per-tensor quantizers with sklearn KMeans codebooks (same layers, same storage)."""
     wrapped = tfadvq.ptq(b.fp, bits, progress=False)
     for _, q in api.quantized_weights(wrapped):
-        q._codebook.assign(sklearn_codebook(q.source.numpy().ravel(), 2 ** bits))
+        values = q.source.numpy().ravel()
+        book = sklearn_codebook(values, min(2 ** bits, values.size))  # sklearn refuses k > n (8-bit, 144 values)
+        q._codebook.assign(np.concatenate([book, np.full(2 ** bits - book.size, book[-1], np.float32)]))
     plain, _ = tfadvq.strip(wrapped)
     return b.row("sklearn_kmeans_ptq", bits, plain, tfadvq.model_size(wrapped).size_bytes, per_channel=False,
                  bias_correction=False)
