@@ -14,7 +14,7 @@ APT_PACKAGES=(
   make g++ cmake
   # the firmware for Cortex-M4 and Cortex-M55 (QEMU mps2-an386 / mps3-an547), and what
   # building TFLM's microlite for them needs (tflm_firmware/README.md): git for
-  # tools/tflm_deps.sh, numpy and Pillow for the Python generators TFLM's Makefile runs
+  # its pinned dependencies, numpy and Pillow for the Python generators TFLM's Makefile runs
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
   git python3-numpy python3-pil
 )
