@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import time
 from pathlib import Path
 
@@ -53,7 +52,9 @@ from tfadvq.plots import plot_binary_weights
 from tfadvq.quant import api, finetune, finetune_config
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.binary import higher_precision_ends
-from tfadvq.report import machine_description, print_table
+from tfadvq.report import print_table
+
+from bench_common import finetune_budget, header  # noqa: I001  (benchmarks/ is the script directory)
 from tfadvq.train_config import TrainConfig
 from tfadvq.training import training_data
 from tfadvq.voxceleb import load_corpus
@@ -193,17 +194,11 @@ def targets(rows: list[dict]) -> list[dict]:
 
 def write(args, rows, config: TrainConfig, corpus, *, started: float, partial: bool, figure: Path | None = None):
     report = {
-        "benchmark": "binary",
-        "date": datetime.date.today().isoformat(),
-        "machine": machine_description(),
+        **header("binary"),
         "config": {
             "fp_model": str(args.model), "corpus": str(args.corpus), "trials": len(corpus.trials),
             "test_utterances": len(corpus.test), "scoring": "tfadvq.evaluation.evaluate, 200-frame windows",
-            "finetune": {"objective": "aam", "head": "trained (head.npz)", "steps": args.steps,
-                         "batch_size": args.batch_size, "optimizer": config.optimizer.name.value,
-                         "peak_lr": config.optimizer.lr, "lr_scale": args.lr_scale,
-                         "schedule": config.schedule.decay.value, "same_cached_batches": True,
-                         "codebook_refresh_steps": 100},
+            "finetune": finetune_budget(args, config, 100),
             "per_channel": True, "clip_value": 1.0, "end_bits": args.end_bits,
             "sign": f"larq {larq.__version__} ste_sign (clip 1.0), no scale",
             "tflite": "converters.convert_model, float activations, verified under the TFLM interpreter",

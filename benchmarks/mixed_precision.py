@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import tempfile
 import time
 from pathlib import Path
@@ -54,7 +53,9 @@ from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.plots import plot_eer_vs_size
 from tfadvq.quant import allocate, finetune, finetune_config, sensitivity
 from tfadvq.quant.msft import MSFTSettings, msft
-from tfadvq.report import machine_description, print_table
+from tfadvq.report import print_table
+
+from bench_common import finetune_budget, header  # noqa: I001  (benchmarks/ is the script directory)
 from tfadvq.stages.mixed import quantize_within
 from tfadvq.train_config import TrainConfig
 from tfadvq.training import training_data
@@ -222,17 +223,11 @@ def targets(rows: list[dict]) -> list[dict]:
 
 def write(args, rows, info, config: TrainConfig, corpus, started: float, partial: bool) -> None:
     report = {
-        "benchmark": "mixed_precision",
-        "date": datetime.date.today().isoformat(),
-        "machine": machine_description(),
+        **header("mixed_precision"),
         "config": {
             "fp_model": str(args.model), "corpus": str(args.corpus), "trials": len(corpus.trials),
             "test_utterances": len(corpus.test), "scoring": "tfadvq.evaluation.evaluate, 200-frame windows",
-            "finetune": {"objective": "aam", "head": "trained (head.npz)", "steps": args.steps,
-                         "batch_size": args.batch_size, "optimizer": config.optimizer.name.value,
-                         "peak_lr": config.optimizer.lr, "lr_scale": args.lr_scale,
-                         "schedule": config.schedule.decay.value, "same_cached_batches": True,
-                         "codebook_refresh_steps": args.refresh_steps, "msft_stages": args.stages,
+            "finetune": {**finetune_budget(args, config, args.refresh_steps), "msft_stages": args.stages,
                          "msft_steps_per_stage": max(1, args.steps // args.stages)},
             "sensitivity": {"objective": "distill (unlabeled, FP32 point)", "estimator": "Hutchinson, Rademacher",
                             "batches": args.trace_batches, "probes": args.probes,
