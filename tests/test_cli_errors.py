@@ -95,3 +95,20 @@ def test_unreadable_inputs_name_the_file(tmp_path, capsys):
     recipe.write_bytes(b"\xff\xfe not yaml: [")
     assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
     assert str(recipe) in _error(capsys)
+
+
+@pytest.mark.parametrize("avg_bits", ["0", "-1", "nan", "inf", "1.5"])
+def test_an_unreachable_average_is_refused_before_the_hessian(fp_model, tmp_path, capsys, avg_bits):
+    """Below the narrowest allowed width, the allocator would refuse only after minutes of Hessian traces."""
+    out = tmp_path / "m"
+    argv = ["mixed", "--model", str(fp_model), "--inputs", str(tmp_path / "never-read.npy"),
+            "--avg-bits", avg_bits, "--allowed", "2,4,8", "--out", str(out)]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert "average bits" in err and ">= 2" in err
+    assert not (out / "summary.json").exists()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n"
+                      f"  - {{type: mixed, model: model, avg_bits: {avg_bits}, allowed: [2, 4, 8]}}\n")
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
+    assert "average bits" in _error(capsys)

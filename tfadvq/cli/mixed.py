@@ -132,7 +132,7 @@ def _run(args: MixedArgs) -> int:
     from tfadvq.evaluation import load_embedding_model
     from tfadvq.quant.allocate import MixedSettings
     from tfadvq.report import print_table
-    from tfadvq.stages.mixed import mixed_run, parse_size, plot_outcome
+    from tfadvq.stages.mixed import check_avg_bits, mixed_run, parse_size, plot_outcome
     from tfadvq.train_config import TrainConfig, resolve_config
 
     out = rundir.MixedDir(args.out)
@@ -144,6 +144,8 @@ def _run(args: MixedArgs) -> int:
     target = parse_size(args.target_size) if args.target_size is not None else None
     settings = MixedSettings(_allowed(args.allowed), args.objective, args.batches, args.probes,
                              args.per_channel, per_weight=args.per_weight)
+    if args.avg_bits is not None:
+        check_avg_bits(args.avg_bits, settings.allowed)
     source = rundir.TrainDir.of_model(args.model)
     if source.config.is_file():
         config = load_yaml(TrainConfig, source.config)

@@ -52,6 +52,18 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def check_avg_bits(avg_bits: float, allowed: Sequence[int]) -> float:
+    """Refuse an average below the narrowest allowed width (or not finite) before any work.
+
+    The allocator would find it unreachable too, but only after the Hessian
+    traces -- minutes on a real model -- so it is checked when the request is read.
+    """
+    if not np.isfinite(avg_bits) or avg_bits < min(allowed):
+        raise ConfigError(f"average bits {avg_bits}: accepted a finite number >= {min(allowed)}, the narrowest "
+                          f"allowed width (allowed bits {sorted(allowed)})")
+    return float(avg_bits)
+
+
 @dataclasses.dataclass
 class MixedOutcome:
     """What :func:`mixed_run` made: the plan, the final wrapped model and its sizes, what tuning did."""
@@ -218,7 +230,9 @@ class MixedStage(StageBase):
             raise ConfigError("mixed: give corpus or data, not both")
         if self.msft and self.finetune_steps:
             raise ConfigError("mixed: msft replaces finetune_steps; give one of them")
-        self.settings()
+        settings = self.settings()
+        if self.avg_bits is not None:
+            check_avg_bits(self.avg_bits, settings.allowed)
 
     def settings(self):
         from tfadvq.quant.allocate import MixedSettings
