@@ -40,6 +40,8 @@ def check_symbol_prefix(prefix: str) -> str:
     if prefix and (not re.fullmatch(r"[a-z][a-z0-9_]{0,14}", prefix) or prefix in PROTOCOL_WORDS):
         raise ConversionError(f"--symbol-prefix {prefix!r}: use 1-15 of [a-z0-9_] starting with a letter, "
                               f"not a command word ({', '.join(sorted(PROTOCOL_WORDS))})")
+    if prefix == "len":  # its g_model_len[] would collide with the first model's g_model_len at link time
+        raise ConversionError("--symbol-prefix 'len': g_model_len is the first model's length; choose another")
     return prefix
 
 

@@ -112,3 +112,14 @@ def test_an_unreachable_average_is_refused_before_the_hessian(fp_model, tmp_path
                       f"  - {{type: mixed, model: model, avg_bits: {avg_bits}, allowed: [2, 4, 8]}}\n")
     assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
     assert "average bits" in _error(capsys)
+
+
+@pytest.mark.parametrize("prefix", ["len", "Bad-P", "verify"])
+def test_a_symbol_prefix_that_would_not_compile_or_collide_is_refused_before_converting(fp_model, tmp_path,
+                                                                                       capsys, prefix):
+    out = tmp_path / "m.tflite"
+    argv = ["convert", "--model", str(fp_model), "--out", str(out), "--c-array", str(tmp_path / "c"),
+            "--symbol-prefix", prefix]
+    assert main(argv) == 2
+    assert f"--symbol-prefix {prefix!r}" in _error(capsys)
+    assert not out.exists() and not (tmp_path / "c").exists()
