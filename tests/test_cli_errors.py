@@ -123,3 +123,29 @@ def test_a_symbol_prefix_that_would_not_compile_or_collide_is_refused_before_con
     assert main(argv) == 2
     assert f"--symbol-prefix {prefix!r}" in _error(capsys)
     assert not out.exists() and not (tmp_path / "c").exists()
+
+
+def test_a_forced_mixed_run_that_dies_leaves_no_finished_looking_mixture(fp_model, tmp_path, capsys, monkeypatch):
+    """Killed after writing the new bits.yaml, the old summary must not vouch for the new files."""
+    from tfadvq.quant import outputs
+
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.random.default_rng(0).standard_normal((8, 40, 80)).astype(np.float32))
+    out = tmp_path / "m"
+    argv = ["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--batches", "1", "--probes", "1",
+            "--frames", "40", "--allowed", "2,4,8", "--out", str(out)]
+    assert main([*argv, "--avg-bits", "4"]) == 0
+    assert (out / "summary.json").is_file()
+
+    def killed(*args, **kwargs):
+        from tfadvq.rundir import OutputError
+
+        raise OutputError(f"cannot write {out / 'model.h5'} (the run died here)")
+
+    monkeypatch.setattr(outputs, "save", killed)
+    assert main([*argv, "--avg-bits", "2", "--force"]) == 2
+    _error(capsys)
+    assert (out / "bits.yaml").is_file() and not (out / "summary.json").exists()
+    monkeypatch.undo()
+    assert main([*argv, "--avg-bits", "2"]) == 0  # not "holds a finished result": nothing finished remains
+    assert (out / "summary.json").is_file()

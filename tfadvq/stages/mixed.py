@@ -155,6 +155,9 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
                          frames=frames)
     plan, wrapped, tflite, rounds = quantize_within(model, plan, settings, target_bytes, frames)
     run = rundir.MixedDir(out)
+    # A replaced (--force) result stops counting as finished before any of its files changes: a kill from
+    # here on must not leave the new bits.yaml beside the old model under the old summary.
+    run.summary.unlink(missing_ok=True)
     rundir.atomic_save_with(run.bits_spec, lambda tmp: dump_yaml(plan.allocation.spec(), tmp))
     rundir.write_json(run.sensitivities, plan.chosen())
     tuning, head_out = None, list(head_weights) if head_weights is not None else None
@@ -175,12 +178,13 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
         tuning = {"objective": objective.value, "steps": finetune_steps, "peak_lr": config.optimizer.lr,
                   "first_loss": losses[0], "last_loss": losses[-1]}
         head_out = history.model.head.get_weights() if aam else None
-    saved = outputs.save(wrapped, run, mixed=plan.allocation.to_dict(), tuning=tuning, **(extra or {}))
-    if head_out is not None and aam:
-        rundir.TrainDir(run.path).save_head(head_out)
-    outcome = MixedOutcome(plan, wrapped, saved, tflite, rounds, tuning, head_out)
+    outcome = MixedOutcome(plan, wrapped, None, tflite, rounds, tuning, head_out)
     rundir.write_json(run.plan, {**plan.to_dict(), "sizes": outcome.size_row(target_bytes),
                                  "settings": to_dict(settings), "tuning": tuning})
+    if head_out is not None and aam:
+        rundir.TrainDir(run.path).save_head(head_out)
+    # Last, since outputs.save writes the summary last: its presence means every file above is this run's.
+    outcome.saved = outputs.save(wrapped, run, mixed=plan.allocation.to_dict(), tuning=tuning, **(extra or {}))
     return outcome
 
 
