@@ -149,3 +149,10 @@ def test_a_forced_mixed_run_that_dies_leaves_no_finished_looking_mixture(fp_mode
     monkeypatch.undo()
     assert main([*argv, "--avg-bits", "2"]) == 0  # not "holds a finished result": nothing finished remains
     assert (out / "summary.json").is_file()
+
+
+def test_weighted_with_no_fisher_batches_names_the_flag(fp_model, tmp_path, capsys):
+    argv = ["quantize", "--model", str(fp_model), "--weighted", "--fisher-batches", "0",
+            "--inputs", str(tmp_path / "never-read.npy"), "--objective", "distill", "--out", str(tmp_path / "q")]
+    assert main(argv) == 2
+    assert "--fisher-batches 0" in _error(capsys)

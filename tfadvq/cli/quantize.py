@@ -119,6 +119,9 @@ def _run(args: QuantizeArgs) -> int:
     if out.summary.is_file() and not args.force:
         raise ConfigError(f"--out {args.out}: holds a finished quantization; pass --force to replace it "
                           "or choose another directory")
+    if args.weighted and args.fisher_batches < 1:  # named here, before the audio of the data is checked
+        raise ConfigError(f"--fisher-batches {args.fisher_batches}: accepted >= 1 (the batches the Fisher "
+                          "of --weighted is estimated on)")
     source = rundir.TrainDir.of_model(args.model)
     config = None
     if args.finetune_epochs:  # checked before any work: the fine-tune follows the model's own recipe
