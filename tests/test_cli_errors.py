@@ -156,3 +156,12 @@ def test_weighted_with_no_fisher_batches_names_the_flag(fp_model, tmp_path, caps
             "--inputs", str(tmp_path / "never-read.npy"), "--objective", "distill", "--out", str(tmp_path / "q")]
     assert main(argv) == 2
     assert "--fisher-batches 0" in _error(capsys)
+
+
+def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_model, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a directory")
+    out = tmp_path / "m.tflite"
+    argv = ["convert", "--model", str(fp_model), "--out", str(out), "--c-array", str(tmp_path / "file")]
+    assert main(argv) == 2
+    assert f"--c-array {tmp_path / 'file'}: is a file" in _error(capsys)
+    assert not out.exists()

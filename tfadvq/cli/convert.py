@@ -135,6 +135,8 @@ def _run(args: ConvertArgs) -> int:
         if args.c_array is None:
             raise ConversionError("--symbol-prefix names the --c-array sources: give --c-array DIR too")
         check_symbol_prefix(args.symbol_prefix)
+    if args.c_array is not None and args.c_array.exists() and not args.c_array.is_dir():
+        raise ConversionError(f"--c-array {args.c_array}: is a file; give a directory (created if missing)")
     out = rundir.DeviceDir.for_file(args.out)
     if is_complete(out) and not args.force:
         raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
