@@ -49,7 +49,8 @@ from tfadvq import metrics, rundir
 from tfadvq.config import load_yaml
 from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.plots import plot_binary_weights
-from tfadvq.quant import api, finetune, finetune_config
+from tfadvq.quant import api
+from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.binary import higher_precision_ends
 from tfadvq.report import print_table

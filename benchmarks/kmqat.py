@@ -50,7 +50,8 @@ from tqdm import tqdm
 import tfadvq
 from tfadvq.compat import keras, tf
 from tfadvq.evaluation import evaluate, load_embedding_model
-from tfadvq.quant import api, finetune, finetune_config, kmeans1d, spec
+from tfadvq.quant import api, kmeans1d, spec
+from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.report import machine_description, print_table
 from tfadvq.train_config import TrainConfig, load_config, packaged_config
 from tfadvq.training import fit_embedding_model, train, training_data

@@ -51,7 +51,8 @@ from tfadvq.compat import tf
 from tfadvq.config import load_yaml
 from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.plots import plot_eer_vs_size
-from tfadvq.quant import allocate, finetune, finetune_config, sensitivity
+from tfadvq.quant import allocate, sensitivity
+from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.quant.msft import MSFTSettings, msft
 from tfadvq.report import print_table
 

@@ -54,7 +54,8 @@ from tfadvq import scoring as sc
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
 from tfadvq.evaluation import evaluate, load_embedding_model
-from tfadvq.quant import api, bias_correction, finetune, finetune_config, sensitivity
+from tfadvq.quant import api, bias_correction, sensitivity
+from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.report import machine_description, print_table
 from tfadvq.train_config import TrainConfig
 from tfadvq.training import train

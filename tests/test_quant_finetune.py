@@ -15,8 +15,8 @@ from tfadvq.cli import main
 from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError
-from tfadvq.quant import api, finetune, finetune_config, kmeans1d
-from tfadvq.quant.finetune import audio_inputs, input_data
+from tfadvq.quant import api, kmeans1d
+from tfadvq.quant.finetune import audio_inputs, finetune, finetune_config, input_data
 from tfadvq.training import training_data
 from tfadvq.voxceleb import load_corpus
 from test_training import tiny_config  # tests/ is on sys.path under pytest

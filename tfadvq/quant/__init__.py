@@ -3,9 +3,11 @@
 ``kmeans1d`` fits codebooks, ``quantizers`` says *how* a weight is quantized,
 ``registry`` *what* is quantized per layer class, ``spec`` resolves bits per
 layer, ``cost`` says what a tensor costs in bytes, ``api`` wraps/strips
-models, ``size`` accounts bits, ``plots`` draws codebooks over weight
-histograms, ``finetune`` runs quantization-aware fine-tuning, ``outputs``
-writes/reads a quantization run's files.  BatchNorm handling: see
+models, ``size`` accounts bits, ``finetune`` runs quantization-aware
+fine-tuning, ``outputs`` writes/reads a quantization run's files (pictures:
+:mod:`tfadvq.plots`).  ``tfadvq.quant.finetune`` is the module: its function
+is ``tfadvq.quant.finetune.finetune`` (importing the submodule rebinds the
+package attribute, so one name cannot serve as both).  BatchNorm handling: see
 :mod:`tfadvq.quant.api`.  Names are imported on first use, so the TF-free
 modules (``cost``) load without TensorFlow.
 """
@@ -17,8 +19,8 @@ from typing import Any
 _EXPORTS = {
     "custom_objects": "api", "load_model": "api", "ptq": "api", "quantize": "api", "strip": "api",
     "summary": "api", "CodebookRefresh": "codebook_refresh", "FinetuneResult": "finetune",
-    "FinetuneSettings": "finetune", "finetune": "finetune", "finetune_config": "finetune",
-    "finetune_run": "finetune", "KMeansQuantizer": "quantizers", "UniformQuantizer": "quantizers",
+    "FinetuneSettings": "finetune", "finetune_config": "finetune", "finetune_run": "finetune",
+    "KMeansQuantizer": "quantizers", "UniformQuantizer": "quantizers",
     "QuantizedTensor": "records", "QuantizedWeights": "records", "SizeReport": "size",
     "model_size": "size", "BitsSpec": "spec", "load_spec": "spec",
 }

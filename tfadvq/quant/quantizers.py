@@ -315,6 +315,10 @@ def get(identifier: str | dict | TableQuantizer, **kwargs) -> TableQuantizer:
         identifier = dict(identifier)
         kwargs = {**identifier, **kwargs}
         identifier = kwargs.pop("name", None)
+    # The 1-bit schemes register themselves when their module loads; it builds on this one,
+    # so it is loaded here, on first use, rather than imported at the top (no import cycle).
+    import tfadvq.quant.binary  # noqa: F401,I001  ("binary_static", "binary_adaptive")
+
     if identifier not in QUANTIZERS:
         raise QuantizationError(f"quantizer: unknown name {identifier!r}; accepted: {sorted(QUANTIZERS)}")
     return QUANTIZERS[identifier](**kwargs)
@@ -328,7 +332,3 @@ def _find_weight(layer, name: str, shape) -> tf.Variable:
             return weight
     raise QuantizationError(f"{inner.name}: no weight named {name!r} of shape {tuple(shape)}; "
                             f"has {[w.name for w in inner.weights]}")
-
-
-# The 1-bit schemes live in their own module, which registers them in QUANTIZERS when imported.
-import tfadvq.quant.binary  # noqa: E402,F401  (registers "binary_static", "binary_adaptive")
