@@ -36,7 +36,6 @@ writes ``benchmarks/results/binary.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -46,20 +45,17 @@ from tqdm import tqdm
 import tfadvq
 from converters import convert_model
 from tfadvq import metrics, rundir
-from tfadvq.config import load_yaml
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
 from tfadvq.plots import plot_binary_weights
 from tfadvq.quant import api
-from tfadvq.quant.finetune import finetune, finetune_config
+from tfadvq.quant.finetune import finetune
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.binary import higher_precision_ends
 from tfadvq.report import print_table
-
-from bench_common import finetune_budget, header  # noqa: I001  (benchmarks/ is the script directory)
 from tfadvq.train_config import TrainConfig
-from tfadvq.training import training_data
-from tfadvq.voxceleb import load_corpus
 from tfadvq.windows import ScoringConfig
+
+from bench_common import finetune_budget, finetune_setup, header  # noqa: E402,I001  (benchmarks/ is on sys.path)
 
 import larq  # noqa: E402,I001  (after tfadvq.compat has chosen tf_keras: larq builds on tf.keras)
 
@@ -103,19 +99,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "binary.json")
     args = parser.parse_args()
 
-    train_dir = rundir.TrainDir(args.model)
-    fp = load_embedding_model(args.model)
-    corpus = load_corpus(args.corpus)
+    setup = finetune_setup(args)
+    fp, corpus, config, data, head, fp_size = (setup.fp, setup.corpus, setup.config, setup.data, setup.head,
+                                               setup.fp_size)
     scoring = ScoringConfig()
-    base = load_yaml(TrainConfig, train_dir.config)
-    base = dataclasses.replace(base, pipeline=dataclasses.replace(base.pipeline, batch_size=args.batch_size),
-                               data=dataclasses.replace(base.data, corpus=str(args.corpus)),
-                               steps_per_epoch=args.steps)
-    config = finetune_config(base, epochs=1, lr_scale=args.lr_scale)
-    data = training_data(config, corpus.train)
-    data = dataclasses.replace(data, dataset=data.dataset.take(args.steps).cache(), steps_per_epoch=args.steps)
-    head = train_dir.load_head()
-    fp_size = tfadvq.model_size(fp)
     specs = {1: 1, args.end_bits: higher_precision_ends(fp, 1, args.end_bits)}
 
     rows, plotted = [], {}

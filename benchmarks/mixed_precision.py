@@ -36,7 +36,6 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/mixed_precision.py``; writes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -48,20 +47,18 @@ import tfadvq
 from converters import convert_model
 from tfadvq import metrics, rundir
 from tfadvq.compat import tf
-from tfadvq.config import load_yaml
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
 from tfadvq.plots import plot_eer_vs_size
 from tfadvq.quant import allocate, sensitivity
-from tfadvq.quant.finetune import finetune, finetune_config
+from tfadvq.quant.finetune import finetune
 from tfadvq.quant.msft import MSFTSettings, msft
 from tfadvq.report import print_table
 
-from bench_common import finetune_budget, header  # noqa: I001  (benchmarks/ is the script directory)
 from tfadvq.stages.mixed import quantize_within
 from tfadvq.train_config import TrainConfig
-from tfadvq.training import training_data
-from tfadvq.voxceleb import load_corpus
 from tfadvq.windows import ScoringConfig
+
+from bench_common import finetune_budget, finetune_setup, header  # noqa: E402,I001  (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -99,20 +96,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "mixed_precision.json")
     args = parser.parse_args()
 
-    train_dir = rundir.TrainDir(args.model)
-    fp = load_embedding_model(args.model)
-    corpus = load_corpus(args.corpus)
+    setup = finetune_setup(args)
+    fp, corpus, config, data, head, fp_size = (setup.fp, setup.corpus, setup.config, setup.data, setup.head,
+                                               setup.fp_size)
     scoring = ScoringConfig()
     frames = scoring.window_frames
-    base = load_yaml(TrainConfig, train_dir.config)
-    base = dataclasses.replace(base, pipeline=dataclasses.replace(base.pipeline, batch_size=args.batch_size),
-                               data=dataclasses.replace(base.data, corpus=str(args.corpus)),
-                               steps_per_epoch=args.steps)
-    config = finetune_config(base, epochs=1, lr_scale=args.lr_scale)
-    data = training_data(config, corpus.train)
-    data = dataclasses.replace(data, dataset=data.dataset.take(args.steps).cache(), steps_per_epoch=args.steps)
-    head = train_dir.load_head()
-    fp_size = tfadvq.model_size(fp)
     started = time.perf_counter()
     rows: list[dict] = []
     info: dict = {}
@@ -183,7 +171,7 @@ def main() -> None:
         staged = MSFTSettings(steps_per_stage=max(1, args.steps // args.stages), stages=args.stages,
                               objective="aam", lr_scale=args.lr_scale, refresh_steps=args.refresh_steps)
         with tempfile.TemporaryDirectory(prefix="mixed-msft-") as scratch:
-            result = msft(fp, chosen.spec(), data, base, staged, out=scratch, head_weights=head,
+            result = msft(fp, chosen.spec(), data, setup.train_config, staged, out=scratch, head_weights=head,
                           sensitivities=mine.chosen())
         measure("mixed_msft", bits, result.model, time.perf_counter() - began, **common,
                 msft_groups=result.groups, last_loss=result.rows[-1]["loss_after"])
