@@ -183,7 +183,8 @@ def run_session(core: str, elf: Path, commands: str, cwd: Path) -> list[str]:
 
 def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     """The device's verify score computed in Python: tfadvq's scoring under the TFLM interpreter."""
-    from tfadvq.scoring import embed_files, tflm_embedder
+    from converters.tflm import tflm_embedder
+    from tfadvq.scoring import embed_files
 
     e, v = embed_files(tflm_embedder(tflite), [enroll, verify], scoring)
     return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))

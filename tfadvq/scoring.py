@@ -5,8 +5,8 @@ There is one definition of how an utterance becomes an embedding,
 :mod:`tfadvq.windows` (the deployed model's input length) -> one network call
 per window -> L2-normalised window embeddings averaged.  An *embedder* is any
 callable ``[n, window_frames, F] -> [n, D]``: :func:`keras_embedder` for a
-Keras model, :func:`tflm_embedder` for a converted ``.tflite`` run by the
-TFLite-Micro interpreter (what the firmware runs).  Evaluation, ``tfadvq
+Keras model, :func:`converters.tflm.tflm_embedder` for a converted ``.tflite``
+run by the TFLite-Micro interpreter (what the firmware runs).  Evaluation, ``tfadvq
 verify``, threshold calibration, the converter's checks and the demo all go
 through it, and the firmware's ``Verifier`` implements the same schedule, so
 a threshold calibrated here means the same on the device.  No long file is
@@ -53,14 +53,6 @@ def keras_embedder(model) -> Embedder:
 def as_embedder(model) -> Embedder:
     """``model`` if it is already an embedder, else :func:`keras_embedder` of the Keras model."""
     return keras_embedder(model) if hasattr(model, "layers") else model
-
-
-def tflm_embedder(tflite_model: bytes) -> Embedder:
-    """Window batches through the TFLite-Micro interpreter, one invoke per window (as on the device)."""
-    from converters.verify import run_tflm
-
-    model = bytes(tflite_model)
-    return lambda windows: run_tflm(model, np.asarray(windows, np.float32))
 
 
 def utterance_embedding(embed: Embedder, features: np.ndarray, config: ScoringConfig) -> np.ndarray:

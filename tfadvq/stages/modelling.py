@@ -181,7 +181,8 @@ class EvaluateStage(StageBase):
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.evaluation import store_threshold
-        from tfadvq.scoring import keras_embedder, tflm_embedder
+        from converters.tflm import tflm_embedder
+        from tfadvq.scoring import keras_embedder
 
         outputs = ctx.record(self.model)["outputs"]
         if "tflite" in outputs:

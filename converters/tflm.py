@@ -87,6 +87,15 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
     return np.stack(outputs)
 
 
+def tflm_embedder(tflite_model: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """A :data:`tfadvq.scoring.Embedder`: window batches through the interpreter, one invoke per window.
+
+    This is what the firmware runs, so scores from it are the device's scores.
+    """
+    model = bytes(tflite_model)
+    return lambda windows: run_tflm(model, np.asarray(windows, np.float32))
+
+
 def arena_bytes(model: bytes, input_shape: tuple[int, ...]) -> int:
     """Arena bytes TFLM allocated for ``model`` after one invoke (head + tail).
 
