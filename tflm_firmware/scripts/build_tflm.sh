@@ -143,8 +143,10 @@ if [ $PINS_TABLE = 1 ]; then
   exit 0
 fi
 
-# The build's key: the pins, so another pin table never reuses this tree.
-KEY=$(grep -v '^[[:space:]]*#' "$PINS" | sed 's/#.*//' | tr -s ' \t' ' ' | sed '/^ *$/d' | sha256sum | cut -c1-12)
+# The build's key: what goes into the tree (clone, pin, place, patch of every row), so
+# other pins never reuse it, while another upstream or the --from route do.
+KEY=$(for i in "${!P_CLONE[@]}"; do echo "${P_CLONE[$i]} ${P_PIN[$i]} ${P_DIR[$i]} ${P_PATCH[$i]}"; done |
+      sha256sum | cut -c1-12)
 
 # ---- where things go ------------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH ($2)"; }
