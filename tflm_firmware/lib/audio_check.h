@@ -27,6 +27,20 @@ struct AudioLimits {
 // kAudioTooShort, kAudioTooLong, kAudioSilent, kAudioClipped or kOk.
 Status CheckAudio(const int16_t* pcm, size_t num_samples, const AudioLimits& limits);
 
+// What CheckAudio decides on, summed as the audio arrives in chunks (a stream
+// keeps no whole utterance to check at the end).  Integer sums: exact, so the
+// decision is CheckAudio's on the same samples whatever the chunking.
+struct AudioStats {
+  size_t samples = 0;
+  int64_t sum = 0;
+  int64_t sum_sq = 0;
+  size_t clipped = 0;  // |x| >= limits.clip_level
+  void Add(const int16_t* pcm, size_t n, const AudioLimits& limits);
+};
+
+// CheckAudio's verdict on the samples summed in `stats`.
+Status CheckAudioStats(const AudioStats& stats, const AudioLimits& limits);
+
 }  // namespace sv
 
 #endif  // TFADVQ_AUDIO_CHECK_H_

@@ -19,26 +19,26 @@ Verifier::Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* stor
       limits_(limits),
       hop_frames_(hop_frames) {}
 
-Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
+Status Verifier::CheckShapes(int* window, int* hop) const {
   const int dim = embedder_->embedding_size();
-  const int window = embedder_->input_frames();
-  if (dim <= 0 || dim > kMaxEmbedding || window <= 0) return Status::kModelBadShape;
-  if (window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
-  const int hop = hop_frames();
-  Status status = CheckAudio(pcm, num_samples, limits_);
-  if (status != Status::kOk) return status;
-  const int frames = FbankNumFrames(num_samples);
+  *window = embedder_->input_frames();
+  if (dim <= 0 || dim > kMaxEmbedding || *window <= 0) return Status::kModelBadShape;
+  if (*window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
+  *hop = hop_frames();
+  return Status::kOk;
+}
+
+// The window loop of both entry points.  `raw_frame(f, row)` writes frame f,
+// not mean-normalised, into `row`; each frame is asked for at most once.
+template <typename RawFrame>
+Status Verifier::EmbedWindows(int frames, int window, int hop, const float* mean,
+                              RawFrame raw_frame, float* embedding) {
+  const int dim = embedder_->embedding_size();
   const int windows = WindowCount(frames, window, hop);
-  if (windows < 1) return Status::kAudioTooShort;  // no frame at all (limits below 400 samples)
+  if (windows < 1) return Status::kAudioTooShort;  // no frame at all
   constexpr int kMels = Fbank::kNumMelBins;
   constexpr size_t kRowBytes = sizeof(float) * kMels;
   float* features = buffers_.features;
-  float mean[kMels] = {};
-  for (int t = 0; t < frames; ++t) {
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, features);
-    for (int m = 0; m < kMels; ++m) mean[m] += features[m];
-  }
-  for (int m = 0; m < kMels; ++m) mean[m] /= frames;
   float part[kMaxEmbedding];
   std::memset(embedding, 0, sizeof(float) * dim);
   int previous = 0;
@@ -56,11 +56,11 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
         std::memcpy(row, row - frames * kMels, kRowBytes);
         continue;
       }
-      fbank_->ComputeFrame(pcm + ((start + t) % frames) * Fbank::kFrameShift, row);
+      raw_frame((start + t) % frames, row);
       for (int m = 0; m < kMels; ++m) row[m] -= mean[m];
     }
     previous = start;
-    status = embedder_->Embed(features, part);
+    const Status status = embedder_->Embed(features, part);
     if (status != Status::kOk) return status;
     for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
       if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
@@ -70,6 +70,47 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   }
   L2Normalize(embedding, dim);
   return Status::kOk;
+}
+
+Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
+  int window = 0;
+  int hop = 0;
+  Status status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  status = CheckAudio(pcm, num_samples, limits_);
+  if (status != Status::kOk) return status;
+  // First pass: the utterance mean, summed frame by frame as FbankStream and
+  // SubtractMean do (the same floats), in the window buffer: no FbankStream
+  // here, whose frame of samples would add 1.4 KB to the stack.
+  const int frames = FbankNumFrames(num_samples);
+  if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
+  float mean[Fbank::kNumMelBins] = {};
+  for (int t = 0; t < frames; ++t) {
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, buffers_.features);
+    for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] += buffers_.features[m];
+  }
+  for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] /= frames;
+  // Second pass: each window's frames recomputed from the samples.
+  const Fbank* fbank = fbank_;
+  return EmbedWindows(frames, window, hop, mean,
+                      [fbank, pcm](int f, float* row) {
+                        fbank->ComputeFrame(pcm + f * Fbank::kFrameShift, row);
+                      },
+                      embedding);
+}
+
+Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, float* embedding) {
+  int window = 0;
+  int hop = 0;
+  const Status status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  if (raw == nullptr || mean == nullptr || frames < 0) return Status::kBadArgument;
+  return EmbedWindows(frames, window, hop, mean,
+                      [raw](int f, float* row) {
+                        std::memcpy(row, raw + f * Fbank::kNumMelBins,
+                                    sizeof(float) * Fbank::kNumMelBins);
+                      },
+                      embedding);
 }
 
 Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {

@@ -62,6 +62,13 @@ class Verifier : public LineHandler {
   // computes at most T frames and needs no memory beyond one window.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
+  // The same embedding from the frames of a FbankStream, kept by a FrameStore
+  // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` not mean-normalised,
+  // `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
+  // in one front-end pass (no frame is recomputed); the audio checks are the
+  // caller's (CheckAudioStats on the AudioStats of the same chunks).
+  Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
+
   Status Enroll(const char* name, const int16_t* pcm, size_t num_samples);
   Status Verify(const char* name, const int16_t* pcm, size_t num_samples, Decision* decision);
 
@@ -75,6 +82,10 @@ class Verifier : public LineHandler {
   int hop_frames() const { return hop_frames_ > 0 ? hop_frames_ : embedder_->input_frames(); }
 
  private:
+  Status CheckShapes(int* window, int* hop) const;
+  template <typename RawFrame>
+  Status EmbedWindows(int frames, int window, int hop, const float* mean, RawFrame raw_frame,
+                      float* embedding);
   Status Audio(const Command& command, size_t buffered_samples, size_t* num_samples);
   Status Execute(const Command& command, size_t buffered_samples, char* reply, size_t reply_size);
 

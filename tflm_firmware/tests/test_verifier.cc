@@ -440,6 +440,108 @@ TEST(embedding_follows_the_shared_window_schedule) {
   rig.embedder.Reset();
 }
 
+namespace {
+
+float g_raw[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
+
+// Streams pcm[n] in pseudo-random chunks (empty, tiny, around a frame, several
+// frames) into `stream` + `store` and `stats`, as DMA blocks or file reads would.
+sv::Status StreamInChunks(const int16_t* pcm, size_t n, uint32_t seed, sv::FbankStream* stream,
+                          sv::FrameStore* store, sv::AudioStats* stats,
+                          const sv::AudioLimits& limits) {
+  uint32_t state = seed;
+  for (size_t pushed = 0; pushed < n;) {
+    state = state * 1664525u + 1013904223u;
+    const uint32_t r = state >> 8;
+    size_t take = r % 4 == 0 ? r % 3 : 1 + (r >> 4) % 1500;
+    if (take > n - pushed) take = n - pushed;
+    stats->Add(pcm + pushed, take, limits);
+    const sv::Status status = stream->Push(pcm + pushed, take, store);
+    if (status != sv::Status::kOk) return status;
+    pushed += take;
+  }
+  return sv::Status::kOk;
+}
+
+}  // namespace
+
+TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
+  Rig& rig = FreshRig();
+  int n = 0;
+  const th::ScheduleCase* cases = th::ScheduleCases(&n);
+  CHECK(cases != nullptr);
+  const int capacity = static_cast<int>(sizeof(g_raw) / sizeof(g_raw[0]) / kDim);
+  sv::FbankStream stream(&rig.fbank);
+  int tested = 0;
+  for (int i = 0; i < n; ++i) {
+    const th::ScheduleCase& c = cases[i];
+    const size_t samples = SamplesFor(c.frames);
+    if (c.window > kMaxWindow || samples < 8000 || samples > Rig::kPcmSamples) continue;
+    if (c.count > StdDevEmbedder::kMaxCalls) continue;
+    Changing(static_cast<uint32_t>(c.line), rig.pcm, samples);
+    int frames = 0;
+    CHECK_STATUS(rig.fbank.Compute(rig.pcm, samples, g_whole, c.frames, &frames), sv::Status::kOk);
+    rig.embedder.window = c.window;
+    sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
+                          sv::AudioLimits{}, c.hop);
+    float one_shot[kDim];
+    CHECK_STATUS(verifier.EmbedUtterance(rig.pcm, samples, one_shot), sv::Status::kOk);
+
+    stream.Reset();
+    sv::FrameStore store(g_raw, capacity);
+    sv::AudioStats stats;
+    const sv::AudioLimits limits;
+    CHECK_STATUS(StreamInChunks(rig.pcm, samples, 1000u + c.line, &stream, &store, &stats, limits),
+                 sv::Status::kOk);
+    CHECK_STATUS(sv::CheckAudioStats(stats, limits), sv::CheckAudio(rig.pcm, samples, limits));
+    CHECK_EQ(stream.frames(), c.frames);
+    float mean[kDim];
+    stream.Mean(mean);
+    rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);  // rows bit for bit, in schedule order
+    float streamed[kDim];
+    const sv::Status status = verifier.EmbedFrames(store.rows(), stream.frames(), mean, streamed);
+    const bool ok = status == sv::Status::kOk && rig.embedder.calls == c.count &&
+                    rig.embedder.wrong_rows == 0 &&
+                    std::memcmp(streamed, one_shot, sizeof(streamed)) == 0;
+    if (!ok) {
+      std::printf("  window_schedule.txt:%d (%d %d %d) streamed: status %s, %d calls for %d windows, "
+                  "%d wrong rows, embedding %s\n", c.line, c.frames, c.window, c.hop,
+                  sv::StatusName(status), rig.embedder.calls, c.count, rig.embedder.wrong_rows,
+                  std::memcmp(streamed, one_shot, sizeof(streamed)) == 0 ? "equal" : "differs");
+    }
+    CHECK(ok);
+    ++tested;
+  }
+  CHECK(tested >= 15);
+  rig.embedder.Reset();
+}
+
+TEST(audio_stats_of_chunks_decide_as_check_audio) {
+  static int16_t pcm[16000];
+  const sv::AudioLimits limits;
+  static float rows[100 * kDim];
+  sv::Fbank& fbank = FreshRig().fbank;
+  sv::FbankStream stream(&fbank);
+  for (int kind = 0; kind < 4; ++kind) {
+    Voice(300.0f, 1200.0f, 1, pcm, 16000, kind == 2 ? 40000.0f : 6000.0f);
+    if (kind == 1) {
+      for (int16_t& x : pcm) x = static_cast<int16_t>(x / 1000 + 500);  // quiet, with DC
+    }
+    if (kind == 2) {
+      for (int16_t& x : pcm) x = static_cast<int16_t>(x > 32000 ? 32767 : (x < -32000 ? -32768 : x));
+    }
+    const size_t n = kind == 3 ? 4000 : 16000;  // too short
+    stream.Reset();
+    sv::FrameStore store(rows, 100);
+    sv::AudioStats stats;
+    CHECK_STATUS(StreamInChunks(pcm, n, 7u + kind, &stream, &store, &stats, limits), sv::Status::kOk);
+    const sv::Status expected[4] = {sv::Status::kOk, sv::Status::kAudioSilent,
+                                    sv::Status::kAudioClipped, sv::Status::kAudioTooShort};
+    CHECK_STATUS(sv::CheckAudio(pcm, n, limits), expected[kind]);
+    CHECK_STATUS(sv::CheckAudioStats(stats, limits), expected[kind]);
+  }
+}
+
 // A network that outputs NaN (a broken model or arena) for every window.
 class NanEmbedder : public sv::Embedder {
  public:
