@@ -28,46 +28,61 @@ Status Verifier::CheckShapes(int* window, int* hop) const {
   return Status::kOk;
 }
 
-// The window loop of both entry points.  `raw_frame(f, row)` writes frame f,
-// not mean-normalised, into `row`; each frame is asked for at most once.
-template <typename RawFrame>
-Status Verifier::EmbedWindows(int frames, int window, int hop, const float* mean,
-                              RawFrame raw_frame, float* embedding) {
-  const int dim = embedder_->embedding_size();
-  const int windows = WindowCount(frames, window, hop);
-  if (windows < 1) return Status::kAudioTooShort;  // no frame at all
+WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames, int window,
+                                 int hop, const float* mean)
+    : embedder_(embedder),
+      features_(features),
+      mean_(mean),
+      frames_(frames),
+      window_(window),
+      hop_(hop),
+      windows_(WindowCount(frames, window, hop)) {}
+
+Status WindowAssembler::OnFrame(int f, const float* raw) {
+  if (windows_ < 1) return Status::kAudioTooShort;
+  if (!Wants(f)) return Status::kOk;
+  constexpr int kMels = Fbank::kNumMelBins;
+  const int row = f - start_;  // < window_: a window runs as soon as its last row is in
+  float* out = features_ + row * kMels;
+  for (int m = 0; m < kMels; ++m) out[m] = raw[m] - mean_[m];
+  if (row == window_ - 1 || f == frames_ - 1) return RunWindow();
+  return Status::kOk;
+}
+
+Status WindowAssembler::RunWindow() {
   constexpr int kMels = Fbank::kNumMelBins;
   constexpr size_t kRowBytes = sizeof(float) * kMels;
-  float* features = buffers_.features;
-  float part[kMaxEmbedding];
-  std::memset(embedding, 0, sizeof(float) * dim);
-  int previous = 0;
-  for (int k = 0; k < windows; ++k) {
-    const int start = WindowStart(frames, window, hop, k);
-    int first_new = 0;  // rows [0, first_new) already hold this window's frames
-    if (k > 0 && start - previous < window) {  // overlap with the previous window
-      const int shift = start - previous;        // > 0: starts increase
-      std::memmove(features, features + shift * kMels, kRowBytes * (window - shift));
-      first_new = window - shift;
-    }
-    for (int t = first_new; t < window; ++t) {
-      float* row = features + t * kMels;
-      if (t >= frames) {  // wrapped: frame (start + t) mod T is already in row t - T
-        std::memcpy(row, row - frames * kMels, kRowBytes);
-        continue;
-      }
-      raw_frame((start + t) % frames, row);
-      for (int m = 0; m < kMels; ++m) row[m] -= mean[m];
-    }
-    previous = start;
-    const Status status = embedder_->Embed(features, part);
-    if (status != Status::kOk) return status;
-    for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
-      if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
-    }
-    L2Normalize(part, dim);
-    for (int d = 0; d < dim; ++d) embedding[d] += part[d];
+  // A short utterance (T < W, one window): row t is frame t mod T, a copy of row t - T.
+  for (int t = frames_; t < window_; ++t) {
+    std::memcpy(features_ + t * kMels, features_ + (t - frames_) * kMels, kRowBytes);
   }
+  const int dim = embedder_->embedding_size();
+  if (dim <= 0 || dim > kMaxEmbedding) return Status::kModelBadShape;
+  float part[kMaxEmbedding];
+  const Status status = embedder_->Embed(features_, part);
+  if (status != Status::kOk) return status;
+  for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
+    if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
+  }
+  L2Normalize(part, dim);
+  for (int d = 0; d < dim; ++d) sum_[d] += part[d];
+  if (++k_ == windows_) return Status::kOk;
+  // Keep the rows the next window shares (a hop shorter than the window, or
+  // the last window aligned to the end).
+  const int next = WindowStart(frames_, window_, hop_, k_);
+  const int shift = next - start_;  // > 0: starts increase
+  if (shift < window_) {
+    std::memmove(features_, features_ + shift * kMels, kRowBytes * (window_ - shift));
+  }
+  start_ = next;
+  return Status::kOk;
+}
+
+Status WindowAssembler::Finish(float* embedding) {
+  if (windows_ < 1) return Status::kAudioTooShort;
+  if (k_ != windows_) return Status::kBadArgument;
+  const int dim = embedder_->embedding_size();
+  std::memcpy(embedding, sum_, sizeof(float) * dim);
   L2Normalize(embedding, dim);
   return Status::kOk;
 }
@@ -90,27 +105,28 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
     for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] += buffers_.features[m];
   }
   for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] /= frames;
-  // Second pass: each window's frames recomputed from the samples.
-  const Fbank* fbank = fbank_;
-  return EmbedWindows(frames, window, hop, mean,
-                      [fbank, pcm](int f, float* row) {
-                        fbank->ComputeFrame(pcm + f * Fbank::kFrameShift, row);
-                      },
-                      embedding);
+  // Second pass: each frame a window needs, computed once, in order.
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean);
+  float row[Fbank::kNumMelBins];
+  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+    if (!windows.Wants(t)) continue;
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
+    status = windows.OnFrame(t, row);
+  }
+  return status == Status::kOk ? windows.Finish(embedding) : status;
 }
 
 Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, float* embedding) {
   int window = 0;
   int hop = 0;
-  const Status status = CheckShapes(&window, &hop);
+  Status status = CheckShapes(&window, &hop);
   if (status != Status::kOk) return status;
   if (raw == nullptr || mean == nullptr || frames < 0) return Status::kBadArgument;
-  return EmbedWindows(frames, window, hop, mean,
-                      [raw](int f, float* row) {
-                        std::memcpy(row, raw + f * Fbank::kNumMelBins,
-                                    sizeof(float) * Fbank::kNumMelBins);
-                      },
-                      embedding);
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean);
+  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+    status = windows.OnFrame(t, raw + t * Fbank::kNumMelBins);
+  }
+  return status == Status::kOk ? windows.Finish(embedding) : status;
 }
 
 Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {

@@ -30,6 +30,46 @@ class Embedder {
   virtual Status Embed(const float* features, float* embedding) = 0;
 };
 
+// The scoring schedule driven by arriving frames: frame f (in order, not
+// mean-normalised) goes into its row of the current window, mean-normalised
+// with the utterance mean; as soon as a window's last row is in, the network
+// runs on it and the rows the next window shares are kept.  So windows are
+// embedded while the frames stream in, with one window of features whatever
+// the utterance length; it needs the frame count T and the mean up front (a
+// first pass over the audio: per-utterance mean normalisation).
+class WindowAssembler : public FrameSink {
+ public:
+  // `features[window][kNumMelBins]`; `mean[kNumMelBins]` is read during the
+  // frames.  An invalid schedule (frames, window or hop < 1) makes every
+  // OnFrame and Finish kAudioTooShort.
+  WindowAssembler(Embedder* embedder, float* features, int frames, int window, int hop,
+                  const float* mean);
+
+  // Whether frame f lies in a window still to come (a hop longer than the
+  // window skips frames: they need not be computed).
+  bool Wants(int f) const { return k_ < windows_ && f >= start_; }
+  // Frames must come in order; a frame not Wanted is ignored.  The network's
+  // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
+  Status OnFrame(int f, const float* raw) override;
+  // The L2-normalised sum of the L2-normalised window embeddings, once every
+  // window has run (else kBadArgument: frames are missing).
+  Status Finish(float* embedding);
+
+ private:
+  Status RunWindow();
+
+  Embedder* embedder_;
+  float* features_;
+  const float* mean_;
+  int frames_;
+  int window_;
+  int hop_;
+  int windows_;
+  int k_ = 0;      // the window being filled
+  int start_ = 0;  // its first frame
+  float sum_[kMaxEmbedding] = {};
+};
+
 // Caller-owned work memory (static arrays on the device).  Features are
 // computed one network window at a time, so only the audio scales with the
 // utterance length (also for hops shorter than the window, and for a short
@@ -83,9 +123,6 @@ class Verifier : public LineHandler {
 
  private:
   Status CheckShapes(int* window, int* hop) const;
-  template <typename RawFrame>
-  Status EmbedWindows(int frames, int window, int hop, const float* mean, RawFrame raw_frame,
-                      float* embedding);
   Status Audio(const Command& command, size_t buffered_samples, size_t* num_samples);
   Status Execute(const Command& command, size_t buffered_samples, char* reply, size_t reply_size);
 
