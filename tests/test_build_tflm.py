@@ -12,6 +12,7 @@ stamps and reuse.  The pin table's README copy is checked against the real pins.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -207,7 +208,8 @@ def stubs(tmp_path):
 
     flatbuffers is pinned by an annotated tag and kissfft by a commit id, and both
     clones have a later commit on top, so a checkout of HEAD instead of the pin
-    shows.  Cortex_DFP is an archive, as GitHub's "Download ZIP" would give it.
+    shows.  Cortex_DFP is an archive, as GitHub's "Download ZIP" would give it, and
+    CMSIS_6 a bare mirror named CMSIS_6.git (git clone --mirror).
     """
     clones = tmp_path / "clones"
     make_dir = "tensorflow/lite/micro/tools/make"
@@ -220,7 +222,9 @@ def stubs(tmp_path):
     commit_files(clones / "flatbuffers", {"include/version.h": "v2\n"})
     kissfft = stub_repo(clones / "kissfft", {"kiss_fft.c": "/* pinned */\n"})
     later = commit_files(clones / "kissfft", {"kiss_fft.c": "/* later */\n"})
-    cmsis = stub_repo(clones / "CMSIS_6", {"Core/core.h": "/* core */\n", "CMSIS/BUILD": "x"})
+    cmsis = stub_repo(tmp_path / "cmsis", {"Core/core.h": "/* core */\n", "CMSIS/BUILD": "x"})
+    subprocess.run(["git", "clone", "-q", "--mirror", str(tmp_path / "cmsis"), str(clones / "CMSIS_6.git")],
+                   check=True)
     dfp = stub_repo(tmp_path / "dfp", {"dfp.h": "/* dfp */\n"})
     git(tmp_path / "dfp", "archive", "--prefix", f"Cortex_DFP-{dfp}/", "-o", str(clones / "Cortex_DFP.tar.gz"),
         "HEAD")
@@ -301,7 +305,7 @@ def test_failed_make_is_named_and_not_stamped(stubs):
 @needs_toolchain
 @pytest.mark.parametrize("breakage,fragment", [
     ("missing_commit", "lacks the pinned commit deadbeefdeadbeefdeadbeefdeadbeefdeadbeef of kissfft"),
-    ("missing_clone", "has neither a clone CMSIS_6/ nor an archive CMSIS_6.tar.gz"),
+    ("missing_clone", "has neither a clone CMSIS_6/ (or CMSIS_6.git/) nor an archive CMSIS_6.tar.gz"),
     ("not_a_clone", "CMSIS_6 is not a git clone"),
     ("patch_missing", "names the patch tensorflow/lite/micro/tools/make/flatbuffers.patch for flatbuffers"),
     ("patch_conflict", "patch tensorflow/lite/micro/tools/make/flatbuffers.patch does not apply to flatbuffers v1.0"),
@@ -311,7 +315,7 @@ def test_bad_sources_are_named_and_leave_no_tree(stubs, breakage, fragment):
     if breakage == "missing_commit":
         pins.write_text(pins.read_text().replace(stubs["kissfft"], "deadbeef" * 5))
     elif breakage in ("missing_clone", "not_a_clone"):
-        shutil.rmtree(clones / "CMSIS_6")
+        shutil.rmtree(clones / "CMSIS_6.git")
         if breakage == "not_a_clone":
             (clones / "CMSIS_6").mkdir()
     else:
@@ -340,7 +344,8 @@ def test_online_fetches_each_pin_once_from_its_upstream(stubs, tmp_path):
     pins = stubs["pins"]
     text = pins.read_text()
     for clone in ("tflite-micro", "flatbuffers", "kissfft", "CMSIS_6", "Cortex_DFP"):
-        text = re.sub(rf"(?m)^({clone} .*) file:///nonexistent/upstream$", rf"\1 file://{upstream}/{clone}", text)
+        where = upstream / (clone + ".git" if clone == "CMSIS_6" else clone)
+        text = re.sub(rf"(?m)^({clone} .*) file:///nonexistent/upstream$", rf"\1 file://{where}", text)
     pins.write_text(text)
     common = ("--out", str(stubs["out"]), "--pins", str(pins), "--jobs", "1", "--cores", "m4")
     env = {"STUB_BUILD_LOG": str(stubs["log"])}
@@ -359,3 +364,12 @@ def test_online_fetches_each_pin_once_from_its_upstream(stubs, tmp_path):
     assert "fetching" not in again.stderr
     assert outputs(again) == outputs(first)
     assert stubs["log"].read_text().split() == ["cortex-m4+fp", "cortex-m4+fp"]
+
+
+@needs_toolchain
+def test_a_second_run_on_the_same_output_is_refused_while_one_runs(stubs):
+    stubs["out"].mkdir()
+    with open(stubs["out"] / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_error(build(stubs), f"another build_tflm.sh is running on {stubs['out']}")
+    assert build(stubs, "--cores", "m4").returncode == 0

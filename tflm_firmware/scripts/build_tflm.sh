@@ -32,9 +32,9 @@ TFLM_LIB_M4 / TFLM_LIB_M55 for 'make -C tflm_firmware firmware-m4 ...'.
 Re-running reuses the sources and every library already built for the same pins.
 
   --from DIR            take TFLM and its dependencies from DIR instead of the network:
-                        git clones (bare or not) named like the pin table (DIR/tflite-micro,
-                        DIR/flatbuffers, ... DIR/CMSIS-NN), or archives of the pinned trees
-                        named DIR/<clone>.tar.gz|.tgz|.tar|.zip
+                        git clones named like the pin table (DIR/tflite-micro, DIR/flatbuffers,
+                        ... DIR/CMSIS-NN; bare or mirror clones also as DIR/<clone>.git), or
+                        archives of the pinned trees named DIR/<clone>.tar.gz|.tgz|.tar|.zip
   --out DIR             where sources and libraries go; outside the project
                         (default: \${XDG_CACHE_HOME:-~/.cache}/tfadvq/tflm)
   --cores LIST          comma-separated, of m4 (cortex-m4+fp) and m55 (default: m4,m55)
@@ -237,11 +237,14 @@ locate() {
   elif [ -d "$FROM/$clone" ]; then
     is_repo_root "$FROM/$clone" || die "--from: $FROM/$clone is not a git clone (nor a bare repository)"
     repo=$FROM/$clone
+  elif [ -d "$FROM/$clone.git" ]; then  # git clone --mirror / --bare names
+    is_repo_root "$FROM/$clone.git" || die "--from: $FROM/$clone.git is not a git repository"
+    repo=$FROM/$clone.git
   else
     for ext in tar.gz tgz tar zip; do
       [ -f "$FROM/$clone.$ext" ] && { archive=$FROM/$clone.$ext; break; }
     done
-    [ -n "$archive" ] || die "--from $FROM has neither a clone $clone/ nor an archive $clone.tar.gz|.tgz|.tar|.zip (upstream ${P_URL[$i]}, pin $pin)"
+    [ -n "$archive" ] || die "--from $FROM has neither a clone $clone/ (or $clone.git/) nor an archive $clone.tar.gz|.tgz|.tar|.zip (upstream ${P_URL[$i]}, pin $pin)"
   fi
   SRC_REPO[$i]=$repo; SRC_ARCHIVE[$i]=$archive; SRC_COMMIT[$i]=""
   [ -n "$repo" ] || return 0
@@ -292,12 +295,17 @@ apply_patch() {
     die "TFLM's patch $patch does not apply to ${P_CLONE[$i]} ${P_PIN[$i]}"
 }
 
+# One run at a time per output folder (the machine may be shared).
+mkdir -p "$OUT"
+need flock "util-linux"
+exec 9> "$OUT/.lock"
+flock -n 9 || die "another build_tflm.sh is running on $OUT (its lock: $OUT/.lock)"
+
 TREE=$OUT/tflite-micro-$KEY
 STAMPS=$TREE/.build_tflm
 if [ -f "$STAMPS/sources.stamp" ]; then
   note "sources: reusing $TREE"
 else
-  mkdir -p "$OUT"
   for i in "${!P_CLONE[@]}"; do locate "$i"; done
   TREE_TMP=$TREE.partial
   rm -rf "$TREE_TMP"
