@@ -296,10 +296,20 @@ def test_local_clones_give_both_libraries_then_are_reused(stubs):
 def test_failed_make_is_named_and_not_stamped(stubs):
     failed = build(stubs, "--cores", "m4", env={"STUB_FAIL": "1"})
     assert_error(failed, "TFLM's 'make microlite' for cortex-m4+fp failed", "cortex-m4+fp.log")
+    tree = stubs["out"] / next(p.name for p in stubs["out"].iterdir() if p.name.startswith("tflite-micro-"))
+    gen = tree / "gen/cortex_m_generic_cortex-m4+fp_default_cmsis_nn_gcc"
+    gen.mkdir(parents=True)
+    (gen / "object_of_the_failed_run.o").write_text("")
     retried = build(stubs, "--cores", "m4")
     assert retried.returncode == 0, retried.stderr
     assert "sources: reusing" in retried.stderr and "cortex-m4+fp: building" in retried.stderr
     assert outputs(retried)["TFLM_LIB_M4"].exists()
+    assert (gen / "object_of_the_failed_run.o").exists()  # the same toolchain resumes
+    # Objects of another toolchain are not reused.
+    (tree / ".build_tflm/cortex-m4+fp.stamp").unlink()
+    (tree / ".build_tflm/cortex-m4+fp.started").write_text("key x toolchain another gcc\n")
+    assert build(stubs, "--cores", "m4").returncode == 0
+    assert not (gen / "object_of_the_failed_run.o").exists()
 
 
 @needs_toolchain

@@ -344,7 +344,11 @@ for arch in "${ARCHES[@]}"; do
     note "$arch: reusing $lib"
   else
     rm -f "$stamp"
-    rm -rf "${TREE:?}/$gen"   # objects of another toolchain are not reused
+    # An interrupted or failed build resumes (TFLM's make is incremental), but
+    # objects compiled by another toolchain are not reused.
+    started=$STAMPS/$arch.started
+    if [ -f "$started" ] && [ "$(cat "$started")" != "$want" ]; then rm -rf "${TREE:?}/$gen"; fi
+    echo "$want" > "$started"
     log=$STAMPS/$arch.log
     note "$arch: building microlite with CMSIS-NN, -j$JOBS (about 25 min per CPU; log: $log)"
     if ! (cd "$TREE" && PATH="$OUT/bin:$PATH" make -j"$JOBS" -f tensorflow/lite/micro/tools/make/Makefile \
@@ -362,4 +366,4 @@ done
 # The last build's paths, for `source` or a Makefile include.
 printf '%s\n' "${RESULTS[@]}" > "$OUT/tflm.env"
 printf '%s\n' "${RESULTS[@]}"
-note "use: make -C tflm_firmware firmware-m4 TFLM_DIR=\$TFLM_DIR TFLM_LIB=\$TFLM_LIB_M4 MODEL_DIR=... (also written to $OUT/tflm.env)"
+note "use: make -C tflm_firmware firmware-m4 TFLM_DIR=\$TFLM_DIR TFLM_LIB=\$TFLM_LIB_M4 MODEL_DIR=... (firmware-m55 with \$TFLM_LIB_M55; the lines above are also in $OUT/tflm.env)"
