@@ -29,14 +29,18 @@ Status Verifier::CheckShapes(int* window, int* hop) const {
 }
 
 WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames, int window,
-                                 int hop, const float* mean)
+                                 int hop, const float* mean, float* embedding)
     : embedder_(embedder),
       features_(features),
       mean_(mean),
       frames_(frames),
       window_(window),
       hop_(hop),
-      windows_(WindowCount(frames, window, hop)) {}
+      windows_(WindowCount(frames, window, hop)),
+      embedding_(embedding) {
+  const int dim = embedder->embedding_size();
+  for (int d = 0; d < dim && d < kMaxEmbedding; ++d) embedding_[d] = 0.0f;
+}
 
 Status WindowAssembler::OnFrame(int f, const float* raw) {
   if (windows_ < 1) return Status::kAudioTooShort;
@@ -65,7 +69,7 @@ Status WindowAssembler::RunWindow() {
     if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
   }
   L2Normalize(part, dim);
-  for (int d = 0; d < dim; ++d) sum_[d] += part[d];
+  for (int d = 0; d < dim; ++d) embedding_[d] += part[d];
   if (++k_ == windows_) return Status::kOk;
   // Keep the rows the next window shares (a hop shorter than the window, or
   // the last window aligned to the end).
@@ -78,12 +82,10 @@ Status WindowAssembler::RunWindow() {
   return Status::kOk;
 }
 
-Status WindowAssembler::Finish(float* embedding) {
+Status WindowAssembler::Finish() {
   if (windows_ < 1) return Status::kAudioTooShort;
   if (k_ != windows_) return Status::kBadArgument;
-  const int dim = embedder_->embedding_size();
-  std::memcpy(embedding, sum_, sizeof(float) * dim);
-  L2Normalize(embedding, dim);
+  L2Normalize(embedding_, embedder_->embedding_size());
   return Status::kOk;
 }
 
@@ -106,14 +108,14 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   }
   for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] /= frames;
   // Second pass: each frame a window needs, computed once, in order.
-  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean);
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
   float row[Fbank::kNumMelBins];
   for (int t = 0; t < frames && status == Status::kOk; ++t) {
     if (!windows.Wants(t)) continue;
     fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
     status = windows.OnFrame(t, row);
   }
-  return status == Status::kOk ? windows.Finish(embedding) : status;
+  return status == Status::kOk ? windows.Finish() : status;
 }
 
 Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, float* embedding) {
@@ -122,11 +124,65 @@ Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, fl
   Status status = CheckShapes(&window, &hop);
   if (status != Status::kOk) return status;
   if (raw == nullptr || mean == nullptr || frames < 0) return Status::kBadArgument;
-  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean);
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
   for (int t = 0; t < frames && status == Status::kOk; ++t) {
     status = windows.OnFrame(t, raw + t * Fbank::kNumMelBins);
   }
-  return status == Status::kOk ? windows.Finish(embedding) : status;
+  return status == Status::kOk ? windows.Finish() : status;
+}
+
+Status Verifier::StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
+                            AudioStats* stats) {
+  for (size_t done = 0; done < n;) {
+    const size_t left = n - done;
+    const size_t chunk = left < buffers_.pcm_capacity ? left : buffers_.pcm_capacity;
+    Status status = file->Read(buffers_.pcm, chunk);
+    if (status != Status::kOk) return status;
+    if (stats != nullptr) stats->Add(buffers_.pcm, chunk, limits_);
+    status = stream->Push(buffers_.pcm, chunk, sink);
+    if (status != Status::kOk) return status;
+    done += chunk;
+  }
+  return Status::kOk;
+}
+
+Status Verifier::EmbedFile(const char* path, float* embedding) {
+  PcmFileReader file;
+  Status status = file.Open(path);
+  if (status != Status::kOk) return status;
+  size_t n = file.num_samples();
+  if (n > limits_.max_samples) {
+    if (!limits_.keep_first_samples) return Status::kAudioTooLong;
+    n = limits_.max_samples;  // as a recording that stopped there
+  }
+  int window = 0;
+  int hop = 0;
+  status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  if (n < limits_.min_samples) return Status::kAudioTooShort;  // before reading it
+  if (buffers_.pcm_capacity == 0) return Status::kBadArgument;
+  // Pass 1: the frame count, the utterance mean and the audio checks.
+  FbankStream stream(fbank_);
+  AudioStats stats;
+  status = StreamFile(&file, n, &stream, nullptr, &stats);
+  if (status == Status::kOk) status = CheckAudioStats(stats, limits_);
+  if (status != Status::kOk) return status;
+  const int frames = stream.frames();
+  if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
+  float mean[Fbank::kNumMelBins];
+  stream.Mean(mean);
+  // Pass 2: the frames again, straight into the windows.
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
+  stream.Reset();
+  status = file.Rewind();
+  if (status == Status::kOk) status = StreamFile(&file, n, &stream, &windows, nullptr);
+  return status == Status::kOk ? windows.Finish() : status;
+}
+
+Status Verifier::EmbedSource(const Command& command, size_t buffered_samples, float* embedding) {
+  if (std::strcmp(command.path, kBufferSource) != 0) return EmbedFile(command.path, embedding);
+  if (buffered_samples > buffers_.pcm_capacity) return Status::kBadArgument;
+  return EmbedUtterance(buffers_.pcm, buffered_samples, embedding);
 }
 
 Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {
@@ -150,24 +206,15 @@ Status Verifier::Verify(const char* name, const int16_t* pcm, size_t num_samples
   return Status::kOk;
 }
 
-Status Verifier::Audio(const Command& command, size_t buffered_samples, size_t* num_samples) {
-  if (std::strcmp(command.path, kBufferSource) == 0) {
-    *num_samples = buffered_samples;
-    return buffered_samples <= buffers_.pcm_capacity ? Status::kOk : Status::kBadArgument;
-  }
-  return LoadPcmFile(command.path, buffers_.pcm, buffers_.pcm_capacity, num_samples,
-                     limits_.keep_first_samples);
-}
-
 Status Verifier::Execute(const Command& command, size_t buffered_samples, char* reply,
                          size_t reply_size) {
-  size_t n = 0;
   Status status = Status::kOk;
   switch (command.type) {
     case CommandType::kEnroll: {
+      float embedding[kMaxEmbedding];
       status = store_->CanEnroll(command.name);  // before reading audio
-      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
-      if (status == Status::kOk) status = Enroll(command.name, buffers_.pcm, n);
+      if (status == Status::kOk) status = EmbedSource(command, buffered_samples, embedding);
+      if (status == Status::kOk) status = store_->Enroll(command.name, embedding);
       const float* mean = nullptr;
       uint32_t utterances = 0;
       if (status == Status::kOk) status = store_->Find(command.name, &mean, &utterances);
@@ -181,9 +228,10 @@ Status Verifier::Execute(const Command& command, size_t buffered_samples, char* 
       Decision d{};
       const float* mean = nullptr;
       uint32_t utterances = 0;
+      float embedding[kMaxEmbedding];
       status = store_->Find(command.name, &mean, &utterances);  // before reading audio
-      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
-      if (status == Status::kOk) status = Verify(command.name, buffers_.pcm, n, &d);
+      if (status == Status::kOk) status = EmbedSource(command, buffered_samples, embedding);
+      if (status == Status::kOk) d = Decide(mean, embedding, embedder_->embedding_size(), threshold_);
       if (status == Status::kOk) {
         std::snprintf(reply, reply_size, "OK %s %s score=%.4f threshold=%.4f",
                       d.accepted ? "ACCEPT" : "REJECT", command.name, static_cast<double>(d.score),

@@ -11,6 +11,7 @@
 
 #include "audio_check.h"
 #include "fbank.h"
+#include "pcm_io.h"
 #include "protocol.h"
 #include "scoring.h"
 #include "store.h"
@@ -40,10 +41,11 @@ class Embedder {
 class WindowAssembler : public FrameSink {
  public:
   // `features[window][kNumMelBins]`; `mean[kNumMelBins]` is read during the
-  // frames.  An invalid schedule (frames, window or hop < 1) makes every
-  // OnFrame and Finish kAudioTooShort.
+  // frames; the window embeddings are summed into `embedding[embedding_size()]`
+  // (the caller's result, so no second buffer).  An invalid schedule (frames,
+  // window or hop < 1) makes every OnFrame and Finish kAudioTooShort.
   WindowAssembler(Embedder* embedder, float* features, int frames, int window, int hop,
-                  const float* mean);
+                  const float* mean, float* embedding);
 
   // Whether frame f lies in a window still to come (a hop longer than the
   // window skips frames: they need not be computed).
@@ -51,9 +53,9 @@ class WindowAssembler : public FrameSink {
   // Frames must come in order; a frame not Wanted is ignored.  The network's
   // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
   Status OnFrame(int f, const float* raw) override;
-  // The L2-normalised sum of the L2-normalised window embeddings, once every
-  // window has run (else kBadArgument: frames are missing).
-  Status Finish(float* embedding);
+  // Makes `embedding` the L2-normalised sum of the L2-normalised window
+  // embeddings, once every window has run (else kBadArgument: frames are missing).
+  Status Finish();
 
  private:
   Status RunWindow();
@@ -65,9 +67,9 @@ class WindowAssembler : public FrameSink {
   int window_;
   int hop_;
   int windows_;
+  float* embedding_;
   int k_ = 0;      // the window being filled
   int start_ = 0;  // its first frame
-  float sum_[kMaxEmbedding] = {};
 };
 
 // Caller-owned work memory (static arrays on the device).  Features are
@@ -109,6 +111,14 @@ class Verifier : public LineHandler {
   // caller's (CheckAudioStats on the AudioStats of the same chunks).
   Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
 
+  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm in
+  // two passes (T, mean and audio checks; then the frames straight into the
+  // windows): bit for bit EmbedUtterance of its samples, with memory for one
+  // chunk and one window whatever the file's length.  Longer than
+  // limits.max_samples: kAudioTooLong, or scored on its first max_samples
+  // with limits.keep_first_samples.
+  Status EmbedFile(const char* path, float* embedding);
+
   Status Enroll(const char* name, const int16_t* pcm, size_t num_samples);
   Status Verify(const char* name, const int16_t* pcm, size_t num_samples, Decision* decision);
 
@@ -123,7 +133,9 @@ class Verifier : public LineHandler {
 
  private:
   Status CheckShapes(int* window, int* hop) const;
-  Status Audio(const Command& command, size_t buffered_samples, size_t* num_samples);
+  Status EmbedSource(const Command& command, size_t buffered_samples, float* embedding);
+  Status StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
+                    AudioStats* stats);
   Status Execute(const Command& command, size_t buffered_samples, char* reply, size_t reply_size);
 
   const Fbank* fbank_;

@@ -520,10 +520,10 @@ TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
                  sv::Status::kOk);
     stream.Mean(mean);
     const int total = stream.frames();
-    sv::WindowAssembler windows(&rig.embedder, rig.features, total, c.window, c.hop, mean);
+    float replayed[kDim];
+    sv::WindowAssembler windows(&rig.embedder, rig.features, total, c.window, c.hop, mean, replayed);
     rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);
-    float unfinished[kDim];
-    CHECK_STATUS(windows.Finish(unfinished), sv::Status::kBadArgument);  // no frame yet
+    CHECK_STATUS(windows.Finish(), sv::Status::kBadArgument);  // no frame yet
     stream.Reset();
     int early = 0;  // windows embedded later than the push that completed them
     uint32_t state = 3000u + c.line;
@@ -540,8 +540,7 @@ TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
       }
       early += rig.embedder.calls != done;
     }
-    float replayed[kDim];
-    CHECK_STATUS(windows.Finish(replayed), sv::Status::kOk);
+    CHECK_STATUS(windows.Finish(), sv::Status::kOk);
     CHECK_EQ(early, 0);
     CHECK_EQ(rig.embedder.calls, c.count);
     CHECK_EQ(rig.embedder.wrong_rows, 0);
@@ -881,4 +880,56 @@ TEST(router_gives_each_model_its_own_store) {
   sv::ModelRouter single(&rig.verifier, "hi", nullptr);
   char reply[64];
   CHECK_STATUS(single.HandleLine("hi list", 0, reply, sizeof(reply)), sv::Status::kUnknownCommand);
+}
+
+TEST(file_streamed_through_a_small_buffer_gives_the_one_shot_embedding) {
+  // Files of 0.5 s (wrapped), 2 s and 6 s (longer than the rig's 5 s PCM
+  // buffer) read through PCM buffers of 161 samples to 5 s; hop 20
+  // (overlapping windows) and 70 (longer than the window: skipped frames).
+  constexpr size_t kLong = 6 * 16000;
+  static int16_t file_pcm[kLong];
+  Changing(5, file_pcm, kLong);
+  Rig& rig = FreshRig();
+  const size_t lengths[] = {8000, 32000, kLong};
+  const size_t chunks[] = {161, 399, 4000, Rig::kPcmSamples};
+  const int hops[] = {20, 70};
+  for (size_t length : lengths) {
+    CHECK(WriteWav("sv_stream.wav", file_pcm, static_cast<uint32_t>(length)));
+    sv::AudioLimits limits;
+    limits.max_samples = kLong;
+    for (int hop : hops) {
+      sv::Verifier whole(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                         sv::VerifierBuffers{file_pcm, kLong, rig.features, kMaxWindow}, limits, hop);
+      float expected[kDim];
+      rig.embedder.calls = 0;
+      CHECK_STATUS(whole.EmbedUtterance(file_pcm, length, expected), sv::Status::kOk);
+      const int windows = rig.embedder.calls;
+      for (size_t chunk : chunks) {
+        sv::Verifier streamed(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                              sv::VerifierBuffers{rig.pcm, chunk, rig.features, kMaxWindow}, limits, hop);
+        rig.embedder.calls = 0;
+        float e[kDim];
+        CHECK_STATUS(streamed.EmbedFile("sv_stream.wav", e), sv::Status::kOk);
+        CHECK_EQ(rig.embedder.calls, windows);
+        CHECK(std::memcmp(e, expected, sizeof(e)) == 0);
+      }
+    }
+  }
+  // Longer than limits.max_samples: refused, or scored on its first max_samples.
+  sv::AudioLimits limits;
+  limits.max_samples = 3 * 16000;
+  sv::Verifier strict(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                      sv::VerifierBuffers{rig.pcm, 1000, rig.features, kMaxWindow}, limits);
+  float e[kDim];
+  CHECK_STATUS(strict.EmbedFile("sv_stream.wav", e), sv::Status::kAudioTooLong);
+  limits.keep_first_samples = true;
+  sv::Verifier keep(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                    sv::VerifierBuffers{rig.pcm, 1000, rig.features, kMaxWindow}, limits);
+  float first[kDim];
+  CHECK_STATUS(keep.EmbedFile("sv_stream.wav", e), sv::Status::kOk);
+  CHECK_STATUS(keep.EmbedUtterance(file_pcm, limits.max_samples, first), sv::Status::kOk);
+  CHECK(std::memcmp(e, first, sizeof(e)) == 0);
+  CHECK_STATUS(keep.EmbedFile("no/such/file.wav", e), sv::Status::kIoError);
+  std::remove("sv_stream.wav");
+  rig.embedder.Reset();
 }
