@@ -282,7 +282,7 @@ def main() -> None:
     if args.tflm_dir is None or not (Path(args.tflm_dir) / "tensorflow" / "lite" / "micro").is_dir():
         print("TFLM absent (no --tflm-dir / $TFLM_DIR with a tflite-micro tree): the whole-firmware rows "
               "(ram/flash/arena/instructions per target) are not measured; the committed ones are kept. "
-              "tflm_firmware/README.md says how to build TFLM.")
+              "tflm_firmware/scripts/build_tflm.sh builds TFLM and prints the TFLM_DIR to set.")
     elif args.model:
         if args.corpus is None:
             raise SystemExit("--model needs --corpus (the fixed 3 s utterances come from its test set)")
