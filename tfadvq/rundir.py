@@ -349,6 +349,7 @@ class EvalDir(RunDir):
     threshold = Entry("threshold.json")
     bad = Entry("bad.txt")
     verification = Entry("verify.json", "The outcome of a verification example.")
+    by_source = Entry("by_source.json", "EER on all, same-source and each source's trials (a real corpus).")
 
 
 class ListsDir(RunDir):
