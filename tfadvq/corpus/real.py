@@ -157,29 +157,41 @@ def ensure_installed(sources: Sequence[Source], install: bool = False) -> None:
 
 
 def _reader_files(reader: Reader) -> list[Path]:
+    """The reader's clips, sorted (its excluded non-speech files left out)."""
     root = Path(reader.directory)
-    return sorted(p for p in root.glob(reader.pattern) if p.is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(reader.pattern)
+                  if p.is_file() and not any(p.relative_to(root).match(x) for x in reader.exclude))
 
 
 # ----------------------------------------------------------------------------- plan
 
 
-def plan_clips(sources: Sequence[Source], config: RealConfig) -> list[Clip]:
-    """Every clip to build, in a fixed order; a speaker's choice depends only on the seed and itself."""
-    clips = []
+def plan_clips(sources: Sequence[Source], config: RealConfig) -> list[list[Clip]]:
+    """Each reader's candidate clips in the order they are tried (a seeded permutation when
+    ``max_clips`` caps them): the build keeps the first ``max_clips`` the audio checks accept.
+
+    A clip's key numbers it among its session's files in sorted order, so it
+    does not depend on which other clips were accepted, and a speaker's draw
+    depends only on the seed and the speaker.
+    """
+    plans = []
     for source in sources:
         for reader in source.readers:
             files = _reader_files(reader)
-            if config.max_clips and len(files) > config.max_clips:
-                rng = _rng(config.seed, _CLIPS, reader.speaker, reader.language)
-                files = [files[i] for i in sorted(rng.choice(len(files), config.max_clips, replace=False))]
             numbers: dict[str, int] = defaultdict(int)
+            clips = []
             for path in files:
                 session = _session(reader, path)
                 numbers[session] += 1
                 clips.append(Clip(f"{reader.speaker}/{session}/{numbers[session]:05d}.wav", path, source.name,
                                   reader))
-    return clips
+            if config.max_clips:
+                clips = [clips[i] for i in _rng(config.seed, _CLIPS, reader.speaker,
+                                                 reader.language).permutation(len(clips))]
+            plans.append(clips)
+    return plans
 
 
 def _session(reader: Reader, path: Path) -> str:
@@ -207,24 +219,32 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
     layout = rundir.CorpusDir(Path(out))
     _claim(layout, config)
     limits = AudioLimits(min_seconds=config.min_seconds)
-    clips = plan_clips(chosen, config)
+    plans = plan_clips(chosen, config)
     root = layout.wav_root(SPLIT)
     present, seconds = [], {}
     written = skipped = 0
     rejected: list[tuple[str, str]] = []
-    for clip in tqdm(clips, desc="real speech", unit="clip", disable=not progress):
-        target = root / clip.key
-        if target.is_file():
-            skipped += 1
-        else:
-            try:
-                save_wav(target, read_clip(clip, limits), SAMPLE_RATE)
-            except AudioError as exc:
-                rejected.append((str(clip.origin), exc.reason))
-                continue
-            written += 1
-        present.append(clip)
-        seconds[clip.key] = _duration(target)
+    wanted = [min(len(p), config.max_clips or len(p)) for p in plans]
+    with tqdm(total=sum(wanted), desc="real speech", unit="clip", disable=not progress) as bar:
+        for candidates, want in zip(plans, wanted):
+            accepted = []
+            for clip in candidates:
+                if len(accepted) == want:
+                    break
+                target = root / clip.key
+                if target.is_file():
+                    skipped += 1
+                else:
+                    try:
+                        save_wav(target, read_clip(clip, limits), SAMPLE_RATE)
+                    except AudioError as exc:
+                        rejected.append((str(clip.origin), exc.reason))
+                        continue
+                    written += 1
+                accepted.append(clip)
+                seconds[clip.key] = _duration(target)
+                bar.update()
+            present.extend(sorted(accepted, key=lambda c: c.key))
     trials, groups = make_source_trials(present, _rng(config.seed, _TRIALS), config.trials_per_utt)
     _write_lists(layout, present, trials, groups)
     result = RealResult(layout.path, _counts(chosen, present, seconds, rejected, trials, groups), written,

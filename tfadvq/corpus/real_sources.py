@@ -35,6 +35,7 @@ class Reader:
     licence: str
     credit: str         # who is speaking, as the package credits it
     decoder: str = "reader"
+    exclude: tuple[str, ...] = ()  # globs (relative to ``directory``) of files that are not speech
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +67,15 @@ _HEDGEWARS_PACKS = {"British": "en", "Classic": "en", "Default": "en", "HillBill
                     "Default_pl": "pl", "Default_ru": "ru", "Default_uk": "uk", "Russian_pl": "pl"}
 
 
+# Asterisk's tones, beeps, conference sound effects and silences.
+_ASTERISK_NOT_SPEECH = ("silence/*", "beep*", "*-2tone.*", "confbridge-join.*", "confbridge-leave.*")
+
+
 def _asterisk(speaker: str, language: str, package: str, folder: str, licence: str, credit: str,
               gsm: bool = False) -> Reader:
     return Reader(f"asterisk-{speaker}", language, package, f"{_ASTERISK}/{folder}",
-                  "**/*.gsm" if gsm else "**/*.wav", licence, credit, "sox" if gsm else "reader")
+                  "**/*.gsm" if gsm else "**/*.wav", licence, credit, "sox" if gsm else "reader",
+                  _ASTERISK_NOT_SPEECH)
 
 
 SOURCES: tuple[Source, ...] = (
