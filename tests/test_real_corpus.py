@@ -138,3 +138,18 @@ def test_real_trials_score_through_evaluation_and_tflm_alike(real_corpus, tmp_pa
     assert "EER by source" in printed and "asterisk/fr" in printed
     by_source = json.loads((tmp_path / "eval" / "by_source.json").read_text())
     assert by_source[0]["eer"] == pytest.approx(on_keras.eer, abs=1e-3)
+
+
+def test_an_evaluation_corpus_cannot_train_or_serve_as_a_cohort(real_corpus, tmp_path, capsys):
+    from tfadvq.cli import main
+    from tfadvq.train_config import DataConfig
+    from tfadvq.training import load_training_utterances
+
+    out, _ = real_corpus
+    with pytest.raises(ConfigError, match="has no training \\(dev\\) part"):
+        load_training_utterances(DataConfig(corpus=str(out)))
+    plain, _ = _tiny_device_model()
+    plain.save(tmp_path / "tiny.keras")
+    assert main(["eval", "--model", str(tmp_path / "tiny.keras"), "--corpus", str(out), "--frames", str(FRAMES),
+                 "--as-norm", "--cohort", str(out), "--out", str(tmp_path / "eval")]) == 2
+    assert "tfadvq: error: cohort: no utterances" in capsys.readouterr().err
