@@ -111,7 +111,8 @@ class RealResult:
     seconds: float
 
     def rows(self) -> list[dict[str, Any]]:
-        rows = [{"source": name, **counts} for name, counts in self.per_source.items()]
+        rows = [{"source": name, **counts, "dropped_readers": len(counts["dropped_readers"])}
+                for name, counts in self.per_source.items()]
         rows.append({"source": "run", "written": self.written, "skipped": self.skipped,
                      "rejected": len(self.rejected), "trials": self.trials, "seconds": round(self.seconds, 1)})
         return rows
@@ -399,6 +400,8 @@ def _counts(sources: Sequence[Source], clips: Sequence[Clip], seconds: dict[str,
             "rejected": sum(1 for path, _ in rejected if path in origins),
             "targets": int(trials.labels[in_source].sum()) if in_source.any() else 0,
             "nontargets": int((trials.labels[in_source] == 0).sum()) if in_source.any() else 0,
+            "dropped_readers": sorted({f"{r.speaker} ({r.language})" for r in source.readers}
+                                      - {f"{c.reader.speaker} ({c.reader.language})" for c in mine}),
         }
     return counts
 
@@ -447,6 +450,9 @@ def _write_readme(layout: rundir.CorpusDir, config: RealConfig, sources: Sequenc
                   f"{counts['nontargets']} non-target trials.", "",
                   "| speaker | language | package | licence | credited voice |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r.speaker} | {r.language} | {r.package} | {r.licence} | {r.credit} |" for r in source.readers]
+        if counts["dropped_readers"]:
+            lines += ["", "No clip of these passed the audio checks (see `rejected` in corpus.json): "
+                      + ", ".join(counts["dropped_readers"]) + "."]
         lines.append("")
     rundir.atomic_write(layout.readme, "\n".join(lines))
 

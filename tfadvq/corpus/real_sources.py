@@ -115,8 +115,9 @@ SOURCES: tuple[Source, ...] = (
         licence="GPL-2",
         labels=(
             "Volunteers reading the names and descriptions of Tux Paint's stamps (ogg, 44.1 kHz), "
-            "files <stamp>_desc_<lang>.ogg; presumed one reader per language suffix (the project had one "
-            "volunteer per translation; not every reader is credited by name). Each reader used their own "
+            "files <stamp>_desc_<lang>.ogg; presumed one reader per language suffix (not verified by "
+            "listening, and the readers are not credited by name in the package; were a language read by "
+            "two people, its target trials would be harder than they should be). Each reader used their own "
             "microphone and room, so reader, language and channel coincide: no two readers share a "
             "language, and tuxpaint gives target trials only under the same-source-and-language rule. "
             "Not used: the stamps' sound effects (<stamp>.ogg), the 66 unsuffixed descriptions and the "
