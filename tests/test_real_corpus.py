@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,51 @@ def test_an_evaluation_corpus_cannot_train_or_serve_as_a_cohort(real_corpus, tmp
     assert main(["eval", "--model", str(tmp_path / "tiny.keras"), "--corpus", str(out), "--frames", str(FRAMES),
                  "--as-norm", "--cohort", str(out), "--out", str(tmp_path / "eval")]) == 2
     assert "tfadvq: error: cohort: no utterances" in capsys.readouterr().err
+
+
+def _queen_archive(path, entries: dict[str, bytes], compression: int = 3) -> None:
+    """A resource file in the layout of tfadvq/corpus/queen.py holding ``entries``."""
+    import struct
+
+    offset = 15 + 21 * len(entries)
+    table, body = b"", b""
+    for name, data in entries.items():
+        table += name.encode().ljust(12, b"\0") + b"\x01" + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    path.write_bytes(b"QTBLCEM10\0\0\0" + bytes([compression]) + struct.pack(">H", len(entries)) + table + body)
+
+
+def test_a_game_resource_file_is_read_entry_by_entry(tmp_path):
+    """Speech inside a Queen-style resource file: FLAC entries (made by sox from the installed prompts)
+    labelled by their names as the amazon-queen source labels them, decoded by the one reader."""
+    import subprocess
+
+    from tfadvq.corpus.queen import read_table
+    from tfadvq.errors import DataError
+
+    prompts = {r.speaker: sorted(Path(r.directory).glob(r.pattern))[:3] for r in TINY.readers if r.decoder == "reader"}
+    entries = {}
+    for letter, speaker in (("P", "asterisk-june"), ("J", "asterisk-allison")):
+        for i, wav in enumerate(prompts[speaker]):
+            flac = tmp_path / f"{letter}{i}.flac"
+            subprocess.run(["sox", str(wav), str(flac)], check=True)
+            entries[f"180{i:03X}{letter}1.SB"] = flac.read_bytes()
+    entries["C18A_011.SB"] = entries["180000P1.SB"]  # a cut-scene line: not matched
+    archive = tmp_path / "queen.1c"
+    _queen_archive(archive, entries)
+    assert set(read_table(archive).entries) == set(entries)
+    readers = tuple(Reader(f"queen-{who}", "en", "test-queen", str(archive), f"18{'[0-9A-F]' * 4}{letter}[0-9].SB",
+                           "freeware", who, "queen", session="en-faye2")
+                    for who, letter in (("faye", "P"), ("joe", "J")))
+    source = Source("queen", "freeware", "test", readers)
+    result = build_real_corpus(tmp_path / "out", RealConfig(sources=("queen",), max_clips=0), sources=[source],
+                               progress=False)
+    corpus = load_corpus(tmp_path / "out")
+    assert result.rejected == [] and len(corpus.test) == 6
+    assert {(u.speaker, u.key.split("/")[1]) for u in corpus.test} == {("queen-faye", "en-faye2"),
+                                                                      ("queen-joe", "en-faye2")}
+    manifest = json.loads((tmp_path / "out" / "corpus.json").read_text())
+    assert sorted(manifest["utterances"].values())[0] == f"{archive}:180000J1.SB"
+    (tmp_path / "bad.1c").write_bytes(b"RIFF0000")
+    with pytest.raises(DataError, match="no QTBL header"):
+        read_table(tmp_path / "bad.1c")

@@ -50,13 +50,15 @@ def register(subparsers) -> None:
 
 def _register_real(sub) -> None:
     from tfadvq.corpus.real import RealConfig
+    from tfadvq.corpus.real_sources import EXTRA_SOURCES
 
     defaults = RealConfig()
     real = sub.add_parser("real", help="build the real-speech evaluation corpus from Debian packages",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     real.add_argument("--out", type=Path, required=True, help="output corpus directory")
     real.add_argument("--sources", nargs="+", default=list(defaults.sources), metavar="SOURCE",
-                      help=f"sources to build (default: all of {' '.join(defaults.sources)})")
+                      help=f"sources to build (default: {' '.join(defaults.sources)}; opt-in: "
+                           f"{' '.join(s.name for s in EXTRA_SOURCES)}, labels less certain)")
     real.add_argument("--max-clips", type=int, default=defaults.max_clips,
                       help=f"clips per speaker and language, drawn by --seed (0: all; default {defaults.max_clips})")
     real.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")

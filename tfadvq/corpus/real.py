@@ -34,6 +34,8 @@ only (no ``dev`` lists: nothing here is meant for training).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import functools
 import json
 import os
 import re
@@ -53,17 +55,19 @@ from tqdm import tqdm
 from tfadvq import rundir
 from tfadvq.audio import SAMPLE_RATE, AudioLimits, load_checked_audio, save_wav
 from tfadvq.config import to_dict
-from tfadvq.corpus.real_sources import SOURCES, Reader, Source, source_names
+from tfadvq.corpus.real_sources import EXTRA_SOURCES, SOURCES, Reader, Source, source_names
 from tfadvq.errors import AudioError, ConfigError, DataError
 from tfadvq.voxceleb import Trials, read_trials, write_trials
 
 SPLIT = "test"
+KNOWN = SOURCES + EXTRA_SOURCES  # what --sources accepts (the default builds SOURCES)
 _CLIPS, _TRIALS = range(2)
 
 
 @dataclasses.dataclass(frozen=True)
 class RealConfig:
-    """What to build.  ``max_clips`` caps each speaker's clips per language (0: all of them)."""
+    """What to build: ``sources`` by name (default: every default source, not the opt-in ones);
+    ``max_clips`` caps each speaker's clips per language (0: all of them)."""
 
     sources: tuple[str, ...] = source_names()
     max_clips: int = 100
@@ -90,12 +94,18 @@ class RealConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    """One planned utterance: where it comes from and where it goes (``key`` below test/wav)."""
+    """One planned utterance: where it comes from (a file, or an ``entry`` of a resource file)
+    and where it goes (``key`` below test/wav)."""
 
     key: str
     origin: Path
     source: str
     reader: Reader
+    entry: str = ""
+
+    @property
+    def origin_name(self) -> str:
+        return f"{self.origin}:{self.entry}" if self.entry else str(self.origin)
 
 
 @dataclasses.dataclass
@@ -121,14 +131,14 @@ class RealResult:
 # ----------------------------------------------------------------------------- sources
 
 
-def select_sources(names: Sequence[str], sources: Sequence[Source] = SOURCES) -> list[Source]:
+def select_sources(names: Sequence[str], sources: Sequence[Source] = KNOWN) -> list[Source]:
     by_name = {s.name: s for s in sources}
     return [by_name[n] for n in names]
 
 
 def missing_packages(sources: Sequence[Source]) -> list[str]:
     """The packages whose readers find no files (not installed, or installed elsewhere)."""
-    return list(dict.fromkeys(r.package for s in sources for r in s.readers if not _reader_files(r)))
+    return list(dict.fromkeys(r.package for s in sources for r in s.readers if not _reader_items(r)))
 
 
 def ensure_installed(sources: Sequence[Source], install: bool = False) -> None:
@@ -157,41 +167,57 @@ def ensure_installed(sources: Sequence[Source], install: bool = False) -> None:
                           "the package layout differs from tfadvq/corpus/real_sources.py")
 
 
-def _reader_files(reader: Reader) -> list[Path]:
-    """The reader's clips, sorted (its excluded non-speech files left out)."""
+def _reader_items(reader: Reader) -> list[tuple[Path, str]]:
+    """The reader's clips as ``(file, entry)``, sorted (its excluded non-speech files left out);
+    ``entry`` names a clip inside a resource file, and is empty for a plain audio file."""
     root = Path(reader.directory)
+    if reader.decoder == "queen":
+        if not root.is_file():
+            return []
+        return [(root, name) for name in sorted(_queen_table(root).entries) if fnmatch.fnmatchcase(name, reader.pattern)]
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob(reader.pattern)
-                  if p.is_file() and not any(p.relative_to(root).match(x) for x in reader.exclude))
+    return [(p, "") for p in sorted(root.glob(reader.pattern))
+            if p.is_file() and not any(p.relative_to(root).match(x) for x in reader.exclude)]
+
+
+@functools.lru_cache(maxsize=4)
+def _queen_table(path: Path):
+    from tfadvq.corpus.queen import read_table
+
+    return read_table(path)
 
 
 # ----------------------------------------------------------------------------- plan
 
 
 def plan_clips(sources: Sequence[Source], config: RealConfig) -> list[list[Clip]]:
-    """Each reader's candidate clips in the order they are tried (a seeded permutation when
-    ``max_clips`` caps them): the build keeps the first ``max_clips`` the audio checks accept.
+    """Each speaker-and-language's candidate clips in the order they are tried (a seeded
+    permutation when ``max_clips`` caps them): the build keeps the first ``max_clips`` the audio
+    checks accept.
 
     A clip's key numbers it among its session's files in sorted order, so it
     does not depend on which other clips were accepted, and a speaker's draw
     depends only on the seed and the speaker.
     """
-    plans = []
+    groups: dict[tuple[str, str], list[Clip]] = defaultdict(list)
     for source in sources:
         for reader in source.readers:
-            files = _reader_files(reader)
             numbers: dict[str, int] = defaultdict(int)
-            clips = []
-            for path in files:
-                session = _session(reader, path)
+            for path, entry in _reader_items(reader):
+                session = reader.session or _session(reader, path)
                 numbers[session] += 1
-                clips.append(Clip(f"{reader.speaker}/{session}/{numbers[session]:05d}.wav", path, source.name,
-                                  reader))
-            if config.max_clips:
-                clips = [clips[i] for i in _rng(config.seed, _CLIPS, reader.speaker,
-                                                 reader.language).permutation(len(clips))]
-            plans.append(clips)
+                groups[(reader.speaker, reader.language)].append(
+                    Clip(f"{reader.speaker}/{session}/{numbers[session]:05d}.wav", path, source.name, reader, entry))
+    keys = [c.key for clips in groups.values() for c in clips]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("real sources: two readers of one speaker share a session folder; give them "
+                          "distinct `session` names in tfadvq/corpus/real_sources.py")
+    plans = []
+    for (speaker, language), clips in groups.items():
+        if config.max_clips:
+            clips = [clips[i] for i in _rng(config.seed, _CLIPS, speaker, language).permutation(len(clips))]
+        plans.append(clips)
     return plans
 
 
@@ -210,7 +236,7 @@ def _rng(seed: int, stream: int, *names: str) -> np.random.Generator:
 
 
 def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
-                      sources: Sequence[Source] = SOURCES, install: bool = False,
+                      sources: Sequence[Source] = KNOWN, install: bool = False,
                       progress: bool = True) -> RealResult:
     """Build (or complete) the real-speech corpus in ``out``; see the module docstring."""
     start = time.perf_counter()
@@ -239,7 +265,7 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
                     try:
                         save_wav(target, read_clip(clip, limits), SAMPLE_RATE)
                     except AudioError as exc:
-                        rejected.append((str(clip.origin), exc.reason))
+                        rejected.append((clip.origin_name, exc.reason))
                         continue
                     written += 1
                 accepted.append(clip)
@@ -248,7 +274,7 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
             present.extend(sorted(accepted, key=lambda c: c.key))
     trials, groups = make_source_trials(present, _rng(config.seed, _TRIALS), config.trials_per_utt)
     _write_lists(layout, present, trials, groups)
-    result = RealResult(layout.path, _counts(chosen, present, seconds, rejected, trials, groups), written,
+    result = RealResult(layout.path, _counts(chosen, plans, present, seconds, rejected, trials, groups), written,
                         skipped, rejected, len(trials), time.perf_counter() - start)
     _write_manifest(layout, config, chosen, present, result)
     _write_readme(layout, config, chosen, result)
@@ -257,19 +283,25 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
 
 
 def read_clip(clip: Clip, limits: AudioLimits) -> np.ndarray:
-    """The clip at 16 kHz mono through the one reader and its checks (GSM through sox first)."""
+    """The clip at 16 kHz mono through the one reader and its checks (GSM through sox first, a
+    resource file's entry through a temporary file of its format)."""
     if clip.reader.decoder == "reader":
         return load_checked_audio(clip.origin, limits)
     with tempfile.TemporaryDirectory(prefix="tfadvq-real-") as tmp:
-        wav = Path(tmp) / "clip.wav"
-        done = subprocess.run(["sox", str(clip.origin), "-b", "16", "-e", "signed-integer", str(wav)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise AudioError(str(clip.origin), f"sox cannot decode it ({done.stderr.strip()[-200:]})")
+        if clip.reader.decoder == "queen":
+            table = _queen_table(clip.origin)
+            audio = Path(tmp) / f"clip{table.suffix}"
+            audio.write_bytes(table.read(clip.entry))
+        else:
+            audio = Path(tmp) / "clip.wav"
+            done = subprocess.run(["sox", str(clip.origin), "-b", "16", "-e", "signed-integer", str(audio)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise AudioError(clip.origin_name, f"sox cannot decode it ({done.stderr.strip()[-200:]})")
         try:
-            return load_checked_audio(wav, limits)
+            return load_checked_audio(audio, limits)
         except AudioError as exc:
-            raise AudioError(str(clip.origin), exc.reason) from None
+            raise AudioError(clip.origin_name, exc.reason) from None
 
 
 def _claim(layout: rundir.CorpusDir, config: RealConfig) -> None:
@@ -386,13 +418,14 @@ def source_report(scores: np.ndarray, labels: np.ndarray, trials: Trials,
 # ----------------------------------------------------------------------------- manifest, README
 
 
-def _counts(sources: Sequence[Source], clips: Sequence[Clip], seconds: dict[str, float],
+def _counts(sources: Sequence[Source], plans: Sequence[Sequence[Clip]], clips: Sequence[Clip],
+            seconds: dict[str, float],
             rejected: Sequence[tuple[str, str]], trials: Trials,
             groups: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     counts = {}
     for source in sources:
         mine = [c for c in clips if c.source == source.name]
-        origins = {str(p) for r in source.readers for p in _reader_files(r)}
+        origins = {c.origin_name for plan in plans for c in plan if c.source == source.name}
         in_source = np.array([g[0] == source.name for g in groups], bool)
         counts[source.name] = {
             "speakers": len({c.reader.speaker for c in mine}), "clips": len(mine),
@@ -421,7 +454,7 @@ def _write_manifest(layout: rundir.CorpusDir, config: RealConfig, sources: Seque
                                  "credit": r.credit, "licence": r.licence}
                      for s in sources for r in s.readers},
         "trials": result.trials,
-        "utterances": {c.key: str(c.origin) for c in clips},
+        "utterances": {c.key: c.origin_name for c in clips},
         "rejected": [{"file": f, "reason": why} for f, why in result.rejected],
         "last_run": {"seconds": round(result.seconds, 1), "written": result.written, "skipped": result.skipped},
     })

@@ -9,9 +9,9 @@ those of the packages' ``/usr/share/doc/<package>/copyright`` (checked for
 the versions in Debian 12); nothing is redistributed: the builder converts
 what the user's machine installed.
 
-Not used (yet): the freeware games ``flight-of-the-amazon-queen`` and
-``beneath-a-steel-sky`` keep their speech inside ScummVM resource files
-(MP3 / their own format) that would need readers of their own.
+:data:`EXTRA_SOURCES` are opt-in: Flight of the Amazon Queen's characters
+(labels less certain).  Not used: ``beneath-a-steel-sky`` (speech in its own
+resource format, whose reader was not written).
 """
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ class Reader:
 
     ``decoder`` is ``"reader"`` when :func:`tfadvq.audio.load_audio` reads the
     files directly, ``"sox"`` for GSM 06.10 files (which it cannot decode):
-    sox turns each into a 16-bit wav first, which the one reader then reads.
+    sox turns each into a 16-bit wav first, which the one reader then reads;
+    ``"queen"`` when ``directory`` is a Flight of the Amazon Queen resource file
+    (:mod:`tfadvq.corpus.queen`) and ``pattern`` matches the names of its entries.
+    ``session`` fixes the session folder of the reader's clips (default: the
+    first folder below ``directory``).
     """
 
     speaker: str        # corpus speaker id (a path component), unique over all sources
@@ -36,6 +40,7 @@ class Reader:
     credit: str         # who is speaking, as the package credits it
     decoder: str = "reader"
     exclude: tuple[str, ...] = ()  # globs (relative to ``directory``) of files that are not speech
+    session: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,60 @@ SOURCES: tuple[Source, ...] = (
         readers=tuple(Reader(f"hedgewars-{pack.lower().replace('_', '-')}", language, "hedgewars-data",
                              f"{_HEDGEWARS}/{pack}", "*.ogg", "GFDL-1.3", f"the actor of the {pack} voice pack")
                       for pack, language in _HEDGEWARS_PACKS.items()),
+    ),
+)
+
+
+_QUEEN = "/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
+# Dialogue files (.DOG) of Flight of the Amazon Queen and the number their speech entries start with
+# (read from the files' headers, Debian package 1.0.0-9); the character is the name without its digits.
+_QUEEN_DIALOGUES = {
+    "AND1": 2, "APE": 3, "APE2": 4, "APE3": 5, "BOB1": 6, "BOB2": 7, "BOB3": 67, "BOB4": 68, "BOB5": 77,
+    "BUD1": 8, "BUD2": 9, "CHEF": 10, "CHIEF1": 11, "CHIEF2": 75, "CHIEF3": 76, "CHIEF4": 19, "DEATH1": 12,
+    "DEATH2": 13, "DOG": 14, "FAYE2": 18, "FAYE3": 22, "FAYE4": 20, "FAYE5": 21, "FAYE6": 84, "FRANK": 23,
+    "HENRY": 24, "HENRY2": 64, "IAN1": 15, "IAN2": 16, "JIM1": 25, "JIM2": 26, "JIM3": 70, "JOHN1": 27,
+    "KLUNK1": 28, "KLUNK2": 80, "LARIS": 29, "LARIS3": 66, "LOLA1": 31, "LOU1": 33, "LOU2": 34, "MAN1": 35,
+    "MAN2": 36, "NAOMI": 37, "NAOMI2": 38, "ORACLE1": 39, "ORACLE2": 40, "ORACLE3": 41, "PRIN1": 42,
+    "PRIN2": 17, "PRIN4": 45, "SEC1": 48, "SEC2": 49, "SHOWERAM": 50, "SPARKY1": 51, "SPARKY2": 52,
+    "SPARKY3": 53, "SPARKY4": 54, "SPARKY5": 55, "SPARKY6": 73, "SPARKY7": 74, "SPARKY8": 79, "TALLPYG": 56,
+    "TAM1": 57, "TAM2": 69, "TAM3": 71, "TAM4": 72, "WEDGE": 58, "WITCH1": 59, "WITCH2": 60, "WITCH3": 83,
+    "WITCH4": 78, "ZOMBIE1": 61, "ZOMBIE2": 62}
+_QUEEN_LINE = "[0-9A-F]" * 4  # the line number within a dialogue (hex)
+_QUEEN_LICENCE = "Flight-of-the-Amazon-Queen-License (freeware: free redistribution, no sale of the game itself)"
+
+
+def _queen_readers() -> tuple[Reader, ...]:
+    """Per dialogue: the partner's lines (``<nn><line>P<k>.SB``) and Joe's (``<nn><line>J<k>.SB``);
+    Joe's own remarks (``JOE<nnnnn>.SB``) besides."""
+    readers = []
+    for dialogue, number in _QUEEN_DIALOGUES.items():
+        character = dialogue.rstrip("0123456789").lower()
+        for who, letter in ((character, "P"), ("joe", "J")):
+            readers.append(Reader(f"queen-{who}", "en", "flight-of-the-amazon-queen", _QUEEN,
+                                  f"{number:02d}{_QUEEN_LINE}{letter}[0-9].SB", _QUEEN_LICENCE,
+                                  f"the actor of {who.upper()} (dialogue {dialogue})", "queen",
+                                  session=f"en-{dialogue.lower()}"))
+    readers.append(Reader("queen-joe", "en", "flight-of-the-amazon-queen", _QUEEN, "JOE[0-9][0-9][0-9][0-9][0-9].SB",
+                          _QUEEN_LICENCE, "the actor of JOE (remarks)", "queen", session="en-remarks"))
+    return tuple(readers)
+
+
+#: Opt-in sources (``--sources amazon-queen``): labels less certain than the default ones'.
+EXTRA_SOURCES: tuple[Source, ...] = (
+    Source(
+        name="amazon-queen",
+        licence=_QUEEN_LICENCE,
+        labels=(
+            "Voice-acted lines of the adventure game Flight of the Amazon Queen (MP3, 11 kHz, inside "
+            "queen.1c). Labels: in a dialogue file <name>.DOG the speech entries <nn><line>P<k> are the "
+            "partner's lines and <nn><line>J<k> Joe's, where <nn> is the number the .DOG header holds; the "
+            "character is the .DOG name without its digits (FAYE2..FAYE6: Faye). Joe's remarks JOE<n> are "
+            "Joe too. Cut-scene lines (C<nn>...) and lines with other letters (several speakers) are left "
+            "out. Caveats: a few actors voiced many characters, so some non-target pairs may be one actor "
+            "in two roles (not checked by listening or clustering), and some names are roles that may be "
+            "different people in different dialogues (MAN, SEC, CHIEF). Not in the default set for that "
+            "reason."),
+        readers=_queen_readers(),
     ),
 )
 
