@@ -137,8 +137,11 @@ def select_sources(names: Sequence[str], sources: Sequence[Source] = KNOWN) -> l
 
 
 def missing_packages(sources: Sequence[Source]) -> list[str]:
-    """The packages whose readers find no files (not installed, or installed elsewhere)."""
-    return list(dict.fromkeys(r.package for s in sources for r in s.readers if not _reader_items(r)))
+    """The packages none of whose readers finds a clip (not installed, or installed elsewhere)."""
+    found: dict[str, bool] = {}
+    for reader in (r for s in sources for r in s.readers):
+        found[reader.package] = found.get(reader.package, False) or bool(_reader_items(reader))
+    return [package for package, any_clip in found.items() if not any_clip]
 
 
 def ensure_installed(sources: Sequence[Source], install: bool = False) -> None:
