@@ -177,7 +177,8 @@ def _reader_items(reader: Reader) -> list[tuple[Path, str]]:
     if reader.decoder == "queen":
         if not root.is_file():
             return []
-        return [(root, name) for name in sorted(_queen_table(root).entries) if fnmatch.fnmatchcase(name, reader.pattern)]
+        names = sorted(_queen_table(root).entries)
+        return [(root, name) for name in names if fnmatch.fnmatchcase(name, reader.pattern)]
     if not root.is_dir():
         return []
     return [(p, "") for p in sorted(root.glob(reader.pattern))
