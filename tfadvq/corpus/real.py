@@ -2,7 +2,9 @@
 
 Everything else the project measures is on voices it synthesised; this builds
 a test set of people (:data:`tfadvq.corpus.real_sources.SOURCES`: telephone
-prompts, volunteers reading, acted game voices) in the layout
+prompts, volunteers reading, acted game voices; opt-in ``EXTRA_SOURCES``: the
+characters of Flight of the Amazon Queen, read from its resource file by
+:mod:`tfadvq.corpus.queen`) in the layout
 ``tfadvq data synth`` writes (docs/architecture.md), so
 :func:`tfadvq.voxceleb.load_corpus`, ``tfadvq eval --corpus`` and the recipe's
 evaluate stage read it as they read the synthetic one.  It has a test part
