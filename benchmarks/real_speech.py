@@ -8,7 +8,10 @@ the opt-in amazon-queen), with the recipe's scoring schedule.
 Each row gives the EER on all real trials and on the same-source trials (the source/language
 groups with two or more speakers; see tfadvq/corpus/real.py) with speaker-level 95 % bootstrap
 intervals, the EER of each such group, and the model's EER on the demo's synthetic test trials
-(from the demo's own records) for comparison.  Nothing is trained.
+(from the demo's own records) for comparison.  A reference row without any model, ``fbank_stats``
+(each scoring window's per-band standard deviation of the same mean-normalised log-mel features the
+models see), is scored the same way on both sets: what a fixed statistic of the input already gives.
+Nothing is trained.
 
     python benchmarks/real_speech.py --workdir runs/demo --corpus data/real data/real_queen
 """
@@ -18,6 +21,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from tfadvq import rundir
 from tfadvq.config import from_dict
@@ -41,6 +46,11 @@ MODELS = (("fp32", 32, "keras", "train", "model", "evaluate", "eer"),
           ("kmqat_int8_tflm", 4, "tflm", "calibrate", "tflite", "calibrate", "device_eer"))
 
 
+def fbank_stats(windows: np.ndarray) -> np.ndarray:
+    """The reference embedder: per-band standard deviation over each window's frames."""
+    return np.asarray(windows, np.float32).std(axis=1)
+
+
 def record(workdir: Path, stage: str) -> dict:
     return rundir.read_json(rundir.RunDir(workdir / stage).record)
 
@@ -61,6 +71,9 @@ def main() -> None:
         embed = tflm_embedder(path.read_bytes()) if kind == "tflm" else keras_embedder(load_embedding_model(path))
         synthetic = round(record(args.workdir, synthetic_stage)["metrics"][synthetic_key], 3)
         models.append((method, bits, kind, path, embed, synthetic))
+    synthetic_corpus = load_corpus(record(args.workdir, "corpus")["outputs"]["corpus"])
+    reference = evaluate(fbank_stats, synthetic_corpus.trials, synthetic_corpus.test, scoring)
+    models.append(("fbank_stats", 0, "statistic", "", fbank_stats, round(reference.eer, 3)))
     rows, by_source, corpora = [], {}, {}
     for corpus_dir in args.corpus:
         corpus = load_corpus(corpus_dir)
