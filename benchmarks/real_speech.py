@@ -92,8 +92,8 @@ def main() -> None:
                 "corpus": "+".join(manifest["settings"]["sources"]), "method": method, "bits": bits,
                 "embedder": kind, "model": str(path),
                 "eer": subsets["all"]["eer"], "eer_ci95": subsets["all"]["eer_ci95"],
-                "eer_same_source": subsets["same-source"]["eer"],
-                "eer_same_source_ci95": subsets["same-source"]["eer_ci95"],
+                "eer_same_source": subsets["same-source"].get("eer"),  # none without a 2-speaker group
+                "eer_same_source_ci95": subsets["same-source"].get("eer_ci95"),
                 "min_dcf": round(result.min_dcf[0.01], 4), "synthetic_eer": synthetic,
                 "trials": subsets["all"]["count"], "same_source_trials": subsets["same-source"]["count"],
                 "bad_files": len(result.bad), "seconds": round(time.perf_counter() - start, 1),
