@@ -83,6 +83,20 @@ def _asterisk(speaker: str, language: str, package: str, folder: str, licence: s
                   _ASTERISK_NOT_SPEECH)
 
 
+# speaker, language, package, folder, licence, credited voice, GSM (decoded by sox)
+_ASTERISK_VOICES = (
+    ("allison", "en", "asterisk-core-sounds-en-wav", "en_US_f_Allison", "CC-BY-SA-3.0", "Allison Smith", False),
+    ("allison", "es", "asterisk-core-sounds-es-wav", "es_MX_f_Allison", "CC-BY-SA-3.0", "Allison Smith", False),
+    ("june", "fr", "asterisk-core-sounds-fr-wav", "fr_CA_f_June", "CC-BY-SA-3.0", "June Wallack", False),
+    ("carlo", "it", "asterisk-core-sounds-it-wav", "it_IT_m_Carlo", "CC-BY-3.0", "Carlo Flora", False),
+    ("ivrvoice-ru", "ru", "asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU", "CC-BY-3.0",
+     "a female voice of ivrvoice.ru (provided by Maxim Topal)", False),
+    ("menardi", "it", "asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "CC-BY-SA-3.0",
+     "the Menardi prompts (Marco Menardi; voice credited as Paola Dal Zot)", False),
+    ("armelle", "fr", "asterisk-prompt-fr-armelle", "fr", "BSD-style (Michel Gutierrez)", "Armelle Desjardins", True),
+    ("july", "es", "asterisk-prompt-es-co", "es", "GPL-2", "July E. Jimenez (Avatar Ltda., Colombia)", True),
+)
+
 SOURCES: tuple[Source, ...] = (
     Source(
         name="asterisk",
@@ -96,24 +110,7 @@ SOURCES: tuple[Source, ...] = (
             "paired; English and Russian have a single speaker (target trials only). The Russian voice is "
             "credited to the studio ivrvoice.ru, not to a named person (presumed one woman, as the folder "
             "name says)."),
-        readers=(
-            _asterisk("allison", "en", "asterisk-core-sounds-en-wav", "en_US_f_Allison", "CC-BY-SA-3.0",
-                      "Allison Smith"),
-            _asterisk("allison", "es", "asterisk-core-sounds-es-wav", "es_MX_f_Allison", "CC-BY-SA-3.0",
-                      "Allison Smith"),
-            _asterisk("june", "fr", "asterisk-core-sounds-fr-wav", "fr_CA_f_June", "CC-BY-SA-3.0",
-                      "June Wallack"),
-            _asterisk("carlo", "it", "asterisk-core-sounds-it-wav", "it_IT_m_Carlo", "CC-BY-3.0",
-                      "Carlo Flora"),
-            _asterisk("ivrvoice-ru", "ru", "asterisk-core-sounds-ru-wav", "ru_RU_f_IvrvoiceRU", "CC-BY-3.0",
-                      "a female voice of ivrvoice.ru (provided by Maxim Topal)"),
-            _asterisk("menardi", "it", "asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "CC-BY-SA-3.0",
-                      "the Menardi prompts (Marco Menardi; voice credited as Paola Dal Zot)"),
-            _asterisk("armelle", "fr", "asterisk-prompt-fr-armelle", "fr", "BSD-style (Michel Gutierrez)",
-                      "Armelle Desjardins", gsm=True),
-            _asterisk("july", "es", "asterisk-prompt-es-co", "es", "GPL-2",
-                      "July E. Jimenez (Avatar Ltda., Colombia)", gsm=True),
-        ),
+        readers=tuple(_asterisk(*voice) for voice in _ASTERISK_VOICES),
     ),
     Source(
         name="tuxpaint",
