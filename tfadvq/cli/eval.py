@@ -3,7 +3,8 @@
 Embeds every utterance the trials mention by the device's scoring schedule
 (windows of ``--frames``, averaged), scores them by cosine (optionally AS-norm
 against an imposter cohort) and reports EER and minDCF (p_target 0.01 and
-0.05, C_miss = C_fa = 1).  Writes scores, a DET plot and a summary into
+0.05, C_miss = C_fa = 1); on a real-speech corpus (``tfadvq data real``) also on its
+same-source trials and per source, with speaker-level intervals.  Writes scores, a DET plot and a summary into
 ``--out`` and stores the calibrated threshold, with the model's hash and the
 trials it came from, beside the model for ``tfadvq verify``.
 """
@@ -72,6 +73,14 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
                   "threshold_file": str(threshold_file)}], title="tfadvq eval")
+    if corpus is not None and trials_path == corpus_trials_path(corpus) and \
+            rundir.CorpusDir(corpus).trial_sources.is_file():
+        from tfadvq.corpus.real import read_trial_sources, source_report
+
+        scored = trials if result.kept is None else trials.select(result.kept)
+        rows = source_report(result.scores, result.labels, scored, read_trial_sources(corpus, scored))
+        rundir.write_json(eval_dir.by_source, rows)
+        print_table(rows, title=f"EER by source, speaker-level 95 % intervals ({eval_dir.by_source})")
     if result.bad:
         print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
                     title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")
