@@ -203,3 +203,38 @@ def test_a_game_resource_file_is_read_entry_by_entry(tmp_path):
     (tmp_path / "bad.1c").write_bytes(b"RIFF0000")
     with pytest.raises(DataError, match="no QTBL header"):
         read_table(tmp_path / "bad.1c")
+
+
+def test_the_demo_scores_every_model_on_real_speech_unless_told_not_to():
+    from tfadvq.cli.demo import demo_recipe
+
+    with_real = [e.name for e in demo_recipe().stages]
+    assert with_real[-4:] == ["real_speech", "evaluate_real", "evaluate_real_quantized", "evaluate_real_device"]
+    without = [e.name for e in demo_recipe(real_speech=False).stages]
+    assert without == with_real[:-4]
+    narrowed = demo_recipe(real_sources=["asterisk"], real_clips=7).stages[-4].stage
+    assert narrowed.sources == ["asterisk"] and narrowed.max_clips == 7
+
+
+def test_recipe_real_corpus_stage_and_evaluate_report_by_source(tmp_path, monkeypatch):
+    """The recipe path of the command's report: a real_corpus stage, then evaluate writes by_source.json."""
+    from tfadvq import rundir
+    from tfadvq.corpus import real
+    from tfadvq.recipe import load_recipe, run_recipe
+
+    monkeypatch.setattr(real, "KNOWN", (TINY,))  # the es/fr voices setup.sh installs
+    plain, _ = _tiny_device_model()
+    plain.save(tmp_path / "tiny.keras")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"scoring: {{window_frames: {FRAMES}}}\n"
+                      "stages:\n  - {type: real_corpus, name: people, sources: [asterisk], max_clips: 5, seed: 3}\n"
+                      f"  - {{type: model, path: {tmp_path / 'tiny.keras'}}}\n"
+                      "  - {type: evaluate, model: model, corpus: people}\n")
+    run_recipe(load_recipe(recipe), tmp_path / "work")
+    evaluated = rundir.EvalDir(tmp_path / "work" / "evaluate")
+    rows = rundir.read_json(evaluated.by_source)
+    assert [r["trials"] for r in rows] == ["all", "same-source", "asterisk/es", "asterisk/fr"]
+    record = rundir.read_json(evaluated.record)
+    assert "same-source EER" in record["summary"] and record["metrics"]["by_source"] == rows
+    people = load_corpus(rundir.CorpusRun(tmp_path / "work" / "people").corpus)
+    assert not people.train and len({u.speaker for u in people.test}) == 4

@@ -73,14 +73,12 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
                   "threshold_file": str(threshold_file)}], title="tfadvq eval")
-    if corpus is not None and trials_path == corpus_trials_path(corpus) and \
-            rundir.CorpusDir(corpus).trial_sources.is_file():
-        from tfadvq.corpus.real import read_trial_sources, source_report
+    if corpus is not None and trials_path == corpus_trials_path(corpus):
+        from tfadvq.corpus.real import report_by_source
 
-        scored = trials if result.kept is None else trials.select(result.kept)
-        rows = source_report(result.scores, result.labels, scored, read_trial_sources(corpus, scored))
-        rundir.write_json(eval_dir.by_source, rows)
-        print_table(rows, title=f"EER by source, speaker-level 95 % intervals ({eval_dir.by_source})")
+        rows = report_by_source(result, trials, corpus, eval_dir)
+        if rows:
+            print_table(rows, title=f"EER by source, speaker-level 95 % intervals ({eval_dir.by_source})")
     if result.bad:
         print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
                     title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")

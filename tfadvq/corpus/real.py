@@ -496,6 +496,23 @@ def _write_readme(layout: rundir.CorpusDir, config: RealConfig, sources: Sequenc
     rundir.atomic_write(layout.readme, "\n".join(lines))
 
 
+def report_by_source(result: Any, trials: Trials, corpus: str | os.PathLike,
+                     eval_dir: rundir.EvalDir) -> list[dict[str, Any]] | None:
+    """EER on all, same-source and each group's trials of an evaluation, into ``eval_dir.by_source``.
+
+    ``result`` is a :class:`tfadvq.evaluation.Evaluation` of ``trials``, the
+    corpus's own trial list.  None (and nothing written) when the corpus's
+    trials carry no sources (a generated or VoxCeleb corpus): the command and
+    the recipe's evaluate stage both call this, so both report a real corpus alike.
+    """
+    if not rundir.CorpusDir(Path(corpus)).trial_sources.is_file():
+        return None
+    scored = trials if result.kept is None else trials.select(result.kept)
+    rows = source_report(result.scores, result.labels, scored, read_trial_sources(corpus, scored))
+    rundir.write_json(eval_dir.by_source, rows)
+    return rows
+
+
 def load_trials_with_sources(corpus: str | os.PathLike) -> tuple[Trials, list[tuple[str, str]]]:
     """The corpus's trial list and each trial's ``(source, language)``."""
     layout = rundir.CorpusDir(Path(corpus))
