@@ -279,18 +279,76 @@ class TrainDir(RunDir):
             raise ConfigError(f"{self.head}: cannot read the AAM head ({exc})") from None
 
     @classmethod
-    def of_model(cls, model: str | os.PathLike) -> TrainDir:
-        """The run directory of ``model``: a directory holding ``model.keras``, or a model file."""
-        path = Path(model)
-        if path.is_dir():
-            if not (path / cls.MODEL).is_file():
-                raise ConfigError(f"--model {path}: no {cls.MODEL} in this directory (expected a .keras "
-                                  "file or a directory written by `tfadvq train`)")
-            return cls(path)
-        if not path.is_file():
-            raise ConfigError(f"--model {path}: no such model (expected a .keras file or a directory "
-                              f"holding {cls.MODEL}, as `tfadvq train` writes)")
-        return _ModelFileDir(path.parent, path.name)
+    def of_model(cls, model: str | os.PathLike, quantized: bool = False) -> TrainDir:
+        """The run directory of ``model`` (a model file or any run folder, see :func:`model_file`): the
+        folder its training config, head and threshold lie in, with ``.model`` the file chosen."""
+        path = model_file(model, quantized)
+        return cls(path.parent) if path.name == cls.MODEL else _ModelFileDir(path.parent, path.name)
+
+
+SAVED_MODEL = "saved_model.pb"  # what makes a folder a TensorFlow SavedModel
+
+
+def model_file(path: str | os.PathLike, quantized: bool = False) -> Path:
+    """The Keras model a user's ``--model`` names: the file (or SavedModel folder) itself, or the model
+    inside any run folder tfadvq writes.
+
+    A train folder gives its ``model.keras``; a quantize, mixed or MSFT folder
+    its plain (centroid-valued) model, or with ``quantized`` its tfmot-wrapped
+    one (what ``convert`` strips and fine-tunes continue from); a recipe stage
+    folder whatever Keras model its record names (a ``convert`` stage: the
+    plain model it converted).  A folder holding none (a recipe work folder, a
+    ``.tflite``-only conversion, a train run not finished) is refused, saying
+    what it is and what to give instead.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such model file or folder (give a .keras/.h5 file, a SavedModel "
+                          "folder or a folder tfadvq wrote: train, quantize, mixed, msft)")
+    if (path / SAVED_MODEL).is_file():
+        return path
+    order = (QuantDir.wrapped.name, TrainDir.MODEL, QuantDir.plain.name) if quantized else \
+        (TrainDir.MODEL, QuantDir.plain.name, QuantDir.wrapped.name)
+    for name in order:
+        if (path / name).is_file():
+            return path / name
+    recorded = _recorded_model(path / RECORD, quantized)
+    if recorded is not None:
+        return recorded
+    raise ConfigError(f"{path}: {_why_no_model(path)}")
+
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _recorded_model(record: Path, quantized: bool) -> Path | None:
+    """The Keras model a recipe stage's record names as an output (None if it names none)."""
+    try:
+        outputs = json.loads(record.read_text()).get("outputs", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    for key in ("wrapped", "model", "plain") if quantized else ("model", "plain", "wrapped"):
+        value = outputs.get(key) if isinstance(outputs, dict) else None
+        if isinstance(value, str) and Path(value).suffix in _KERAS_SUFFIXES and Path(value).exists():
+            return Path(value)
+    return None
+
+
+def _why_no_model(path: Path) -> str:
+    """What a folder without a Keras model is, and what to give instead (for the error message)."""
+    stages = sorted(p.name for p in path.iterdir() if (p / RECORD).is_file()) if path.is_dir() else []
+    if stages:
+        return (f"a recipe work folder; give one of its stage folders that holds a model "
+                f"({', '.join(stages[:6])}{', ...' if len(stages) > 6 else ''})")
+    if any(path.glob("*.tflite")):
+        return ("holds .tflite files but no Keras model (a conversion); give the quantize folder it was "
+                "converted from")
+    if (path / TrainDir.checkpoints.name).is_dir():
+        return f"a train folder without {TrainDir.MODEL} (training not finished?); run `tfadvq train` again"
+    return (f"holds no model: expected {TrainDir.MODEL} (train), {QuantDir.plain.name} / "
+            f"{QuantDir.wrapped.name} (quantize, mixed, msft) or {SAVED_MODEL} (SavedModel)")
 
 
 class _ModelFileDir(TrainDir):
