@@ -17,7 +17,7 @@ import tfadvq
 from tfadvq import rundir
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
-from tfadvq.evaluation import load_embedding_model
+from tfadvq.model_io import load_model
 from tfadvq.quant.finetune import finetune_config
 from tfadvq.report import machine_description
 from tfadvq.train_config import TrainConfig
@@ -41,7 +41,7 @@ class Setup:
 def finetune_setup(args: argparse.Namespace) -> Setup:
     """Load ``args.model`` (a train directory) and ``args.corpus``; fix the fine-tune budget from ``args``."""
     train_dir = rundir.TrainDir(args.model)
-    fp = load_embedding_model(args.model)
+    fp = load_model(args.model)
     corpus = load_corpus(args.corpus)
     base = load_yaml(TrainConfig, train_dir.config)
     base = dataclasses.replace(base, pipeline=dataclasses.replace(base.pipeline, batch_size=args.batch_size),

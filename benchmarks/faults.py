@@ -65,9 +65,9 @@ def check_corpus(out: Path) -> None:
 
 
 def check_model(out: Path) -> None:
-    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.model_io import load_model
 
-    load_embedding_model(out)
+    load_model(out)
 
 
 def check_quantized(out: Path) -> None:

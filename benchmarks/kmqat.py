@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 import tfadvq
 from tfadvq.compat import keras, tf
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
+from tfadvq.model_io import load_model
 from tfadvq.quant import api, kmeans1d, spec
 from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.report import machine_description, print_table
@@ -125,11 +126,11 @@ def fp_model(args: argparse.Namespace) -> tuple[keras.Model, str, dict]:
         if config_file.is_file():
             found = load_config(config_file)
             if (found.model, found.model_args) == (wanted.model, wanted.model_args):
-                return load_embedding_model(path), f"reused {shown(path)}", trained_with(found)
+                return load_model(path), f"reused {shown(path)}", trained_with(found)
     config = demo_config(args)
     start = time.perf_counter()
     path = train(config, args.workdir / "fp32", verbose=2).model
-    return (load_embedding_model(path), f"trained here in {time.perf_counter() - start:.0f} s -> "
+    return (load_model(path), f"trained here in {time.perf_counter() - start:.0f} s -> "
             f"{shown(path)}", trained_with(config))
 
 

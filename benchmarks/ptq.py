@@ -53,7 +53,8 @@ from tfadvq import metrics, rundir
 from tfadvq import scoring as sc
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
+from tfadvq.model_io import load_model
 from tfadvq.quant import api, bias_correction, sensitivity
 from tfadvq.quant.finetune import finetune, finetune_config
 from tfadvq.report import machine_description, print_table
@@ -77,7 +78,7 @@ def dfresnet(config: TrainConfig, workdir: Path, steps: int) -> keras.Model:
     run = workdir / "dfresnet"
     if not (run / "model.keras").is_file():
         train(run_config, run, verbose=2)
-    return load_embedding_model(run)
+    return load_model(run)
 
 
 @dataclasses.dataclass
@@ -227,7 +228,7 @@ def main() -> None:
     base = dataclasses.replace(base, pipeline=dataclasses.replace(base.pipeline, batch_size=args.batch_size))
     rows, info = [], {}
     for name in args.models:
-        fp = load_embedding_model(args.model) if name.startswith("demo") else dfresnet(base, args.workdir,
+        fp = load_model(args.model) if name.startswith("demo") else dfresnet(base, args.workdir,
                                                                                         args.dfresnet_steps)
         data = cached_finetune_data(base, corpus, max(args.fisher_batches, args.finetune_steps))
         start = time.perf_counter()

@@ -24,7 +24,8 @@ import numpy as np
 from converters.metadata import read_json
 from tfadvq import metrics, rundir
 from tfadvq.errors import ConfigError
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
+from tfadvq.model_io import load_model
 from tfadvq.report import machine_description, print_table
 from converters.tflm import tflm_embedder
 from tfadvq.scoring import keras_embedder
@@ -53,7 +54,7 @@ def main() -> None:
     corpus = load_corpus(corpus_dir)
     metadata = read_json(converted["metadata"])
     scoring = metadata.scoring
-    embedders = {"keras": keras_embedder(load_embedding_model(converted["plain"])),
+    embedders = {"keras": keras_embedder(load_model(converted["plain"])),
                  "tflm": tflm_embedder(Path(converted["tflite"]).read_bytes())}
     results, seconds = {}, {}
     for name, embed in embedders.items():

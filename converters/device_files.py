@@ -21,25 +21,22 @@ from converters.conversion import ConversionResult, convert_model
 from tfadvq import rundir
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
+from tfadvq.model_io import LoadedModel, open_model
 from tfadvq.windows import ScoringConfig
 
 
-def load_for_conversion(path: str | os.PathLike, bits: Mapping[str, int] | int | None = None):
-    """``(plain Keras model, {layer: bits})`` of a saved model; wrappers are stripped.
+def load_for_conversion(source: str | os.PathLike | LoadedModel, bits: Mapping[str, int] | int | None = None):
+    """``(plain Keras model, {layer: bits})`` of a saved model (a file or run folder, or one already
+    opened by :func:`tfadvq.model_io.open_model`); wrappers are stripped.
 
     ``bits`` (a number for every quantizable layer, or ``{layer: bits}``)
     overrides the bits read from a tfadvq-quantized model; a plain model needs it.
     """
     from converters.lut_compression import uniform_bits
-    from tfadvq.quant.api import load_model, strip
+    from tfadvq.quant.api import strip
 
-    path = Path(path)
-    if not path.exists():
-        raise ConversionError(f"{path}: no such model file or directory")
-    try:
-        model = load_model(path)
-    except Exception as exc:  # Keras raises many kinds for unreadable models
-        raise ConversionError(f"{path}: cannot load a Keras model ({exc})") from None
+    loaded = source if isinstance(source, LoadedModel) else open_model(source, quantized=True)
+    model = loaded.model
     found: dict[str, int] = {}
     if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
         model, quantized = strip(model)
@@ -66,7 +63,7 @@ def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringCon
         bits_per_layer=result.bits_per_layer(), feature=feature, scoring=scoring)
 
 
-def convert_saved_model(path: str | os.PathLike, scoring: ScoringConfig, *, int8: bool = False,
+def convert_saved_model(path: str | os.PathLike | LoadedModel, scoring: ScoringConfig, *, int8: bool = False,
                         representative: RepresentativeData | None = None,
                         bits: Mapping[str, int] | int | None = None, feature: FbankConfig | None = None,
                         model_version: int = 1) -> tuple[ConversionResult, ModelMetadata]:

@@ -6,6 +6,7 @@ import pytest
 import tfadvq
 from converters import convert_model, run_tflm
 from converters.tflm import parity
+from tfadvq import model_io
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError, TfadvqError
 from tfadvq.quant import api, binary, catalog, cost, kmeans1d, spec
@@ -170,7 +171,7 @@ def test_export_is_a_two_entry_lut_counted_by_the_cost_model_and_run_by_tflm(sch
     assert all(type(q) is cls for _, q in api.quantized_weights(wrapped))
     x = _inputs()
     wrapped.save(tmp_path / "q.h5")  # reload (tfmot wrappers need .h5)
-    reloaded = api.load_model(tmp_path / "q.h5")
+    reloaded = model_io.load_model(tmp_path / "q.h5")
     np.testing.assert_allclose(reloaded(x, training=False).numpy(), wrapped(x, training=False).numpy(), atol=1e-6)
     assert [type(q) for _, q in api.quantized_weights(reloaded)] == [cls] * 4
 
@@ -235,7 +236,7 @@ def test_cli_flag_and_recipe_stage_quantize_with_the_binary_quantizers(tmp_path,
     assert main(["quantize", "--model", str(tmp_path / "toy.keras"), "--bits", "1", "--binary", "static",
                  "--per-channel", "--out", str(tmp_path / "cli")]) == 0
     assert "compression" in capsys.readouterr().out  # the summary table
-    cli = api.load_model(QuantDir(tmp_path / "cli").wrapped)
+    cli = model_io.load_model(QuantDir(tmp_path / "cli").wrapped)
     assert {type(q) for _, q in api.quantized_weights(cli)} == {binary.StaticBinaryQuantizer}
 
     recipe = parse_recipe({"stages": [
@@ -243,7 +244,7 @@ def test_cli_flag_and_recipe_stage_quantize_with_the_binary_quantizers(tmp_path,
         {"type": "quantize", "model": "model", "bits": 1, "binary": "adaptive", "binary_clip": 0.5,
          "end_bits": 8, "per_channel": True}]}, "binary test")
     run_recipe(recipe, tmp_path / "work")
-    staged = api.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
+    staged = model_io.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
     kinds = {w.layer.name: (type(q).__name__, q.bits, getattr(q, "clip_value", None))
              for w, q in api.quantized_weights(staged)}
     assert kinds == {"stem": ("KMeansQuantizer", 8, None), "dw": ("AdaptiveBinaryQuantizer", 1, 0.5),

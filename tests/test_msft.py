@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfadvq import rundir
+from tfadvq import model_io, rundir
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError
 from tfadvq.quant import api, spec
@@ -216,7 +216,7 @@ def test_recipe_msft_resumes_after_kill_under_mirrored_strategy(tiny_corpus, tmp
     assert all(r["replicas"] == 2 and r["steps"] == 3 for r in rows)  # MirroredStrategy of train.yaml
     assert [r["group"] for r in rows] == [["conv2", "embed"], ["conv1"]]  # most sensitive first
     # the result has the structure of a one-shot quantization of the same model at the same bits
-    final = api.load_model(run.wrapped)
+    final = model_io.load_model(run.wrapped)
     reference = api.quantize(small_embedding_model(), MIXED_BITS, progress=False)
     def structure(model):
         return [(type(l).__name__, l.name, [tuple(w.shape) for w in l.weights]) for l in model.layers if l.weights]

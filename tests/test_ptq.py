@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tfadvq
+from tfadvq import model_io
 from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import QuantizationError
@@ -117,7 +118,7 @@ def test_importances_survive_a_reload_only_when_set_again(tmp_path):
     f = np.random.default_rng(4).exponential(size=model.get_layer("fc").kernel.shape)
     wrapped = tfadvq.quantize(model, 3, importances={"fc/kernel": f}, progress=False)
     wrapped.save(tmp_path / "q.h5")
-    loaded = api.load_model(tmp_path / "q.h5")
+    loaded = model_io.load_model(tmp_path / "q.h5")
     fc = {f"{w.layer.name}/{q.source.name.split('/')[-1][:-2]}": q for w, q in api.quantized_weights(loaded)}
     assert fc["fc/kernel"].importances is None
     api.set_importances(loaded, {"fc/kernel": f})
@@ -211,7 +212,7 @@ def test_recipe_quantize_stage_weighted_with_bias_correction_on_its_inputs(tmp_p
         {"type": "quantize", "model": "model", "bits": 2, "per_channel": "auto", "weighted": True,
          "fisher_batches": 2, "bias_correction": True, "inputs": str(tmp_path / "x.npy")}]}, "ptq test")
     run_recipe(recipe, tmp_path / "work")
-    staged = api.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
+    staged = model_io.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
     plain = tfadvq.strip(tfadvq.ptq(model, 2, per_channel="auto", progress=False))[0]
     x = np.load(tmp_path / "x.npy")
     shift = {name: np.abs(np.mean(m.predict_on_batch(x) - model.predict_on_batch(x), axis=0)).max()

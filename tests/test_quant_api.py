@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tfadvq
+from tfadvq import model_io
 from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
 from tfadvq.errors import QuantizationError
@@ -113,7 +114,7 @@ def test_saved_quantized_model_reloads_with_its_quantizers(model, tmp_path, suff
                                 activation_bits=8, progress=False)
     quantized(X, training=True)  # move the activation ranges away from their initial values
     quantized.save(tmp_path / f"q{suffix}")
-    loaded = api.load_model(tmp_path / f"q{suffix}")
+    loaded = model_io.load_model(tmp_path / f"q{suffix}")
     np.testing.assert_allclose(loaded(X).numpy(), quantized(X).numpy(), atol=1e-6)
     bits = {w.layer.name: q.bits for w, q in api.quantized_weights(loaded)}
     assert bits == {"conv1": 2, "conv2": 5, "embed": 3}
@@ -195,12 +196,9 @@ def test_plot_writes_png(model, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_cli_quantize_writes_outputs_and_summary(model, tmp_path, capsys, monkeypatch):
+def test_cli_quantize_writes_outputs_and_summary(model, tmp_path, capsys):
     from tfadvq.cli import main
 
-    # The CLI loads through tfadvq.evaluation (which registers tfadvq.models' layers); this
-    # test model has only stock layers, so load it plainly.
-    monkeypatch.setattr("tfadvq.evaluation.load_embedding_model", keras.models.load_model)
     model.save(tmp_path / "fp.keras")
     assert main(["quantize", "--model", str(tmp_path / "fp.keras"), "--bits", "3", "--plots",
                  "--out", str(tmp_path / "q")]) == 0
@@ -210,5 +208,5 @@ def test_cli_quantize_writes_outputs_and_summary(model, tmp_path, capsys, monkey
     assert 1.0 < summary["compression"] < 32 / 3
     assert len(list((tmp_path / "q" / "plots").glob("*.png"))) == 3
     plain = keras.models.load_model(tmp_path / "q" / "plain.keras")
-    np.testing.assert_allclose(plain(X).numpy(), api.load_model(tmp_path / "q" / "model.h5")(X).numpy(),
+    np.testing.assert_allclose(plain(X).numpy(), model_io.load_model(tmp_path / "q" / "model.h5")(X).numpy(),
                                atol=1e-5)

@@ -33,18 +33,6 @@ from tfadvq.windows import ScoringConfig
 P_TARGETS = (0.01, 0.05)
 
 
-def load_embedding_model(path: str | os.PathLike):
-    """Load a saved embedding model (a ``.keras`` file or a train directory) with tfadvq's layers."""
-    import tfadvq.models  # noqa: F401  (registers StatsPooling etc. for deserialisation)
-    from tfadvq.compat import keras
-
-    model_path = rundir.TrainDir.of_model(path).model
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many kinds for unreadable files
-        raise ConfigError(f"--model {model_path}: cannot load a Keras model ({exc})") from None
-
-
 @dataclasses.dataclass
 class Evaluation:
     """Results of one trial list.  ``eer`` is in percent; ``eer_threshold`` is the EER point of the

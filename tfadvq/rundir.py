@@ -136,6 +136,9 @@ def atomic_save_with(path: str | os.PathLike, save: Callable[[Path], None]) -> P
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes; of a folder (a SavedModel), the digest of its whole tree's contents."""
+    if Path(path).is_dir():
+        return tree_digest(path, content_limit=1 << 62)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert a quantized model to a LUT-compressed .tflite for TFLite Micro",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help="saved Keras model (.keras, .h5 or SavedModel dir)")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="quantized model: a quantize/mixed/msft folder, .h5, .keras (tf-keras or Keras 3) or SavedModel")
     parser.add_argument("--out", required=True, type=Path, help="LUT-compressed .tflite to write")
     parser.add_argument("--activations", choices=["int8", "float32"], dest="activations",
                         help="int8 (needs --corpus; the default with it) or float32 (the default without)")
@@ -125,6 +126,7 @@ def _run(args: ConvertArgs) -> int:
     from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
     from tfadvq.fbank_config import FbankConfig
+    from tfadvq.model_io import open_model
     from tfadvq.report import print_table
     from tfadvq.windows import ScoringConfig
 
@@ -141,6 +143,7 @@ def _run(args: ConvertArgs) -> int:
     if is_complete(out) and not args.force:
         raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
                               "or choose another file")
+    loaded = open_model(args.model, quantized=True)  # a model that does not load is refused before any work
     thresholds = _thresholds(args.trial_scores, args.target_far)
     feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
     scoring = ScoringConfig(window_frames=args.frames)
@@ -148,7 +151,7 @@ def _run(args: ConvertArgs) -> int:
     if args.corpus is not None:
         representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops))
     int8 = args.corpus is not None if args.int8 is None else args.int8
-    result, metadata = convert_saved_model(args.model, scoring, int8=int8, representative=representative,
+    result, metadata = convert_saved_model(loaded, scoring, int8=int8, representative=representative,
                                            bits=_bits(args.bits), feature=feature,
                                            model_version=args.model_version)
     if thresholds is not None:
@@ -160,7 +163,7 @@ def _run(args: ConvertArgs) -> int:
         written = write_c_arrays(result.model, metadata, args.c_array, symbol_prefix=args.symbol_prefix)
     written += write_device_files(result, metadata, out)
 
-    print_table(result.layer_rows(), f"Quantized layers of {args.model}")
+    print_table(result.layer_rows(), f"Quantized layers of {loaded.describe()}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
     print_table(result.size_rows(), f"Sizes (arena measured by the TFLM interpreter, {result.activations} activations)")
     checks = [

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval", help="EER/minDCF of a model on a trial list, with a DET plot",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help=".keras model or its directory")
+    parser.add_argument("--model", required=True, type=Path, help="model file or a run folder (train, quantize, ...)")
     parser.add_argument("--trials", type=Path,
                         help="trial list (VoxCeleb '1 enroll test' or Kaldi format); "
                              "default with --corpus: the corpus's test trials")
@@ -48,7 +48,8 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         frames: int = 200, out: Path | None = None) -> int:
     from tfadvq import rundir
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import evaluate, load_embedding_model, store_threshold, write_outputs
+    from tfadvq.evaluation import evaluate, store_threshold, write_outputs
+    from tfadvq.model_io import open_model
     from tfadvq.report import print_table
     from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
     from tfadvq.windows import ScoringConfig
@@ -64,7 +65,8 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         utterances = scan_tree(wav_root)
     trials = read_trials(trials_path)
     run_dir = rundir.TrainDir.of_model(model_path)
-    model = load_embedding_model(model_path)
+    loaded = open_model(model_path)
+    model = loaded.model
     scoring = ScoringConfig(window_frames=frames)
     result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
     eval_dir = rundir.EvalDir(out or run_dir.path / f"eval_{trials_path.stem}")
@@ -72,7 +74,7 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
-                  "threshold_file": str(threshold_file)}], title="tfadvq eval")
+                  "threshold_file": str(threshold_file)}], title=f"tfadvq eval: {loaded.describe()}")
     if corpus is not None and trials_path == corpus_trials_path(corpus):
         from tfadvq.corpus.real import report_by_source
 

@@ -111,7 +111,7 @@ def _run(args: MixedArgs) -> int:
     from tfadvq import rundir
     from tfadvq.config import to_dict
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.model_io import open_model
     from tfadvq.quant.finetune import model_inputs
     from tfadvq.report import print_table
     from tfadvq.stages.mixed import plot_outcome, run_mixed
@@ -125,7 +125,8 @@ def _run(args: MixedArgs) -> int:
     source = rundir.TrainDir.of_model(args.model)
     config = model_config(source.config, args.train_config,
                           data_given=args.corpus is not None or args.inputs is not None, what="tfadvq mixed")
-    model = load_embedding_model(args.model)
+    loaded = open_model(args.model)
+    model = loaded.model
     utterances = None
     if args.corpus is not None:
         from tfadvq.voxceleb import load_corpus
@@ -137,9 +138,10 @@ def _run(args: MixedArgs) -> int:
     # Converted only when the converter can take it ([batch, frames, features]); a fixed length is the model's.
     frames = (shape[1] or args.frames) if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
     outcome = run_mixed(model, asked, args.out, data=data, train=source, train_config=config, frames=frames,
-                        extra={"source_model": str(source.model), "settings": to_dict(args)})
+                        extra={"source_model": str(source.model), "source": loaded.row(),
+                               "settings": to_dict(args)})
     plan = outcome.plan
-    print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {args.model}")
+    print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {loaded.describe()}")
     if outcome.tuning:
         rows = outcome.tuning.get("msft") or [outcome.tuning]
         print_table([{k: v for k, v in r.items() if k not in ("bits", "data", "loss_curve")} for r in rows],

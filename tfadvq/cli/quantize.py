@@ -1,7 +1,7 @@
 """``tfadvq quantize --model M --bits 4 --out Q``: k-means weight quantization, PTQ or QAT.
 
 Writes a quantization run directory: the tfmot-wrapped model (``model.h5``,
-reload with ``tfadvq.quant.load_model``), the centroid-valued plain Keras model
+reload with ``tfadvq.load_model``), the centroid-valued plain Keras model
 (what the converter takes), the tables and indices, and ``summary.json``
 (per-layer rows, size, the source model and every setting used); ``--plots``
 adds per-layer histograms.  With ``--finetune-epochs E`` the wrapped model is
@@ -69,7 +69,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "quantize", help="k-means quantize a model's weights (post-training or with fine-tuning)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help="FP32 embedding model (.keras or a train dir)")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="FP32 embedding model: .keras (tf-keras or Keras 3), .h5, SavedModel or a run folder")
     parser.add_argument("--bits", type=int, default=4, help="bits for every supported layer (1..8)")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
@@ -123,7 +124,7 @@ def _run(args: QuantizeArgs) -> int:
     from tfadvq import rundir
     from tfadvq.config import load_yaml, to_dict
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.model_io import open_model
     from tfadvq.objectives import Objective
     from tfadvq.quant import api, outputs
     from tfadvq.quant.finetune import FinetuneSettings, finetune_run
@@ -146,7 +147,8 @@ def _run(args: QuantizeArgs) -> int:
         else:
             raise ConfigError(f"--finetune-epochs: {source.config} is missing (the model was not trained by "
                               "tfadvq train); pass --train-config and --corpus")
-    model = load_embedding_model(args.model)
+    loaded = open_model(args.model)
+    model = loaded.model
     data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
     ptq = post_training(model, settings, data)
     quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
@@ -160,7 +162,7 @@ def _run(args: QuantizeArgs) -> int:
                               teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
         tuned = result.row
-    saved = outputs.save(quantized, out, source_model=str(source.model), settings=to_dict(args),
+    saved = outputs.save(quantized, out, source_model=str(source.model), source=loaded.row(), settings=to_dict(args),
                          finetune=tuned)
     if tuned:
         from tfadvq.config import dump_yaml
@@ -174,7 +176,7 @@ def _run(args: QuantizeArgs) -> int:
         floats = {(w.layer.name, t.weight): q.source.numpy()
                   for (w, q), t in zip(api.quantized_weights(quantized), saved.records.tensors)}
         plot_model(floats, saved.records.tensors, out.plots)
-    print_table(saved.rows, title=f"tfadvq quantize: {args.model}")
+    print_table(saved.rows, title=f"tfadvq quantize: {loaded.describe()}")
     if tuned:
         print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
     if corrected:

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "verify", help="accept or reject a test recording against enrollment recordings",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help=".keras model or its directory")
+    parser.add_argument("--model", required=True, type=Path, help="model file or a run folder (train, quantize, ...)")
     parser.add_argument("--enroll", required=True, nargs="+", type=Path, help="enrollment recordings")
     parser.add_argument("--test", required=True, type=Path, help="recording to verify")
     parser.add_argument("--threshold", type=float, help="cosine-score threshold in [-1, 1] (default: stored)")
@@ -29,11 +29,13 @@ def run(model_path: Path, enroll: list[Path], test: Path, threshold: float | Non
     from tfadvq import rundir
     from tfadvq.config import from_dict
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import check_threshold, load_embedding_model, load_threshold, verify
+    from tfadvq.evaluation import check_threshold, load_threshold, verify
+    from tfadvq.model_io import open_model
     from tfadvq.report import print_table
     from tfadvq.windows import ScoringConfig
 
     run_dir = rundir.TrainDir.of_model(model_path)
+    loaded = open_model(model_path)  # a model that does not load is said before a threshold is looked for
     scoring, source = ScoringConfig(), "--threshold"
     if threshold is None:
         stored = load_threshold(run_dir.threshold, run_dir.model)
@@ -45,7 +47,7 @@ def run(model_path: Path, enroll: list[Path], test: Path, threshold: float | Non
     check_threshold(threshold)
     if frames is not None:
         scoring = ScoringConfig(window_frames=frames)
-    result = verify(load_embedding_model(model_path), enroll, test, threshold, scoring)
+    result = verify(loaded.model, enroll, test, threshold, scoring)
     print_table([{"enroll": len(enroll), "test": str(test), **result, "threshold_from": source}],
-                title="tfadvq verify")
+                title=f"tfadvq verify: {loaded.describe()}")
     return 0

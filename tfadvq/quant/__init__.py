@@ -17,7 +17,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "custom_objects": "api", "load_model": "api", "ptq": "api", "quantize": "api", "strip": "api",
+    "custom_objects": "api", "ptq": "api", "quantize": "api", "strip": "api",
     "summary": "api", "CodebookRefresh": "codebook_refresh", "FinetuneResult": "finetune",
     "FinetuneSettings": "finetune", "finetune_config": "finetune", "finetune_run": "finetune",
     "KMeansQuantizer": "quantizers", "UniformQuantizer": "quantizers",

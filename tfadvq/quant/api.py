@@ -1,4 +1,4 @@
-"""Public quantization API: ``quantize`` (QAT), ``ptq``, ``strip``, ``summary``, loading.
+"""Public quantization API: ``quantize`` (QAT), ``ptq``, ``strip``, ``summary``, the quantizers' ``custom_objects``.
 
 BatchNorm is kept float during QAT (the quantized weight is the conv kernel
 *before* BN).  At export the converter folds BN's per-channel scale into the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,20 +60,6 @@ def custom_objects() -> dict[str, Any]:
     """Objects to load a saved quantized model: ``with quantize_scope(custom_objects()): load``."""
     return {**catalog.custom_objects(),
             "WeightQuantizeConfig": layer_rules.WeightQuantizeConfig}
-
-
-def load_model(path: str | Path) -> keras.Model:
-    """Load a model saved from :func:`quantize`/:func:`ptq` with its quantizers.
-
-    Save wrapped models as ``.h5`` (or SavedModel): tfmot's wrappers do not
-    reload from the ``.keras`` format (variable-count mismatch in tf_keras 2.17).
-    tfadvq's own layers (``StatsPooling``) are registered first, so a fresh
-    process (``tfadvq convert``) reloads tfadvq models too.
-    """
-    import tfadvq.models  # noqa: F401  (registers StatsPooling etc. for deserialisation)
-
-    with _tfq.quantize_scope(custom_objects()):
-        return keras.models.load_model(path)
 
 
 def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerChannel = False,

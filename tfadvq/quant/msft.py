@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from tfadvq import rundir
+from tfadvq import model_io, rundir
 from tfadvq.compat import keras, tf
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
@@ -303,7 +303,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
     with strategy.scope():
         if finished:  # done before: the final outputs are the result
             log.info("msft: %s holds the finished run", run.path)
-            return MSFTResult(api.load_model(run.wrapped), rows, groups,
+            return MSFTResult(model_io.load_model(run.wrapped), rows, groups,
                               rundir.TrainDir(run.path).load_head() if run.head.is_file() else None, config)
         latent = keras.models.clone_model(model)
         latent.set_weights(model.get_weights())
@@ -311,7 +311,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
         if rows:
             log.info("msft: resuming after stage %d of %d in %s", len(rows), len(groups), run.path)
             checkpoint = run.stage(len(rows))
-            wrapped = api.load_model(checkpoint.wrapped)
+            wrapped = model_io.load_model(checkpoint.wrapped)
             copy_latent(wrapped, latent)
             head = rundir.TrainDir(checkpoint.path).load_head() if checkpoint.head.is_file() else head
         for k in range(len(rows) + 1, len(groups) + 1):

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Any
 
-from tfadvq import rundir
+from tfadvq import model_io, rundir
 from tfadvq.compat import keras
 from tfadvq.quant import api
 from tfadvq.quant.records import QuantizedWeights
@@ -56,5 +56,5 @@ def save(wrapped: keras.Model, out: rundir.QuantDir | str | os.PathLike, **extra
 def load(out: rundir.QuantDir | str | os.PathLike) -> tuple[QuantizationOutputs, dict[str, Any]]:
     """Read back what :func:`save` wrote: the derived outputs and the summary dict."""
     out = out if isinstance(out, rundir.QuantDir) else rundir.QuantDir(out)
-    outputs = derive(api.load_model(out.wrapped))
+    outputs = derive(model_io.load_model(out.wrapped))
     return outputs, rundir.read_json(out.summary)

@@ -21,10 +21,15 @@ def keras_model_path(ctx: StageContext, stage: str) -> Path:
     raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
 
 
-def load_keras_model(ctx: StageContext, path: Path):
-    from tfadvq.evaluation import load_embedding_model
+def open_keras_model(ctx: StageContext, path: Path, quantized: bool = False):
+    """The model at ``path`` (:func:`tfadvq.model_io.open_model`), loaded once per content in a recipe run."""
+    from tfadvq.model_io import open_model
 
-    return ctx.cached(f"model:{path}:{rundir.file_sha256(path)}", lambda: load_embedding_model(path))
+    return ctx.cached(f"model:{path}:{quantized}:{rundir.file_sha256(path)}", lambda: open_model(path, quantized))
+
+
+def load_keras_model(ctx: StageContext, path: Path, quantized: bool = False):
+    return open_keras_model(ctx, path, quantized).model
 
 
 def corpus_of(ctx: StageContext, stage: str):
@@ -113,7 +118,8 @@ class TrainStage(StageBase):
 @register_stage("model")
 @dataclasses.dataclass
 class ModelStage(StageBase):
-    """A model you bring: a saved Keras embedding model (a ``.keras`` file or a ``tfadvq train`` directory).
+    """A model you bring: a saved Keras embedding model (a ``.keras``/``.h5`` file, a SavedModel, a Keras 3
+    ``.keras`` (rebuilt in tf-keras) or any run folder tfadvq writes; :mod:`tfadvq.model_io`).
 
     Its training config and AAM head are used by a later fine-tune when they
     lie beside it (a tfadvq train directory); otherwise fine-tune it with the
@@ -124,17 +130,18 @@ class ModelStage(StageBase):
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ConfigError("model: give path (a .keras file or a train directory)")
+            raise ConfigError("model: give path (a model file or a run folder)")
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         return {"model": rundir.file_sha256(rundir.TrainDir.of_model(self.path).model)}
 
     def run(self, ctx: StageContext) -> StageResult:
         run = rundir.TrainDir.of_model(self.path)
-        model = load_keras_model(ctx, run.model)
+        loaded = open_keras_model(ctx, run.model)
+        model = loaded.model
         return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path)},
-                           metrics={"params": int(model.count_params())},
-                           summary=f"{run.model}: {model.name}, {model.count_params()} parameters")
+                           metrics={"params": int(model.count_params()), **loaded.row()},
+                           summary=f"{loaded.describe()}: {model.name}, {model.count_params()} parameters")
 
 
 def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
