@@ -52,8 +52,7 @@ LAYERS: frozenset[str] = frozenset({
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
 })
-SUPPORTED_TEXT = "Conv1D/2D, DepthwiseConv2D, SeparableConv, Dense, LSTM/GRU, normalisation, pooling, " \
-                 "activations, reshapes, merges, tfadvq layers"
+SUPPORTED_TEXT = "convolutions, Dense, LSTM/GRU, norms, pooling, activations, reshapes, merges"
 MODELS = ("Functional", "Sequential")
 # Keras 3 option -> tf-keras name, per class
 RENAMED: dict[str, dict[str, str]] = {"LeakyReLU": {"negative_slope": "alpha"},
@@ -107,17 +106,28 @@ def rebuild(path: Path, version: str) -> tuple[keras.Model, Keras3Conversion]:
 # --------------------------------------------------------------------------- config translation
 
 
-def _model_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """A Keras 3 model entry (top level or nested) in tf-keras's ``{class_name, config}`` form."""
+def _model_entry(entry: dict[str, Any], nested: bool = False) -> dict[str, Any]:
+    """A Keras 3 model entry (top level or ``nested`` in another) in tf-keras's ``{class_name, config}`` form.
+
+    A nested Sequential loses its ``InputLayer``: tf-keras would give it an own first call, and the
+    outer graph's references to its call (node 0) would never resolve.
+    """
     kind, config = entry.get("class_name"), entry.get("config", {})
     if kind == "Sequential":
-        layers = [_layer_entry(layer) for layer in config.get("layers", [])]
+        layers = [_layer_entry(layer) for layer in config.get("layers", [])
+                  if not (nested and layer.get("class_name") == "InputLayer")]
         return {"class_name": "Sequential", "config": {"name": config.get("name"), "layers": layers}}
     if kind != "Functional" and not (kind == "Model" and "layers" in config):
         raise _Refused(config.get("name", "?"), f"is a subclassed model ({kind}) without a layer graph",
                        "save a Functional or Sequential model")
+    if nested:  # Keras 3 numbers a nested graph's calls unlike tf-keras, whose rebuild then never ends
+        raise _Refused(config.get("name", "?"), "is a Functional model nested in another",
+                       "build one flat model from its layers (or nest it as a Sequential) and save again")
     layers = []
     for layer in config.get("layers", []):
+        if len(layer.get("inbound_nodes", [])) > 1:
+            raise _Refused(layer["name"], f"is called {len(layer['inbound_nodes'])} times (a shared layer)",
+                           "give each call its own layer and save again")
         translated = _layer_entry(layer)
         translated["name"] = layer["name"]
         translated["inbound_nodes"] = [_node(layer["name"], node) for node in layer.get("inbound_nodes", [])]
@@ -130,7 +140,17 @@ def _model_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _endpoints(value: list) -> list:
     """Keras 3 writes a single endpoint as ``[name, 0, 0]``, tf-keras wants ``[[name, 0, 0]]``."""
-    return [value] if value and isinstance(value[0], str) else value
+    value = [value] if value and isinstance(value[0], str) else value
+    for name, node_index, _ in value:
+        _first_call(name, node_index)
+    return value
+
+
+def _first_call(layer: str, node_index: int) -> None:
+    """Every layer is called once (shared layers are refused), so every reference is to its call 0."""
+    if node_index != 0:
+        raise _Refused(layer, f"is referred to by its call {node_index} (a shared layer or nested model)",
+                       "give each call its own layer and save again")
 
 
 def _node(layer: str, node: dict[str, Any]) -> list[list[Any]]:
@@ -151,6 +171,7 @@ def _node(layer: str, node: dict[str, Any]) -> list[list[Any]]:
         if not _is_tensor(tensor):
             raise _Refused(layer, "is called on a constant, not a layer output", "make the constant a layer weight")
         name, node_index, tensor_index = tensor["config"]["keras_history"]
+        _first_call(name, node_index)
         found.append([name, node_index, tensor_index, kwargs])
     return found
 
@@ -165,7 +186,7 @@ def _layer_entry(entry: dict[str, Any]) -> dict[str, Any]:
     config = dict(entry.get("config") or {})
     name = config.get("name", entry.get("name", "?"))
     if kind in MODELS or module.startswith("keras.src.models"):
-        return _model_entry(entry)
+        return _model_entry(entry, nested=True)
     if module.startswith(("keras.src.ops", "keras.ops")):
         raise _Refused(name, f"is the Keras 3 op keras.ops.{_snake(kind)}, written for Keras 3's backends",
                        "replace it with a Keras layer (e.g. GlobalAveragePooling1D, Add) and save again")
@@ -176,8 +197,8 @@ def _layer_entry(entry: dict[str, Any]) -> dict[str, Any]:
     if not module.startswith("keras") or (registered and registered != kind):
         return _custom(name, registered or kind, config)
     if kind not in LAYERS:
-        raise _Refused(name, f"({kind}) has no tf-keras mapping here (taken: {SUPPORTED_TEXT})",
-                       "replace the layer, or save the model from tf-keras")
+        raise _Refused(name, f"({kind}) is not among the layers rebuilt in tf-keras ({SUPPORTED_TEXT})",
+                       "replace it, or save the model from tf-keras")
     return {"class_name": kind, "config": _options(name, kind, config, getattr(keras.layers, kind))}
 
 
