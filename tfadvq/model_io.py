@@ -167,7 +167,7 @@ def _explained(file: Path, exc: Exception) -> ModelLoadError:
     if file.suffix in (".h5", ".hdf5") and _saved_by_keras3(file):
         return load_error(file, "saved by Keras 3 in the legacy .h5 format",
                           "save it from Keras 3 as .keras (model.save('name.keras')): those are rebuilt")
-    if "Unknown layer" in text or "Could not locate class" in text or "Unknown" in text.split(":")[0]:
+    if "Unknown layer" in text or "Could not locate class" in text:
         return load_error(file, f"a custom class unknown to tf-keras ({text})",
                           "import the module that registers it before loading (Python API), or save the "
                           "model without it")

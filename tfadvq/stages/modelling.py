@@ -21,15 +21,15 @@ def keras_model_path(ctx: StageContext, stage: str) -> Path:
     raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
 
 
-def open_keras_model(ctx: StageContext, path: Path, quantized: bool = False):
+def open_keras_model(ctx: StageContext, path: Path):
     """The model at ``path`` (:func:`tfadvq.model_io.open_model`), loaded once per content in a recipe run."""
     from tfadvq.model_io import open_model
 
-    return ctx.cached(f"model:{path}:{quantized}:{rundir.file_sha256(path)}", lambda: open_model(path, quantized))
+    return ctx.cached(f"model:{path}:{rundir.file_sha256(path)}", lambda: open_model(path))
 
 
-def load_keras_model(ctx: StageContext, path: Path, quantized: bool = False):
-    return open_keras_model(ctx, path, quantized).model
+def load_keras_model(ctx: StageContext, path: Path):
+    return open_keras_model(ctx, path).model
 
 
 def corpus_of(ctx: StageContext, stage: str):

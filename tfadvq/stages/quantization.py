@@ -138,8 +138,9 @@ class FinetuneStage(StageBase):
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.config import dump_yaml
+        from tfadvq.model_io import load_model
         from tfadvq.objectives import Objective
-        from tfadvq.quant import api, outputs
+        from tfadvq.quant import outputs
         from tfadvq.quant.finetune import FinetuneSettings, finetune_run
 
         source, config_file, head_file = self.lineage(ctx)
@@ -148,7 +149,7 @@ class FinetuneStage(StageBase):
         settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
                                     self.steps_per_epoch, data, self.use_trained_head)
         wrapped_path = ctx.output(self.model, "wrapped")
-        wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or load_keras_model(ctx, wrapped_path, quantized=True)
+        wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or load_model(wrapped_path)
         head = rundir.TrainDir(head_file.parent).load_head() if head_file else None
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
         utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
