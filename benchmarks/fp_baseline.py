@@ -25,6 +25,7 @@ from tfadvq.compat import keras
 from tfadvq.config import to_dict
 from tfadvq import rundir
 from tfadvq.evaluation import evaluate, write_outputs
+from tfadvq.model_io import load_model
 from tfadvq.report import machine_description, print_table
 from tfadvq.train_config import load_config, packaged_config
 from tfadvq.training import train
@@ -85,7 +86,7 @@ def main() -> None:
         start = time.perf_counter()
         model_path = train(config, Path(workdir) / "model", callbacks=[timer], verbose=2).model
         train_seconds = time.perf_counter() - start
-        model = keras.models.load_model(model_path, compile=False)
+        model = load_model(model_path)
         start = time.perf_counter()
         result = evaluate(model, corpus.trials, corpus.test)
         eval_seconds = time.perf_counter() - start
