@@ -89,6 +89,9 @@ def rebuild(path: Path, version: str) -> tuple[keras.Model, Keras3Conversion]:
     except _Refused as refusal:
         layer, cause, fix = refusal.args
         raise load_error(path, f"Keras {version} layer {layer!r} {cause}", fix) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a config.json not laid out as Keras 3's
+        raise load_error(path, f"config.json not in Keras {version}'s layout ({type(exc).__name__}: {exc})",
+                         "save it again with model.save()") from None
     import tfadvq.models  # noqa: F401  (registers tfadvq's layers)
 
     try:
@@ -98,8 +101,11 @@ def rebuild(path: Path, version: str) -> tuple[keras.Model, Keras3Conversion]:
                          "report it with the file; meanwhile save the model from tf-keras") from None
     import h5py
 
-    with h5py.File(io.BytesIO(weights), "r") as stored:
-        count = _copy_weights(path, model, stored)
+    try:
+        with h5py.File(io.BytesIO(weights), "r") as stored:
+            count = _copy_weights(path, model, stored)
+    except (OSError, KeyError) as exc:  # a damaged weights file inside the archive
+        raise load_error(path, f"model.weights.h5 unreadable ({exc})", "save it again with model.save()") from None
     return model, Keras3Conversion(version, _count_layers(model), count)
 
 
