@@ -27,7 +27,8 @@ import numpy as np
 from tfadvq import rundir
 from tfadvq.config import from_dict
 from tfadvq.corpus.real import read_trial_sources, source_report
-from tfadvq.evaluation import evaluate, load_embedding_model
+from tfadvq.evaluation import evaluate
+from tfadvq.model_io import load_model
 from tfadvq.report import print_table
 from converters.tflm import tflm_embedder
 from tfadvq.scoring import keras_embedder
@@ -69,7 +70,7 @@ def main() -> None:
     models = []
     for method, bits, kind, stage, key, synthetic_stage, synthetic_key in MODELS:
         path = Path(record(args.workdir, stage)["outputs"][key])
-        embed = tflm_embedder(path.read_bytes()) if kind == "tflm" else keras_embedder(load_embedding_model(path))
+        embed = tflm_embedder(path.read_bytes()) if kind == "tflm" else keras_embedder(load_model(path))
         synthetic = round(record(args.workdir, synthetic_stage)["metrics"][synthetic_key], 3)
         models.append((method, bits, kind, path, embed, synthetic))
     synthetic_corpus = load_corpus(record(args.workdir, "corpus")["outputs"]["corpus"])

@@ -86,7 +86,8 @@ def test_a_keras3_encoder_goes_through_quantize_convert_and_tflm_scores(k3, tiny
     """Conv2D + BatchNorm + DepthwiseConv2D + LSTM + Dense saved by Keras 3 -> 4-bit KMQAT -> LUT .tflite;
     TFLM's trial scores on real speech equal the quantized Keras model's."""
     from tfadvq.evaluation import evaluate
-    from tfadvq.scoring import keras_embedder, tflm_embedder
+    from converters.tflm import tflm_embedder
+    from tfadvq.scoring import keras_embedder
     from tfadvq.voxceleb import load_corpus
     from tfadvq.windows import ScoringConfig
 

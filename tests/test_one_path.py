@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfadvq import rundir
+from tfadvq import model_io, rundir
 from tfadvq.cli import main
 from tfadvq.config import dump_yaml
 from tfadvq.quant import api
@@ -29,7 +29,7 @@ def fp_model(tmp_path_factory) -> Path:
 
 
 def _weights(path: Path) -> list[np.ndarray]:
-    plain, _ = api.strip(api.load_model(path))
+    plain, _ = api.strip(model_io.load_model(path))
     return plain.get_weights()
 
 
