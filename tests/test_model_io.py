@@ -56,10 +56,10 @@ def test_a_keras3_model_is_rebuilt_in_tf_keras_with_the_same_outputs(k3, name):
 
 def test_the_rebuilt_layers_are_the_quantizable_classes(k3):
     from tfadvq.models.pooling import StatsPooling
-    from tfadvq.quant import registry
+    from tfadvq.quant import layer_rules
 
     encoder = open_model(k3 / "encoder.keras").model
-    classes = {layer.name: type(layer).__name__ for layer in encoder.layers if registry.rule_for(layer)}
+    classes = {layer.name: type(layer).__name__ for layer in encoder.layers if layer_rules.rule_for(layer)}
     assert classes == {"conv": "Conv2D", "dw": "DepthwiseConv2D", "lstm": "LSTM", "embed": "Dense"}
     families = open_model(k3 / "families.keras").model
     assert type(families.get_layer("stats")) is StatsPooling  # tfadvq's own layer, by its registered name

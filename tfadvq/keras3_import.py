@@ -8,7 +8,7 @@ it cannot clash with tf-keras in this process.
 
 The architecture is translated layer by layer into tf-keras's config format
 and checked *before anything is built*: only the families tfadvq quantizes and
-converts (the support table of :mod:`tfadvq.quant.registry`) and the layers
+converts (the support table of :mod:`tfadvq.quant.layer_rules`) and the layers
 around them (normalisation, pooling, activations, reshapes, merges, dropout,
 padding, tfadvq's own registered layers) are taken.  A layer option tf-keras
 lacks is accepted only at the value that changes nothing (``lora_rank: null``,
@@ -27,6 +27,7 @@ to the tf-keras layers by layer name and checked by shape.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 import json
@@ -37,11 +38,10 @@ from typing import Any
 import numpy as np
 
 from tfadvq.compat import keras
-from tfadvq.model_io import Keras3Conversion, load_error
 
 # The Keras 3 layer classes taken; tf-keras has each under the same name.
 LAYERS: frozenset[str] = frozenset({
-    # the quantized families (tfadvq.quant.registry)
+    # the quantized families (tfadvq.quant.layer_rules)
     "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "Dense", "LSTM", "GRU",
     # what surrounds them in an encoder
     "InputLayer", "BatchNormalization", "LayerNormalization",
@@ -69,6 +69,22 @@ _BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_shape", "batch_i
                 "activity_regularizer", "autocast", "implementation", "input_dim"}
 
 
+@dataclasses.dataclass
+class Keras3Conversion:
+    """A Keras 3 ``.keras`` rebuilt in tf-keras: the Keras version that saved it and what was copied."""
+
+    keras_version: str
+    layers: int
+    weights: int
+
+    def describe(self) -> str:
+        return f"Keras {self.keras_version} .keras rebuilt in tf-keras ({self.layers} layers, {self.weights} weights)"
+
+
+class NotRebuilt(Exception):
+    """The file cannot be rebuilt: ``(cause, fix)``; :mod:`tfadvq.model_io` names the file."""
+
+
 class _Refused(Exception):
     """A layer that cannot be rebuilt: ``(layer name, cause, fix)``."""
 
@@ -80,32 +96,32 @@ def rebuild(path: Path, version: str) -> tuple[keras.Model, Keras3Conversion]:
             config = json.loads(archive.read("config.json"))
             weights = archive.read("model.weights.h5")
     except KeyError as exc:
-        raise load_error(path, f"Keras {version} archive without {exc}", "save it again with model.save()") from None
+        raise NotRebuilt(f"Keras {version} archive without {exc}", "save it again with model.save()") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise load_error(path, f"damaged Keras {version} archive ({exc})", "save it again") from None
+        raise NotRebuilt(f"damaged Keras {version} archive ({exc})", "save it again") from None
     try:
         translated = _model_entry(config)
         _check_layers(translated)
     except _Refused as refusal:
         layer, cause, fix = refusal.args
-        raise load_error(path, f"Keras {version} layer {layer!r} {cause}", fix) from None
+        raise NotRebuilt(f"Keras {version} layer {layer!r} {cause}", fix) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a config.json not laid out as Keras 3's
-        raise load_error(path, f"config.json not in Keras {version}'s layout ({type(exc).__name__}: {exc})",
+        raise NotRebuilt(f"config.json not in Keras {version}'s layout ({type(exc).__name__}: {exc})",
                          "save it again with model.save()") from None
     import tfadvq.models  # noqa: F401  (registers tfadvq's layers)
 
     try:
         model = keras.layers.deserialize(translated)
     except Exception as exc:  # tf-keras's many kinds; each layer was checked alone, so this is rare
-        raise load_error(path, f"tf-keras cannot assemble the Keras {version} graph ({exc})",
+        raise NotRebuilt(f"tf-keras cannot assemble the Keras {version} graph ({exc})",
                          "report it with the file; meanwhile save the model from tf-keras") from None
     import h5py
 
     try:
         with h5py.File(io.BytesIO(weights), "r") as stored:
-            count = _copy_weights(path, model, stored)
+            count = _copy_weights(model, stored)
     except (OSError, KeyError) as exc:  # a damaged weights file inside the archive
-        raise load_error(path, f"model.weights.h5 unreadable ({exc})", "save it again with model.save()") from None
+        raise NotRebuilt(f"model.weights.h5 unreadable ({exc})", "save it again with model.save()") from None
     return model, Keras3Conversion(version, _count_layers(model), count)
 
 
@@ -295,7 +311,7 @@ def _snake(name: str) -> str:
 # --------------------------------------------------------------------------- weights
 
 
-def _copy_weights(path: Path, model: keras.Model, stored) -> int:
+def _copy_weights(model: keras.Model, stored) -> int:
     """Set every tf-keras layer's weights from the Keras 3 file; the number of arrays copied."""
     groups = _groups_by_name(stored.get("layers"))
     count = 0
@@ -303,13 +319,13 @@ def _copy_weights(path: Path, model: keras.Model, stored) -> int:
         group = groups.get(layer.name)
         if isinstance(layer, keras.Model):
             if group is None:
-                raise load_error(path, f"no stored weights for the nested model {layer.name!r}", "save it again")
-            count += _copy_weights(path, layer, group)
+                raise NotRebuilt(f"no stored weights for the nested model {layer.name!r}", "save it again")
+            count += _copy_weights(layer, group)
             continue
         arrays = _arrays(group) if group is not None else []
         expected = [tuple(w.shape) for w in layer.weights]
         if [a.shape for a in arrays] != expected:
-            raise load_error(path, f"layer {layer.name!r}: stored weights {[a.shape for a in arrays]}, the "
+            raise NotRebuilt(f"layer {layer.name!r}: stored weights {[a.shape for a in arrays]}, the "
                              f"tf-keras layer has {expected}", "report it with the file")
         if arrays:
             layer.set_weights(arrays)

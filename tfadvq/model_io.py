@@ -22,10 +22,13 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfadvq import rundir
 from tfadvq.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tfadvq.keras3_import import Keras3Conversion
 
 MAX_MESSAGE = 300
 
@@ -40,18 +43,6 @@ def load_error(path: str | os.PathLike, cause: str, fix: str) -> ModelLoadError:
     room = max(MAX_MESSAGE - 1 - len(head) - len(tail), 40)
     cause = " ".join(cause.split())
     return ModelLoadError(head + (cause if len(cause) <= room else cause[:room - 3] + "...") + tail)
-
-
-@dataclasses.dataclass
-class Keras3Conversion:
-    """A Keras 3 ``.keras`` rebuilt in tf-keras: the Keras version that saved it and what was copied."""
-
-    keras_version: str
-    layers: int
-    weights: int
-
-    def describe(self) -> str:
-        return f"Keras {self.keras_version} .keras rebuilt in tf-keras ({self.layers} layers, {self.weights} weights)"
 
 
 @dataclasses.dataclass
@@ -85,9 +76,12 @@ def open_model(path: str | os.PathLike, quantized: bool = False) -> LoadedModel:
     if file.suffix == ".keras":
         version = _keras_version(file)
         if version.startswith("3."):
-            from tfadvq.keras3_import import rebuild
+            from tfadvq.keras3_import import NotRebuilt, rebuild
 
-            model, conversion = rebuild(file, version)
+            try:
+                model, conversion = rebuild(file, version)
+            except NotRebuilt as refused:
+                raise load_error(file, *refused.args) from None
             return LoadedModel(model, given, file, conversion)
     return LoadedModel(_load_tf_keras(file), given, file)
 
