@@ -143,23 +143,47 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(path: str | os.PathLike, content_limit: int = 16 << 20) -> str:
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    """``(name, path)`` of the files a digest of ``root`` covers: not locks, attempts or hidden scratch."""
+    if root.is_file():
+        return [(root.name, root)]
+    files = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root)
+        if file.name in (LOCK, ATTEMPT, RECORD) or any(part.startswith(".") for part in relative.parts):
+            continue  # locks, attempts, records, a killed write's scratch
+        files.append((str(relative), file))
+    return files
+
+
+def tree_digest(path: str | os.PathLike, content_limit: int | None = 16 << 20) -> str:
     """A digest of a file or directory tree: names, sizes and (files up to ``content_limit``) contents.
 
     Large files count by size and modification time only, so digesting a corpus
     of audio stays cheap; records and models are small enough to be hashed.
+    ``content_limit=None`` hashes every file's content (a corpus whose files may
+    change without their size and time changing).
     """
-    root = Path(path)
     digest = hashlib.sha256()
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for file in files:
-        hidden = any(part.startswith(".") for part in file.relative_to(root).parts) if file != root else False
-        if file.name in (LOCK, ATTEMPT) or hidden:  # locks, attempts, a killed write's scratch
-            continue
+    for name, file in _tree_files(Path(path)):
         stat = file.stat()
-        digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0".encode())
-        digest.update(file_sha256(file).encode() if stat.st_size <= content_limit
+        digest.update(f"{name}\0{stat.st_size}\0".encode())
+        digest.update(file_sha256(file).encode() if content_limit is None or stat.st_size <= content_limit
                       else str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def stat_digest(path: str | os.PathLike) -> str:
+    """A digest of the names, sizes and modification times under ``path`` (no file is read).
+
+    The cheap first check that a stage's outputs are as it left them: when it
+    matches the recorded one, the outputs are taken as unchanged; when it does
+    not, the full :func:`tree_digest` decides.
+    """
+    digest = hashlib.sha256()
+    for name, file in _tree_files(Path(path)):
+        stat = file.stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 

@@ -22,6 +22,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 @dataclasses.dataclass
 class ConvertArgs:
@@ -53,17 +55,20 @@ def register(subparsers) -> None:
                         help="int8 (needs --corpus; the default with it) or float32 (the default without)")
     parser.add_argument("--int8", action="store_const", const="int8", dest="activations",
                         help="the same as --activations int8")
-    parser.add_argument("--frames", type=int, default=200, help="fixed input frames = scoring window (default 200)")
+    parser.add_argument("--frames", type=number(int, 1), default=200,
+                        help="fixed input frames = scoring window (default 200)")
     parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
-    parser.add_argument("--calibration-crops", type=int, default=64, help="number of calibration crops")
+    parser.add_argument("--calibration-crops", type=number(int, 1), default=64, help="number of calibration crops")
     parser.add_argument("--trial-scores", type=Path,
                         help="text file of '<label 0|1> <cosine score>' lines from development trials; "
                              "calibrates the decision thresholds")
-    parser.add_argument("--target-far", type=float, default=0.01, help="false-accept rate of the low-FAR threshold")
+    parser.add_argument("--target-far", type=number(float, 0.0, 1.0, above=True), default=0.01,
+                        help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
                         help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
-    parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
+    parser.add_argument("--model-version", type=number(int, 0, 2**31 - 1), default=1,
+                        help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
                         help="also write the firmware's MODEL_DIR into DIR: model_data.{h,cc}, model_config.h, "
                              "model_ops.h")

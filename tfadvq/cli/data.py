@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     from tfadvq.corpus.synth import SynthConfig
@@ -34,15 +36,15 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = sub.add_parser("synth", help="generate the TTS speaker corpus",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    synth.add_argument("--speakers", type=int, default=defaults.speakers,
+    synth.add_argument("--speakers", type=number(int, 1), default=defaults.speakers,
                        help=f"training speakers (default {defaults.speakers})")
-    synth.add_argument("--test-speakers", type=int, default=defaults.test_speakers,
+    synth.add_argument("--test-speakers", type=number(int, 1), default=defaults.test_speakers,
                        help=f"held-out test speakers (default {defaults.test_speakers})")
-    synth.add_argument("--utts", type=int, default=defaults.utts,
+    synth.add_argument("--utts", type=number(int, 1), default=defaults.utts,
                        help=f"utterances per speaker (default {defaults.utts})")
     synth.add_argument("--out", type=Path, required=True, help="output corpus directory")
-    synth.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
-    synth.add_argument("--workers", type=int,
+    synth.add_argument("--seed", type=number(int, 0), default=defaults.seed, help="random seed (default 0)")
+    synth.add_argument("--workers", type=number(int, 1),
                        help="worker processes (default: the usable CPU cores; 1 = no subprocesses)")
     synth.set_defaults(func=run_synth)
     _register_real(sub)

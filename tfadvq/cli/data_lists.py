@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -35,7 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="dev",
                         help="which part of --corpus to check (default dev)")
     parser.add_argument("--trials", type=Path, help="trial list to check and filter")
-    parser.add_argument("--min-seconds", type=float, default=0.5,
+    parser.add_argument("--min-seconds", type=number(float, 0.0), default=0.5,
                         help="shortest usable audio (default 0.5 s)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.set_defaults(func=lambda a: run(a.out, a.wav_root, a.wav_scp, a.utt2spk, a.corpus, a.split,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,8 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--as-norm", action="store_true", help="adaptive score normalisation")
     parser.add_argument("--cohort", type=Path,
                         help="imposter cohort for --as-norm: a corpus dir (its training part) or a wav tree")
-    parser.add_argument("--top-n", type=int, default=300, help="AS-norm: closest cohort entries used")
-    parser.add_argument("--frames", type=int, default=200, help="scoring window in frames (the device's)")
+    parser.add_argument("--top-n", type=number(int, 1), default=300, help="AS-norm: closest cohort entries used")
+    parser.add_argument("--frames", type=number(int, 1), default=200, help="scoring window in frames (the device's)")
     parser.add_argument("--out", type=Path, help="output dir (default: <model dir>/eval_<trials name>)")
     parser.set_defaults(func=lambda a: run(a.model, a.trials, a.corpus, a.wav_root, a.as_norm, a.cohort,
                                            a.top_n, a.frames, a.out))

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfadvq import rundir
+from tfadvq.config import bounded
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 
 
@@ -24,12 +25,14 @@ class CorpusStage(StageBase):
     Sizes left null take the generator's defaults (the embedded default corpus).
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("corpus",)
+
     path: str | None = None
-    speakers: int | None = None
-    test_speakers: int | None = None
-    utts: int | None = None
-    seed: int = 0
-    workers: int | None = None
+    speakers: int | None = bounded(None, 2)
+    test_speakers: int | None = bounded(None, 2)
+    utts: int | None = bounded(None, 2)
+    seed: int = bounded(0, 0)
+    workers: int | None = bounded(None, 1)
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         return {"external": corpus_digest(Path(self.path))} if self.path else {}
