@@ -284,6 +284,21 @@ class TrainDir(RunDir):
     def load_history(self) -> dict[str, list[float]]:
         return read_json(self.history) if self.history.is_file() else {}
 
+    def record_epoch(self, epoch: int, logs: dict[str, Any]) -> Path:
+        """Add the metrics of ``epoch`` (0-based) to ``history.json``, each epoch once.
+
+        Written after every epoch, so a run resumed after a kill continues the
+        curve instead of starting a new one: whatever was recorded for
+        ``epoch`` and later (an epoch re-run because the kill came before its
+        resume state was saved) is replaced.
+        """
+        history = {key: values[:epoch] for key, values in self.load_history().items() if values[:epoch]}
+        for key, value in logs.items():
+            values = history.setdefault(key, [])
+            values += [None] * (epoch - len(values))  # a metric that was not logged before
+            values.append(float(value))
+        return write_json(self.history, history)
+
     def save_head(self, weights: list[Any]) -> Path:
         import numpy as np
 

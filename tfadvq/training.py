@@ -265,10 +265,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
                 embedding_model.save(Path(scratch) / run.MODEL)
             return run
-        # The head and history first, the model last: a model file means the run is complete.
+        # The head first, the model last: a model file means the run is complete.  history.json was
+        # written epoch by epoch (callbacks.HistoryFile): it holds the epochs before a resume too.
         run.save_head(history.model.head.get_weights())
-        if history.history:  # empty when a kill after the last epoch is resumed: keep the one written
-            rundir.write_json(run.history, history.history)
         rundir.atomic_save_model(embedding_model, run.model)
         shutil.rmtree(run.backup, ignore_errors=True)  # kept until now so a kill above loses no epoch
     return run
