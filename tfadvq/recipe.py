@@ -369,8 +369,9 @@ def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = Non
     rows: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}
     cache: dict[str, Any] = {}
+    _check_workdir(workdir, recipe)
     with rundir.locked(workdir):
-        rundir.write_json(workdir / "recipe.json", recipe.to_dict())
+        rundir.write_json(workdir / rundir.RECIPE, recipe.to_dict())
         for i, entry in enumerate(recipe.stages[:last + 1]):
             ctx = StageContext(workdir, entry.name, recipe, records, cache)
             run = rundir.RunDir(ctx.out)
@@ -393,11 +394,30 @@ def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = Non
     return rows
 
 
+def _check_workdir(workdir: Path, recipe: Recipe) -> None:
+    """Refuse a work directory holding files no recipe wrote (a stage's directory is emptied before
+    it re-runs: a user's own folder named like a stage must never be)."""
+    if not workdir.is_dir():
+        return
+    ours = {rundir.RECIPE, rundir.LOCK} | {e.name for e in recipe.stages}
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name not in ours and not p.name.startswith("."))
+    if foreign and not (workdir / rundir.RECIPE).is_file():
+        raise rundir.OutputError(f"--workdir {workdir}: holds files no recipe wrote ({', '.join(foreign[:5])}); "
+                                 "choose an empty or new directory")
+    for entry in recipe.stages:
+        run = rundir.RunDir(workdir / entry.name)
+        if run.path.exists() and not (run.path.is_dir() and (run.attempt.is_file() or run.record.is_file()
+                                                             or not any(run.path.iterdir()))):
+            raise rundir.OutputError(f"--workdir {workdir}: {run.path} was not written by a recipe stage (no "
+                                     f"{rundir.ATTEMPT}) and stage {entry.name!r} would replace it; move it or "
+                                     "choose another work directory")
+
+
 def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerprint: str,
                verify: str) -> dict[str, Any]:
     attempt = rundir.read_json(run.attempt) if run.attempt.is_file() else {}
     if run.path.exists() and attempt.get("fingerprint") != fingerprint:
-        shutil.rmtree(run.path)  # left by another config: never mix two runs' files
+        shutil.rmtree(run.path)  # left by another config (_check_workdir: by a stage): never mix two runs' files
     run.path.mkdir(parents=True, exist_ok=True)
     if run.record.exists():
         run.record.unlink()  # a record means "finished": not while re-running

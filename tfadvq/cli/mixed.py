@@ -81,7 +81,8 @@ def register(subparsers) -> None:
     parser.add_argument("--stages", type=number(int, 1), default=4, help="MSFT stages")
     parser.add_argument("--plots", action="store_true", help="write sensitivity and convergence plots to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--force", action="store_true", help="replace a finished result in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished result in --out, or write into a directory holding other files")
     parser.set_defaults(func=lambda a: run(MixedArgs(**{f.name: getattr(a, f.name)
                                                          for f in dataclasses.fields(MixedArgs)})))
 
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
 def run(args: MixedArgs) -> int:
     from tfadvq import rundir
 
-    with rundir.locked(args.out):
+    with rundir.claim_dir(args.out, rundir.MixedDir, force=args.force, command="tfadvq mixed"):
         return _run(args)
 
 

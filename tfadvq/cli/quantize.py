@@ -90,7 +90,8 @@ def register(subparsers) -> None:
     parser.add_argument("--refresh-steps", type=number(int, 1), default=100, help="codebook refresh period in steps")
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--force", action="store_true", help="replace a finished quantization in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished quantization in --out, or write into a directory holding other files")
     parser.add_argument("--weighted", action="store_true",
                         help="Fisher-weighted k-means (distillation objective, needs --corpus, --inputs or train data)")
     parser.add_argument("--fisher-batches", type=number(int, 1), default=8, help="batches the Fisher is estimated on")
@@ -117,7 +118,7 @@ def _per_channel(value: str) -> bool | str:
 def run(args: QuantizeArgs) -> int:
     from tfadvq import rundir
 
-    with rundir.locked(args.out):
+    with rundir.claim_dir(args.out, rundir.QuantDir, force=args.force, command="tfadvq quantize"):
         return _run(args)
 
 
