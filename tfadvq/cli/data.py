@@ -77,10 +77,14 @@ def run_synth(args: argparse.Namespace) -> int:
                          utts=args.utts, seed=args.seed)
     result = synthesize_corpus(args.out, config, workers=args.workers)
     print_table(result.rows(), title=f"tfadvq data synth ({args.out})")
+    if result.unavailable:
+        print_table([{"voice": v, "why": why} for v, why in result.unavailable.items()],
+                    title="TTS voices not working on this machine (no speaker was given one)")
     if result.failed:
         print_table([{"utterance": k, "reason": r} for k, r in result.failed[:20]],
                     title=f"failed utterances ({len(result.failed)}; all in {args.out / 'corpus.json'}; "
                           "re-run to retry them)")
+    result.require_complete()  # a corpus short of its settings is an error, not a quiet footnote
     return 0
 
 

@@ -47,7 +47,7 @@ class CorpusStage(StageBase):
             directory = rundir.CorpusRun(ctx.out).corpus
             sizes = {k: v for k, v in (("speakers", self.speakers), ("test_speakers", self.test_speakers),
                                        ("utts", self.utts)) if v is not None}
-            synthesize_corpus(directory, SynthConfig(seed=self.seed, **sizes), workers=self.workers)
+            synthesize_corpus(directory, SynthConfig(seed=self.seed, **sizes), workers=self.workers).require_complete()
         corpus = ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
         speakers = len({u.speaker for u in corpus.train})
         return StageResult(
