@@ -266,7 +266,8 @@ def test_a_corpus_short_of_its_settings_stops_with_an_error_naming_it(tmp_path, 
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("tfadvq: error: ") and "the corpus is incomplete" in err
-    assert "dev: 1 of 2 speakers, 2 of 4 utterances; 2 clips failed (first: id0000" in err and "exited with 255: crashed" in err and "re-run" in err
+    assert "dev: 1 of 2 speakers, 2 of 4 utterances; 2 clips failed (first: id0000" in err
+    assert "exited with 255: crashed" in err and "re-run" in err
     assert "failed utterances (2" in captured.out
     manifest = json.loads((out / "corpus.json").read_text())
     assert not manifest["complete"] and len(manifest["failed"]) == 2

@@ -295,10 +295,12 @@ def _valid_record(run: rundir.RunDir, fingerprint: str, verify: str) -> tuple[di
         return None, "its record is unreadable"
     if record.get("fingerprint") != fingerprint:
         return None, "its config or inputs changed"
+    before = json.dumps(record, sort_keys=True)
     why = _changed_outputs(record, content=verify == "content")
     if why:
         return None, why
-    rundir.write_json(run.record, record)  # the refreshed sizes and times: the next check is cheap again
+    if json.dumps(record, sort_keys=True) != before:
+        rundir.write_json(run.record, record)  # refreshed sizes and times: the next check is cheap again
     return record, ""
 
 
