@@ -292,3 +292,13 @@ def test_quantize_into_a_folder_of_other_files_and_run_over_a_users_folder_are_r
     assert main(["run", str(recipe), "--workdir", str(work)]) == 2
     assert "was not written by a recipe stage" in _error(capsys)
     assert (work / "model" / "thesis.tex").read_text() == "years of work"
+
+
+def test_train_into_a_folder_of_other_files_is_refused(tiny_corpus, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "eval_test").mkdir()  # what `tfadvq eval` writes beside a model is not foreign
+    assert main(["train", "--config", "demo", "--corpus", str(tiny_corpus), "--out", str(folder)]) == 2
+    assert "holds files tfadvq train does not write (notes.txt)" in _error(capsys)
+    assert sorted(p.name for p in folder.iterdir()) == ["eval_test", "notes.txt"]

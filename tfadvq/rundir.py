@@ -311,27 +311,28 @@ def claim(path: str | os.PathLike, *, force: bool = False, flag: str = "--out",
 
 
 def claim_dir(path: str | os.PathLike, run: type[RunDir], *, force: bool = False, flag: str = "--out",
-              command: str = "this command") -> Iterator[None]:
+              command: str = "this command", keep_on_failure: bool = False) -> Iterator[None]:
     """Claim the output directory ``path`` of a ``run``-type run directory for one command (locked).
 
     Refused: a ``path`` that is not a directory, and, unless ``force``, a
     directory holding files ``run`` never writes (a user's own folder named by
     mistake) -- an empty directory or one of ``run``'s kind (to resume or, with
     the command's own check, to replace) is accepted.  A directory this claim
-    created is removed again when the command fails.
+    created is removed again when the command fails, unless ``keep_on_failure``
+    (training: its checkpoints are what a re-run resumes from).
     """
     path = Path(path)
     found = _lstat(path)
     if found is not None and not path.is_dir():
         raise OutputError(f"{flag} {path}: is {_kind(found.st_mode)}, not a directory; give a directory "
                           "(created if missing)")
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in run.names() and p.name != LOCK
+    foreign = sorted(p.name for p in path.iterdir() if not run.owns(p.name) and p.name != LOCK
                      and not p.name.startswith(".")) if found is not None else []
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise OutputError(f"{flag} {path}: holds files {command} does not write ({shown}); choose an empty or "
                           "new directory, or pass --force to write into it anyway")
-    return _claimed_dir(path, found is None)
+    return _claimed_dir(path, found is None and not keep_on_failure)
 
 
 @contextlib.contextmanager
@@ -438,6 +439,11 @@ class RunDir:
             names |= {v for k, v in vars(klass).items() if k.isupper() and isinstance(v, str)}
         return names
 
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        """True if an entry ``name`` inside such a directory is one tfadvq writes there."""
+        return name in cls.names()
+
 
 class TrainDir(RunDir):
     """What :func:`tfadvq.training.train` writes: the embedding model and what it was trained with."""
@@ -460,6 +466,12 @@ class TrainDir(RunDir):
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"
+
+    EVAL_PREFIX = "eval_"  # `tfadvq eval` writes its EvalDir here by default: eval_<trials name>
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        return super().owns(name) or name.startswith(cls.EVAL_PREFIX)
 
     def checkpoint_files(self) -> list[Path]:
         return sorted(self.checkpoints.glob("epoch_*.weights.h5"))

@@ -246,7 +246,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     run = rundir.TrainDir(out_dir)
     strategy = strategy or make_strategy(config.strategy)
     chief = is_chief(strategy)
-    lock = rundir.locked(run.path) if chief else contextlib.nullcontext()
+    lock = rundir.claim_dir(run.path, rundir.TrainDir, force=force, command="tfadvq train",
+                            keep_on_failure=True) if chief else contextlib.nullcontext()
     with lock:
         if chief:
             _check_run_dir(run, config, force)

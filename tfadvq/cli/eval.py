@@ -69,7 +69,7 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
     model = load_embedding_model(model_path)
     scoring = ScoringConfig(window_frames=frames)
     result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
-    eval_dir = rundir.EvalDir(out or run_dir.path / f"eval_{trials_path.stem}")
+    eval_dir = rundir.EvalDir(out or run_dir.path / f"{run_dir.EVAL_PREFIX}{trials_path.stem}")
     with rundir.claim_dir(eval_dir.path, rundir.EvalDir, flag="--out", command="tfadvq eval"):
         write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
