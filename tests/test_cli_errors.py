@@ -158,7 +158,7 @@ def test_weighted_with_no_fisher_batches_names_the_flag(fp_model, tmp_path, caps
     argv = ["quantize", "--model", str(fp_model), "--weighted", "--fisher-batches", "0",
             "--inputs", str(tmp_path / "never-read.npy"), "--objective", "distill", "--out", str(tmp_path / "q")]
     assert main(argv) == 2
-    assert "--fisher-batches: 0 is out of range; accepted: >= 1" in _error(capsys)
+    assert "tfadvq: error: --fisher-batches: 0 is out of range; accepted: >= 1" in _error(capsys)
 
 
 def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_model, tmp_path, capsys):
@@ -171,15 +171,15 @@ def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_mode
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["quantize", "--lr-scale", "nan"], "quantize: argument --lr-scale: nan is not a finite number"),
-    (["quantize", "--lr-scale", "0"], "argument --lr-scale: 0.0 is out of range; accepted: > 0.0"),
-    (["quantize", "--bits", "9"], "argument --bits: 9 is out of range; accepted: >= 1 and <= 8"),
-    (["quantize", "--bits", "4.5"], "argument --bits: '4.5' is not an integer"),
-    (["mixed", "--avg-bits", "33"], "argument --avg-bits: 33.0 is out of range; accepted: >= 1.0 and <= 8.0"),
-    (["convert", "--target-far", "inf"], "argument --target-far: inf is not a finite number"),
-    (["convert", "--frames", "0"], "argument --frames: 0 is out of range"),
-    (["verify", "--threshold", "1.5"], "argument --threshold: 1.5 is out of range; accepted: >= -1.0 and <= 1.0"),
-    (["data", "synth", "--utts", "-3"], "argument --utts: -3 is out of range"),
+    (["quantize", "--lr-scale", "nan"], "--lr-scale: nan is not a finite number (see `tfadvq quantize --help`)"),
+    (["quantize", "--lr-scale", "0"], "--lr-scale: 0.0 is out of range; accepted: > 0.0"),
+    (["quantize", "--bits", "9"], "--bits: 9 is out of range; accepted: >= 1 and <= 8"),
+    (["quantize", "--bits", "4.5"], "--bits: '4.5' is not an integer"),
+    (["mixed", "--avg-bits", "33"], "--avg-bits: 33.0 is out of range; accepted: >= 1.0 and <= 8.0"),
+    (["convert", "--target-far", "inf"], "--target-far: inf is not a finite number"),
+    (["convert", "--frames", "0"], "--frames: 0 is out of range"),
+    (["verify", "--threshold", "1.5"], "--threshold: 1.5 is out of range; accepted: >= -1.0 and <= 1.0"),
+    (["data", "synth", "--utts", "-3"], "--utts: -3 is out of range"),
 ])
 def test_a_bad_number_is_refused_by_name_before_any_work(tmp_path, capsys, flags, message):
     out = tmp_path / "never"

@@ -269,16 +269,17 @@ from tfadvq.compat import keras
 from tfadvq import training
 
 config_path, out, hang = sys.argv[1], sys.argv[2], sys.argv[3] == "hang"
+probe = os.path.dirname(out)  # beside the run directory: a file train does not write in it is refused
 
 class Probe(keras.callbacks.Callback):
     """Logs every epoch started; with `hang`, stops mid-epoch 2 so the test can kill -9."""
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        with open(os.path.join(out, "epochs_begun.txt"), "a") as f:
+        with open(os.path.join(probe, "epochs_begun.txt"), "a") as f:
             f.write(f"{epoch}\n")
     def on_train_batch_begin(self, batch, logs=None):
         if hang and self.epoch == 1 and batch == 2:
-            open(os.path.join(out, "mid_epoch"), "w").close()
+            open(os.path.join(probe, "mid_epoch"), "w").close()
             time.sleep(600)
 
 from tfadvq.train_config import load_config
@@ -299,7 +300,7 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
                               stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 150
-        while not (out / "mid_epoch").exists():
+        while not (tmp_path / "mid_epoch").exists():
             assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "training never reached the middle of epoch 2"
             time.sleep(0.2)
@@ -321,7 +322,7 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
     done = subprocess.run(command + ["run"], env=env, capture_output=True, timeout=150)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     # first run began epochs 0 and 1 (killed in 1); the rerun resumed at 1, not 0
-    assert (out / "epochs_begun.txt").read_text().split() == ["0", "1", "1", "2"]
+    assert (tmp_path / "epochs_begun.txt").read_text().split() == ["0", "1", "1", "2"]
     assert (out / "model.keras").is_file()
     history = json.loads((out / "history.json").read_text())
     # the whole curve: the epoch from before the kill, then the two after it, each once

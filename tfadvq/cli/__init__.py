@@ -51,8 +51,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose refusals end like every other user error: ``tfadvq: error: ...``, exit 2."""
 
     def error(self, message: str):
-        command = self.prog.removeprefix("tfadvq").strip()
-        raise UsageError(f"{command + ': ' if command else ''}{message} (see `{self.prog} --help`)")
+        raise UsageError(f"{message.removeprefix('argument ')} (see `{self.prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
