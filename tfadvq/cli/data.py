@@ -61,9 +61,9 @@ def _register_real(sub) -> None:
     real.add_argument("--sources", nargs="+", default=list(defaults.sources), metavar="SOURCE",
                       help=f"sources to build (default: {' '.join(defaults.sources)}; opt-in: "
                            f"{' '.join(s.name for s in EXTRA_SOURCES)}, labels less certain)")
-    real.add_argument("--max-clips", type=int, default=defaults.max_clips,
+    real.add_argument("--max-clips", type=number(int, 0), default=defaults.max_clips,
                       help=f"clips per speaker and language, drawn by --seed (0: all; default {defaults.max_clips})")
-    real.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
+    real.add_argument("--seed", type=number(int, 0), default=defaults.seed, help="random seed (default 0)")
     real.add_argument("--install", action="store_true",
                       help="as root: install missing source packages with apt-get (as scripts/setup.sh does)")
     real.set_defaults(func=lambda a: run_real(a.out, tuple(a.sources), a.max_clips, a.seed, a.install))

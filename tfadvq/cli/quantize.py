@@ -101,9 +101,9 @@ def register(subparsers) -> None:
                         help=".npy array [N, ...] of model inputs (a model whose input is not our fbank)")
     parser.add_argument("--binary", choices=["static", "adaptive"],
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
-    parser.add_argument("--binary-clip", type=float, default=1.0,
+    parser.add_argument("--binary-clip", type=number(float, 0.0, above=True), default=1.0,
                         help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
-    parser.add_argument("--end-bits", type=int,
+    parser.add_argument("--end-bits", type=number(int, 1, 8),
                         help="keep the first and last quantizable layers (first conv, embedding) at this width")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
