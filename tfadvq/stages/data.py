@@ -68,9 +68,11 @@ class RealCorpusStage(StageBase):
     as root (otherwise it stops naming them).
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("corpus",)
+
     sources: list[str] | None = None
-    max_clips: int = 100
-    seed: int = 0
+    max_clips: int = bounded(100, 0)
+    seed: int = bounded(0, 0)
     install: bool = False
 
     def __post_init__(self) -> None:
