@@ -129,12 +129,19 @@ def write_c_arrays(model: bytes, metadata: ModelMetadata, directory: str | Path,
     """Write ``model_data{.h,.cc}``, ``model_config.h`` and ``model_ops.h`` (``*_<prefix>.*`` with
     ``symbol_prefix``) into ``directory``: everything the firmware's ``MODEL_DIR`` needs."""
     prefix = check_symbol_prefix(symbol_prefix)
-    out = Path(directory)
-    s = _suffix(prefix)
+    header, source, config, ops = c_array_files(directory, prefix)
     files = {
-        f"model_data{s}.h": model_data_header(prefix),
-        f"model_data{s}.cc": model_data_cc(model, prefix),
-        f"model_config{s}.h": c_header(metadata, prefix),
-        f"model_ops{s}.h": ops_header(model_ops(model), prefix),
+        header: model_data_header(prefix),
+        source: model_data_cc(model, prefix),
+        config: c_header(metadata, prefix),
+        ops: ops_header(model_ops(model), prefix),
     }
-    return [rundir.atomic_write(out / name, text) for name, text in files.items()]
+    return [rundir.atomic_write(path, text) for path, text in files.items()]
+
+
+def c_array_files(directory: str | Path, symbol_prefix: str = "") -> list[Path]:
+    """The files :func:`write_c_arrays` writes into ``directory``: model_data .h and .cc, model_config.h,
+    model_ops.h (what ``tfadvq convert`` claims before converting)."""
+    s = _suffix(check_symbol_prefix(symbol_prefix))
+    return [Path(directory) / name for name in (f"model_data{s}.h", f"model_data{s}.cc", f"model_config{s}.h",
+                                                f"model_ops{s}.h")]

@@ -76,7 +76,7 @@ def convert_saved_model(path: str | os.PathLike | LoadedModel, scoring: ScoringC
 def write_device_files(result: ConversionResult, metadata: ModelMetadata, out: rundir.DeviceDir,
                        c_array: str | os.PathLike | None = None) -> list[Path]:
     """Write the flashed model, its float (and int8) twin, C sources into ``c_array`` if given, and
-    the metadata last: its presence means the conversion is complete (:func:`is_complete`)."""
+    the metadata last: its presence means the conversion is complete."""
     written = [rundir.atomic_write(out.tflite, result.model),
                rundir.atomic_write(out.float_tflite, result.float_model)]
     if result.int8_model is not None:
@@ -86,11 +86,6 @@ def write_device_files(result: ConversionResult, metadata: ModelMetadata, out: r
     write_json(metadata, out.metadata)
     written.append(out.metadata)
     return written
-
-
-def is_complete(out: rundir.DeviceDir) -> bool:
-    """True when a conversion finished writing into ``out`` (the metadata is written last)."""
-    return out.metadata.is_file() and out.tflite.is_file()
 
 
 def with_thresholds(metadata: ModelMetadata, thresholds, calibration: dict[str, object]) -> ModelMetadata:

@@ -73,9 +73,15 @@ def refusals(model: keras.Model, int8: bool = False) -> list[str]:
     :attr:`~tfadvq.quant.layer_rules.LayerRule.int8_refusal`) for every layer,
     quantized or not: some configurations would hang TFLM (a GRU returning
     sequences) or crash the converter (a GRU under int8 calibration, segfault),
-    which must be refused before either runs.
+    which must be refused before either runs.  A model with more than one
+    output is refused too: the device computes one embedding.
     """
     reasons = []
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:  # the firmware, the metadata and the parity checks take one embedding
+        names = ", ".join(repr(getattr(t, "name", "?").split("/")[0]) for t in outputs)
+        reasons.append(f"it has {len(outputs)} outputs ({names}); the device runs one embedding output: "
+                       "convert keras.Model(model.input, <the embedding output>)")
     for layer in model.submodules:
         rule = layer_rules.rule_for(layer) if isinstance(layer, keras.layers.Layer) else None
         if rule is None:

@@ -97,21 +97,24 @@ def test_unreadable_inputs_name_the_file(tmp_path, capsys):
     assert str(recipe) in _error(capsys)
 
 
-@pytest.mark.parametrize("avg_bits", ["0", "-1", "nan", "inf", "1.5"])
+@pytest.mark.parametrize("avg_bits", ["0", "-1", "nan", "inf", "1.5", "8.5", "33"])
 def test_an_unreachable_average_is_refused_before_the_hessian(fp_model, tmp_path, capsys, avg_bits):
-    """Below the narrowest allowed width, the allocator would refuse only after minutes of Hessian traces."""
+    """Below the narrowest allowed width, the allocator would refuse only after minutes of Hessian traces;
+    above the widest it would quietly give every layer the widest."""
     out = tmp_path / "m"
     argv = ["mixed", "--model", str(fp_model), "--inputs", str(tmp_path / "never-read.npy"),
             "--avg-bits", avg_bits, "--allowed", "2,4,8", "--out", str(out)]
     assert main(argv) == 2
     err = _error(capsys)
-    assert "average bits" in err and ">= 2" in err
+    assert "--avg-bits" in err or "average bits" in err and "from 2 to 8" in err
     assert not (out / "summary.json").exists()
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n"
                       f"  - {{type: mixed, model: model, avg_bits: {avg_bits}, allowed: [2, 4, 8]}}\n")
     assert main(["run", str(recipe), "--workdir", str(tmp_path / "w")]) == 2
-    assert "average bits" in _error(capsys)
+    err = _error(capsys)
+    assert "(mixed).avg_bits" in err or "average bits" in err
+    assert not (tmp_path / "w" / "model").exists()  # refused before the recipe's first stage
 
 
 @pytest.mark.parametrize("prefix", ["len", "Bad-P", "verify"])
@@ -155,7 +158,7 @@ def test_weighted_with_no_fisher_batches_names_the_flag(fp_model, tmp_path, caps
     argv = ["quantize", "--model", str(fp_model), "--weighted", "--fisher-batches", "0",
             "--inputs", str(tmp_path / "never-read.npy"), "--objective", "distill", "--out", str(tmp_path / "q")]
     assert main(argv) == 2
-    assert "--fisher-batches 0" in _error(capsys)
+    assert "tfadvq: error: --fisher-batches: 0 is out of range; accepted: >= 1" in _error(capsys)
 
 
 def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_model, tmp_path, capsys):
@@ -165,3 +168,35 @@ def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_mode
     assert main(argv) == 2
     assert f"--c-array {tmp_path / 'file'}: is a file" in _error(capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["quantize", "--lr-scale", "nan"], "--lr-scale: nan is not a finite number (see `tfadvq quantize --help`)"),
+    (["quantize", "--lr-scale", "0"], "--lr-scale: 0.0 is out of range; accepted: > 0.0"),
+    (["quantize", "--bits", "9"], "--bits: 9 is out of range; accepted: >= 1 and <= 8"),
+    (["quantize", "--bits", "4.5"], "--bits: '4.5' is not an integer"),
+    (["mixed", "--avg-bits", "33"], "--avg-bits: 33.0 is out of range; accepted: >= 1.0 and <= 8.0"),
+    (["convert", "--target-far", "inf"], "--target-far: inf is not a finite number"),
+    (["convert", "--frames", "0"], "--frames: 0 is out of range"),
+    (["verify", "--threshold", "1.5"], "--threshold: 1.5 is out of range; accepted: >= -1.0 and <= 1.0"),
+    (["data", "synth", "--utts", "-3"], "--utts: -3 is out of range"),
+])
+def test_a_bad_number_is_refused_by_name_before_any_work(tmp_path, capsys, flags, message):
+    out = tmp_path / "never"
+    argv = [*flags, "--model", str(tmp_path / "never.keras"), "--out", str(out)]
+    if flags[0] == "data":
+        argv = [*flags, "--out", str(out)]
+    elif flags[0] == "verify":
+        argv = [*flags, "--model", str(tmp_path / "m.keras")]
+    assert main(argv) == 2
+    assert message in _error(capsys)
+    assert not out.exists()
+
+
+def test_a_bits_spec_with_a_key_given_twice_is_refused(fp_model, tmp_path, capsys):
+    spec = tmp_path / "bits.yaml"
+    spec.write_text("default: 4\nlayers: {}\ndefault: 8\n")
+    argv = ["quantize", "--model", str(fp_model), "--bits-per-layer", str(spec), "--out", str(tmp_path / "q")]
+    assert main(argv) == 2
+    assert f"{spec}: key 'default' is given twice (lines 1 and 3)" in _error(capsys)
+    assert not (tmp_path / "q").exists()

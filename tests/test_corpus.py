@@ -191,3 +191,85 @@ def test_refuses_foreign_or_mismatched_directories(tiny_corpus, tmp_path):
     shutil.copytree(tiny_corpus, copy)
     with pytest.raises(ConfigError, match="utts: 4 there, 5 now"):
         synthesize_corpus(copy, SynthConfig(speakers=8, test_speakers=4, utts=5))
+
+
+# ----------------------------------------------------------------------------- voices that work here (issue 25)
+
+
+def test_probe_keeps_the_voices_that_work_and_names_the_others():
+    from tfadvq.corpus.tts import probe_voices
+    from tfadvq.corpus.voices import VoiceSet
+
+    asked = VoiceSet(espeak_english=("en-us",), espeak_other=("xx-nolang",), espeak_variants=("m3", "novariant"),
+                     flite=("slt", "novoice"), festival=("kal_diphone", "czech_ph_not_installed"))
+    working, unavailable = probe_voices(asked)
+    assert working == VoiceSet(("en-us",), (), ("m3",), ("slt",), ("kal_diphone",))
+    assert sorted(unavailable) == ["espeak-ng novariant", "espeak-ng xx-nolang", "festival czech_ph_not_installed",
+                                   "flite novoice"]
+    assert "unbound variable" in unavailable["festival czech_ph_not_installed"]
+    assert asked.removed(working) == [] and working.removed(asked) == [
+        "espeak_other:xx-nolang", "espeak_variants:novariant", "flite:novoice", "festival:czech_ph_not_installed"]
+
+
+def test_with_every_candidate_working_the_voices_are_the_ones_always_drawn():
+    from tfadvq.corpus.voices import CANDIDATES, VoiceSet
+
+    config = SynthConfig(speakers=30, test_speakers=2, utts=2)
+    assert [p.voice for p in plan_corpus(config)] == [p.voice for p in plan_corpus(config, CANDIDATES)]
+    no_festival = dataclasses.replace(CANDIDATES, festival=())
+    engines = {p.voice.engine for p in plan_corpus(config, no_festival)}
+    assert "festival" in {p.voice.engine for p in plan_corpus(config)} and "festival" not in engines
+    with pytest.raises(ValueError, match="no TTS voice"):
+        plan_corpus(config, VoiceSet((), (), (), (), ()))
+
+
+def test_synth_never_gives_a_speaker_a_voice_this_machine_lacks(tmp_path, monkeypatch, capsys):
+    """The fresh-machine failure: festival's czech_ph (no Debian package set-up installs) was assigned
+    to speakers, whose clips then all failed.  Here half the speakers go to festival and one of its two
+    candidate voices is not installed: every speaker still gets all its clips, none that voice."""
+    from tfadvq.corpus import synth, voices
+
+    monkeypatch.setattr(voices, "ENGINE_WEIGHTS", {"espeak-ng": 0.5, "flite": 0.0, "festival": 0.5})
+    candidates = voices.VoiceSet(espeak_english=("en-us",), espeak_other=(), espeak_variants=("m3", "f2"),
+                                 flite=(), festival=("czech_ph", "kal_diphone"))
+    config = SynthConfig(speakers=4, test_speakers=2, utts=2)
+    assert "czech_ph" in {p.voice.engine_voice for p in plan_corpus(config, candidates)}  # unprobed: would fail
+    out = tmp_path / "c"
+    result = synth.synthesize_corpus(out, config, workers=1, progress=False, candidates=candidates)
+    result.require_complete()
+    manifest = json.loads((out / "corpus.json").read_text())
+    used = {s["voice"]["engine_voice"] for s in manifest["speakers"].values()}
+    assert "czech_ph" not in used and "kal_diphone" in used
+    assert manifest["complete"] and not manifest["failed"]
+    assert "unbound variable" in manifest["unavailable_voices"]["festival czech_ph"]
+    assert result.speakers == {"dev": 4, "test": 2} and result.utterances == {"dev": 8, "test": 4}
+
+
+def test_a_corpus_short_of_its_settings_stops_with_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    from tfadvq.corpus import synth
+    from tfadvq.corpus.tts import SynthesisError
+
+    real = synth.synthesize
+
+    def flaky(voice, texts, workdir):
+        if "tfadvq-tts-" in str(workdir) and flaky.calls == 0:  # the first speaker's engine dies
+            flaky.calls += 1
+            raise SynthesisError(f"{voice.engine} ({voice.engine_voice}) exited with 255: crashed")
+        return real(voice, texts, workdir)
+
+    flaky.calls = 0
+    monkeypatch.setattr(synth, "synthesize", flaky)
+    out = tmp_path / "c"
+    argv = ["data", "synth", "--speakers", "2", "--test-speakers", "2", "--utts", "2", "--out", str(out),
+            "--workers", "1"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("tfadvq: error: ") and "the corpus is incomplete" in err
+    assert "dev: 1 of 2 speakers, 2 of 4 utterances; 2 clips failed (first: id0000" in err
+    assert "exited with 255: crashed" in err and "re-run" in err
+    assert "failed utterances (2" in captured.out
+    manifest = json.loads((out / "corpus.json").read_text())
+    assert not manifest["complete"] and len(manifest["failed"]) == 2
+    assert main(argv) == 0  # the re-run makes the missing clips; the corpus is complete
+    assert json.loads((out / "corpus.json").read_text())["complete"]

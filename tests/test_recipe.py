@@ -181,3 +181,117 @@ def test_atomic_writes_leave_the_old_file_when_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         rundir.atomic_save_model(Boom(), target)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+# --------------------------------------------------------------------------- verified reuse (issue 25)
+
+
+def test_a_damaged_output_is_re_run_and_the_reason_given(tmp_path):
+    run_recipe(_recipe(), tmp_path)
+    (tmp_path / "one" / "out.txt").write_text("garbage of another size")
+    CALLS.clear()
+    why: dict[str, str] = {}
+    rows = run_recipe(_recipe(), tmp_path, on_stage=lambda name, reason: why.setdefault(name, reason))
+    # "one" re-made the very output "two" was made from: "two" stays valid
+    assert CALLS == ["one"] and (tmp_path / "one" / "out.txt").read_text() == "x"
+    assert "out.txt) changed since it finished" in why["one"]
+    assert {r["stage"]: r["reused"] for r in rows} == {"one": False, "two": True, "side": True}
+    assert "changed since it finished" in rows[0]["ran_because"]
+    (tmp_path / "two" / "out.txt").write_bytes(b"\x00" * 100)
+    CALLS.clear()
+    run_recipe(_recipe(), tmp_path)
+    assert CALLS == ["two"] and (tmp_path / "two" / "out.txt").read_text() == "xy"
+
+
+def test_same_size_damage_is_found_by_the_digest_and_a_touch_alone_reuses(tmp_path):
+    import os
+
+    run_recipe(_recipe(), tmp_path)
+    out = tmp_path / "one" / "out.txt"
+    os.utime(out, ns=(1, 10**18))  # only the time changes: the digest says it is the same file
+    CALLS.clear()
+    run_recipe(_recipe(), tmp_path)
+    assert CALLS == []
+    out.write_text("q")  # same size, new content
+    CALLS.clear()
+    run_recipe(_recipe(), tmp_path)
+    assert CALLS == ["one"] and out.read_text() == "x"
+    out.unlink()
+    why = {}
+    run_recipe(_recipe(), tmp_path, on_stage=lambda name, reason: why.setdefault(name, reason))
+    assert "is missing" in why["one"]
+
+
+def test_content_mode_notices_a_change_that_keeps_size_and_time(tmp_path):
+    import os
+
+    def recipe(verify):
+        return parse_recipe({"verify": verify, "stages": [{"type": "test_write", "name": "one", "text": "x"}]}, "t")
+
+    run_recipe(recipe("content"), tmp_path)
+    out = tmp_path / "one" / "out.txt"
+    before = out.stat()
+    big = "y" * (17 << 20)  # past tree_digest's content limit: size + time are all the stat mode sees
+    out.write_text(big)
+    os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+    record = json.loads((tmp_path / "one" / "record.json").read_text())
+    record["outputs"]["file"] = str(out)
+    CALLS.clear()
+    # the record is for the small file; make it describe the big one as written, then change its content
+    from tfadvq import rundir
+    record["files"]["file"] = {"stat": rundir.stat_digest(out), "digest": rundir.tree_digest(out),
+                               "content": rundir.tree_digest(out, content_limit=None)}
+    (tmp_path / "one" / "record.json").write_text(json.dumps(record))
+    with open(out, "r+b") as handle:
+        handle.write(b"z")
+    os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run_recipe(recipe("stat"), tmp_path)  # stat mode: size and time match, the large file is trusted
+    assert CALLS == []
+    run_recipe(recipe("content"), tmp_path)
+    assert CALLS == ["one"]
+    with pytest.raises(ConfigError, match=r"verify 'sometimes'; accepted: \['stat', 'content'\]"):
+        recipe("sometimes")
+
+
+def test_a_record_from_before_per_output_digests_is_checked_by_its_combined_digest(tmp_path):
+    run_recipe(_recipe(), tmp_path)
+    path = tmp_path / "one" / "record.json"
+    record = json.loads(path.read_text())
+    del record["files"]
+    path.write_text(json.dumps(record))
+    CALLS.clear()
+    run_recipe(_recipe(), tmp_path)
+    assert CALLS == [] and "files" in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"type": "quantize", "end_bits": 9}, r"stages\[1\] \(quantize\)\.end_bits: 9 is out of range; accepted: >= 1 and <= 8"),
+    ({"type": "quantize", "binary": "static", "binary_clip": -1},
+     r"stages\[1\] \(quantize\)\.binary_clip: -1.0 is out of range; accepted: > 0.0"),
+    ({"type": "finetune", "model": "train", "lr_scale": "nan"}, r"\(finetune\)\.lr_scale: nan is not a finite number"),
+    ({"type": "mixed", "avg_bits": 33}, r"\(mixed\)\.avg_bits: 33.0 is out of range"),
+    ({"type": "convert", "model": "train"}, r"\(convert\)\.model: 'train' is a train stage, which produces no 'wrapped'"),
+])
+def test_every_field_is_checked_before_the_first_stage_runs(stage, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_recipe({"stages": [{"type": "train", "corpus": None}, stage]}, "r.yaml")
+
+
+def test_a_convert_pointed_at_an_evaluate_stage_is_refused_when_the_recipe_is_read(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n"
+                      "  - {type: corpus}\n"
+                      "  - {type: train, corpus: corpus}\n"
+                      "  - {type: evaluate, model: train, corpus: corpus}\n"
+                      "  - {type: convert, model: evaluate}\n")
+    with pytest.raises(ConfigError, match=r"\(convert\)\.model: 'evaluate' is a evaluate stage.*"
+                                          r"name a stage of type \['finetune', 'mixed', 'msft', 'quantize'\]"):
+        load_recipe(recipe)
+    assert not any(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == ["r.yaml"]
+
+
+def test_a_key_given_twice_in_a_recipe_is_an_error(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - type: test_write\n    text: a\n    text: b\n")
+    with pytest.raises(ConfigError, match=r"key 'text' is given twice \(lines 3 and 4\)"):
+        load_recipe(recipe)

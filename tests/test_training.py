@@ -269,16 +269,17 @@ from tfadvq.compat import keras
 from tfadvq import training
 
 config_path, out, hang = sys.argv[1], sys.argv[2], sys.argv[3] == "hang"
+probe = os.path.dirname(out)  # beside the run directory: a file train does not write in it is refused
 
 class Probe(keras.callbacks.Callback):
     """Logs every epoch started; with `hang`, stops mid-epoch 2 so the test can kill -9."""
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        with open(os.path.join(out, "epochs_begun.txt"), "a") as f:
+        with open(os.path.join(probe, "epochs_begun.txt"), "a") as f:
             f.write(f"{epoch}\n")
     def on_train_batch_begin(self, batch, logs=None):
         if hang and self.epoch == 1 and batch == 2:
-            open(os.path.join(out, "mid_epoch"), "w").close()
+            open(os.path.join(probe, "mid_epoch"), "w").close()
             time.sleep(600)
 
 from tfadvq.train_config import load_config
@@ -299,7 +300,7 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
                               stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 150
-        while not (out / "mid_epoch").exists():
+        while not (tmp_path / "mid_epoch").exists():
             assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "training never reached the middle of epoch 2"
             time.sleep(0.2)
@@ -310,6 +311,8 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
             victim.kill()
     assert not (out / "model.keras").exists()
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch_0001.weights.h5"]
+    before_kill = json.loads((out / "history.json").read_text())
+    assert len(before_kill["loss"]) == 1  # the finished epoch is on disk before the run finishes
 
     # resuming with another config is refused, naming what differs; the run is left as it was
     with pytest.raises(ConfigError, match=r"another config \(epochs: 3 -> 5\)"):
@@ -319,10 +322,12 @@ def test_resume_after_kill_loses_at_most_the_interrupted_epoch(tiny_corpus, tmp_
     done = subprocess.run(command + ["run"], env=env, capture_output=True, timeout=150)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     # first run began epochs 0 and 1 (killed in 1); the rerun resumed at 1, not 0
-    assert (out / "epochs_begun.txt").read_text().split() == ["0", "1", "1", "2"]
+    assert (tmp_path / "epochs_begun.txt").read_text().split() == ["0", "1", "1", "2"]
     assert (out / "model.keras").is_file()
     history = json.loads((out / "history.json").read_text())
-    assert len(history["loss"]) == 2
+    # the whole curve: the epoch from before the kill, then the two after it, each once
+    assert {key: len(values) for key, values in history.items()} == {key: 3 for key in history}
+    assert history["loss"][0] == before_kill["loss"][0] and history["lr"][0] == before_kill["lr"][0]
     # the optimizer step counter was restored too: the last step ran at the schedule's step 3n-1
     steps = config.steps_per_epoch
     schedule = WarmupDecay(config.optimizer.lr, config.schedule.final_lr, 0, 3 * steps)
@@ -342,3 +347,18 @@ def test_optimizers_take_zero_weight_decay_and_refuse_a_negative_one(name):
         assert bool(np.all(kernel.numpy() < 1.0)) is shrinks, (decay, kernel.numpy())
     with pytest.raises(ConfigError, match="weight_decay"):
         optimizer(-1e-4)
+
+
+def test_the_history_file_keeps_each_epoch_once_across_resumes(tmp_path):
+    from tfadvq.rundir import TrainDir
+
+    run = TrainDir(tmp_path)
+    run.record_epoch(0, {"loss": 3.0, "lr": 0.1})
+    run.record_epoch(1, {"loss": 2.0, "lr": 0.05})
+    run.record_epoch(2, {"loss": 1.5, "lr": 0.02})  # killed before epoch 2's resume state was saved
+    run.record_epoch(2, {"loss": 1.4, "lr": 0.02, "margin": 0.2})  # epoch 2 again, with a new metric
+    run.record_epoch(3, {"loss": 1.0, "lr": 0.01, "margin": 0.2})
+    assert run.load_history() == {"loss": [3.0, 2.0, 1.4, 1.0], "lr": [0.1, 0.05, 0.02, 0.01],
+                                  "margin": [None, None, 0.2, 0.2]}
+    run.record_epoch(0, {"loss": 9.0})  # a run started over from its first epoch
+    assert run.load_history() == {"loss": [9.0]}

@@ -242,6 +242,9 @@ def test_lists_command_skips_and_reports_bad_files(tmp_path, capsys):
     assert len(bad) == 1 and bad[0].startswith(str(root / VOX_KEYS[3]) + "\t")
     assert read_trials(out / "trials.txt").test == [VOX_KEYS[2]]
     assert "trials_kept" in capsys.readouterr().out
-    assert main(["lists", "--wav-root", str(root), "--out", str(out)]) == 0  # default 0.5 s
+    listed = (out / "wav.scp").read_bytes()
+    assert main(["lists", "--wav-root", str(root), "--out", str(out)]) == 2  # not replaced without --force
+    assert "holds lists already" in capsys.readouterr().err and (out / "wav.scp").read_bytes() == listed
+    assert main(["lists", "--wav-root", str(root), "--out", str(out), "--force"]) == 0  # default 0.5 s
     reasons = [line.split("\t")[1] for line in (out / "bad.txt").read_text().splitlines()]
     assert len(reasons) == 4 and sum("at least 0.5 s" in r for r in reasons) == 3  # 0.25 s files

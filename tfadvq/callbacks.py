@@ -1,4 +1,5 @@
-"""Callbacks of a training run: margin warm-up, lr logging, loss curves, per-epoch checkpoints, resume, TensorBoard."""
+"""Callbacks of a training run: margin warm-up, lr logging, loss curves, the history file, per-epoch checkpoints,
+resume, TensorBoard."""
 from __future__ import annotations
 
 import os
@@ -80,6 +81,22 @@ class StepLosses(keras.callbacks.Callback):
         self._mean = mean
 
 
+class HistoryFile(keras.callbacks.Callback):
+    """Records every finished epoch's metrics in the run's ``history.json`` (:meth:`TrainDir.record_epoch`).
+
+    Keras's own History holds only the epochs of this process: after a resume
+    it would lose every epoch before the kill.  Placed before the resume state
+    is saved, so an epoch is recorded before it counts as done.
+    """
+
+    def __init__(self, run: rundir.TrainDir):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.record_epoch(epoch, dict(logs or {}))
+
+
 class EmbeddingCheckpoint(keras.callbacks.Callback):
     """Saves the embedding model's weights every epoch, keeping the newest ``keep``.
 
@@ -119,6 +136,7 @@ def standard_callbacks(out_dir: str | os.PathLike, embedding_model: keras.Model,
     chief = is_chief()
     callbacks: list[keras.callbacks.Callback] = [
         LearningRateLogger(),
+        *([HistoryFile(run)] if chief else []),
         EmbeddingCheckpoint(embedding_model, run, keep_checkpoints, chief),
         # kept after fit; train() removes it once the model is saved, so no kill loses the run
         keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),

@@ -1,15 +1,21 @@
 """Typed configuration: plain dataclasses round-tripped to YAML.
 
 Unknown keys are an error (a typo in a recipe must not silently fall back to a
-default), nested dataclasses are built recursively, and string enums are
-checked against their members.
+default), and so is a key given twice in one mapping (YAML would silently keep
+the last); nested dataclasses are built recursively, string enums are
+checked against their members, numbers must be finite and inside the range a
+field declares (:func:`bounded`).  :func:`number` gives command-line flags the
+same check, so a ``nan`` or an out-of-range value is refused before any work.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
+import math
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +24,57 @@ import yaml
 from tfadvq.errors import ConfigError
 
 T = TypeVar("T")
+
+RANGE = "tfadvq.range"  # dataclass field metadata key: (low, high, above), see check_number
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None, above: bool = False) -> Any:
+    """A dataclass field whose numbers must lie in ``[low, high]`` (``(low, high]`` with ``above``),
+    checked by :func:`from_dict` before any stage runs."""
+    return dataclasses.field(default=default, metadata={RANGE: (low, high, above)})
+
+
+def check_number(value: float, where: str, low: float | None = None, high: float | None = None,
+                 above: bool = False) -> float:
+    """``value`` if finite and in ``[low, high]`` (``(low, high]`` with ``above``; None: unbounded),
+    else a :class:`ConfigError` naming ``where``."""
+    problem = _number_problem(value, low, high, above)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return value
+
+
+def _number_problem(value: float, low: float | None, high: float | None, above: bool) -> str:
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if low is not None and (value <= low if above else value < low) or high is not None and value > high:
+        return f"{value!r} is out of range; accepted: {_describe_range(low, high, above)}"
+    return ""
+
+
+def _describe_range(low: float | None, high: float | None, above: bool) -> str:
+    first = f"{'>' if above else '>='} {low}" if low is not None else ""
+    last = f"<= {high}" if high is not None else ""
+    return " and ".join(p for p in (first, last) if p) or "any finite number"
+
+
+def number(kind: type = float, low: float | None = None, high: float | None = None, above: bool = False
+           ) -> Callable[[str], float]:
+    """An argparse ``type=``: ``kind`` (int or float), finite, in ``[low, high]`` (``above``: > low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+                                             ) from None
+        problem = _number_problem(value, low, high, above)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
@@ -31,11 +88,20 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; accepted: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    kwargs = {name: _bounded(fields[name], _coerce(hints[name], value, f"{where}.{name}"), f"{where}.{name}")
+              for name, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # missing required field
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _bounded(field: dataclasses.Field, value: Any, where: str) -> Any:
+    """``value`` checked against the range ``field`` declares (:func:`bounded`), if any and a number."""
+    bounds = field.metadata.get(RANGE)
+    if bounds is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        check_number(value, where, *bounds)
+    return value
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -82,12 +148,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return check_number(float(value), where)
     if hint is str:
         return _expect(value, str, where)
     if origin in (list, tuple):
@@ -133,16 +199,41 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into dataclass ``cls``, naming the file in every error."""
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives one key twice (YAML itself would silently keep the last)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise DuplicateKeyError(f"key {key!r} is given twice (lines {lines[key]} and {line}); "
+                                        "give each key once")
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path, what: str = "configuration file") -> Any:
+    """The plain data of a YAML file; a missing file, bad YAML or a duplicate key is a ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such configuration file")
+        raise ConfigError(f"{path}: no such {what}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return from_dict(cls, data, where=str(path))
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read a YAML file into dataclass ``cls``, naming the file in every error."""
+    return from_dict(cls, read_yaml(path), where=str(path))
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:

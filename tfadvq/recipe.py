@@ -20,8 +20,12 @@ Every stage writes into ``WORKDIR/<name>`` and ends with a record
 metrics, seconds).  A stage's *fingerprint* hashes its type, its config, what
 it declares it also depends on (:meth:`Stage.fingerprint`) and the output
 digests of the stages it uses; a stage whose fingerprint equals its record's
-is reused, otherwise it re-runs -- and so, through their fingerprints, does
-every stage that uses it.  ``from_stage`` forces a re-run from that stage on;
+is reused -- when its outputs still match the digests in its record (a cheap
+check of sizes and modification times, the full digest when those changed;
+``verify: content`` at the top of the recipe hashes every output file's
+content on every run, for an external corpus whose files may change without
+their size and time changing) -- otherwise it re-runs, saying why, and so,
+through their fingerprints, does every stage that uses it.  ``from_stage`` forces a re-run from that stage on;
 ``to_stage`` stops after it.  Fingerprints cover configs and data, not
 tfadvq's own code: after changing it, re-run with ``from_stage``.  A stage that changed since its last attempt
 starts in a clean directory; one interrupted with the same fingerprint keeps
@@ -43,10 +47,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
-import yaml
-
 from tfadvq import rundir
-from tfadvq.config import from_dict, to_dict
+from tfadvq.config import from_dict, read_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.windows import ScoringConfig
 
@@ -69,6 +71,7 @@ class Stage(Protocol):
 
 
 _REGISTRY: dict[str, type] = {}
+VERIFY_MODES = ("stat", "content")
 
 
 def register_stage(type_name: str) -> Callable[[type[S]], type[S]]:
@@ -102,6 +105,10 @@ class StageBase:
     """Defaults for :class:`Stage` methods; stage dataclasses may inherit them."""
 
     type_name: ClassVar[str] = ""
+    #: The output keys this type's records hold (empty: not declared, nothing is checked).
+    produces: ClassVar[tuple[str, ...]] = ()
+    #: ``{field: output key}`` the stage a field names must produce (checked when the recipe is parsed).
+    needs: ClassVar[dict[str, str]] = {}
 
     def uses(self) -> dict[str, str]:
         return {}
@@ -135,6 +142,7 @@ class Recipe:
     scoring: ScoringConfig = dataclasses.field(default_factory=ScoringConfig)
     plugins: list[str] = dataclasses.field(default_factory=list)
     source: str = ""
+    verify: str = "stat"  # how reused outputs are checked: "stat" (size + time, then digest) or "content"
 
     def index(self, name: str) -> int:
         for i, entry in enumerate(self.stages):
@@ -144,7 +152,7 @@ class Recipe:
                           f"{[e.name for e in self.stages]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scoring": to_dict(self.scoring), "plugins": list(self.plugins),
+        return {"scoring": to_dict(self.scoring), "plugins": list(self.plugins), "verify": self.verify,
                 "stages": [{"type": e.stage.type_name, "name": e.name, **to_dict(e.stage)}
                            for e in self.stages]}
 
@@ -153,9 +161,13 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     """Build a :class:`Recipe` from plain data; every mistake is a ConfigError naming the entry."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with 'stages', got {type(data).__name__}")
-    unknown = sorted(set(data) - {"stages", "scoring", "plugins"})
+    unknown = sorted(set(data) - {"stages", "scoring", "plugins", "verify"})
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; accepted: ['plugins', 'scoring', 'stages']")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; accepted: ['plugins', 'scoring', 'stages', "
+                          "'verify']")
+    verify = data.get("verify", "stat")
+    if verify not in VERIFY_MODES:
+        raise ConfigError(f"{source}: verify {verify!r}; accepted: {list(VERIFY_MODES)}")
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(f"{source}: plugins must be a list of module names")
@@ -185,11 +197,25 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
             raise ConfigError(f"{where}: a stage named {name!r} comes earlier; give this one another name")
         stage = from_dict(types[type_name], fields, where=f"{where} ({name})")
         for field, ref in _uses(stage).items():
-            if not any(e.name == ref for e in entries):
+            earlier = next((e for e in entries if e.name == ref), None)
+            if earlier is None:
                 raise ConfigError(f"{where} ({name}).{field}: {ref!r} is not an earlier stage; earlier: "
                                   f"{[e.name for e in entries]}")
+            _check_needs(f"{where} ({name}).{field}", type(stage), field, earlier, entries, types)
         entries.append(StageEntry(name, stage))
-    return Recipe(entries, scoring, list(plugins), source)
+    return Recipe(entries, scoring, list(plugins), source, verify)
+
+
+def _check_needs(where: str, kind: type, field: str, earlier: StageEntry, entries: list[StageEntry],
+                 types: dict[str, type]) -> None:
+    """Refuse a field naming a stage that cannot give what it needs (a convert pointed at an evaluate)."""
+    key = getattr(kind, "needs", {}).get(field)
+    produces = getattr(type(earlier.stage), "produces", ())
+    if key is None or not produces or key in produces:
+        return
+    fitting = sorted(t for t, cls in types.items() if key in getattr(cls, "produces", ()))
+    raise ConfigError(f"{where}: {earlier.name!r} is a {earlier.stage.type_name} stage, which produces no "
+                      f"{key!r} (it produces {list(produces)}); name a stage of type {fitting}")
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
@@ -201,11 +227,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
             known = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
             raise ConfigError(f"recipe {name_or_path}: not a file and not a packaged recipe; packaged: {known}")
         path = packaged
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_yaml(path, "recipe"), str(path))
 
 
 def _uses(stage: Any) -> dict[str, str]:
@@ -263,31 +285,84 @@ def stage_fingerprint(entry: StageEntry, ctx: StageContext) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _valid_record(run: rundir.RunDir, fingerprint: str) -> dict[str, Any] | None:
+def _valid_record(run: rundir.RunDir, fingerprint: str, verify: str) -> tuple[dict[str, Any] | None, str]:
+    """``(record, "")`` when the stage can be reused, else ``(None, why it re-runs)``."""
     if not run.record.is_file():
-        return None
+        return None, "not run yet" if not run.attempt.is_file() else "its last run did not finish"
     try:
         record = rundir.read_json(run.record)
     except ConfigError:
-        return None
+        return None, "its record is unreadable"
     if record.get("fingerprint") != fingerprint:
-        return None
-    if not all(Path(p).exists() for p in record.get("outputs", {}).values()):
-        return None
-    return record
+        return None, "its config or inputs changed"
+    before = json.dumps(record, sort_keys=True)
+    why = _changed_outputs(record, content=verify == "content")
+    if why:
+        return None, why
+    if json.dumps(record, sort_keys=True) != before:
+        rundir.write_json(run.record, record)  # refreshed sizes and times: the next check is cheap again
+    return record, ""
 
 
 def _output_digest(outputs: dict[str, str]) -> str:
+    """One digest of all of a stage's outputs: what the fingerprints of the stages using it hash."""
     digest = hashlib.sha256()
     for key in sorted(outputs):
         digest.update(f"{key}\0{rundir.tree_digest(outputs[key])}\0".encode())
     return digest.hexdigest()
 
 
+def _output_files(outputs: dict[str, str], content: bool) -> dict[str, dict[str, str]]:
+    """Per output: its :func:`~tfadvq.rundir.stat_digest`, :func:`~tfadvq.rundir.tree_digest`
+    and, in content mode, the digest of every file's content."""
+    files = {}
+    for key, path in outputs.items():
+        files[key] = {"stat": rundir.stat_digest(path), "digest": rundir.tree_digest(path)}
+        if content:
+            files[key]["content"] = rundir.tree_digest(path, content_limit=None)
+    return files
+
+
+def _changed_outputs(record: dict[str, Any], content: bool) -> str:
+    """Why ``record``'s outputs no longer are what the stage wrote ("" when they are).
+
+    Sizes and times first (no file read); a changed one is confirmed by the
+    full digest, so a copied or touched but identical output is still reused.
+    ``record["files"]`` is refreshed in place with what was found.
+    """
+    outputs = record.get("outputs", {})
+    missing = [f"{key} ({path})" for key, path in outputs.items() if not Path(path).exists()]
+    if missing:
+        return f"its output {', '.join(missing)} is missing"
+    files = record.get("files")
+    if files is None:  # a record from before per-output digests: the combined digest decides
+        if _output_digest(outputs) != record.get("digest"):
+            return "its outputs changed since it finished"
+        record["files"] = _output_files(outputs, content)
+        return ""
+    for key, path in outputs.items():
+        saved = files.get(key, {})
+        stat = rundir.stat_digest(path)
+        if content:
+            now = rundir.tree_digest(path, content_limit=None)
+            if saved.get("content", now) != now:
+                return f"its output {key} ({path}) changed since it finished (content digest)"
+            saved["content"] = now
+        if stat == saved.get("stat"):
+            continue
+        if rundir.tree_digest(path) != saved.get("digest"):
+            return f"its output {key} ({path}) changed since it finished"
+        saved["stat"] = stat
+    return ""
+
+
 def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = None,
-               to_stage: str | None = None, on_stage: Callable[[str], None] | None = None
+               to_stage: str | None = None, on_stage: Callable[[str, str], None] | None = None
                ) -> list[dict[str, Any]]:
-    """Run ``recipe`` in ``workdir`` (module doc); return one summary row per stage."""
+    """Run ``recipe`` in ``workdir`` (module doc); return one summary row per stage.
+
+    ``on_stage(name, why)`` is called before a stage runs, with the reason it is not reused.
+    """
     workdir = Path(workdir)
     first = recipe.index(from_stage) if from_stage else 0
     last = recipe.index(to_stage) if to_stage else len(recipe.stages) - 1
@@ -296,33 +371,55 @@ def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = Non
     rows: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}
     cache: dict[str, Any] = {}
+    _check_workdir(workdir, recipe)
     with rundir.locked(workdir):
-        rundir.write_json(workdir / "recipe.json", recipe.to_dict())
+        rundir.write_json(workdir / rundir.RECIPE, recipe.to_dict())
         for i, entry in enumerate(recipe.stages[:last + 1]):
             ctx = StageContext(workdir, entry.name, recipe, records, cache)
             run = rundir.RunDir(ctx.out)
             fingerprint = stage_fingerprint(entry, ctx)
             forced = from_stage is not None and i >= first
-            record = None if forced else _valid_record(run, fingerprint)
+            record, why = (None, f"--from {from_stage}") if forced else _valid_record(run, fingerprint,
+                                                                                     recipe.verify)
             if record is None and i < first:
                 raise ConfigError(f"--from {from_stage}: the earlier stage {entry.name!r} has no up-to-date "
-                                  "result; run from it (or without --from)")
+                                  f"result ({why}); run from it (or without --from)")
             reused = record is not None
             if not reused:
                 if on_stage:
-                    on_stage(entry.name)
-                record = _run_stage(entry, ctx, run, fingerprint)
+                    on_stage(entry.name, why)
+                record = _run_stage(entry, ctx, run, fingerprint, recipe.verify)
             records[entry.name] = record
             rows.append({"stage": entry.name, "type": entry.stage.type_name,
                          "seconds": round(record["seconds"], 1), "reused": reused,
-                         "result": record.get("summary", "")})
+                         "ran_because": why, "result": record.get("summary", "")})
     return rows
 
 
-def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerprint: str) -> dict[str, Any]:
+def _check_workdir(workdir: Path, recipe: Recipe) -> None:
+    """Refuse a work directory holding files no recipe wrote (a stage's directory is emptied before
+    it re-runs: a user's own folder named like a stage must never be)."""
+    if not workdir.is_dir():
+        return
+    ours = {rundir.RECIPE, rundir.LOCK} | {e.name for e in recipe.stages}
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name not in ours and not p.name.startswith("."))
+    if foreign and not (workdir / rundir.RECIPE).is_file():
+        raise rundir.OutputError(f"--workdir {workdir}: holds files no recipe wrote ({', '.join(foreign[:5])}); "
+                                 "choose an empty or new directory")
+    for entry in recipe.stages:
+        run = rundir.RunDir(workdir / entry.name)
+        if run.path.exists() and not (run.path.is_dir() and (run.attempt.is_file() or run.record.is_file()
+                                                             or not any(run.path.iterdir()))):
+            raise rundir.OutputError(f"--workdir {workdir}: {run.path} was not written by a recipe stage (no "
+                                     f"{rundir.ATTEMPT}) and stage {entry.name!r} would replace it; move it or "
+                                     "choose another work directory")
+
+
+def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerprint: str,
+               verify: str) -> dict[str, Any]:
     attempt = rundir.read_json(run.attempt) if run.attempt.is_file() else {}
     if run.path.exists() and attempt.get("fingerprint") != fingerprint:
-        shutil.rmtree(run.path)  # left by another config: never mix two runs' files
+        shutil.rmtree(run.path)  # left by another config (_check_workdir: by a stage): never mix two runs' files
     run.path.mkdir(parents=True, exist_ok=True)
     if run.record.exists():
         run.record.unlink()  # a record means "finished": not while re-running
@@ -335,6 +432,7 @@ def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerp
               "summary": result.summary, "seconds": time.perf_counter() - start,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["digest"] = _output_digest(record["outputs"])
+    record["files"] = _output_files(record["outputs"], content=verify == "content")
     rundir.write_json(run.record, record)
     return record
 

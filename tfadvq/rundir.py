@@ -20,8 +20,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tfadvq.errors import ConfigError, TfadvqError, describe_os_error
 RECORD = "record.json"
 ATTEMPT = "attempt.json"
 LOCK = ".lock"
+RECIPE = "recipe.json"  # in a recipe's work directory: the recipe it was last run with
 
 
 class OutputError(TfadvqError):
@@ -120,11 +122,31 @@ def _jsonable(value: Any) -> Any:
 
 
 def atomic_save_model(model: Any, path: str | os.PathLike) -> Path:
-    """``model.save(path)`` (Keras; the suffix picks the format) without ever leaving a partial file."""
+    """``model.save(path)`` (Keras; the suffix picks the format) without ever leaving a partial file.
+
+    An HDF5 model is built in memory and written in one go: libhdf5 writing
+    onto a full disk raises errors that do not say so (``RuntimeError: Slist
+    already enabled?``) and can crash the process when the file is closed,
+    whereas a plain write fails with ENOSPC, reported as a full disk.
+    """
     path = Path(path)
+    if path.suffix in (".h5", ".hdf5"):
+        return atomic_write(path, _hdf5_bytes(model.save))
     with _writing(path) as tmp:
         model.save(tmp)
     return path
+
+
+def _hdf5_bytes(save: Callable[[Any], None]) -> bytes:
+    """The bytes of the HDF5 file ``save(h5py.File)`` writes, made in memory."""
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        save(handle)
+    return buffer.getvalue()
 
 
 def atomic_save_with(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
@@ -146,23 +168,47 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def tree_digest(path: str | os.PathLike, content_limit: int = 16 << 20) -> str:
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    """``(name, path)`` of the files a digest of ``root`` covers: not locks, attempts or hidden scratch."""
+    if root.is_file():
+        return [(root.name, root)]
+    files = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root)
+        if file.name in (LOCK, ATTEMPT, RECORD) or any(part.startswith(".") for part in relative.parts):
+            continue  # locks, attempts, records, a killed write's scratch
+        files.append((str(relative), file))
+    return files
+
+
+def tree_digest(path: str | os.PathLike, content_limit: int | None = 16 << 20) -> str:
     """A digest of a file or directory tree: names, sizes and (files up to ``content_limit``) contents.
 
     Large files count by size and modification time only, so digesting a corpus
     of audio stays cheap; records and models are small enough to be hashed.
+    ``content_limit=None`` hashes every file's content (a corpus whose files may
+    change without their size and time changing).
     """
-    root = Path(path)
     digest = hashlib.sha256()
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for file in files:
-        hidden = any(part.startswith(".") for part in file.relative_to(root).parts) if file != root else False
-        if file.name in (LOCK, ATTEMPT) or hidden:  # locks, attempts, a killed write's scratch
-            continue
-        stat = file.stat()
-        digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0".encode())
-        digest.update(file_sha256(file).encode() if stat.st_size <= content_limit
-                      else str(stat.st_mtime_ns).encode())
+    for name, file in _tree_files(Path(path)):
+        info = file.stat()
+        digest.update(f"{name}\0{info.st_size}\0".encode())
+        digest.update(file_sha256(file).encode() if content_limit is None or info.st_size <= content_limit
+                      else str(info.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def stat_digest(path: str | os.PathLike) -> str:
+    """A digest of the names, sizes and modification times under ``path`` (no file is read).
+
+    The cheap first check that a stage's outputs are as it left them: when it
+    matches the recorded one, the outputs are taken as unchanged; when it does
+    not, the full :func:`tree_digest` decides.
+    """
+    digest = hashlib.sha256()
+    for name, file in _tree_files(Path(path)):
+        info = file.stat()
+        digest.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
@@ -200,6 +246,159 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
                 directory.rmdir()
 
 
+# --------------------------------------------------------------------------- claiming outputs
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a device node"), (stat.S_ISBLK, "a device node"),
+          (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"cannot write {describe_os_error(exc, path)}") from None
+
+
+@contextlib.contextmanager
+def claim(path: str | os.PathLike, *, force: bool = False, flag: str = "--out",
+          companions: Sequence[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Claim the output file ``path`` (and its ``companions``, written beside it) for one command.
+
+    The one place that decides whether a command may write a file the user
+    named: anything already there that is not a regular file (``/dev/null``, a
+    fifo, a directory, a symbolic link) is refused, ``--force`` or not; an
+    existing file is refused unless ``force`` -- the command did not create it
+    in this run.  Both before anything is written.  While the body runs, a
+    lock on ``path`` itself (``.NAME.lock`` beside it, not the folder) keeps a
+    second command off the same output; when the body fails, every file this
+    claim created is removed again, so a full disk leaves no partial output.
+    """
+    path = Path(path)
+    targets = [path, *map(Path, companions)]
+    for target in targets:
+        found = _lstat(target)
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            raise OutputError(f"{flag} {path}: {target} is {_kind(found.st_mode)}, not a regular file; "
+                              "give the path of a file to write (nothing was written)")
+    folders = list(dict.fromkeys(target.parent for target in targets))
+    for folder in folders:
+        found = _lstat(folder)
+        if found is not None and not folder.is_dir():
+            raise OutputError(f"{flag} {path}: {folder} is {_kind(found.st_mode)}, not a directory")
+    created = [made for folder in folders for made in _missing_parents(folder)]
+    try:
+        with _lock_file(path.parent / f".{path.name}{LOCK}", flag, path):
+            existing = [target for target in targets if target.exists()]
+            if existing and not force:
+                one = len(existing) == 1
+                raise OutputError(f"{flag} {path}: {', '.join(map(str, existing))} already exist{'s' if one else ''}"
+                                  f" and {'was' if one else 'were'} not written by this command; pass --force to "
+                                  "replace, or choose another file")
+            try:
+                yield path
+            except BaseException:
+                for target in targets:
+                    if target not in existing:
+                        _remove(target)
+                raise
+    except BaseException:
+        _remove_dirs(created)  # after the lock file is gone
+        raise
+
+
+def claim_dir(path: str | os.PathLike, run: type[RunDir], *, force: bool = False, flag: str = "--out",
+              command: str = "this command", keep_on_failure: bool = False) -> Iterator[None]:
+    """Claim the output directory ``path`` of a ``run``-type run directory for one command (locked).
+
+    Refused: a ``path`` that is not a directory, and, unless ``force``, a
+    directory holding files ``run`` never writes (a user's own folder named by
+    mistake) -- an empty directory or one of ``run``'s kind (to resume or, with
+    the command's own check, to replace) is accepted.  A directory this claim
+    created is removed again when the command fails, unless ``keep_on_failure``
+    (training: its checkpoints are what a re-run resumes from).
+    """
+    path = Path(path)
+    found = _lstat(path)
+    if found is not None and not path.is_dir():
+        raise OutputError(f"{flag} {path}: is {_kind(found.st_mode)}, not a directory; give a directory "
+                          "(created if missing)")
+    foreign = sorted(p.name for p in path.iterdir() if not run.owns(p.name) and p.name != LOCK
+                     and not p.name.startswith(".")) if found is not None else []
+    if foreign and not force:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputError(f"{flag} {path}: holds files {command} does not write ({shown}); choose an empty or "
+                          "new directory, or pass --force to write into it anyway")
+    return _claimed_dir(path, found is None and not keep_on_failure)
+
+
+@contextlib.contextmanager
+def _claimed_dir(path: Path, created: bool) -> Iterator[None]:
+    try:
+        with locked(path):
+            yield
+    except Exception:
+        if created:
+            _remove(path)
+        raise
+
+
+def _missing_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return the ones created (innermost first)."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+    except OSError as exc:
+        _remove_dirs(missing)
+        raise OutputError(f"cannot write {describe_os_error(exc, folder)}") from None
+    return missing
+
+
+def _remove_dirs(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; only while empty
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def _lock_file(lock: Path, flag: str, path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created, and removed again afterwards).
+
+    After the lock is taken the file must still be the one at ``lock``: a
+    second command that opened it just before the first removed it would
+    otherwise hold a lock nobody else sees.
+    """
+    import fcntl
+
+    try:
+        handle = open(lock, "a+")
+    except OSError as exc:
+        raise OutputError(f"cannot write {describe_os_error(exc, lock)}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(handle.fileno()).st_ino != os.stat(lock).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
+            raise OutputError(f"{flag} {path}: another tfadvq command is writing it; wait for it or choose "
+                              "another file") from None
+        try:
+            yield
+        finally:
+            _remove(lock)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------- run directories
 
 
@@ -234,6 +433,20 @@ class RunDir:
     def attempt(self) -> Path:
         return self.path / ATTEMPT
 
+    @classmethod
+    def names(cls) -> set[str]:
+        """The names of the files and directories this kind of run directory holds."""
+        names = {RECORD, ATTEMPT}
+        for klass in cls.__mro__:
+            names |= {v.name for v in vars(klass).values() if isinstance(v, Entry)}
+            names |= {v for k, v in vars(klass).items() if k.isupper() and isinstance(v, str)}
+        return names
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        """True if an entry ``name`` inside such a directory is one tfadvq writes there."""
+        return name in cls.names()
+
 
 class TrainDir(RunDir):
     """What :func:`tfadvq.training.train` writes: the embedding model and what it was trained with."""
@@ -257,11 +470,32 @@ class TrainDir(RunDir):
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"
 
+    EVAL_PREFIX = "eval_"  # `tfadvq eval` writes its EvalDir here by default: eval_<trials name>
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        return super().owns(name) or name.startswith(cls.EVAL_PREFIX)
+
     def checkpoint_files(self) -> list[Path]:
         return sorted(self.checkpoints.glob("epoch_*.weights.h5"))
 
     def load_history(self) -> dict[str, list[float]]:
         return read_json(self.history) if self.history.is_file() else {}
+
+    def record_epoch(self, epoch: int, logs: dict[str, Any]) -> Path:
+        """Add the metrics of ``epoch`` (0-based) to ``history.json``, each epoch once.
+
+        Written after every epoch, so a run resumed after a kill continues the
+        curve instead of starting a new one: whatever was recorded for
+        ``epoch`` and later (an epoch re-run because the kill came before its
+        resume state was saved) is replaced.
+        """
+        history = {key: values[:epoch] for key, values in self.load_history().items() if values[:epoch]}
+        for key, value in logs.items():
+            values = history.setdefault(key, [])
+            values += [None] * (epoch - len(values))  # a metric that was not logged before
+            values.append(float(value))
+        return write_json(self.history, history)
 
     def save_head(self, weights: list[Any]) -> Path:
         import numpy as np

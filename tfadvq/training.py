@@ -246,7 +246,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
     run = rundir.TrainDir(out_dir)
     strategy = strategy or make_strategy(config.strategy)
     chief = is_chief(strategy)
-    lock = rundir.locked(run.path) if chief else contextlib.nullcontext()
+    lock = rundir.claim_dir(run.path, rundir.TrainDir, force=force, command="tfadvq train",
+                            keep_on_failure=True) if chief else contextlib.nullcontext()
     with lock:
         if chief:
             _check_run_dir(run, config, force)
@@ -265,10 +266,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
             with tempfile.TemporaryDirectory(prefix="tfadvq-worker-") as scratch:
                 embedding_model.save(Path(scratch) / run.MODEL)
             return run
-        # The head and history first, the model last: a model file means the run is complete.
+        # The head first, the model last: a model file means the run is complete.  history.json was
+        # written epoch by epoch (callbacks.HistoryFile): it holds the epochs before a resume too.
         run.save_head(history.model.head.get_weights())
-        if history.history:  # empty when a kill after the last epoch is resumed: keep the one written
-            rundir.write_json(run.history, history.history)
         rundir.atomic_save_model(embedding_model, run.model)
         shutil.rmtree(run.backup, ignore_errors=True)  # kept until now so a kill above loses no epoch
     return run

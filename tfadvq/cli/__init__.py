@@ -42,8 +42,20 @@ def from_flags(cls: type[T], values: dict[str, Any], where: str) -> T:
         raise ConfigError(message) from None
 
 
+class UsageError(TfadvqError):
+    """A command line argparse refused: an unknown, missing or malformed flag (a ``nan``, a value
+    out of its range, see :func:`tfadvq.config.number`)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose refusals end like every other user error: ``tfadvq: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message.removeprefix('argument ')} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tfadvq",
         description="Adaptive weight quantization of speaker-verification models for TFLite Micro.",
     )
@@ -55,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except TfadvqError as exc:
         print(f"tfadvq: error: {exc}", file=sys.stderr)

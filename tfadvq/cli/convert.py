@@ -22,6 +22,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 @dataclasses.dataclass
 class ConvertArgs:
@@ -54,24 +56,29 @@ def register(subparsers) -> None:
                         help="int8 (needs --corpus; the default with it) or float32 (the default without)")
     parser.add_argument("--int8", action="store_const", const="int8", dest="activations",
                         help="the same as --activations int8")
-    parser.add_argument("--frames", type=int, default=200, help="fixed input frames = scoring window (default 200)")
+    parser.add_argument("--frames", type=number(int, 1), default=200,
+                        help="fixed input frames = scoring window (default 200)")
     parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
-    parser.add_argument("--calibration-crops", type=int, default=64, help="number of calibration crops")
+    parser.add_argument("--calibration-crops", type=number(int, 1), default=64, help="number of calibration crops")
     parser.add_argument("--trial-scores", type=Path,
                         help="text file of '<label 0|1> <cosine score>' lines from development trials; "
                              "calibrates the decision thresholds")
-    parser.add_argument("--target-far", type=float, default=0.01, help="false-accept rate of the low-FAR threshold")
+    parser.add_argument("--target-far", type=number(float, 0.0, 1.0, above=True), default=0.01,
+                        help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
                         help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
-    parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
+    parser.add_argument("--model-version", type=number(int, 0, 2**31 - 1), default=1,
+                        help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
                         help="also write the firmware's MODEL_DIR into DIR: model_data.{h,cc}, model_config.h, "
                              "model_ops.h")
     parser.add_argument("--symbol-prefix", default="", metavar="P",
                         help="with --c-array: names for a second model on the same device (files model_*_P.*, "
                              "symbols g_model_P, macros TFADVQ_<P>_*; its command lines start with P)")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing output files (--out, its .float/.int8 twins and .json, the "
+                             "--c-array sources); never a device node or fifo")
     parser.set_defaults(func=lambda a: run(ConvertArgs(
         a.model, a.out, None if a.activations is None else a.activations == "int8", a.frames, a.bits, a.corpus,
         a.calibration_crops, a.trial_scores, a.target_far,
@@ -112,38 +119,41 @@ def _thresholds(path: Path | None, target_far: float):
 
 
 def run(args: ConvertArgs) -> int:
-    """Convert, check under TFLM, write every file and print the summary."""
+    """Convert, check under TFLM, write every file and print the summary.
+
+    Every file it will write is claimed first (:func:`tfadvq.rundir.claim`):
+    an existing one is refused without ``--force``, a device node or fifo
+    always, and a failed conversion leaves none of them behind.
+    """
+    from converters.c_array import c_array_files, check_symbol_prefix
     from tfadvq import rundir
-
-    with rundir.locked(args.out.parent):
-        return _run(args)
-
-
-def _run(args: ConvertArgs) -> int:
-    from converters import array_representative, corpus_crops
-    from converters.device_files import convert_saved_model, is_complete, with_thresholds, write_device_files
-    from tfadvq import rundir
-    from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
-    from tfadvq.fbank_config import FbankConfig
     from tfadvq.model_io import open_model
-    from tfadvq.report import print_table
-    from tfadvq.windows import ScoringConfig
 
     if args.int8 and args.corpus is None:
         raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
     if args.symbol_prefix:  # refused before the conversion, not after it
-        from converters.c_array import check_symbol_prefix
         if args.c_array is None:
             raise ConversionError("--symbol-prefix names the --c-array sources: give --c-array DIR too")
         check_symbol_prefix(args.symbol_prefix)
     if args.c_array is not None and args.c_array.exists() and not args.c_array.is_dir():
         raise ConversionError(f"--c-array {args.c_array}: is a file; give a directory (created if missing)")
     out = rundir.DeviceDir.for_file(args.out)
-    if is_complete(out) and not args.force:
-        raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
-                              "or choose another file")
     loaded = open_model(args.model, quantized=True)  # a model that does not load is refused before any work
+    sources = c_array_files(args.c_array, args.symbol_prefix) if args.c_array is not None else []
+    with rundir.claim(args.out, force=args.force,
+                      companions=[out.float_tflite, out.int8_tflite, out.metadata, *sources]):
+        return _run(args, out, loaded)
+
+
+def _run(args: ConvertArgs, out, loaded) -> int:
+    from converters import array_representative, corpus_crops
+    from converters.device_files import convert_saved_model, with_thresholds, write_device_files
+    from tfadvq.config import load_yaml
+    from tfadvq.fbank_config import FbankConfig
+    from tfadvq.report import print_table
+    from tfadvq.windows import ScoringConfig
+
     thresholds = _thresholds(args.trial_scores, args.target_far)
     feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
     scoring = ScoringConfig(window_frames=args.frames)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     from tfadvq.corpus.synth import SynthConfig
@@ -34,15 +36,15 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = sub.add_parser("synth", help="generate the TTS speaker corpus",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    synth.add_argument("--speakers", type=int, default=defaults.speakers,
+    synth.add_argument("--speakers", type=number(int, 1), default=defaults.speakers,
                        help=f"training speakers (default {defaults.speakers})")
-    synth.add_argument("--test-speakers", type=int, default=defaults.test_speakers,
+    synth.add_argument("--test-speakers", type=number(int, 1), default=defaults.test_speakers,
                        help=f"held-out test speakers (default {defaults.test_speakers})")
-    synth.add_argument("--utts", type=int, default=defaults.utts,
+    synth.add_argument("--utts", type=number(int, 1), default=defaults.utts,
                        help=f"utterances per speaker (default {defaults.utts})")
     synth.add_argument("--out", type=Path, required=True, help="output corpus directory")
-    synth.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
-    synth.add_argument("--workers", type=int,
+    synth.add_argument("--seed", type=number(int, 0), default=defaults.seed, help="random seed (default 0)")
+    synth.add_argument("--workers", type=number(int, 1),
                        help="worker processes (default: the usable CPU cores; 1 = no subprocesses)")
     synth.set_defaults(func=run_synth)
     _register_real(sub)
@@ -59,9 +61,9 @@ def _register_real(sub) -> None:
     real.add_argument("--sources", nargs="+", default=list(defaults.sources), metavar="SOURCE",
                       help=f"sources to build (default: {' '.join(defaults.sources)}; opt-in: "
                            f"{' '.join(s.name for s in EXTRA_SOURCES)}, labels less certain)")
-    real.add_argument("--max-clips", type=int, default=defaults.max_clips,
+    real.add_argument("--max-clips", type=number(int, 0), default=defaults.max_clips,
                       help=f"clips per speaker and language, drawn by --seed (0: all; default {defaults.max_clips})")
-    real.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
+    real.add_argument("--seed", type=number(int, 0), default=defaults.seed, help="random seed (default 0)")
     real.add_argument("--install", action="store_true",
                       help="as root: install missing source packages with apt-get (as scripts/setup.sh does)")
     real.set_defaults(func=lambda a: run_real(a.out, tuple(a.sources), a.max_clips, a.seed, a.install))
@@ -75,10 +77,14 @@ def run_synth(args: argparse.Namespace) -> int:
                          utts=args.utts, seed=args.seed)
     result = synthesize_corpus(args.out, config, workers=args.workers)
     print_table(result.rows(), title=f"tfadvq data synth ({args.out})")
+    if result.unavailable:
+        print_table([{"voice": v, "why": why} for v, why in result.unavailable.items()],
+                    title="TTS voices not working on this machine (no speaker was given one)")
     if result.failed:
         print_table([{"utterance": k, "reason": r} for k, r in result.failed[:20]],
                     title=f"failed utterances ({len(result.failed)}; all in {args.out / 'corpus.json'}; "
                           "re-run to retry them)")
+    result.require_complete()  # a corpus short of its settings is an error, not a quiet footnote
     return 0
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -35,23 +37,20 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="dev",
                         help="which part of --corpus to check (default dev)")
     parser.add_argument("--trials", type=Path, help="trial list to check and filter")
-    parser.add_argument("--min-seconds", type=float, default=0.5,
+    parser.add_argument("--min-seconds", type=number(float, 0.0), default=0.5,
                         help="shortest usable audio (default 0.5 s)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--force", action="store_true", help="replace the lists already in --out")
     parser.set_defaults(func=lambda a: run(a.out, a.wav_root, a.wav_scp, a.utt2spk, a.corpus, a.split,
-                                           a.trials, a.min_seconds))
+                                           a.trials, a.min_seconds, a.force))
 
 
 def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = None,
         utt2spk: Path | None = None, corpus: Path | None = None, split: str = "dev",
-        trials_path: Path | None = None, min_seconds: float = 0.5) -> int:
-    import numpy as np
-
+        trials_path: Path | None = None, min_seconds: float = 0.5, force: bool = False) -> int:
     from tfadvq import rundir
     from tfadvq.audio import AudioLimits, validate_files
     from tfadvq.errors import ConfigError
-    from tfadvq.report import print_table
-    from tfadvq.voxceleb import read_trials, write_kaldi_lists, write_trials
 
     if wav_scp is not None and utt2spk is None:
         raise ConfigError("--wav-scp needs --utt2spk (Kaldi key -> speaker list)")
@@ -60,7 +59,21 @@ def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = N
     kept_paths = set(good)
     kept = [u for u in utterances if u.path in kept_paths]
     lists = rundir.ListsDir(out)
-    lists.path.mkdir(parents=True, exist_ok=True)
+    with rundir.claim_dir(out, rundir.ListsDir, force=force, command="tfadvq lists"):
+        if lists.wav_scp.exists() and not force:
+            raise ConfigError(f"--out {out}: holds lists already ({lists.wav_scp}); pass --force to replace "
+                              "them or choose another directory")
+        return _write(lists, utterances, kept, bad, trials_path)
+
+
+def _write(lists, utterances, kept, bad, trials_path: Path | None) -> int:
+    import numpy as np
+
+    from tfadvq import rundir
+    from tfadvq.report import print_table
+    from tfadvq.voxceleb import read_trials, write_kaldi_lists, write_trials
+
+    out = lists.path
     write_kaldi_lists(kept, lists.wav_scp, lists.utt2spk)
     rundir.write_bad_files(lists.bad, bad)
     row = {"utterances": len(utterances), "speakers": len({u.speaker for u in utterances}),

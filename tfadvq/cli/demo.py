@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     from tfadvq.cli.run import add_stage_range
@@ -26,21 +28,22 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("runs/demo"),
                         help="where every stage writes (default: runs/demo)")
-    parser.add_argument("--speakers", type=int, help="corpus training speakers (default: the generator's)")
-    parser.add_argument("--test-speakers", type=int, help="corpus test speakers (default: the generator's)")
-    parser.add_argument("--utts", type=int, help="utterances per speaker (default: the generator's)")
+    parser.add_argument("--speakers", type=number(int, 1), help="corpus training speakers (default: the generator's)")
+    parser.add_argument("--test-speakers", type=number(int, 1), help="corpus test speakers (default: the generator's)")
+    parser.add_argument("--utts", type=number(int, 1), help="utterances per speaker (default: the generator's)")
     parser.add_argument("--corpus", help="use this existing corpus directory instead of generating one")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: the demo config's)")
-    parser.add_argument("--batch-size", type=int, help="training batch size")
-    parser.add_argument("--steps-per-epoch", type=int, help="training epoch length")
-    parser.add_argument("--bits", type=int, help="KMQAT weight bits (default 4)")
-    parser.add_argument("--finetune-epochs", type=int, help="fine-tune epochs (default 3)")
-    parser.add_argument("--finetune-steps", type=int, help="fine-tune epoch length")
-    parser.add_argument("--frames", type=int, help="scoring window = converted model input (default 100)")
-    parser.add_argument("--calibration-crops", type=int, help="corpus crops calibrating int8 (default 64)")
+    parser.add_argument("--epochs", type=number(int, 1), help="training epochs (default: the demo config's)")
+    parser.add_argument("--batch-size", type=number(int, 1), help="training batch size")
+    parser.add_argument("--steps-per-epoch", type=number(int, 1), help="training epoch length")
+    parser.add_argument("--bits", type=number(int, 1, 8), help="KMQAT weight bits (default 4)")
+    parser.add_argument("--finetune-epochs", type=number(int, 1), help="fine-tune epochs (default 3)")
+    parser.add_argument("--finetune-steps", type=number(int, 1), help="fine-tune epoch length")
+    parser.add_argument("--frames", type=number(int, 1), help="scoring window = converted model input (default 100)")
+    parser.add_argument("--calibration-crops", type=number(int, 1), help="corpus crops calibrating int8 (default 64)")
     parser.add_argument("--real-sources", nargs="+", metavar="SOURCE",
                         help="real-speech sources (default: every default source of tfadvq data real)")
-    parser.add_argument("--real-clips", type=int, help="real speech: clips per speaker and language (default 100)")
+    parser.add_argument("--real-clips", type=number(int, 1),
+                        help="real speech: clips per speaker and language (default 100)")
     parser.add_argument("--no-real-speech", action="store_true",
                         help="leave out the real-speech evaluation (the synthetic figures only)")
     add_stage_range(parser)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,8 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--as-norm", action="store_true", help="adaptive score normalisation")
     parser.add_argument("--cohort", type=Path,
                         help="imposter cohort for --as-norm: a corpus dir (its training part) or a wav tree")
-    parser.add_argument("--top-n", type=int, default=300, help="AS-norm: closest cohort entries used")
-    parser.add_argument("--frames", type=int, default=200, help="scoring window in frames (the device's)")
+    parser.add_argument("--top-n", type=number(int, 1), default=300, help="AS-norm: closest cohort entries used")
+    parser.add_argument("--frames", type=number(int, 1), default=200, help="scoring window in frames (the device's)")
     parser.add_argument("--out", type=Path, help="output dir (default: <model dir>/eval_<trials name>)")
     parser.set_defaults(func=lambda a: run(a.model, a.trials, a.corpus, a.wav_root, a.as_norm, a.cohort,
                                            a.top_n, a.frames, a.out))
@@ -69,8 +71,8 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
     model = loaded.model
     scoring = ScoringConfig(window_frames=frames)
     result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
-    eval_dir = rundir.EvalDir(out or run_dir.path / f"eval_{trials_path.stem}")
-    with rundir.locked(eval_dir.path):
+    eval_dir = rundir.EvalDir(out or run_dir.path / f"{run_dir.EVAL_PREFIX}{trials_path.stem}")
+    with rundir.claim_dir(eval_dir.path, rundir.EvalDir, flag="--out", command="tfadvq eval"):
         write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),

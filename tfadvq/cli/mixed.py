@@ -22,6 +22,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 @dataclasses.dataclass
 class MixedArgs:
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help="FP32 embedding model (.keras or a train dir)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--target-size", help="converted .tflite size, e.g. 150KB, 1.5MB, 200KiB or bytes")
-    budget.add_argument("--avg-bits", type=float, help="average bits per quantized weight, e.g. 3.2")
+    budget.add_argument("--avg-bits", type=number(float, 1.0, 8.0), help="average bits per quantized weight, e.g. 3.2")
     parser.add_argument("--allowed", default="1,2,3,4,5,6,8", help="allowed bit widths (default 1,2,3,4,5,6,8)")
     parser.add_argument("--objective", choices=["distill", "aam"], default="distill",
                         help="sensitivity (and fine-tune) objective; aam needs the trained head")
@@ -65,19 +67,22 @@ def register(subparsers) -> None:
     data.add_argument("--corpus", type=Path, help="use this corpus' training part instead of the model's data")
     data.add_argument("--inputs", type=Path, help=".npy array [N, ...] of the model's own inputs (distill)")
     parser.add_argument("--train-config", help="training YAML or packaged name, for a model without train.yaml")
-    parser.add_argument("--batches", type=int, default=4, help="batches of the objective for the traces")
-    parser.add_argument("--probes", type=int, default=16, help="Hutchinson probes per batch")
+    parser.add_argument("--batches", type=number(int, 1), default=4, help="batches of the objective for the traces")
+    parser.add_argument("--probes", type=number(int, 1), default=16, help="Hutchinson probes per batch")
     parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
     parser.add_argument("--per-weight", action="store_true", help="bits per weight key instead of per layer")
-    parser.add_argument("--frames", type=int, default=200, help="converted input frames (default 200)")
-    parser.add_argument("--finetune-steps", type=int, default=0, help="one-shot QAT steps (0: post-training)")
-    parser.add_argument("--lr-scale", type=float, default=0.1, help="fine-tune peak lr = training lr x this")
+    parser.add_argument("--frames", type=number(int, 1), default=200, help="converted input frames (default 200)")
+    parser.add_argument("--finetune-steps", type=number(int, 0), default=0,
+                        help="one-shot QAT steps (0: post-training)")
+    parser.add_argument("--lr-scale", type=number(float, 0.0, above=True), default=0.1,
+                        help="fine-tune peak lr = training lr x this")
     parser.add_argument("--msft", action="store_true", help="multi-stage fine-tuning instead of one-shot QAT")
-    parser.add_argument("--steps-per-stage", type=int, default=100, help="MSFT steps per stage")
-    parser.add_argument("--stages", type=int, default=4, help="MSFT stages")
+    parser.add_argument("--steps-per-stage", type=number(int, 1), default=100, help="MSFT steps per stage")
+    parser.add_argument("--stages", type=number(int, 1), default=4, help="MSFT stages")
     parser.add_argument("--plots", action="store_true", help="write sensitivity and convergence plots to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--force", action="store_true", help="replace a finished result in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished result in --out, or write into a directory holding other files")
     parser.set_defaults(func=lambda a: run(MixedArgs(**{f.name: getattr(a, f.name)
                                                          for f in dataclasses.fields(MixedArgs)})))
 
@@ -85,7 +90,7 @@ def register(subparsers) -> None:
 def run(args: MixedArgs) -> int:
     from tfadvq import rundir
 
-    with rundir.locked(args.out):
+    with rundir.claim_dir(args.out, rundir.MixedDir, force=args.force, command="tfadvq mixed"):
         return _run(args)
 
 

@@ -27,6 +27,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 @dataclasses.dataclass
 class QuantizeArgs:
@@ -71,37 +73,38 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path,
                         help="FP32 embedding model: .keras (tf-keras or Keras 3), .h5, SavedModel or a run folder")
-    parser.add_argument("--bits", type=int, default=4, help="bits for every supported layer (1..8)")
+    parser.add_argument("--bits", type=number(int, 1, 8), default=4, help="bits for every supported layer (1..8)")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
     parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=_per_channel,
                         help="one codebook per output channel; 'auto': only where the tables pay")
     parser.add_argument("--activation-bits", type=int, choices=[8], help="8-bit fake-quantized outputs")
-    parser.add_argument("--finetune-epochs", type=int, default=0, help="QAT epochs (0: post-training)")
+    parser.add_argument("--finetune-epochs", type=number(int, 0), default=0, help="QAT epochs (0: post-training)")
     parser.add_argument("--corpus", type=Path, help="fine-tune on this corpus instead of the training data")
     parser.add_argument("--objective", choices=["aam", "distill"], default="aam")
     parser.add_argument("--train-config",
                         help="training YAML or packaged name, only for a model without its train.yaml")
-    parser.add_argument("--lr-scale", type=float, default=0.1,
+    parser.add_argument("--lr-scale", type=number(float, 0.0, above=True), default=0.1,
                         help="fine-tune peak lr = training config lr x this (default 0.1)")
     parser.add_argument("--new-head", action="store_true",
                         help="aam: start from a new random head instead of the trained one")
-    parser.add_argument("--refresh-steps", type=int, default=100, help="codebook refresh period in steps")
+    parser.add_argument("--refresh-steps", type=number(int, 1), default=100, help="codebook refresh period in steps")
     parser.add_argument("--plots", action="store_true", help="write per-layer histograms to Q/plots")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--force", action="store_true", help="replace a finished quantization in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished quantization in --out, or write into a directory holding other files")
     parser.add_argument("--weighted", action="store_true",
                         help="Fisher-weighted k-means (distillation objective, needs --corpus, --inputs or train data)")
-    parser.add_argument("--fisher-batches", type=int, default=8, help="batches the Fisher is estimated on")
+    parser.add_argument("--fisher-batches", type=number(int, 1), default=8, help="batches the Fisher is estimated on")
     parser.add_argument("--bias-correction", action="store_true",
                         help="correct each quantized layer's output-mean shift on a few batches")
     parser.add_argument("--inputs", type=Path,
                         help=".npy array [N, ...] of model inputs (a model whose input is not our fbank)")
     parser.add_argument("--binary", choices=["static", "adaptive"],
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
-    parser.add_argument("--binary-clip", type=float, default=1.0,
+    parser.add_argument("--binary-clip", type=number(float, 0.0, above=True), default=1.0,
                         help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
-    parser.add_argument("--end-bits", type=int,
+    parser.add_argument("--end-bits", type=number(int, 1, 8),
                         help="keep the first and last quantizable layers (first conv, embedding) at this width")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
@@ -116,7 +119,7 @@ def _per_channel(value: str) -> bool | str:
 def run(args: QuantizeArgs) -> int:
     from tfadvq import rundir
 
-    with rundir.locked(args.out):
+    with rundir.claim_dir(args.out, rundir.QuantDir, force=args.force, command="tfadvq quantize"):
         return _run(args)
 
 

@@ -1,7 +1,9 @@
 """``tfadvq run RECIPE --workdir W [--from S] [--to S]``: run a recipe's stages (see :mod:`tfadvq.recipe`).
 
 RECIPE is a YAML file or a packaged recipe name (``demo``).  Stages whose
-config and inputs are unchanged since their last run are reused; ``--from S``
+config and inputs are unchanged since their last run, and whose outputs still
+match the digests in their records, are reused (the table says why a stage
+ran); ``--from S``
 re-runs S and everything after it; ``--to S`` stops after S.  Every stage
 writes its outputs and a record into ``W/<stage name>``.
 """
@@ -33,6 +35,6 @@ def run_and_report(recipe, workdir: Path, from_stage: str | None = None, to_stag
 
     parsed = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     rows = run_recipe(parsed, workdir, from_stage, to_stage,
-                      on_stage=lambda name: print(f"== stage: {name}", flush=True))
+                      on_stage=lambda name, why: print(f"== stage: {name} ({why})", flush=True))
     print_table(rows, title=f"tfadvq run {parsed.source} ({workdir})")
     return 0

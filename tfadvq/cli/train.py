@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--corpus", help="override data: train on this generated/VoxCeleb-like corpus dir")
     parser.add_argument("--strategy", choices=["none", "mirrored", "multi_worker"],
                         help="override the config's tf.distribute strategy")
-    parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument("--epochs", type=number(int, 1), help="override the number of epochs")
     parser.add_argument("--force", action="store_true", help="train again over a finished or other run")
     parser.set_defaults(func=lambda args: run(args.config, args.out, args.corpus, args.strategy, args.epochs,
                                               args.force))

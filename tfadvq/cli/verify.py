@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.config import number
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,8 +21,10 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help="model file or a run folder (train, quantize, ...)")
     parser.add_argument("--enroll", required=True, nargs="+", type=Path, help="enrollment recordings")
     parser.add_argument("--test", required=True, type=Path, help="recording to verify")
-    parser.add_argument("--threshold", type=float, help="cosine-score threshold in [-1, 1] (default: stored)")
-    parser.add_argument("--frames", type=int, help="scoring window (default: the stored threshold's, else 200)")
+    parser.add_argument("--threshold", type=number(float, -1.0, 1.0),
+                        help="cosine-score threshold in [-1, 1] (default: stored)")
+    parser.add_argument("--frames", type=number(int, 1),
+                        help="scoring window (default: the stored threshold's, else 200)")
     parser.set_defaults(func=lambda a: run(a.model, a.enroll, a.test, a.threshold, a.frames))
 
 

@@ -13,6 +13,13 @@ Determinism: every random draw comes from its own generator seeded by
 is the same audio whatever the corpus size, the worker count or the order in
 which workers finish -- that is also what makes resuming exact.
 
+Voices: before any speaker is assigned a voice, the engines are asked which
+of the candidate voices work on this machine (:func:`tfadvq.corpus.tts.probe_voices`);
+speakers draw only from those, the ones left out are listed in the summary
+and ``corpus.json``, and a corpus begun with another set is not resumed with
+this one.  A corpus that misses clips the settings asked for is written (so a
+re-run completes it) but reported as an error naming what is missing.
+
 Resuming: wav files appear atomically (``save_wav`` writes a temporary file and
 renames it), existing ones are skipped, and the lists, trials and corpus.json
 are written only at the end, from the files that exist.  ``DIR/.synth.json``
@@ -41,10 +48,11 @@ from tqdm import tqdm
 from tfadvq.audio import SAMPLE_RATE, resample, save_wav
 from tfadvq.corpus.channel import Session, apply_channel, build_rir_bank, sample_session
 from tfadvq.corpus.texts import sentence_of_length
-from tfadvq.corpus.tts import SynthesisError, synthesize
+from tfadvq import rundir
+from tfadvq.corpus.tts import SynthesisError, probe_voices, synthesize
 from tfadvq.corpus.vocoder import revoice
-from tfadvq.corpus.voices import ESPEAK, FESTIVAL, Voice, sample_voice
-from tfadvq.errors import AudioError, ConfigError
+from tfadvq.corpus.voices import CANDIDATES, ESPEAK, FESTIVAL, Voice, VoiceSet, sample_voice
+from tfadvq.errors import AudioError, ConfigError, DataError
 from tfadvq.voxceleb import Trials, corpus_trials_path, write_trials
 
 SPLITS = ("dev", "test")
@@ -142,10 +150,13 @@ class SynthResult:
     failed: list[tuple[str, str]]
     trials: int
     seconds: float
+    requested: dict[str, int] = dataclasses.field(default_factory=dict)  # speakers per split asked for
+    utts: int = 0  # utterances per speaker asked for
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # "engine voice": why not used
 
     def rows(self) -> list[dict]:
-        rows = [{"split": split, "speakers": self.speakers[split],
-                 "utterances": self.utterances[split],
+        rows = [{"split": split, "speakers": self.speakers[split], "asked": self.requested.get(split),
+                 "utterances": self.utterances[split], "asked_utts": self.requested.get(split, 0) * self.utts,
                  "hours": round(self.audio_seconds[split] / 3600.0, 3),
                  "mean_utt_s": round(self.audio_seconds[split] / max(self.utterances[split], 1), 2)}
                 for split in SPLITS]
@@ -154,21 +165,38 @@ class SynthResult:
                      "seconds": round(self.seconds, 1)})
         return rows
 
+    def shortfall(self) -> str:
+        """How the corpus differs from its settings ("" when every speaker has all its clips)."""
+        missing = [f"{split}: {self.speakers[split]} of {self.requested[split]} speakers, "
+                   f"{self.utterances[split]} of {self.requested[split] * self.utts} utterances"
+                   for split in SPLITS if self.utterances[split] < self.requested.get(split, 0) * self.utts]
+        if not missing:
+            return ""
+        first = f" (first: {self.failed[0][0]}: {self.failed[0][1]})" if self.failed else ""
+        return (f"{self.out}: the corpus is incomplete -- {'; '.join(missing)}; {len(self.failed)} clips "
+                f"failed{first}. What was made is kept (all failures in {self.out / 'corpus.json'}); "
+                "re-run the same command to retry the missing clips")
+
+    def require_complete(self) -> None:
+        """Raise :class:`DataError` when the corpus is not what its settings asked for."""
+        if self.shortfall():
+            raise DataError(self.shortfall())
+
 
 def speaker_id(index: int) -> str:
     return f"id{index:05d}"
 
 
-def plan_corpus(config: SynthConfig) -> list[SpeakerPlan]:
-    """Every speaker's voice, sessions and utterance slots (cheap; no audio, no text)."""
+def plan_corpus(config: SynthConfig, voices: VoiceSet = CANDIDATES) -> list[SpeakerPlan]:
+    """Every speaker's voice (drawn from ``voices``), sessions and utterance slots (cheap; no audio, no text)."""
     config.validate()
     total = config.speakers + config.test_speakers
-    return [_plan_speaker(config, index, "dev" if index < config.speakers else "test")
+    return [_plan_speaker(config, index, "dev" if index < config.speakers else "test", voices)
             for index in range(total)]
 
 
-def _plan_speaker(config: SynthConfig, index: int, split: str) -> SpeakerPlan:
-    voice = sample_voice(_rng(config.seed, _VOICE, index))
+def _plan_speaker(config: SynthConfig, index: int, split: str, voices: VoiceSet) -> SpeakerPlan:
+    voice = sample_voice(_rng(config.seed, _VOICE, index), voices=voices)
     session_rng = _rng(config.seed, _SESSIONS, index)
     sessions = tuple(sample_session(session_rng, config.rooms)
                      for _ in range(int(session_rng.integers(2, 5))))
@@ -184,10 +212,14 @@ def _plan_speaker(config: SynthConfig, index: int, split: str) -> SpeakerPlan:
 
 
 def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(),
-                      workers: int | None = None, progress: bool = True) -> SynthResult:
+                      workers: int | None = None, progress: bool = True,
+                      candidates: VoiceSet = CANDIDATES) -> SynthResult:
     """Generate (or complete) the corpus in ``out``; see the module docstring.
 
     ``workers`` defaults to the usable CPU cores; 1 runs in this process.
+    Speakers draw from the ``candidates`` that work on this machine.  The
+    result's :meth:`~SynthResult.require_complete` says whether every speaker
+    got its clips.
     """
     start = time.perf_counter()
     config.validate()
@@ -195,9 +227,14 @@ def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(),
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
-    previous_seconds = _claim(out, config)
-    plans = plan_corpus(config)
-    banks = _build_banks(config)
+    voices, unavailable = probe_voices(candidates)
+    if not voices.engines() or not voices.espeak_variants or not (voices.espeak_english or voices.espeak_other):
+        raise ConfigError("no working text-to-speech voice on this machine (espeak-ng is needed for the "
+                          f"babble, and at least one engine voice for the speakers): {unavailable}; install "
+                          "the engines with scripts/setup.sh")
+    previous_seconds = _claim(out, config, voices)
+    plans = plan_corpus(config, voices)
+    banks = _build_banks(config, voices)
     results = list(_run_speakers(plans, out, banks, workers, progress))
     by_speaker = {r.speaker: r for r in results}
     trials = _write_lists(out, plans, by_speaker, config.seed, config.trials_per_utt)
@@ -214,16 +251,19 @@ def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(),
         failed=[f for r in results for f in r.failed],
         trials=trials,
         seconds=seconds,
+        requested={"dev": config.speakers, "test": config.test_speakers},
+        utts=config.utts,
+        unavailable=unavailable,
     )
-    _write_manifest(out, config, plans, result, previous_seconds + seconds)
+    _write_manifest(out, config, voices, plans, result, previous_seconds + seconds)
     return result
 
 
 # ----------------------------------------------------------------------------- output dir
 
 
-def _claim(out: Path, config: SynthConfig) -> float:
-    """Check ``out`` is empty or a corpus with the same settings; return earlier runs' seconds."""
+def _claim(out: Path, config: SynthConfig, voices: VoiceSet) -> float:
+    """Check ``out`` is empty or a corpus with the same settings and voices; return earlier runs' seconds."""
     marker = out / MARKER
     settings = dataclasses.asdict(config)
     if marker.is_file():
@@ -234,6 +274,12 @@ def _claim(out: Path, config: SynthConfig) -> float:
             described = ", ".join(f"{k}: {old} there, {new} now" for k, (old, new) in differing.items())
             raise ConfigError(f"{out}: holds a corpus made with other settings ({described}); "
                               "re-run with the same settings to complete it, or use another --out")
+        before = recorded.get("voices")  # absent in corpora begun before voices were probed
+        if before is not None and VoiceSet(**{k: tuple(v) for k, v in before.items()}) != voices:
+            then = VoiceSet(**{k: tuple(v) for k, v in before.items()})
+            raise ConfigError(f"{out}: was begun where other TTS voices worked (missing here: "
+                              f"{voices.removed(then) or 'none'}; new here: {then.removed(voices) or 'none'}); its "
+                              "speakers would get other voices here: finish it there, or use another --out")
         for stale in (p for split in SPLITS for p in (out / split).rglob(".*.tmp")):
             stale.unlink()  # a wav half-written when an earlier run was killed
         return float(recorded.get("generation_seconds", 0.0))
@@ -241,14 +287,9 @@ def _claim(out: Path, config: SynthConfig) -> float:
         raise ConfigError(f"{out}: exists and is not a tfadvq corpus (no {MARKER}); "
                           "give an empty or new directory as --out")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(marker, {"settings": settings, "generation_seconds": 0.0})
+    rundir.write_json(marker, {"settings": settings, "voices": dataclasses.asdict(voices),
+                               "generation_seconds": 0.0})
     return 0.0
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -265,14 +306,14 @@ class Banks:
 _WORKER_BANKS: Banks | None = None
 
 
-def _build_banks(config: SynthConfig) -> Banks:
+def _build_banks(config: SynthConfig, voices: VoiceSet) -> Banks:
     """Room responses and a babble track (espeak-ng talkers), shared by all speakers."""
     rng = _rng(config.seed, _BANKS)
     rirs = build_rir_bank(rng, rooms=config.rooms, rate=SAMPLE_RATE)
-    voices = [sample_voice(rng, engine=ESPEAK) for _ in range(_BABBLE_SENTENCES)]
+    talkers = [sample_voice(rng, engine=ESPEAK, voices=voices) for _ in range(_BABBLE_SENTENCES)]
     tracks = []
     with tempfile.TemporaryDirectory(prefix="tfadvq-babble-") as tmp:
-        for i, voice in enumerate(voices):
+        for i, voice in enumerate(talkers):
             text = " ".join(sentence_of_length(rng, 10) for _ in range(3))
             (audio, rate), = synthesize(voice, [text], Path(tmp) / str(i))
             track = resample(audio, rate, SAMPLE_RATE)
@@ -428,13 +469,16 @@ def make_trials(keys: Sequence[str], speakers: Sequence[str], rng: np.random.Gen
     return Trials(np.asarray(labels, np.int8), enroll, test)
 
 
-def _write_manifest(out: Path, config: SynthConfig, plans: Sequence[SpeakerPlan],
+def _write_manifest(out: Path, config: SynthConfig, voices: VoiceSet, plans: Sequence[SpeakerPlan],
                     result: SynthResult, total_seconds: float) -> None:
     settings = dataclasses.asdict(config)
-    _write_json(out / MARKER, {"settings": settings, "generation_seconds": total_seconds})
-    _write_json(out / "corpus.json", {
+    rundir.write_json(out / MARKER, {"settings": settings, "voices": dataclasses.asdict(voices),
+                                     "generation_seconds": total_seconds})
+    rundir.write_json(out / "corpus.json", {
         "generator": "tfadvq data synth",
         "settings": settings,
+        "complete": not result.shortfall(),
+        "unavailable_voices": result.unavailable,
         "sample_rate": SAMPLE_RATE,
         "generation_seconds": round(total_seconds, 1),
         "last_run": {"seconds": round(result.seconds, 1), "written": result.written,

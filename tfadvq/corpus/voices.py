@@ -11,6 +11,12 @@ an F0 level and contour style (range, jitter, vibrato), breathiness and spectral
 tilt.  Each field is drawn independently per speaker from ``(seed, speaker)``,
 so two speakers never share a voice and speaker ``i`` is the same voice
 whatever the corpus size.
+
+Which engine voices a machine really has differs (festival's ``czech_ph`` is
+not a Debian package set-up installs): :class:`VoiceSet` names the candidates,
+:func:`tfadvq.corpus.tts.probe_voices` keeps the ones that work here, and
+:func:`sample_voice` draws only from those -- with every candidate working,
+exactly the draws it always made.
 """
 from __future__ import annotations
 
@@ -43,6 +49,33 @@ FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 # diphone voices fail on '?', the Indic ones produce no audio, Russian crashes).
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts", "hy_fi_mv_diphone",
                    "suo_fi_lj_diphone", "czech_dita", "czech_krb", "czech_machac", "czech_ph")
+
+
+@dataclasses.dataclass(frozen=True)
+class VoiceSet:
+    """The engine voices speakers are drawn from (each a tuple; an empty one drops that choice)."""
+
+    espeak_english: tuple[str, ...] = _ESPEAK_ENGLISH
+    espeak_other: tuple[str, ...] = _ESPEAK_OTHER
+    espeak_variants: tuple[str, ...] = _ESPEAK_VARIANTS
+    flite: tuple[str, ...] = FLITE_VOICES
+    festival: tuple[str, ...] = FESTIVAL_VOICES
+
+    def engines(self) -> dict[str, float]:
+        """:data:`ENGINE_WEIGHTS` of the engines with at least one voice, renormalised."""
+        usable = {ESPEAK: bool((self.espeak_english or self.espeak_other) and self.espeak_variants),
+                  FLITE: bool(self.flite), FESTIVAL: bool(self.festival)}
+        weights = {engine: w for engine, w in ENGINE_WEIGHTS.items() if usable[engine]}
+        total = sum(weights.values())
+        return {engine: w / total for engine, w in weights.items()}
+
+    def removed(self, other: VoiceSet) -> list[str]:
+        """``field:voice`` of the voices in ``other`` that this set lacks."""
+        return [f"{field.name}:{name}" for field in dataclasses.fields(self)
+                for name in getattr(other, field.name) if name not in getattr(self, field.name)]
+
+
+CANDIDATES = VoiceSet()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,20 +120,25 @@ class Voice:
         return base * self.speed / (1.0 + 0.25 * self.word_gap)
 
 
-def sample_voice(rng: np.random.Generator, engine: str | None = None) -> Voice:
-    """Draw one voice; ``rng`` should be seeded from ``(seed, speaker)`` only.
+def sample_voice(rng: np.random.Generator, engine: str | None = None, voices: VoiceSet = CANDIDATES) -> Voice:
+    """Draw one voice from ``voices``; ``rng`` should be seeded from ``(seed, speaker)`` only.
 
     ``engine`` forces the base engine (the babble bank uses fast espeak-ng only);
-    by default it is drawn with :data:`ENGINE_WEIGHTS`.
+    by default it is drawn with :data:`ENGINE_WEIGHTS` (of the engines ``voices`` has).
     """
     if engine is None:
-        engines = list(ENGINE_WEIGHTS)
-        engine = engines[int(rng.choice(len(engines), p=list(ENGINE_WEIGHTS.values())))]
+        weights = voices.engines()
+        if not weights:
+            raise ValueError("no TTS voice to draw from")
+        engines = list(weights)
+        engine = engines[int(rng.choice(len(engines), p=list(weights.values())))]
     if engine == ESPEAK:
-        languages = _ESPEAK_ENGLISH if rng.random() < 0.5 else _ESPEAK_OTHER
-        engine_voice = f"{_choice(rng, languages)}+{_choice(rng, _ESPEAK_VARIANTS)}"
+        english = rng.random() < 0.5
+        languages = (voices.espeak_english if english else voices.espeak_other) or \
+            voices.espeak_english or voices.espeak_other
+        engine_voice = f"{_choice(rng, languages)}+{_choice(rng, voices.espeak_variants)}"
     else:
-        engine_voice = _choice(rng, FLITE_VOICES if engine == FLITE else FESTIVAL_VOICES)
+        engine_voice = _choice(rng, voices.flite if engine == FLITE else voices.festival)
     # A latent "vocal size" couples vocal-tract length and F0 loosely, as in people,
     # while independent noise keeps every combination possible.
     size = rng.uniform(-1.0, 1.0)

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfadvq.config import bounded
 from tfadvq.errors import ConfigError
 
 if TYPE_CHECKING:  # the settings load without TensorFlow (a recipe is checked before anything runs)
@@ -36,16 +37,16 @@ class PTQSettings:
     per-channel tables where they pay.
     """
 
-    bits: int = 4
+    bits: int = bounded(4, 1, 8)
     bits_per_layer: str | None = None
     per_channel: bool | str = False
-    activation_bits: int | None = None
+    activation_bits: int | None = bounded(None, 8, 8)
     weighted: bool = False
-    fisher_batches: int = 8
+    fisher_batches: int = bounded(8, 1)
     bias_correction: bool = False
     binary: str | None = None
-    binary_clip: float | None = 1.0
-    end_bits: int | None = None
+    binary_clip: float | None = bounded(1.0, 0.0, above=True)
+    end_bits: int | None = bounded(None, 1, 8)
 
     def __post_init__(self) -> None:
         if self.end_bits is not None and self.bits_per_layer:

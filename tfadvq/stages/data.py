@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfadvq import rundir
+from tfadvq.config import bounded
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 
 
@@ -24,12 +25,14 @@ class CorpusStage(StageBase):
     Sizes left null take the generator's defaults (the embedded default corpus).
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("corpus",)
+
     path: str | None = None
-    speakers: int | None = None
-    test_speakers: int | None = None
-    utts: int | None = None
-    seed: int = 0
-    workers: int | None = None
+    speakers: int | None = bounded(None, 2)
+    test_speakers: int | None = bounded(None, 2)
+    utts: int | None = bounded(None, 2)
+    seed: int = bounded(0, 0)
+    workers: int | None = bounded(None, 1)
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         return {"external": corpus_digest(Path(self.path))} if self.path else {}
@@ -44,7 +47,7 @@ class CorpusStage(StageBase):
             directory = rundir.CorpusRun(ctx.out).corpus
             sizes = {k: v for k, v in (("speakers", self.speakers), ("test_speakers", self.test_speakers),
                                        ("utts", self.utts)) if v is not None}
-            synthesize_corpus(directory, SynthConfig(seed=self.seed, **sizes), workers=self.workers)
+            synthesize_corpus(directory, SynthConfig(seed=self.seed, **sizes), workers=self.workers).require_complete()
         corpus = ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
         speakers = len({u.speaker for u in corpus.train})
         return StageResult(
@@ -65,9 +68,11 @@ class RealCorpusStage(StageBase):
     as root (otherwise it stops naming them).
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("corpus",)
+
     sources: list[str] | None = None
-    max_clips: int = 100
-    seed: int = 0
+    max_clips: int = bounded(100, 0)
+    seed: int = bounded(0, 0)
     install: bool = False
 
     def __post_init__(self) -> None:

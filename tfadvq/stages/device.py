@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from tfadvq.config import bounded
 from tfadvq import rundir
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
@@ -58,11 +59,14 @@ class ConvertStage(StageBase):
     float activations without it; ``int8: false`` keeps float activations.
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("tflite", "metadata", "plain")
+    needs: ClassVar[dict[str, str]] = {"model": "wrapped", "calibration": "corpus"}
+
     model: str = "finetune"
     int8: bool | None = None
     calibration: str | None = None
-    calibration_crops: int = 64
-    model_version: int = 1
+    calibration_crops: int = bounded(64, 1)
+    model_version: int = bounded(1, 0, 2**31 - 1)
 
     def __post_init__(self) -> None:
         if self.int8 and self.calibration is None:
@@ -107,11 +111,14 @@ class ConvertStage(StageBase):
 class CalibrateStage(StageBase):
     """Thresholds from the converted model's own TFLM scores; metadata and firmware C sources with them."""
 
+    produces: ClassVar[tuple[str, ...]] = ("tflite", "metadata", "c_array", "plain", "scores")
+    needs: ClassVar[dict[str, str]] = {"model": "tflite", "corpus": "corpus"}
+
     model: str = "convert"
     corpus: str | None = None
     trials: str | None = None
     wav_root: str | None = None
-    target_far: float = 0.01
+    target_far: float = bounded(0.01, 0.0, 1.0, above=True)
 
     def __post_init__(self) -> None:
         TrialSource(self.corpus, self.trials, self.wav_root).check("calibrate")
@@ -173,6 +180,9 @@ class CalibrateStage(StageBase):
 @dataclasses.dataclass
 class DeviceVerifyStage(StageBase):
     """The verification example under the TFLM interpreter, at the calibrated (device) threshold."""
+
+    produces: ClassVar[tuple[str, ...]] = ("verification",)
+    needs: ClassVar[dict[str, str]] = {"model": "tflite", "corpus": "corpus"}
 
     model: str = "calibrate"
     corpus: str = "corpus"

@@ -24,12 +24,12 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tfadvq import rundir
-from tfadvq.config import to_dict
+from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
@@ -53,14 +53,16 @@ def parse_size(text: str | int) -> int:
 
 
 def check_avg_bits(avg_bits: float, allowed: Sequence[int]) -> float:
-    """Refuse an average below the narrowest allowed width (or not finite) before any work.
+    """Refuse an average outside the allowed widths (or not finite) before any work.
 
-    The allocator would find it unreachable too, but only after the Hessian
-    traces -- minutes on a real model -- so it is checked when the request is read.
+    The allocator would find a too-low average unreachable too, but only after
+    the Hessian traces -- minutes on a real model -- and would quietly give
+    every layer the widest width for a too-high one, so both are refused when
+    the request is read.
     """
-    if not np.isfinite(avg_bits) or avg_bits < min(allowed):
-        raise ConfigError(f"average bits {avg_bits}: accepted a finite number >= {min(allowed)}, the narrowest "
-                          f"allowed width (allowed bits {sorted(allowed)})")
+    if not np.isfinite(avg_bits) or not min(allowed) <= avg_bits <= max(allowed):
+        raise ConfigError(f"average bits {avg_bits}: accepted a finite number from {min(allowed)} to "
+                          f"{max(allowed)}, the narrowest and widest allowed widths (allowed bits {sorted(allowed)})")
     return float(avg_bits)
 
 
@@ -210,18 +212,18 @@ class MixedRequest:
     """
 
     target_size: str | None = None
-    avg_bits: float | None = None
+    avg_bits: float | None = bounded(None, 1.0, 8.0)
     allowed: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8])
     objective: str = "distill"
-    batches: int = 4
-    probes: int = 16
+    batches: int = bounded(4, 1)
+    probes: int = bounded(16, 1)
     per_channel: bool = False
     per_weight: bool = False
-    finetune_steps: int = 0
-    lr_scale: float = 0.1
+    finetune_steps: int = bounded(0, 0)
+    lr_scale: float = bounded(0.1, 0.0, above=True)
     msft: bool = False
-    steps_per_stage: int = 100
-    stages: int = 4
+    steps_per_stage: int = bounded(100, 1)
+    stages: int = bounded(4, 1)
 
     def __post_init__(self) -> None:
         if (self.target_size is None) == (self.avg_bits is None):
@@ -291,6 +293,10 @@ class MixedStage(MixedRequest, StageBase):
     ``.npy`` array of model inputs, distill) any audio; a model not trained by
     tfadvq needs one of them.  The converted size uses the recipe's scoring window.
     """
+
+    produces: ClassVar[tuple[str, ...]] = ("wrapped", "plain", "source_model", "train_dir", "bits_spec",
+                                           "sensitivities", "plan")
+    needs: ClassVar[dict[str, str]] = {"corpus": "corpus"}
 
     model: str = "train"
     corpus: str | None = None

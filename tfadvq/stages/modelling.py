@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfadvq import rundir
-from tfadvq.config import to_dict
+from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
@@ -71,11 +71,14 @@ class TrialSource:
 class TrainStage(StageBase):
     """Train an embedding model from a training YAML (or packaged name); ``corpus`` replaces its data."""
 
+    produces: ClassVar[tuple[str, ...]] = ("model", "train_dir")
+    needs: ClassVar[dict[str, str]] = {"corpus": "corpus"}
+
     config: str = "demo"
     corpus: str | None = None
-    epochs: int | None = None
-    steps_per_epoch: int | None = None
-    batch_size: int | None = None
+    epochs: int | None = bounded(None, 1)
+    steps_per_epoch: int | None = bounded(None, 1)
+    batch_size: int | None = bounded(None, 1)
     strategy: StrategyName | None = None
 
     def uses(self) -> dict[str, str]:
@@ -126,6 +129,8 @@ class ModelStage(StageBase):
     distillation objective and give the fine-tune its data.
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("model", "train_dir")
+
     path: str = ""
 
     def __post_init__(self) -> None:
@@ -170,12 +175,15 @@ class EvaluateStage(StageBase):
     run under the TFLM interpreter.  ``cohort`` (a corpus stage) adds AS-norm.
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("scores", "threshold", "det", "model")
+    needs: ClassVar[dict[str, str]] = {"corpus": "corpus"}
+
     model: str = "train"
     corpus: str | None = None
     trials: str | None = None
     wav_root: str | None = None
     cohort: str | None = None
-    top_n: int = 300
+    top_n: int = bounded(300, 1)
 
     def __post_init__(self) -> None:
         self.source.check("evaluate")
@@ -254,6 +262,9 @@ def describe_claim(outcome: dict[str, Any]) -> str:
 @dataclasses.dataclass
 class VerifyStage(StageBase):
     """A genuine and an impostor claim from the corpus's test speakers, at an evaluate stage's threshold."""
+
+    produces: ClassVar[tuple[str, ...]] = ("verification",)
+    needs: ClassVar[dict[str, str]] = {"threshold": "threshold", "corpus": "corpus"}
 
     model: str = "train"
     threshold: str = "evaluate"

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tfadvq import rundir
-from tfadvq.config import to_dict
+from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
@@ -38,17 +38,20 @@ class MSFTStage(StageBase):
     replace the training run's data sources.
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("wrapped", "plain", "source_model", "train_config", "msft", "head")
+    needs: ClassVar[dict[str, str]] = {"corpus": "corpus", "mixed": "bits_spec"}
+
     model: str | None = None
     mixed: str | None = None
-    bits: int | None = None
+    bits: int | None = bounded(None, 1, 8)
     bits_per_layer: str | None = None
-    steps_per_stage: int = 100
-    stages: int = 4
+    steps_per_stage: int = bounded(100, 1)
+    stages: int = bounded(4, 1)
     order: str = "sensitivity"
     groups: list[list[str]] | None = None
     objective: str = "aam"
-    lr_scale: float = 0.1
-    refresh_steps: int = 100
+    lr_scale: float = bounded(0.1, 0.0, above=True)
+    refresh_steps: int = bounded(100, 1)
     per_channel: bool = False
     use_trained_head: bool = True
     corpus: str | None = None

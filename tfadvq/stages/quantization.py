@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfadvq import rundir
-from tfadvq.config import load_yaml, to_dict
+from tfadvq.config import bounded, load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.quant.post_training import PTQSettings
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
@@ -40,6 +40,9 @@ class QuantizeStage(PTQSettings, StageBase):
     (:func:`tfadvq.quant.finetune.model_inputs`), or ``inputs`` (an ``.npy``
     array of model inputs).
     """
+
+    produces: ClassVar[tuple[str, ...]] = ("wrapped", "plain", "source_model", "train_dir")
+    needs: ClassVar[dict[str, str]] = {"corpus": "corpus"}
 
     model: str = "train"
     corpus: str | None = None
@@ -95,12 +98,15 @@ class FinetuneStage(StageBase):
     AAM head starts from the trained one (``use_trained_head``).
     """
 
+    produces: ClassVar[tuple[str, ...]] = ("wrapped", "plain", "source_model", "train_config", "head")
+    needs: ClassVar[dict[str, str]] = {"model": "wrapped", "corpus": "corpus"}
+
     model: str = "quantize"
-    epochs: int = 1
+    epochs: int = bounded(1, 1)
     objective: str = "aam"
-    lr_scale: float = 0.1
-    refresh_steps: int = 100
-    steps_per_epoch: int | None = None
+    lr_scale: float = bounded(0.1, 0.0, above=True)
+    refresh_steps: int = bounded(100, 1)
+    steps_per_epoch: int | None = bounded(None, 1)
     corpus: str | None = None
     data: DataConfig | None = None
     use_trained_head: bool = True

@@ -207,7 +207,9 @@ Status EnrollmentStore::WriteSlot(int slot, uint32_t sequence) {
   }
   // Read back: a write that "succeeded" into bad flash must not count.
   uint32_t got = 0;
-  if (ReadSlot(slot, &got) != SlotState::kValid || got != sequence ||
+  const SlotState state = ReadSlot(slot, &got);
+  if (state == SlotState::kUnreadable) return Status::kSaveUnverified;  // written, but unseen
+  if (state != SlotState::kValid || got != sequence ||
       Get32(image_ + 16) != static_cast<uint32_t>(count_) || Get32(image_ + bytes - 4) != crc) {
     return Status::kIoError;
   }
@@ -218,7 +220,8 @@ Status EnrollmentStore::Commit() {
   const uint32_t sequence = sequence_ + 1;  // wraps; see Newer()
   // First the slot not holding the table in use, then the other one.
   const int first = active_slot_ == 1 ? 0 : 1;
-  Status status = WriteSlot(first, sequence);
+  const Status written = WriteSlot(first, sequence);
+  Status status = written;
   if (status == Status::kOk) status = WriteSlot(1 - first, sequence);
   if (status == Status::kOk) {
     active_slot_ = 1 - first;
@@ -227,7 +230,12 @@ Status EnrollmentStore::Commit() {
   }
   // What is persisted decides the status: reload exactly what a restart would.
   Load();
-  return state_ == Status::kOk && sequence_ == sequence ? Status::kOk : Status::kIoError;
+  if (state_ == Status::kOk) return sequence_ == sequence ? Status::kOk : Status::kIoError;
+  if (state_ == Status::kIoError) {  // the medium cannot be read now: say what is known
+    if (written == Status::kOk) return Status::kOk;  // the first copy was read back: persisted
+    if (written == Status::kSaveUnverified) return Status::kSaveUnverified;  // written, never seen
+  }
+  return Status::kIoError;  // the first copy's write failed or read back wrong: not persisted
 }
 
 Status EnrollmentStore::Format() {

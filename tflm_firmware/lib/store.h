@@ -44,6 +44,14 @@
 //              (e.g. the first save on a fresh medium cut short after a few
 //              bytes: damaged + blank -> kStoreCorrupt) and the store is
 //              locked until Format().
+//   kSaveUnverified  the first copy was written (the medium said so) but could
+//              not be read back, and the reload could not read the medium
+//              either: whether the change is persisted is unknown, so neither
+//              kOk nor kIoError would be true.  state() is kIoError (locked);
+//              after a restart that reads the medium, `list` shows whether the
+//              save counted.  When the reload does read the medium, the status
+//              is kOk or kIoError as above; a first copy read back intact is
+//              kOk even if the medium turns unreadable afterwards.
 // The cost of the rule: that cut-short first save reloads as kStoreCorrupt
 // (nothing was lost, the store was empty) and needs `format`.  A power loss
 // after a save is persisted but before its reply is sent leaves the host

@@ -25,6 +25,7 @@ const char* StatusName(Status status) {
     case Status::kParseError: return "PARSE_ERROR";
     case Status::kUnknownCommand: return "UNKNOWN_COMMAND";
     case Status::kEmbeddingInvalid: return "EMBEDDING_INVALID";
+    case Status::kSaveUnverified: return "SAVE_UNVERIFIED";
   }
   return "UNKNOWN_STATUS";
 }

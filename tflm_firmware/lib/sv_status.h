@@ -29,6 +29,7 @@ enum class Status : int {
   kParseError,
   kUnknownCommand,
   kEmbeddingInvalid,  // NaN/inf or all-zero embedding: refused before the store changes
+  kSaveUnverified,    // a save was written but the medium cannot be read back: persisted or not is unknown
 };
 
 // Stable, grep-able name of a status ("AUDIO_SILENT"), for protocol replies.

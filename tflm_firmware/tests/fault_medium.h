@@ -20,7 +20,9 @@ constexpr size_t kUnlimited = static_cast<size_t>(-1);
 //   power_loss    after the cut every later write stores nothing and fails
 //                 (the device is dead; the test then "reboots" with a new store);
 //   lie           the cut write, and every later one, reports kOk anyway;
-//   fail_read_number  the Read with this index (0 = the first ever) fails, once.
+//   fail_read_number  the Read with this index (0 = the first ever) fails, once;
+//   fail_reads_from   every Read from this index on fails (a medium whose reads
+//                 die, e.g. right after a write that did reach it).
 class FaultMedium : public sv::StorageMedium {
  public:
   FaultMedium(uint8_t* bytes, size_t size) : bytes_(bytes), size_(size) {}
@@ -28,7 +30,7 @@ class FaultMedium : public sv::StorageMedium {
 
   sv::Status Read(size_t offset, uint8_t* out, size_t size) override {
     const size_t index = reads++;
-    if (index == fail_read_number || offset > size_ || size > size_ - offset) {
+    if (index == fail_read_number || index >= fail_reads_from || offset > size_ || size > size_ - offset) {
       return sv::Status::kIoError;
     }
     std::memcpy(out, bytes_ + offset, size);
@@ -54,6 +56,7 @@ class FaultMedium : public sv::StorageMedium {
     power_loss = false;
     lie = false;
     fail_read_number = kUnlimited;
+    fail_reads_from = kUnlimited;
     dead_ = false;
   }
 
@@ -61,6 +64,7 @@ class FaultMedium : public sv::StorageMedium {
   bool power_loss = false;
   bool lie = false;
   size_t fail_read_number = kUnlimited;
+  size_t fail_reads_from = kUnlimited;
   size_t writes = 0;
   size_t reads = 0;
   size_t bytes_written = 0;

@@ -166,6 +166,51 @@ TEST(store_torn_save_keeps_previous_table) {
   CHECK_EQ(store.count(), 3);
 }
 
+// Issue 25: reads failing from the read-back on made Enroll say IO_ERROR ("not
+// persisted") although the table was written and a restart loaded it.  Unseen,
+// the save is SAVE_UNVERIFIED; with the first copy read back it is OK; a write
+// that failed is still IO_ERROR -- each what a restart then finds.
+TEST(store_status_tells_the_truth_when_reads_die_after_a_write) {
+  static uint8_t bytes[kMediumBytes];
+  Erase(bytes);
+  FaultMedium medium(bytes, sizeof(bytes));
+  static sv::EnrollmentStore store(&medium, kModelId, kDim);
+  static sv::EnrollmentStore restart(&medium, kModelId, kDim);
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  float e[kDim];
+  Embedding(1.0f, e);
+  CHECK_STATUS(store.Enroll("alice", e), sv::Status::kOk);
+
+  medium.fail_reads_from = medium.reads;  // the read-back of the first copy fails, and every read after
+  const size_t writes = medium.writes;
+  CHECK_STATUS(store.Enroll("bob", e), sv::Status::kSaveUnverified);
+  CHECK(std::strcmp(sv::StatusName(sv::Status::kSaveUnverified), "SAVE_UNVERIFIED") == 0);
+  CHECK_EQ(medium.writes, writes + 1);  // the second copy is not written unseen
+  CHECK_STATUS(store.state(), sv::Status::kIoError);  // locked: it cannot see what it holds
+  CHECK_STATUS(store.Enroll("carol", e), sv::Status::kIoError);
+  CHECK_EQ(medium.writes, writes + 1);
+  medium.Heal();
+  CHECK_STATUS(restart.Load(), sv::Status::kOk);
+  CHECK_EQ(restart.count(), 2);  // bob was persisted: the status did not claim otherwise
+
+  // The first copy read back, reads die before the second copy's read-back: persisted, OK.
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  medium.fail_reads_from = medium.reads + 1;
+  CHECK_STATUS(store.Enroll("carol", e), sv::Status::kOk);
+  medium.Heal();
+  CHECK_STATUS(restart.Load(), sv::Status::kOk);
+  CHECK_EQ(restart.count(), 3);
+
+  // The first copy's write fails and reads die: not persisted, IO_ERROR.
+  CHECK_STATUS(store.Load(), sv::Status::kOk);
+  medium.write_budget = 10;
+  medium.fail_reads_from = medium.reads;
+  CHECK_STATUS(store.Enroll("dave", e), sv::Status::kIoError);
+  medium.Heal();
+  CHECK_STATUS(restart.Load(), sv::Status::kOk);
+  CHECK_EQ(restart.count(), 3);
+}
+
 // The reported bug: the first save's second copy cut short returned IO_ERROR
 // although the speaker was stored, so a retry counted the utterance twice.
 TEST(store_first_save_persisted_in_one_copy_reports_ok) {

@@ -430,9 +430,21 @@ TEST(store_sweep_save_cut_short_at_every_byte) {
   g_failures = 0;
 }
 
-// A read that fails once, at each read a save makes (its read-backs and the
-// reload after a failure): the status still says what is persisted.
-TEST(store_sweep_transient_read_failure_during_a_save) {
+// What one save under a read fault did, and what a restart with a healthy medium loads.
+struct ReadCase {
+  int op;
+  int n;                // the save's n-th read is the first to fail
+  sv::Status status;    // the save's status
+  sv::Status state;     // the store's state after it
+  bool silent;          // a locked store wrote nothing
+  bool is_old, is_new;  // a restart loads the table before / after the save
+};
+
+// Every save of Op, once for each of its reads (and a few past them): restore the
+// medium, let `arm(n)` make read n of the save fail (once or from then on), save,
+// heal, restart, and hand the outcome to `check`.  Returns the number of cases.
+template <typename Arm, typename Check>
+long SweepReadFaults(Arm arm, Check check) {
   long cases = 0;
   for (int o = 0; o < static_cast<int>(Op::kCount); ++o) {
     const Op op = static_cast<Op>(o);
@@ -451,27 +463,78 @@ TEST(store_sweep_transient_read_failure_during_a_save) {
       std::memcpy(g_bytes, g_base, kMediumBytes);
       g_medium.Heal();
       g_store.Load();
-      g_medium.fail_read_number = g_medium.reads + n;
-      const sv::Status status = Run(op, &g_store);
-      g_medium.fail_read_number = storetest::kUnlimited;
+      arm(g_medium.reads + n);
+      ReadCase c{o, static_cast<int>(n), Run(op, &g_store), g_store.state(), true, false, false};
+      c.silent = c.state == sv::Status::kOk || LockedAndSilent(&g_store, c.state);
+      g_medium.Heal();
       const sv::Status rebooted = g_reboot.Load();
-      const bool is_new = rebooted == sv::Status::kOk && storetest::Holds(g_reboot, after);
-      const bool is_old = rebooted == sv::Status::kOk && before_status == sv::Status::kOk &&
-                          storetest::Holds(g_reboot, before);
-      const int ni = static_cast<int>(n);
-      if (status == sv::Status::kOk && !is_new) Failure("read: OK but not persisted", o, ni, 0, 0);
-      if (status == sv::Status::kIoError && g_store.state() == sv::Status::kOk && !is_old) {
-        Failure("read: IO_ERROR but changed", o, ni, 0, 0);
-      }
-      if (status != sv::Status::kOk && status != sv::Status::kIoError) {
-        Failure("read: status", o, ni, static_cast<int>(status), 0);
-      }
-      if (g_store.state() != sv::Status::kOk) {  // the reload itself failed: locked
-        if (!LockedAndSilent(&g_store, g_store.state())) Failure("read: wrote while locked", o, ni, 0, 0);
-      }
+      c.is_new = rebooted == sv::Status::kOk && storetest::Holds(g_reboot, after);
+      c.is_old = rebooted == sv::Status::kOk && before_status == sv::Status::kOk &&
+                 storetest::Holds(g_reboot, before);
+      check(c);
     }
   }
-  // A Load whose read fails is IO_ERROR and writes nothing.
+  return cases;
+}
+
+// A read that fails once, at each read a save makes (its read-backs and the
+// reload after a failure): the status still says what is persisted.
+TEST(store_sweep_transient_read_failure_during_a_save) {
+  const long cases = SweepReadFaults([](size_t read) { g_medium.fail_read_number = read; },
+                                     [](const ReadCase& c) {
+    if (c.status == sv::Status::kOk && !c.is_new) Failure("read: OK but not persisted", c.op, c.n, 0, 0);
+    if (c.status == sv::Status::kIoError && c.state == sv::Status::kOk && !c.is_old) {
+      Failure("read: IO_ERROR but changed", c.op, c.n, 0, 0);
+    }
+    if (c.status == sv::Status::kIoError && c.is_new && !c.is_old) {  // locked or not: not persisted
+      Failure("read: IO_ERROR but persisted", c.op, c.n, 0, 0);
+    }
+    if (c.status != sv::Status::kOk && c.status != sv::Status::kIoError) {
+      Failure("read: status", c.op, c.n, static_cast<int>(c.status), 0);
+    }
+    if (!c.silent) Failure("read: wrote while locked", c.op, c.n, 0, 0);
+  });
+  std::printf("  transient read failures: %ld cases\n", cases);
+  CHECK_EQ(g_failures, 0);
+  g_failures = 0;
+}
+
+// Reads that fail from the n-th read of a save on, for good (after the write
+// reached the medium: its read-back, the reload): the status must still match
+// what a restart with readable flash loads -- OK only if the new table loads,
+// IO_ERROR only if it does not, SAVE_UNVERIFIED when the store could not see
+// which (then either may load, nothing older) -- and a locked store writes nothing.
+TEST(store_sweep_reads_failing_for_good_during_a_save) {
+  static long said[3];  // OK, IO_ERROR, SAVE_UNVERIFIED
+  static long unverified_new;
+  const long cases = SweepReadFaults([](size_t read) { g_medium.fail_reads_from = read; },
+                                     [](const ReadCase& c) {
+    if (!c.silent) Failure("reads dead: wrote while locked", c.op, c.n, 0, 0);
+    if (!c.is_old && !c.is_new) Failure("reads dead: lost", c.op, c.n, 0, 0);
+    if (c.status == sv::Status::kOk) {
+      ++said[0];
+      if (!c.is_new) Failure("reads dead: OK but not persisted", c.op, c.n, 0, 0);
+    } else if (c.status == sv::Status::kIoError) {
+      ++said[1];
+      if (c.is_new && !c.is_old) Failure("reads dead: IO_ERROR but persisted", c.op, c.n, 0, 0);
+    } else if (c.status == sv::Status::kSaveUnverified) {
+      ++said[2];
+      unverified_new += c.is_new;
+      if (c.state != sv::Status::kIoError) Failure("reads dead: unverified, not locked", c.op, c.n, 0, 0);
+    } else {
+      Failure("reads dead: status", c.op, c.n, static_cast<int>(c.status), 0);
+    }
+  });
+  std::printf("  reads failing for good: %ld cases; OK %ld, IO_ERROR %ld, SAVE_UNVERIFIED %ld "
+              "(of which a restart loaded the new table %ld)\n", cases, said[0], said[1], said[2],
+              unverified_new);
+  CHECK(said[2] > 0);  // the read-back itself failing is among the cases
+  CHECK_EQ(g_failures, 0);
+  g_failures = 0;
+}
+
+// A Load whose read fails is IO_ERROR and writes nothing; readable again, it loads.
+TEST(store_load_with_a_failing_read) {
   SetUp(Op::kDelete);
   g_medium.fail_read_number = g_medium.reads;
   CHECK_STATUS(g_store.Load(), sv::Status::kIoError);
@@ -479,7 +542,4 @@ TEST(store_sweep_transient_read_failure_during_a_save) {
   CHECK(LockedAndSilent(&g_store, sv::Status::kIoError));
   CHECK_STATUS(g_store.Load(), sv::Status::kOk);  // readable again: a restart recovers
   CHECK_EQ(g_store.count(), 3);
-  std::printf("  transient read failures: %ld cases\n", cases);
-  CHECK_EQ(g_failures, 0);
-  g_failures = 0;
 }
