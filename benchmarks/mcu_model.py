@@ -56,10 +56,11 @@ def architecture_rows(corpus: Path, frames_list: list[int]) -> list[dict[str, ob
 
     from converters.keras_to_tflite import array_representative, corpus_crops, to_int8_tflite
     from converters.verify import arena_bytes
+    from tfadvq.audio_limits import SAMPLE_RATE
+    from tfadvq.fbank_config import FbankConfig, num_frames
     from tfadvq.models import build_model
     from tfadvq.models.common import multiply_accumulates
-    from tfadvq.train_config import SAMPLE_RATE, resolve_config
-    from tfadvq.fbank_config import FbankConfig, num_frames
+    from tfadvq.train_config import resolve_config
     from tfadvq.windows import window_starts
 
     mcu = resolve_config("mcu")

@@ -104,7 +104,7 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
     """
     from tfadvq import metrics
     from tfadvq import scoring as sc
-    from tfadvq.audio import AudioLimits
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.pipeline import check_utterances
 
     scoring = scoring or ScoringConfig()

@@ -115,7 +115,8 @@ def file_features(path: str | os.PathLike, config: ScoringConfig) -> np.ndarray:
     else :class:`~tfadvq.errors.AudioError` names the file and why: the
     firmware would refuse it, so it is not scored here either.
     """
-    from tfadvq.audio import AudioLimits, load_checked_audio
+    from tfadvq.audio import load_checked_audio
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.compat import tf
     from tfadvq.features import FbankConfig, fbank
 

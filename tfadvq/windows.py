@@ -24,10 +24,10 @@ import dataclasses
 
 import numpy as np
 
+from tfadvq.audio_limits import MIN_SECONDS
 from tfadvq.errors import ConfigError, DataError
 
 DEFAULT_WINDOW_FRAMES = 200  # 2 s at a 10 ms shift
-MIN_SECONDS = 0.5  # the shortest audio scored (the firmware's AudioLimits.min_samples)
 
 
 @dataclasses.dataclass

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.audio_limits import MIN_SECONDS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -35,8 +37,8 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="dev",
                         help="which part of --corpus to check (default dev)")
     parser.add_argument("--trials", type=Path, help="trial list to check and filter")
-    parser.add_argument("--min-seconds", type=float, default=0.5,
-                        help="shortest usable audio (default 0.5 s)")
+    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS,
+                        help=f"shortest usable audio (default {MIN_SECONDS} s, the device's)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.set_defaults(func=lambda a: run(a.out, a.wav_root, a.wav_scp, a.utt2spk, a.corpus, a.split,
                                            a.trials, a.min_seconds))
@@ -44,11 +46,12 @@ def register(subparsers) -> None:
 
 def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = None,
         utt2spk: Path | None = None, corpus: Path | None = None, split: str = "dev",
-        trials_path: Path | None = None, min_seconds: float = 0.5) -> int:
+        trials_path: Path | None = None, min_seconds: float = MIN_SECONDS) -> int:
     import numpy as np
 
     from tfadvq import rundir
-    from tfadvq.audio import AudioLimits, validate_files
+    from tfadvq.audio import validate_files
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.errors import ConfigError
     from tfadvq.report import print_table
     from tfadvq.voxceleb import read_trials, write_kaldi_lists, write_trials
