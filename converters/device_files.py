@@ -21,14 +21,16 @@ from converters.pipeline import ConversionResult, convert_model
 from tfadvq import rundir
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
+from tfadvq.quant.spec import BitsSpec
 from tfadvq.windows import ScoringConfig
 
 
-def load_for_conversion(path: str | os.PathLike, bits: Mapping[str, int] | int | None = None):
+def load_for_conversion(path: str | os.PathLike, bits: BitsSpec | Mapping[str, int] | int | None = None):
     """``(plain Keras model, {layer: bits})`` of a saved model; wrappers are stripped.
 
-    ``bits`` (a number for every quantizable layer, or ``{layer: bits}``)
-    overrides the bits read from a tfadvq-quantized model; a plain model needs it.
+    ``bits`` (a number for every quantizable layer, a :class:`~tfadvq.quant.spec.BitsSpec`
+    resolved per layer, or ``{layer: bits}``) overrides the bits read from a
+    tfadvq-quantized model; a plain model needs it.
     """
     import tfadvq
     from converters.lut_compression import uniform_bits
@@ -47,9 +49,21 @@ def load_for_conversion(path: str | os.PathLike, bits: Mapping[str, int] | int |
         found = quantized.bits_by_layer()
     if isinstance(bits, int):
         found = uniform_bits(model, bits)
+    elif isinstance(bits, BitsSpec):
+        found = _layer_bits(model, bits, path)
     elif bits is not None:
         found = {str(k): int(v) for k, v in bits.items()}
     return model, found
+
+
+def _layer_bits(model, spec: BitsSpec, path: Path) -> dict[str, int]:
+    """``{layer: bits}`` of the layers ``spec`` quantizes (the converter stores bits per layer)."""
+    from tfadvq.quant.spec import resolve
+
+    if spec.weights:
+        raise ConversionError(f"--bits: per-weight entries ({sorted(spec.weights)}) need a tfadvq-quantized model, "
+                              f"whose bits are read from it; {path} is a plain model: give bits per layer")
+    return {name: b for name, b in resolve(model, spec).items() if b is not None}
 
 
 def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringConfig,

@@ -63,8 +63,8 @@ from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wra
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 from tfadvq.quant import cost, registry
+from tfadvq.quant.bits import check_bits
 
-MAX_BITS = 8  # wider than this is not a quantized layer
 _DECODE = "TFLM_DECODE"
 
 
@@ -146,10 +146,9 @@ def quantized_layers(
     for name, bits in bits_per_layer.items():
         if name not in layers:
             raise ConversionError(f"bits_per_layer names layer {name!r}, which model {model.name!r} lacks")
-        if not (isinstance(bits, (int, np.integer)) and 1 <= bits <= MAX_BITS):
-            raise ConversionError(f"layer {name!r}: bits must be an integer 1-{MAX_BITS}, got {bits!r}")
+        bits = check_bits(bits, f"bits_per_layer[{name!r}]")
         _rule(layers[name])
-        chosen.append((layers[name], int(bits)))
+        chosen.append((layers[name], bits))
     return chosen
 
 

@@ -203,13 +203,19 @@ def test_eer_over_trials_matches_keras(model, float_result, int8_result):
         ({}, "not quantized"),
         ({"nope": 4}, "'nope'"),
         ({"bn1": 4}, "'bn1' \\(BatchNormalization\\)"),
-        ({"conv1": 9}, "bits must be"),
         ({"conv1": 4, "conv2": 1}, "'conv2': \\d+ distinct weights in output channel"),
     ],
 )
 def test_bad_requests_name_the_layer(model, bits, message):
     with pytest.raises(ConversionError, match=message):
         convert_model(model, bits, FRAMES)
+
+
+def test_bad_bits_are_refused_by_the_one_bits_check(model):
+    from tfadvq.errors import QuantizationError
+
+    with pytest.raises(QuantizationError, match=r"bits_per_layer\['conv1'\]: 9 is not a supported bit width"):
+        convert_model(model, {"conv1": 9}, FRAMES)
 
 
 def test_unquantized_model_is_rejected():
@@ -269,14 +275,17 @@ def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
 def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     from tfadvq.cli import main
 
+    from tfadvq.config import dump_yaml
+    from tfadvq.quant.spec import BitsSpec
+
     model.save(tmp_path / "q.keras")
-    (tmp_path / "bits.json").write_text(json.dumps(BITS))
+    dump_yaml(BitsSpec(layers=BITS), tmp_path / "bits.yaml")
     rng = np.random.default_rng(0)
     labels = np.repeat([1, 0], 50)
     np.savetxt(tmp_path / "scores.txt", np.column_stack([labels, rng.normal(labels, 0.5)]), fmt="%g")
     out = tmp_path / "out" / "model.tflite"
     code = main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--frames", str(FRAMES),
-                 "--bits", str(tmp_path / "bits.json"), "--trial-scores", str(tmp_path / "scores.txt"),
+                 "--bits", str(tmp_path / "bits.yaml"), "--trial-scores", str(tmp_path / "scores.txt"),
                  "--c-array", str(tmp_path / "fw")])
     assert code == 0
     printed = capsys.readouterr().out
@@ -289,6 +298,11 @@ def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
     assert "--int8 needs --corpus" in capsys.readouterr().err
+    (tmp_path / "bits.json").write_text(json.dumps(BITS))  # the old bits-file form: refused, naming the new one
+    assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(tmp_path / "o2.tflite"),
+                 "--bits", str(tmp_path / "bits.json")]) == 2
+    err = capsys.readouterr().err
+    assert "bits files are BitsSpec YAML" in err and "`layers: {conv1: 4, dw: 3, conv2: 2, conv3: 8, emb: 1}`" in err
 
 
 def _write_corpus(root, seconds: float = 0.6) -> None:

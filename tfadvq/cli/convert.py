@@ -11,7 +11,9 @@ fbank crops of ``--corpus`` when given) before anything is written.
 
 Bits per layer come from the quantized model itself (``tfadvq.strip``) when
 it is a tfadvq QAT/PTQ model, else from ``--bits``: one number for every
-quantizable layer or a JSON file ``{"layer": bits}``.  ``--trial-scores``
+quantizable layer or a bits YAML file (the ``--bits-per-layer`` BitsSpec:
+``default``, ``classes``, ``layers``; a JSON ``{"layer": bits}`` file is refused
+with the YAML that replaces it).  ``--trial-scores``
 calibrates the thresholds from given scores; the recipe's ``calibrate`` stage
 instead calibrates them on the converted model's own TFLM scores.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 
@@ -54,7 +55,8 @@ def register(subparsers) -> None:
     parser.add_argument("--int8", action="store_const", const="int8", dest="activations",
                         help="the same as --activations int8")
     parser.add_argument("--frames", type=int, default=200, help="fixed input frames = scoring window (default 200)")
-    parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
+    parser.add_argument("--bits", help="weight bits for all quantizable layers (1..8), or a bits YAML file "
+                                       "(BitsSpec, as --bits-per-layer: default/classes/layers)")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
     parser.add_argument("--calibration-crops", type=int, default=64, help="number of calibration crops")
     parser.add_argument("--trial-scores", type=Path,
@@ -79,18 +81,17 @@ def register(subparsers) -> None:
 
 def _bits(value: str | None):
     from tfadvq.errors import ConversionError
+    from tfadvq.quant.bits import check_bits
+    from tfadvq.quant.spec import load_spec
 
     if value is None:
         return None
-    path = Path(value)
-    if path.is_file():
-        try:
-            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ConversionError(f"--bits {path}: expected a JSON object {{layer: bits}} ({exc})") from None
+    if Path(value).is_file():
+        return load_spec(value)
     if value.isdigit():
-        return int(value)
-    raise ConversionError(f"--bits {value!r}: expected a number 1-8 or a JSON file of {{layer: bits}}")
+        return check_bits(int(value), "--bits")
+    raise ConversionError(f"--bits {value!r}: expected a number 1..8 or a bits YAML file (BitsSpec: default, "
+                          "classes, layers)")
 
 
 def _thresholds(path: Path | None, target_far: float):

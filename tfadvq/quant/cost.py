@@ -56,6 +56,8 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from tfadvq.quant.bits import check_bits
+
 MAX_LUT_BITS = 7  # widest TFLM DECODE LUT index
 DCM_BYTES = 16  # DECODE common metadata header at the start of every ancillary tensor
 ITEMSIZE = {"float32": 4, "int8": 1}
@@ -88,8 +90,7 @@ class TensorCost:
 def _check(shape: Sequence[int], bits: int, axis: int | None, dtype: str) -> None:
     if dtype not in ITEMSIZE:
         raise ValueError(f"dtype {dtype!r}: accepted {sorted(ITEMSIZE)}")
-    if not 1 <= bits <= 8:
-        raise ValueError(f"bits {bits!r}: accepted 1..8")
+    check_bits(bits)
     if axis is not None and not -len(shape) <= axis < len(shape):
         raise ValueError(f"axis {axis} is out of range for shape {tuple(shape)}")
 
