@@ -69,6 +69,12 @@ def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtim
                       "cannot load the converted model")
 
 
+def input_shape(model: bytes) -> tuple[int, ...]:
+    """The shape of the converted model's input tensor (``[1, frames, mels]`` for tfadvq's models)."""
+    details = make_interpreter(model).get_input_details(0)
+    return tuple(int(d) for d in details["shape"])
+
+
 def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
     """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``.
 

@@ -345,9 +345,12 @@ def test_cli_converts_with_int8_activations_when_it_has_calibration_audio(tmp_pa
     from tfadvq.cli import main
 
     _write_corpus(tmp_path / "corpus", seconds=1.0)
+    from tfadvq.config import dump_yaml
+    from tfadvq.quant.spec import BitsSpec
+
     model.save(tmp_path / "q.keras")
-    (tmp_path / "bits.json").write_text(json.dumps(BITS))
-    common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.json"),
+    dump_yaml(BitsSpec(layers=BITS), tmp_path / "bits.yaml")
+    common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.yaml"),
               "--corpus", str(tmp_path / "corpus"), "--calibration-crops", "8"]
     assert main(["convert", "--out", str(tmp_path / "i" / "m.tflite"), *common]) == 0
     assert main(["convert", "--out", str(tmp_path / "f" / "m.tflite"), "--activations", "float32", *common]) == 0

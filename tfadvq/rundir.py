@@ -231,6 +231,8 @@ class RunDir:
     def attempt(self) -> Path:
         return self.path / ATTEMPT
 
+    frontend = Entry("frontend.yaml", "The FbankConfig the model(s) in this directory eat (tfadvq.frontend).")
+
 
 class TrainDir(RunDir):
     """What :func:`tfadvq.training.train` writes: the embedding model and what it was trained with."""

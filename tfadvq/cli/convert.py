@@ -64,7 +64,8 @@ def register(subparsers) -> None:
                              "calibrates the decision thresholds")
     parser.add_argument("--target-far", type=float, default=0.01, help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
-                        help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
+                        help="YAML FbankConfig the model was trained with, for a model that has none recorded "
+                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one")
     parser.add_argument("--model-version", type=int, default=1, help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
                         help="also write the firmware's MODEL_DIR into DIR: model_data.{h,cc}, model_config.h, "
@@ -122,7 +123,7 @@ def run(args: ConvertArgs) -> int:
 def _run(args: ConvertArgs) -> int:
     from converters import array_representative, corpus_crops
     from converters.device_files import convert_saved_model, is_complete, with_thresholds, write_device_files
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import load_yaml
     from tfadvq.errors import ConversionError
     from tfadvq.fbank_config import FbankConfig
@@ -143,15 +144,17 @@ def _run(args: ConvertArgs) -> int:
         raise ConversionError(f"--out {args.out}: holds a finished conversion; pass --force to replace it "
                               "or choose another file")
     thresholds = _thresholds(args.trial_scores, args.target_far)
-    feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
+    declared = load_yaml(FbankConfig, args.feature_config) if args.feature_config else None
+    front_end = frontend.resolve(args.model, declared, f"--feature-config {args.feature_config}")
     scoring = ScoringConfig(window_frames=args.frames)
+    bits = _bits(args.bits)
     representative = None
     if args.corpus is not None:
-        representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops))
+        representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops,
+                                                           fbank_config=front_end.fbank))
     int8 = args.corpus is not None if args.int8 is None else args.int8
     result, metadata = convert_saved_model(args.model, scoring, int8=int8, representative=representative,
-                                           bits=_bits(args.bits), feature=feature,
-                                           model_version=args.model_version)
+                                           bits=bits, front_end=front_end, model_version=args.model_version)
     if thresholds is not None:
         metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
                                                           "num_trials": None})
@@ -164,6 +167,9 @@ def _run(args: ConvertArgs) -> int:
     print_table(result.layer_rows(), f"Quantized layers of {args.model}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
     print_table(result.size_rows(), f"Sizes (arena measured by the TFLM interpreter, {result.activations} activations)")
+    print_table([{"front end": front_end.source, "num_mel_bins": front_end.fbank.num_mel_bins,
+                  "frame_shift_ms": front_end.fbank.frame_shift_ms, "frame_length_ms": front_end.fbank.frame_length_ms}],
+                "Front end the model eats (model.json feature, model_config.h TFADVQ_FBANK_*)")
     checks = [
         {"check": "LUT vs Keras", "min_cosine": result.keras_parity.min_cosine},
         {"check": "LUT vs uncompressed twin", "min_cosine": result.twin_parity.min_cosine},

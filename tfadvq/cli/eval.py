@@ -45,10 +45,11 @@ def cohort_utterances(path: Path):
 def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None = None,
         wav_root: Path | None = None, as_norm: bool = False, cohort: Path | None = None, top_n: int = 300,
         frames: int = 200, out: Path | None = None) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import evaluate, load_embedding_model, store_threshold, write_outputs
     from tfadvq.report import print_table
+    from tfadvq.scoring import keras_embedder
     from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
     from tfadvq.windows import ScoringConfig
 
@@ -63,15 +64,17 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
         utterances = scan_tree(wav_root)
     trials = read_trials(trials_path)
     run_dir = rundir.TrainDir.of_model(model_path)
-    model = load_embedding_model(model_path)
+    embed = keras_embedder(load_embedding_model(model_path), frontend.resolve(run_dir.model))
     scoring = ScoringConfig(window_frames=frames)
-    result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
+    result = evaluate(embed, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
     eval_dir = rundir.EvalDir(out or run_dir.path / f"eval_{trials_path.stem}")
     with rundir.locked(eval_dir.path):
         write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
         threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
-                  "threshold_file": str(threshold_file)}], title="tfadvq eval")
+                  "threshold_file": str(threshold_file),
+                  "front_end": f"{embed.front_end.fbank.num_mel_bins} mel bins from {embed.front_end.source}"}],
+                title="tfadvq eval")
     if result.bad:
         print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
                     title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")

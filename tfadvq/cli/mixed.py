@@ -126,7 +126,7 @@ def _data(args: MixedArgs, model, config, steps: int):
 
 
 def _run(args: MixedArgs) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import load_yaml, to_dict
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
@@ -157,6 +157,7 @@ def _run(args: MixedArgs) -> int:
         raise ConfigError(f"{source.config} is missing (the model was not trained by tfadvq): pass --corpus "
                           "or --inputs, and --train-config to fine-tune with your own recipe")
     model = load_embedding_model(args.model)
+    front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
     tuning_steps = args.steps_per_stage if args.msft else max(args.finetune_steps, 1)
     data = _data(args, model, config, tuning_steps)
     head = source.load_head() if source.head.is_file() and args.objective == "aam" else None
@@ -172,7 +173,7 @@ def _run(args: MixedArgs) -> int:
     outcome = mixed_run(model, data, settings, args.out, target_bytes=target, avg_bits=args.avg_bits,
                         frames=frames, train_config=config, head_weights=head,
                         finetune_steps=args.finetune_steps, lr_scale=args.lr_scale, msft_settings=msft_settings,
-                        extra={"source_model": str(source.model), "settings": to_dict(args)})
+                        front_end=front_end, extra={"source_model": str(source.model), "settings": to_dict(args)})
     plan = outcome.plan
     print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {args.model}")
     if outcome.tuning:

@@ -105,7 +105,7 @@ def run(args: QuantizeArgs) -> int:
 
 
 def _run(args: QuantizeArgs) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import load_yaml, to_dict
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
@@ -133,6 +133,7 @@ def _run(args: QuantizeArgs) -> int:
             raise ConfigError(f"--finetune-epochs: {source.config} is missing (the model was not trained by "
                               "tfadvq train); pass --train-config and --corpus")
     model = load_embedding_model(args.model)
+    front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
     data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
     importances = None
@@ -158,8 +159,8 @@ def _run(args: QuantizeArgs) -> int:
         from tfadvq.quant.bias_correction import correct_bias
 
         corrected = correct_bias(model, quantized, data)
-    saved = outputs.save(quantized, out, source_model=str(source.model), settings=to_dict(args),
-                         finetune=tuned)
+    saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model),
+                         settings=to_dict(args), finetune=tuned)
     if tuned:
         from tfadvq.config import dump_yaml
 

@@ -26,11 +26,12 @@ def register(subparsers) -> None:
 
 def run(model_path: Path, enroll: list[Path], test: Path, threshold: float | None = None,
         frames: int | None = None) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import from_dict
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import check_threshold, load_embedding_model, load_threshold, verify
     from tfadvq.report import print_table
+    from tfadvq.scoring import keras_embedder
     from tfadvq.windows import ScoringConfig
 
     run_dir = rundir.TrainDir.of_model(model_path)
@@ -45,7 +46,8 @@ def run(model_path: Path, enroll: list[Path], test: Path, threshold: float | Non
     check_threshold(threshold)
     if frames is not None:
         scoring = ScoringConfig(window_frames=frames)
-    result = verify(load_embedding_model(model_path), enroll, test, threshold, scoring)
+    embed = keras_embedder(load_embedding_model(model_path), frontend.resolve(run_dir.model))
+    result = verify(embed, enroll, test, threshold, scoring)
     print_table([{"enroll": len(enroll), "test": str(test), **result, "threshold_from": source}],
                 title="tfadvq verify")
     return 0

@@ -23,9 +23,11 @@ from tfadvq.stages.modelling import (
     claim_outcome,
     corpus_of,
     describe_claim,
+    device_frontend,
     evaluate_to,
     keras_model_path,
     load_keras_model,
+    stage_frontend,
 )
 
 
@@ -82,13 +84,15 @@ class ConvertStage(StageBase):
         outputs = ctx.record(self.model)["outputs"]
         if "wrapped" not in outputs:
             raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
+        front_end = stage_frontend(ctx, self.model)
         representative = None
         if self.calibration is not None:
             crops = corpus_crops(ctx.output(self.calibration, "corpus"), ctx.scoring.window_frames,
-                                 self.calibration_crops)
+                                 self.calibration_crops, fbank_config=front_end.fbank)
             representative = array_representative(crops)
         result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
-                                               representative=representative, model_version=self.model_version)
+                                               representative=representative, front_end=front_end,
+                                               model_version=self.model_version)
         out = rundir.DeviceDir(ctx.out)
         write_device_files(result, metadata, out)
         produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": outputs["plain"]}
@@ -131,11 +135,14 @@ class CalibrateStage(StageBase):
         from tfadvq.scoring import keras_embedder, tflm_embedder
 
         model, _, metadata = _device_model(ctx, self.model)
+        front_end = device_frontend(ctx.record(self.model)["outputs"])
         source = TrialSource(self.corpus, self.trials, self.wav_root)
-        device, trials_path = evaluate_to(ctx, tflm_embedder(model), source, f"{self.model} (TFLM), trials")
+        device, trials_path = evaluate_to(ctx, tflm_embedder(model, front_end), source,
+                                          f"{self.model} (TFLM), trials")
         keras_path = keras_model_path(ctx, self.model)
         trials, utterances, _ = source.load(ctx)
-        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path)), trials, utterances, ctx.scoring)
+        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path), front_end), trials, utterances,
+                             ctx.scoring)
         thresholds = metrics.calibrate(device.scores, device.labels, self.target_far)
         keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
         diff = float(np.max(np.abs(device.scores - reference.scores)))
@@ -186,7 +193,8 @@ class DeviceVerifyStage(StageBase):
         if metadata.thresholds is None:
             raise ConfigError(f"stage {ctx.name}: {self.model!r} has no calibrated thresholds "
                               "(use a calibrate stage)")
-        outcome = claim_outcome(tflm_embedder(model), corpus_of(ctx, self.corpus),
+        outcome = claim_outcome(tflm_embedder(model, device_frontend(ctx.record(self.model)["outputs"])),
+                                corpus_of(ctx, self.corpus),
                                 metadata.thresholds.eer_threshold, ctx.scoring)
         path = rundir.write_json(rundir.DeviceDir(ctx.out).verification, outcome)
         return StageResult(outputs={"verification": str(path)}, metrics=outcome,

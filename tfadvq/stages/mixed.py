@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model, stage_frontend
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -130,7 +130,7 @@ def quantize_within(model, plan, settings, target_bytes: int | None, frames: int
 def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | None = None,
               avg_bits: float | None = None, frames: int | None = None, train_config=None,
               head_weights: Sequence[np.ndarray] | None = None, finetune_steps: int = 0, lr_scale: float = 0.1,
-              msft_settings=None, extra: dict[str, Any] | None = None) -> MixedOutcome:
+              msft_settings=None, extra: dict[str, Any] | None = None, front_end=None) -> MixedOutcome:
     """Plan, quantize within the budget, fine-tune, write ``out`` (module doc).
 
     ``data``: :class:`tfadvq.training.TrainingData` (a corpus' or a user's
@@ -139,7 +139,8 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     input window (None: the model is not converted here and the size is the
     cost model's plan); ``train_config``: the fine-tune follows it;
     ``msft_settings`` (:class:`~tfadvq.quant.msft.MSFTSettings`) replaces the
-    one-shot fine-tune by MSFT.
+    one-shot fine-tune by MSFT; ``front_end`` (:class:`tfadvq.frontend.FrontEnd`,
+    the model's) is recorded with the result.
     """
     from tfadvq.config import dump_yaml
     from tfadvq.objectives import Objective, parse_objective
@@ -166,7 +167,7 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
         from tfadvq.quant.msft import msft
 
         result = msft(model, plan.allocation.spec(), data, train_config, msft_settings, out=run.path,
-                      teacher=teacher, head_weights=head_weights, sensitivities=plan.chosen())
+                      teacher=teacher, head_weights=head_weights, sensitivities=plan.chosen(), front_end=front_end)
         wrapped, head_out, tuning = result.model, result.head_weights, {"msft": result.rows}
     elif finetune_steps:
         from tfadvq.quant.finetune import finetune, finetune_config
@@ -184,7 +185,8 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     if head_out is not None and aam:
         rundir.TrainDir(run.path).save_head(head_out)
     # Last, since outputs.save writes the summary last: its presence means every file above is this run's.
-    outcome.saved = outputs.save(wrapped, run, mixed=plan.allocation.to_dict(), tuning=tuning, **(extra or {}))
+    outcome.saved = outputs.save(wrapped, run, front_end=front_end, mixed=plan.allocation.to_dict(), tuning=tuning,
+                                 **(extra or {}))
     return outcome
 
 
@@ -281,12 +283,14 @@ class MixedStage(StageBase):
             msft_settings = MSFTSettings(self.steps_per_stage, self.stages, objective=settings.objective,
                                          lr_scale=self.lr_scale, per_channel=self.per_channel)
         target = parse_size(self.target_size) if self.target_size is not None else None
-        outcome = mixed_run(load_keras_model(ctx, source), training_data(train_config, utterances), settings,
+        model = load_keras_model(ctx, source)
+        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
+        outcome = mixed_run(model, training_data(train_config, utterances), settings,
                             ctx.out, target_bytes=target, avg_bits=self.avg_bits,
                             frames=ctx.scoring.window_frames, train_config=train_config,
                             head_weights=head if (aam or self.msft or self.finetune_steps) else None,
                             finetune_steps=self.finetune_steps, lr_scale=self.lr_scale,
-                            msft_settings=msft_settings,
+                            msft_settings=msft_settings, front_end=front_end,
                             extra={"source_model": str(source), "settings": to_dict(self)})
         run = rundir.MixedDir(ctx.out)
         produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),

@@ -8,6 +8,7 @@ from typing import Any
 from tfadvq import rundir
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError, DataError
+from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
 
@@ -19,6 +20,22 @@ def keras_model_path(ctx: StageContext, stage: str) -> Path:
         if key in outputs:
             return Path(outputs[key])
     raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
+
+
+def stage_frontend(ctx: StageContext, stage: str):
+    """The front end (:class:`tfadvq.frontend.FrontEnd`) of the model ``stage`` produced: the record in the
+    stage's own directory (train, quantize, ..., and a model stage's declaration), else the one with its model."""
+    from tfadvq import frontend
+
+    return frontend.recorded(ctx.workdir / stage) or frontend.resolve(keras_model_path(ctx, stage))
+
+
+def device_frontend(outputs: dict[str, str]):
+    """The front end a converted model's ``model.json`` states (its ``feature``)."""
+    from converters.metadata import read_json
+    from tfadvq.frontend import FrontEnd
+
+    return FrontEnd(read_json(outputs["metadata"]).feature, outputs["metadata"])
 
 
 def load_keras_model(ctx: StageContext, path: Path):
@@ -117,10 +134,13 @@ class ModelStage(StageBase):
 
     Its training config and AAM head are used by a later fine-tune when they
     lie beside it (a tfadvq train directory); otherwise fine-tune it with the
-    distillation objective and give the fine-tune its data.
+    distillation objective and give the fine-tune its data.  ``fbank`` declares
+    the front end it was trained with when none is recorded beside it
+    (:mod:`tfadvq.frontend`); the one it resolves to is recorded in this stage's directory.
     """
 
     path: str = ""
+    fbank: FbankConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -130,11 +150,17 @@ class ModelStage(StageBase):
         return {"model": rundir.file_sha256(rundir.TrainDir.of_model(self.path).model)}
 
     def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq import frontend
+
         run = rundir.TrainDir.of_model(self.path)
         model = load_keras_model(ctx, run.model)
+        found = frontend.for_input(frontend.resolve(run.model, self.fbank, f"stage {ctx.name}: fbank"),
+                                   model.input_shape, str(run.model))
+        frontend.record(ctx.out, None if found is None else found.fbank)
+        eats = "" if found is None else f"; front end {found.fbank.num_mel_bins} mel bins from {found.source}"
         return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path)},
                            metrics={"params": int(model.count_params())},
-                           summary=f"{run.model}: {model.name}, {model.count_params()} parameters")
+                           summary=f"{run.model}: {model.name}, {model.count_params()} parameters{eats}")
 
 
 def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
@@ -186,10 +212,11 @@ class EvaluateStage(StageBase):
         outputs = ctx.record(self.model)["outputs"]
         if "tflite" in outputs:
             model_path = Path(outputs["tflite"])
-            embed, kind = tflm_embedder(model_path.read_bytes()), "tflm"
+            embed, kind = tflm_embedder(model_path.read_bytes(), device_frontend(outputs)), "tflm"
         else:
             model_path = keras_model_path(ctx, self.model)
-            embed, kind = keras_embedder(load_keras_model(ctx, model_path)), "keras"
+            embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
+            kind = "keras"
         result, trials_path = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials",
                                           self.cohort, self.top_n)
         out = rundir.EvalDir(ctx.out)
@@ -253,7 +280,7 @@ class VerifyStage(StageBase):
         stored = load_threshold(ctx.output(self.threshold, "threshold"), model_path)
         if stored is None:
             raise ConfigError(f"stage {ctx.name}: stage {self.threshold!r} stored no threshold")
-        embed = keras_embedder(load_keras_model(ctx, model_path))
+        embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
         outcome = claim_outcome(embed, corpus_of(ctx, self.corpus), stored.threshold, ctx.scoring)
         path = rundir.write_json(rundir.EvalDir(ctx.out).verification, outcome)
         return StageResult(outputs={"verification": str(path)}, metrics=outcome,

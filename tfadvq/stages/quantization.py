@@ -11,11 +11,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.config import load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model, stage_frontend
 from tfadvq.train_config import DataConfig, TrainConfig
 
 
@@ -97,6 +97,7 @@ class QuantizeStage(StageBase):
         from tfadvq.quant.binary import higher_precision_ends
 
         model = load_keras_model(ctx, source)
+        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
         bits = load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
         if self.end_bits is not None:
             bits = higher_precision_ends(model, self.bits, self.end_bits)
@@ -114,7 +115,7 @@ class QuantizeStage(StageBase):
 
             correct_bias(model, wrapped, data)
         out = rundir.QuantDir(ctx.out)
-        saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self))
+        saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self))
         ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
@@ -195,7 +196,8 @@ class FinetuneStage(StageBase):
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
-        saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self),
+        front_end = frontend.for_input(stage_frontend(ctx, self.model), wrapped.input_shape, str(wrapped_path))
+        saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self),
                              finetune=result.row)
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
