@@ -7,7 +7,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
 from tfadvq.errors import DataError
-from tfadvq.metrics import compute_eer, compute_min_dcf, error_rates
+from tfadvq.metrics import accept, compute_eer, compute_min_dcf, error_rates, false_accept_rate
 
 
 def reference_eer(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -52,6 +52,17 @@ def test_error_rates_are_monotone_and_end_at_reject_all():
     assert far[0] == 1.0 and frr[0] == 0.0 and far[-1] == 0.0 and frr[-1] == 1.0
     assert np.all(np.diff(far) <= 0) and np.all(np.diff(frr) >= 0) and np.all(np.diff(thresholds) > 0)
     assert thresholds.size == np.unique(scores).size + 1
+
+
+def test_every_rate_counts_by_the_one_accept_rule():
+    """FAR/FRR of error_rates, false_accept_rate and accept agree at every operating point (ties accepted)."""
+    scores, labels = random_trials(3, 200, 1.0, rounding=1)
+    far, frr, thresholds = error_rates(scores, labels)
+    for t, expected_far, expected_frr in zip(thresholds, far, frr):
+        accepted = accept(scores, t)
+        assert false_accept_rate(scores, labels, t) == pytest.approx(expected_far)
+        assert np.mean(~accepted[labels == 1]) == pytest.approx(expected_frr)
+    assert accept(0.5, 0.5) and not accept(0.4999, 0.5)
 
 
 def test_perfect_separation_has_zero_error_and_a_separating_threshold():

@@ -230,6 +230,7 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     (:func:`tfadvq.scoring.utterance_embedding`).
     """
     from tfadvq import scoring as sc
+    from tfadvq.metrics import accept
     from tfadvq.windows import l2_normalize
 
     if not enroll:
@@ -240,4 +241,4 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     enrolled = l2_normalize(sc.embed_files(embed, enroll, scoring).mean(axis=0))
     score = float(sc.embed_files(embed, [test], scoring)[0] @ enrolled)
     return {"score": score, "threshold": threshold,
-            "decision": "accept" if score >= threshold else "reject"}
+            "decision": "accept" if accept(score, threshold) else "reject"}

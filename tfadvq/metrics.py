@@ -1,6 +1,8 @@
 """Speaker-verification metrics over trial scores: EER and minDCF.
 
-A trial is accepted when ``score >= threshold``.  Every distinct score is a
+A trial is accepted when ``score >= threshold`` (:func:`accept`, the one
+decision rule: verification, the device stages and the firmware's ``Verifier``
+all decide by it, and every rate here counts by it).  Every distinct score is a
 candidate threshold; tied scores are accepted or rejected *together* (one
 operating point per distinct value), so a model that outputs constant
 scores cannot look better than chance.  Everything is one sort plus
@@ -44,6 +46,17 @@ def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"trials hold only {'targets' if labels.all() else 'non-targets'}; "
                         "EER and minDCF need both target and non-target trials")
     return scores, labels
+
+
+def accept(scores, threshold: float) -> np.ndarray:
+    """The decision rule: ``score >= threshold`` (bool, elementwise; a 0-d array for one score)."""
+    return np.asarray(scores, dtype=np.float64) >= threshold
+
+
+def false_accept_rate(scores, labels, threshold: float) -> float:
+    """Fraction of the non-target trials that :func:`accept` takes at ``threshold``."""
+    scores, labels = _validate(scores, labels)
+    return float(np.mean(accept(scores[~labels], threshold)))
 
 
 def error_rates(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

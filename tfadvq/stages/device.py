@@ -42,12 +42,6 @@ def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
     return path.read_bytes(), path, read_json(outputs["metadata"])
 
 
-def _far(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    """False-accept rate of accepting ``score >= threshold`` (the firmware's rule) on non-target trials."""
-    impostors = np.asarray(scores)[np.asarray(labels) == 0]
-    return float(np.mean(impostors >= threshold))
-
-
 @register_stage("convert")
 @dataclasses.dataclass
 class ConvertStage(StageBase):
@@ -154,10 +148,10 @@ class CalibrateStage(StageBase):
         rundir.atomic_write(out.tflite, model)
         write_json(metadata, out.metadata)
         write_c_arrays(model, metadata, out.c_array)
-        decisions_differ = int(np.sum((device.scores >= thresholds.eer_threshold)
-                                      != (reference.scores >= keras_thresholds.eer_threshold)))
-        device_far = _far(device.scores, device.labels, thresholds.eer_threshold)
-        keras_far = _far(reference.scores, reference.labels, keras_thresholds.eer_threshold)
+        decisions_differ = int(np.sum(metrics.accept(device.scores, thresholds.eer_threshold)
+                                      != metrics.accept(reference.scores, keras_thresholds.eer_threshold)))
+        device_far = metrics.false_accept_rate(device.scores, device.labels, thresholds.eer_threshold)
+        keras_far = metrics.false_accept_rate(reference.scores, reference.labels, keras_thresholds.eer_threshold)
         return StageResult(
             outputs={"tflite": str(out.tflite), "metadata": str(out.metadata), "c_array": str(out.c_array),
                      "plain": str(keras_path), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
@@ -165,8 +159,8 @@ class CalibrateStage(StageBase):
                      "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": thresholds.far_at_low_far,
                      "keras_far_at_low_far": keras_thresholds.far_at_low_far,
                      "device_far_at_eer_threshold": device_far, "keras_far_at_eer_threshold": keras_far,
-                     "device_far_at_keras_threshold": _far(device.scores, device.labels,
-                                                           keras_thresholds.eer_threshold),
+                     "device_far_at_keras_threshold": metrics.false_accept_rate(device.scores, device.labels,
+                                                                                keras_thresholds.eer_threshold),
                      "decisions_differ_at_eer": decisions_differ,
                      "decision_agreement_at_eer": 1.0 - decisions_differ / device.labels.size},
             summary=f"TFLM EER {device.eer:.2f} % (Keras {reference.eer:.2f} %) on {device.labels.size} trials; "
