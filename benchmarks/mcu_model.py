@@ -113,7 +113,7 @@ def demo_rows(workdir: Path) -> tuple[list[dict[str, object]], dict[str, float]]
         {"method": "fp32", "bits": 32, "scoring": "keras", "eer": fp["eer"]},
         {"method": "kmqat", "bits": 4, "scoring": "keras", "eer": q["eer"]},
         {"method": f"kmqat_{convert['activations']}_tflm", "bits": 4, "scoring": "tflm",
-         "eer": calibrate["device_eer"], "keras_eer": calibrate["keras_eer"],
+         "eer": calibrate["device_eer_percent"], "keras_eer": calibrate["keras_eer_percent"],
          "num_trials": calibrate["num_trials"], "tflite_bytes": convert["tflite_bytes"],
          "arena_bytes": convert["arena_bytes"], "keras_min_cosine": convert["keras_min_cosine"],
          "far_at_shipped_threshold": calibrate["device_far_at_eer_threshold"],

@@ -47,7 +47,8 @@ def load_embedding_model(path: str | os.PathLike):
 
 @dataclasses.dataclass
 class Evaluation:
-    """Results of one trial list.  ``eer`` is in percent; ``eer_threshold`` is the EER point of the
+    """Results of one trial list.  ``eer`` is in percent (as every EER: :mod:`tfadvq.metrics`);
+    ``eer_threshold`` is the EER point of the
     reported scores, ``cosine_eer_threshold`` that of the raw cosine scores (what ``verify`` uses).
 
     ``scores`` and ``labels`` are those of the trials scored: ``kept`` marks
@@ -135,7 +136,7 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
         scores = np.asarray(sc.as_norm(raw, embeddings, scored, cohort_embeddings, top_n), np.float64)
     eer, threshold = metrics.compute_eer(scores, labels)
     min_dcf = {p: float(metrics.compute_min_dcf(scores, labels, p)) for p in P_TARGETS}
-    return Evaluation(100.0 * float(eer), float(threshold), float(cosine_threshold), min_dcf,
+    return Evaluation(float(eer), float(threshold), float(cosine_threshold), min_dcf,
                       scores, labels, bool(cohort), bad, kept, trials.duplicates)
 
 
@@ -172,7 +173,7 @@ class StoredThreshold:
     """A decision threshold and where it comes from."""
 
     threshold: float
-    eer: float  # percent, on the calibration trials
+    eer: float  # percent (as every EER), on the calibration trials
     trials: str
     num_trials: int
     model_sha256: str

@@ -11,6 +11,12 @@ cumulative sums -- O(n log n) numpy, no Python loop over trials.
     FRR(t) = #targets with score < t / #targets        (misses)
     FAR(t) = #non-targets with score >= t / #non-targets (false alarms)
 
+**Units.**  An EER is in **percent** (0-100) everywhere in tfadvq -- here, in
+:class:`tfadvq.evaluation.Evaluation`, stage records, ``threshold.json``,
+``model.json`` (``eer_percent`` fields) and benchmark rows -- as SV results
+are reported; false-accept / false-reject rates (``far``, ``frr``,
+``target_far``) are fractions in [0, 1].
+
 EER is where the two curves cross, interpolated linearly between the two
 operating points that bracket the crossing (the same value as the classic
 ``brentq(1 - x - interp(fpr, tpr)(x))`` over the ROC).  minDCF is the NIST
@@ -81,14 +87,14 @@ def error_rates(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def compute_eer(scores, labels) -> tuple[float, float]:
-    """``(eer, threshold)``: the equal error rate as a fraction in [0, 1] and the threshold
+    """``(eer, threshold)``: the equal error rate in percent (0-100) and the threshold
     (a distinct score; accept ``score >= threshold``) of the operating point nearest to it."""
     far, frr, thresholds = error_rates(scores, labels)
     k = int(np.argmax(frr >= far))  # first point at or past the crossing; k >= 1 since far[0] = 1
     gap_before, gap_after = far[k - 1] - frr[k - 1], frr[k] - far[k]
     a = gap_before / (gap_before + gap_after)  # fraction of the way from point k-1 to k
     eer = frr[k - 1] + a * (frr[k] - frr[k - 1])
-    return float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
+    return 100.0 * float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
 
 
 def min_dcf_point(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
@@ -115,14 +121,15 @@ def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
 class Thresholds:
     """Score thresholds calibrated on development trials (accept if ``score >= threshold``).
 
-    ``*_threshold`` fields are scores; ``*_rate`` / ``far_*`` / ``frr_*`` fields are
-    error rates as fractions in [0, 1].  ``eer_threshold`` is the EER operating
+    ``*_threshold`` fields are scores; ``eer_percent`` is the EER in percent;
+    ``target_far`` / ``far_*`` / ``frr_*`` are error rates as fractions in [0, 1].
+    ``eer_threshold`` is the EER operating
     point of :func:`compute_eer`; ``low_far_threshold`` is the lowest threshold
     whose false-accept rate on these trials is at most ``target_far``.
     """
 
     eer_threshold: float
-    eer_rate: float
+    eer_percent: float
     low_far_threshold: float
     target_far: float
     far_at_low_far: float
@@ -141,7 +148,7 @@ def calibrate(scores, labels, target_far: float = 0.01) -> Thresholds:
 
 
 def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % bootstrap interval of the EER (fractions), trials resampled with replacement.
+    """95 % bootstrap interval of the EER (percent), trials resampled with replacement.
 
     Resampling trials ignores that trials share speakers, so the interval is
     on the narrow side; it still tells a reader whether two systems' EERs on

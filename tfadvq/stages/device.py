@@ -141,7 +141,7 @@ class CalibrateStage(StageBase):
         keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
         diff = float(np.max(np.abs(device.scores - reference.scores)))
         calibration = {"embedder": "tflm", "trials": str(trials_path), "num_trials": int(device.labels.size),
-                       "device_eer": device.eer, "keras_eer": reference.eer,
+                       "device_eer_percent": device.eer, "keras_eer_percent": reference.eer,
                        "device_scoring_max_abs_diff": diff}
         metadata = with_thresholds(metadata, thresholds, calibration)
         out = rundir.DeviceDir(ctx.out)
