@@ -1,8 +1,9 @@
 """What a weight bit width is, and the one check of it (stdlib only: loads without TensorFlow).
 
 A quantized weight has ``b`` bits, ``1 <= b <= 8``: its values come from a
-table of at most ``2^b`` entries (what ``b`` means on the device, 1-7 bits
-LUT and 8 bits int8, is stated in :mod:`tfadvq.quant.cost`).  Every place that
+table of at most ``2^b`` entries in Keras; on the device 1-7 bits are a LUT
+of exactly those values and 8 bits are int8 on a per-channel grid (what ``b``
+means on both sides, and how far 8 bits differ: :mod:`tfadvq.quant.cost`).  Every place that
 takes bits from a user -- ``--bits``, a ``BitsSpec`` YAML, the quantizers,
 the mixed-precision ``allowed`` widths, the cost model, the converter's
 ``bits_per_layer`` -- calls :func:`check_bits`, so a bad width is refused the
