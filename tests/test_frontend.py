@@ -130,9 +130,19 @@ def test_a_contradicting_declaration_and_an_undeclared_model_are_errors_naming_b
     err = capsys.readouterr().err
     assert "takes 64 features per frame, but its front end (default FbankConfig" in err
     assert "frontend.yaml" in err  # how to declare it
-    # ... and accepted once it declares its front end beside it.
+    # ... and accepted once it declares its front end beside it; a fine-tune that borrows a training
+    # config of another front end is fed the model's features (recorded in the config it followed).
     frontend.record(bring, FBANK)
     assert frontend.resolve(bring / "encoder.keras").fbank == FBANK
+    borrowed = load_yaml(TrainConfig, trained / "train.yaml")
+    dump_yaml(dataclasses.replace(borrowed, pipeline=dataclasses.replace(borrowed.pipeline, fbank=FbankConfig())),
+              trained / "train80.yaml")
+    tuned = rundir.QuantDir(trained / "q_tuned")
+    assert main(["quantize", "--model", str(bring / "encoder.keras"), "--bits", "4", "--finetune-epochs", "1",
+                 "--train-config", str(trained / "train80.yaml"), "--objective", "distill",
+                 "--out", str(tuned.path)]) == 0
+    assert load_yaml(TrainConfig, tuned.train_config).pipeline.fbank == FBANK
+    assert load_yaml(FbankConfig, tuned.frontend) == FBANK
 
 
 def test_a_recipe_follows_a_declared_front_end(trained, tiny_corpus):

@@ -111,6 +111,14 @@ def for_input(found: FrontEnd, input_shape: object, model: str) -> FrontEnd | No
     return check_input(found, int(input_shape[-1]), model)
 
 
+def follow(config, front_end: FrontEnd | None):
+    """``config`` (a :class:`~tfadvq.train_config.TrainConfig` a fine-tune follows) computing the features
+    the model eats: a fine-tune of a model is fed its front end, whatever the config it borrows says."""
+    if front_end is None or config.pipeline.fbank == front_end.fbank:
+        return config
+    return dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, fbank=front_end.fbank))
+
+
 def record(directory: str | os.PathLike, fbank: FbankConfig | None) -> Path:
     """Write ``fbank`` as the front end of the model(s) in ``directory`` (atomically); None removes a
     stale record (the model there takes no fbank frames)."""

@@ -158,6 +158,7 @@ def _run(args: MixedArgs) -> int:
                           "or --inputs, and --train-config to fine-tune with your own recipe")
     model = load_embedding_model(args.model)
     front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
+    config = frontend.follow(config, front_end)
     tuning_steps = args.steps_per_stage if args.msft else max(args.finetune_steps, 1)
     data = _data(args, model, config, tuning_steps)
     head = source.load_head() if source.head.is_file() and args.objective == "aam" else None

@@ -134,6 +134,7 @@ def _run(args: QuantizeArgs) -> int:
                               "tfadvq train); pass --train-config and --corpus")
     model = load_embedding_model(args.model)
     front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
+    config = None if config is None else frontend.follow(config, front_end)
     bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
     data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
     importances = None

@@ -184,11 +184,12 @@ class FinetuneStage(StageBase):
         from tfadvq.quant.finetune import FinetuneSettings, finetune_run
 
         source, config_file, head_file = self.lineage(ctx)
-        train_config = load_yaml(TrainConfig, config_file)
+        wrapped_path = ctx.output(self.model, "wrapped")
+        front_end = stage_frontend(ctx, self.model)
+        train_config = frontend.follow(load_yaml(TrainConfig, config_file), front_end)
         data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
         settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
                                     self.steps_per_epoch, data, self.use_trained_head)
-        wrapped_path = ctx.output(self.model, "wrapped")
         wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or api.load_model(wrapped_path)
         head = rundir.TrainDir(head_file.parent).load_head() if head_file else None
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
@@ -196,7 +197,7 @@ class FinetuneStage(StageBase):
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
-        front_end = frontend.for_input(stage_frontend(ctx, self.model), wrapped.input_shape, str(wrapped_path))
+        front_end = frontend.for_input(front_end, wrapped.input_shape, str(wrapped_path))
         saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self),
                              finetune=result.row)
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
