@@ -63,6 +63,7 @@ def test_config_and_metrics_modules_do_not_load_tensorflow_or_matplotlib():
     code = ("import sys\n"
             "import tfadvq, tfadvq.metrics, tfadvq.config, tfadvq.train_config, tfadvq.fbank_config\n"
             "import tfadvq.windows, tfadvq.recipe, tfadvq.rundir, tfadvq.quant.cost\n"
+            "import tfadvq.frontend, tfadvq.audio_limits, tfadvq.quant.bits\n"
             "print(sorted(m for m in ('tensorflow', 'tf_keras', 'matplotlib') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -38,6 +38,7 @@ from tfadvq import rundir
 from tfadvq.config import load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig
+from tfadvq.train_config import TrainConfig
 
 DEFAULT = "default FbankConfig (no front end recorded or declared)"
 DECLARE = ("declare the front end it was trained with: a frontend.yaml (FbankConfig) beside the model, "
@@ -65,8 +66,6 @@ def model_directory(model: str | os.PathLike) -> Path:
 
 def recorded(directory: str | os.PathLike) -> FrontEnd | None:
     """The front end recorded in ``directory`` (``frontend.yaml``, else a training ``train.yaml``); None if none."""
-    from tfadvq.train_config import TrainConfig
-
     record = rundir.RunDir(Path(directory)).frontend
     if record.is_file():
         return FrontEnd(load_yaml(FbankConfig, record), str(record))
@@ -111,7 +110,7 @@ def for_input(found: FrontEnd, input_shape: object, model: str) -> FrontEnd | No
     return check_input(found, int(input_shape[-1]), model)
 
 
-def follow(config, front_end: FrontEnd | None):
+def follow(config: TrainConfig, front_end: FrontEnd | None) -> TrainConfig:
     """``config`` (a :class:`~tfadvq.train_config.TrainConfig` a fine-tune follows) computing the features
     the model eats: a fine-tune of a model is fed its front end, whatever the config it borrows says."""
     if front_end is None or config.pipeline.fbank == front_end.fbank:

@@ -24,9 +24,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.config import load_yaml
 from tfadvq.errors import ConfigError
-from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.fbank_config import FbankConfig, num_frames
 
 SPEED_FACTORS = (1.0, 0.9, 1.1)

@@ -32,7 +32,13 @@ from tfadvq import frontend, rundir
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model, stage_frontend
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -295,7 +301,7 @@ class MixedStage(StageBase):
         run = rundir.MixedDir(ctx.out)
         produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),
                     "train_dir": str(train.path), "bits_spec": str(run.bits_spec),
-                    "sensitivities": str(run.sensitivities), "plan": str(run.plan)}
+                    "sensitivities": str(run.sensitivities), "plan": str(run.plan), **frontend_output(run.path)}
         ctx.cache[f"wrapped:{run.wrapped}"] = outcome.wrapped
         last = (outcome.tuning or {}).get("last_loss")
         tuned = {"steps": self.finetune_steps, "last_loss": last} if last is not None else None

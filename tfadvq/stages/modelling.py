@@ -30,6 +30,13 @@ def stage_frontend(ctx: StageContext, stage: str):
     return frontend.recorded(ctx.workdir / stage) or frontend.resolve(keras_model_path(ctx, stage))
 
 
+def frontend_output(directory: Path) -> dict[str, str]:
+    """``{"frontend": path}`` of the front-end record a stage wrote into ``directory`` (none: ``{}``), for
+    its outputs: their digest then covers it, so a changed front end re-runs what depends on the model."""
+    path = rundir.RunDir(directory).frontend
+    return {"frontend": str(path)} if path.is_file() else {}
+
+
 def device_frontend(outputs: dict[str, str]):
     """The front end a converted model's ``model.json`` states (its ``feature``)."""
     from converters.metadata import read_json
@@ -158,7 +165,8 @@ class ModelStage(StageBase):
                                    model.input_shape, str(run.model))
         frontend.record(ctx.out, None if found is None else found.fbank)
         eats = "" if found is None else f"; front end {found.fbank.num_mel_bins} mel bins from {found.source}"
-        return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path)},
+        return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path),
+                                    **frontend_output(ctx.out)},
                            metrics={"params": int(model.count_params())},
                            summary=f"{run.model}: {model.name}, {model.count_params()} parameters{eats}")
 

@@ -20,7 +20,13 @@ from tfadvq import frontend, rundir
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model, stage_frontend
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -137,7 +143,7 @@ class MSFTStage(StageBase):
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(followed, tmp))
         saved = outputs.derive(result.model)
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                    "train_config": str(out.train_config), "msft": str(out.state)}
+                    "train_config": str(out.train_config), "msft": str(out.state), **frontend_output(out.path)}
         if result.head_weights is not None:
             produced["head"] = str(out.head)
         ctx.cache[f"wrapped:{out.wrapped}"] = result.model

@@ -15,7 +15,13 @@ from tfadvq import frontend, rundir
 from tfadvq.config import load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model, stage_frontend
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.train_config import DataConfig, TrainConfig
 
 
@@ -119,7 +125,7 @@ class QuantizeStage(StageBase):
         ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                     "train_dir": train_dir},
+                     "train_dir": train_dir, **frontend_output(out.path)},
             metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                      "compression": saved.size.compression},
             summary=quantize_summary(f"{f'binary {self.binary}' if self.binary else 'KMQAT'} "
@@ -202,7 +208,7 @@ class FinetuneStage(StageBase):
                              finetune=result.row)
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                    "train_config": str(out.train_config)}
+                    "train_config": str(out.train_config), **frontend_output(out.path)}
         if result.head_weights is not None:
             rundir.TrainDir(out.path).save_head(result.head_weights)
             produced["head"] = str(out.head)
