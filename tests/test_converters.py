@@ -494,3 +494,23 @@ def test_cli_strips_a_saved_quantized_model(tmp_path, capsys):
     assert main(["convert", "--model", str(tmp_path / "q.h5"), "--out", str(out), "--frames", str(FRAMES)]) == 0
     assert read_json(out.with_suffix(".json")).bits_per_layer == bits
     assert "LUT axis 0" in capsys.readouterr().out
+
+
+def test_eight_bits_mean_the_int8_grid_on_the_device():
+    """What tfadvq.quant.cost states: an 8-bit k-means table is rounded onto the per-channel int8 grid
+    (outputs move), while the uniform quantizer's 8-bit levels are that grid (the device is exact)."""
+    import tfadvq
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.Conv2D(8, 3, name="conv")(keras.layers.Reshape((FRAMES, MELS, 1))(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(16, name="emb")(keras.layers.GlobalAveragePooling2D()(x)))
+    features = np.random.default_rng(0).normal(size=(4, FRAMES, MELS)).astype(np.float32)
+    moved = {}
+    for quantizer in ("kmeans", "uniform"):
+        plain, records = tfadvq.strip(tfadvq.quantize(model, bits=8, quantizer=quantizer, per_channel=True,
+                                                      progress=False))
+        result = convert_model(plain, records.bits_by_layer(), FRAMES)
+        reference = plain(features).numpy()
+        moved[quantizer] = float(np.abs(run_tflm(result.twin, features) - reference).max() / np.abs(reference).max())
+    assert moved["uniform"] < 1e-5 < 1e-4 < moved["kmeans"] < 1e-2
