@@ -167,7 +167,10 @@ def test_a_recipe_follows_a_declared_front_end(trained, tiny_corpus):
     assert load_yaml(FbankConfig, rundir.RunDir(trained / "recipe" / "quantize").frontend) == FBANK
     assert read_json(rundir.DeviceDir(trained / "recipe" / "convert").metadata).feature == FBANK
     undeclared = parse_recipe({"scoring": {"window_frames": FRAMES}, "stages": [
+        {"type": "corpus", "path": str(tiny_corpus)},
         {"type": "model", "path": str(bring / "encoder.keras")},
-        {"type": "quantize", "model": "model", "bits": 4}]})
-    with pytest.raises(ConfigError, match="takes 64 features per frame"):
+        {"type": "quantize", "model": "model", "bits": 4},  # computes no features: nothing recorded
+        {"type": "evaluate", "model": "quantize", "corpus": "corpus"}]})
+    with pytest.raises(ConfigError, match="takes 64 features per frame, but its front end .default FbankConfig"):
         run_recipe(undeclared, trained / "recipe_undeclared")
+    assert not rundir.RunDir(trained / "recipe_undeclared" / "quantize").frontend.exists()

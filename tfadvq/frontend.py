@@ -103,9 +103,17 @@ def check_input(frontend: FrontEnd, features: int, model: str) -> FrontEnd:
 
 
 def for_input(found: FrontEnd, input_shape: object, model: str) -> FrontEnd | None:
-    """``found`` checked against a model's input shape; None for a model that takes no fbank frames
-    (its input is not ``[batch, frames, features]``: a waveform, or a front end of its own)."""
+    """The front end to record with a model derived from one of ``input_shape`` (quantize, fine-tune, ...).
+
+    ``found`` checked against the input (a recorded or declared front end that disagrees is refused);
+    None -- nothing to record -- for a model that takes no fbank frames (its input is not ``[batch,
+    frames, features]``: a waveform, or a front end of its own) and for one whose front end is unknown
+    (the default does not fit its input): whatever later computes its features refuses it, asking
+    for a declaration (:func:`check_input`).
+    """
     if not (isinstance(input_shape, tuple) and len(input_shape) == 3 and input_shape[-1] is not None):
+        return None
+    if found.is_default and int(input_shape[-1]) != found.fbank.num_mel_bins:
         return None
     return check_input(found, int(input_shape[-1]), model)
 

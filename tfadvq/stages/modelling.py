@@ -22,12 +22,13 @@ def keras_model_path(ctx: StageContext, stage: str) -> Path:
     raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
 
 
-def stage_frontend(ctx: StageContext, stage: str):
+def stage_frontend(ctx: StageContext, stage: str, model: Path | None = None):
     """The front end (:class:`tfadvq.frontend.FrontEnd`) of the model ``stage`` produced: the record in the
-    stage's own directory (train, quantize, ..., and a model stage's declaration), else the one with its model."""
+    stage's own directory (train, quantize, ..., and a model stage's declaration), else the one with its
+    model (``model``, default: the stage's Keras model)."""
     from tfadvq import frontend
 
-    return frontend.recorded(ctx.workdir / stage) or frontend.resolve(keras_model_path(ctx, stage))
+    return frontend.recorded(ctx.workdir / stage) or frontend.resolve(model or keras_model_path(ctx, stage))
 
 
 def frontend_output(directory: Path) -> dict[str, str]:

@@ -132,7 +132,7 @@ class MSFTStage(StageBase):
         model = load_keras_model(ctx, source)
         aam = settings.objective is Objective.AAM
         head = train.load_head() if aam and train.head.is_file() else None
-        front_end = frontend.for_input(stage_frontend(ctx, self.model or self.mixed), model.input_shape,
+        front_end = frontend.for_input(stage_frontend(ctx, self.model or self.mixed, source), model.input_shape,
                                        str(source))
         result = msft(model, self._bits(ctx), training_data(train_config, utterances), train_config, settings,
                       out=ctx.out, teacher=None if aam else model, head_weights=head,
