@@ -54,7 +54,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from tfadvq.audio_limits import MIN_SECONDS, SAMPLE_RATE, AudioLimits
-from tfadvq.errors import AudioError, ConfigError
+from tfadvq.errors import AudioError
 
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
 NEEDS_CONVERSION_SUFFIXES = (".m4a", ".aac", ".mp4")
