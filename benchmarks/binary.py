@@ -12,7 +12,7 @@ every test trial, one fine-tune budget.  Methods:
 
 each with every quantizable layer at 1 bit (``first_last_bits`` 1) and with
 the first convolution and the embedding layer at 8 bits
-(:func:`tfadvq.quant.binary.higher_precision_ends`, k-means, stored as int8),
+(:func:`tfadvq.quant.spec.higher_precision_ends`, k-means, stored as int8),
 each post-training (``<method>_ptq``) and after the same fine-tune
 (``<method>``): AAM-softmax from the trained head, the model's own training
 config with the fine-tune changes of :func:`tfadvq.quant.finetune_config`,
@@ -50,7 +50,7 @@ from tfadvq.plots import plot_binary_weights
 from tfadvq.quant import api
 from tfadvq.quant.finetune import finetune
 from tfadvq.quant import quantizers as qz
-from tfadvq.quant.binary import higher_precision_ends
+from tfadvq.quant.spec import higher_precision_ends
 from tfadvq.report import print_table
 from tfadvq.train_config import TrainConfig
 from tfadvq.windows import ScoringConfig
@@ -65,6 +65,7 @@ METHODS = {"sign": "larq_sign", "binary_static": "static", "binary_adaptive": "a
 PLOT_LAYER = "stage3_block1_conv2"
 
 
+@qz.register_quantizer("larq_sign")
 class LarqSign(qz.TableQuantizer):
     """larq's ``ste_sign`` as a table quantizer: ``q = sign(w)`` in {-1, +1}, gradient ``1[|w| <= 1]``."""
 
@@ -77,9 +78,6 @@ class LarqSign(qz.TableQuantizer):
     def value_table(self, w: np.ndarray) -> np.ndarray:
         table = np.array([-1.0, 1.0], np.float32)
         return np.tile(table, (qz._channels(w.shape, self.channel_dims), 1)) if self.per_channel else table
-
-
-qz.QUANTIZERS["larq_sign"] = LarqSign
 
 
 def average_bits(size: tfadvq.quant.SizeReport) -> float:
@@ -145,9 +143,9 @@ def main() -> None:
         wrapped = tfadvq.ptq(fp, bits, binary=METHODS[method], per_channel=True, progress=False)
         measure(method, first_last, "ptq", wrapped, time.perf_counter() - began)
         began = time.perf_counter()  # the fine-tune starts from that same post-training model
-        history = finetune(wrapped, data, config, "aam", head_weights=head, verbose=0)
+        tuned = finetune(wrapped, data, config, "aam", head_weights=head, verbose=0)
         row = measure(method, first_last, "finetuned", wrapped, time.perf_counter() - began)
-        row.update(first_loss=round(history.history["loss"][0], 3), last_loss=round(history.history["loss"][-1], 3))
+        row.update(tuned.record())
         write(args, rows, config, corpus, started=start, partial=True)
     figure = plot_binary_weights(fp.get_layer(PLOT_LAYER).get_weights()[0], plotted,
                                  RESULTS / "binary_weights.png",

@@ -52,7 +52,7 @@ import numpy as np
 
 import tfadvq
 from converters import array_representative, convert_model, run_tflm
-from converters.verify import arena_bytes, invoke_seconds
+from converters.tflm import arena_bytes, invoke_seconds
 from tfadvq.compat import keras
 from tfadvq.errors import TfadvqError
 from tfadvq.models import ResNet34, build_model

@@ -78,7 +78,7 @@ def check_quantized(out: Path) -> None:
 
 def check_tflite(out: Path) -> None:
     from converters.metadata import read_json
-    from converters.verify import run_tflm
+    from converters.tflm import run_tflm
 
     metadata = read_json(out.with_suffix(".json"))
     run_tflm(out.read_bytes(), np.zeros((1, metadata.input_frames, metadata.num_mel_bins), np.float32))

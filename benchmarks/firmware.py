@@ -183,7 +183,8 @@ def run_session(core: str, elf: Path, commands: str, cwd: Path) -> list[str]:
 
 def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     """The device's verify score computed in Python: tfadvq's scoring under the TFLM interpreter."""
-    from tfadvq.scoring import embed_files, tflm_embedder
+    from converters.tflm import tflm_embedder
+    from tfadvq.scoring import embed_files
 
     e, v = embed_files(tflm_embedder(tflite), [enroll, verify], scoring)
     return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))
@@ -281,7 +282,7 @@ def main() -> None:
     if args.tflm_dir is None or not (Path(args.tflm_dir) / "tensorflow" / "lite" / "micro").is_dir():
         print("TFLM absent (no --tflm-dir / $TFLM_DIR with a tflite-micro tree): the whole-firmware rows "
               "(ram/flash/arena/instructions per target) are not measured; the committed ones are kept. "
-              "tflm_firmware/README.md says how to build TFLM.")
+              "tflm_firmware/scripts/build_tflm.sh builds TFLM and prints the TFLM_DIR to set.")
     elif args.model:
         if args.corpus is None:
             raise SystemExit("--model needs --corpus (the fixed 3 s utterances come from its test set)")

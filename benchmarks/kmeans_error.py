@@ -12,7 +12,7 @@ on every distinct value) is ``optimum_ratio``.  The same again weighted: the
 importances are heavy-tailed with 20 % exact zeros (a diagonal Fisher's
 shape), sklearn gets them as ``sample_weight``, and errors are weighted.
 
-Part B (speed): every quantizable kernel (the ``tfadvq.quant.registry``
+Part B (speed): every quantizable kernel (the ``tfadvq.quant.layer_rules``
 rules) of a randomly initialised ResNet34 (``build_model("ResNet34",
 feat_dim=80, embed_dim=256, base_width=32)``, seed 0), one codebook per
 tensor, ours vs sklearn KMeans (k-means++, ``n_init=1``, float32 values as
@@ -102,12 +102,12 @@ def resnet34_kernels() -> list[np.ndarray]:
     """Every weight the quantizer would quantize in a random-init ResNet34 (seed 0)."""
     from tfadvq.compat import keras
     from tfadvq.models import build_model
-    from tfadvq.quant import registry
+    from tfadvq.quant import layer_rules
 
     keras.utils.set_random_seed(0)
     model = build_model("ResNet34", feat_dim=80, embed_dim=256, base_width=32)
-    return [registry.get_attr(layer, name).numpy() for layer in model.submodules
-            if isinstance(layer, keras.layers.Layer) and (rule := registry.rule_for(layer)) is not None
+    return [layer_rules.get_attr(layer, name).numpy() for layer in model.submodules
+            if isinstance(layer, keras.layers.Layer) and (rule := layer_rules.rule_for(layer)) is not None
             for name in rule.weights]
 
 

@@ -55,7 +55,7 @@ def architecture_rows(corpus: Path, frames_list: list[int]) -> list[dict[str, ob
     import numpy as np
 
     from converters.keras_to_tflite import array_representative, corpus_crops, to_int8_tflite
-    from converters.verify import arena_bytes
+    from converters.tflm import arena_bytes
     from tfadvq.audio_limits import SAMPLE_RATE
     from tfadvq.fbank_config import FbankConfig, num_frames
     from tfadvq.models import build_model

@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tfadvq
-from converters import convert_model
+from converters import convert_model, to_float_tflite
 from tfadvq import metrics, rundir
 from tfadvq.compat import tf
 from tfadvq.evaluation import evaluate
@@ -124,9 +124,8 @@ def main() -> None:
         return row
 
     def tune(wrapped) -> dict:
-        history = finetune(wrapped, data, config, "aam", head_weights=head, refresh_steps=args.refresh_steps,
-                           verbose=0)
-        return {"first_loss": round(history.history["loss"][0], 3), "last_loss": round(history.history["loss"][-1], 3)}
+        return finetune(wrapped, data, config, "aam", head_weights=head, refresh_steps=args.refresh_steps,
+                        verbose=0).record()
 
     fp_eval = evaluate(fp, corpus.trials, corpus.test, scoring)
     low, high = metrics.eer_ci95(fp_eval.scores, fp_eval.labels)
@@ -138,7 +137,7 @@ def main() -> None:
     settings = allocate.MixedSettings(batches=args.trace_batches, probes=args.probes)
     batches = sensitivity.objective_batches(data, settings.batches)
     began = time.perf_counter()
-    plan = allocate.plan(fp, batches, settings, avg_bits=8.0, frames=frames)
+    plan = allocate.plan(fp, batches, settings, avg_bits=8.0, float_tflite_bytes=len(to_float_tflite(fp, frames)))
     info["demo_hessian"] = {"seconds": round(plan.trace_seconds, 1), "batches": settings.batches,
                             "batch_size": args.batch_size, "probes": settings.probes,
                             "hvps": settings.batches * settings.probes, "tensors": len(plan.traces),

@@ -161,13 +161,12 @@ def finetune_row(b: Bench, best: dict, fisher: dict, steps: int, refresh: int) -
     """Distillation fine-tuning (labels unused) from the best PTQ setting, a fixed step budget."""
     wrapped = tfadvq.ptq(b.fp, best["bits"], per_channel=best["per_channel"],
                          importances=fisher if best["method"] == "kmqat_ptq_weighted" else None, progress=False)
-    config = dataclasses.replace(finetune_config(b.config, epochs=1), steps_per_epoch=steps)
-    history = finetune(wrapped, b.data, config, "distill", teacher=frozen_copy(b.fp), refresh_steps=refresh,
-                       verbose=0)
+    config = finetune_config(b.config, epochs=1, steps_per_epoch=steps)
+    tuned = finetune(wrapped, b.data, config, "distill", teacher=frozen_copy(b.fp), refresh_steps=refresh,
+                     verbose=0)
     plain, _ = tfadvq.strip(wrapped)
     return b.row("kmqat_distill", best["bits"], plain, tfadvq.model_size(wrapped).size_bytes,
-                 per_channel=best["per_channel"], bias_correction=False, start=best["method"], steps=steps,
-                 first_loss=history.history["loss"][0], last_loss=history.history["loss"][-1])
+                 per_channel=best["per_channel"], bias_correction=False, start=best["method"], **tuned.record())
 
 
 def targets(rows: list[dict], error: list[dict]) -> list[dict]:

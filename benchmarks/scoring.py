@@ -26,7 +26,8 @@ from tfadvq import metrics, rundir
 from tfadvq.errors import ConfigError
 from tfadvq.evaluation import evaluate, load_embedding_model
 from tfadvq.report import machine_description, print_table
-from tfadvq.scoring import keras_embedder, tflm_embedder
+from converters.tflm import tflm_embedder
+from tfadvq.scoring import keras_embedder
 from tfadvq.voxceleb import load_corpus
 
 RESULTS = Path(__file__).parent / "results" / "scoring.json"

@@ -2,16 +2,16 @@
 
 Modules, in the order a conversion uses them: ``keras_to_tflite`` (fixed-shape
 float / int8 .tflite), ``lut_compression`` (map quantized layers to tensors,
-TFLM compression spec, compress), ``verify`` (TFLM interpreter runs, arena),
-``pipeline`` (all of it with parity checks), ``metadata`` (JSON + C header,
+TFLM compression spec, compress), ``tflm`` (TFLM interpreter runs, embedder, arena, parity),
+``conversion`` (all of it with parity checks), ``metadata`` (JSON + C header,
 threshold calibration) and ``c_array`` (firmware sources).
 """
 from converters.c_array import write_c_arrays
 from converters.keras_to_tflite import array_representative, corpus_crops, to_float_tflite, to_int8_tflite
 from converters.lut_compression import WeightTensor, compress, compression_spec, find_weight_tensors
 from converters.metadata import ModelMetadata, c_header, read_json, write_json
-from converters.pipeline import ConversionResult, convert_model
-from converters.verify import arena_bytes, parity, run_tflm
+from converters.conversion import ConversionResult, convert_model
+from converters.tflm import arena_bytes, parity, run_tflm
 
 __all__ = [
     "ConversionResult",

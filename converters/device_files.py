@@ -2,7 +2,7 @@
 
 :func:`convert_saved_model` loads a model (a tfadvq QAT/PTQ ``.h5`` is stripped,
 its bits taken from it), converts and checks it under TFLM
-(:func:`converters.pipeline.convert_model`) and describes it
+(:func:`converters.conversion.convert_model`) and describes it
 (:class:`~converters.metadata.ModelMetadata`); :func:`write_device_files`
 writes the LUT model, its twins, the metadata and the firmware C sources into a
 :class:`~tfadvq.rundir.DeviceDir`, each atomically.
@@ -17,7 +17,7 @@ from pathlib import Path
 from converters.c_array import write_c_arrays
 from converters.keras_to_tflite import RepresentativeData, feature_dim
 from converters.metadata import ModelMetadata, write_json
-from converters.pipeline import ConversionResult, convert_model
+from converters.conversion import ConversionResult, convert_model
 from tfadvq import frontend, rundir
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
@@ -32,9 +32,8 @@ def load_for_conversion(path: str | os.PathLike, bits: BitsSpec | Mapping[str, i
     resolved per layer, or ``{layer: bits}``) overrides the bits read from a
     tfadvq-quantized model; a plain model needs it.
     """
-    import tfadvq
     from converters.lut_compression import uniform_bits
-    from tfadvq.quant import load_model
+    from tfadvq.quant.api import load_model, strip
 
     path = Path(path)
     if not path.exists():
@@ -45,7 +44,7 @@ def load_for_conversion(path: str | os.PathLike, bits: BitsSpec | Mapping[str, i
         raise ConversionError(f"{path}: cannot load a Keras model ({exc})") from None
     found: dict[str, int] = {}
     if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
-        model, quantized = tfadvq.strip(model)
+        model, quantized = strip(model)
         found = quantized.bits_by_layer()
     if isinstance(bits, int):
         found = uniform_bits(model, bits)

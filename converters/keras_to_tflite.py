@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
-from tfadvq.quant import registry
+from tfadvq.quant import layer_rules
 
 RepresentativeData = Callable[[], Iterable[np.ndarray]]
 
@@ -70,15 +70,15 @@ def _reject_fake_quant(flatbuffer: bytes, model: keras.Model) -> None:
 def refusals(model: keras.Model, int8: bool = False) -> list[str]:
     """Why ``model`` cannot be converted (with int8 activations if ``int8``); empty if it can.
 
-    Read from the support table (:meth:`tfadvq.quant.registry.LayerRule.refuses`,
-    :attr:`~tfadvq.quant.registry.LayerRule.int8_refusal`) for every layer,
+    Read from the support table (:meth:`tfadvq.quant.layer_rules.LayerRule.refuses`,
+    :attr:`~tfadvq.quant.layer_rules.LayerRule.int8_refusal`) for every layer,
     quantized or not: some configurations would hang TFLM (a GRU returning
     sequences) or crash the converter (a GRU under int8 calibration, segfault),
     which must be refused before either runs.
     """
     reasons = []
     for layer in model.submodules:
-        rule = registry.rule_for(layer) if isinstance(layer, keras.layers.Layer) else None
+        rule = layer_rules.rule_for(layer) if isinstance(layer, keras.layers.Layer) else None
         if rule is None:
             continue
         reason = rule.refuses(layer) or (rule.int8_refusal if int8 else None)

@@ -6,7 +6,7 @@ output channel by one factor) and after int8 quantization (rounding can merge
 values, never split them).  TFLM's LUT compression (DECODE operator) stores
 such a tensor as packed indices and one value table per channel.  Which Keras
 layers convert, to which operator, and how their weights are laid out there
-comes from the one support table, :data:`tfadvq.quant.registry.RULES`; what
+comes from the one support table, :data:`tfadvq.quant.layer_rules.RULES`; what
 each stored tensor costs comes from :mod:`tfadvq.quant.cost`.
 
 What is where:
@@ -64,7 +64,7 @@ from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wra
 
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
-from tfadvq.quant import cost, registry
+from tfadvq.quant import cost, layer_rules
 from tfadvq.quant.bits import check_bits
 
 _DECODE = "TFLM_DECODE"
@@ -114,12 +114,12 @@ class WeightTensor:
         return "int8 + DEQUANTIZE/MUL"
 
 
-def _rule(layer: keras.layers.Layer) -> registry.LayerRule:
-    rule = registry.rule_for(layer)
+def _rule(layer: keras.layers.Layer) -> layer_rules.LayerRule:
+    rule = layer_rules.rule_for(layer)
     if rule is None:
         raise ConversionError(
             f"layer {layer.name!r} ({type(layer).__name__}) is marked quantized but cannot be "
-            f"converted; supported classes: {', '.join(registry.supported_class_names())}"
+            f"converted; supported classes: {', '.join(layer_rules.supported_class_names())}"
         )
     refusal = rule.refuses(layer)
     if refusal:
@@ -141,7 +141,7 @@ def quantized_layers(
     if not bits_per_layer:
         raise ConversionError(
             f"model {model.name!r} is not quantized: bits_per_layer is empty; pass "
-            f"{{layer_name: bits}} for its quantized layers ({', '.join(registry.supported_class_names())})"
+            f"{{layer_name: bits}} for its quantized layers ({', '.join(layer_rules.supported_class_names())})"
         )
     layers = _all_layers(model)
     chosen = []
@@ -203,7 +203,7 @@ def _weight_candidates(
                 yield index, operator, weights
 
 
-def _lut_axis(tensor: model_editor.Tensor, what: str, layout: registry.TfliteLayout) -> int | None:
+def _lut_axis(tensor: model_editor.Tensor, what: str, layout: layer_rules.TfliteLayout) -> int | None:
     """The value-table axis: the layout's channel axis for float, the quantized dimension for int8."""
     if tensor.dtype == schema.TensorType.FLOAT32:
         return layout.axis
@@ -220,7 +220,7 @@ def _lut_axis(tensor: model_editor.Tensor, what: str, layout: registry.TfliteLay
 
 def _match_part(
     model: model_editor.Model, layer: keras.layers.Layer, label: str, kernel: np.ndarray, slot: int,
-    layout: registry.TfliteLayout, bits: int, taken: set[tuple[int, int]],
+    layout: layer_rules.TfliteLayout, bits: int, taken: set[tuple[int, int]],
 ) -> WeightTensor:
     what = f"layer {layer.name!r} {label}"
     groups = _channel_groups(kernel, layout.axis)
@@ -272,7 +272,7 @@ def find_weight_tensors(
     for layer, bits in quantized_layers(model, bits_per_layer):
         rule = _rule(layer)
         for attr, layout in zip(rule.weights, rule.tflite):
-            arrays = layout.to_tflite(registry.get_attr(layer, attr).numpy())
+            arrays = layout.to_tflite(layer_rules.get_attr(layer, attr).numpy())
             for part, slot, kernel in zip(layout.parts, layout.inputs, arrays):
                 label = f"{attr}[{part}]" if part else attr
                 weight = _match_part(edited, layer, label, kernel, slot, layout, bits, taken)
@@ -459,4 +459,4 @@ def planned_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
 
 def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:
     """``{layer: bits}`` for every layer of ``model`` the support table converts."""
-    return {name: bits for name, layer in _all_layers(model).items() if registry.rule_for(layer) is not None}
+    return {name: bits for name, layer in _all_layers(model).items() if layer_rules.rule_for(layer) is not None}

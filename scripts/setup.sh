@@ -17,6 +17,10 @@ APT_PACKAGES=(
   # its pinned dependencies, numpy and Pillow for the Python generators TFLM's Makefile runs
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
   git python3-numpy python3-pil
+  # real speech for tests/test_real_corpus.py (tfadvq data real --sources asterisk, es + fr voices; ~44 MB);
+  # the full real set also needs the other asterisk voices, tuxpaint-stamps-default and hedgewars-data
+  # (`tfadvq data real --install` as root, or the apt-get command its error names)
+  asterisk-core-sounds-es-wav asterisk-prompt-es-co asterisk-core-sounds-fr-wav asterisk-prompt-fr-armelle
 )
 
 missing=()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tfadvq
+from converters import to_float_tflite
 from tfadvq.compat import keras, tf
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError, QuantizationError
@@ -91,7 +92,7 @@ def planned():
     # LUT widths only: the cost model under-counts the int8 + DEQUANTIZE form of 8-bit layers by
     # ~180 bytes per model (measured here), over 1 % of a model this small
     choices = allocate.decisions(model, sens, allowed=(1, 2, 3, 4, 5, 6))
-    return model, choices, allocate.fixed_bytes(model, FRAMES)
+    return model, choices, allocate.fixed_bytes(model, len(to_float_tflite(model, FRAMES)))
 
 
 def test_converted_tflite_stays_within_the_target(planned, tmp_path):

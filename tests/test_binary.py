@@ -5,10 +5,10 @@ import pytest
 
 import tfadvq
 from converters import convert_model, run_tflm
-from converters.verify import parity
+from converters.tflm import parity
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError, TfadvqError
-from tfadvq.quant import api, binary, cost, kmeans1d
+from tfadvq.quant import api, binary, catalog, cost, kmeans1d, spec
 from tfadvq.quant import quantizers as qz
 
 FRAMES, MELS = 16, 20
@@ -135,7 +135,7 @@ def test_config_round_trip_and_lookup_by_name(quantizer):
     assert type(quantizer).from_config(quantizer.get_config()) == quantizer
     assert keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(quantizer)) == quantizer
     name = "binary_static" if isinstance(quantizer, binary.StaticBinaryQuantizer) else "binary_adaptive"
-    assert qz.get({"name": name, **quantizer.get_config()}) == quantizer
+    assert catalog.get({"name": name, **quantizer.get_config()}) == quantizer
 
 
 def test_bad_requests_raise_naming_what_is_wrong():
@@ -192,7 +192,7 @@ def test_export_is_a_two_entry_lut_counted_by_the_cost_model_and_run_by_tflm(sch
 
 def test_higher_precision_ends_compose_with_binary():
     model = _toy()
-    bits = binary.higher_precision_ends(model, bits=1, end_bits=8)
+    bits = spec.higher_precision_ends(model, bits=1, end_bits=8)
     wrapped = tfadvq.quantize(model, bits=bits, binary="adaptive", per_channel=True, progress=False)
     kinds = {w.layer.name: (type(q).__name__, q.bits) for w, q in api.quantized_weights(wrapped)}
     assert kinds == {"stem": ("KMeansQuantizer", 8), "dw": ("AdaptiveBinaryQuantizer", 1),
@@ -206,7 +206,7 @@ def test_higher_precision_ends_compose_with_binary():
     assert closer[0] > closer[1]  # wider ends lose less
     with pytest.raises(QuantizationError, match="quantizable layer"):
         inputs = keras.Input((3,))
-        binary.higher_precision_ends(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+        spec.higher_precision_ends(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
 
 
 def test_weight_plot_has_a_panel_per_method(tmp_path):

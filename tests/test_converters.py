@@ -21,7 +21,7 @@ from converters import (
     write_json,
 )
 from converters.lut_compression import distinct_per_channel, tag_float_channels
-from converters.verify import cosine_rows, parity
+from converters.tflm import cosine_rows, parity
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 from tfadvq.metrics import calibrate, compute_eer
@@ -433,12 +433,12 @@ def test_every_supported_class_converts_and_matches_keras_under_tflm(kind, activ
     Several inputs in one run also prove the interpreter is reset between them:
     without it an LSTM starts the second input from the first one's state.
     """
-    from tfadvq.quant import registry
+    from tfadvq.quant import layer_rules
 
     model, bits = _family(kind, 2)
     rep = array_representative(_speech_like(64, seed=3))  # enough crops to cover held-out ranges
     result = convert_model(model, bits, SEQ_FRAMES, int8=activations == "int8", representative=rep)
-    rule = registry.rule_for(model.get_layer("q"))
+    rule = layer_rules.rule_for(model.get_layer("q"))
     found = [w for w in result.weights if w.layer == "q"]
     assert len(found) == sum(len(layout.parts) for layout in rule.tflite)
     assert {w.op for w in found} == {layout.op for layout in rule.tflite} and all(w.lut for w in found)

@@ -263,7 +263,7 @@ def _tflm() -> tuple[Path, Path]:
     root = os.environ.get("TFLM_DIR")
     lib = Path(root or ".") / "gen/cortex_m_generic_cortex-m4+fp_default_cmsis_nn_gcc/lib/libtensorflow-microlite.a"
     if not root or not lib.is_file():
-        pytest.skip("TFLM not built (set TFLM_DIR to a tflite-micro tree with the Cortex-M4 microlite, README); "
+        pytest.skip("TFLM not built (tflm_firmware/scripts/build_tflm.sh builds it and prints the TFLM_DIR to set); "
                     "the TFLM-free part is test_second_model_sources_compile_beside_the_first")
     return Path(root), lib
 

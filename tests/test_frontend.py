@@ -80,7 +80,8 @@ def _samples(path):
 def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corpus, capsys):
     from converters.metadata import read_json
     from tfadvq.evaluation import load_embedding_model
-    from tfadvq.scoring import keras_embedder, tflm_embedder, utterance_embedding
+    from converters.tflm import tflm_embedder
+    from tfadvq.scoring import keras_embedder, utterance_embedding
     from tfadvq.voxceleb import load_corpus
     from tfadvq.windows import ScoringConfig
 

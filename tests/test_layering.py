@@ -1,4 +1,16 @@
-"""Layering: no import cycles between modules, and the config/metrics layer loads without TensorFlow."""
+"""Layering you can check: every import counts, deferred (function-level) ones included.
+
+The direction rule (docs/architecture.md, "Layers"): a module imports only from its own layer or
+the layers below it, never upward, and no two modules import each other, however lazily.
+
+    cli  ->  stages (recipe engine + stage types)  ->  converters  ->  library  ->  core
+
+``core`` loads no TensorFlow (tested below); ``library`` is the data path and the quantizers;
+``converters`` turns the library's quantized models into ``.tflite`` files; the recipe stages
+compose both; the command line parses arguments into a stage or a library call.  Library
+modules import the module that owns a name, not the public facade ``tfadvq`` (that is for
+users; importing it inside the package hides which module a name really comes from).
+"""
 from __future__ import annotations
 
 import ast
@@ -11,45 +23,89 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tfadvq", "converters")
 
+# module-name prefixes by layer, lowest first; the longest matching prefix decides
+LAYERS: dict[str, int] = {
+    # core: no TensorFlow
+    "tfadvq.errors": 0, "tfadvq.config": 0, "tfadvq.fbank_config": 0, "tfadvq.train_config": 0,
+    "tfadvq.windows": 0, "tfadvq.metrics": 0, "tfadvq.rundir": 0, "tfadvq.report": 0,
+    "tfadvq.voxceleb": 0, "tfadvq.compat": 0, "tfadvq.quant.cost": 0,
+    # library: everything else in tfadvq not named below
+    "tfadvq": 1,
+    "converters": 2,
+    "tfadvq.stages": 3, "tfadvq.recipe": 3,
+    "tfadvq.cli": 4,
+}
+LAYER_NAMES = ("core", "library", "converters", "stages", "cli")
+FACADES = {"tfadvq"}  # the public API package: users import it, the package's own modules do not
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
-    """Project modules imported at module level (imports inside functions are deferred by design)."""
-    found = set()
-    for node in ast.parse(path.read_text()).body:
+def _layer(module: str) -> int:
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len)
+    return LAYERS[best]
+
+
+def _imports(path: Path, modules: set[str], root: Path = ROOT) -> dict[str, int]:
+    """``{project module: line}`` of every import in the file, at any depth (deferred ones too)."""
+    found: dict[str, int] = {}
+    own = _module_name(path, root)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names] or [base]
+            if not any(n in modules for n in names):
+                names.append(base)
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
             if name:
-                found.add(name)
+                found.setdefault(name, node.lineno)
     return found
 
 
-def test_no_import_cycles():
+def _graph() -> tuple[dict[str, Path], dict[str, dict[str, int]]]:
     files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
-    graph = {m: _top_level_imports(p, set(files)) - {m} for m, p in files.items()}
-    # a package's __init__ importing its submodules is not a cycle with them
-    graph = {m: {d for d in deps if not (m.startswith(d + ".") and files[d].name == "__init__.py")}
-             for m, deps in graph.items()}
+    return files, {m: {d: line for d, line in _imports(p, set(files)).items() if d != m} for m, p in files.items()}
+
+
+def test_imports_point_down_the_layers():
+    files, graph = _graph()
+    upward = [f"{files[m].relative_to(ROOT)}:{line}: {m} ({LAYER_NAMES[_layer(m)]}) imports "
+              f"{d} ({LAYER_NAMES[_layer(d)]})"
+              for m, deps in graph.items() for d, line in deps.items() if _layer(d) > _layer(m)]
+    assert not upward, "imports against the layer direction:\n" + "\n".join(sorted(upward))
+
+
+def test_package_modules_do_not_import_the_public_facade():
+    files, graph = _graph()
+    facade = [f"{files[m].relative_to(ROOT)}:{line}: {m} imports the facade {d}; import the owning module"
+              for m, deps in graph.items() for d, line in deps.items() if d in FACADES]
+    assert not facade, "\n".join(sorted(facade))
+
+
+def test_no_import_cycles_even_deferred():
+    files, graph = _graph()
     state: dict[str, int] = {}
     stack: list[str] = []
+    cycles: list[str] = []
 
     def visit(m: str) -> None:
         state[m] = 1
         stack.append(m)
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
-            if d not in state:
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
                 visit(d)
         stack.pop()
         state[m] = 2
@@ -57,6 +113,17 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+    assert not cycles, "import cycles (deferred imports count):\n" + "\n".join(cycles)
+
+
+def test_the_checker_sees_deferred_and_relative_imports(tmp_path):
+    """The rule would be toothless if a function-level or relative import slipped past the parser."""
+    module = tmp_path / "tfadvq" / "quant" / "x.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("def f():\n    from tfadvq.cli import main\n    from . import api\n    import converters.tflm\n")
+    found = _imports(module, {"tfadvq.cli", "tfadvq.quant.api", "converters.tflm", "tfadvq.quant"}, tmp_path)
+    assert set(found) == {"tfadvq.cli", "tfadvq.quant.api", "converters.tflm"}
+    assert _layer("tfadvq.cli") > _layer("tfadvq.quant.x") < _layer("converters.tflm")
 
 
 def test_config_and_metrics_modules_do_not_load_tensorflow_or_matplotlib():

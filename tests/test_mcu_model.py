@@ -82,7 +82,7 @@ def int8_device(device_model, tiny_corpus) -> bytes:
 
 def test_int8_device_model_fits_the_cortex_m4_budget(int8_device):
     """Arena (measured by TFLM) and model bytes leave room for the firmware in 256 KB / 1 MB."""
-    from converters.verify import arena_bytes
+    from converters.tflm import arena_bytes
 
     assert arena_bytes(int8_device, (1, FRAMES, 80)) < 80 * 1024
     assert len(int8_device) < 256 * 1024
@@ -92,7 +92,8 @@ def test_utterances_shorter_than_the_window_are_scored_on_the_device(device_mode
     """The shortest audio the device accepts (0.5 s) still gets an embedding from the int8 model."""
     from tfadvq.audio import load_audio
     from tfadvq.features import FbankConfig, fbank
-    from tfadvq.scoring import keras_embedder, tflm_embedder, utterance_embedding
+    from converters.tflm import tflm_embedder
+    from tfadvq.scoring import keras_embedder, utterance_embedding
     from tfadvq.voxceleb import load_corpus
     from tfadvq.windows import ScoringConfig
 

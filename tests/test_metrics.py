@@ -153,3 +153,21 @@ def test_det_plot_of_several_systems_draws_each_in_its_own_colour(tmp_path):
     assert pixels_of(one, "C1") == 0
     with pytest.raises(DataError, match="no curves"):
         plot_dets({}, tmp_path / "none.png")
+
+
+def test_speaker_bootstrap_resamples_whole_groups():
+    """Two speakers, each perfectly separated on its own, at different score levels: a draw of one
+    speaker twice has EER 0, a draw of both has the pooled EER 0.5 (by hand: at threshold 0.5 one
+    of two targets is missed and one of two non-targets accepted) -- nothing else can occur."""
+    from tfadvq.metrics import eer_ci95
+
+    scores = np.array([0.9, 0.5, 0.4, 0.0])
+    labels = np.array([1, 0, 1, 0])
+    speakers = np.array(["a", "a", "b", "b"])
+    assert compute_eer(scores, labels)[0] == pytest.approx(50.0)  # percent
+    assert eer_ci95(scores, labels, resamples=400, groups=speakers) == (0.0, 50.0)
+    # Resampling trials instead breaks the speakers apart: draws such as {0.4 target, 0.5 non-target}
+    # (EER 100 %) appear, so the trial-level interval reaches past 50 %.
+    assert eer_ci95(scores, labels, resamples=400)[1] > 50.0
+    with pytest.raises(DataError, match="one group per trial"):
+        eer_ci95(scores, labels, groups=speakers[:3])

@@ -40,7 +40,7 @@ def conv_bn_model() -> keras.Model:
 
 
 def distinct(plain: keras.Model, layer: str, attr: str) -> int:
-    return np.unique(spec.registry.get_attr(plain.get_layer(layer), attr).numpy()).size
+    return np.unique(spec.layer_rules.get_attr(plain.get_layer(layer), attr).numpy()).size
 
 
 def test_lstm_kernels_take_their_own_bits_and_one_can_stay_float(tmp_path):

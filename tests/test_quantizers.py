@@ -4,7 +4,7 @@ import pytest
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import api, kmeans1d, registry
+from tfadvq.quant import api, catalog, kmeans1d, layer_rules
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.codebook_refresh import CodebookRefresh
 
@@ -37,14 +37,14 @@ def test_get_config_round_trip_and_registry(quantizer):
     assert restored == quantizer
     config = keras.utils.serialize_keras_object(quantizer)
     assert keras.utils.deserialize_keras_object(config) == quantizer
-    by_name = qz.get({"name": "kmeans" if isinstance(quantizer, qz.KMeansQuantizer) else "uniform",
+    by_name = catalog.get({"name": "kmeans" if isinstance(quantizer, qz.KMeansQuantizer) else "uniform",
                       **quantizer.get_config()})
     assert by_name == quantizer
 
 
 def test_registry_rejects_unknown_quantizer_and_bad_bits():
     with pytest.raises(QuantizationError, match="'ternary'; accepted: .*'binary_adaptive'.*'kmeans'.*'uniform'"):
-        qz.get("ternary", bits=2)
+        catalog.get("ternary", bits=2)
     with pytest.raises(QuantizationError, match="KMeansQuantizer\\(bits\\): 9"):
         qz.KMeansQuantizer(9)
 
@@ -92,7 +92,7 @@ def test_each_supported_layer_really_uses_quantized_weights(name):
 
 
 def test_every_class_of_the_support_table_is_covered_here():
-    assert {type(make()) for make, _, _ in LAYERS.values()} == set(registry.RULES)
+    assert {type(make()) for make, _, _ in LAYERS.values()} == set(layer_rules.RULES)
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -101,9 +101,9 @@ def test_tflite_layout_keeps_the_quantizers_channels(name):
     make, shape, _ = LAYERS[name]
     layer = make()
     layer.build((None, *shape))
-    rule = registry.rule_for(layer)
+    rule = layer_rules.rule_for(layer)
     for attr, layout in zip(rule.weights, rule.tflite):
-        w = np.random.default_rng(6).normal(size=registry.get_attr(layer, attr).shape).astype(np.float32)
+        w = np.random.default_rng(6).normal(size=layer_rules.get_attr(layer, attr).shape).astype(np.float32)
         tensors = layout.to_tflite(w)
         assert [t.shape for t in tensors] == layout.shapes(w.shape) and len(tensors) == len(layout.inputs)
         keras_rows = w.reshape(-1, int(np.prod(w.shape[w.ndim - rule.channel_dims:]))).T

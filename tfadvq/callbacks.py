@@ -1,4 +1,4 @@
-"""Callbacks of a training run: margin warm-up, lr logging, per-epoch checkpoints, resume, TensorBoard."""
+"""Callbacks of a training run: margin warm-up, lr logging, loss curves, per-epoch checkpoints, resume, TensorBoard."""
 from __future__ import annotations
 
 import os
@@ -55,6 +55,29 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+
+
+class StepLosses(keras.callbacks.Callback):
+    """The loss of every training step (``losses``), so a fine-tune can show its curve.
+
+    One epoch's mean says nothing about convergence (a fine-tune is often one
+    epoch).  Keras reports the *running mean* of the epoch after each batch;
+    the loss of batch ``k`` (1-based) is recovered exactly as
+    ``k * m_k - (k - 1) * m_(k-1)``, so the training step does no extra work.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+        self._mean = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._mean = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        mean = float(logs["loss"])
+        self.losses.append((batch + 1) * mean - batch * self._mean)
+        self._mean = mean
 
 
 class EmbeddingCheckpoint(keras.callbacks.Callback):

@@ -119,6 +119,9 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
     embed = sc.as_embedder(model)
     if len(trials) == 0:
         raise DataError("trials: the trial list is empty")
+    if cohort is not None and len(cohort) == 0:
+        raise DataError("cohort: no utterances (an evaluation-only corpus has no training part to "
+                        "serve as the AS-norm cohort); give a corpus with a dev part or a wav tree")
     limits = AudioLimits(min_seconds=scoring.min_seconds)
     needed, bad = check_utterances(trial_utterances(trials, utterances), limits, signal=True)
     usable = {u.key for u in needed}

@@ -147,20 +147,43 @@ def calibrate(scores, labels, target_far: float = 0.01) -> Thresholds:
                       float(far[low]), float(frr[low]))
 
 
-def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % bootstrap interval of the EER (percent), trials resampled with replacement.
+def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0, groups=None) -> tuple[float, float]:
+    """95 % bootstrap interval of the EER (percent).
 
-    Resampling trials ignores that trials share speakers, so the interval is
-    on the narrow side; it still tells a reader whether two systems' EERs on
-    the same trials differ by more than the trial list's noise.
+    Without ``groups`` trials are resampled with replacement.  That ignores
+    that trials share speakers, so the interval is on the narrow side; it still
+    tells a reader whether two systems' EERs on the same trials differ by more
+    than the trial list's noise.  With ``groups`` (one label per trial, e.g. the
+    speaker of its test recording) whole groups are resampled with replacement
+    and each drawn group brings all its trials (a cluster bootstrap): the
+    interval then says how much the EER depends on *which speakers* were
+    recorded, which is what a set of a few dozen real speakers is limited by.
+    Draws that hold only one class are skipped.
     """
     scores, labels = _validate(scores, labels)
+    if groups is None:
+        index = np.arange(scores.size)
+    else:
+        groups = np.asarray(groups).ravel()
+        if groups.size != scores.size:
+            raise DataError(f"groups and scores differ in length ({groups.size} vs {scores.size}); "
+                            "there must be one group per trial")
+        index = np.unique(groups, return_inverse=True)[1].ravel()
+    order = np.argsort(index, kind="stable")  # the trials of each group, group after group
+    counts = np.bincount(index)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(resamples):
-        pick = rng.integers(0, scores.size, scores.size)
+        drawn = rng.integers(0, counts.size, counts.size)
+        lengths = counts[drawn]
+        ends = np.cumsum(lengths)
+        pick = order[np.arange(ends[-1]) - np.repeat(ends - lengths - starts[drawn], lengths)]
         if labels[pick].all() or not labels[pick].any():
             continue
         values.append(compute_eer(scores[pick], labels[pick])[0])
+    if not values:
+        raise DataError(f"eer_ci95: none of {resamples} bootstrap draws held both target and non-target "
+                        "trials; the trials need more than one group with each class")
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)

@@ -87,10 +87,14 @@ def register_stage(type_name: str) -> Callable[[type[S]], type[S]]:
     return register
 
 
-def stage_types() -> dict[str, type]:
-    """Every registered stage type (the packaged ones are imported first)."""
-    import tfadvq.stages  # noqa: F401  (registers the packaged stage types)
+PACKAGED_STAGES = "tfadvq.stages"
+"""The packaged stage types are a plugin like any other: the engine names the module, it never
+imports stage code itself (the stages build on the engine, so the dependency points one way)."""
 
+
+def stage_types() -> dict[str, type]:
+    """Every registered stage type (the packaged plugin is loaded first)."""
+    importlib.import_module(PACKAGED_STAGES)
     return dict(_REGISTRY)
 
 

@@ -364,6 +364,7 @@ class EvalDir(RunDir):
     threshold = Entry("threshold.json")
     bad = Entry("bad.txt")
     verification = Entry("verify.json", "The outcome of a verification example.")
+    by_source = Entry("by_source.json", "EER on all, same-source and each source's trials (a real corpus).")
 
 
 class ListsDir(RunDir):
@@ -373,6 +374,30 @@ class ListsDir(RunDir):
     utt2spk = Entry("utt2spk")
     trials = Entry("trials.txt")
     bad = Entry("bad.txt")
+
+
+class CorpusDir(RunDir):
+    """A corpus in the layout of docs/architecture.md, as ``tfadvq data real`` writes it.
+
+    (``tfadvq data synth`` and :func:`tfadvq.voxceleb.load_corpus` spell the same names.)
+    """
+
+    lists = Entry("lists")
+    trials = Entry("trials/test.txt", "The test trials, VoxCeleb format ``1|0 enroll test``.")
+    trial_sources = Entry("trials/test_sources.txt",
+                          "Each trial's ``enroll test source language`` (the group it was drawn in).")
+    manifest = Entry("corpus.json")
+    readme = Entry("README.md", "How the speaker labels were derived, their caveats, the licences.")
+    marker = Entry(".real.json", "The settings of a build in progress (a re-run must match them).")
+
+    def wav_root(self, split: str) -> Path:
+        return self.path / split / "wav"
+
+    def wav_scp(self, split: str) -> Path:
+        return self.lists / f"{split}_wav.scp"
+
+    def utt2spk(self, split: str) -> Path:
+        return self.lists / f"{split}_utt2spk"
 
 
 class CorpusRun(RunDir):

@@ -5,8 +5,8 @@ There is one definition of how an utterance becomes an embedding,
 :mod:`tfadvq.windows` (the deployed model's input length) -> one network call
 per window -> L2-normalised window embeddings averaged.  An *embedder* is any
 callable ``[n, window_frames, F] -> [n, D]``: :func:`keras_embedder` for a
-Keras model, :func:`tflm_embedder` for a converted ``.tflite`` run by the
-TFLite-Micro interpreter (what the firmware runs).  Those two are
+Keras model, :func:`converters.tflm.tflm_embedder` for a converted ``.tflite``
+run by the TFLite-Micro interpreter (what the firmware runs).  Those two are
 :class:`FeatureEmbedder` objects: they carry the model's front end
 (:mod:`tfadvq.frontend`), checked against the model's input, and every
 function here that computes features from audio computes *those*
@@ -53,7 +53,8 @@ def front_end_of(embed: Embedder) -> FbankConfig:
     return embed.front_end.fbank if isinstance(embed, FeatureEmbedder) else FbankConfig()
 
 
-def _default(front_end: FrontEnd | None) -> FrontEnd:
+def default_front_end(front_end: FrontEnd | None) -> FrontEnd:
+    """``front_end``, or the default ``FbankConfig()`` said to be one (checked against the model by the caller)."""
     return front_end or FrontEnd(FbankConfig(), DEFAULT)
 
 
@@ -70,7 +71,7 @@ def keras_embedder(model, front_end: FrontEnd | None = None) -> FeatureEmbedder:
         raise ConfigError(f"model {model.name!r}: input shape {shape} is not [batch, frames, mels]; "
                           "score it through an embedder of your own (scoring.Embedder)")
     feat_dim = int(shape[-1])
-    front_end = check_input(_default(front_end), feat_dim, f"model {model.name!r}")
+    front_end = check_input(default_front_end(front_end), feat_dim, f"model {model.name!r}")
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, feat_dim], tf.float32)])
     def embed(batch):
@@ -85,19 +86,6 @@ def keras_embedder(model, front_end: FrontEnd | None = None) -> FeatureEmbedder:
 def as_embedder(model, front_end: FrontEnd | None = None) -> Embedder:
     """``model`` if it is already an embedder, else :func:`keras_embedder` of the Keras model."""
     return keras_embedder(model, front_end) if hasattr(model, "layers") else model
-
-
-def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> FeatureEmbedder:
-    """Window batches through the TFLite-Micro interpreter, one invoke per window (as on the device).
-
-    ``front_end``: the converted model's (its ``model.json`` ``feature``), checked
-    against the model's input; None means the default ``FbankConfig()``.
-    """
-    from converters.verify import input_shape, run_tflm
-
-    model = bytes(tflite_model)
-    front_end = check_input(_default(front_end), input_shape(model)[-1], "the converted model")
-    return FeatureEmbedder(lambda windows: run_tflm(model, np.asarray(windows, np.float32)), front_end)
 
 
 def utterance_embedding(embed: Embedder, features: np.ndarray, config: ScoringConfig) -> np.ndarray:

@@ -201,3 +201,23 @@ def resolve_config(name_or_path: str | os.PathLike) -> TrainConfig:
     """A training YAML file, or the name of a packaged one (``demo``, ``resnet34_vox2``, ...)."""
     path = Path(name_or_path)
     return load_config(path if path.is_file() else packaged_config(str(name_or_path)))
+
+
+def model_config(config_file: str | os.PathLike, override: str | os.PathLike | None = None, *,
+                 data_given: bool = False, what: str = "the fine-tune") -> TrainConfig:
+    """The training config a model's quantization follows: the one rule for every command and stage.
+
+    The config stored with the model (``train.yaml`` of its train directory)
+    wins; else ``override`` (a YAML file or packaged name, for a model trained
+    elsewhere); else, when the caller has data of its own (a corpus or model
+    inputs), the defaults; else a ConfigError naming the missing file.
+    """
+    path = Path(config_file)
+    if path.is_file():
+        return load_config(path)
+    if override is not None:
+        return resolve_config(override)
+    if data_given:
+        return TrainConfig()
+    raise ConfigError(f"{what}: {path} is missing (the model was not trained by tfadvq train); give it data "
+                      "(a corpus or model inputs) and, to follow your own recipe, a training config")

@@ -146,7 +146,11 @@ def load_training_utterances(data: DataConfig) -> list[Utterance]:
     from tfadvq import voxceleb
 
     if data.corpus is not None:
-        return voxceleb.load_corpus(data.corpus).train
+        train = voxceleb.load_corpus(data.corpus).train
+        if not train:
+            raise ConfigError(f"data.corpus {data.corpus}: has no training (dev) part; an evaluation "
+                              "corpus (`tfadvq data real`) cannot train a model")
+        return train
     if data.wav_scp is not None:
         return voxceleb.read_kaldi_lists(data.wav_scp, data.utt2spk)
     if data.wav_root is not None:

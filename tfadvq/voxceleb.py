@@ -235,12 +235,16 @@ def write_kaldi_lists(
 
 
 def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpus:
-    """Load a corpus written by ``tfadvq data synth`` (layout in docs/architecture.md)."""
+    """Load a corpus written by ``tfadvq data synth`` (layout in docs/architecture.md).
+
+    A corpus without dev lists at all (``tfadvq data real``: evaluation only) has an empty ``train``.
+    """
     root = Path(directory)
     if not root.is_dir():
         raise DataError(f"{root}: no such corpus directory (make one with `tfadvq data synth`)")
     lists = root / "lists"
-    train = read_kaldi_lists(lists / "dev_wav.scp", lists / "dev_utt2spk", root, check_files)
+    dev = (lists / "dev_wav.scp", lists / "dev_utt2spk")
+    train = (read_kaldi_lists(*dev, root, check_files) if any(p.exists() for p in dev) else [])
     test = read_kaldi_lists(lists / "test_wav.scp", lists / "test_utt2spk", root, check_files)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
     if overlap:

@@ -12,12 +12,34 @@ reported with the file it names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import pkgutil
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from tfadvq.errors import TfadvqError, describe_os_error
+from tfadvq.errors import ConfigError, TfadvqError, describe_os_error
+
+T = TypeVar("T")
+
+
+def from_flags(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """``cls(**values)``: a stage's own settings built from flags, its checks worded with the flags.
+
+    A command and its recipe stage share one typed settings class (one set of
+    checks); the stage's messages say ``where: field_name``, the command's user
+    typed ``--field-name``, so the names are translated, nothing else.
+    """
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"{where}: ")
+        for field in dataclasses.fields(cls):
+            if "_" in field.name:  # plain words (bits, allowed) are prose as often as names
+                message = re.sub(rf"\b{field.name}\b", "--" + field.name.replace("_", "-"), message)
+        raise ConfigError(message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

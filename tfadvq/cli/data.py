@@ -1,4 +1,6 @@
-"""``tfadvq data synth``: generate the VoxCeleb-like speaker corpus (the embedded default data).
+"""``tfadvq data synth`` / ``tfadvq data real``: the speaker corpora (generated, and real speech).
+
+``data synth`` generates the VoxCeleb-like corpus (the embedded default data).
 
 Each speaker is one fixed voice (TTS engine voice + WORLD re-synthesis), every
 utterance its own recording channel; see tfadvq/corpus/ for the details.
@@ -8,6 +10,13 @@ Example::
 
     tfadvq data synth --out data/synth --seed 0            # default: 240 + 40 speakers x 12 utts of 2-4 s
     tfadvq data synth --speakers 20 --test-speakers 5 --utts 6 --out /tmp/small
+
+``data real`` builds an evaluation corpus of real people from installed Debian packages
+(tfadvq/corpus/real_sources.py: asterisk prompts, Tux Paint readers, Hedgewars voices) in the
+same layout, test part only; see tfadvq/corpus/real.py and the README it writes::
+
+    tfadvq data real --out data/real                       # every source, <= 100 clips per speaker
+    tfadvq data real --out /tmp/real --sources asterisk --max-clips 20
 """
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ def register(subparsers) -> None:
     from tfadvq.corpus.synth import SynthConfig
 
     defaults = SynthConfig()
-    parser = subparsers.add_parser("data", help="generate data sets (data synth)",
+    parser = subparsers.add_parser("data", help="build data sets (data synth, data real)",
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -36,6 +45,26 @@ def register(subparsers) -> None:
     synth.add_argument("--workers", type=int,
                        help="worker processes (default: the usable CPU cores; 1 = no subprocesses)")
     synth.set_defaults(func=run_synth)
+    _register_real(sub)
+
+
+def _register_real(sub) -> None:
+    from tfadvq.corpus.real import RealConfig
+    from tfadvq.corpus.real_sources import EXTRA_SOURCES
+
+    defaults = RealConfig()
+    real = sub.add_parser("real", help="build the real-speech evaluation corpus from Debian packages",
+                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    real.add_argument("--out", type=Path, required=True, help="output corpus directory")
+    real.add_argument("--sources", nargs="+", default=list(defaults.sources), metavar="SOURCE",
+                      help=f"sources to build (default: {' '.join(defaults.sources)}; opt-in: "
+                           f"{' '.join(s.name for s in EXTRA_SOURCES)}, labels less certain)")
+    real.add_argument("--max-clips", type=int, default=defaults.max_clips,
+                      help=f"clips per speaker and language, drawn by --seed (0: all; default {defaults.max_clips})")
+    real.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
+    real.add_argument("--install", action="store_true",
+                      help="as root: install missing source packages with apt-get (as scripts/setup.sh does)")
+    real.set_defaults(func=lambda a: run_real(a.out, tuple(a.sources), a.max_clips, a.seed, a.install))
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -50,4 +79,16 @@ def run_synth(args: argparse.Namespace) -> int:
         print_table([{"utterance": k, "reason": r} for k, r in result.failed[:20]],
                     title=f"failed utterances ({len(result.failed)}; all in {args.out / 'corpus.json'}; "
                           "re-run to retry them)")
+    return 0
+
+
+def run_real(out: Path, sources: tuple[str, ...], max_clips: int, seed: int, install: bool) -> int:
+    from tfadvq.corpus.real import RealConfig, build_real_corpus
+    from tfadvq.report import print_table
+
+    result = build_real_corpus(out, RealConfig(sources=sources, max_clips=max_clips, seed=seed), install=install)
+    print_table(result.rows(), title=f"tfadvq data real ({out}; labels and licences: {out / 'README.md'})")
+    if result.rejected:
+        print_table([{"file": f, "reason": r} for f, r in result.rejected[:10]],
+                    title=f"rejected clips ({len(result.rejected)}; all in {out / 'corpus.json'})")
     return 0

@@ -38,6 +38,11 @@ def register(subparsers) -> None:
     parser.add_argument("--finetune-steps", type=int, help="fine-tune epoch length")
     parser.add_argument("--frames", type=int, help="scoring window = converted model input (default 100)")
     parser.add_argument("--calibration-crops", type=int, help="corpus crops calibrating int8 (default 64)")
+    parser.add_argument("--real-sources", nargs="+", metavar="SOURCE",
+                        help="real-speech sources (default: every default source of tfadvq data real)")
+    parser.add_argument("--real-clips", type=int, help="real speech: clips per speaker and language (default 100)")
+    parser.add_argument("--no-real-speech", action="store_true",
+                        help="leave out the real-speech evaluation (the synthetic figures only)")
     add_stage_range(parser)
     parser.set_defaults(func=run)
 
@@ -49,15 +54,19 @@ def run(args: argparse.Namespace) -> int:
         speakers=args.speakers, test_speakers=args.test_speakers, utts=args.utts, corpus=args.corpus,
         epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
         bits=args.bits, finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps,
-        frames=args.frames, calibration_crops=args.calibration_crops), args.workdir, args.from_stage, args.to_stage)
+        frames=args.frames, calibration_crops=args.calibration_crops, real_sources=args.real_sources,
+        real_clips=args.real_clips, real_speech=not args.no_real_speech), args.workdir, args.from_stage,
+        args.to_stage)
 
 
 def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None, utts: int | None = None,
                 corpus: str | None = None, epochs: int | None = None, batch_size: int | None = None,
                 steps_per_epoch: int | None = None, bits: int | None = None,
                 finetune_epochs: int | None = None, finetune_steps: int | None = None,
-                frames: int | None = None, calibration_crops: int | None = None):
-    """The packaged demo recipe with the given values replaced (None keeps the recipe's)."""
+                frames: int | None = None, calibration_crops: int | None = None,
+                real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True):
+    """The packaged demo recipe with the given values replaced (None keeps the recipe's);
+    ``real_speech=False`` leaves out the real-speech set and its evaluations."""
     import dataclasses
 
     from tfadvq.recipe import load_recipe, override
@@ -68,6 +77,11 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
     recipe = override(recipe, "quantize", bits=bits)
     recipe = override(recipe, "finetune", epochs=finetune_epochs, steps_per_epoch=finetune_steps)
     recipe = override(recipe, "convert", calibration_crops=calibration_crops)
+    if real_speech:
+        recipe = override(recipe, "real_speech", sources=real_sources, max_clips=real_clips)
+    else:
+        real = {"real_speech"} | {e.name for e in recipe.stages if e.stage.uses().get("corpus") == "real_speech"}
+        recipe = dataclasses.replace(recipe, stages=[e for e in recipe.stages if e.name not in real])
     if frames is not None:
         recipe = dataclasses.replace(recipe, scoring=dataclasses.replace(recipe.scoring, window_frames=frames,
                                                                          hop_frames=frames))

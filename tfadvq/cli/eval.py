@@ -3,7 +3,8 @@
 Embeds every utterance the trials mention by the device's scoring schedule
 (windows of ``--frames``, averaged), scores them by cosine (optionally AS-norm
 against an imposter cohort) and reports EER and minDCF (p_target 0.01 and
-0.05, C_miss = C_fa = 1; EER in percent).  Writes scores, a DET plot, a
+0.05, C_miss = C_fa = 1; EER in percent); on a real-speech corpus (``tfadvq data real``) also
+on its same-source trials and per source, with speaker-level intervals.  Writes scores, a DET plot, a
 summary and the calibrated threshold (with the model's hash and the trials it
 came from) into ``--out`` (default ``<model dir>/eval_<trials name>``): the
 threshold's one home.  A threshold there from more trials is kept unless
@@ -88,6 +89,12 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
                   "verify_uses": verify_uses,
                   "front_end": f"{embed.front_end.fbank.num_mel_bins} mel bins from {embed.front_end.source}"}],
                 title="tfadvq eval")
+    if corpus is not None and trials_path == corpus_trials_path(corpus):
+        from tfadvq.corpus.real import report_by_source
+
+        rows = report_by_source(result, trials, corpus, eval_dir)
+        if rows:
+            print_table(rows, title=f"EER by source, speaker-level 95 % intervals ({eval_dir.by_source})")
     if result.bad:
         print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
                     title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")

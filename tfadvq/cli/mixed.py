@@ -98,89 +98,55 @@ def _allowed(text: str) -> list[int]:
         raise ConfigError(f"--allowed {text!r}: accepted comma-separated integers 1..8, e.g. 2,3,4,8") from None
 
 
-def _data(args: MixedArgs, model, config, steps: int):
-    """The objective's data: --inputs (model inputs), --corpus, or the training data of ``config``."""
-    from tfadvq.compat import tf
-    from tfadvq.errors import ConfigError, DataError
-    from tfadvq.training import training_data
+def request(args: MixedArgs):
+    """The :class:`~tfadvq.stages.mixed.MixedRequest` of these flags (the stage's fields and checks)."""
+    from tfadvq.cli import from_flags
+    from tfadvq.stages.mixed import MixedRequest
 
-    if args.inputs is not None:
-        import numpy as np
-
-        from tfadvq.quant.finetune import input_data
-
-        if args.objective != "distill":
-            raise ConfigError("--inputs carries no speaker labels: use --objective distill")
-        try:
-            array = np.load(args.inputs).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"--inputs {args.inputs}: not a readable .npy array ({exc})") from None
-        batch = min(config.pipeline.batch_size, len(array))
-        dataset = tf.data.Dataset.from_tensor_slices(array).batch(batch, drop_remainder=True)
-        return input_data(dataset, steps, model=model)
-    if args.corpus is not None:
-        from tfadvq.voxceleb import load_corpus
-
-        return training_data(config, load_corpus(args.corpus).train)
-    return training_data(config)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(MixedRequest)}
+    return from_flags(MixedRequest, {**values, "allowed": _allowed(args.allowed)}, "mixed")
 
 
 def _run(args: MixedArgs) -> int:
     from tfadvq import frontend, rundir
-    from tfadvq.config import load_yaml, to_dict
+    from tfadvq.config import to_dict
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
-    from tfadvq.quant.allocate import MixedSettings
+    from tfadvq.quant.finetune import model_inputs
     from tfadvq.report import print_table
-    from tfadvq.stages.mixed import check_avg_bits, mixed_run, parse_size, plot_outcome
-    from tfadvq.train_config import TrainConfig, resolve_config
+    from tfadvq.stages.mixed import plot_outcome, run_mixed
+    from tfadvq.train_config import model_config
 
     out = rundir.MixedDir(args.out)
     if out.summary.is_file() and not args.force:
         raise ConfigError(f"--out {args.out}: holds a finished result; pass --force to replace it "
                           "or choose another directory")
-    if args.msft and args.finetune_steps:
-        raise ConfigError("--msft replaces --finetune-steps: give one of them")
-    target = parse_size(args.target_size) if args.target_size is not None else None
-    settings = MixedSettings(_allowed(args.allowed), args.objective, args.batches, args.probes,
-                             args.per_channel, per_weight=args.per_weight)
-    if args.avg_bits is not None:
-        check_avg_bits(args.avg_bits, settings.allowed)
+    asked = request(args)
     source = rundir.TrainDir.of_model(args.model)
-    if source.config.is_file():
-        config = load_yaml(TrainConfig, source.config)
-    elif args.train_config:
-        config = resolve_config(args.train_config)
-    elif args.corpus is not None or args.inputs is not None:
-        config = TrainConfig()
-    else:
-        raise ConfigError(f"{source.config} is missing (the model was not trained by tfadvq): pass --corpus "
-                          "or --inputs, and --train-config to fine-tune with your own recipe")
+    config = model_config(source.config, args.train_config,
+                          data_given=args.corpus is not None or args.inputs is not None, what="tfadvq mixed")
     model = load_embedding_model(args.model)
     front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
     config = frontend.follow(config, front_end)
-    tuning_steps = args.steps_per_stage if args.msft else max(args.finetune_steps, 1)
-    data = _data(args, model, config, tuning_steps)
-    head = source.load_head() if source.head.is_file() and args.objective == "aam" else None
-    msft_settings = None
-    if args.msft:
-        from tfadvq.quant.msft import MSFTSettings
+    utterances = None
+    if args.corpus is not None:
+        from tfadvq.voxceleb import load_corpus
 
-        msft_settings = MSFTSettings(args.steps_per_stage, args.stages, objective=args.objective,
-                                     lr_scale=args.lr_scale, per_channel=args.per_channel)
+        utterances = load_corpus(args.corpus).train
+    data = model_inputs(model, config, inputs=str(args.inputs) if args.inputs else None, utterances=utterances,
+                        steps_per_epoch=asked.tuning_steps)
     shape = model.input_shape
     # Converted only when the converter can take it ([batch, frames, features]); a fixed length is the model's.
     frames = (shape[1] or args.frames) if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
-    outcome = mixed_run(model, data, settings, args.out, target_bytes=target, avg_bits=args.avg_bits,
-                        frames=frames, train_config=config, head_weights=head,
-                        finetune_steps=args.finetune_steps, lr_scale=args.lr_scale, msft_settings=msft_settings,
+    outcome = run_mixed(model, asked, args.out, data=data, train=source, train_config=config, frames=frames,
                         front_end=front_end, extra={"source_model": str(source.model), "settings": to_dict(args)})
     plan = outcome.plan
     print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {args.model}")
     if outcome.tuning:
         rows = outcome.tuning.get("msft") or [outcome.tuning]
-        print_table([{k: v for k, v in r.items() if k not in ("bits", "data")} for r in rows], title="fine-tuning")
-    sizes = outcome.size_row(target)
+        print_table([{k: v for k, v in r.items() if k not in ("bits", "data", "loss_curve")} for r in rows],
+                    title="fine-tuning")
+    sizes = outcome.size_row(asked.target_bytes)
     if frames is None:
         sizes["tflite_bytes"] = "n/a (input is not [batch, frames, mels]: planned only)"
     print_table([{**sizes, "fp32_bytes": outcome.saved.size.fp32_bytes, "out": str(args.out)}])

@@ -52,6 +52,17 @@ class QuantizeArgs:
     bias_correction: bool = False
     inputs: Path | None = None
     binary: str | None = None
+    binary_clip: float | None = 1.0
+    end_bits: int | None = None
+
+    def ptq_settings(self):
+        """The post-training part, as the recipe's ``quantize`` stage takes it (one flow for both)."""
+        from tfadvq.cli import from_flags
+        from tfadvq.quant.post_training import PTQSettings
+
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(PTQSettings)}
+        values["bits_per_layer"] = str(self.bits_per_layer) if self.bits_per_layer else None
+        return from_flags(PTQSettings, values, "quantize")
 
 
 def register(subparsers) -> None:
@@ -87,6 +98,10 @@ def register(subparsers) -> None:
                         help=".npy array [N, ...] of model inputs (a model whose input is not our fbank)")
     parser.add_argument("--binary", choices=["static", "adaptive"],
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
+    parser.add_argument("--binary-clip", type=float, default=1.0,
+                        help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
+    parser.add_argument("--end-bits", type=int,
+                        help="keep the first and last quantizable layers (first conv, embedding) at this width")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
 
@@ -110,8 +125,9 @@ def _run(args: QuantizeArgs) -> int:
     from tfadvq.errors import ConfigError
     from tfadvq.evaluation import load_embedding_model
     from tfadvq.objectives import Objective
-    from tfadvq.quant import api, load_spec, outputs
+    from tfadvq.quant import api, outputs
     from tfadvq.quant.finetune import FinetuneSettings, finetune_run
+    from tfadvq.quant.post_training import post_training
     from tfadvq.report import print_table
     from tfadvq.train_config import DataConfig, TrainConfig, resolve_config
 
@@ -119,9 +135,7 @@ def _run(args: QuantizeArgs) -> int:
     if out.summary.is_file() and not args.force:
         raise ConfigError(f"--out {args.out}: holds a finished quantization; pass --force to replace it "
                           "or choose another directory")
-    if args.weighted and args.fisher_batches < 1:  # named here, before the audio of the data is checked
-        raise ConfigError(f"--fisher-batches {args.fisher_batches}: accepted >= 1 (the batches the Fisher "
-                          "of --weighted is estimated on)")
+    settings = args.ptq_settings()  # checked before any work, the data included
     source = rundir.TrainDir.of_model(args.model)
     config = None
     if args.finetune_epochs:  # checked before any work: the fine-tune follows the model's own recipe
@@ -135,31 +149,19 @@ def _run(args: QuantizeArgs) -> int:
     model = load_embedding_model(args.model)
     front_end = frontend.for_input(frontend.resolve(source.model), model.input_shape, str(source.model))
     config = None if config is None else frontend.follow(config, front_end)
-    bits = load_spec(args.bits_per_layer) if args.bits_per_layer else args.bits
     data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
-    importances = None
-    if args.weighted:
-        from tfadvq.quant.sensitivity import fisher_diagonal, objective_batches
-
-        importances = fisher_diagonal(model, objective_batches(data, args.fisher_batches), objective="distill")
-    quantized = api.quantize(model, bits, per_channel=args.per_channel, importances=importances, binary=args.binary,
-                             activation_bits=args.activation_bits)
-    tuned = None
+    ptq = post_training(model, settings, data)
+    quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
     if config is not None:
-        settings = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,
-                                    args.refresh_steps, None,
-                                    DataConfig(corpus=str(args.corpus)) if args.corpus else None,
-                                    use_trained_head=not args.new_head)
+        tuning = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,
+                                  args.refresh_steps, None,
+                                  DataConfig(corpus=str(args.corpus)) if args.corpus else None,
+                                  use_trained_head=not args.new_head)
         head = source.load_head() if source.head.is_file() and not args.new_head else None
-        result = finetune_run(quantized, config, settings, head_weights=head,
-                              teacher=model if settings.objective is Objective.DISTILL else None,
+        result = finetune_run(quantized, config, tuning, head_weights=head,
+                              teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
         tuned = result.row
-    corrected = None
-    if args.bias_correction:
-        from tfadvq.quant.bias_correction import correct_bias
-
-        corrected = correct_bias(model, quantized, data)
     saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model),
                          settings=to_dict(args), finetune=tuned)
     if tuned:
@@ -176,7 +178,7 @@ def _run(args: QuantizeArgs) -> int:
         plot_model(floats, saved.records.tensors, out.plots)
     print_table(saved.rows, title=f"tfadvq quantize: {args.model}")
     if tuned:
-        print_table([{k: v for k, v in tuned.items() if k != "data"}], title="fine-tuning")
+        print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
     if corrected:
         print_table(corrected, title="bias correction (largest per-channel output-mean shift)")
     print_table([{"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,

@@ -1,7 +1,7 @@
 """Adaptive k-means weight quantization (KMQAT) as tfmot quantizers.
 
 ``kmeans1d`` fits codebooks, ``quantizers`` says *how* a weight is quantized,
-``registry`` *what* is quantized per layer class, ``spec`` resolves bits per
+``layer_rules`` *what* is quantized per layer class (the support table), ``catalog`` the quantizers by name, ``spec`` resolves bits per
 layer, ``cost`` says what a tensor costs in bytes, ``api`` wraps/strips
 models, ``size`` accounts bits, ``finetune`` runs quantization-aware
 fine-tuning, ``outputs`` writes/reads a quantization run's files (pictures:

@@ -77,27 +77,25 @@ def decisions(model: keras.Model, sensitivity: Mapping[str, Mapping[int, float]]
             for name, ws in groups.items()]
 
 
-def fixed_bytes(model: keras.Model, frames: int | None = None) -> int:
+def fixed_bytes(model: keras.Model, float_tflite_bytes: int | None = None) -> int:
     """Bytes of the converted ``.tflite`` (float activations) that no bit choice changes.
 
-    With ``frames`` (the converted input window): the float model converted
-    once, minus the float32 bytes of every quantizable tensor (each is
-    stored once, BatchNorm folded in, at its Keras size), plus the
-    rewrite overhead (:data:`tfadvq.quant.cost.MODEL_OVERHEAD_BYTES`).
-    Without: an estimate from the Keras parameters (every non-quantized
-    parameter at 32 bits, BatchNorm counted before folding), which misses the
-    graph structure, so budgets meant to the byte should pass ``frames``.
+    With ``float_tflite_bytes`` (the length of the model converted once to a
+    float ``.tflite``, :func:`converters.keras_to_tflite.to_float_tflite`: the
+    caller converts, this cost model only does the arithmetic): that length,
+    minus the float32 bytes of every quantizable tensor (each is stored once,
+    BatchNorm folded in, at its Keras size), plus the rewrite overhead
+    (:data:`tfadvq.quant.cost.MODEL_OVERHEAD_BYTES`).  Without: an estimate
+    from the Keras parameters (every non-quantized parameter at 32 bits,
+    BatchNorm counted before folding), which misses the graph structure, so
+    budgets meant to the byte should pass the converted length.
     """
-    plain = model
-    if frames is None:
-        rows = size.model_size(plain).rows
-        quantized = {w.variable.name for w in quantizable_weights(plain)}
+    if float_tflite_bytes is None:
+        rows = size.model_size(model).rows
+        quantized = {w.variable.name for w in quantizable_weights(model)}
         return int(sum(r["bytes"] for r in rows if r["weight"] not in quantized)) + cost.MODEL_OVERHEAD_BYTES
-    from converters.keras_to_tflite import to_float_tflite
-
-    flatbuffer = to_float_tflite(plain, frames)
-    float_weights = sum(cost.plain_bytes(w.variable.shape) for w in quantizable_weights(plain))
-    return len(flatbuffer) - float_weights + cost.MODEL_OVERHEAD_BYTES
+    float_weights = sum(cost.plain_bytes(w.variable.shape) for w in quantizable_weights(model))
+    return int(float_tflite_bytes) - float_weights + cost.MODEL_OVERHEAD_BYTES
 
 
 @dataclasses.dataclass
@@ -298,12 +296,12 @@ class MixedPlan:
 
 def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
          target_bytes: int | None = None, avg_bits: float | None = None, teacher: keras.Model | None = None,
-         head: keras.layers.Layer | None = None, frames: int | None = None,
+         head: keras.layers.Layer | None = None, float_tflite_bytes: int | None = None,
          progress: Any = None) -> MixedPlan:
     """Hessian traces, HAWQ-V2 sensitivities, then the exact allocation and the Pareto front.
 
     ``batches``: :func:`tfadvq.quant.sensitivity.objective_batches`;
-    ``frames``: the converted input window, so :func:`fixed_bytes` is measured.
+    ``float_tflite_bytes``: the float ``.tflite``'s length, so :func:`fixed_bytes` is measured.
     """
     import time
 
@@ -317,6 +315,6 @@ def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
                                       quantizer=settings.quantizer, binary=settings.binary)
     table = sens.sensitivities(traces, errors)
     choices = decisions(model, table, allowed=settings.allowed, per_weight=settings.per_weight)
-    fixed = fixed_bytes(model, frames)
+    fixed = fixed_bytes(model, float_tflite_bytes)
     found = allocate(choices, target_bytes=target_bytes, avg_bits=avg_bits, fixed=fixed)
     return MixedPlan(found, choices, traces, table, pareto_front(choices, fixed=fixed), fixed, seconds)

@@ -8,7 +8,7 @@ and b-bit indices stay valid; :func:`tfadvq.quant.size.model_size` counts
 those per-channel tables, as the converter writes them.
 
 The wrapped model is a normal tfmot QAT model (``QuantizeWrapperV2`` with
-:class:`~tfadvq.quant.registry.WeightQuantizeConfig`), built with a scheme
+:class:`~tfadvq.quant.layer_rules.WeightQuantizeConfig`), built with a scheme
 that applies no layout transforms, so nothing but the named layers changes.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import kmeans1d, registry, spec
+from tfadvq.quant import catalog, kmeans1d, layer_rules, spec
 from tfadvq.quant import quantizers as qz
 from tfadvq.quant.binary import quantizer_spec as binary_spec
 from tfadvq.quant.records import QuantizedTensor, QuantizedWeights
@@ -59,8 +59,8 @@ class _Scheme(_tfq.QuantizeScheme):
 
 def custom_objects() -> dict[str, Any]:
     """Objects to load a saved quantized model: ``with quantize_scope(custom_objects()): load``."""
-    return {**{cls.__name__: cls for cls in qz.QUANTIZERS.values()},
-            "WeightQuantizeConfig": registry.WeightQuantizeConfig}
+    return {**catalog.custom_objects(),
+            "WeightQuantizeConfig": layer_rules.WeightQuantizeConfig}
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -108,7 +108,7 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerCha
     targets = {key: b for key, b in plan.items() if b is not None}
     if not targets:
         raise QuantizationError(f"bits: no layer of model {model.name!r} would be quantized; "
-                                f"supported classes: {registry.supported_class_names()}")
+                                f"supported classes: {layer_rules.supported_class_names()}")
     _check_importances(model, importances or {}, plan)
     one_bit = binary_spec(binary)
     if one_bit is not None and 1 not in targets.values():
@@ -129,13 +129,13 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerCha
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name not in layers:
             return layer
-        rule = registry.rule_for(layer)
+        rule = layer_rules.rule_for(layer)
         attrs = [a for a in rule.weights if spec.weight_key(layer, a) in targets]
-        made = [qz.get(one_bit if one_bit and targets[spec.weight_key(layer, a)] == 1 else quantizer,
+        made = [catalog.get(one_bit if one_bit and targets[spec.weight_key(layer, a)] == 1 else quantizer,
                        bits=targets[spec.weight_key(layer, a)],
                        per_channel=channels[spec.weight_key(layer, a)], channel_dims=rule.channel_dims)
                 for a in attrs]
-        return _tfq.quantize_annotate_layer(layer, registry.WeightQuantizeConfig(attrs, made, activation_bits))
+        return _tfq.quantize_annotate_layer(layer, layer_rules.WeightQuantizeConfig(attrs, made, activation_bits))
 
     with _tfq.quantize_scope(custom_objects()), qz.build_progress(len(targets), progress), \
             qz.importance_scope(importances):
@@ -174,8 +174,8 @@ def _check_importances(model: keras.Model, importances: Mapping[str, np.ndarray]
                                     f"{sorted(plan)}")
         layer_name, short = key.rsplit("/", 1)
         layer = model.get_layer(layer_name)
-        attr = next(a for a in registry.rule_for(layer).weights if a.split(".")[-1] == short)
-        shape = tuple(registry.get_attr(layer, attr).shape)
+        attr = next(a for a in layer_rules.rule_for(layer).weights if a.split(".")[-1] == short)
+        shape = tuple(layer_rules.get_attr(layer, attr).shape)
         if np.shape(f) != shape:
             raise QuantizationError(f"importances[{key!r}]: shape {np.shape(f)}; accepted: the weight's "
                                     f"shape {shape}")
@@ -198,7 +198,7 @@ def _check_int8_conversion(model: keras.Model, targets: dict[str, int], per_chan
     """Refuse, before any fitting or training, layers the support table cannot convert to int8 activations."""
     for name in dict.fromkeys(key.rsplit("/", 1)[0] for key in targets):
         layer = model.get_layer(name)
-        rule = registry.rule_for(layer)
+        rule = layer_rules.rule_for(layer)
         if rule.int8_refusal:
             raise QuantizationError(f"layer {name!r}: activation_bits=8 cannot be converted: {rule.int8_refusal}")
         if any(per_channel.get(spec.weight_key(layer, a)) and layout.int8_per_tensor
@@ -222,7 +222,7 @@ def quantized_weights(model: keras.Model) -> list[tuple[keras.layers.Layer, qz.T
     found = []
     for layer in model.layers:
         if isinstance(layer, _tfq.QuantizeWrapper) and isinstance(layer.quantize_config,
-                                                                  registry.WeightQuantizeConfig):
+                                                                  layer_rules.WeightQuantizeConfig):
             found.extend((layer, q) for q in layer.quantize_config.quantizers)
     return found
 
@@ -285,15 +285,15 @@ def summary(model: keras.Model) -> list[dict[str, Any]]:
                              "codebook": q.table_entries(w.shape), "params": int(w.size),
                              "mse": float(np.mean((w - record.values()) ** 2))})
             quantized_attrs = set(layer.quantize_config.weight_attrs)
-            for attr in registry.rule_for(layer.layer).weights:  # a layer's weights can stay float one by one
+            for attr in layer_rules.rule_for(layer.layer).weights:  # a layer's weights can stay float one by one
                 if attr not in quantized_attrs:
-                    v = registry.get_attr(layer.layer, attr)
+                    v = layer_rules.get_attr(layer.layer, attr)
                     rows.append({"layer": layer.layer.name, "class": type(layer.layer).__name__,
                                  "weight": attr.split(".")[-1], "bits": "float (not in bits spec)",
                                  "codebook": "-", "params": int(np.prod(v.shape)), "mse": "-"})
         elif layer.weights:
             why = ("float, folds into conv at export" if isinstance(layer, keras.layers.BatchNormalization)
-                   else "float (not supported)" if registry.rule_for(layer) is None
+                   else "float (not supported)" if layer_rules.rule_for(layer) is None
                    else "float (not in bits spec)")
             rows.append({"layer": layer.name, "class": type(layer).__name__, "weight": "*",
                          "bits": why, "codebook": "-",

@@ -33,7 +33,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConfigError, DataError
-from tfadvq.quant import registry
+from tfadvq.quant import layer_rules
 
 _Wrapper = tfmot.quantization.keras.QuantizeWrapper
 _AFFINE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
@@ -112,11 +112,11 @@ def correct_bias(float_model: keras.Model, quantized: keras.Model, batches: Iter
     data = input_batches(batches, num_batches)
     float_layers, quant_layers = _by_inner_name(float_model), _by_inner_name(quantized)
     targets = [name for name, layer in quant_layers.items()
-               if isinstance(layer, _Wrapper) and isinstance(layer.quantize_config, registry.WeightQuantizeConfig)]
+               if isinstance(layer, _Wrapper) and isinstance(layer.quantize_config, layer_rules.WeightQuantizeConfig)]
     if not targets and isinstance(quantized, keras.Model):
         # A stripped model has no wrappers: every supported layer whose weights differ from the float ones.
         targets = [name for name, layer in quant_layers.items()
-                   if registry.rule_for(layer) is not None and name in float_layers
+                   if layer_rules.rule_for(layer) is not None and name in float_layers
                    and any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(),
                                                                      float_layers[name].get_weights()))]
     missing = [name for name in targets if name not in float_layers]

@@ -5,7 +5,7 @@ Both are :class:`~tfadvq.quant.quantizers.TableQuantizer` subclasses with a
 accounting (:mod:`tfadvq.quant.cost`: 1-bit packed indices plus a 2-entry
 table per channel) and the converter (a 1-bit TFLM DECODE LUT) treat them
 like every other table.  Registered as ``"binary_static"`` and
-``"binary_adaptive"`` in :data:`tfadvq.quant.quantizers.QUANTIZERS`; use them
+``"binary_adaptive"`` (:func:`tfadvq.quant.quantizers.register_quantizer`); use them
 through ``tfadvq.quantize(model, bits=1, binary="static" | "adaptive")``, which
 also composes with mixed precision (``binary`` names the quantizer of every
 layer that gets 1 bit; other widths keep ``quantizer``).
@@ -57,8 +57,8 @@ compare/multiply/add/mean on constants, which the converter folds to the
 binary kernel (no argmin, gather or sort survives conversion).
 
 The first convolution and the embedding layer are commonly kept at higher
-precision in binary networks: :func:`higher_precision_ends` builds that
-:class:`~tfadvq.quant.spec.BitsSpec`.
+precision in binary networks: :func:`tfadvq.quant.spec.higher_precision_ends`
+builds that :class:`~tfadvq.quant.spec.BitsSpec`.
 
 Reference: Liu, Wang, Qian, "Towards Lightweight Speaker Verification via
 Adaptive Neural Network Quantization" (arXiv 2406.05359), whose third
@@ -136,7 +136,7 @@ class _Binary:
         return qz._channels(shape, self.channel_dims) if self.per_channel else 1
 
 
-@keras.utils.register_keras_serializable(package="tfadvq")
+@qz.register_quantizer("binary_static")
 class StaticBinaryQuantizer(_Binary, qz.TableQuantizer):
     """``q(w) = α·sign(w)``, ``α = mean|w|`` per output channel (or tensor), recomputed every step.
 
@@ -158,7 +158,7 @@ class StaticBinaryQuantizer(_Binary, qz.TableQuantizer):
         return table if self.per_channel else table[0]
 
 
-@keras.utils.register_keras_serializable(package="tfadvq")
+@qz.register_quantizer("binary_adaptive")
 class AdaptiveBinaryQuantizer(_Binary, qz.KMeansQuantizer):
     """Two fitted values per output channel (or tensor), one closed-form Lloyd step per training step.
 
@@ -220,24 +220,3 @@ def quantizer_spec(binary: str | dict | None) -> dict | None:
         raise QuantizationError(f"binary: unknown scheme {name!r}; accepted: {sorted(NAMES)} "
                                 f"or a registered quantizer name {sorted(qz.QUANTIZERS)}")
     return {**spec, "name": full}
-
-
-def higher_precision_ends(model: keras.Model, bits: int = 1, end_bits: int = 8):
-    """A :class:`~tfadvq.quant.spec.BitsSpec`: ``bits`` everywhere but the first and last quantizable layers.
-
-    In a speaker encoder those are the first convolution (a few hundred
-    weights seeing the raw filterbank) and the embedding layer; binary
-    networks commonly keep both at higher precision.  Combine with
-    ``binary=``: the ``bits``-wide layers get the binary quantizer, the ends
-    the regular one (k-means; 8 bits are stored as int8).
-    """
-    from tfadvq.quant import registry, spec
-
-    names = [layer.name for layer in model.layers if registry.rule_for(layer) is not None]
-    if len(names) < 3:
-        raise QuantizationError(f"higher_precision_ends: model {model.name!r} has {len(names)} quantizable "
-                                f"layer(s) {names}; it needs a first, a last and something between")
-    return spec.BitsSpec(default=bits, layers={names[0]: end_bits, names[-1]: end_bits})
-
-
-qz.QUANTIZERS.update({"binary_static": StaticBinaryQuantizer, "binary_adaptive": AdaptiveBinaryQuantizer})

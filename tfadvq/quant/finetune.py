@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfadvq.audio_limits import SAMPLE_RATE
+from tfadvq.callbacks import StepLosses
 from tfadvq.compat import keras, tf
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError, DataError
@@ -53,8 +54,12 @@ from tfadvq.voxceleb import Utterance
 DEFAULT_LR_SCALE = 0.1
 
 
-def finetune_config(config: TrainConfig, epochs: int, lr_scale: float = DEFAULT_LR_SCALE) -> TrainConfig:
+def finetune_config(config: TrainConfig, epochs: int, lr_scale: float = DEFAULT_LR_SCALE,
+                    steps_per_epoch: int | None = None) -> TrainConfig:
     """``config`` as a fine-tune: ``epochs`` epochs, no warm-up, peak lr times ``lr_scale``.
+
+    ``steps_per_epoch`` (when given) sets the budget in steps: a step-based
+    fine-tune (an MSFT stage, the mixed fine-tune) is ``epochs=1`` of that many.
 
     The margin of the AAM head is applied from the first step (no margin
     warm-up): the embedding is already discriminative.
@@ -67,13 +72,39 @@ def finetune_config(config: TrainConfig, epochs: int, lr_scale: float = DEFAULT_
     final_lr = min(config.schedule.final_lr, optimizer.lr)
     schedule = dataclasses.replace(config.schedule, warmup_epochs=0.0, final_lr=final_lr)
     head = dataclasses.replace(config.head, margin_warmup_start=0.0, margin_warmup_epochs=0.0)
-    return dataclasses.replace(config, epochs=epochs, optimizer=optimizer, schedule=schedule, head=head)
+    steps = config.steps_per_epoch if steps_per_epoch is None else steps_per_epoch
+    return dataclasses.replace(config, epochs=epochs, optimizer=optimizer, schedule=schedule, head=head,
+                               steps_per_epoch=steps)
+
+
+@dataclasses.dataclass
+class Finetuned:
+    """What one fine-tune did: the loss of every step, and the AAM head it ended with (None: distill)."""
+
+    losses: list[float]
+    head_weights: list[np.ndarray] | None
+
+    def window(self, last: bool) -> float:
+        """Mean loss of the first (or last) tenth of the steps, at least one step."""
+        n = max(1, len(self.losses) // 10)
+        return float(np.mean(self.losses[-n:] if last else self.losses[:n]))
+
+    def curve(self, points: int = 50) -> list[list[float]]:
+        """``[[last step of the window, mean loss of the window], ...]``, about ``points`` windows."""
+        every = max(1, -(-len(self.losses) // points))
+        return [[min(i + every, len(self.losses)), round(float(np.mean(self.losses[i:i + every])), 5)]
+                for i in range(0, len(self.losses), every)]
+
+    def record(self) -> dict[str, Any]:
+        """The fields a run record keeps: steps, first/last tenth's loss and the curve."""
+        return {"steps": len(self.losses), "first_loss": round(self.window(last=False), 5),
+                "last_loss": round(self.window(last=True), 5), "loss_curve": self.curve()}
 
 
 def finetune(quantized: keras.Model, data: TrainingData, config: TrainConfig, objective: str = "aam", *,
              teacher: keras.Model | None = None, head_weights: Sequence[np.ndarray] | None = None,
              refresh_steps: int = 100, callbacks: Sequence[keras.callbacks.Callback] = (),
-             verbose: int | str = "auto") -> keras.callbacks.History:
+             verbose: int | str = "auto") -> Finetuned:
     """Train the wrapped ``quantized`` model in place, refreshing its k-means codebooks.
 
     ``data`` comes from :func:`tfadvq.training.training_data`; ``config`` is
@@ -83,13 +114,18 @@ def finetune(quantized: keras.Model, data: TrainingData, config: TrainConfig, ob
     ``teacher`` (the FP32 model) is required by ``"distill"``; it must not be
     the wrapped model itself.  ``head_weights`` (``"aam"``): the trained AAM head
     (``head.npz`` from :func:`tfadvq.training.train`); its class count must
-    match ``data.num_classes``.
+    match ``data.num_classes``.  This is the one fine-tune engine: the
+    one-shot fine-tune, every MSFT stage and the mixed-precision fine-tune run
+    it, and each keeps its per-step losses (:class:`Finetuned`).
     """
     refresh = CodebookRefresh(quantized, every_n_steps=refresh_steps)
-    return fit_embedding_model(quantized, data.dataset, data.num_classes, config, objective,
-                               teacher=teacher, head_weights=head_weights,
-                               steps_per_epoch=data.steps_per_epoch,
-                               callbacks=[refresh, *callbacks], verbose=verbose)
+    steps = StepLosses()
+    history = fit_embedding_model(quantized, data.dataset, data.num_classes, config, objective,
+                                  teacher=teacher, head_weights=head_weights,
+                                  steps_per_epoch=data.steps_per_epoch,
+                                  callbacks=[refresh, steps, *callbacks], verbose=verbose)
+    head = getattr(history.model, "head", None)
+    return Finetuned(steps.losses, head.get_weights() if head is not None else None)
 
 
 def _input_spec(dataset: tf.data.Dataset) -> tf.TensorSpec:
@@ -188,7 +224,7 @@ def model_inputs(model: keras.Model, config: TrainConfig, *, inputs: str | None 
     """Data a model of any input can be fitted, Fisher-weighted or bias-corrected on (labels only for fbank).
 
     * ``inputs``: an ``.npy`` array ``[N, ...]`` of model inputs, batched by
-      ``config.pipeline.batch_size`` (any input the user's own front end makes);
+      ``config.pipeline.batch_size`` (or all N when fewer; any input the user's own front end makes);
     * else the audio of ``utterances`` (default: ``config.data``): a model
       whose input is our fbank ``[batch, frames, num_mel_bins]`` gets the
       training pipeline (with labels, so AAM works too), a model whose input
@@ -201,9 +237,7 @@ def model_inputs(model: keras.Model, config: TrainConfig, *, inputs: str | None 
     if inputs is not None:
         array = _load_inputs(inputs)
         check_inputs(model, (None, *array.shape[1:]), f"--inputs {inputs}")
-        if len(array) < batch:
-            raise DataError(f"--inputs {inputs}: {len(array)} examples cannot fill one batch of {batch}; "
-                            "lower pipeline.batch_size or pass more")
+        batch = min(batch, len(array))  # a few examples of one's own inputs are a batch of their own
         dataset = tf.data.Dataset.from_tensor_slices(array).shuffle(len(array), seed=config.pipeline.seed)
         return input_data(dataset, steps_per_epoch or max(1, len(array) // batch), batch_size=batch)
     wanted = model.input_shape
@@ -275,11 +309,9 @@ def finetune_run(quantized: keras.Model, train_config: TrainConfig, settings: Fi
     model's input (:func:`model_inputs`), so a model with its own front end
     is distilled on waveform crops or on its inputs.
     """
-    config = finetune_config(train_config, settings.epochs, settings.lr_scale)
+    config = finetune_config(train_config, settings.epochs, settings.lr_scale, settings.steps_per_epoch)
     if settings.data is not None:
         config = dataclasses.replace(config, data=settings.data)
-    if settings.steps_per_epoch is not None:
-        config = dataclasses.replace(config, steps_per_epoch=settings.steps_per_epoch)
     data = model_inputs(teacher or quantized, config, inputs=inputs, utterances=utterances,
                         steps_per_epoch=config.steps_per_epoch)
     aam = settings.objective is Objective.AAM
@@ -288,14 +320,11 @@ def finetune_run(quantized: keras.Model, train_config: TrainConfig, settings: Fi
     if not aam and teacher is None:
         raise ConfigError("objective distill: the FP32 teacher model is needed")
     start_head = head_weights if aam and settings.use_trained_head else None
-    history = finetune(quantized, data, config, settings.objective.value,
-                       teacher=None if aam else teacher, head_weights=start_head,
-                       refresh_steps=settings.refresh_steps)
-    row = {"objective": settings.objective.value, "epochs": settings.epochs,
-           "steps": settings.epochs * data.steps_per_epoch, "peak_lr": config.optimizer.lr,
+    tuned = finetune(quantized, data, config, settings.objective.value,
+                     teacher=None if aam else teacher, head_weights=start_head,
+                     refresh_steps=settings.refresh_steps)
+    row = {"objective": settings.objective.value, "epochs": settings.epochs, "peak_lr": config.optimizer.lr,
            "lr_scale": settings.lr_scale, "refresh_steps": settings.refresh_steps,
            "head": "trained" if start_head is not None else ("new" if aam else "none"),
-           "speakers": len(data.speakers), "data": to_dict(config.data),
-           "first_loss": history.history["loss"][0], "last_loss": history.history["loss"][-1]}
-    head = history.model.head.get_weights() if aam else None
-    return FinetuneResult(row, config, head)
+           "speakers": len(data.speakers), "data": to_dict(config.data), **tuned.record()}
+    return FinetuneResult(row, config, tuned.head_weights if aam else None)

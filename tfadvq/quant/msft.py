@@ -68,7 +68,7 @@ from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.frontend import FrontEnd
 from tfadvq.objectives import Objective
-from tfadvq.quant import api, outputs, registry, spec
+from tfadvq.quant import api, layer_rules, outputs, spec
 from tfadvq.quant.finetune import DEFAULT_LR_SCALE, finetune, finetune_config
 from tfadvq.strategies import is_chief, make_strategy
 from tfadvq.train_config import TrainConfig
@@ -127,12 +127,14 @@ class MSFTSettings:
 
 @dataclasses.dataclass
 class MSFTResult:
-    """The final wrapped model (every group quantized), one row per stage, the groups, the AAM head."""
+    """The final wrapped model (every group quantized), one row per stage, the groups, the AAM head,
+    and the fine-tune config every stage followed."""
 
     model: keras.Model
     rows: list[dict[str, Any]]
     groups: list[list[str]]
     head_weights: list[np.ndarray] | None
+    config: TrainConfig
 
 
 # --------------------------------------------------------------------------- planning
@@ -164,7 +166,7 @@ def _layer_of(model: keras.Model, key: str, where: str) -> str:
         return key
     layer, _, weight = key.rpartition("/")
     if layer in names:
-        rule = registry.rule_for(model.get_layer(layer))
+        rule = layer_rules.rule_for(model.get_layer(layer))
         if rule is not None and weight in [a.split(".")[-1] for a in rule.weights]:
             return layer
     raise ConfigError(f"{where}: {key!r} is neither a layer nor a quantizable 'layer/weight' key of "
@@ -205,8 +207,8 @@ def _ordered(model: keras.Model, quantized: list[str], order: Order,
     if order is Order.REVERSE_DEPTH:
         return list(reversed(quantized))
     if order is Order.SIZE:
-        size = {name: sum(int(np.prod(registry.get_attr(model.get_layer(name), a).shape))
-                          for a in registry.rule_for(model.get_layer(name)).weights) for name in quantized}
+        size = {name: sum(int(np.prod(layer_rules.get_attr(model.get_layer(name), a).shape))
+                          for a in layer_rules.rule_for(model.get_layer(name)).weights) for name in quantized}
         return sorted(quantized, key=lambda name: -size[name])  # stable: ties keep depth order
     if sensitivities is None:
         raise ConfigError("msft order sensitivity: pass the sensitivities (tfadvq.quant.sensitivity, or the "
@@ -225,7 +227,7 @@ def stage_bits(bits: spec.BitsLike, active: set[str], model: keras.Model) -> spe
     """``bits`` restricted to the ``active`` layers (every other layer float), per-weight keys kept."""
     base = spec.as_spec(bits)
     floats = {layer.name: None for layer in model.layers
-              if layer.weights and registry.rule_for(layer) is not None and layer.name not in active}
+              if layer.weights and layer_rules.rule_for(layer) is not None and layer.name not in active}
     changes: dict[str, Any] = {"layers": {**base.layers, **floats}}
     if hasattr(base, "weights"):  # per-weight keys (``layer/weight``): only the active layers' ones
         changes["weights"] = {k: b for k, b in base.weights.items() if k.rpartition("/")[0] in active}
@@ -233,25 +235,6 @@ def stage_bits(bits: spec.BitsLike, active: set[str], model: keras.Model) -> spe
 
 
 # --------------------------------------------------------------------------- running
-
-
-class _StepLosses(keras.callbacks.Callback):
-    """Per-step losses of a one-epoch fit (Keras logs the running mean; undo it)."""
-
-    def __init__(self):
-        super().__init__()
-        self.losses: list[float] = []
-        self._mean = 0.0
-
-    def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])
-        self.losses.append((batch + 1) * mean - batch * self._mean)
-        self._mean = mean
-
-    def window(self, last: bool) -> float:
-        """Mean loss of the first (or last) tenth of the steps, at least one step."""
-        n = max(1, len(self.losses) // 10)
-        return float(np.mean(self.losses[-n:] if last else self.losses[:n]))
 
 
 def copy_latent(wrapped: keras.Model, latent: keras.Model) -> None:
@@ -312,8 +295,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
     if not aam and teacher is None:
         raise ConfigError("msft objective distill: the FP32 teacher model is needed")
     groups = plan_groups(model, bits, settings, sensitivities)
-    config = dataclasses.replace(finetune_config(train_config, 1, settings.lr_scale),
-                                 steps_per_epoch=settings.steps_per_stage)
+    config = finetune_config(train_config, 1, settings.lr_scale, settings.steps_per_stage)
     data = dataclasses.replace(data, steps_per_epoch=settings.steps_per_stage)  # finetune counts steps by it
     run = rundir.MSFTDir(out)
     strategy = strategy or make_strategy(train_config.strategy)
@@ -325,7 +307,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
         if finished:  # done before: the final outputs are the result
             log.info("msft: %s holds the finished run", run.path)
             return MSFTResult(api.load_model(run.wrapped), rows, groups,
-                              rundir.TrainDir(run.path).load_head() if run.head.is_file() else None)
+                              rundir.TrainDir(run.path).load_head() if run.head.is_file() else None, config)
         latent = keras.models.clone_model(model)
         latent.set_weights(model.get_weights())
         wrapped = None
@@ -340,18 +322,17 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
             active = {name for group in groups[:k] for name in group}
             wrapped = api.quantize(latent, stage_bits(bits, active, latent), per_channel=settings.per_channel,
                                    quantizer=settings.quantizer, progress=False)
-            losses = _StepLosses()
-            history = finetune(wrapped, data, config, settings.objective.value,
-                               teacher=None if aam else teacher, head_weights=head,
-                               refresh_steps=settings.refresh_steps, callbacks=[losses], verbose=verbose)
-            head = history.model.head.get_weights() if aam else None
+            tuned = finetune(wrapped, data, config, settings.objective.value,
+                             teacher=None if aam else teacher, head_weights=head,
+                             refresh_steps=settings.refresh_steps, verbose=verbose)
+            head = tuned.head_weights if aam else None
             copy_latent(wrapped, latent)
             group = set(groups[k - 1])
             rows.append({"stage": k, "group": groups[k - 1],
                          "bits": {f"{r['layer']}/{r['weight']}": r["bits"] for r in api.summary(wrapped)
                                   if r["layer"] in group},
-                         "steps": len(losses.losses), "loss_before": losses.window(last=False),
-                         "loss_after": losses.window(last=True),
+                         "steps": len(tuned.losses), "loss_before": tuned.window(last=False),
+                         "loss_after": tuned.window(last=True), "loss_curve": tuned.curve(),
                          "replicas": strategy.num_replicas_in_sync,
                          "seconds": round(time.perf_counter() - start, 2)})
             _checkpoint(run, k, wrapped, head, key, rows, chief)
@@ -362,7 +343,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
         rundir.write_json(run.state, {"key": key, "rows": rows, "finished": True})
         shutil.rmtree(run.checkpoints, ignore_errors=True)
         log.info("msft: %d stages, %.1f KiB", len(groups), saved.size.size_bytes / 1024)
-    return MSFTResult(wrapped, rows, groups, head)
+    return MSFTResult(wrapped, rows, groups, head, config)
 
 
 def _checkpoint(run: rundir.MSFTDir, k: int, wrapped: keras.Model, head: list[np.ndarray] | None,

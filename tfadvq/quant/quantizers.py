@@ -4,7 +4,8 @@ Every quantizer here maps a weight tensor onto a sorted *value table* of 2^b
 entries, one table per tensor or one per output channel, and exposes that
 table (:meth:`TableQuantizer.value_table`) so stripping, size accounting and
 the converter treat all of them alike (k-means today; mixed precision and
-1-bit quantizers plug in through :func:`get` by name).
+1-bit quantizers plug in by name: :func:`register_quantizer`, resolved by
+:func:`tfadvq.quant.catalog.get`).
 
 Forward (nearest table entry, ties to the lower entry), with sorted table
 ``c`` and midpoints ``m_i = c_i + (c_{i+1} - c_i) / 2`` (m_{-1} = -inf, m_{k-1} = +inf)::
@@ -32,8 +33,8 @@ Adaptive Neural Network Quantization" (KMQAT: per-layer k-means codebooks).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -130,6 +131,30 @@ def _channels(shape: Any, channel_dims: int) -> int:
     return int(np.prod(tuple(shape)[len(shape) - channel_dims:]))
 
 
+Q = TypeVar("Q", bound=type)
+
+QUANTIZERS: dict[str, type[TableQuantizer]] = {}
+"""Every quantizer by its short name; filled only by :func:`register_quantizer` (resolve with
+:func:`tfadvq.quant.catalog.get`, which loads every packaged scheme first)."""
+
+
+def register_quantizer(name: str) -> Callable[[Q], Q]:
+    """Class decorator: register a quantizer under ``name`` (larq's ``register_alias``).
+
+    It also registers the class as Keras-serializable, so a saved model with it reloads.
+    A name taken by another class is an error, not a silent replacement.
+    """
+    def register(cls: Q) -> Q:
+        taken = QUANTIZERS.get(name)
+        if taken is not None and taken is not cls:
+            raise QuantizationError(f"quantizer name {name!r} is taken by {taken.__qualname__}; "
+                                    f"register {cls.__qualname__} under another name")
+        QUANTIZERS[name] = keras.utils.register_keras_serializable(package="tfadvq")(cls)
+        return cls
+
+    return register
+
+
 class TableQuantizer(_Quantizer):
     """Base of the value-table quantizers: bit width, per-channel layout, serialization.
 
@@ -189,7 +214,7 @@ class TableQuantizer(_Quantizer):
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
-@keras.utils.register_keras_serializable(package="tfadvq")
+@register_quantizer("kmeans")
 class KMeansQuantizer(TableQuantizer):
     """Nearest of 2^b k-means centroids, fitted on the layer's own (pre-trained) weights.
 
@@ -264,7 +289,7 @@ class KMeansQuantizer(TableQuantizer):
         return self._codebook.numpy()
 
 
-@keras.utils.register_keras_serializable(package="tfadvq")
+@register_quantizer("uniform")
 class UniformQuantizer(TableQuantizer):
     """Linear symmetric quantizer (the peer of k-means in the benchmark).
 
@@ -303,26 +328,6 @@ class UniformQuantizer(TableQuantizer):
             table = scale[:, None] * np.arange(-half, half + 1, dtype=np.float32)
             table = np.concatenate([table, table[:, -1:]], axis=1)  # pad 2^b - 1 levels to 2^b
         return table.astype(np.float32) if self.per_channel else table[0].astype(np.float32)
-
-
-QUANTIZERS: dict[str, type[TableQuantizer]] = {"kmeans": KMeansQuantizer, "uniform": UniformQuantizer}
-
-
-def get(identifier: str | dict | TableQuantizer, **kwargs) -> TableQuantizer:
-    """Resolve a quantizer by short name (``"kmeans"``), ``{"name": ..., **args}`` or instance."""
-    if isinstance(identifier, TableQuantizer):
-        return identifier
-    if isinstance(identifier, dict):
-        identifier = dict(identifier)
-        kwargs = {**identifier, **kwargs}
-        identifier = kwargs.pop("name", None)
-    # The 1-bit schemes register themselves when their module loads; it builds on this one,
-    # so it is loaded here, on first use, rather than imported at the top (no import cycle).
-    import tfadvq.quant.binary  # noqa: F401,I001  ("binary_static", "binary_adaptive")
-
-    if identifier not in QUANTIZERS:
-        raise QuantizationError(f"quantizer: unknown name {identifier!r}; accepted: {sorted(QUANTIZERS)}")
-    return QUANTIZERS[identifier](**kwargs)
 
 
 def _find_weight(layer, name: str, shape) -> tf.Variable:

@@ -2,7 +2,7 @@
 
 Two estimators over the same few batches of the objective (:func:`objective_batches`
 takes them once, so every estimator sees the same data), for every weight the
-quantizer supports (:mod:`tfadvq.quant.registry`: Conv1D/2D, DepthwiseConv2D,
+quantizer supports (:mod:`tfadvq.quant.layer_rules`: Conv1D/2D, DepthwiseConv2D,
 Dense, LSTM, GRU), on any Keras model and any input shape, plain or
 tfmot-wrapped (:func:`tfadvq.quantize`; its float weights are found through
 :func:`tfadvq.quant.api.quantized_weights`, gradients reach them through the
@@ -55,8 +55,9 @@ import tensorflow_model_optimization as tfmot
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConfigError, DataError, QuantizationError
 from tfadvq.objectives import Objective, parse_objective
+from tfadvq.quant import catalog
 from tfadvq.quant import quantizers as qz
-from tfadvq.quant import registry
+from tfadvq.quant import layer_rules
 from tfadvq.quant.binary import quantizer_spec
 
 Batch = tuple[Any, Any]  # (model inputs, labels or None)
@@ -106,7 +107,7 @@ class QuantizableWeight:
 
 
 def quantizable_weights(model: keras.Model, weights: Sequence[str] | None = None) -> list[QuantizableWeight]:
-    """Every weight of ``model`` the registry supports, in layer order (``weights``: only these keys).
+    """Every weight of ``model`` the support table (layer_rules) covers, in layer order (``weights``: only these keys).
 
     Layers of a tfmot-wrapped model give their float weights (the quantizers'
     sources); unknown keys in ``weights`` raise, listing the known ones.
@@ -114,22 +115,22 @@ def quantizable_weights(model: keras.Model, weights: Sequence[str] | None = None
     found = []
     for layer in model.layers:
         inner = layer.layer if isinstance(layer, _Wrapper) else layer
-        rule = registry.rule_for(inner)
+        rule = layer_rules.rule_for(inner)
         if rule is None or not inner.weights:
             continue
         config = getattr(layer, "quantize_config", None)
-        if isinstance(config, registry.WeightQuantizeConfig):
+        if isinstance(config, layer_rules.WeightQuantizeConfig):
             variables = [q.source for q in config.quantizers]
         elif isinstance(layer, _Wrapper):
             continue  # wrapped by someone else's config: its weights are not ours to look up
         else:
-            variables = [registry.get_attr(inner, attr) for attr in rule.weights]
+            variables = [layer_rules.get_attr(inner, attr) for attr in rule.weights]
         found += [QuantizableWeight(f"{inner.name}/{_short(v.name)}", inner, attr, v, rule.channel_dims)
                   for attr, v in zip(rule.weights, variables)]
     if weights is None:
         if not found:
             raise QuantizationError(f"model {model.name!r} has no quantizable weight; supported classes: "
-                                    f"{registry.supported_class_names()}")
+                                    f"{layer_rules.supported_class_names()}")
         return found
     known = {w.key: w for w in found}
     unknown = [k for k in weights if k not in known]
@@ -320,7 +321,7 @@ def quantization_errors(model: keras.Model, bits: Iterable[int] = DEFAULT_BITS, 
                         weights: Sequence[str] | None = None) -> dict[str, dict[int, float]]:
     """``||Q_b(W) - W||^2`` per quantizable weight and bit width, with the project's quantizer.
 
-    ``Q_b`` fits ``quantizer`` (:func:`tfadvq.quant.quantizers.get`; k-means by
+    ``Q_b`` fits ``quantizer`` (:func:`tfadvq.quant.catalog.get`; k-means by
     default) per tensor or per channel at ``b`` bits on the weight's current
     float values and maps every value to its nearest table entry; at 1 bit
     the ``binary`` scheme (:mod:`tfadvq.quant.binary`, as ``binary=`` of
@@ -334,7 +335,7 @@ def quantization_errors(model: keras.Model, bits: Iterable[int] = DEFAULT_BITS, 
         w = target.variable.numpy()
         errors[target.key] = {}
         for b in bits:
-            q = qz.get(one_bit if b == 1 else quantizer, bits=b, per_channel=per_channel,
+            q = catalog.get(one_bit if b == 1 else quantizer, bits=b, per_channel=per_channel,
                        channel_dims=target.channel_dims)
             table = q.value_table(w)
             values = qz.nearest_in_table_indexed(tf.constant(w), tf.constant(table)).numpy()

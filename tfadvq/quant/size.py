@@ -1,7 +1,7 @@
 """Honest size accounting: quantized weights as the converter stores them + every other parameter at 32 bits.
 
 A quantized weight costs what :func:`tfadvq.quant.cost.tensor_cost` says its
-TFLite tensors cost (the support table, :mod:`tfadvq.quant.registry`, gives
+TFLite tensors cost (the support table, :mod:`tfadvq.quant.layer_rules`, gives
 their shapes and channel axis): packed b-bit LUT indices plus value tables
 *per output channel* for 1-7 bits -- the converter always writes per-channel
 tables, because BatchNorm folding gives every channel its own values, so a
@@ -25,7 +25,7 @@ import numpy as np
 
 from tfadvq.compat import keras
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import cost, registry, spec
+from tfadvq.quant import cost, layer_rules, spec
 from tfadvq.quant.api import quantized_weights
 from tfadvq.quant.records import QuantizedWeights
 
@@ -58,7 +58,7 @@ class SizeReport:
 def weight_bytes(layer: keras.layers.Layer, attr: str, shape: Sequence[int], bits: int,
                  activations: str = "float32") -> int:
     """Bytes the converter stores for weight ``attr`` of ``layer`` (Keras ``shape``) at ``bits``."""
-    rule = registry.rule_for(layer)
+    rule = layer_rules.rule_for(layer)
     layout = rule.tflite[rule.weights.index(attr)]
     per_tensor = activations == "int8" and layout.int8_per_tensor
     axis = None if per_tensor else layout.axis
@@ -124,7 +124,7 @@ def _stripped_size(model: keras.Model, records: QuantizedWeights, activations: s
     for layer in model.layers:
         mine = [t for t in records.tensors if t.layer == layer.name]
         if mine:
-            attrs = {a.split(".")[-1]: a for a in registry.rule_for(layer).weights}
+            attrs = {a.split(".")[-1]: a for a in layer_rules.rule_for(layer).weights}
             rows += [_row(t.layer, t.weight, np.prod(t.shape), t.bits,
                           weight_bytes(layer, attrs[t.weight], t.shape, t.bits, activations)) for t in mine]
         names = {t.weight for t in mine}
@@ -137,11 +137,11 @@ def _planned_size(model: keras.Model, bits, activations: str) -> SizeReport:
     rows = []
     for layer in model.layers:
         quantized = {}
-        rule = registry.rule_for(layer)
+        rule = layer_rules.rule_for(layer)
         for attr in rule.weights if rule is not None else ():
             b = plan.get(spec.weight_key(layer, attr))
             if b is not None:
-                v = registry.get_attr(layer, attr)
+                v = layer_rules.get_attr(layer, attr)
                 quantized[id(v)] = _row(layer.name, v.name, np.prod(v.shape), b,
                                         weight_bytes(layer, attr, v.shape, b, activations))
         rows += list(quantized.values()) + _float_rows(layer, set(quantized))

@@ -19,7 +19,7 @@ quantization is expressed; :func:`tfadvq.quant.api.quantize` logs a warning
 naming what a spec without ``default`` leaves float).  Unknown layer, weight
 or class names, unsupported named layers and bits outside 1..8 raise: a typo
 must not silently leave a layer float.  A layer whose configuration the
-support table says cannot convert (:meth:`~tfadvq.quant.registry.LayerRule.refuses`)
+support table says cannot convert (:meth:`~tfadvq.quant.layer_rules.LayerRule.refuses`)
 raises when it would be quantized: nobody should fine-tune what cannot ship.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from tfadvq.compat import keras
 from tfadvq.config import load_yaml
 from tfadvq.errors import QuantizationError
-from tfadvq.quant import kmeans1d, registry
+from tfadvq.quant import kmeans1d, layer_rules
 from tfadvq.quant.bits import check_bits
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,22 @@ def as_spec(bits: BitsLike) -> BitsSpec:
     return BitsSpec(default=check_bits(bits, "bits"))
 
 
+def higher_precision_ends(model: keras.Model, bits: int = 1, end_bits: int = 8) -> BitsSpec:
+    """A :class:`BitsSpec`: ``bits`` everywhere but the first and last quantizable layers.
+
+    In a speaker encoder those are the first convolution (a few hundred
+    weights seeing the raw filterbank) and the embedding layer; binary
+    networks commonly keep both at higher precision.  Combine with
+    ``binary=``: the ``bits``-wide layers get the binary quantizer, the ends
+    the regular one (k-means; 8 bits are stored as int8).
+    """
+    names = [layer.name for layer in model.layers if layer_rules.rule_for(layer) is not None]
+    if len(names) < 3:
+        raise QuantizationError(f"higher_precision_ends: model {model.name!r} has {len(names)} quantizable "
+                                f"layer(s) {names}; it needs a first, a last and something between")
+    return BitsSpec(default=bits, layers={names[0]: end_bits, names[-1]: end_bits})
+
+
 def weight_key(layer: keras.layers.Layer, attr: str) -> str:
     """The project's weight key ``"<layer>/<short name>"`` of the rule attribute ``attr``."""
     return f"{layer.name}/{attr.split('.')[-1]}"
@@ -105,7 +121,7 @@ def resolve_weights(model: keras.Model, bits: BitsLike) -> dict[str, int | None]
     layers = resolve(model, spec)
     out: dict[str, int | None] = {}
     for layer in model.layers:
-        rule = registry.rule_for(layer)
+        rule = layer_rules.rule_for(layer)
         if rule is None:
             continue
         for attr in rule.weights:
@@ -142,7 +158,7 @@ def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
     for layer in model.layers:
         if not layer.weights:
             continue
-        if registry.rule_for(layer) is None:
+        if layer_rules.rule_for(layer) is None:
             resolved[layer.name] = None
             continue
         cls = type(layer).__name__
@@ -152,7 +168,7 @@ def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
             resolved[layer.name] = spec.classes[cls]
         else:
             resolved[layer.name] = spec.default
-        refusal = registry.rule_for(layer).refuses(layer)
+        refusal = layer_rules.rule_for(layer).refuses(layer)
         overridden = [k for k in spec.weights if k.rsplit("/", 1)[0] == layer.name]
         if resolved[layer.name] is not None and refusal and not overridden:
             raise QuantizationError(f"bits: layer {layer.name!r} cannot be converted once quantized: {refusal}; "
@@ -162,7 +178,7 @@ def resolve(model: keras.Model, bits: BitsLike) -> dict[str, int | None]:
 
 def _check(model: keras.Model, spec: BitsSpec) -> None:
     by_name = {layer.name: layer for layer in model.layers}
-    supported = registry.supported_class_names()
+    supported = layer_rules.supported_class_names()
     if spec.default is not None:
         check_bits(spec.default, "bits default")
     for name, b in spec.layers.items():
@@ -170,17 +186,17 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
             raise QuantizationError(f"bits: unknown layer name {name!r}; layers with weights: "
                                     f"{sorted(n for n, l in by_name.items() if l.weights)}")
         layer = by_name[name]
-        if b is not None and registry.rule_for(layer) is None:
+        if b is not None and layer_rules.rule_for(layer) is None:
             raise QuantizationError(f"bits: layer {name!r} ({type(layer).__name__}) cannot be quantized; "
                                     f"supported classes: {supported}")
         if b is not None:
             check_bits(b, f"bits[{name!r}]")
     for key, b in spec.weights.items():
         layer = by_name.get(key.rsplit("/", 1)[0]) if "/" in key else None
-        rule = registry.rule_for(layer) if layer is not None else None
+        rule = layer_rules.rule_for(layer) if layer is not None else None
         keys = [weight_key(layer, a) for a in rule.weights] if rule is not None else []
         if key not in keys:
-            known = [weight_key(l, a) for l in model.layers if (r := registry.rule_for(l)) for a in r.weights]
+            known = [weight_key(l, a) for l in model.layers if (r := layer_rules.rule_for(l)) for a in r.weights]
             raise QuantizationError(f"bits: unknown weight key {key!r}; accepted: \"<layer>/<weight>\" "
                                     f"of a quantizable layer: {known}")
         if b is not None:
@@ -221,10 +237,10 @@ def table_report(model: keras.Model, targets: Mapping[str, int], *, activations:
     for key, bits in targets.items():
         layer_name, short = key.rsplit("/", 1)
         layer = model.get_layer(layer_name)
-        rule = registry.rule_for(layer)
+        rule = layer_rules.rule_for(layer)
         attr = next(a for a in rule.weights if a.split(".")[-1] == short)
         layout = rule.tflite[rule.weights.index(attr)]
-        w = np.asarray(registry.get_attr(layer, attr).numpy())
+        w = np.asarray(layer_rules.get_attr(layer, attr).numpy())
         f = None if importances.get(key) is None else np.asarray(importances[key], dtype=np.float64)
         per_tensor_only = activations == "int8" and layout.int8_per_tensor
         parts = [cost.tensor_cost(s, bits, axis=None if per_tensor_only else layout.axis, dtype=activations,

@@ -1,4 +1,4 @@
-"""Stages that provide and check data: the generated corpus (or an existing one)."""
+"""Stages that provide data: the generated corpus (or an existing one), and the real-speech evaluation set."""
 from __future__ import annotations
 
 import dataclasses
@@ -52,3 +52,46 @@ class CorpusStage(StageBase):
             metrics={"train_speakers": speakers, "train_utterances": len(corpus.train),
                      "test_utterances": len(corpus.test), "trials": len(corpus.trials)},
             summary=f"{speakers} train speakers, {len(corpus.train)} utts; {len(corpus.trials)} test trials")
+
+
+@register_stage("real_corpus")
+@dataclasses.dataclass
+class RealCorpusStage(StageBase):
+    """The real-speech evaluation set (``tfadvq data real``): real people, built on this machine.
+
+    Test speakers only (never trained on): evaluate a model on it beside the
+    synthetic trials.  ``sources`` by name (null: every default source);
+    ``install`` lets the stage install missing source packages with apt when run
+    as root (otherwise it stops naming them).
+    """
+
+    sources: list[str] | None = None
+    max_clips: int = 100
+    seed: int = 0
+    install: bool = False
+
+    def __post_init__(self) -> None:
+        from tfadvq.corpus import real
+
+        self.config().validate([s.name for s in real.KNOWN])
+
+    def config(self):
+        from tfadvq.corpus.real import RealConfig
+
+        chosen = {} if self.sources is None else {"sources": tuple(self.sources)}
+        return RealConfig(max_clips=self.max_clips, seed=self.seed, **chosen)
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq.corpus import real
+        from tfadvq.voxceleb import load_corpus
+
+        directory = rundir.CorpusRun(ctx.out).corpus
+        result = real.build_real_corpus(directory, self.config(), sources=real.KNOWN, install=self.install)
+        corpus = ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
+        speakers = len({u.speaker for u in corpus.test})
+        return StageResult(outputs={"corpus": str(directory)},
+                           metrics={"test_speakers": speakers, "test_utterances": len(corpus.test),
+                                    "trials": result.trials},
+                           summary=f"real speech: {speakers} speakers, {len(corpus.test)} clips, "
+                                   f"{result.trials} trials ({', '.join(self.config().sources)})")
+

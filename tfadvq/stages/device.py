@@ -126,7 +126,8 @@ class CalibrateStage(StageBase):
         from converters.metadata import write_json
         from tfadvq import metrics
         from tfadvq.evaluation import evaluate
-        from tfadvq.scoring import keras_embedder, tflm_embedder
+        from converters.tflm import tflm_embedder
+        from tfadvq.scoring import keras_embedder
 
         model, _, metadata = _device_model(ctx, self.model)
         front_end = device_frontend(ctx.record(self.model)["outputs"])
@@ -181,7 +182,7 @@ class DeviceVerifyStage(StageBase):
         return {"model": self.model, "corpus": self.corpus}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.scoring import tflm_embedder
+        from converters.tflm import tflm_embedder
 
         model, _, metadata = _device_model(ctx, self.model)
         if metadata.thresholds is None:

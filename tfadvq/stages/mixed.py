@@ -148,6 +148,7 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     one-shot fine-tune by MSFT; ``front_end`` (:class:`tfadvq.frontend.FrontEnd`,
     the model's) is recorded with the result.
     """
+    from converters.keras_to_tflite import to_float_tflite
     from tfadvq.config import dump_yaml
     from tfadvq.objectives import Objective, parse_objective
     from tfadvq.quant import allocate, outputs, sensitivity
@@ -158,8 +159,9 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     aam = objective is Objective.AAM
     head = _head(head_weights, data.num_classes, train_config) if aam else None
     batches = sensitivity.objective_batches(data, settings.batches)
+    float_bytes = None if frames is None else len(to_float_tflite(model, frames))
     plan = allocate.plan(model, batches, settings, target_bytes=target_bytes, avg_bits=avg_bits, head=head,
-                         frames=frames)
+                         float_tflite_bytes=float_bytes)
     plan, wrapped, tflite, rounds = quantize_within(model, plan, settings, target_bytes, frames)
     run = rundir.MixedDir(out)
     # A replaced (--force) result stops counting as finished before any of its files changes: a kill from
@@ -178,13 +180,11 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     elif finetune_steps:
         from tfadvq.quant.finetune import finetune, finetune_config
 
-        config = dataclasses.replace(finetune_config(train_config, 1, lr_scale), steps_per_epoch=finetune_steps)
-        history = finetune(wrapped, dataclasses.replace(data, steps_per_epoch=finetune_steps), config,
-                           objective.value, teacher=teacher, head_weights=head_weights, verbose=0)
-        losses = history.history["loss"]
-        tuning = {"objective": objective.value, "steps": finetune_steps, "peak_lr": config.optimizer.lr,
-                  "first_loss": losses[0], "last_loss": losses[-1]}
-        head_out = history.model.head.get_weights() if aam else None
+        config = finetune_config(train_config, 1, lr_scale, finetune_steps)
+        tuned = finetune(wrapped, dataclasses.replace(data, steps_per_epoch=finetune_steps), config,
+                         objective.value, teacher=teacher, head_weights=head_weights, verbose=0)
+        tuning = {"objective": objective.value, "peak_lr": config.optimizer.lr, **tuned.record()}
+        head_out = tuned.head_weights if aam else None
     outcome = MixedOutcome(plan, wrapped, None, tflite, rounds, tuning, head_out)
     rundir.write_json(run.plan, {**plan.to_dict(), "sizes": outcome.size_row(target_bytes),
                                  "settings": to_dict(settings), "tuning": tuning})
@@ -205,18 +205,18 @@ def plot_outcome(outcome: MixedOutcome, directory: Path) -> list[Path]:
             plot_convergence(plan.traces, directory / "convergence.png")]
 
 
-@register_stage("mixed")
 @dataclasses.dataclass
-class MixedStage(StageBase):
-    """Mixed precision from Hessian sensitivity under ``target_size`` (e.g. ``"150KB"``) or ``avg_bits``.
+class MixedRequest:
+    """What a mixed-precision run is asked: the budget, the search and the fine-tune (YAML-able).
 
-    ``model``: a train stage (or any stage with a Keras model); ``corpus``
-    (a corpus stage) or ``data`` replace its training data; ``finetune_steps``
-    one-shot QAT steps, or ``msft: true`` (``steps_per_stage`` x ``stages``)
-    instead.  The converted size uses the recipe's scoring window.
+    ``tfadvq mixed`` and the recipe's ``mixed`` stage both build one and run it
+    with :func:`run_mixed`, so the two read the same fields under the same
+    checks and resolve the head and the data by the same rule.  One of
+    ``target_size`` (the converted ``.tflite``, e.g. ``"150KB"``) or
+    ``avg_bits``; ``finetune_steps`` one-shot QAT steps, or ``msft: true``
+    (``steps_per_stage`` x ``stages``) instead.
     """
 
-    model: str = "train"
     target_size: str | None = None
     avg_bits: float | None = None
     allowed: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8])
@@ -230,27 +230,85 @@ class MixedStage(StageBase):
     msft: bool = False
     steps_per_stage: int = 100
     stages: int = 4
-    corpus: str | None = None
-    data: DataConfig | None = None
 
     def __post_init__(self) -> None:
         if (self.target_size is None) == (self.avg_bits is None):
             raise ConfigError("mixed: give exactly one of target_size or avg_bits")
         if self.target_size is not None:
             parse_size(self.target_size)
-        if self.corpus is not None and self.data is not None:
-            raise ConfigError("mixed: give corpus or data, not both")
         if self.msft and self.finetune_steps:
             raise ConfigError("mixed: msft replaces finetune_steps; give one of them")
         settings = self.settings()
         if self.avg_bits is not None:
             check_avg_bits(self.avg_bits, settings.allowed)
 
+    @property
+    def target_bytes(self) -> int | None:
+        return parse_size(self.target_size) if self.target_size is not None else None
+
+    @property
+    def aam(self) -> bool:
+        from tfadvq.objectives import Objective, parse_objective
+
+        return parse_objective(self.objective) is Objective.AAM
+
     def settings(self):
         from tfadvq.quant.allocate import MixedSettings
 
         return MixedSettings(list(self.allowed), self.objective, self.batches, self.probes, self.per_channel,
                              per_weight=self.per_weight)
+
+    def msft_settings(self):
+        """The MSFT settings (None: one-shot, or no fine-tune)."""
+        if not self.msft:
+            return None
+        from tfadvq.quant.msft import MSFTSettings
+
+        return MSFTSettings(self.steps_per_stage, self.stages, objective=self.objective, lr_scale=self.lr_scale,
+                            per_channel=self.per_channel)
+
+    @property
+    def tuning_steps(self) -> int:
+        """Steps of one pass of the fine-tune data (at least one: the traces read batches too)."""
+        return self.steps_per_stage if self.msft else max(self.finetune_steps, 1)
+
+
+def run_mixed(model, request: MixedRequest, out: str | Path, *, data, train: rundir.TrainDir, train_config,
+              frames: int | None, extra: dict[str, Any] | None = None, front_end=None) -> MixedOutcome:
+    """:func:`mixed_run` of ``request`` on ``model`` (the one entry of the command and the stage).
+
+    The head: the objective ``aam`` needs the trained head beside the model
+    (``train``) and data with speaker labels; ``distill`` uses neither.
+    """
+    if request.aam and not data.speakers:
+        raise ConfigError("mixed objective aam: these inputs carry no speaker labels; use objective distill")
+    head = train.load_head() if request.aam and train.head.is_file() else None
+    return mixed_run(model, data, request.settings(), out, target_bytes=request.target_bytes,
+                     avg_bits=request.avg_bits, frames=frames, train_config=train_config, head_weights=head,
+                     finetune_steps=request.finetune_steps, lr_scale=request.lr_scale,
+                     msft_settings=request.msft_settings(), extra=extra, front_end=front_end)
+
+
+@register_stage("mixed")
+@dataclasses.dataclass
+class MixedStage(MixedRequest, StageBase):
+    """Mixed precision from Hessian sensitivity (the fields of :class:`MixedRequest`).
+
+    ``model``: a train stage (or any stage with a Keras model); ``corpus``
+    (a corpus stage) or ``data`` replace its training data, ``inputs`` (an
+    ``.npy`` array of model inputs, distill) any audio; a model not trained by
+    tfadvq needs one of them.  The converted size uses the recipe's scoring window.
+    """
+
+    model: str = "train"
+    corpus: str | None = None
+    data: DataConfig | None = None
+    inputs: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if sum(x is not None for x in (self.corpus, self.data, self.inputs)) > 1:
+            raise ConfigError("mixed: give one of corpus, data or inputs")
 
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
@@ -262,41 +320,26 @@ class MixedStage(StageBase):
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         train = self._train_dir(ctx)
         return {"train_config": rundir.file_sha256(train.config) if train.config.is_file() else None,
+                "inputs": rundir.file_sha256(self.inputs) if self.inputs else None,
                 "window_frames": ctx.scoring.window_frames}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.config import load_yaml
-        from tfadvq.objectives import Objective
-        from tfadvq.train_config import TrainConfig
-        from tfadvq.training import training_data
+        from tfadvq.quant.finetune import model_inputs
+        from tfadvq.train_config import model_config
 
         source, train = keras_model_path(ctx, self.model), self._train_dir(ctx)
-        if not train.config.is_file():
-            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
-                              "tfadvq; use tfadvq.stages.mixed.mixed_run with its own data")
-        train_config = load_yaml(TrainConfig, train.config)
         data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        train_config = model_config(train.config, data_given=data is not None or self.inputs is not None,
+                                    what=f"stage {ctx.name}")
         if data is not None:
             train_config = dataclasses.replace(train_config, data=data)
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
-        settings = self.settings()
-        aam = settings.objective == Objective.AAM.value
-        head = train.load_head() if train.head.is_file() and (aam or self.msft or self.finetune_steps) else None
-        msft_settings = None
-        if self.msft:
-            from tfadvq.quant.msft import MSFTSettings
-
-            msft_settings = MSFTSettings(self.steps_per_stage, self.stages, objective=settings.objective,
-                                         lr_scale=self.lr_scale, per_channel=self.per_channel)
-        target = parse_size(self.target_size) if self.target_size is not None else None
         model = load_keras_model(ctx, source)
+        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
-        outcome = mixed_run(model, training_data(train_config, utterances), settings,
-                            ctx.out, target_bytes=target, avg_bits=self.avg_bits,
-                            frames=ctx.scoring.window_frames, train_config=train_config,
-                            head_weights=head if (aam or self.msft or self.finetune_steps) else None,
-                            finetune_steps=self.finetune_steps, lr_scale=self.lr_scale,
-                            msft_settings=msft_settings, front_end=front_end,
+        inputs = model_inputs(model, train_config, inputs=self.inputs, utterances=utterances,
+                              steps_per_epoch=self.tuning_steps)
+        outcome = run_mixed(model, self, ctx.out, data=inputs, train=train, train_config=train_config,
+                            frames=ctx.scoring.window_frames, front_end=front_end,
                             extra={"source_model": str(source), "settings": to_dict(self)})
         run = rundir.MixedDir(ctx.out)
         produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),
@@ -306,7 +349,8 @@ class MixedStage(StageBase):
         last = (outcome.tuning or {}).get("last_loss")
         tuned = {"steps": self.finetune_steps, "last_loss": last} if last is not None else None
         return StageResult(outputs=produced,
-                           metrics={**outcome.size_row(target), "size_bytes": outcome.saved.size.size_bytes,
+                           metrics={**outcome.size_row(self.target_bytes),
+                                    "size_bytes": outcome.saved.size.size_bytes,
                                     "bits": outcome.plan.allocation.bits, "tuning": outcome.tuning},
                            summary=quantize_summary(f"mixed {outcome.plan.allocation.avg_bits:.2f} bits",
                                                     outcome.saved, tuned))

@@ -181,6 +181,10 @@ def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohor
     cohort_utts = corpus_of(ctx, cohort).train if cohort else None
     result = evaluate(embed, trials, utterances, ctx.scoring, cohort_utts, top_n)
     write_outputs(result, trials, rundir.EvalDir(ctx.out), title=title)
+    if source.corpus is not None:  # a real corpus: EER by source with speaker-level intervals too
+        from tfadvq.corpus.real import report_by_source
+
+        report_by_source(result, trials, ctx.output(source.corpus, "corpus"), rundir.EvalDir(ctx.out))
     return result, trials_path
 
 
@@ -216,7 +220,8 @@ class EvaluateStage(StageBase):
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.evaluation import store_threshold
-        from tfadvq.scoring import keras_embedder, tflm_embedder
+        from converters.tflm import tflm_embedder
+        from tfadvq.scoring import keras_embedder
 
         outputs = ctx.record(self.model)["outputs"]
         if "tflite" in outputs:
@@ -230,12 +235,17 @@ class EvaluateStage(StageBase):
                                           self.cohort, self.top_n)
         out = rundir.EvalDir(ctx.out)
         store_threshold(out.threshold, result, trials_path, model_path, ctx.scoring, embedder=kind)
+        by_source = rundir.read_json(out.by_source) if out.by_source.is_file() else None
+        same = next((r for r in by_source or () if r["trials"] == "same-source" and "eer" in r), None)
         return StageResult(
             outputs={"scores": str(out.trial_scores), "threshold": str(out.threshold), "det": str(out.det),
                      "model": str(model_path)},
-            metrics={**result.row(), "embedder": kind},
+            metrics={**result.row(), "embedder": kind, **({"by_source": by_source} if by_source else {})},
             summary=f"EER {result.eer:.2f} %, minDCF(0.01) {result.min_dcf[0.01]:.3f}, "
-                    f"minDCF(0.05) {result.min_dcf[0.05]:.3f} ({kind}); DET {out.det}")
+                    f"minDCF(0.05) {result.min_dcf[0.05]:.3f} ({kind})"
+                    + (f"; same-source EER {same['eer']:.2f} % [{same['eer_ci95'][0]:.1f}, "
+                       f"{same['eer_ci95'][1]:.1f}] over {same['speakers']} speakers" if same else "")
+                    + f"; DET {out.det}")
 
 
 def example_claim(corpus) -> tuple[str, list[Path], Path, Path]:

@@ -117,7 +117,6 @@ class MSFTStage(StageBase):
         from tfadvq.config import dump_yaml, load_yaml
         from tfadvq.objectives import Objective
         from tfadvq.quant import outputs
-        from tfadvq.quant.finetune import finetune_config
         from tfadvq.quant.msft import msft
         from tfadvq.train_config import TrainConfig
         from tfadvq.training import training_data
@@ -138,9 +137,7 @@ class MSFTStage(StageBase):
                       out=ctx.out, teacher=None if aam else model, head_weights=head,
                       sensitivities=self._sensitivities(ctx), front_end=front_end)
         out = rundir.MSFTDir(ctx.out)
-        followed = dataclasses.replace(finetune_config(train_config, 1, settings.lr_scale),
-                                       steps_per_epoch=settings.steps_per_stage)
-        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(followed, tmp))
+        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
         saved = outputs.derive(result.model)
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
                     "train_config": str(out.train_config), "msft": str(out.state), **frontend_output(out.path)}

@@ -14,6 +14,7 @@ from typing import Any
 from tfadvq import frontend, rundir
 from tfadvq.config import load_yaml, to_dict
 from tfadvq.errors import ConfigError
+from tfadvq.quant.post_training import PTQSettings
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import (
     corpus_of,
@@ -34,46 +35,21 @@ def quantize_summary(label: str, outputs, tuned: dict[str, Any] | None) -> str:
 
 @register_stage("quantize")
 @dataclasses.dataclass
-class QuantizeStage(StageBase):
+class QuantizeStage(PTQSettings, StageBase):
     """KMQAT post-training quantization: per-layer k-means codebooks fitted to the trained weights.
 
-    ``bits`` for every supported layer, or ``bits_per_layer`` (a YAML bits spec
-    file: default / classes / layers).  ``binary`` (``static`` / ``adaptive``,
-    :mod:`tfadvq.quant.binary`) quantizes every 1-bit layer with that binary
-    quantizer (gradient cancelled and latent weights clipped at
-    ``binary_clip``); ``end_bits`` keeps the first and last quantizable layers
-    (first conv, embedding) at that width (with ``bits``, not ``bits_per_layer``).
-
-    A model we did not train: ``weighted`` fits the codebooks to the diagonal
-    Fisher of the distillation objective on ``fisher_batches`` batches,
-    ``bias_correction`` removes each quantized layer's output-mean shift,
-    ``per_channel: auto`` keeps per-channel tables where they pay; their data
-    is ``corpus`` (a corpus stage) or the model's training data, fed as the
-    model's input wants (:func:`tfadvq.quant.finetune.model_inputs`), or
-    ``inputs`` (an ``.npy`` array of model inputs).
+    The settings are :class:`~tfadvq.quant.post_training.PTQSettings` (what
+    ``tfadvq quantize`` takes too), run by the same
+    :func:`~tfadvq.quant.post_training.post_training`.  The data of
+    ``weighted`` / ``bias_correction`` is ``corpus`` (a corpus stage) or the
+    model's training data, fed as the model's input wants
+    (:func:`tfadvq.quant.finetune.model_inputs`), or ``inputs`` (an ``.npy``
+    array of model inputs).
     """
 
     model: str = "train"
-    bits: int = 4
-    bits_per_layer: str | None = None
-    per_channel: bool | str = False
-    activation_bits: int | None = None
-    weighted: bool = False
-    fisher_batches: int = 8
-    bias_correction: bool = False
     corpus: str | None = None
     inputs: str | None = None
-    binary: str | None = None
-    binary_clip: float | None = 1.0
-    end_bits: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.end_bits is not None and self.bits_per_layer:
-            raise ConfigError("quantize: end_bits applies to bits, not to bits_per_layer (name the layers there)")
-        if self.binary not in (None, "static", "adaptive"):
-            raise ConfigError(f"quantize: binary {self.binary!r}; accepted: static, adaptive (or leave it out)")
-        if isinstance(self.per_channel, str) and self.per_channel != "auto":
-            raise ConfigError(f"quantize: per_channel {self.per_channel!r}; accepted: true, false or auto")
 
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
@@ -84,7 +60,7 @@ class QuantizeStage(StageBase):
 
     def _data(self, ctx: StageContext, model, train_dir: str):
         """Batches for the Fisher and bias correction, as the model's input wants them (None if unused)."""
-        if not (self.weighted or self.bias_correction):
+        if not self.needs_data:
             return None
         from tfadvq.quant.finetune import model_inputs
 
@@ -96,33 +72,18 @@ class QuantizeStage(StageBase):
         return model_inputs(model, config, inputs=self.inputs, utterances=utterances)
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.quant import api, load_spec, outputs
+        from tfadvq.quant import outputs
+        from tfadvq.quant.post_training import post_training
 
         source = keras_model_path(ctx, self.model)
         train_dir = ctx.record(self.model)["outputs"].get("train_dir", str(source.parent))
-        from tfadvq.quant.binary import higher_precision_ends
-
         model = load_keras_model(ctx, source)
         front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
-        bits = load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
-        if self.end_bits is not None:
-            bits = higher_precision_ends(model, self.bits, self.end_bits)
-        binary = {"name": self.binary, "clip_value": self.binary_clip} if self.binary else None
-        data = self._data(ctx, model, train_dir)
-        importances = None
-        if self.weighted:
-            from tfadvq.quant.sensitivity import fisher_diagonal, objective_batches
-
-            importances = fisher_diagonal(model, objective_batches(data, self.fisher_batches), objective="distill")
-        wrapped = api.ptq(model, bits, per_channel=self.per_channel, binary=binary,
-                          activation_bits=self.activation_bits, importances=importances)
-        if self.bias_correction:
-            from tfadvq.quant.bias_correction import correct_bias
-
-            correct_bias(model, wrapped, data)
+        result = post_training(model, self, self._data(ctx, model, train_dir))
         out = rundir.QuantDir(ctx.out)
-        saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self))
-        ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
+        saved = outputs.save(result.wrapped, out, front_end=front_end, source_model=str(source),
+                             settings=to_dict(self))
+        ctx.cache[f"wrapped:{out.wrapped}"] = result.wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
                      "train_dir": train_dir, **frontend_output(out.path)},

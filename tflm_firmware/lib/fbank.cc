@@ -1,6 +1,7 @@
 #include "fbank.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace sv {
 
@@ -93,6 +94,12 @@ void SubtractMean(float* features, int frames, int dim) {
   }
 }
 
+Status FrameStore::OnFrame(int index, const float* row) {
+  if (index < 0 || index >= capacity_) return Status::kAudioTooLong;
+  std::memcpy(rows_ + index * Fbank::kNumMelBins, row, sizeof(float) * Fbank::kNumMelBins);
+  return Status::kOk;
+}
+
 Status Fbank::Compute(const int16_t* pcm, size_t num_samples, float* out, int max_frames,
                       int* frames, bool mean_norm) const {
   if (pcm == nullptr || out == nullptr || frames == nullptr || max_frames <= 0) {
@@ -102,10 +109,61 @@ Status Fbank::Compute(const int16_t* pcm, size_t num_samples, float* out, int ma
   *frames = 0;
   if (n == 0) return Status::kAudioTooShort;
   if (n > max_frames) return Status::kAudioTooLong;
-  for (int t = 0; t < n; ++t) ComputeFrame(pcm + t * kFrameShift, out + t * kNumMelBins);
+  FbankStream stream(this);
+  FrameStore rows(out, n);
+  const Status status = stream.Push(pcm, num_samples, &rows);
+  if (status != Status::kOk) return status;
   if (mean_norm) SubtractMean(out, n, kNumMelBins);
   *frames = n;
   return Status::kOk;
+}
+
+void FbankStream::Reset() {
+  filled_ = 0;
+  frames_ = 0;
+  samples_ = 0;
+  for (float& s : sum_) s = 0.0f;
+}
+
+Status FbankStream::Emit(const int16_t* frame, FrameSink* sink) {
+  fbank_->ComputeFrame(frame, row_);
+  // Summed frame by frame from 0, as SubtractMean and the Verifier do: the same float result.
+  for (int m = 0; m < kNumMelBins; ++m) sum_[m] += row_[m];
+  const int index = frames_++;
+  return sink != nullptr ? sink->OnFrame(index, row_) : Status::kOk;
+}
+
+Status FbankStream::Push(const int16_t* samples, size_t n, FrameSink* sink) {
+  if (n > 0 && samples == nullptr) return Status::kBadArgument;
+  samples_ += n;
+  while (n > 0) {
+    if (filled_ == 0 && n >= static_cast<size_t>(kFrameLength)) {
+      // A whole frame in the input: computed in place, no copy.
+      const Status status = Emit(samples, sink);
+      if (status != Status::kOk) return status;
+      samples += kFrameShift;
+      n -= kFrameShift;
+      continue;
+    }
+    const size_t room = static_cast<size_t>(kFrameLength - filled_);
+    const size_t take = n < room ? n : room;
+    std::memcpy(carry_ + filled_, samples, sizeof(int16_t) * take);
+    filled_ += static_cast<int>(take);
+    samples += take;
+    n -= take;
+    if (filled_ == kFrameLength) {
+      const Status status = Emit(carry_, sink);
+      if (status != Status::kOk) return status;
+      // The next frame starts kFrameShift samples later: keep its first samples.
+      std::memmove(carry_, carry_ + kFrameShift, sizeof(int16_t) * (kFrameLength - kFrameShift));
+      filled_ = kFrameLength - kFrameShift;
+    }
+  }
+  return Status::kOk;
+}
+
+void FbankStream::Mean(float* mean) const {
+  for (int m = 0; m < kNumMelBins; ++m) mean[m] = frames_ > 0 ? sum_[m] / frames_ : 0.0f;
 }
 
 }  // namespace sv

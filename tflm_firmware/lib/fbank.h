@@ -62,6 +62,67 @@ class Fbank : public FbankConstants {
 // Subtracts from every column of `features[frames][dim]` its mean over frames.
 void SubtractMean(float* features, int frames, int dim);
 
+// Receives each fbank frame of a FbankStream as soon as its samples are in.
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // Frame `index` (0, 1, ... in order): `row[kNumMelBins]` log mel energies,
+  // not mean-normalised, valid during the call.  A status other than kOk stops
+  // the stream's Push() with it.
+  virtual Status OnFrame(int index, const float* row) = 0;
+};
+
+// A FrameSink keeping every frame in `rows[capacity][kNumMelBins]`: one frame
+// is 320 bytes, as many as the 160 samples of audio it advances by, so keeping
+// frames instead of samples costs the same RAM and spares recomputing them
+// (Verifier::EmbedFrames).  A frame beyond `capacity` is kAudioTooLong.
+class FrameStore : public FrameSink {
+ public:
+  FrameStore(float* rows, int capacity) : rows_(rows), capacity_(capacity) {}
+  Status OnFrame(int index, const float* row) override;
+  const float* rows() const { return rows_; }
+
+ private:
+  float* rows_;
+  int capacity_;
+};
+
+// The streaming front end: PCM arrives in chunks of any size (DMA
+// half-buffers, file reads), frames come out to a FrameSink as soon as their
+// 400 samples are in, and the per-bin sums for the utterance mean accumulate.
+// It keeps one frame of samples, so its memory does not depend on the
+// utterance length.  The frames are Fbank::ComputeFrame of the same samples
+// and Mean() is the mean Fbank::Compute subtracts, bit for bit, whatever the
+// chunking (Fbank::Compute is one Push of the whole utterance).
+class FbankStream : public FbankConstants {
+ public:
+  explicit FbankStream(const Fbank* fbank) : fbank_(fbank) {}
+
+  // Starts a new utterance.
+  void Reset();
+  // Appends `samples[n]` (n may be 0) and hands every frame they complete to
+  // `sink` (may be null: only the mean is kept).  Returns the sink's first
+  // error, after which the stream must be Reset(); kBadArgument for a null
+  // `samples` with n > 0.
+  Status Push(const int16_t* samples, size_t n, FrameSink* sink);
+
+  int frames() const { return frames_; }
+  size_t samples() const { return samples_; }
+  // `mean[kNumMelBins]`: the per-bin mean of the frames so far (zeros before the first).
+  void Mean(float* mean) const;
+
+ private:
+  Status Emit(const int16_t* frame, FrameSink* sink);
+
+  const Fbank* fbank_;
+  int16_t carry_[kFrameLength] = {};  // samples of the next frame, from its first
+  int filled_ = 0;                    // how many of them have arrived
+  int frames_ = 0;
+  size_t samples_ = 0;
+  float sum_[kNumMelBins] = {};
+  float row_[kNumMelBins] = {};
+};
+
 }  // namespace sv
 
 #endif  // TFADVQ_FBANK_H_

@@ -66,38 +66,60 @@ Status ParseWav(const uint8_t* data, size_t size, WavView* view) {
   return Status::kOk;
 }
 
+PcmFileReader::~PcmFileReader() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Status PcmFileReader::Open(const char* path) {
+  if (path == nullptr || file_ != nullptr) return Status::kBadArgument;
+  file_ = std::fopen(path, "rb");
+  if (file_ == nullptr) return Status::kIoError;
+  if (std::fseek(file_, 0, SEEK_END) != 0) return Status::kIoError;
+  const long total = std::ftell(file_);
+  if (total < 0 || std::fseek(file_, 0, SEEK_SET) != 0) return Status::kIoError;
+  size_t bytes = static_cast<size_t>(total);
+  size_t offset = 0;
+  if (!HasSuffix(path, ".raw") && !HasSuffix(path, ".pcm")) {
+    uint8_t header[kMaxHeaderBytes];
+    const size_t got = std::fread(header, 1, sizeof(header), file_);
+    const Status status = ParseWavHeader(header, got, static_cast<size_t>(total), &offset, &bytes);
+    if (status != Status::kOk) return status;
+  }
+  data_offset_ = offset;
+  num_samples_ = bytes / 2;
+  return Rewind();
+}
+
+Status PcmFileReader::Read(int16_t* buffer, size_t n) {
+  if (file_ == nullptr || buffer == nullptr || n > num_samples_ - position_) {
+    return Status::kBadArgument;
+  }
+  if (std::fread(buffer, 2, n, file_) != n) return Status::kIoError;
+  position_ += n;
+  return Status::kOk;
+}
+
+Status PcmFileReader::Rewind() {
+  if (file_ == nullptr) return Status::kBadArgument;
+  position_ = 0;
+  return std::fseek(file_, static_cast<long>(data_offset_), SEEK_SET) == 0 ? Status::kOk
+                                                                             : Status::kIoError;
+}
+
 Status LoadPcmFile(const char* path, int16_t* buffer, size_t capacity, size_t* num_samples,
                    bool keep_first) {
   if (path == nullptr || buffer == nullptr || num_samples == nullptr) return Status::kBadArgument;
   *num_samples = 0;
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) return Status::kIoError;
-  Status status = Status::kOk;
-  size_t offset = 0;
-  size_t bytes = 0;
-  if (std::fseek(f, 0, SEEK_END) != 0) status = Status::kIoError;
-  const long total = status == Status::kOk ? std::ftell(f) : -1;
-  if (total < 0 || std::fseek(f, 0, SEEK_SET) != 0) status = Status::kIoError;
-  if (status == Status::kOk && (HasSuffix(path, ".raw") || HasSuffix(path, ".pcm"))) {
-    bytes = static_cast<size_t>(total);
-  } else if (status == Status::kOk) {
-    uint8_t header[kMaxHeaderBytes];
-    const size_t got = std::fread(header, 1, sizeof(header), f);
-    status = ParseWavHeader(header, got, static_cast<size_t>(total), &offset, &bytes);
+  PcmFileReader file;
+  Status status = file.Open(path);
+  if (status != Status::kOk) return status;
+  size_t want = file.num_samples();
+  if (want > capacity) {
+    if (!keep_first) return Status::kAudioTooLong;
+    want = capacity;
   }
-  if (status == Status::kOk && bytes / 2 > capacity) {
-    if (keep_first) bytes = capacity * 2;
-    else status = Status::kAudioTooLong;
-  }
-  if (status == Status::kOk && std::fseek(f, static_cast<long>(offset), SEEK_SET) != 0) {
-    status = Status::kIoError;
-  }
-  if (status == Status::kOk) {
-    const size_t want = bytes / 2;
-    if (std::fread(buffer, 2, want, f) != want) status = Status::kIoError;
-    else *num_samples = want;
-  }
-  std::fclose(f);
+  status = file.Read(buffer, want);
+  if (status == Status::kOk) *num_samples = want;
   return status;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 
 #include "sv_status.h"
 
@@ -22,6 +23,32 @@ struct WavView {
 // Parses a RIFF/WAVE image in memory.  Anything other than PCM, 16-bit, mono,
 // 16 kHz, or a header/data chunk running past `size`, is kBadWav.
 Status ParseWav(const uint8_t* data, size_t size, WavView* view);
+
+// A PCM file (WAV, or raw int16 for ".raw"/".pcm") read in chunks, so audio of
+// any length streams through a small buffer, and can be read again (Rewind):
+// the two passes of Verifier::EmbedFile.
+class PcmFileReader {
+ public:
+  PcmFileReader() = default;
+  ~PcmFileReader();
+  PcmFileReader(const PcmFileReader&) = delete;
+  PcmFileReader& operator=(const PcmFileReader&) = delete;
+
+  // kIoError if it cannot be opened or sized, kBadWav for a WAV that is not
+  // 16 kHz mono 16-bit PCM; then positioned at the first sample.
+  Status Open(const char* path);
+  size_t num_samples() const { return num_samples_; }
+  // Reads the next `n` samples (n <= what is left) into `buffer`; kIoError on a short read.
+  Status Read(int16_t* buffer, size_t n);
+  // Back to the first sample.
+  Status Rewind();
+
+ private:
+  std::FILE* file_ = nullptr;
+  size_t data_offset_ = 0;
+  size_t num_samples_ = 0;
+  size_t position_ = 0;
+};
 
 // Reads `path` into `buffer[capacity]`: a WAV file, or raw int16 if the name ends
 // in ".raw" or ".pcm".  kIoError if it cannot be opened/read.  Audio longer than

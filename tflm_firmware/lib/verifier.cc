@@ -19,57 +19,170 @@ Verifier::Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* stor
       limits_(limits),
       hop_frames_(hop_frames) {}
 
-Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
+Status Verifier::CheckShapes(int* window, int* hop) const {
   const int dim = embedder_->embedding_size();
-  const int window = embedder_->input_frames();
-  if (dim <= 0 || dim > kMaxEmbedding || window <= 0) return Status::kModelBadShape;
-  if (window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
-  const int hop = hop_frames();
-  Status status = CheckAudio(pcm, num_samples, limits_);
-  if (status != Status::kOk) return status;
-  const int frames = FbankNumFrames(num_samples);
-  const int windows = WindowCount(frames, window, hop);
-  if (windows < 1) return Status::kAudioTooShort;  // no frame at all (limits below 400 samples)
+  *window = embedder_->input_frames();
+  if (dim <= 0 || dim > kMaxEmbedding || *window <= 0) return Status::kModelBadShape;
+  if (*window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
+  *hop = hop_frames();
+  return Status::kOk;
+}
+
+WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames, int window,
+                                 int hop, const float* mean, float* embedding)
+    : embedder_(embedder),
+      features_(features),
+      mean_(mean),
+      frames_(frames),
+      window_(window),
+      hop_(hop),
+      windows_(WindowCount(frames, window, hop)),
+      embedding_(embedding) {
+  const int dim = embedder->embedding_size();
+  for (int d = 0; d < dim && d < kMaxEmbedding; ++d) embedding_[d] = 0.0f;
+}
+
+Status WindowAssembler::OnFrame(int f, const float* raw) {
+  if (windows_ < 1) return Status::kAudioTooShort;
+  if (!Wants(f)) return Status::kOk;
+  constexpr int kMels = Fbank::kNumMelBins;
+  const int row = f - start_;  // < window_: a window runs as soon as its last row is in
+  float* out = features_ + row * kMels;
+  for (int m = 0; m < kMels; ++m) out[m] = raw[m] - mean_[m];
+  if (row == window_ - 1 || f == frames_ - 1) return RunWindow();
+  return Status::kOk;
+}
+
+Status WindowAssembler::RunWindow() {
   constexpr int kMels = Fbank::kNumMelBins;
   constexpr size_t kRowBytes = sizeof(float) * kMels;
-  float* features = buffers_.features;
-  float mean[kMels] = {};
-  for (int t = 0; t < frames; ++t) {
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, features);
-    for (int m = 0; m < kMels; ++m) mean[m] += features[m];
+  // A short utterance (T < W, one window): row t is frame t mod T, a copy of row t - T.
+  for (int t = frames_; t < window_; ++t) {
+    std::memcpy(features_ + t * kMels, features_ + (t - frames_) * kMels, kRowBytes);
   }
-  for (int m = 0; m < kMels; ++m) mean[m] /= frames;
+  const int dim = embedder_->embedding_size();
+  if (dim <= 0 || dim > kMaxEmbedding) return Status::kModelBadShape;
   float part[kMaxEmbedding];
-  std::memset(embedding, 0, sizeof(float) * dim);
-  int previous = 0;
-  for (int k = 0; k < windows; ++k) {
-    const int start = WindowStart(frames, window, hop, k);
-    int first_new = 0;  // rows [0, first_new) already hold this window's frames
-    if (k > 0 && start - previous < window) {  // overlap with the previous window
-      const int shift = start - previous;        // > 0: starts increase
-      std::memmove(features, features + shift * kMels, kRowBytes * (window - shift));
-      first_new = window - shift;
-    }
-    for (int t = first_new; t < window; ++t) {
-      float* row = features + t * kMels;
-      if (t >= frames) {  // wrapped: frame (start + t) mod T is already in row t - T
-        std::memcpy(row, row - frames * kMels, kRowBytes);
-        continue;
-      }
-      fbank_->ComputeFrame(pcm + ((start + t) % frames) * Fbank::kFrameShift, row);
-      for (int m = 0; m < kMels; ++m) row[m] -= mean[m];
-    }
-    previous = start;
-    status = embedder_->Embed(features, part);
-    if (status != Status::kOk) return status;
-    for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
-      if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
-    }
-    L2Normalize(part, dim);
-    for (int d = 0; d < dim; ++d) embedding[d] += part[d];
+  const Status status = embedder_->Embed(features_, part);
+  if (status != Status::kOk) return status;
+  for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
+    if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
   }
-  L2Normalize(embedding, dim);
+  L2Normalize(part, dim);
+  for (int d = 0; d < dim; ++d) embedding_[d] += part[d];
+  if (++k_ == windows_) return Status::kOk;
+  // Keep the rows the next window shares (a hop shorter than the window, or
+  // the last window aligned to the end).
+  const int next = WindowStart(frames_, window_, hop_, k_);
+  const int shift = next - start_;  // > 0: starts increase
+  if (shift < window_) {
+    std::memmove(features_, features_ + shift * kMels, kRowBytes * (window_ - shift));
+  }
+  start_ = next;
   return Status::kOk;
+}
+
+Status WindowAssembler::Finish() {
+  if (windows_ < 1) return Status::kAudioTooShort;
+  if (k_ != windows_) return Status::kBadArgument;
+  L2Normalize(embedding_, embedder_->embedding_size());
+  return Status::kOk;
+}
+
+Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding) {
+  int window = 0;
+  int hop = 0;
+  Status status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  status = CheckAudio(pcm, num_samples, limits_);
+  if (status != Status::kOk) return status;
+  // First pass: the utterance mean, summed frame by frame as FbankStream and
+  // SubtractMean do (the same floats), in the window buffer: no FbankStream
+  // here, whose frame of samples would add 1.4 KB to the stack.
+  const int frames = FbankNumFrames(num_samples);
+  if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
+  float mean[Fbank::kNumMelBins] = {};
+  for (int t = 0; t < frames; ++t) {
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, buffers_.features);
+    for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] += buffers_.features[m];
+  }
+  for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] /= frames;
+  // Second pass: each frame a window needs, computed once, in order.
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
+  float row[Fbank::kNumMelBins];
+  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+    if (!windows.Wants(t)) continue;
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
+    status = windows.OnFrame(t, row);
+  }
+  return status == Status::kOk ? windows.Finish() : status;
+}
+
+Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, float* embedding) {
+  int window = 0;
+  int hop = 0;
+  Status status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  if (raw == nullptr || mean == nullptr || frames < 0) return Status::kBadArgument;
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
+  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+    status = windows.OnFrame(t, raw + t * Fbank::kNumMelBins);
+  }
+  return status == Status::kOk ? windows.Finish() : status;
+}
+
+Status Verifier::StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
+                            AudioStats* stats) {
+  for (size_t done = 0; done < n;) {
+    const size_t left = n - done;
+    const size_t chunk = left < buffers_.pcm_capacity ? left : buffers_.pcm_capacity;
+    Status status = file->Read(buffers_.pcm, chunk);
+    if (status != Status::kOk) return status;
+    if (stats != nullptr) stats->Add(buffers_.pcm, chunk, limits_);
+    status = stream->Push(buffers_.pcm, chunk, sink);
+    if (status != Status::kOk) return status;
+    done += chunk;
+  }
+  return Status::kOk;
+}
+
+Status Verifier::EmbedFile(const char* path, float* embedding) {
+  PcmFileReader file;
+  Status status = file.Open(path);
+  if (status != Status::kOk) return status;
+  size_t n = file.num_samples();
+  if (n > limits_.max_samples) {
+    if (!limits_.keep_first_samples) return Status::kAudioTooLong;
+    n = limits_.max_samples;  // as a recording that stopped there
+  }
+  int window = 0;
+  int hop = 0;
+  status = CheckShapes(&window, &hop);
+  if (status != Status::kOk) return status;
+  if (n < limits_.min_samples) return Status::kAudioTooShort;  // before reading it
+  if (buffers_.pcm_capacity == 0) return Status::kBadArgument;
+  // Pass 1: the frame count, the utterance mean and the audio checks.
+  FbankStream stream(fbank_);
+  AudioStats stats;
+  status = StreamFile(&file, n, &stream, nullptr, &stats);
+  if (status == Status::kOk) status = CheckAudioStats(stats, limits_);
+  if (status != Status::kOk) return status;
+  const int frames = stream.frames();
+  if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
+  float mean[Fbank::kNumMelBins];
+  stream.Mean(mean);
+  // Pass 2: the frames again, straight into the windows.
+  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
+  stream.Reset();
+  status = file.Rewind();
+  if (status == Status::kOk) status = StreamFile(&file, n, &stream, &windows, nullptr);
+  return status == Status::kOk ? windows.Finish() : status;
+}
+
+Status Verifier::EmbedSource(const Command& command, size_t buffered_samples, float* embedding) {
+  if (std::strcmp(command.path, kBufferSource) != 0) return EmbedFile(command.path, embedding);
+  if (buffered_samples > buffers_.pcm_capacity) return Status::kBadArgument;
+  return EmbedUtterance(buffers_.pcm, buffered_samples, embedding);
 }
 
 Status Verifier::Enroll(const char* name, const int16_t* pcm, size_t num_samples) {
@@ -93,24 +206,15 @@ Status Verifier::Verify(const char* name, const int16_t* pcm, size_t num_samples
   return Status::kOk;
 }
 
-Status Verifier::Audio(const Command& command, size_t buffered_samples, size_t* num_samples) {
-  if (std::strcmp(command.path, kBufferSource) == 0) {
-    *num_samples = buffered_samples;
-    return buffered_samples <= buffers_.pcm_capacity ? Status::kOk : Status::kBadArgument;
-  }
-  return LoadPcmFile(command.path, buffers_.pcm, buffers_.pcm_capacity, num_samples,
-                     limits_.keep_first_samples);
-}
-
 Status Verifier::Execute(const Command& command, size_t buffered_samples, char* reply,
                          size_t reply_size) {
-  size_t n = 0;
   Status status = Status::kOk;
   switch (command.type) {
     case CommandType::kEnroll: {
+      float embedding[kMaxEmbedding];
       status = store_->CanEnroll(command.name);  // before reading audio
-      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
-      if (status == Status::kOk) status = Enroll(command.name, buffers_.pcm, n);
+      if (status == Status::kOk) status = EmbedSource(command, buffered_samples, embedding);
+      if (status == Status::kOk) status = store_->Enroll(command.name, embedding);
       const float* mean = nullptr;
       uint32_t utterances = 0;
       if (status == Status::kOk) status = store_->Find(command.name, &mean, &utterances);
@@ -124,9 +228,10 @@ Status Verifier::Execute(const Command& command, size_t buffered_samples, char* 
       Decision d{};
       const float* mean = nullptr;
       uint32_t utterances = 0;
+      float embedding[kMaxEmbedding];
       status = store_->Find(command.name, &mean, &utterances);  // before reading audio
-      if (status == Status::kOk) status = Audio(command, buffered_samples, &n);
-      if (status == Status::kOk) status = Verify(command.name, buffers_.pcm, n, &d);
+      if (status == Status::kOk) status = EmbedSource(command, buffered_samples, embedding);
+      if (status == Status::kOk) d = Decide(mean, embedding, embedder_->embedding_size(), threshold_);
       if (status == Status::kOk) {
         std::snprintf(reply, reply_size, "OK %s %s score=%.4f threshold=%.4f",
                       d.accepted ? "ACCEPT" : "REJECT", command.name, static_cast<double>(d.score),

@@ -11,6 +11,7 @@
 
 #include "audio_check.h"
 #include "fbank.h"
+#include "pcm_io.h"
 #include "protocol.h"
 #include "scoring.h"
 #include "store.h"
@@ -28,6 +29,47 @@ class Embedder {
   // `features[input_frames()][Fbank::kNumMelBins]` -> `embedding[embedding_size()]`.
   // `features` is read only: the Verifier keeps rows shared by the next window.
   virtual Status Embed(const float* features, float* embedding) = 0;
+};
+
+// The scoring schedule driven by arriving frames: frame f (in order, not
+// mean-normalised) goes into its row of the current window, mean-normalised
+// with the utterance mean; as soon as a window's last row is in, the network
+// runs on it and the rows the next window shares are kept.  So windows are
+// embedded while the frames stream in, with one window of features whatever
+// the utterance length; it needs the frame count T and the mean up front (a
+// first pass over the audio: per-utterance mean normalisation).
+class WindowAssembler : public FrameSink {
+ public:
+  // `features[window][kNumMelBins]`; `mean[kNumMelBins]` is read during the
+  // frames; the window embeddings are summed into `embedding[embedding_size()]`
+  // (the caller's result, so no second buffer).  An invalid schedule (frames,
+  // window or hop < 1) makes every OnFrame and Finish kAudioTooShort.
+  WindowAssembler(Embedder* embedder, float* features, int frames, int window, int hop,
+                  const float* mean, float* embedding);
+
+  // Whether frame f lies in a window still to come (a hop longer than the
+  // window skips frames: they need not be computed).
+  bool Wants(int f) const { return k_ < windows_ && f >= start_; }
+  // Frames must come in order; a frame not Wanted is ignored.  The network's
+  // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
+  Status OnFrame(int f, const float* raw) override;
+  // Makes `embedding` the L2-normalised sum of the L2-normalised window
+  // embeddings, once every window has run (else kBadArgument: frames are missing).
+  Status Finish();
+
+ private:
+  Status RunWindow();
+
+  Embedder* embedder_;
+  float* features_;
+  const float* mean_;
+  int frames_;
+  int window_;
+  int hop_;
+  int windows_;
+  float* embedding_;
+  int k_ = 0;      // the window being filled
+  int start_ = 0;  // its first frame
 };
 
 // Caller-owned work memory (static arrays on the device).  Features are
@@ -62,6 +104,21 @@ class Verifier : public LineHandler {
   // computes at most T frames and needs no memory beyond one window.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
+  // The same embedding from the frames of a FbankStream, kept by a FrameStore
+  // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` not mean-normalised,
+  // `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
+  // in one front-end pass (no frame is recomputed); the audio checks are the
+  // caller's (CheckAudioStats on the AudioStats of the same chunks).
+  Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
+
+  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm in
+  // two passes (T, mean and audio checks; then the frames straight into the
+  // windows): bit for bit EmbedUtterance of its samples, with memory for one
+  // chunk and one window whatever the file's length.  Longer than
+  // limits.max_samples: kAudioTooLong, or scored on its first max_samples
+  // with limits.keep_first_samples.
+  Status EmbedFile(const char* path, float* embedding);
+
   Status Enroll(const char* name, const int16_t* pcm, size_t num_samples);
   Status Verify(const char* name, const int16_t* pcm, size_t num_samples, Decision* decision);
 
@@ -75,7 +132,10 @@ class Verifier : public LineHandler {
   int hop_frames() const { return hop_frames_ > 0 ? hop_frames_ : embedder_->input_frames(); }
 
  private:
-  Status Audio(const Command& command, size_t buffered_samples, size_t* num_samples);
+  Status CheckShapes(int* window, int* hop) const;
+  Status EmbedSource(const Command& command, size_t buffered_samples, float* embedding);
+  Status StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
+                    AudioStats* stats);
   Status Execute(const Command& command, size_t buffered_samples, char* reply, size_t reply_size);
 
   const Fbank* fbank_;

@@ -100,3 +100,109 @@ TEST(fbank_of_zeros_is_log_floor_and_mean_norm_zeroes_it) {
   CHECK_STATUS(SharedFbank().Compute(zeros, 560, features, 2, &frames, true), sv::Status::kOk);
   CHECK_NEAR(features[79], 0.0, 1e-6);
 }
+
+namespace {
+
+// Chunk sizes for the streaming tests: a deterministic mix of empty, tiny,
+// around-a-frame and multi-frame chunks (DMA half-buffers and file reads
+// come in all of these).
+class Chunker {
+ public:
+  explicit Chunker(uint32_t seed) : state_(seed) {}
+  size_t Next() {
+    state_ = state_ * 1664525u + 1013904223u;
+    const uint32_t r = state_ >> 8;
+    switch (r % 5) {
+      case 0: return r % 3;                 // 0, 1, 2
+      case 1: return 155 + r % 11;          // around the frame shift
+      case 2: return 395 + r % 11;          // around the frame length
+      default: return 1 + (r >> 4) % 1200;  // anything up to three frames
+    }
+  }
+
+ private:
+  uint32_t state_;
+};
+
+class RecordingSink : public sv::FrameSink {
+ public:
+  sv::Status OnFrame(int index, const float* row) override {
+    if (index != count) ++out_of_order;
+    if (count < kMax) std::memcpy(rows + count * sv::Fbank::kNumMelBins, row, sizeof(float) * sv::Fbank::kNumMelBins);
+    ++count;
+    return count == fail_at ? sv::Status::kIoError : sv::Status::kOk;
+  }
+  static constexpr int kMax = kGoldenFrames;
+  float rows[kMax * sv::Fbank::kNumMelBins];
+  int count = 0;
+  int out_of_order = 0;
+  int fail_at = -1;
+};
+
+}  // namespace
+
+TEST(fbank_stream_gives_one_shot_frames_and_mean_for_any_chunking) {
+  const size_t n = sizeof(kGoldenPcm) / sizeof(kGoldenPcm[0]);
+  static float raw[kGoldenFrames * sv::Fbank::kNumMelBins];
+  static float normalised[kGoldenFrames * sv::Fbank::kNumMelBins];
+  int frames = 0;
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, raw, kGoldenFrames, &frames, false),
+               sv::Status::kOk);
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, normalised, kGoldenFrames, &frames, true),
+               sv::Status::kOk);
+  static RecordingSink sink;
+  sv::FbankStream stream(&SharedFbank());
+  for (uint32_t seed = 1; seed <= 20; ++seed) {
+    sink = RecordingSink();
+    stream.Reset();
+    Chunker chunker(seed);
+    size_t pushed = 0;
+    int chunks = 0;
+    while (pushed < n) {
+      size_t take = chunker.Next();
+      if (take > n - pushed) take = n - pushed;
+      CHECK_STATUS(stream.Push(kGoldenPcm + pushed, take, &sink), sv::Status::kOk);
+      pushed += take;
+      ++chunks;
+      // A frame comes out as soon as its last sample is in, not later.
+      CHECK_EQ(stream.frames(), sv::FbankNumFrames(pushed));
+    }
+    CHECK(chunks > 10);
+    CHECK_EQ(stream.samples(), n);
+    CHECK_EQ(sink.count, kGoldenFrames);
+    CHECK_EQ(sink.out_of_order, 0);
+    CHECK(std::memcmp(sink.rows, raw, sizeof(raw)) == 0);  // bit for bit
+    float mean[sv::Fbank::kNumMelBins];
+    stream.Mean(mean);
+    int differ = 0;
+    for (int t = 0; t < kGoldenFrames; ++t) {
+      for (int m = 0; m < sv::Fbank::kNumMelBins; ++m) {
+        const float v = raw[t * 80 + m] - mean[m];
+        differ += std::memcmp(&v, &normalised[t * 80 + m], sizeof(float)) != 0;
+      }
+    }
+    CHECK_EQ(differ, 0);  // the mean Fbank::Compute subtracts
+  }
+}
+
+TEST(fbank_stream_stops_at_a_sink_error_and_a_full_store) {
+  sv::FbankStream stream(&SharedFbank());
+  CHECK_STATUS(stream.Push(nullptr, 0, nullptr), sv::Status::kOk);
+  CHECK_STATUS(stream.Push(nullptr, 1, nullptr), sv::Status::kBadArgument);
+  static RecordingSink sink;
+  sink = RecordingSink();
+  sink.fail_at = 5;
+  CHECK_STATUS(stream.Push(kGoldenPcm, 4000, &sink), sv::Status::kIoError);
+  CHECK_EQ(sink.count, 5);
+  static float rows[3 * sv::Fbank::kNumMelBins];
+  sv::FrameStore store(rows, 3);
+  stream.Reset();
+  CHECK_STATUS(stream.Push(kGoldenPcm, 400 + 2 * 160, &store), sv::Status::kOk);
+  CHECK_EQ(stream.frames(), 3);
+  CHECK_STATUS(stream.Push(kGoldenPcm + 720, 160, &store), sv::Status::kAudioTooLong);
+  stream.Reset();
+  float mean[sv::Fbank::kNumMelBins];
+  stream.Mean(mean);
+  CHECK_EQ(stream.frames(), 0);
+  CHECK_EQ(mean[0], 0.0f);
+}

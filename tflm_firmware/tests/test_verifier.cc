@@ -440,6 +440,143 @@ TEST(embedding_follows_the_shared_window_schedule) {
   rig.embedder.Reset();
 }
 
+namespace {
+
+float g_raw[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
+
+// Streams pcm[n] in pseudo-random chunks (empty, tiny, around a frame, several
+// frames) into `stream` + `store` and `stats`, as DMA blocks or file reads would.
+sv::Status StreamInChunks(const int16_t* pcm, size_t n, uint32_t seed, sv::FbankStream* stream,
+                          sv::FrameStore* store, sv::AudioStats* stats,
+                          const sv::AudioLimits& limits) {
+  uint32_t state = seed;
+  for (size_t pushed = 0; pushed < n;) {
+    state = state * 1664525u + 1013904223u;
+    const uint32_t r = state >> 8;
+    size_t take = r % 4 == 0 ? r % 3 : 1 + (r >> 4) % 1500;
+    if (take > n - pushed) take = n - pushed;
+    stats->Add(pcm + pushed, take, limits);
+    const sv::Status status = stream->Push(pcm + pushed, take, store);
+    if (status != sv::Status::kOk) return status;
+    pushed += take;
+  }
+  return sv::Status::kOk;
+}
+
+}  // namespace
+
+TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
+  Rig& rig = FreshRig();
+  int n = 0;
+  const th::ScheduleCase* cases = th::ScheduleCases(&n);
+  CHECK(cases != nullptr);
+  const int capacity = static_cast<int>(sizeof(g_raw) / sizeof(g_raw[0]) / kDim);
+  sv::FbankStream stream(&rig.fbank);
+  int tested = 0;
+  for (int i = 0; i < n; ++i) {
+    const th::ScheduleCase& c = cases[i];
+    const size_t samples = SamplesFor(c.frames);
+    if (c.window > kMaxWindow || samples < 8000 || samples > Rig::kPcmSamples) continue;
+    if (c.count > StdDevEmbedder::kMaxCalls) continue;
+    Changing(static_cast<uint32_t>(c.line), rig.pcm, samples);
+    int frames = 0;
+    CHECK_STATUS(rig.fbank.Compute(rig.pcm, samples, g_whole, c.frames, &frames), sv::Status::kOk);
+    rig.embedder.window = c.window;
+    sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
+                          sv::AudioLimits{}, c.hop);
+    float one_shot[kDim];
+    CHECK_STATUS(verifier.EmbedUtterance(rig.pcm, samples, one_shot), sv::Status::kOk);
+
+    stream.Reset();
+    sv::FrameStore store(g_raw, capacity);
+    sv::AudioStats stats;
+    const sv::AudioLimits limits;
+    CHECK_STATUS(StreamInChunks(rig.pcm, samples, 1000u + c.line, &stream, &store, &stats, limits),
+                 sv::Status::kOk);
+    CHECK_STATUS(sv::CheckAudioStats(stats, limits), sv::CheckAudio(rig.pcm, samples, limits));
+    CHECK_EQ(stream.frames(), c.frames);
+    float mean[kDim];
+    stream.Mean(mean);
+    rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);  // rows bit for bit, in schedule order
+    float streamed[kDim];
+    const sv::Status status = verifier.EmbedFrames(store.rows(), stream.frames(), mean, streamed);
+    const bool ok = status == sv::Status::kOk && rig.embedder.calls == c.count &&
+                    rig.embedder.wrong_rows == 0 &&
+                    std::memcmp(streamed, one_shot, sizeof(streamed)) == 0;
+    if (!ok) {
+      std::printf("  window_schedule.txt:%d (%d %d %d) streamed: status %s, %d calls for %d windows, "
+                  "%d wrong rows, embedding %s\n", c.line, c.frames, c.window, c.hop,
+                  sv::StatusName(status), rig.embedder.calls, c.count, rig.embedder.wrong_rows,
+                  std::memcmp(streamed, one_shot, sizeof(streamed)) == 0 ? "equal" : "differs");
+    }
+    CHECK(ok);
+
+    // Replayable audio (a file) needs no frame store: a first streamed pass
+    // gives T and the mean, a second streams the frames straight into the
+    // windows, each window embedded as soon as its last frame is in.
+    stream.Reset();
+    sv::AudioStats unused;
+    CHECK_STATUS(StreamInChunks(rig.pcm, samples, 2000u + c.line, &stream, nullptr, &unused, limits),
+                 sv::Status::kOk);
+    stream.Mean(mean);
+    const int total = stream.frames();
+    float replayed[kDim];
+    sv::WindowAssembler windows(&rig.embedder, rig.features, total, c.window, c.hop, mean, replayed);
+    rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);
+    CHECK_STATUS(windows.Finish(), sv::Status::kBadArgument);  // no frame yet
+    stream.Reset();
+    int early = 0;  // windows embedded later than the push that completed them
+    uint32_t state = 3000u + c.line;
+    for (size_t pushed = 0; pushed < samples;) {
+      state = state * 1664525u + 1013904223u;
+      size_t take = 1 + (state >> 8) % 700;
+      if (take > samples - pushed) take = samples - pushed;
+      CHECK_STATUS(stream.Push(rig.pcm + pushed, take, &windows), sv::Status::kOk);
+      pushed += take;
+      int done = 0;  // windows whose last frame is in
+      for (int k = 0; k < c.count; ++k) {
+        const int last = c.frames < c.window ? c.frames - 1 : c.starts[k] + c.window - 1;
+        done += last < stream.frames();
+      }
+      early += rig.embedder.calls != done;
+    }
+    CHECK_STATUS(windows.Finish(), sv::Status::kOk);
+    CHECK_EQ(early, 0);
+    CHECK_EQ(rig.embedder.calls, c.count);
+    CHECK_EQ(rig.embedder.wrong_rows, 0);
+    CHECK(std::memcmp(replayed, one_shot, sizeof(replayed)) == 0);
+    ++tested;
+  }
+  CHECK(tested >= 15);
+  rig.embedder.Reset();
+}
+
+TEST(audio_stats_of_chunks_decide_as_check_audio) {
+  static int16_t pcm[16000];
+  const sv::AudioLimits limits;
+  static float rows[100 * kDim];
+  sv::Fbank& fbank = FreshRig().fbank;
+  sv::FbankStream stream(&fbank);
+  for (int kind = 0; kind < 4; ++kind) {
+    Voice(300.0f, 1200.0f, 1, pcm, 16000, kind == 2 ? 40000.0f : 6000.0f);
+    if (kind == 1) {
+      for (int16_t& x : pcm) x = static_cast<int16_t>(x / 1000 + 500);  // quiet, with DC
+    }
+    if (kind == 2) {
+      for (int16_t& x : pcm) x = static_cast<int16_t>(x > 32000 ? 32767 : (x < -32000 ? -32768 : x));
+    }
+    const size_t n = kind == 3 ? 4000 : 16000;  // too short
+    stream.Reset();
+    sv::FrameStore store(rows, 100);
+    sv::AudioStats stats;
+    CHECK_STATUS(StreamInChunks(pcm, n, 7u + kind, &stream, &store, &stats, limits), sv::Status::kOk);
+    const sv::Status expected[4] = {sv::Status::kOk, sv::Status::kAudioSilent,
+                                    sv::Status::kAudioClipped, sv::Status::kAudioTooShort};
+    CHECK_STATUS(sv::CheckAudio(pcm, n, limits), expected[kind]);
+    CHECK_STATUS(sv::CheckAudioStats(stats, limits), expected[kind]);
+  }
+}
+
 // A network that outputs NaN (a broken model or arena) for every window.
 class NanEmbedder : public sv::Embedder {
  public:
@@ -743,4 +880,56 @@ TEST(router_gives_each_model_its_own_store) {
   sv::ModelRouter single(&rig.verifier, "hi", nullptr);
   char reply[64];
   CHECK_STATUS(single.HandleLine("hi list", 0, reply, sizeof(reply)), sv::Status::kUnknownCommand);
+}
+
+TEST(file_streamed_through_a_small_buffer_gives_the_one_shot_embedding) {
+  // Files of 0.5 s (wrapped), 2 s and 6 s (longer than the rig's 5 s PCM
+  // buffer) read through PCM buffers of 161 samples to 5 s; hop 20
+  // (overlapping windows) and 70 (longer than the window: skipped frames).
+  constexpr size_t kLong = 6 * 16000;
+  static int16_t file_pcm[kLong];
+  Changing(5, file_pcm, kLong);
+  Rig& rig = FreshRig();
+  const size_t lengths[] = {8000, 32000, kLong};
+  const size_t chunks[] = {161, 399, 4000, Rig::kPcmSamples};
+  const int hops[] = {20, 70};
+  for (size_t length : lengths) {
+    CHECK(WriteWav("sv_stream.wav", file_pcm, static_cast<uint32_t>(length)));
+    sv::AudioLimits limits;
+    limits.max_samples = kLong;
+    for (int hop : hops) {
+      sv::Verifier whole(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                         sv::VerifierBuffers{file_pcm, kLong, rig.features, kMaxWindow}, limits, hop);
+      float expected[kDim];
+      rig.embedder.calls = 0;
+      CHECK_STATUS(whole.EmbedUtterance(file_pcm, length, expected), sv::Status::kOk);
+      const int windows = rig.embedder.calls;
+      for (size_t chunk : chunks) {
+        sv::Verifier streamed(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                              sv::VerifierBuffers{rig.pcm, chunk, rig.features, kMaxWindow}, limits, hop);
+        rig.embedder.calls = 0;
+        float e[kDim];
+        CHECK_STATUS(streamed.EmbedFile("sv_stream.wav", e), sv::Status::kOk);
+        CHECK_EQ(rig.embedder.calls, windows);
+        CHECK(std::memcmp(e, expected, sizeof(e)) == 0);
+      }
+    }
+  }
+  // Longer than limits.max_samples: refused, or scored on its first max_samples.
+  sv::AudioLimits limits;
+  limits.max_samples = 3 * 16000;
+  sv::Verifier strict(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                      sv::VerifierBuffers{rig.pcm, 1000, rig.features, kMaxWindow}, limits);
+  float e[kDim];
+  CHECK_STATUS(strict.EmbedFile("sv_stream.wav", e), sv::Status::kAudioTooLong);
+  limits.keep_first_samples = true;
+  sv::Verifier keep(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                    sv::VerifierBuffers{rig.pcm, 1000, rig.features, kMaxWindow}, limits);
+  float first[kDim];
+  CHECK_STATUS(keep.EmbedFile("sv_stream.wav", e), sv::Status::kOk);
+  CHECK_STATUS(keep.EmbedUtterance(file_pcm, limits.max_samples, first), sv::Status::kOk);
+  CHECK(std::memcmp(e, first, sizeof(e)) == 0);
+  CHECK_STATUS(keep.EmbedFile("no/such/file.wav", e), sv::Status::kIoError);
+  std::remove("sv_stream.wav");
+  rig.embedder.Reset();
 }

@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras
+from tfadvq.quant import catalog
 from tfadvq.quant import quantizers as qz
 
 _QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -192,7 +193,7 @@ class WeightQuantizeConfig(_QuantizeConfig):
                   per_channel: bool = False, activation_bits: int | None = None) -> WeightQuantizeConfig:
         """Config for a supported ``layer`` (see :data:`RULES`) at ``bits``."""
         rule = RULES[type(layer)]
-        made = [qz.get(quantizer, bits=bits, per_channel=per_channel, channel_dims=rule.channel_dims)
+        made = [catalog.get(quantizer, bits=bits, per_channel=per_channel, channel_dims=rule.channel_dims)
                 for _ in rule.weights]
         return cls(list(rule.weights), made, activation_bits)
 

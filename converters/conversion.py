@@ -35,7 +35,7 @@ from converters.lut_compression import (
     planned_bytes,
     store_int8,
 )
-from converters.verify import Parity, arena_bytes, parity, run_tflm
+from converters.tflm import Parity, arena_bytes, parity, run_tflm
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 
@@ -139,7 +139,7 @@ def convert_model(
     """Convert, LUT-compress and verify ``model`` (see module doc).
 
     ``bits_per_layer`` names each quantized layer (a class of
-    :data:`tfadvq.quant.registry.RULES`) and its weight bits (1-7: LUT; 8:
+    :data:`tfadvq.quant.layer_rules.RULES`) and its weight bits (1-7: LUT; 8:
     int8); ``int8`` selects full-integer activations, calibrated on
     ``representative`` (required then; with float activations it is built too
     when the model allows, for comparison); ``check_examples`` inputs -- the

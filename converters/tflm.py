@@ -22,6 +22,8 @@ from tflite_micro import runtime
 from tqdm import tqdm
 
 from tfadvq.errors import ConversionError
+from tfadvq.frontend import FrontEnd, check_input
+from tfadvq.scoring import FeatureEmbedder, default_front_end
 
 T = TypeVar("T")
 
@@ -91,6 +93,18 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
         _tflm_call(interpreter.invoke, "failed to invoke the model")
         outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
     return np.stack(outputs)
+
+
+def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> FeatureEmbedder:
+    """A :data:`tfadvq.scoring.Embedder`: window batches through the interpreter, one invoke per window.
+
+    This is what the firmware runs, so scores from it are the device's scores.
+    ``front_end``: the converted model's (its ``model.json`` ``feature``), checked
+    against the model's input; None means the default ``FbankConfig()``.
+    """
+    model = bytes(tflite_model)
+    front_end = check_input(default_front_end(front_end), input_shape(model)[-1], "the converted model")
+    return FeatureEmbedder(lambda windows: run_tflm(model, np.asarray(windows, np.float32)), front_end)
 
 
 def arena_bytes(model: bytes, input_shape: tuple[int, ...]) -> int:

@@ -1,0 +1,94 @@
+"""One path from every entry point: a command and the equivalent recipe stage give the same model.
+
+``tfadvq quantize`` and the recipe's ``quantize`` stage both run
+``tfadvq.quant.post_training.post_training`` with the same ``PTQSettings``; these tests
+hold them to it on a small real model, setting by setting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfadvq import rundir
+from tfadvq.cli import main
+from tfadvq.config import dump_yaml
+from tfadvq.quant import api
+from tfadvq.quant.spec import BitsSpec
+from tfadvq.recipe import load_recipe, run_recipe
+
+
+@pytest.fixture(scope="module")
+def fp_model(tmp_path_factory) -> Path:
+    from test_quant_finetune import small_embedding_model
+
+    path = tmp_path_factory.mktemp("fp") / "fp.keras"
+    small_embedding_model().save(path)
+    return path
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    plain, _ = api.strip(api.load_model(path))
+    return plain.get_weights()
+
+
+SETTINGS = {
+    "binary ends": (["--bits", "1", "--binary", "adaptive", "--binary-clip", "0.5", "--end-bits", "8"],
+                    {"bits": 1, "binary": "adaptive", "binary_clip": 0.5, "end_bits": 8}),
+    "spec per channel": (["--bits-per-layer", "{spec}", "--per-channel"],
+                         {"bits_per_layer": "{spec}", "per_channel": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS))
+def test_quantize_command_and_recipe_stage_give_the_same_model(case, fp_model, tmp_path):
+    spec = tmp_path / "bits.yaml"
+    dump_yaml(BitsSpec(default=3), spec)
+    flags, fields = SETTINGS[case]
+    flags = [f.replace("{spec}", str(spec)) for f in flags]
+    fields = {k: (str(spec) if v == "{spec}" else v) for k, v in fields.items()}
+
+    assert main(["quantize", "--model", str(fp_model), *flags, "--out", str(tmp_path / "cli")]) == 0
+    recipe = tmp_path / "recipe.yaml"
+    stage = ", ".join(f"{k}: {v}" for k, v in fields.items())
+    recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n"
+                      f"  - {{type: quantize, model: model, {stage}}}\n")
+    run_recipe(load_recipe(recipe), tmp_path / "work")
+
+    from_cli = _weights(rundir.QuantDir(tmp_path / "cli").wrapped)
+    from_recipe = _weights(rundir.QuantDir(tmp_path / "work" / "quantize").wrapped)
+    assert len(from_cli) == len(from_recipe) > 0
+    for a, b in zip(from_cli, from_recipe):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_conflicting_setting_is_named_by_its_flag_on_the_command_line(fp_model, tmp_path, capsys):
+    spec = tmp_path / "bits.yaml"
+    dump_yaml(BitsSpec(default=3), spec)
+    argv = ["quantize", "--model", str(fp_model), "--bits-per-layer", str(spec), "--end-bits", "8",
+            "--out", str(tmp_path / "q")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "tfadvq: error: --end-bits applies to bits, not to --bits-per-layer" in err
+    assert not rundir.QuantDir(tmp_path / "q").wrapped.exists()
+
+
+def test_mixed_command_and_recipe_stage_give_the_same_bits_and_model(fp_model, tmp_path):
+    """The same request (a budget, model inputs, the distill objective) through both entry points."""
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.random.default_rng(0).normal(size=(16, 40, 80)).astype(np.float32))
+    assert main(["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--avg-bits", "3",
+                 "--allowed", "2,4,8", "--batches", "1", "--probes", "2", "--frames", "40",
+                 "--out", str(tmp_path / "cli")]) == 0
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("scoring: {window_frames: 40}\n"
+                      f"stages:\n  - {{type: model, path: {fp_model}}}\n"
+                      f"  - {{type: mixed, model: model, inputs: {inputs}, avg_bits: 3, allowed: [2, 4, 8], "
+                      "batches: 1, probes: 2}\n")
+    run_recipe(load_recipe(recipe), tmp_path / "work")
+
+    cli, stage = rundir.MixedDir(tmp_path / "cli"), rundir.MixedDir(tmp_path / "work" / "mixed")
+    assert cli.bits_spec.read_text() == stage.bits_spec.read_text()
+    for a, b in zip(_weights(cli.wrapped), _weights(stage.wrapped)):
+        np.testing.assert_array_equal(a, b)
