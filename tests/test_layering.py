@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "tfadvq.errors": 0, "tfadvq.config": 0, "tfadvq.fbank_config": 0, "tfadvq.train_config": 0,
     "tfadvq.windows": 0, "tfadvq.metrics": 0, "tfadvq.rundir": 0, "tfadvq.report": 0,
     "tfadvq.voxceleb": 0, "tfadvq.compat": 0, "tfadvq.quant.cost": 0,
+    "tfadvq.audio_limits": 0, "tfadvq.quant.bits": 0, "tfadvq.frontend": 0,
     # library: everything else in tfadvq not named below
     "tfadvq": 1,
     "converters": 2,
