@@ -114,7 +114,7 @@ def main() -> None:
         size = tfadvq.model_size(wrapped)
         row = {"method": method if stage == "finetuned" else f"{method}_ptq", "stage": stage,
                "first_last_bits": first_last, "bits": round(average_bits(size), 3),
-               "eer": round(result.eer, 3), "eer_ci95": [round(100 * low, 3), round(100 * high, 3)],
+               "eer": round(result.eer, 3), "eer_ci95": [round(low, 3), round(high, 3)],
                "min_dcf": round(result.min_dcf[0.01], 4), "size_bytes": size.size_bytes,
                "compression": round(fp_size.size_bytes / size.size_bytes, 2),
                "tflite_bytes": len(converted.model),
@@ -133,7 +133,7 @@ def main() -> None:
     fp_eval = evaluate(fp, corpus.trials, corpus.test, scoring)
     low, high = metrics.eer_ci95(fp_eval.scores, fp_eval.labels)
     rows.append({"method": "fp32", "stage": "fp32", "first_last_bits": 32, "bits": 32,
-                 "eer": round(fp_eval.eer, 3), "eer_ci95": [round(100 * low, 3), round(100 * high, 3)],
+                 "eer": round(fp_eval.eer, 3), "eer_ci95": [round(low, 3), round(high, 3)],
                  "min_dcf": round(fp_eval.min_dcf[0.01], 4), "size_bytes": fp_size.size_bytes,
                  "compression": 1.0, "tflite_bytes": None})
     plan = [(m, b) for m in METHODS for b in specs]

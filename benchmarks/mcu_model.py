@@ -56,10 +56,11 @@ def architecture_rows(corpus: Path, frames_list: list[int]) -> list[dict[str, ob
 
     from converters.keras_to_tflite import array_representative, corpus_crops, to_int8_tflite
     from converters.tflm import arena_bytes
+    from tfadvq.audio_limits import SAMPLE_RATE
+    from tfadvq.fbank_config import FbankConfig, num_frames
     from tfadvq.models import build_model
     from tfadvq.models.common import multiply_accumulates
-    from tfadvq.train_config import SAMPLE_RATE, resolve_config
-    from tfadvq.fbank_config import FbankConfig, num_frames
+    from tfadvq.train_config import resolve_config
     from tfadvq.windows import window_starts
 
     mcu = resolve_config("mcu")
@@ -112,7 +113,7 @@ def demo_rows(workdir: Path) -> tuple[list[dict[str, object]], dict[str, float]]
         {"method": "fp32", "bits": 32, "scoring": "keras", "eer": fp["eer"]},
         {"method": "kmqat", "bits": 4, "scoring": "keras", "eer": q["eer"]},
         {"method": f"kmqat_{convert['activations']}_tflm", "bits": 4, "scoring": "tflm",
-         "eer": calibrate["device_eer"], "keras_eer": calibrate["keras_eer"],
+         "eer": calibrate["device_eer_percent"], "keras_eer": calibrate["keras_eer_percent"],
          "num_trials": calibrate["num_trials"], "tflite_bytes": convert["tflite_bytes"],
          "arena_bytes": convert["arena_bytes"], "keras_min_cosine": convert["keras_min_cosine"],
          "far_at_shipped_threshold": calibrate["device_far_at_eer_threshold"],

@@ -114,7 +114,7 @@ def main() -> None:
         params = sum(t.indices.size for t in records.tensors)
         row = {"method": method, "target_bits": target_bits,
                "bits": round(sum(t.indices.size * t.bits for t in records.tensors) / params, 3),
-               "eer": round(result.eer, 3), "eer_ci95": [round(100 * low, 3), round(100 * high, 3)],
+               "eer": round(result.eer, 3), "eer_ci95": [round(low, 3), round(high, 3)],
                "min_dcf": round(result.min_dcf[0.01], 4), "size_bytes": size.size_bytes,
                "compression": round(fp_size.size_bytes / size.size_bytes, 2),
                "tflite_bytes": len(converted.model), "seconds": round(seconds, 1), **extra}
@@ -130,7 +130,7 @@ def main() -> None:
     fp_eval = evaluate(fp, corpus.trials, corpus.test, scoring)
     low, high = metrics.eer_ci95(fp_eval.scores, fp_eval.labels)
     rows.append({"method": "fp32", "target_bits": None, "bits": 32, "eer": round(fp_eval.eer, 3),
-                 "eer_ci95": [round(100 * low, 3), round(100 * high, 3)], "min_dcf": round(fp_eval.min_dcf[0.01], 4),
+                 "eer_ci95": [round(low, 3), round(high, 3)], "min_dcf": round(fp_eval.min_dcf[0.01], 4),
                  "size_bytes": fp_size.size_bytes, "compression": 1.0, "tflite_bytes": None})
 
     # Sensitivities once, on unlabeled batches of the fine-tune data (distillation at the FP32 point).

@@ -100,7 +100,7 @@ class Bench:
         emb = sc.embed_utterances(sc.as_embedder(model), self.cosine_utts, ScoringConfig(), progress=False)
         cosine = float(np.mean([np.dot(emb[k], self.reference[k]) for k in self.reference]))
         out = {"model": self.name, "method": method, "bits": bits, **extra, "eer": result.eer,
-               "eer_ci95": [100 * lo, 100 * hi], "min_dcf": result.min_dcf[0.01],
+               "eer_ci95": [lo, hi], "min_dcf": result.min_dcf[0.01],
                "mean_cosine_to_fp32": cosine, "size_bytes": int(size_bytes)}
         tqdm.write(json.dumps(out))
         return out

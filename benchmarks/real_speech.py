@@ -45,7 +45,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "real_speech.json"
 # record holds its EER on the synthetic test trials (and that metric's name)
 MODELS = (("fp32", 32, "keras", "train", "model", "evaluate", "eer"),
           ("kmqat", 4, "keras", "finetune", "plain", "evaluate_quantized", "eer"),
-          ("kmqat_int8_tflm", 4, "tflm", "calibrate", "tflite", "calibrate", "device_eer"))
+          ("kmqat_int8_tflm", 4, "tflm", "calibrate", "tflite", "calibrate", "device_eer_percent"))
 
 
 def fbank_stats(windows: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ def main() -> None:
         low, high = metrics.eer_ci95(result.scores, result.labels)
         rows.append({"method": f"kmqat_{name}", "scoring": name,
                      "bits": sorted(set(metadata.bits_per_layer.values())),
-                     "eer": round(result.eer, 3), "eer_ci95": [round(100 * low, 3), round(100 * high, 3)],
+                     "eer": round(result.eer, 3), "eer_ci95": [round(low, 3), round(high, 3)],
                      "min_dcf": round(result.min_dcf[0.01], 4), "eer_threshold": result.eer_threshold,
                      "device_scoring_max_abs_diff": diff,
                      "decisions_differ": int(np.sum(decisions[name] != decisions["keras"])),

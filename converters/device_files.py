@@ -15,22 +15,25 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from converters.c_array import write_c_arrays
-from converters.keras_to_tflite import RepresentativeData
+from converters.keras_to_tflite import RepresentativeData, feature_dim
 from converters.metadata import ModelMetadata, write_json
 from converters.conversion import ConversionResult, convert_model
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.model_io import LoadedModel, open_model
+from tfadvq.quant.spec import BitsSpec
 from tfadvq.windows import ScoringConfig
 
 
-def load_for_conversion(source: str | os.PathLike | LoadedModel, bits: Mapping[str, int] | int | None = None):
+def load_for_conversion(source: str | os.PathLike | LoadedModel,
+                        bits: BitsSpec | Mapping[str, int] | int | None = None):
     """``(plain Keras model, {layer: bits})`` of a saved model (a file or run folder, or one already
     opened by :func:`tfadvq.model_io.open_model`); wrappers are stripped.
 
-    ``bits`` (a number for every quantizable layer, or ``{layer: bits}``)
-    overrides the bits read from a tfadvq-quantized model; a plain model needs it.
+    ``bits`` (a number for every quantizable layer, a :class:`~tfadvq.quant.spec.BitsSpec`
+    resolved per layer, or ``{layer: bits}``) overrides the bits read from a
+    tfadvq-quantized model; a plain model needs it.
     """
     from converters.lut_compression import uniform_bits
     from tfadvq.quant.api import strip
@@ -43,16 +46,33 @@ def load_for_conversion(source: str | os.PathLike | LoadedModel, bits: Mapping[s
         found = quantized.bits_by_layer()
     if isinstance(bits, int):
         found = uniform_bits(model, bits)
+    elif isinstance(bits, BitsSpec):
+        found = _layer_bits(model, bits, path)
     elif bits is not None:
         found = {str(k): int(v) for k, v in bits.items()}
     return model, found
 
 
+def _layer_bits(model, spec: BitsSpec, path: Path) -> dict[str, int]:
+    """``{layer: bits}`` of the layers ``spec`` quantizes (the converter stores bits per layer)."""
+    from tfadvq.quant.spec import resolve
+
+    if spec.weights:
+        raise ConversionError(f"--bits: per-weight entries ({sorted(spec.weights)}) need a tfadvq-quantized model, "
+                              f"whose bits are read from it; {path} is a plain model: give bits per layer")
+    return {name: b for name, b in resolve(model, spec).items() if b is not None}
+
+
 def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringConfig,
              model_version: int = 1) -> ModelMetadata:
-    """The metadata of a conversion (no thresholds yet: :mod:`tfadvq.stages.device` calibrates them)."""
+    """The metadata of a conversion (no thresholds yet: :mod:`tfadvq.stages.device` calibrates them).
+
+    ``feature`` is the model's front end (:mod:`tfadvq.frontend`): ``model.json``
+    and ``model_config.h`` state it, and the firmware checks it.
+    """
     if feature.num_mel_bins != result.mels:
-        raise ConversionError(f"feature config has {feature.num_mel_bins} mel bins but the model takes {result.mels}")
+        raise ConversionError(f"the front end has num_mel_bins {feature.num_mel_bins} but the converted model takes "
+                              f"{result.mels} features per frame")
     if scoring.window_frames != result.frames:
         raise ConversionError(f"scoring window {scoring.window_frames} frames differs from the converted "
                               f"input {result.frames} frames")
@@ -65,12 +85,20 @@ def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringCon
 
 def convert_saved_model(path: str | os.PathLike | LoadedModel, scoring: ScoringConfig, *, int8: bool = False,
                         representative: RepresentativeData | None = None,
-                        bits: Mapping[str, int] | int | None = None, feature: FbankConfig | None = None,
+                        bits: BitsSpec | Mapping[str, int] | int | None = None,
+                        front_end: frontend.FrontEnd | None = None,
                         model_version: int = 1) -> tuple[ConversionResult, ModelMetadata]:
-    """Load, convert for ``scoring.window_frames`` input frames, check under TFLM, describe."""
+    """Load, convert for ``scoring.window_frames`` input frames, check under TFLM, describe.
+
+    ``front_end`` is the model's (default: :func:`tfadvq.frontend.resolve` of
+    ``path``); it is checked against the model's input before converting, and
+    ``representative`` crops must have been computed with it.
+    """
+    front_end = front_end or frontend.resolve(path.file if isinstance(path, LoadedModel) else path)
     model, found = load_for_conversion(path, bits)
+    frontend.check_input(front_end, feature_dim(model), str(path))
     result = convert_model(model, found, scoring.window_frames, int8=int8, representative=representative)
-    return result, describe(result, feature or FbankConfig(), scoring, model_version)
+    return result, describe(result, front_end.fbank, scoring, model_version)
 
 
 def write_device_files(result: ConversionResult, metadata: ModelMetadata, out: rundir.DeviceDir,

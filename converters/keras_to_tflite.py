@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import ConversionError
+from tfadvq.fbank_config import FbankConfig
 from tfadvq.quant import layer_rules
 
 RepresentativeData = Callable[[], Iterable[np.ndarray]]
@@ -137,25 +138,23 @@ def array_representative(features: np.ndarray) -> RepresentativeData:
     return lambda: iter(features)
 
 
-def fbank_window(path: str | Path, frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``[frames, mels]`` fbank window of an audio file, as the firmware sees it.
-
-    Short utterances repeat (wrap) to ``frames``; longer ones give a random
-    window with ``rng`` or the centre window without.
-    """
+def fbank_window(path: str | Path, frames: int, rng: np.random.Generator | None = None,
+                 fbank_config: FbankConfig | None = None) -> np.ndarray:
+    """``[frames, mels]`` window of an audio file's fbank (``fbank_config``: the model's front end,
+    default ``FbankConfig()``), cut as the device cuts one (:func:`tfadvq.windows.crop_window`)."""
     from tfadvq.audio import load_audio
-    from tfadvq.features import FbankConfig, fbank
+    from tfadvq.features import fbank
+    from tfadvq.windows import crop_window
 
-    features = np.asarray(fbank(load_audio(path), FbankConfig()), np.float32)
-    if len(features) < frames:
-        features = np.pad(features, ((0, frames - len(features)), (0, 0)), mode="wrap")
-    spare = len(features) - frames
-    start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
-    return features[start : start + frames]
+    fbank_config = fbank_config or FbankConfig()
+    features = np.asarray(fbank(load_audio(path, fbank_config.sample_rate), fbank_config), np.float32)
+    return crop_window(features, frames, rng)
 
 
-def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0) -> np.ndarray:
-    """``count`` random fbank windows ``[count, frames, mels]`` of a corpus's training (dev) utterances."""
+def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0,
+                 fbank_config: FbankConfig | None = None) -> np.ndarray:
+    """``count`` random fbank windows ``[count, frames, mels]`` of a corpus's training (dev) utterances,
+    computed with the model's front end ``fbank_config`` (:mod:`tfadvq.frontend`; default ``FbankConfig()``)."""
     from tfadvq.voxceleb import load_corpus
 
     utterances = load_corpus(corpus_dir).train
@@ -163,4 +162,5 @@ def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int
         raise ConversionError(f"{corpus_dir}: no dev utterances for int8 calibration")
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(utterances), count)
-    return np.stack([fbank_window(utterances[i].path, frames, rng) for i in tqdm(picks, desc="calibration crops", leave=False)])
+    return np.stack([fbank_window(utterances[i].path, frames, rng, fbank_config)
+                     for i in tqdm(picks, desc="calibration crops", leave=False)])

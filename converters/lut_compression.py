@@ -36,8 +36,10 @@ What is where:
   expanded at run time by DEQUANTIZE (per tensor, unit scale: TFLM's
   DEQUANTIZE ignores per-channel scales, measured) and a broadcast MUL by the
   float per-channel scales.  This rounds the 256 k-means centroids of a
-  channel onto a 255-level grid: 8-bit layers are not exact, and the parity
-  check against Keras covers them.  Under int8 activations the int8 model's
+  channel onto a 255-level grid: 8-bit layers are not exact (each centroid
+  moves by at most half a grid step, ``max|c| / 254`` of its channel; the one
+  statement of what b bits means on both sides is :mod:`tfadvq.quant.cost`),
+  and the parity check against Keras covers them.  Under int8 activations the int8 model's
   own weights already are 8-bit, and a 1-7 bit int8 tensor whose LUT would
   not be smaller (:func:`tfadvq.quant.cost.tensor_cost`: small layers, 7-bit
   tables on channels of under 1024 weights) stays that exact int8 tensor.
@@ -63,8 +65,8 @@ from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wra
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 from tfadvq.quant import cost, layer_rules
+from tfadvq.quant.bits import check_bits
 
-MAX_BITS = 8  # wider than this is not a quantized layer
 _DECODE = "TFLM_DECODE"
 
 
@@ -146,10 +148,9 @@ def quantized_layers(
     for name, bits in bits_per_layer.items():
         if name not in layers:
             raise ConversionError(f"bits_per_layer names layer {name!r}, which model {model.name!r} lacks")
-        if not (isinstance(bits, (int, np.integer)) and 1 <= bits <= MAX_BITS):
-            raise ConversionError(f"layer {name!r}: bits must be an integer 1-{MAX_BITS}, got {bits!r}")
+        bits = check_bits(bits, f"bits_per_layer[{name!r}]")
         _rule(layers[name])
-        chosen.append((layers[name], int(bits)))
+        chosen.append((layers[name], bits))
     return chosen
 
 

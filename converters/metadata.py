@@ -48,8 +48,14 @@ def write_json(metadata: ModelMetadata, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> ModelMetadata:
+    """Read ``model.json``; one written before EERs were percent everywhere (``thresholds.eer_rate``, a
+    fraction) is read as ``eer_percent``."""
     path = Path(path)
-    return from_dict(ModelMetadata, rundir.read_json(path), where=str(path))
+    data = rundir.read_json(path)
+    thresholds = data.get("thresholds") if isinstance(data, dict) else None
+    if isinstance(thresholds, dict) and "eer_rate" in thresholds and "eer_percent" not in thresholds:
+        thresholds["eer_percent"] = 100.0 * thresholds.pop("eer_rate")
+    return from_dict(ModelMetadata, data, where=str(path))
 
 
 def _c_value(value: object) -> str:
@@ -80,7 +86,7 @@ def c_header(metadata: ModelMetadata, prefix: str = "") -> str:
     plain.pop("calibration")
     found = metadata.thresholds
     thresholds = {} if found is None else {
-        "eer": found.eer_threshold, "eer_rate": found.eer_rate, "low_far": found.low_far_threshold,
+        "eer": found.eer_threshold, "eer_percent": found.eer_percent, "low_far": found.low_far_threshold,
         "target_far": found.target_far, "far_at_low_far": found.far_at_low_far,
         "frr_at_low_far": found.frr_at_low_far}
     plain.pop("thresholds")

@@ -22,6 +22,8 @@ from tflite_micro import runtime
 from tqdm import tqdm
 
 from tfadvq.errors import ConversionError
+from tfadvq.frontend import FrontEnd, check_input
+from tfadvq.scoring import FeatureEmbedder, default_front_end
 
 T = TypeVar("T")
 
@@ -69,6 +71,12 @@ def make_interpreter(model: bytes, arena_size: int = HOST_ARENA_BYTES) -> runtim
                       "cannot load the converted model")
 
 
+def input_shape(model: bytes) -> tuple[int, ...]:
+    """The shape of the converted model's input tensor (``[1, frames, mels]`` for tfadvq's models)."""
+    details = make_interpreter(model).get_input_details(0)
+    return tuple(int(d) for d in details["shape"])
+
+
 def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
     """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``.
 
@@ -87,13 +95,16 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
     return np.stack(outputs)
 
 
-def tflm_embedder(tflite_model: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> FeatureEmbedder:
     """A :data:`tfadvq.scoring.Embedder`: window batches through the interpreter, one invoke per window.
 
     This is what the firmware runs, so scores from it are the device's scores.
+    ``front_end``: the converted model's (its ``model.json`` ``feature``), checked
+    against the model's input; None means the default ``FbankConfig()``.
     """
     model = bytes(tflite_model)
-    return lambda windows: run_tflm(model, np.asarray(windows, np.float32))
+    front_end = check_input(default_front_end(front_end), input_shape(model)[-1], "the converted model")
+    return FeatureEmbedder(lambda windows: run_tflm(model, np.asarray(windows, np.float32)), front_end)
 
 
 def arena_bytes(model: bytes, input_shape: tuple[int, ...]) -> int:

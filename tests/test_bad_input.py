@@ -114,7 +114,7 @@ def test_eval_command_reports_skipped_files_and_dropped_trials(bad_corpus, model
     assert sorted(line.split("\t")[0] for line in lines) == sorted(test_bad)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["trials"] + summary["dropped_trials"] == len(load_corpus(root).trials)
-    assert json.loads((tmp_path / "threshold.json").read_text())["num_trials"] == summary["trials"]
+    assert json.loads((tmp_path / "eval" / "threshold.json").read_text())["num_trials"] == summary["trials"]
 
 
 def test_an_evaluation_with_every_trial_dropped_is_a_data_error(bad_corpus, model):

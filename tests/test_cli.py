@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
+from tfadvq import rundir
 from tfadvq.cli import main
 from tfadvq.config import dump_yaml
 from tfadvq.voxceleb import load_corpus, read_trials
@@ -62,8 +63,9 @@ def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
     fewer = min(trials.labels.sum(), len(trials) - trials.labels.sum())  # one error in the rarer class
     assert summary["eer"] == pytest.approx(_independent_eer(table[:, 0], table[:, 1]), abs=100 / fewer)
     assert (out / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    stored = json.loads((run / "threshold.json").read_text())
+    stored = json.loads((out / "threshold.json").read_text())  # the threshold lives with its evaluation
     assert stored["num_trials"] == len(trials) and stored["scoring"]["window_frames"] == 200
+    assert not (run / "threshold.json").exists() and f"{out / 'threshold.json'} ({len(trials)} trials" in printed
 
     corpus = load_corpus(tiny_corpus)
     speaker = corpus.test[0].speaker
@@ -85,6 +87,28 @@ def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
                      "--threshold", bad]) == 2
         assert "tfadvq: error: --threshold" in capsys.readouterr().err
 
+    # a threshold from fewer trials never silently replaces the one verify uses (issue 25)
+    few = tmp_path / "few.txt"
+    lines = (tiny_corpus / "trials" / "test.txt").read_text().splitlines(True)
+    few.write_text("".join([x for x in lines if x.startswith("1")][:6] + [x for x in lines if x.startswith("0")][:6]))
+    assert main(["eval", "--model", str(run), "--trials", str(few), "--corpus", str(tiny_corpus),
+                 "--out", str(out)]) == 2
+    assert f"from {len(trials)} trials" in capsys.readouterr().err
+    assert json.loads((out / "threshold.json").read_text()) == stored
+    assert main(["eval", "--model", str(run), "--trials", str(few), "--corpus", str(tiny_corpus),
+                 "--out", str(tmp_path / "elsewhere")]) == 0
+    printed = capsys.readouterr().out  # eval says which threshold verify will use: still the 48-trial one
+    assert "verify_uses" in printed and f"{out / 'threshold.json'} ({len(trials)}" in printed
+    assert main(["verify", "--model", str(run), "--enroll", *own[:2], "--test", own[2]]) == 0
+    assert f"stored ({len(trials)} trials" in capsys.readouterr().out
+    assert main(["verify", "--model", str(run), "--enroll", *own[:2], "--test", own[2],
+                 "--threshold-from", str(tmp_path / "elsewhere")]) == 0
+    assert "stored (12 trials" in capsys.readouterr().out
+    assert main(["eval", "--model", str(run), "--trials", str(few), "--corpus", str(tiny_corpus),
+                 "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "threshold.json").read_text())["num_trials"] == 12
+    capsys.readouterr()
+
     # a threshold belongs to its model: retraining removes it, and one left beside a replaced
     # model is refused
     assert main(["train", "--config", str(config_path), "--out", str(run), "--epochs", "1", "--force"]) == 0
@@ -98,6 +122,11 @@ def test_train_eval_verify_end_to_end(tiny_corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other]) == 2
     assert "calibrated for another model" in capsys.readouterr().err
+    for evaluation in rundir.TrainDir(run).evaluations():  # the old home beside the model: named, not read
+        evaluation.threshold.unlink(missing_ok=True)
+    (run / "threshold.json").write_text(json.dumps(stored))
+    assert main(["verify", "--model", str(run), "--enroll", own[0], "--test", other]) == 2
+    assert "thresholds no longer live beside the model" in capsys.readouterr().err
 
     assert main(["eval", "--model", str(run), "--corpus", str(tiny_corpus), "--as-norm",
                  "--cohort", str(tiny_corpus), "--top-n", "5", "--out", str(tmp_path / "asn")]) == 0

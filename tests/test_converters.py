@@ -79,7 +79,7 @@ def _fbank_like(n: int, seed: int, speakers: int = 1) -> tuple[np.ndarray, np.nd
 
 
 def trial_eer(embeddings: np.ndarray, enroll: np.ndarray, test: np.ndarray, labels: np.ndarray) -> float:
-    """EER (in [0, 1]) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
+    """EER (percent) of cosine scoring ``embeddings[enroll[i]]`` vs ``embeddings[test[i]]``."""
     return compute_eer(cosine_rows(embeddings[enroll], embeddings[test]), labels)[0]
 
 
@@ -191,10 +191,10 @@ def test_eer_over_trials_matches_keras(model, float_result, int8_result):
     enroll, test = np.triu_indices(len(features), k=1)
     labels = (speaker[enroll] == speaker[test]).astype(np.int8)
     keras_eer = trial_eer(model(features, training=False).numpy(), enroll, test, labels)
-    assert 0.0 < keras_eer < 0.5
+    assert 0.0 < keras_eer < 50.0
     for result in (float_result, int8_result):
         tflm_eer = trial_eer(run_tflm(result.model, features), enroll, test, labels)
-        assert abs(tflm_eer - keras_eer) <= 0.002  # 0.2 absolute percentage points
+        assert abs(tflm_eer - keras_eer) <= 0.2  # 0.2 absolute percentage points
 
 
 @pytest.mark.parametrize(
@@ -203,13 +203,19 @@ def test_eer_over_trials_matches_keras(model, float_result, int8_result):
         ({}, "not quantized"),
         ({"nope": 4}, "'nope'"),
         ({"bn1": 4}, "'bn1' \\(BatchNormalization\\)"),
-        ({"conv1": 9}, "bits must be"),
         ({"conv1": 4, "conv2": 1}, "'conv2': \\d+ distinct weights in output channel"),
     ],
 )
 def test_bad_requests_name_the_layer(model, bits, message):
     with pytest.raises(ConversionError, match=message):
         convert_model(model, bits, FRAMES)
+
+
+def test_bad_bits_are_refused_by_the_one_bits_check(model):
+    from tfadvq.errors import QuantizationError
+
+    with pytest.raises(QuantizationError, match=r"bits_per_layer\['conv1'\]: 9 is not a supported bit width"):
+        convert_model(model, {"conv1": 9}, FRAMES)
 
 
 def test_unquantized_model_is_rejected():
@@ -269,26 +275,41 @@ def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
 def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     from tfadvq.cli import main
 
+    from tfadvq.config import dump_yaml
+    from tfadvq.quant.spec import BitsSpec
+
     model.save(tmp_path / "q.keras")
-    (tmp_path / "bits.json").write_text(json.dumps(BITS))
+    dump_yaml(BitsSpec(layers=BITS), tmp_path / "bits.yaml")
     rng = np.random.default_rng(0)
     labels = np.repeat([1, 0], 50)
     np.savetxt(tmp_path / "scores.txt", np.column_stack([labels, rng.normal(labels, 0.5)]), fmt="%g")
     out = tmp_path / "out" / "model.tflite"
     code = main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--frames", str(FRAMES),
-                 "--bits", str(tmp_path / "bits.json"), "--trial-scores", str(tmp_path / "scores.txt"),
+                 "--bits", str(tmp_path / "bits.yaml"), "--trial-scores", str(tmp_path / "scores.txt"),
                  "--c-array", str(tmp_path / "fw")])
     assert code == 0
     printed = capsys.readouterr().out
     assert "TFLM_DECODE" in printed and "LUT axis 3" in printed and "arena (TFLM)" in printed
     meta = read_json(out.with_suffix(".json"))
     assert meta.bits_per_layer == BITS and meta.input_frames == FRAMES and meta.thresholds is not None
+    table = np.loadtxt(tmp_path / "scores.txt")  # the EER in model.json is in percent, by its name
+    assert json.loads(out.with_suffix(".json").read_text())["thresholds"]["eer_percent"] == pytest.approx(
+        compute_eer(table[:, 1], table[:, 0])[0]) and 5.0 < meta.thresholds.eer_percent < 50.0
+    legacy = json.loads(out.with_suffix(".json").read_text())  # written before: eer_rate, a fraction
+    legacy["thresholds"]["eer_rate"] = legacy["thresholds"].pop("eer_percent") / 100
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    assert read_json(tmp_path / "legacy.json").thresholds.eer_percent == pytest.approx(meta.thresholds.eer_percent)
     assert meta.model_bytes == out.stat().st_size
     features = _fbank_like(2, seed=8)[0]
     assert parity(model(features).numpy(), run_tflm(out.read_bytes(), features)).min_cosine >= 0.999
     assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
     assert "--int8 needs --corpus" in capsys.readouterr().err
+    (tmp_path / "bits.json").write_text(json.dumps(BITS))  # the old bits-file form: refused, naming the new one
+    assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(tmp_path / "o2.tflite"),
+                 "--bits", str(tmp_path / "bits.json")]) == 2
+    err = capsys.readouterr().err
+    assert "bits files are BitsSpec YAML" in err and "`layers: {conv1: 4, dw: 3, conv2: 2, conv3: 8, emb: 1}`" in err
 
 
 def _write_corpus(root, seconds: float = 0.6) -> None:
@@ -331,9 +352,12 @@ def test_cli_converts_with_int8_activations_when_it_has_calibration_audio(tmp_pa
     from tfadvq.cli import main
 
     _write_corpus(tmp_path / "corpus", seconds=1.0)
+    from tfadvq.config import dump_yaml
+    from tfadvq.quant.spec import BitsSpec
+
     model.save(tmp_path / "q.keras")
-    (tmp_path / "bits.json").write_text(json.dumps(BITS))
-    common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.json"),
+    dump_yaml(BitsSpec(layers=BITS), tmp_path / "bits.yaml")
+    common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.yaml"),
               "--corpus", str(tmp_path / "corpus"), "--calibration-crops", "8"]
     assert main(["convert", "--out", str(tmp_path / "i" / "m.tflite"), *common]) == 0
     assert main(["convert", "--out", str(tmp_path / "f" / "m.tflite"), "--activations", "float32", *common]) == 0
@@ -361,7 +385,7 @@ def test_eer_on_tiny_corpus_trials_matches_keras(request, model, float_result, i
     test = np.array([position[k] for k in corpus.trials.test])
     keras_eer = trial_eer(model(features, training=False).numpy(), enroll, test, corpus.trials.labels)
     for result in (float_result, int8_result):
-        assert abs(trial_eer(run_tflm(result.model, features), enroll, test, corpus.trials.labels) - keras_eer) <= 0.002
+        assert abs(trial_eer(run_tflm(result.model, features), enroll, test, corpus.trials.labels) - keras_eer) <= 0.2
 
 
 SEQ_FRAMES, SEQ_MELS = 20, 8
@@ -470,3 +494,23 @@ def test_cli_strips_a_saved_quantized_model(tmp_path, capsys):
     assert main(["convert", "--model", str(tmp_path / "q.h5"), "--out", str(out), "--frames", str(FRAMES)]) == 0
     assert read_json(out.with_suffix(".json")).bits_per_layer == bits
     assert "LUT axis 0" in capsys.readouterr().out
+
+
+def test_eight_bits_mean_the_int8_grid_on_the_device():
+    """What tfadvq.quant.cost states: an 8-bit k-means table is rounded onto the per-channel int8 grid
+    (outputs move), while the uniform quantizer's 8-bit levels are that grid (the device is exact)."""
+    import tfadvq
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.Conv2D(8, 3, name="conv")(keras.layers.Reshape((FRAMES, MELS, 1))(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(16, name="emb")(keras.layers.GlobalAveragePooling2D()(x)))
+    features = np.random.default_rng(0).normal(size=(4, FRAMES, MELS)).astype(np.float32)
+    moved = {}
+    for quantizer in ("kmeans", "uniform"):
+        plain, records = tfadvq.strip(tfadvq.quantize(model, bits=8, quantizer=quantizer, per_channel=True,
+                                                      progress=False))
+        result = convert_model(plain, records.bits_by_layer(), FRAMES)
+        reference = plain(features).numpy()
+        moved[quantizer] = float(np.abs(run_tflm(result.twin, features) - reference).max() / np.abs(reference).max())
+    assert moved["uniform"] < 1e-5 < 1e-4 < moved["kmeans"] < 1e-2

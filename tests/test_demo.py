@@ -65,7 +65,7 @@ def test_demo_ships_thresholds_calibrated_on_tflm_scores(demo_run, tiny_corpus):
     eer, threshold = compute_eer(table[:, 1], table[:, 0])
     assert metadata.thresholds.eer_threshold == pytest.approx(threshold, abs=1e-6)
     # the file's 6 decimals tie some of the barely trained int8 model's near-equal scores: a trial or two
-    assert metadata.thresholds.eer_rate == pytest.approx(eer, abs=2 / len(table))
+    assert metadata.thresholds.eer_percent == pytest.approx(eer, abs=200 / len(table))
     assert metadata.calibration["embedder"] == "tflm" and metadata.calibration["num_trials"] == len(table)
     trials = (tiny_corpus / "trials" / "test.txt").read_text().splitlines()
     assert len(table) == len([line for line in trials if line.strip()])  # no trial left unscored

@@ -147,7 +147,7 @@ def lut_models():
         conv.set_weights([codebook[np.abs(kernel[..., None] - codebook).argmin(-1)], bias])
         result = convert_model(model, {"conv": 2}, frames=16, check_examples=2)
         metadata = describe(result, FbankConfig(), ScoringConfig(window_frames=16))
-        thresholds = Thresholds(eer_threshold=0.5, eer_rate=0.1, low_far_threshold=0.7, target_far=0.01,
+        thresholds = Thresholds(eer_threshold=0.5, eer_percent=10.0, low_far_threshold=0.7, target_far=0.01,
                                 far_at_low_far=0.01, frr_at_low_far=0.3)
         out.append((result, with_thresholds(metadata, thresholds, {"embedder": "given"})))
     return out

@@ -249,5 +249,7 @@ def test_too_few_bins_raise():
 
 @pytest.mark.parametrize("bits", [0, 9, 2.5, True, "4"])
 def test_check_bits_rejects_out_of_range(bits):
+    from tfadvq.quant.bits import check_bits
+
     with pytest.raises(QuantizationError, match="accepted: integers 1..8"):
-        kmeans1d.check_bits(bits)
+        check_bits(bits)

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "tfadvq.errors": 0, "tfadvq.config": 0, "tfadvq.fbank_config": 0, "tfadvq.train_config": 0,
     "tfadvq.windows": 0, "tfadvq.metrics": 0, "tfadvq.rundir": 0, "tfadvq.report": 0,
     "tfadvq.voxceleb": 0, "tfadvq.compat": 0, "tfadvq.quant.cost": 0,
+    "tfadvq.audio_limits": 0, "tfadvq.quant.bits": 0, "tfadvq.frontend": 0,
     # library: everything else in tfadvq not named below
     "tfadvq": 1,
     "converters": 2,
@@ -130,6 +131,7 @@ def test_config_and_metrics_modules_do_not_load_tensorflow_or_matplotlib():
     code = ("import sys\n"
             "import tfadvq, tfadvq.metrics, tfadvq.config, tfadvq.train_config, tfadvq.fbank_config\n"
             "import tfadvq.windows, tfadvq.recipe, tfadvq.rundir, tfadvq.quant.cost\n"
+            "import tfadvq.frontend, tfadvq.audio_limits, tfadvq.quant.bits\n"
             "print(sorted(m for m in ('tensorflow', 'tf_keras', 'matplotlib') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -7,7 +7,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
 from tfadvq.errors import DataError
-from tfadvq.metrics import compute_eer, compute_min_dcf, error_rates
+from tfadvq.metrics import accept, compute_eer, compute_min_dcf, error_rates, false_accept_rate
 
 
 def reference_eer(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -35,7 +35,7 @@ def random_trials(seed: int, n: int, separation: float, rounding: int | None = N
 def test_eer_and_min_dcf_match_sklearn_roc(seed, rounding):
     scores, labels = random_trials(seed, 50 + 97 * seed, separation=seed % 4, rounding=rounding)
     eer, threshold = compute_eer(scores, labels)
-    assert eer == pytest.approx(reference_eer(scores, labels), abs=1e-9)
+    assert eer == pytest.approx(100 * reference_eer(scores, labels), abs=1e-7)  # percent
     for p in (0.01, 0.05):
         assert compute_min_dcf(scores, labels, p) == pytest.approx(reference_min_dcf(scores, labels, p))
     assert compute_min_dcf(scores, labels, 0.05, c_miss=10, c_fa=1) == pytest.approx(
@@ -43,7 +43,7 @@ def test_eer_and_min_dcf_match_sklearn_roc(seed, rounding):
     # The threshold is a real operating point whose error rates bracket the EER.
     accepted = scores >= threshold
     far, frr = accepted[labels == 0].mean(), (~accepted[labels == 1]).mean()
-    assert min(far, frr) <= eer + 1e-12 and max(far, frr) >= eer - 1e-12
+    assert min(far, frr) <= eer / 100 + 1e-12 and max(far, frr) >= eer / 100 - 1e-12
 
 
 def test_error_rates_are_monotone_and_end_at_reject_all():
@@ -52,6 +52,17 @@ def test_error_rates_are_monotone_and_end_at_reject_all():
     assert far[0] == 1.0 and frr[0] == 0.0 and far[-1] == 0.0 and frr[-1] == 1.0
     assert np.all(np.diff(far) <= 0) and np.all(np.diff(frr) >= 0) and np.all(np.diff(thresholds) > 0)
     assert thresholds.size == np.unique(scores).size + 1
+
+
+def test_every_rate_counts_by_the_one_accept_rule():
+    """FAR/FRR of error_rates, false_accept_rate and accept agree at every operating point (ties accepted)."""
+    scores, labels = random_trials(3, 200, 1.0, rounding=1)
+    far, frr, thresholds = error_rates(scores, labels)
+    for t, expected_far, expected_frr in zip(thresholds, far, frr):
+        accepted = accept(scores, t)
+        assert false_accept_rate(scores, labels, t) == pytest.approx(expected_far)
+        assert np.mean(~accepted[labels == 1]) == pytest.approx(expected_frr)
+    assert accept(0.5, 0.5) and not accept(0.4999, 0.5)
 
 
 def test_perfect_separation_has_zero_error_and_a_separating_threshold():
@@ -63,26 +74,26 @@ def test_perfect_separation_has_zero_error_and_a_separating_threshold():
 
 
 def test_reversed_scores_are_all_wrong():
-    assert compute_eer([0.9, 0.8, 0.1, 0.2], [0, 0, 1, 1])[0] == 1.0
+    assert compute_eer([0.9, 0.8, 0.1, 0.2], [0, 0, 1, 1])[0] == 100.0
 
 
 def test_all_equal_scores_are_chance():
     labels = np.array([1, 0, 0, 1, 0, 0, 0])
-    assert compute_eer(np.full(7, 0.5), labels)[0] == pytest.approx(0.5)
+    assert compute_eer(np.full(7, 0.5), labels)[0] == pytest.approx(50.0)
     assert compute_min_dcf(np.full(7, 0.5), labels, 0.01) == pytest.approx(1.0)
 
 
 def test_ties_across_classes_move_together():
     # target and non-target tied at 0.5: either both accepted or both rejected -> EER 0.5
-    assert compute_eer([0.5, 0.5], [1, 0])[0] == pytest.approx(0.5)
+    assert compute_eer([0.5, 0.5], [1, 0])[0] == pytest.approx(50.0)
     eer, _ = compute_eer([0.1, 0.5, 0.5, 0.9], [0, 1, 0, 1])
-    assert eer == pytest.approx(reference_eer(np.array([0.1, 0.5, 0.5, 0.9]), np.array([0, 1, 0, 1])))
-    assert eer == pytest.approx(0.5 * 0.5)  # crossing halfway between (FAR .5, FRR 0) and (0, .5)
+    assert eer == pytest.approx(100 * reference_eer(np.array([0.1, 0.5, 0.5, 0.9]), np.array([0, 1, 0, 1])))
+    assert eer == pytest.approx(100 * 0.5 * 0.5)  # crossing halfway between (FAR .5, FRR 0) and (0, .5)
 
 
 def test_one_trial_per_class():
     assert compute_eer([0.9, 0.1], [1, 0]) == (0.0, 0.9)
-    assert compute_eer([0.1, 0.9], [1, 0])[0] == 1.0
+    assert compute_eer([0.1, 0.9], [1, 0])[0] == 100.0
 
 
 @pytest.mark.parametrize("scores, labels, message", [
@@ -153,10 +164,10 @@ def test_speaker_bootstrap_resamples_whole_groups():
     scores = np.array([0.9, 0.5, 0.4, 0.0])
     labels = np.array([1, 0, 1, 0])
     speakers = np.array(["a", "a", "b", "b"])
-    assert compute_eer(scores, labels)[0] == pytest.approx(0.5)
-    assert eer_ci95(scores, labels, resamples=400, groups=speakers) == (0.0, 0.5)
+    assert compute_eer(scores, labels)[0] == pytest.approx(50.0)  # percent
+    assert eer_ci95(scores, labels, resamples=400, groups=speakers) == (0.0, 50.0)
     # Resampling trials instead breaks the speakers apart: draws such as {0.4 target, 0.5 non-target}
-    # (EER 1) appear, so the trial-level interval reaches past 0.5.
-    assert eer_ci95(scores, labels, resamples=400)[1] > 0.5
+    # (EER 100 %) appear, so the trial-level interval reaches past 50 %.
+    assert eer_ci95(scores, labels, resamples=400)[1] > 50.0
     with pytest.raises(DataError, match="one group per trial"):
         eer_ci95(scores, labels, groups=speakers[:3])

@@ -99,7 +99,7 @@ def test_a_model_with_its_own_input(tmp_path, capsys):
 
 
 def test_recipe_stage_type_is_registered_and_checks_its_fields():
-    from tfadvq.errors import ConfigError
+    from tfadvq.errors import ConfigError, QuantizationError
     from tfadvq.recipe import stage_types
     from tfadvq.stages.mixed import parse_size
 
@@ -111,7 +111,7 @@ def test_recipe_stage_type_is_registered_and_checks_its_fields():
         mixed(model="train")
     with pytest.raises(ConfigError, match="msft replaces finetune_steps"):
         mixed(model="train", avg_bits=3.0, msft=True, finetune_steps=10)
-    with pytest.raises(ConfigError, match="allowed bits"):
+    with pytest.raises(QuantizationError, match=r"allowed bits \[0, 4\]: 0 is not a supported bit width"):
         mixed(model="train", avg_bits=3.0, allowed=[0, 4])
 
 

@@ -53,9 +53,9 @@ import numpy as np
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from tfadvq.errors import AudioError, ConfigError
+from tfadvq.audio_limits import MIN_SECONDS, SAMPLE_RATE, AudioLimits
+from tfadvq.errors import AudioError
 
-SAMPLE_RATE = 16000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
 NEEDS_CONVERSION_SUFFIXES = (".m4a", ".aac", ".mp4")
 _KAISER_BETA = 8.0
@@ -65,32 +65,6 @@ _WAV_ENCODINGS = {(_PCM, 8): "pcm8", (_PCM, 16): "pcm16", (_PCM, 24): "pcm24", (
                   (_FLOAT, 32): "float32", (_FLOAT, 64): "float64"}
 _ACCEPTED_WAV = "PCM 8/16/24/32-bit or IEEE float 32/64-bit"
 _TFIO_LOCK = threading.Lock()
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioLimits:
-    """What a recording must satisfy to be scored: ``sv::AudioLimits`` of the firmware.
-
-    The constants are the firmware's (tflm_firmware/lib/audio_check.h), so a
-    recording the device would refuse is refused offline too; ``min_rms`` and
-    ``clip_level`` are in int16 units (``32768 * x``).
-    """
-
-    min_seconds: float = 0.5  # the firmware's min_samples = 8000 at 16 kHz
-    min_rms: float = 30.0  # after removing DC (about -61 dBFS)
-    max_clipped_fraction: float = 0.01
-    clip_level: int = 32000  # |x| >= this counts as clipped
-
-    def __post_init__(self) -> None:
-        if not self.min_seconds >= 0:
-            raise ConfigError(f"AudioLimits.min_seconds: {self.min_seconds}; accepted: >= 0")
-        if not self.min_rms >= 0:
-            raise ConfigError(f"AudioLimits.min_rms: {self.min_rms}; accepted: >= 0 (int16 units)")
-        if not 0 <= self.max_clipped_fraction <= 1:
-            raise ConfigError(f"AudioLimits.max_clipped_fraction: {self.max_clipped_fraction}; "
-                              "accepted: a fraction in [0, 1]")
-        if not 0 < self.clip_level <= 32768:
-            raise ConfigError(f"AudioLimits.clip_level: {self.clip_level}; accepted: 1..32768 (int16 units)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +94,7 @@ def conversion_command(path: str | os.PathLike) -> str:
 def load_audio(
     path: str | os.PathLike,
     sample_rate: int = SAMPLE_RATE,
-    min_seconds: float = 0.5,
+    min_seconds: float = MIN_SECONDS,
 ) -> np.ndarray:
     """Read an audio file as float32 mono samples in [-1, 1] at ``sample_rate`` (module doc).
 

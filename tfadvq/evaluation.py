@@ -6,12 +6,19 @@ embeddings by the device's schedule and (AS-norm) scoring from
 :mod:`tfadvq.scoring`, EER/minDCF/thresholds from :mod:`tfadvq.metrics`, the
 DET plot from :mod:`tfadvq.plots`, file names from :mod:`tfadvq.rundir`.
 
-A stored threshold has a provenance: the SHA-256 of the model it was
-calibrated for, the trial list and its size, the scoring schedule and the
-embedder (Keras or TFLM).  :func:`load_threshold` refuses one that belongs to
-another model, so retraining into the same directory cannot leave a stale
-threshold in use.  Scores are cosine similarities of unit embeddings; a trial
-is accepted when ``score >= threshold``.
+A stored threshold has one home, the directory of the evaluation that
+calibrated it (``threshold.json`` of :class:`tfadvq.rundir.EvalDir`, written by
+``tfadvq eval`` and the ``evaluate`` stage alike), and a provenance: the
+SHA-256 of the model it was calibrated for, the trial list and its size, the
+scoring schedule and the embedder (Keras or TFLM).  :func:`store_threshold`
+replaces a threshold of the same model only by one from at least as many
+trials (or when forced); :func:`load_threshold` refuses one that belongs to
+another model, so retraining cannot leave a stale threshold in use; and
+:func:`model_threshold` is the rule ``tfadvq verify`` follows when given no
+threshold: of the model's evaluations in their default places
+(``<model dir>/eval_<trials>/``), the one calibrated on the most trials.
+Scores are cosine similarities of unit embeddings; a trial is accepted when
+``score >= threshold`` (:func:`tfadvq.metrics.accept`).
 """
 from __future__ import annotations
 
@@ -35,7 +42,8 @@ P_TARGETS = (0.01, 0.05)
 
 @dataclasses.dataclass
 class Evaluation:
-    """Results of one trial list.  ``eer`` is in percent; ``eer_threshold`` is the EER point of the
+    """Results of one trial list.  ``eer`` is in percent (as every EER: :mod:`tfadvq.metrics`);
+    ``eer_threshold`` is the EER point of the
     reported scores, ``cosine_eer_threshold`` that of the raw cosine scores (what ``verify`` uses).
 
     ``scores`` and ``labels`` are those of the trials scored: ``kept`` marks
@@ -92,7 +100,7 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
     """
     from tfadvq import metrics
     from tfadvq import scoring as sc
-    from tfadvq.audio import AudioLimits
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.pipeline import check_utterances
 
     scoring = scoring or ScoringConfig()
@@ -126,7 +134,7 @@ def evaluate(model, trials: Trials, utterances: Sequence[Utterance], scoring: Sc
         scores = np.asarray(sc.as_norm(raw, embeddings, scored, cohort_embeddings, top_n), np.float64)
     eer, threshold = metrics.compute_eer(scores, labels)
     min_dcf = {p: float(metrics.compute_min_dcf(scores, labels, p)) for p in P_TARGETS}
-    return Evaluation(100.0 * float(eer), float(threshold), float(cosine_threshold), min_dcf,
+    return Evaluation(float(eer), float(threshold), float(cosine_threshold), min_dcf,
                       scores, labels, bool(cohort), bad, kept, trials.duplicates)
 
 
@@ -163,7 +171,7 @@ class StoredThreshold:
     """A decision threshold and where it comes from."""
 
     threshold: float
-    eer: float  # percent, on the calibration trials
+    eer: float  # percent (as every EER), on the calibration trials
     trials: str
     num_trials: int
     model_sha256: str
@@ -172,12 +180,33 @@ class StoredThreshold:
 
 
 def store_threshold(path: str | os.PathLike, evaluation: Evaluation, trials_path: str | os.PathLike,
-                    model_path: str | os.PathLike, scoring: ScoringConfig, embedder: str = "keras") -> Path:
-    """Save the raw-cosine EER threshold of ``evaluation`` with its provenance (module doc)."""
+                    model_path: str | os.PathLike, scoring: ScoringConfig, embedder: str = "keras",
+                    force: bool = False) -> Path:
+    """Save the raw-cosine EER threshold of ``evaluation`` with its provenance at ``path`` (an
+    :class:`~tfadvq.rundir.EvalDir`'s ``threshold``; module doc).
+
+    A threshold already there for the same model from more trials is kept and this raises, unless
+    ``force``: a threshold from fewer trials never silently replaces a better-founded one.
+    """
     record = StoredThreshold(evaluation.cosine_eer_threshold, evaluation.eer, str(trials_path),
                              int(evaluation.labels.size), rundir.file_sha256(model_path), to_dict(scoring),
                              embedder)
+    old = _read_threshold(Path(path)) if Path(path).is_file() else None
+    if old is not None and old.model_sha256 == record.model_sha256 and old.num_trials > record.num_trials \
+            and not force:
+        raise ConfigError(f"{path}: holds this model's threshold from {old.num_trials} trials ({old.trials}); "
+                          f"one from {record.num_trials} trials does not replace it: pass --force to replace it, "
+                          "or --out another directory")
     return rundir.write_json(path, dataclasses.asdict(record))
+
+
+def _read_threshold(path: Path) -> StoredThreshold:
+    from tfadvq.config import from_dict
+
+    try:
+        return from_dict(StoredThreshold, rundir.read_json(path), where=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; re-run `tfadvq eval` to calibrate the threshold again") from None
 
 
 def load_threshold(path: str | os.PathLike, model_path: str | os.PathLike) -> StoredThreshold | None:
@@ -185,20 +214,41 @@ def load_threshold(path: str | os.PathLike, model_path: str | os.PathLike) -> St
 
     One calibrated for another model (retrained since, or copied) raises.
     """
-    from tfadvq.config import from_dict
-
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        record = from_dict(StoredThreshold, rundir.read_json(path), where=str(path))
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}; re-run `tfadvq eval` to calibrate the threshold again") from None
+    record = _read_threshold(path)
     if record.model_sha256 != rundir.file_sha256(model_path):
         raise ConfigError(f"{path}: this threshold was calibrated for another model than {model_path} "
                           "(retrained or replaced since); re-run `tfadvq eval` or pass --threshold")
     check_threshold(record.threshold, str(path))
     return record
+
+
+def model_threshold(run: rundir.TrainDir) -> tuple[Path, StoredThreshold] | None:
+    """The threshold ``tfadvq verify`` uses for ``run.model`` when given none (module doc): among the
+    model's evaluations (:meth:`~tfadvq.rundir.TrainDir.evaluations`), the one from the most trials
+    (then the newest); None if no evaluation stored one.  Thresholds only of another model raise, and so
+    does one left in the old place beside the model (naming the new one).
+    """
+    digest = rundir.file_sha256(run.model)
+    found, stale = [], []
+    for evaluation in run.evaluations():
+        if evaluation.threshold.is_file():
+            record = _read_threshold(evaluation.threshold)
+            (found if record.model_sha256 == digest else stale).append((evaluation.threshold, record))
+    if found:
+        path, record = max(found, key=lambda item: (item[1].num_trials, item[0].stat().st_mtime_ns))
+        check_threshold(record.threshold, str(path))
+        return path, record
+    if stale:
+        raise ConfigError(f"{stale[0][0]}: this threshold was calibrated for another model than {run.model} "
+                          "(retrained or replaced since); re-run `tfadvq eval` or pass --threshold")
+    if run.legacy_threshold.is_file():
+        raise ConfigError(f"{run.legacy_threshold}: thresholds no longer live beside the model but in the "
+                          f"evaluation that calibrated them ({run.evaluation('<trials>').threshold}); re-run "
+                          "`tfadvq eval`, or pass --threshold or --threshold-from")
+    return None
 
 
 def check_threshold(threshold: float, what: str = "--threshold") -> float:
@@ -221,6 +271,7 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     (:func:`tfadvq.scoring.utterance_embedding`).
     """
     from tfadvq import scoring as sc
+    from tfadvq.metrics import accept
     from tfadvq.windows import l2_normalize
 
     if not enroll:
@@ -231,4 +282,4 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     enrolled = l2_normalize(sc.embed_files(embed, enroll, scoring).mean(axis=0))
     score = float(sc.embed_files(embed, [test], scoring)[0] @ enrolled)
     return {"score": score, "threshold": threshold,
-            "decision": "accept" if score >= threshold else "reject"}
+            "decision": "accept" if accept(score, threshold) else "reject"}

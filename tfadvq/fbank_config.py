@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.errors import ConfigError
 
 FLOAT_EPS = float(np.finfo(np.float32).eps)
@@ -31,7 +32,7 @@ class Window(str, enum.Enum):
 class FbankConfig:
     """Kaldi fbank options that tfadvq uses; defaults are the SV-standard 80-dim set."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0

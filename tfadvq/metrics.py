@@ -1,6 +1,8 @@
 """Speaker-verification metrics over trial scores: EER and minDCF.
 
-A trial is accepted when ``score >= threshold``.  Every distinct score is a
+A trial is accepted when ``score >= threshold`` (:func:`accept`, the one
+decision rule: verification, the device stages and the firmware's ``Verifier``
+all decide by it, and every rate here counts by it).  Every distinct score is a
 candidate threshold; tied scores are accepted or rejected *together* (one
 operating point per distinct value), so a model that outputs constant
 scores cannot look better than chance.  Everything is one sort plus
@@ -8,6 +10,12 @@ cumulative sums -- O(n log n) numpy, no Python loop over trials.
 
     FRR(t) = #targets with score < t / #targets        (misses)
     FAR(t) = #non-targets with score >= t / #non-targets (false alarms)
+
+**Units.**  An EER is in **percent** (0-100) everywhere in tfadvq -- here, in
+:class:`tfadvq.evaluation.Evaluation`, stage records, ``threshold.json``,
+``model.json`` (``eer_percent`` fields) and benchmark rows -- as SV results
+are reported; false-accept / false-reject rates (``far``, ``frr``,
+``target_far``) are fractions in [0, 1].
 
 EER is where the two curves cross, interpolated linearly between the two
 operating points that bracket the crossing (the same value as the classic
@@ -46,6 +54,17 @@ def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return scores, labels
 
 
+def accept(scores, threshold: float) -> np.ndarray:
+    """The decision rule: ``score >= threshold`` (bool, elementwise; a 0-d array for one score)."""
+    return np.asarray(scores, dtype=np.float64) >= threshold
+
+
+def false_accept_rate(scores, labels, threshold: float) -> float:
+    """Fraction of the non-target trials that :func:`accept` takes at ``threshold``."""
+    scores, labels = _validate(scores, labels)
+    return float(np.mean(accept(scores[~labels], threshold)))
+
+
 def error_rates(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(far, frr, thresholds)`` at every distinct score, ascending, plus "reject all".
 
@@ -68,14 +87,14 @@ def error_rates(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def compute_eer(scores, labels) -> tuple[float, float]:
-    """``(eer, threshold)``: the equal error rate as a fraction in [0, 1] and the threshold
+    """``(eer, threshold)``: the equal error rate in percent (0-100) and the threshold
     (a distinct score; accept ``score >= threshold``) of the operating point nearest to it."""
     far, frr, thresholds = error_rates(scores, labels)
     k = int(np.argmax(frr >= far))  # first point at or past the crossing; k >= 1 since far[0] = 1
     gap_before, gap_after = far[k - 1] - frr[k - 1], frr[k] - far[k]
     a = gap_before / (gap_before + gap_after)  # fraction of the way from point k-1 to k
     eer = frr[k - 1] + a * (frr[k] - frr[k - 1])
-    return float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
+    return 100.0 * float(eer), float(thresholds[k] if a >= 0.5 else thresholds[k - 1])
 
 
 def min_dcf_point(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
@@ -102,14 +121,15 @@ def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
 class Thresholds:
     """Score thresholds calibrated on development trials (accept if ``score >= threshold``).
 
-    ``*_threshold`` fields are scores; ``*_rate`` / ``far_*`` / ``frr_*`` fields are
-    error rates as fractions in [0, 1].  ``eer_threshold`` is the EER operating
+    ``*_threshold`` fields are scores; ``eer_percent`` is the EER in percent;
+    ``target_far`` / ``far_*`` / ``frr_*`` are error rates as fractions in [0, 1].
+    ``eer_threshold`` is the EER operating
     point of :func:`compute_eer`; ``low_far_threshold`` is the lowest threshold
     whose false-accept rate on these trials is at most ``target_far``.
     """
 
     eer_threshold: float
-    eer_rate: float
+    eer_percent: float
     low_far_threshold: float
     target_far: float
     far_at_low_far: float
@@ -128,7 +148,7 @@ def calibrate(scores, labels, target_far: float = 0.01) -> Thresholds:
 
 
 def eer_ci95(scores, labels, resamples: int = 1000, seed: int = 0, groups=None) -> tuple[float, float]:
-    """95 % bootstrap interval of the EER (fractions).
+    """95 % bootstrap interval of the EER (percent).
 
     Without ``groups`` trials are resampled with replacement.  That ignores
     that trials share speakers, so the interval is on the narrow side; it still

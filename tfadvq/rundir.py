@@ -433,6 +433,8 @@ class RunDir:
     def attempt(self) -> Path:
         return self.path / ATTEMPT
 
+    frontend = Entry("frontend.yaml", "The FbankConfig the model(s) in this directory eat (tfadvq.frontend).")
+
     @classmethod
     def names(cls) -> set[str]:
         """The names of the files and directories this kind of run directory holds."""
@@ -464,8 +466,17 @@ class TrainDir(RunDir):
     checkpoints = Entry("checkpoints")
     backup = Entry("backup")
     tensorboard = Entry("tensorboard")
-    threshold = Entry("threshold.json")
+    legacy_threshold = Entry("threshold.json", "Where ``tfadvq eval`` kept the threshold before it lived in the "
+                                               "evaluation's own directory (:class:`EvalDir`); read only to say so.")
     bad = Entry("bad.txt", "The training files skipped as unreadable (``path<TAB>reason``).")
+
+    def evaluation(self, trials: str | os.PathLike) -> EvalDir:
+        """Where ``tfadvq eval`` evaluates this model on the trial list ``trials`` by default."""
+        return EvalDir(self.path / f"eval_{Path(trials).stem}")
+
+    def evaluations(self) -> list[EvalDir]:
+        """The model's evaluations in their default places (:meth:`evaluation`), by name."""
+        return [EvalDir(p) for p in sorted(self.path.glob("eval_*")) if p.is_dir()]
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.weights.h5"
@@ -635,7 +646,11 @@ class MixedDir(MSFTDir):
 
 
 class EvalDir(RunDir):
-    """What an evaluation writes: scores, DET plot, summary and the calibrated threshold."""
+    """What an evaluation writes: scores, DET plot, summary and the calibrated threshold.
+
+    The threshold's one home: ``threshold.json`` of the evaluation that calibrated it
+    (``tfadvq eval`` and the ``evaluate`` stage alike; see :mod:`tfadvq.evaluation`).
+    """
 
     scores = Entry("scores.txt")
     trial_scores = Entry("trial_scores.txt")

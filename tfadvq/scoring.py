@@ -6,7 +6,11 @@ There is one definition of how an utterance becomes an embedding,
 per window -> L2-normalised window embeddings averaged.  An *embedder* is any
 callable ``[n, window_frames, F] -> [n, D]``: :func:`keras_embedder` for a
 Keras model, :func:`converters.tflm.tflm_embedder` for a converted ``.tflite``
-run by the TFLite-Micro interpreter (what the firmware runs).  Evaluation, ``tfadvq
+run by the TFLite-Micro interpreter (what the firmware runs).  Those two are
+:class:`FeatureEmbedder` objects: they carry the model's front end
+(:mod:`tfadvq.frontend`), checked against the model's input, and every
+function here that computes features from audio computes *those*
+(:func:`front_end_of`); a bare callable is fed the default ``FbankConfig()``.  Evaluation, ``tfadvq
 verify``, threshold calibration, the converter's checks and the demo all go
 through it, and the firmware's ``Verifier`` implements the same schedule, so
 a threshold calibrated here means the same on the device.  No long file is
@@ -16,6 +20,7 @@ Embeddings are L2-normalised, so a cosine score is a dot product.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -23,6 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from tfadvq.errors import ConfigError, DataError
+from tfadvq.fbank_config import FbankConfig
+from tfadvq.frontend import DEFAULT, FrontEnd, check_input
 from tfadvq.voxceleb import Trials, Utterance
 from tfadvq.windows import ScoringConfig, cut_windows, l2_normalize, pool_windows
 
@@ -30,8 +37,33 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 COHORT_BLOCK = 2048  # rows of the [utterances x cohort] score matrix held at once
 
 
-def keras_embedder(model) -> Embedder:
-    """Window batches through a Keras embedding model, traced once (any window count)."""
+@dataclasses.dataclass(frozen=True)
+class FeatureEmbedder:
+    """An embedder with the front end its model eats: ``embed(windows)`` runs ``run``."""
+
+    run: Embedder
+    front_end: FrontEnd
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        return self.run(windows)
+
+
+def front_end_of(embed: Embedder) -> FbankConfig:
+    """The fbank configuration to compute for ``embed``: its own, or the default for a bare callable."""
+    return embed.front_end.fbank if isinstance(embed, FeatureEmbedder) else FbankConfig()
+
+
+def default_front_end(front_end: FrontEnd | None) -> FrontEnd:
+    """``front_end``, or the default ``FbankConfig()`` said to be one (checked against the model by the caller)."""
+    return front_end or FrontEnd(FbankConfig(), DEFAULT)
+
+
+def keras_embedder(model, front_end: FrontEnd | None = None) -> FeatureEmbedder:
+    """Window batches through a Keras embedding model, traced once (any window count).
+
+    ``front_end`` (:func:`tfadvq.frontend.resolve` of the model's file) must
+    match the model's input; None means the default ``FbankConfig()``, checked too.
+    """
     from tfadvq.compat import tf
 
     shape = model.input_shape
@@ -39,6 +71,7 @@ def keras_embedder(model) -> Embedder:
         raise ConfigError(f"model {model.name!r}: input shape {shape} is not [batch, frames, mels]; "
                           "score it through an embedder of your own (scoring.Embedder)")
     feat_dim = int(shape[-1])
+    front_end = check_input(default_front_end(front_end), feat_dim, f"model {model.name!r}")
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, feat_dim], tf.float32)])
     def embed(batch):
@@ -47,12 +80,12 @@ def keras_embedder(model) -> Embedder:
     def run(windows: np.ndarray) -> np.ndarray:
         return embed(tf.convert_to_tensor(windows, tf.float32)).numpy()
 
-    return run
+    return FeatureEmbedder(run, front_end)
 
 
-def as_embedder(model) -> Embedder:
+def as_embedder(model, front_end: FrontEnd | None = None) -> Embedder:
     """``model`` if it is already an embedder, else :func:`keras_embedder` of the Keras model."""
-    return keras_embedder(model) if hasattr(model, "layers") else model
+    return keras_embedder(model, front_end) if hasattr(model, "layers") else model
 
 
 def utterance_embedding(embed: Embedder, features: np.ndarray, config: ScoringConfig) -> np.ndarray:
@@ -83,7 +116,7 @@ def embed_utterances(embed: Embedder, utterances: Sequence[Utterance], config: S
                                 "did the file change after it was checked?") from None
 
     out = {}
-    for features, key in tqdm(read(eval_dataset(list(utterances))), total=len(utterances), desc=desc,
+    for features, key in tqdm(read(eval_dataset(list(utterances), front_end_of(embed))), total=len(utterances), desc=desc,
                               unit="utt", disable=not progress):
         out[key[0].decode()] = utterance_embedding(embed, features[0], config)
     return out
@@ -99,25 +132,28 @@ def embed_features(embed: Embedder, features: Sequence[np.ndarray], config: Scor
     return np.stack([utterance_embedding(embed, f, config) for f in features])
 
 
-def file_features(path: str | os.PathLike, config: ScoringConfig) -> np.ndarray:
-    """Mean-normalised fbank ``[T, F]`` of an audio file of any supported format and rate.
+def file_features(path: str | os.PathLike, config: ScoringConfig, fbank_config: FbankConfig | None = None) -> np.ndarray:
+    """Mean-normalised fbank ``[T, F]`` (``fbank_config``, default ``FbankConfig()``) of an audio file of any
+    supported format and rate.
 
     The recording must pass the device's audio checks (at least
     ``config.min_seconds``, not silent, not clipped: :class:`tfadvq.audio.AudioLimits`),
     else :class:`~tfadvq.errors.AudioError` names the file and why: the
     firmware would refuse it, so it is not scored here either.
     """
-    from tfadvq.audio import AudioLimits, load_checked_audio
+    from tfadvq.audio import load_checked_audio
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.compat import tf
-    from tfadvq.features import FbankConfig, fbank
+    from tfadvq.features import fbank
 
-    samples = load_checked_audio(path, AudioLimits(min_seconds=config.min_seconds))
-    return np.asarray(fbank(tf.constant(samples), FbankConfig()), np.float32)
+    fbank_config = fbank_config or FbankConfig()
+    samples = load_checked_audio(path, AudioLimits(min_seconds=config.min_seconds), fbank_config.sample_rate)
+    return np.asarray(fbank(tf.constant(samples), fbank_config), np.float32)
 
 
 def embed_files(embed: Embedder, paths: Sequence[str | os.PathLike], config: ScoringConfig) -> np.ndarray:
-    """Unit embeddings ``[n, D]`` of audio files (any supported format and rate)."""
-    return embed_features(embed, [file_features(p, config) for p in paths], config)
+    """Unit embeddings ``[n, D]`` of audio files (any supported format and rate), features of ``embed``'s front end."""
+    return embed_features(embed, [file_features(p, config, front_end_of(embed)) for p in paths], config)
 
 
 def stack(embeddings: Mapping[str, np.ndarray] | np.ndarray, keys: Sequence[str] | None = None,

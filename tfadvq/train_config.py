@@ -24,11 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.config import load_yaml
 from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig, num_frames
 
-SAMPLE_RATE = 16000  # tfadvq audio is 16 kHz (tfadvq.audio.SAMPLE_RATE)
 SPEED_FACTORS = (1.0, 0.9, 1.1)
 
 

@@ -29,7 +29,7 @@ import logging
 
 import numpy as np
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.callbacks import MarginWarmup, standard_callbacks
 from tfadvq.compat import keras, tf
 from tfadvq.config import dump_yaml, load_yaml, to_dict
@@ -215,7 +215,9 @@ def _check_run_dir(run: rundir.TrainDir, config: TrainConfig, force: bool) -> No
     if not run.config.is_file():
         return
     if force:
-        for stale in (run.backup, run.checkpoints, run.model, run.head, run.history, run.threshold):
+        thresholds = [evaluation.threshold for evaluation in run.evaluations()]  # the old model's
+        for stale in (run.backup, run.checkpoints, run.model, run.head, run.history, run.legacy_threshold,
+                      *thresholds):
             if stale.is_dir():
                 shutil.rmtree(stale)
             elif stale.exists():
@@ -255,10 +257,13 @@ def train(config: TrainConfig, out_dir: str | os.PathLike,
         data = training_data(config)
         if chief:
             rundir.atomic_save_with(run.config, lambda tmp: dump_yaml(config, tmp))
+            frontend.record(run.path, config.pipeline.fbank)
             rundir.write_json(run.speakers, data.speakers)
             rundir.write_bad_files(run.bad, data.bad)
         with strategy.scope():
             embedding_model = build_model(config.model, **config.model_args)
+            frontend.check_input(frontend.FrontEnd(config.pipeline.fbank, "pipeline.fbank of the training config"),
+                                 int(embedding_model.input_shape[-1]), f"model {config.model} {config.model_args}")
             history = fit_embedding_model(embedding_model, data.dataset, data.num_classes, config,
                                           Objective.AAM, steps_per_epoch=data.steps_per_epoch,
                                           callbacks=callbacks, out_dir=run.path, verbose=verbose)

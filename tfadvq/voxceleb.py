@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.errors import DataError
 
 #: Official VoxCeleb1 trial lists (file names as published); "-clean" are the
@@ -93,7 +94,7 @@ def tree_conversion_command(aac_root: str | os.PathLike) -> str:
     """Shell command converting every m4a under ``aac_root`` to a 16 kHz mono wav beside it."""
     return (
         f"find {aac_root} -name '*.m4a' -print0 | xargs -0 -P 2 -I{{}} "
-        "sh -c 'ffmpeg -nostdin -v error -y -i \"$1\" -ac 1 -ar 16000 \"${1%.m4a}.wav\"' _ {}"
+        f"sh -c 'ffmpeg -nostdin -v error -y -i \"$1\" -ac 1 -ar {SAMPLE_RATE} \"${{1%.m4a}}.wav\"' _ {{}}"
     )
 
 

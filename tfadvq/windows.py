@@ -24,10 +24,10 @@ import dataclasses
 
 import numpy as np
 
+from tfadvq.audio_limits import MIN_SECONDS
 from tfadvq.errors import ConfigError, DataError
 
 DEFAULT_WINDOW_FRAMES = 200  # 2 s at a 10 ms shift
-MIN_SECONDS = 0.5  # the shortest audio scored (the firmware's AudioLimits.min_samples)
 
 
 @dataclasses.dataclass
@@ -63,10 +63,29 @@ def window_starts(frames: int, window: int, hop: int) -> np.ndarray:
     return np.minimum(np.arange(count, dtype=np.int64) * hop, frames - window)
 
 
+def _rows(starts: np.ndarray, frames: int, window: int) -> np.ndarray:
+    """``[n, window]`` frame indices of the windows starting at ``starts``: ``(s + t) mod frames``."""
+    return (np.asarray(starts, np.int64)[:, None] + np.arange(window)[None]) % frames
+
+
 def window_indices(frames: int, config: ScoringConfig) -> np.ndarray:
     """``[n, window_frames]`` frame indices of every window: ``(s_k + t) mod frames``."""
-    starts = window_starts(frames, config.window_frames, config.hop)
-    return (starts[:, None] + np.arange(config.window_frames)[None]) % frames
+    return _rows(window_starts(frames, config.window_frames, config.hop), frames, config.window_frames)
+
+
+def crop_window(features: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One ``[window, F]`` window of ``[T, F]`` features as the device sees one (int8 calibration crops).
+
+    Rows follow the schedule's rule ``(s + t) mod T`` (an utterance shorter than
+    the window repeats); the start ``s`` is uniform in ``[0, max(T - window, 0)]``
+    with ``rng``, else the centre one.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or len(features) < 1:
+        raise DataError(f"features: expected [frames >= 1, mels], got shape {features.shape}")
+    spare = max(len(features) - window, 0)
+    start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
+    return features[_rows(np.array([start]), len(features), window)[0]]
 
 
 def cut_windows(features: np.ndarray, config: ScoringConfig) -> np.ndarray:

@@ -11,7 +11,9 @@ fbank crops of ``--corpus`` when given) before anything is written.
 
 Bits per layer come from the quantized model itself (``tfadvq.strip``) when
 it is a tfadvq QAT/PTQ model, else from ``--bits``: one number for every
-quantizable layer or a JSON file ``{"layer": bits}``.  ``--trial-scores``
+quantizable layer or a bits YAML file (the ``--bits-per-layer`` BitsSpec:
+``default``, ``classes``, ``layers``; a JSON ``{"layer": bits}`` file is refused
+with the YAML that replaces it).  ``--trial-scores``
 calibrates the thresholds from given scores; the recipe's ``calibrate`` stage
 instead calibrates them on the converted model's own TFLM scores.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from tfadvq.config import number
@@ -58,7 +59,8 @@ def register(subparsers) -> None:
                         help="the same as --activations int8")
     parser.add_argument("--frames", type=number(int, 1), default=200,
                         help="fixed input frames = scoring window (default 200)")
-    parser.add_argument("--bits", help="weight bits for all quantizable layers, or a JSON file {layer: bits}")
+    parser.add_argument("--bits", help="weight bits for all quantizable layers (1..8), or a bits YAML file "
+                                       "(BitsSpec, as --bits-per-layer: default/classes/layers)")
     parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
     parser.add_argument("--calibration-crops", type=number(int, 1), default=64, help="number of calibration crops")
     parser.add_argument("--trial-scores", type=Path,
@@ -67,7 +69,8 @@ def register(subparsers) -> None:
     parser.add_argument("--target-far", type=number(float, 0.0, 1.0, above=True), default=0.01,
                         help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
-                        help="YAML FbankConfig the model was trained with (default: tfadvq's FbankConfig)")
+                        help="YAML FbankConfig the model was trained with, for a model that has none recorded "
+                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one")
     parser.add_argument("--model-version", type=number(int, 0, 2**31 - 1), default=1,
                         help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
@@ -87,18 +90,17 @@ def register(subparsers) -> None:
 
 def _bits(value: str | None):
     from tfadvq.errors import ConversionError
+    from tfadvq.quant.bits import check_bits
+    from tfadvq.quant.spec import load_spec
 
     if value is None:
         return None
-    path = Path(value)
-    if path.is_file():
-        try:
-            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ConversionError(f"--bits {path}: expected a JSON object {{layer: bits}} ({exc})") from None
+    if Path(value).is_file():
+        return load_spec(value)
     if value.isdigit():
-        return int(value)
-    raise ConversionError(f"--bits {value!r}: expected a number 1-8 or a JSON file of {{layer: bits}}")
+        return check_bits(int(value), "--bits")
+    raise ConversionError(f"--bits {value!r}: expected a number 1..8 or a bits YAML file (BitsSpec: default, "
+                          "classes, layers)")
 
 
 def _thresholds(path: Path | None, target_far: float):
@@ -149,21 +151,24 @@ def run(args: ConvertArgs) -> int:
 def _run(args: ConvertArgs, out, loaded) -> int:
     from converters import array_representative, corpus_crops
     from converters.device_files import convert_saved_model, with_thresholds, write_device_files
+    from tfadvq import frontend
     from tfadvq.config import load_yaml
     from tfadvq.fbank_config import FbankConfig
     from tfadvq.report import print_table
     from tfadvq.windows import ScoringConfig
 
     thresholds = _thresholds(args.trial_scores, args.target_far)
-    feature = load_yaml(FbankConfig, args.feature_config) if args.feature_config else FbankConfig()
+    declared = load_yaml(FbankConfig, args.feature_config) if args.feature_config else None
+    front_end = frontend.resolve(loaded.file, declared, f"--feature-config {args.feature_config}")
     scoring = ScoringConfig(window_frames=args.frames)
+    bits = _bits(args.bits)
     representative = None
     if args.corpus is not None:
-        representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops))
+        representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops,
+                                                           fbank_config=front_end.fbank))
     int8 = args.corpus is not None if args.int8 is None else args.int8
     result, metadata = convert_saved_model(loaded, scoring, int8=int8, representative=representative,
-                                           bits=_bits(args.bits), feature=feature,
-                                           model_version=args.model_version)
+                                           bits=bits, front_end=front_end, model_version=args.model_version)
     if thresholds is not None:
         metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
                                                           "num_trials": None})
@@ -176,6 +181,9 @@ def _run(args: ConvertArgs, out, loaded) -> int:
     print_table(result.layer_rows(), f"Quantized layers of {loaded.describe()}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
     print_table(result.size_rows(), f"Sizes (arena measured by the TFLM interpreter, {result.activations} activations)")
+    print_table([{"front end": front_end.source, "num_mel_bins": front_end.fbank.num_mel_bins,
+                  "frame_shift_ms": front_end.fbank.frame_shift_ms, "frame_length_ms": front_end.fbank.frame_length_ms}],
+                "Front end the model eats (model.json feature, model_config.h TFADVQ_FBANK_*)")
     checks = [
         {"check": "LUT vs Keras", "min_cosine": result.keras_parity.min_cosine},
         {"check": "LUT vs uncompressed twin", "min_cosine": result.twin_parity.min_cosine},

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.audio_limits import MIN_SECONDS
 from tfadvq.config import number
 
 
@@ -37,8 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="dev",
                         help="which part of --corpus to check (default dev)")
     parser.add_argument("--trials", type=Path, help="trial list to check and filter")
-    parser.add_argument("--min-seconds", type=number(float, 0.0), default=0.5,
-                        help="shortest usable audio (default 0.5 s)")
+    parser.add_argument("--min-seconds", type=number(float, 0.0), default=MIN_SECONDS,
+                        help=f"shortest usable audio (default {MIN_SECONDS} s, the device's)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--force", action="store_true", help="replace the lists already in --out")
     parser.set_defaults(func=lambda a: run(a.out, a.wav_root, a.wav_scp, a.utt2spk, a.corpus, a.split,
@@ -47,9 +48,10 @@ def register(subparsers) -> None:
 
 def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = None,
         utt2spk: Path | None = None, corpus: Path | None = None, split: str = "dev",
-        trials_path: Path | None = None, min_seconds: float = 0.5, force: bool = False) -> int:
+        trials_path: Path | None = None, min_seconds: float = MIN_SECONDS, force: bool = False) -> int:
     from tfadvq import rundir
-    from tfadvq.audio import AudioLimits, validate_files
+    from tfadvq.audio import validate_files
+    from tfadvq.audio_limits import AudioLimits
     from tfadvq.errors import ConfigError
 
     if wav_scp is not None and utt2spk is None:

@@ -3,10 +3,13 @@
 Embeds every utterance the trials mention by the device's scoring schedule
 (windows of ``--frames``, averaged), scores them by cosine (optionally AS-norm
 against an imposter cohort) and reports EER and minDCF (p_target 0.01 and
-0.05, C_miss = C_fa = 1); on a real-speech corpus (``tfadvq data real``) also on its
-same-source trials and per source, with speaker-level intervals.  Writes scores, a DET plot and a summary into
-``--out`` and stores the calibrated threshold, with the model's hash and the
-trials it came from, beside the model for ``tfadvq verify``.
+0.05, C_miss = C_fa = 1; EER in percent); on a real-speech corpus (``tfadvq data real``) also
+on its same-source trials and per source, with speaker-level intervals.  Writes scores, a DET plot, a
+summary and the calibrated threshold (with the model's hash and the trials it
+came from) into ``--out`` (default ``<model dir>/eval_<trials name>``): the
+threshold's one home.  A threshold there from more trials is kept unless
+``--force``.  The summary says which threshold ``tfadvq verify`` will use:
+of the model's evaluations in their default places, the one from the most trials.
 """
 from __future__ import annotations
 
@@ -34,8 +37,10 @@ def register(subparsers) -> None:
     parser.add_argument("--top-n", type=number(int, 1), default=300, help="AS-norm: closest cohort entries used")
     parser.add_argument("--frames", type=number(int, 1), default=200, help="scoring window in frames (the device's)")
     parser.add_argument("--out", type=Path, help="output dir (default: <model dir>/eval_<trials name>)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a threshold in --out calibrated on more trials than this evaluation's")
     parser.set_defaults(func=lambda a: run(a.model, a.trials, a.corpus, a.wav_root, a.as_norm, a.cohort,
-                                           a.top_n, a.frames, a.out))
+                                           a.top_n, a.frames, a.out, a.force))
 
 
 def cohort_utterances(path: Path):
@@ -47,12 +52,13 @@ def cohort_utterances(path: Path):
 
 def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None = None,
         wav_root: Path | None = None, as_norm: bool = False, cohort: Path | None = None, top_n: int = 300,
-        frames: int = 200, out: Path | None = None) -> int:
-    from tfadvq import rundir
+        frames: int = 200, out: Path | None = None, force: bool = False) -> int:
+    from tfadvq import frontend, rundir
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import evaluate, store_threshold, write_outputs
+    from tfadvq.evaluation import evaluate, model_threshold, store_threshold, write_outputs
     from tfadvq.model_io import open_model
     from tfadvq.report import print_table
+    from tfadvq.scoring import keras_embedder
     from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
     from tfadvq.windows import ScoringConfig
 
@@ -68,15 +74,25 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
     trials = read_trials(trials_path)
     run_dir = rundir.TrainDir.of_model(model_path)
     loaded = open_model(model_path)
-    model = loaded.model
+    embed = keras_embedder(loaded.model, frontend.resolve(loaded.file))
     scoring = ScoringConfig(window_frames=frames)
-    result = evaluate(model, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
-    eval_dir = rundir.EvalDir(out or run_dir.path / f"{run_dir.EVAL_PREFIX}{trials_path.stem}")
-    with rundir.claim_dir(eval_dir.path, rundir.EvalDir, flag="--out", command="tfadvq eval"):
+    result = evaluate(embed, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
+    eval_dir = rundir.EvalDir(out) if out else run_dir.evaluation(trials_path)
+    with rundir.claim_dir(eval_dir.path, rundir.EvalDir, force=force, flag="--out", command="tfadvq eval"):
+        threshold_file = store_threshold(eval_dir.threshold, result, trials_path, run_dir.model, scoring,
+                                         force=force)
         write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
-        threshold_file = store_threshold(run_dir.threshold, result, trials_path, run_dir.model, scoring)
+    try:
+        chosen = model_threshold(run_dir)
+        verify_uses = "none: pass --threshold-from" if chosen is None else \
+            f"{chosen[0]} ({chosen[1].num_trials} trials, threshold {chosen[1].threshold:.4g})"
+    except ConfigError as exc:  # the evaluation itself succeeded; say why verify would refuse
+        verify_uses = f"none usable ({exc})"
     print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
-                  "threshold_file": str(threshold_file)}], title=f"tfadvq eval: {loaded.describe()}")
+                  "threshold_file": str(threshold_file),
+                  "verify_uses": verify_uses,
+                  "front_end": f"{embed.front_end.fbank.num_mel_bins} mel bins from {embed.front_end.source}"}],
+                title=f"tfadvq eval: {loaded.describe()}")
     if corpus is not None and trials_path == corpus_trials_path(corpus):
         from tfadvq.corpus.real import report_by_source
 

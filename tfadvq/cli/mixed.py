@@ -113,7 +113,7 @@ def request(args: MixedArgs):
 
 
 def _run(args: MixedArgs) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import to_dict
     from tfadvq.errors import ConfigError
     from tfadvq.model_io import open_model
@@ -132,6 +132,8 @@ def _run(args: MixedArgs) -> int:
                           data_given=args.corpus is not None or args.inputs is not None, what="tfadvq mixed")
     loaded = open_model(args.model)
     model = loaded.model
+    front_end = frontend.for_input(frontend.resolve(loaded.file), model.input_shape, str(loaded.file))
+    config = frontend.follow(config, front_end)
     utterances = None
     if args.corpus is not None:
         from tfadvq.voxceleb import load_corpus
@@ -143,8 +145,8 @@ def _run(args: MixedArgs) -> int:
     # Converted only when the converter can take it ([batch, frames, features]); a fixed length is the model's.
     frames = (shape[1] or args.frames) if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
     outcome = run_mixed(model, asked, args.out, data=data, train=source, train_config=config, frames=frames,
-                        extra={"source_model": str(source.model), "source": loaded.row(),
-                               "settings": to_dict(args)})
+                        front_end=front_end, extra={"source_model": str(source.model), "source": loaded.row(),
+                                                    "settings": to_dict(args)})
     plan = outcome.plan
     print_table(plan.allocation.rows(plan.choices), title=f"tfadvq mixed: {loaded.describe()}")
     if outcome.tuning:

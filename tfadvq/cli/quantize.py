@@ -124,7 +124,7 @@ def run(args: QuantizeArgs) -> int:
 
 
 def _run(args: QuantizeArgs) -> int:
-    from tfadvq import rundir
+    from tfadvq import frontend, rundir
     from tfadvq.config import load_yaml, to_dict
     from tfadvq.errors import ConfigError
     from tfadvq.model_io import open_model
@@ -152,6 +152,8 @@ def _run(args: QuantizeArgs) -> int:
                               "tfadvq train); pass --train-config and --corpus")
     loaded = open_model(args.model)
     model = loaded.model
+    front_end = frontend.for_input(frontend.resolve(loaded.file), model.input_shape, str(loaded.file))
+    config = None if config is None else frontend.follow(config, front_end)
     data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
     ptq = post_training(model, settings, data)
     quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
@@ -165,8 +167,8 @@ def _run(args: QuantizeArgs) -> int:
                               teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
         tuned = result.row
-    saved = outputs.save(quantized, out, source_model=str(source.model), source=loaded.row(), settings=to_dict(args),
-                         finetune=tuned)
+    saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model), source=loaded.row(),
+                         settings=to_dict(args), finetune=tuned)
     if tuned:
         from tfadvq.config import dump_yaml
 

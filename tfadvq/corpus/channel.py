@@ -24,6 +24,8 @@ import numpy as np
 import pyroomacoustics
 import scipy.fft
 
+from tfadvq.audio_limits import SAMPLE_RATE
+
 EQ_BANDS_HZ = (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)
 CLOSE_TALK = -1  # Session.room value: microphone at the mouth, no room response
 _MAX_IMAGE_ORDER = 12
@@ -34,7 +36,7 @@ CODECS = {
     "amr-nb": (["-r", "8000", "-t", "amr-nb"], ["-t", "amr-nb"]),
     "vorbis": (["-t", "ogg", "-C", "-1"], ["-t", "ogg"]),
 }
-_RAW16 = ["-t", "s16", "-r", "16000", "-c", "1"]
+_RAW16 = ["-t", "s16", "-r", str(SAMPLE_RATE), "-c", "1"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,7 @@ def sample_session(rng: np.random.Generator, rooms: int) -> Session:
 
 
 def build_rir_bank(rng: np.random.Generator, rooms: int = 48, mics: int = 3,
-                   rate: int = 16000) -> np.ndarray:
+                   rate: int = SAMPLE_RATE) -> np.ndarray:
     """``[rooms, mics, taps]`` float32 room impulse responses, each peak-normalised.
 
     Shoebox rooms of 3x3x2.4 to 10x8x4 m with RT60 0.1-0.6 s and microphones
@@ -97,7 +99,7 @@ def build_rir_bank(rng: np.random.Generator, rooms: int = 48, mics: int = 3,
 
 
 def apply_channel(speech: np.ndarray, session: Session, rng: np.random.Generator,
-                  rirs: np.ndarray, babble: np.ndarray, rate: int = 16000) -> np.ndarray:
+                  rirs: np.ndarray, babble: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
     """One utterance through ``session``: reverb, noise, microphone, codec, level."""
     n = len(speech)
     if session.room == CLOSE_TALK:

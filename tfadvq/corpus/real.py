@@ -415,8 +415,8 @@ def source_report(scores: np.ndarray, labels: np.ndarray, trials: Trials,
                "speakers": len(set(speakers[mask]))}
         if row["targets"] and row["targets"] < row["count"]:
             low, high = metrics.eer_ci95(scores[mask], labels[mask], resamples, groups=speakers[mask])
-            row.update(eer=round(100 * metrics.compute_eer(scores[mask], labels[mask])[0], 3),
-                       eer_ci95=[round(100 * low, 3), round(100 * high, 3)])
+            row.update(eer=round(metrics.compute_eer(scores[mask], labels[mask])[0], 3),
+                       eer_ci95=[round(low, 3), round(high, 3)])
         rows.append(row)
     return rows
 

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tfadvq.audio import SAMPLE_RATE, resample, save_wav
+from tfadvq.audio import resample, save_wav
+from tfadvq.audio_limits import MIN_SECONDS, SAMPLE_RATE
 from tfadvq.corpus.channel import Session, apply_channel, build_rir_bank, sample_session
 from tfadvq.corpus.texts import sentence_of_length
 from tfadvq import rundir
@@ -60,7 +61,6 @@ MARKER = ".synth.json"
 # Random streams: each kind of draw has its own generator family.
 _VOICE, _SESSIONS, _TEXT, _RENDER, _BANKS, _TRIALS = range(6)
 _BABBLE_SENTENCES = 16
-_MIN_ENGINE_SECONDS = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +93,8 @@ class SynthConfig:
             (self.utts >= 2, f"--utts must be >= 2 (target trials need two utterances per "
                              f"speaker), got {self.utts}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
-            (0.5 <= self.min_seconds <= self.max_seconds,
-             f"need 0.5 <= min_seconds <= max_seconds, got {self.min_seconds} and {self.max_seconds}"),
+            (MIN_SECONDS <= self.min_seconds <= self.max_seconds,
+             f"need {MIN_SECONDS} <= min_seconds <= max_seconds, got {self.min_seconds} and {self.max_seconds}"),
             (self.trials_per_utt >= 1, f"trials_per_utt must be >= 1, got {self.trials_per_utt}"),
             (self.rooms >= 1, f"rooms must be >= 1, got {self.rooms}"),
         ]
@@ -395,7 +395,7 @@ def render_utterance(plan: SpeakerPlan, utt: UtterancePlan, samples: np.ndarray,
     """Engine audio -> trimmed and capped -> speaker's voice (WORLD) -> session channel."""
     rng = _rng(plan.seed, _RENDER, plan.index, utt.index)
     speech = trim_silence(samples, rate)[:int(plan.max_seconds * rate)]
-    if len(speech) < _MIN_ENGINE_SECONDS * rate:
+    if len(speech) < MIN_SECONDS * rate:
         raise AudioError(utt.key, f"{plan.voice.engine} ({plan.voice.engine_voice}) produced only "
                                   f"{len(speech) / rate:.2f} s of speech")
     voiced = revoice(speech, rate, plan.voice, rng, SAMPLE_RATE)

@@ -28,6 +28,7 @@ import numpy as np
 import pyworld
 
 from tfadvq.audio import resample
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.corpus.voices import Voice
 
 FRAME_PERIOD_MS = 10.0
@@ -37,7 +38,7 @@ _UTTERANCE_F0_SPREAD = 0.04  # std of the per-utterance log-F0 offset
 
 
 def revoice(samples: np.ndarray, rate: int, voice: Voice, rng: np.random.Generator,
-            out_rate: int = 16000) -> np.ndarray:
+            out_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Re-synthesise ``samples`` (at ``rate`` Hz) in ``voice`` at ``out_rate`` Hz, float32."""
     x = np.ascontiguousarray(resample(samples, rate, out_rate), dtype=np.float64)
     f0, times = pyworld.dio(x, out_rate, f0_floor=_F0_FLOOR, f0_ceil=_F0_CEIL,

@@ -58,8 +58,8 @@ def _draw(ax: Axes, scores, labels, name: str, color: str) -> None:
     """One system's DET curve and its EER point, both labelled with the EER."""
     far, frr, _ = error_rates(scores, labels)
     eer, _ = compute_eer(scores, labels)
-    ax.plot(_deviate(far), _deviate(frr), color=color, lw=1.5, label=f"{name} (EER {100 * eer:.2f}%)")
-    ax.plot(_deviate(eer), _deviate(eer), "o", color=color)
+    ax.plot(_deviate(far), _deviate(frr), color=color, lw=1.5, label=f"{name} (EER {eer:.2f}%)")
+    ax.plot(_deviate(eer / 100), _deviate(eer / 100), "o", color=color)
 
 
 def plot_det(scores, labels, path: str | Path, title: str = "") -> Path:

@@ -38,6 +38,7 @@ from scipy import optimize, sparse
 from tfadvq.compat import keras
 from tfadvq.errors import ConfigError, QuantizationError
 from tfadvq.quant import cost, size
+from tfadvq.quant.bits import check_allowed
 from tfadvq.quant.sensitivity import DEFAULT_BITS, quantizable_weights
 from tfadvq.quant.spec import BitsSpec
 
@@ -62,9 +63,7 @@ def decisions(model: keras.Model, sensitivity: Mapping[str, Mapping[int, float]]
     ``sensitivity[key][b]`` must cover every quantizable weight key and
     every ``allowed`` width; the cost of each option comes from the cost model.
     """
-    allowed = sorted({int(b) for b in allowed})
-    if not allowed or not all(1 <= b <= 8 for b in allowed):
-        raise ConfigError(f"allowed bits: {allowed}; accepted: a non-empty subset of 1..8")
+    allowed = check_allowed(allowed)
     groups: dict[str, list] = {}
     for w in quantizable_weights(model):
         missing = [b for b in allowed if b not in sensitivity.get(w.key, {})]
@@ -261,8 +260,7 @@ class MixedSettings:
         parse_objective(self.objective)
         if self.batches < 1 or self.probes < 1:
             raise ConfigError(f"mixed: batches {self.batches}, probes {self.probes}; accepted: >= 1 each")
-        if not self.allowed or not all(isinstance(b, int) and 1 <= b <= 8 for b in self.allowed):
-            raise ConfigError(f"mixed allowed bits: {self.allowed}; accepted: a non-empty list of 1..8")
+        check_allowed(self.allowed, "mixed allowed bits")
 
 
 @dataclasses.dataclass

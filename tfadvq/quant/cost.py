@@ -36,9 +36,28 @@ activations the weight is the int8 model's own per-channel int8 tensor (``n``
 bytes; its scales belong to any int8 model).  Under float activations it is
 stored as symmetric per-channel int8 (``n`` bytes) with a float scale per
 channel (``tables``: 4 bytes each), expanded at run time by DEQUANTIZE and a
-broadcast MUL (``overhead``: :data:`INT8_OVERHEAD_BYTES`).  That is not exact
-8-bit k-means: 256 arbitrary centroids per channel are rounded onto a
-255-level grid (TFLM has no 8-bit LUT and its DEQUANTIZE is per tensor only).
+broadcast MUL (``overhead``: :data:`INT8_OVERHEAD_BYTES`).
+
+**What "b bits" means, in Keras and on the device** (bit widths: :mod:`tfadvq.quant.bits`):
+
+* *1-7 bits* -- the same on both sides.  Keras: every weight of a table (tensor
+  or channel) is one of at most ``2^b`` values (k-means centroids, or the
+  uniform / binary quantizers' levels).  Device: ``b``-bit indices into a value
+  table holding exactly those values (after BatchNorm folding scales a
+  channel; under int8 activations the int8 rounding of the model's own scale,
+  which can merge values, never split them).
+* *8 bits* -- not the same.  Keras: a 256-entry k-means table (``2^8``
+  arbitrary centroids per table), like any width.  Device: no 8-bit LUT
+  exists, so the weight is int8 on the symmetric per-channel grid
+  ``s·k``, ``k in -127..127``, ``s = max|c| / 127`` of its channel (255 levels;
+  per tensor for the LSTM kernels the converter quantizes per tensor).  Each
+  8-bit centroid ``c`` moves by at most ``s / 2`` (0.39 % of the channel's
+  largest magnitude); the converter's parity checks (TFLM vs Keras cosine
+  >= 0.999 float, 0.99 int8) bound the effect on the embedding.  Making the
+  Keras side the int8 grid (``quantizer="uniform"`` at 8 bits is exactly this
+  grid per channel) would change every published 8-bit result, so it is not
+  done implicitly: choose ``uniform`` for 8-bit layers to train on what the
+  device computes.
 
 Rewriting the converter's file costs :data:`MODEL_OVERHEAD_BYTES` once per
 model.  The converter never stores a quantized weight as float32;
@@ -55,6 +74,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+
+from tfadvq.quant.bits import check_bits
 
 MAX_LUT_BITS = 7  # widest TFLM DECODE LUT index
 DCM_BYTES = 16  # DECODE common metadata header at the start of every ancillary tensor
@@ -88,8 +109,7 @@ class TensorCost:
 def _check(shape: Sequence[int], bits: int, axis: int | None, dtype: str) -> None:
     if dtype not in ITEMSIZE:
         raise ValueError(f"dtype {dtype!r}: accepted {sorted(ITEMSIZE)}")
-    if not 1 <= bits <= 8:
-        raise ValueError(f"bits {bits!r}: accepted 1..8")
+    check_bits(bits)
     if axis is not None and not -len(shape) <= axis < len(shape):
         raise ValueError(f"axis {axis} is out of range for shape {tuple(shape)}")
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.callbacks import StepLosses
 from tfadvq.compat import keras, tf
 from tfadvq.config import to_dict
@@ -184,7 +185,7 @@ def input_data(dataset: tf.data.Dataset, steps_per_epoch: int, *, batch_size: in
     return TrainingData(dataset, speakers={}, num_classes=0, steps_per_epoch=steps_per_epoch)
 
 
-def audio_inputs(paths: Sequence[str], seconds: float, batch_size: int, *, sample_rate: int = 16000,
+def audio_inputs(paths: Sequence[str], seconds: float, batch_size: int, *, sample_rate: int = SAMPLE_RATE,
                  seed: int = 0) -> tf.data.Dataset:
     """Batches ``[batch_size, seconds * sample_rate]`` of random waveform crops of the audio files ``paths``.
 

@@ -86,7 +86,6 @@ import numpy as np
 
 from tfadvq.errors import QuantizationError
 
-MIN_BITS, MAX_BITS = 1, 8
 _MAX_ITER = 1000
 _MAX_POLISH = 20
 # Lattice positions on each side of a boundary: one row, and many rows (a step costs rows x (2L+1)^2).
@@ -94,14 +93,6 @@ _LATTICE, _LATTICE_ROWS = 8, 4
 CELLS_PER_CENTROID = 8
 MIN_CELLS = 512
 _SEGMENTS_PER_CELL = 4  # equal-count quantile segments per cell for the density estimate
-
-
-def check_bits(bits: int, where: str = "bits") -> int:
-    """Return ``bits`` as int if it is an integer in 1..8, else raise naming ``where``."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= bits <= MAX_BITS:
-        raise QuantizationError(f"{where}: {bits!r} is not a supported bit width; "
-                                f"accepted: integers {MIN_BITS}..{MAX_BITS}")
-    return int(bits)
 
 
 def fit(values: np.ndarray, k: int, *, init: np.ndarray | None = None, name: str = "weights",

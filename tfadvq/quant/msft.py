@@ -66,6 +66,7 @@ from tfadvq import model_io, rundir
 from tfadvq.compat import keras, tf
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError
+from tfadvq.frontend import FrontEnd
 from tfadvq.objectives import Objective
 from tfadvq.quant import api, layer_rules, outputs, spec
 from tfadvq.quant.finetune import DEFAULT_LR_SCALE, finetune, finetune_config
@@ -276,14 +277,16 @@ def _read_state(run: rundir.MSFTDir, key: dict[str, Any]) -> tuple[list[dict[str
 def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_config: TrainConfig,
          settings: MSFTSettings, *, out: str | Path, teacher: keras.Model | None = None,
          head_weights: Sequence[np.ndarray] | None = None, sensitivities: Mapping[str, float] | None = None,
-         strategy: tf.distribute.Strategy | None = None, verbose: int | str = 0) -> MSFTResult:
+         strategy: tf.distribute.Strategy | None = None, verbose: int | str = 0,
+         front_end: FrontEnd | None = None) -> MSFTResult:
     """Multi-stage fine-tuning of the float ``model`` to ``bits`` (module doc); files into ``out``.
 
     ``data``: :func:`tfadvq.training.training_data`; ``train_config``: the
     model's own training config (each stage is a :func:`finetune_config` of it,
     ``steps_per_stage`` steps); ``teacher``: the FP32 model (``distill``);
     ``head_weights``: the trained AAM head (``aam`` with ``use_trained_head``);
-    ``sensitivities``: for ``order="sensitivity"``.  ``model`` itself is not
+    ``sensitivities``: for ``order="sensitivity"``; ``front_end``: ``model``'s
+    (:mod:`tfadvq.frontend`), recorded with the result.  ``model`` itself is not
     changed (it may be the ``teacher``).  ``strategy`` defaults to ``train_config.strategy``; build
     the models in its scope.  The caller holds ``out`` (:func:`tfadvq.rundir.locked`, as the CLI and
     recipes do): this function does not lock it, so a command that locked it can call it.
@@ -334,7 +337,7 @@ def msft(model: keras.Model, bits: spec.BitsLike, data: TrainingData, train_conf
                          "seconds": round(time.perf_counter() - start, 2)})
             _checkpoint(run, k, wrapped, head, key, rows, chief)
     if chief:
-        saved = outputs.save(wrapped, run, msft={"groups": groups, "stages": rows})
+        saved = outputs.save(wrapped, run, front_end=front_end, msft={"groups": groups, "stages": rows})
         if head is not None:
             rundir.TrainDir(run.path).save_head(head)
         rundir.write_json(run.state, {"key": key, "rows": rows, "finished": True})

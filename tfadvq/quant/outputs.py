@@ -4,8 +4,9 @@ The tfmot-wrapped model (``.h5``: tfmot wrappers reload from it, not from
 ``.keras``), the stripped centroid-valued plain Keras model (what converters
 take), the per-layer tables and indices (:class:`~tfadvq.quant.records.QuantizedWeights`)
 and a summary: per-layer rows, size accounting and whatever the caller adds
-(the source model, settings, the fine-tune row).  ``tfadvq quantize`` and the
-recipe stages both write through :func:`save`.
+(the source model, settings, the fine-tune row), and the front end the model
+eats (inherited from its source).  ``tfadvq quantize`` and the recipe stages
+both write through :func:`save`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import dataclasses
 import os
 from typing import Any
 
-from tfadvq import model_io, rundir
+from tfadvq import frontend, model_io, rundir
 from tfadvq.compat import keras
 from tfadvq.quant import api
 from tfadvq.quant.records import QuantizedWeights
@@ -37,16 +38,21 @@ def derive(wrapped: keras.Model) -> QuantizationOutputs:
     return QuantizationOutputs(wrapped, plain, records, api.summary(wrapped), model_size(wrapped))
 
 
-def save(wrapped: keras.Model, out: rundir.QuantDir | str | os.PathLike, **extra: Any) -> QuantizationOutputs:
+def save(wrapped: keras.Model, out: rundir.QuantDir | str | os.PathLike, *,
+         front_end: frontend.FrontEnd | None = None, **extra: Any) -> QuantizationOutputs:
     """Write the files of the module doc into ``out``; ``extra`` goes into the summary.
 
-    The summary is written last: its presence means the other files are complete.
+    ``front_end`` is the source model's (:mod:`tfadvq.frontend`), recorded as this
+    model's (``frontend.yaml``): a quantized model eats what its source ate; None
+    for a model that takes no fbank frames.  The summary is written last: its
+    presence means the other files are complete.
     """
     out = out if isinstance(out, rundir.QuantDir) else rundir.QuantDir(out)
     outputs = derive(wrapped)
     rundir.atomic_save_model(wrapped, out.wrapped)
     rundir.atomic_save_model(outputs.plain, out.plain)
     rundir.atomic_save_with(out.weights, outputs.records.save)
+    frontend.record(out.path, None if front_end is None else front_end.fbank)
     rundir.write_json(out.summary, {"layers": outputs.rows, "size_bytes": outputs.size.size_bytes,
                                     "fp32_bytes": outputs.size.fp32_bytes,
                                     "compression": outputs.size.compression, **extra})

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import kmeans1d
+from tfadvq.quant.bits import check_bits
 
 _Quantizer = tfmot.quantization.keras.quantizers.Quantizer
 _CHUNK_ELEMENTS = 1 << 24  # bound on the [n, chunk] comparison tensor of one forward pass
@@ -163,7 +164,7 @@ class TableQuantizer(_Quantizer):
     """
 
     def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1):
-        self.bits = kmeans1d.check_bits(bits, f"{type(self).__name__}(bits)")
+        self.bits = check_bits(bits, f"{type(self).__name__}(bits)")
         self.per_channel = bool(per_channel)
         self.channel_dims = int(channel_dims)
         self.source: tf.Variable | None = None  # the float weight, found when built

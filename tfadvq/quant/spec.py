@@ -36,6 +36,7 @@ from tfadvq.compat import keras
 from tfadvq.config import load_yaml
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import kmeans1d, layer_rules
+from tfadvq.quant.bits import check_bits
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,27 @@ BitsLike = int | Mapping[str, "int | None"] | BitsSpec
 
 
 def load_spec(path: str | Path) -> BitsSpec:
-    """Read a ``--bits-per-layer`` YAML file (unknown keys raise, naming the file)."""
+    """Read a bits YAML file (``--bits-per-layer``, ``tfadvq convert --bits``; unknown keys raise, naming the file).
+
+    The one bits-file format.  A JSON ``{"layer": bits}`` file (what ``tfadvq
+    convert --bits`` once read) is refused with the YAML that says the same.
+    """
+    _refuse_layer_json(Path(path))
     return load_yaml(BitsSpec, path)
+
+
+def _refuse_layer_json(path: Path) -> None:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # not JSON: load_yaml reads it (or says why not)
+    fields = {f.name for f in dataclasses.fields(BitsSpec)}
+    if isinstance(data, dict) and not set(data) <= fields:
+        layers = ", ".join(f"{k}: {'null' if v is None else v}" for k, v in data.items())
+        raise QuantizationError(f"{path}: a JSON {{layer: bits}} file is no longer read; bits files are "
+                                f"BitsSpec YAML (keys {sorted(fields)}), here: `layers: {{{layers}}}`")
 
 
 def as_spec(bits: BitsLike) -> BitsSpec:
@@ -67,7 +87,7 @@ def as_spec(bits: BitsLike) -> BitsSpec:
     if isinstance(bits, Mapping):
         return BitsSpec(layers={k: b for k, b in bits.items() if "/" not in k},
                         weights={k: b for k, b in bits.items() if "/" in k})
-    return BitsSpec(default=kmeans1d.check_bits(bits, "bits"))
+    return BitsSpec(default=check_bits(bits, "bits"))
 
 
 def higher_precision_ends(model: keras.Model, bits: int = 1, end_bits: int = 8) -> BitsSpec:
@@ -160,7 +180,7 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
     by_name = {layer.name: layer for layer in model.layers}
     supported = layer_rules.supported_class_names()
     if spec.default is not None:
-        kmeans1d.check_bits(spec.default, "bits default")
+        check_bits(spec.default, "bits default")
     for name, b in spec.layers.items():
         if name not in by_name:
             raise QuantizationError(f"bits: unknown layer name {name!r}; layers with weights: "
@@ -170,7 +190,7 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
             raise QuantizationError(f"bits: layer {name!r} ({type(layer).__name__}) cannot be quantized; "
                                     f"supported classes: {supported}")
         if b is not None:
-            kmeans1d.check_bits(b, f"bits[{name!r}]")
+            check_bits(b, f"bits[{name!r}]")
     for key, b in spec.weights.items():
         layer = by_name.get(key.rsplit("/", 1)[0]) if "/" in key else None
         rule = layer_rules.rule_for(layer) if layer is not None else None
@@ -180,12 +200,12 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
             raise QuantizationError(f"bits: unknown weight key {key!r}; accepted: \"<layer>/<weight>\" "
                                     f"of a quantizable layer: {known}")
         if b is not None:
-            kmeans1d.check_bits(b, f"bits weights[{key!r}]")
+            check_bits(b, f"bits weights[{key!r}]")
     for cls, b in spec.classes.items():
         if cls not in supported:
             raise QuantizationError(f"bits: class {cls!r} cannot be quantized; supported classes: {supported}")
         if b is not None:
-            kmeans1d.check_bits(b, f"bits classes[{cls!r}]")
+            check_bits(b, f"bits classes[{cls!r}]")
 
 
 def table_report(model: keras.Model, targets: Mapping[str, int], *, activations: str = "float32",

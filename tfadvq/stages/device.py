@@ -24,9 +24,11 @@ from tfadvq.stages.modelling import (
     claim_outcome,
     corpus_of,
     describe_claim,
+    device_frontend,
     evaluate_to,
     keras_model_path,
     load_keras_model,
+    stage_frontend,
 )
 
 
@@ -39,12 +41,6 @@ def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
         raise ConfigError(f"stage {ctx.name}: {stage!r} produced no .tflite (use a convert stage)")
     path = Path(outputs["tflite"])
     return path.read_bytes(), path, read_json(outputs["metadata"])
-
-
-def _far(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    """False-accept rate of accepting ``score >= threshold`` (the firmware's rule) on non-target trials."""
-    impostors = np.asarray(scores)[np.asarray(labels) == 0]
-    return float(np.mean(impostors >= threshold))
 
 
 @register_stage("convert")
@@ -86,13 +82,15 @@ class ConvertStage(StageBase):
         outputs = ctx.record(self.model)["outputs"]
         if "wrapped" not in outputs:
             raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
+        front_end = stage_frontend(ctx, self.model)
         representative = None
         if self.calibration is not None:
             crops = corpus_crops(ctx.output(self.calibration, "corpus"), ctx.scoring.window_frames,
-                                 self.calibration_crops)
+                                 self.calibration_crops, fbank_config=front_end.fbank)
             representative = array_representative(crops)
         result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
-                                               representative=representative, model_version=self.model_version)
+                                               representative=representative, front_end=front_end,
+                                               model_version=self.model_version)
         out = rundir.DeviceDir(ctx.out)
         write_device_files(result, metadata, out)
         produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": outputs["plain"]}
@@ -139,26 +137,29 @@ class CalibrateStage(StageBase):
         from tfadvq.scoring import keras_embedder
 
         model, _, metadata = _device_model(ctx, self.model)
+        front_end = device_frontend(ctx.record(self.model)["outputs"])
         source = TrialSource(self.corpus, self.trials, self.wav_root)
-        device, trials_path = evaluate_to(ctx, tflm_embedder(model), source, f"{self.model} (TFLM), trials")
+        device, trials_path = evaluate_to(ctx, tflm_embedder(model, front_end), source,
+                                          f"{self.model} (TFLM), trials")
         keras_path = keras_model_path(ctx, self.model)
         trials, utterances, _ = source.load(ctx)
-        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path)), trials, utterances, ctx.scoring)
+        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path), front_end), trials, utterances,
+                             ctx.scoring)
         thresholds = metrics.calibrate(device.scores, device.labels, self.target_far)
         keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
         diff = float(np.max(np.abs(device.scores - reference.scores)))
         calibration = {"embedder": "tflm", "trials": str(trials_path), "num_trials": int(device.labels.size),
-                       "device_eer": device.eer, "keras_eer": reference.eer,
+                       "device_eer_percent": device.eer, "keras_eer_percent": reference.eer,
                        "device_scoring_max_abs_diff": diff}
         metadata = with_thresholds(metadata, thresholds, calibration)
         out = rundir.DeviceDir(ctx.out)
         rundir.atomic_write(out.tflite, model)
         write_json(metadata, out.metadata)
         write_c_arrays(model, metadata, out.c_array)
-        decisions_differ = int(np.sum((device.scores >= thresholds.eer_threshold)
-                                      != (reference.scores >= keras_thresholds.eer_threshold)))
-        device_far = _far(device.scores, device.labels, thresholds.eer_threshold)
-        keras_far = _far(reference.scores, reference.labels, keras_thresholds.eer_threshold)
+        decisions_differ = int(np.sum(metrics.accept(device.scores, thresholds.eer_threshold)
+                                      != metrics.accept(reference.scores, keras_thresholds.eer_threshold)))
+        device_far = metrics.false_accept_rate(device.scores, device.labels, thresholds.eer_threshold)
+        keras_far = metrics.false_accept_rate(reference.scores, reference.labels, keras_thresholds.eer_threshold)
         return StageResult(
             outputs={"tflite": str(out.tflite), "metadata": str(out.metadata), "c_array": str(out.c_array),
                      "plain": str(keras_path), "scores": str(rundir.EvalDir(ctx.out).trial_scores)},
@@ -166,8 +167,8 @@ class CalibrateStage(StageBase):
                      "low_far_threshold": thresholds.low_far_threshold, "far_at_low_far": thresholds.far_at_low_far,
                      "keras_far_at_low_far": keras_thresholds.far_at_low_far,
                      "device_far_at_eer_threshold": device_far, "keras_far_at_eer_threshold": keras_far,
-                     "device_far_at_keras_threshold": _far(device.scores, device.labels,
-                                                           keras_thresholds.eer_threshold),
+                     "device_far_at_keras_threshold": metrics.false_accept_rate(device.scores, device.labels,
+                                                                                keras_thresholds.eer_threshold),
                      "decisions_differ_at_eer": decisions_differ,
                      "decision_agreement_at_eer": 1.0 - decisions_differ / device.labels.size},
             summary=f"TFLM EER {device.eer:.2f} % (Keras {reference.eer:.2f} %) on {device.labels.size} trials; "
@@ -197,7 +198,8 @@ class DeviceVerifyStage(StageBase):
         if metadata.thresholds is None:
             raise ConfigError(f"stage {ctx.name}: {self.model!r} has no calibrated thresholds "
                               "(use a calibrate stage)")
-        outcome = claim_outcome(tflm_embedder(model), corpus_of(ctx, self.corpus),
+        outcome = claim_outcome(tflm_embedder(model, device_frontend(ctx.record(self.model)["outputs"])),
+                                corpus_of(ctx, self.corpus),
                                 metadata.thresholds.eer_threshold, ctx.scoring)
         path = rundir.write_json(rundir.DeviceDir(ctx.out).verification, outcome)
         return StageResult(outputs={"verification": str(path)}, metrics=outcome,

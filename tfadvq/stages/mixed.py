@@ -28,11 +28,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -132,7 +138,7 @@ def quantize_within(model, plan, settings, target_bytes: int | None, frames: int
 def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | None = None,
               avg_bits: float | None = None, frames: int | None = None, train_config=None,
               head_weights: Sequence[np.ndarray] | None = None, finetune_steps: int = 0, lr_scale: float = 0.1,
-              msft_settings=None, extra: dict[str, Any] | None = None) -> MixedOutcome:
+              msft_settings=None, extra: dict[str, Any] | None = None, front_end=None) -> MixedOutcome:
     """Plan, quantize within the budget, fine-tune, write ``out`` (module doc).
 
     ``data``: :class:`tfadvq.training.TrainingData` (a corpus' or a user's
@@ -141,7 +147,8 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     input window (None: the model is not converted here and the size is the
     cost model's plan); ``train_config``: the fine-tune follows it;
     ``msft_settings`` (:class:`~tfadvq.quant.msft.MSFTSettings`) replaces the
-    one-shot fine-tune by MSFT.
+    one-shot fine-tune by MSFT; ``front_end`` (:class:`tfadvq.frontend.FrontEnd`,
+    the model's) is recorded with the result.
     """
     from converters.keras_to_tflite import to_float_tflite
     from tfadvq.config import dump_yaml
@@ -170,7 +177,7 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
         from tfadvq.quant.msft import msft
 
         result = msft(model, plan.allocation.spec(), data, train_config, msft_settings, out=run.path,
-                      teacher=teacher, head_weights=head_weights, sensitivities=plan.chosen())
+                      teacher=teacher, head_weights=head_weights, sensitivities=plan.chosen(), front_end=front_end)
         wrapped, head_out, tuning = result.model, result.head_weights, {"msft": result.rows}
     elif finetune_steps:
         from tfadvq.quant.finetune import finetune, finetune_config
@@ -186,7 +193,8 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     if head_out is not None and aam:
         rundir.TrainDir(run.path).save_head(head_out)
     # Last, since outputs.save writes the summary last: its presence means every file above is this run's.
-    outcome.saved = outputs.save(wrapped, run, mixed=plan.allocation.to_dict(), tuning=tuning, **(extra or {}))
+    outcome.saved = outputs.save(wrapped, run, front_end=front_end, mixed=plan.allocation.to_dict(), tuning=tuning,
+                                 **(extra or {}))
     return outcome
 
 
@@ -268,7 +276,7 @@ class MixedRequest:
 
 
 def run_mixed(model, request: MixedRequest, out: str | Path, *, data, train: rundir.TrainDir, train_config,
-              frames: int | None, extra: dict[str, Any] | None = None) -> MixedOutcome:
+              frames: int | None, extra: dict[str, Any] | None = None, front_end=None) -> MixedOutcome:
     """:func:`mixed_run` of ``request`` on ``model`` (the one entry of the command and the stage).
 
     The head: the objective ``aam`` needs the trained head beside the model
@@ -280,7 +288,7 @@ def run_mixed(model, request: MixedRequest, out: str | Path, *, data, train: run
     return mixed_run(model, data, request.settings(), out, target_bytes=request.target_bytes,
                      avg_bits=request.avg_bits, frames=frames, train_config=train_config, head_weights=head,
                      finetune_steps=request.finetune_steps, lr_scale=request.lr_scale,
-                     msft_settings=request.msft_settings(), extra=extra)
+                     msft_settings=request.msft_settings(), extra=extra, front_end=front_end)
 
 
 @register_stage("mixed")
@@ -333,15 +341,16 @@ class MixedStage(MixedRequest, StageBase):
             train_config = dataclasses.replace(train_config, data=data)
         model = load_keras_model(ctx, source)
         utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
         inputs = model_inputs(model, train_config, inputs=self.inputs, utterances=utterances,
                               steps_per_epoch=self.tuning_steps)
         outcome = run_mixed(model, self, ctx.out, data=inputs, train=train, train_config=train_config,
-                            frames=ctx.scoring.window_frames,
+                            frames=ctx.scoring.window_frames, front_end=front_end,
                             extra={"source_model": str(source), "settings": to_dict(self)})
         run = rundir.MixedDir(ctx.out)
         produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),
                     "train_dir": str(train.path), "bits_spec": str(run.bits_spec),
-                    "sensitivities": str(run.sensitivities), "plan": str(run.plan)}
+                    "sensitivities": str(run.sensitivities), "plan": str(run.plan), **frontend_output(run.path)}
         ctx.cache[f"wrapped:{run.wrapped}"] = outcome.wrapped
         last = (outcome.tuning or {}).get("last_loss")
         tuned = {"steps": self.finetune_steps, "last_loss": last} if last is not None else None

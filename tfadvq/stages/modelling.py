@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from tfadvq import rundir
 from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError, DataError
+from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
 
@@ -19,6 +20,30 @@ def keras_model_path(ctx: StageContext, stage: str) -> Path:
         if key in outputs:
             return Path(outputs[key])
     raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
+
+
+def stage_frontend(ctx: StageContext, stage: str, model: Path | None = None):
+    """The front end (:class:`tfadvq.frontend.FrontEnd`) of the model ``stage`` produced: the record in the
+    stage's own directory (train, quantize, ..., and a model stage's declaration), else the one with its
+    model (``model``, default: the stage's Keras model)."""
+    from tfadvq import frontend
+
+    return frontend.recorded(ctx.workdir / stage) or frontend.resolve(model or keras_model_path(ctx, stage))
+
+
+def frontend_output(directory: Path) -> dict[str, str]:
+    """``{"frontend": path}`` of the front-end record a stage wrote into ``directory`` (none: ``{}``), for
+    its outputs: their digest then covers it, so a changed front end re-runs what depends on the model."""
+    path = rundir.RunDir(directory).frontend
+    return {"frontend": str(path)} if path.is_file() else {}
+
+
+def device_frontend(outputs: dict[str, str]):
+    """The front end a converted model's ``model.json`` states (its ``feature``)."""
+    from converters.metadata import read_json
+    from tfadvq.frontend import FrontEnd
+
+    return FrontEnd(read_json(outputs["metadata"]).feature, outputs["metadata"])
 
 
 def open_keras_model(ctx: StageContext, path: Path):
@@ -126,12 +151,15 @@ class ModelStage(StageBase):
 
     Its training config and AAM head are used by a later fine-tune when they
     lie beside it (a tfadvq train directory); otherwise fine-tune it with the
-    distillation objective and give the fine-tune its data.
+    distillation objective and give the fine-tune its data.  ``fbank`` declares
+    the front end it was trained with when none is recorded beside it
+    (:mod:`tfadvq.frontend`); the one it resolves to is recorded in this stage's directory.
     """
 
     produces: ClassVar[tuple[str, ...]] = ("model", "train_dir")
 
     path: str = ""
+    fbank: FbankConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -141,12 +169,19 @@ class ModelStage(StageBase):
         return {"model": rundir.file_sha256(rundir.TrainDir.of_model(self.path).model)}
 
     def run(self, ctx: StageContext) -> StageResult:
+        from tfadvq import frontend
+
         run = rundir.TrainDir.of_model(self.path)
         loaded = open_keras_model(ctx, run.model)
         model = loaded.model
-        return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path)},
+        found = frontend.for_input(frontend.resolve(loaded.file, self.fbank, f"stage {ctx.name}: fbank"),
+                                   model.input_shape, str(loaded.file))
+        frontend.record(ctx.out, None if found is None else found.fbank)
+        eats = "" if found is None else f"; front end {found.fbank.num_mel_bins} mel bins from {found.source}"
+        return StageResult(outputs={"model": str(run.model), "train_dir": str(run.path),
+                                    **frontend_output(ctx.out)},
                            metrics={"params": int(model.count_params()), **loaded.row()},
-                           summary=f"{loaded.describe()}: {model.name}, {model.count_params()} parameters")
+                           summary=f"{loaded.describe()}: {model.name}, {model.count_params()} parameters{eats}")
 
 
 def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
@@ -206,10 +241,11 @@ class EvaluateStage(StageBase):
         outputs = ctx.record(self.model)["outputs"]
         if "tflite" in outputs:
             model_path = Path(outputs["tflite"])
-            embed, kind = tflm_embedder(model_path.read_bytes()), "tflm"
+            embed, kind = tflm_embedder(model_path.read_bytes(), device_frontend(outputs)), "tflm"
         else:
             model_path = keras_model_path(ctx, self.model)
-            embed, kind = keras_embedder(load_keras_model(ctx, model_path)), "keras"
+            embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
+            kind = "keras"
         result, trials_path = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials",
                                           self.cohort, self.top_n)
         out = rundir.EvalDir(ctx.out)
@@ -281,7 +317,7 @@ class VerifyStage(StageBase):
         stored = load_threshold(ctx.output(self.threshold, "threshold"), model_path)
         if stored is None:
             raise ConfigError(f"stage {ctx.name}: stage {self.threshold!r} stored no threshold")
-        embed = keras_embedder(load_keras_model(ctx, model_path))
+        embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
         outcome = claim_outcome(embed, corpus_of(ctx, self.corpus), stored.threshold, ctx.scoring)
         path = rundir.write_json(rundir.EvalDir(ctx.out).verification, outcome)
         return StageResult(outputs={"verification": str(path)}, metrics=outcome,

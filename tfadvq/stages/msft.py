@@ -16,11 +16,17 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -128,14 +134,16 @@ class MSFTStage(StageBase):
         model = load_keras_model(ctx, source)
         aam = settings.objective is Objective.AAM
         head = train.load_head() if aam and train.head.is_file() else None
+        front_end = frontend.for_input(stage_frontend(ctx, self.model or self.mixed, source), model.input_shape,
+                                       str(source))
         result = msft(model, self._bits(ctx), training_data(train_config, utterances), train_config, settings,
                       out=ctx.out, teacher=None if aam else model, head_weights=head,
-                      sensitivities=self._sensitivities(ctx))
+                      sensitivities=self._sensitivities(ctx), front_end=front_end)
         out = rundir.MSFTDir(ctx.out)
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
         saved = outputs.derive(result.model)
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                    "train_config": str(out.train_config), "msft": str(out.state)}
+                    "train_config": str(out.train_config), "msft": str(out.state), **frontend_output(out.path)}
         if result.head_weights is not None:
             produced["head"] = str(out.head)
         ctx.cache[f"wrapped:{out.wrapped}"] = result.model

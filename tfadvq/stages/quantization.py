@@ -11,12 +11,18 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfadvq import rundir
+from tfadvq import frontend, rundir
 from tfadvq.config import bounded, load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.quant.post_training import PTQSettings
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, keras_model_path, load_keras_model
+from tfadvq.stages.modelling import (
+    corpus_of,
+    frontend_output,
+    keras_model_path,
+    load_keras_model,
+    stage_frontend,
+)
 from tfadvq.train_config import DataConfig, TrainConfig
 
 
@@ -75,13 +81,15 @@ class QuantizeStage(PTQSettings, StageBase):
         source = keras_model_path(ctx, self.model)
         train_dir = ctx.record(self.model)["outputs"].get("train_dir", str(source.parent))
         model = load_keras_model(ctx, source)
+        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
         result = post_training(model, self, self._data(ctx, model, train_dir))
         out = rundir.QuantDir(ctx.out)
-        saved = outputs.save(result.wrapped, out, source_model=str(source), settings=to_dict(self))
+        saved = outputs.save(result.wrapped, out, front_end=front_end, source_model=str(source),
+                             settings=to_dict(self))
         ctx.cache[f"wrapped:{out.wrapped}"] = result.wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                     "train_dir": train_dir},
+                     "train_dir": train_dir, **frontend_output(out.path)},
             metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                      "compression": saved.size.compression},
             summary=quantize_summary(f"{f'binary {self.binary}' if self.binary else 'KMQAT'} "
@@ -150,11 +158,12 @@ class FinetuneStage(StageBase):
         from tfadvq.quant.finetune import FinetuneSettings, finetune_run
 
         source, config_file, head_file = self.lineage(ctx)
-        train_config = load_yaml(TrainConfig, config_file)
+        wrapped_path = ctx.output(self.model, "wrapped")
+        front_end = stage_frontend(ctx, self.model)
+        train_config = frontend.follow(load_yaml(TrainConfig, config_file), front_end)
         data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
         settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
                                     self.steps_per_epoch, data, self.use_trained_head)
-        wrapped_path = ctx.output(self.model, "wrapped")
         wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or load_model(wrapped_path)
         head = rundir.TrainDir(head_file.parent).load_head() if head_file else None
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
@@ -162,11 +171,12 @@ class FinetuneStage(StageBase):
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
-        saved = outputs.save(wrapped, out, source_model=str(source), settings=to_dict(self),
+        front_end = frontend.for_input(front_end, wrapped.input_shape, str(wrapped_path))
+        saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self),
                              finetune=result.row)
         rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                    "train_config": str(out.train_config)}
+                    "train_config": str(out.train_config), **frontend_output(out.path)}
         if result.head_weights is not None:
             rundir.TrainDir(out.path).save_head(result.head_weights)
             produced["head"] = str(out.head)
