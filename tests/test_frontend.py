@@ -47,7 +47,7 @@ def _utterance_features(path, fbank_config: FbankConfig) -> np.ndarray:
 
 
 def test_training_records_the_front_end_and_eval_scores_with_it(trained, tiny_corpus, capsys):
-    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.model_io import load_model
     from tfadvq.scoring import keras_embedder, utterance_embedding
     from tfadvq.voxceleb import load_corpus
     from tfadvq.windows import ScoringConfig
@@ -63,7 +63,7 @@ def test_training_records_the_front_end_and_eval_scores_with_it(trained, tiny_co
     enroll, test, score, _ = (trained / "eval" / "scores.txt").read_text().split("\n")[0].split()
     corpus = load_corpus(tiny_corpus)
     paths = {u.key: u.path for u in corpus.test}
-    embed = keras_embedder(load_embedding_model(run.path), frontend.resolve(run.model))
+    embed = keras_embedder(load_model(run.path), frontend.resolve(run.model))
     a, b = (utterance_embedding(embed, _utterance_features(paths[k], FBANK), ScoringConfig(window_frames=FRAMES))
             for k in (enroll, test))
     assert float(a @ b) == pytest.approx(float(score), abs=1e-4)
@@ -79,7 +79,7 @@ def _samples(path):
 
 def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corpus, capsys):
     from converters.metadata import read_json
-    from tfadvq.evaluation import load_embedding_model
+    from tfadvq.model_io import load_model
     from converters.tflm import tflm_embedder
     from tfadvq.scoring import keras_embedder, utterance_embedding
     from tfadvq.voxceleb import load_corpus
@@ -105,7 +105,7 @@ def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corp
     scoring = ScoringConfig(window_frames=FRAMES)
     features = _utterance_features(utterance, FBANK)
     on_device = utterance_embedding(tflm_embedder(out.read_bytes(), device_front), features, scoring)
-    in_keras = utterance_embedding(keras_embedder(load_embedding_model(q.plain), device_front), features, scoring)
+    in_keras = utterance_embedding(keras_embedder(load_model(q.plain), device_front), features, scoring)
     assert float(on_device @ in_keras) > 0.95
     with pytest.raises(ConfigError, match="takes 64 features per frame, but its front end .* has num_mel_bins 80"):
         tflm_embedder(out.read_bytes())  # the default front end is refused, not used
