@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian machine: system packages (TTS engines for
 # the generated corpus, the Arm toolchain and QEMU for the firmware) and the Python
-# virtual environment in .venv with tfadvq installed in editable mode.
+# virtual environment in .venv with tfadvq installed in editable mode, at the exact
+# versions of constraints/ci.txt (setup.cfg states only ranges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,11 +39,11 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.tfadvq-setup
-want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat setup.cfg pyproject.toml constraints/ci.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing the Python environment into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -c constraints/ci.txt -e ".[dev,tfio]"
   echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python --version), tfadvq $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("tfadvq"))')"
