@@ -1,8 +1,10 @@
 """Audio I/O on real files: every supported format, every kind of bad input."""
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -14,8 +16,10 @@ from tfadvq.audio import (
     SAMPLE_RATE,
     AudioLimits,
     audio_info,
+    available_decoders,
     check_file,
     conversion_command,
+    decode_compressed,
     load_audio,
     load_checked_audio,
     resample,
@@ -72,6 +76,98 @@ def test_other_formats_match_the_16bit_source(tmp_path, fmt):
     n = min(len(x), len(y))
     tol = {"ogg": 0.05, "wav8": 1 / 64}.get(fmt, 1e-3)
     assert np.abs(y[:n] - x[:n]).max() < tol
+
+
+def _sox(tmp_path, name: str, x: np.ndarray, rate: int = SAMPLE_RATE, *args: str):
+    src = tmp_path / f"{name}.src.wav"
+    save_wav(src, x, sample_rate=rate)
+    out = tmp_path / name
+    subprocess.run(["sox", str(src), *args, str(out)], check=True)
+    return out
+
+
+def _decoder(name: str) -> str:
+    if name not in available_decoders():
+        pytest.skip(f"{name} cannot decode here (its ops do not load or it is not installed)")
+    return name
+
+
+def _tfio_ops_should_load() -> bool:
+    """tensorflow-io 0.37's wheels are built for TF 2.17: its ops load there and nowhere newer."""
+    try:
+        importlib.metadata.version("tensorflow-io")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major, minor = (int(v) for v in importlib.metadata.version("tensorflow").split(".")[:2])
+    return (major, minor) < (2, 18)
+
+
+def test_the_decoder_is_tensorflow_io_exactly_where_its_ops_load():
+    expected = ("tensorflow-io", "soundfile") if _tfio_ops_should_load() else ("soundfile",)
+    assert available_decoders() == expected
+    assert audio.compressed_decoder() == expected[0]
+
+
+def test_without_tensorflow_io_flac_and_ogg_go_through_soundfile(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # as if not installed: importing it raises
+    monkeypatch.setitem(sys.modules, "tensorflow_io.python.ops", None)
+    audio.available_decoders.cache_clear()
+    try:
+        assert audio.compressed_decoder() == "soundfile"
+        with pytest.raises(ConfigError, match="'tensorflow-io' is not available here; available: soundfile"):
+            decode_compressed(tmp_path / "x.flac", "tensorflow-io")
+        x = bad_audio.tone(0.6, level=0.5)
+        if shutil.which("sox"):
+            np.testing.assert_allclose(load_audio(_sox(tmp_path, "x.flac", x)), x, atol=1 / 32768)
+    finally:
+        audio.available_decoders.cache_clear()  # later tests decide again, with tensorflow-io back
+
+
+@needs_sox
+@pytest.mark.parametrize("decoder", ["tensorflow-io", "soundfile"])
+@pytest.mark.parametrize("name, args, rate, channels, tol", [
+    ("16bit.flac", (), SAMPLE_RATE, 1, 1 / 32768),
+    ("24bit_44k_stereo.flac", ("-b", "24"), 44100, 2, 1e-6),
+    ("vorbis.ogg", (), SAMPLE_RATE, 1, 0.05),
+    ("vorbis_stereo_48k.ogg", (), 48000, 2, 0.05),
+])
+def test_each_decoder_reads_flac_and_ogg_as_the_source(tmp_path, decoder, name, args, rate, channels, tol):
+    x = np.stack([bad_audio.tone(1.0, 440, rate, 0.5), bad_audio.tone(1.0, 1000, rate, 0.25)], axis=1)[:, :channels]
+    path = _sox(tmp_path, name, x, rate, *args)
+    y, got_rate = decode_compressed(path, _decoder(decoder))
+    assert (got_rate, y.shape[1], y.dtype) == (rate, channels, np.float32)
+    assert abs(len(y) - len(x)) <= 0.01 * len(x)  # vorbis may pad the last block
+    n = min(len(x), len(y))
+    assert np.abs(y[:n] - np.round(x[:n] * 32768) / 32768).max() < tol
+
+
+@needs_sox
+def test_both_decoders_give_the_same_samples_on_the_same_files(tmp_path):
+    _decoder("tensorflow-io")
+    x = bad_audio.tone(1.3, 440, 22050, 0.5) + bad_audio.tone(1.3, 3000, 22050, 0.2)
+    files = {"16bit.flac": (), "24bit.flac": ("-b", "24"), "8bit.flac": ("-b", "8"), "vorbis.ogg": (),
+             "vorbis_q2.ogg": ("-C", "2")}
+    for name, args in files.items():
+        path = _sox(tmp_path, name, x, 22050, *args)
+        (a, rate_a), (b, rate_b) = (decode_compressed(path, d) for d in ("tensorflow-io", "soundfile"))
+        assert rate_a == rate_b == 22050, name
+        assert a.shape == b.shape, (name, a.shape, b.shape)
+        # flac is lossless: equal up to float rounding; vorbis decoders differ in their last bits
+        np.testing.assert_allclose(a, b, atol=1e-6 if name.endswith(".flac") else 1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("decoder", ["tensorflow-io", "soundfile"])
+def test_each_decoder_refuses_broken_flac_and_ogg_with_the_same_reason(tmp_path, decoder):
+    files = {"noise.flac": np.random.default_rng(1).bytes(4000), "magic_only.flac": b"fLaC",
+             "text.ogg": "speaker notes, not audio: é\n".encode() * 40}
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(AudioError) as info:
+            decode_compressed(path, _decoder(decoder))
+        assert info.value.path == str(path)
+        assert info.value.reason.startswith("cannot be decoded as wav/flac/ogg (") and info.value.reason.endswith(")")
+        assert str(path) not in info.value.reason  # named once, by AudioError
 
 
 @needs_sox

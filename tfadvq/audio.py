@@ -11,10 +11,17 @@ read the same way everywhere or refused everywhere with the same reason:
   refused with the ffmpeg command that converts the file.  Parsing wav here
   (rather than in tensorflow-io) is what lets the checker below decide from
   the header alone what the reader will do.
-* flac and ogg/vorbis go through tensorflow-io, one file at a time (its
-  decoders crashed the process when called from several threads on
-  malformed files), imported on the first such file only, so processes that
-  only touch wav never load it.
+* flac and ogg/vorbis go through one of two decoders, chosen once, on the
+  first such file (:func:`available_decoders`; processes that only touch wav
+  load neither): tensorflow-io where it is installed and its ops load (its
+  wheels are built for TF 2.17: on TF >= 2.18 the ops fail to load with
+  undefined symbols, and there are none for Python >= 3.13), else soundfile
+  (libsndfile 1.2, bundled in soundfile's wheel with FLAC, Ogg/Vorbis/Opus and
+  MP3).  Both give the same samples (within 1e-4 on flac, the vorbis
+  decoders' rounding on ogg; tests/test_audio.py) and the same
+  :class:`AudioError` reasons.  tensorflow-io decodes one file at a time (its
+  decoders crashed the process when called from several threads on malformed
+  files); libsndfile needs no such lock.
 * m4a/aac (VoxCeleb2's format, which neither can decode) is refused with the
   ffmpeg command that converts it.
 
@@ -39,12 +46,15 @@ uses on large sets.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import math
 import os
 import re
 import struct
 import tempfile
 import threading
+import warnings
 import wave
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,6 +75,9 @@ _WAV_ENCODINGS = {(_PCM, 8): "pcm8", (_PCM, 16): "pcm16", (_PCM, 24): "pcm24", (
                   (_FLOAT, 32): "float32", (_FLOAT, 64): "float64"}
 _ACCEPTED_WAV = "PCM 8/16/24/32-bit or IEEE float 32/64-bit"
 _TFIO_LOCK = threading.Lock()
+COMPRESSED_DECODERS = ("tensorflow-io", "soundfile")  # in order of preference (module doc)
+_DECODE_FAILED = f"cannot be decoded as {'/'.join(s[1:] for s in SUPPORTED_SUFFIXES)}"
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,7 +315,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Samples as float32 ``[n, channels]`` (ints scaled to [-1, 1)) and the file's sample rate."""
     if _container(path) == "wav":
         return _read_wav(path, _wav_layout(path))
-    return _decode_tfio(path)
+    return decode_compressed(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,6 +396,48 @@ def _read_wav(path: Path, layout: _WavLayout) -> tuple[np.ndarray, int]:
     return values.reshape(layout.frames, layout.channels), layout.rate
 
 
+@functools.cache
+def available_decoders() -> tuple[str, ...]:
+    """The flac/ogg decoders usable in this process, preferred first (module doc); decided once.
+
+    tensorflow-io counts where it imports and its op library loads (on TF >=
+    2.18 that raises NotImplementedError naming undefined symbols; without the
+    package, ImportError); soundfile is a dependency of tfadvq, always there.
+    """
+    from tfadvq.compat import tf  # TensorFlow through compat before tensorflow-io imports it
+
+    try:
+        with warnings.catch_warnings():  # its file-system plugins warn the same failure at import
+            warnings.simplefilter("ignore")
+            from tensorflow_io.python.ops import core_ops
+
+            core_ops.io_audio_readable_init  # noqa: B018 -- attribute access loads libtensorflow_io.so
+    except (ImportError, NotImplementedError, tf.errors.OpError, OSError) as exc:
+        _log.info("tensorflow-io's audio ops are not available (%s); flac/ogg are decoded by soundfile",
+                  str(exc).splitlines()[0][:200])
+        return ("soundfile",)
+    return COMPRESSED_DECODERS
+
+
+def compressed_decoder() -> str:
+    """The decoder :func:`load_audio` uses for flac/ogg here: tensorflow-io where its ops load, else soundfile."""
+    return available_decoders()[0]
+
+
+def decode_compressed(path: str | os.PathLike, decoder: str | None = None) -> tuple[np.ndarray, int]:
+    """A flac/ogg file as float32 ``[n, channels]`` and its rate, by ``decoder`` (default: :func:`compressed_decoder`).
+
+    Naming the decoder is for comparing the two on the same file; whichever
+    decodes, a file it cannot read raises the same :class:`AudioError`.
+    """
+    decoder = decoder or compressed_decoder()
+    if decoder not in available_decoders():
+        raise ConfigError(f"audio decoder {decoder!r} is not available here; "
+                          f"available: {', '.join(available_decoders())} (of {', '.join(COMPRESSED_DECODERS)})")
+    path = Path(path)
+    return _decode_tfio(path) if decoder == "tensorflow-io" else _decode_soundfile(path)
+
+
 def _decode_tfio(path: Path) -> tuple[np.ndarray, int]:
     """flac/ogg (and whatever else tensorflow-io reads), one file at a time (module doc)."""
     import tensorflow_io as tfio
@@ -395,13 +450,24 @@ def _decode_tfio(path: Path) -> tuple[np.ndarray, int]:
             samples = audio.to_tensor().numpy()
             rate = int(audio.rate.numpy())
     except (tf.errors.OpError, ValueError, UnicodeDecodeError) as exc:
-        raise AudioError(
-            str(path),
-            f"cannot be decoded as {'/'.join(s[1:] for s in SUPPORTED_SUFFIXES)} ({_tf_message(exc)})",
-        ) from None
+        reason = _tf_message(exc).replace(f": {path}", "")  # "unknown file type: <path>": named already
+        raise AudioError(str(path), f"{_DECODE_FAILED} ({reason})") from None
     if samples.ndim == 1:
         samples = samples[:, None]
     return _to_float(samples), rate
+
+
+def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    """flac/ogg (and whatever else libsndfile reads) through soundfile, as float32 like the tensorflow-io route."""
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, ValueError) as exc:
+        # libsndfile's own words without soundfile's "Error opening '<path>': " (the path is named already)
+        reason = getattr(exc, "error_string", None) or str(exc)
+        raise AudioError(str(path), f"{_DECODE_FAILED} ({reason.strip().rstrip('.')})") from None
+    return samples, int(rate)
 
 
 def _to_float(samples: np.ndarray) -> np.ndarray:
@@ -420,12 +486,16 @@ def _tf_message(exc: Exception) -> str:
 
 
 __all__ = [
+    "COMPRESSED_DECODERS",
     "SAMPLE_RATE",
     "AudioInfo",
     "AudioLimits",
     "audio_info",
+    "available_decoders",
     "check_file",
+    "compressed_decoder",
     "conversion_command",
+    "decode_compressed",
     "load_audio",
     "load_checked_audio",
     "resample",

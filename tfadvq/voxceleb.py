@@ -6,7 +6,7 @@ and :class:`Trials`; this module is the only place that knows on-disk layouts:
 * VoxCeleb1/VoxCeleb2 trees ``<root>/<speaker id>/<video id>/<nnnnn>.wav``
   (:func:`scan_tree`); the utterance key is the path relative to the root,
   exactly as the official trial lists spell it.  VoxCeleb2 is distributed as
-  m4a/AAC (``dev/aac/...``), which tensorflow-io cannot decode: the error
+  m4a/AAC (``dev/aac/...``), which tfadvq cannot decode (tfadvq.audio): the error
   says how to convert it with ffmpeg.
 * Kaldi ``wav.scp`` / ``utt2spk`` (:func:`read_kaldi_lists`).
 * Trial lists (:func:`read_trials`): VoxCeleb format ``1 enroll test`` (the
@@ -114,7 +114,7 @@ def scan_tree(wav_root: str | os.PathLike) -> list[Utterance]:
     if unconverted:
         raise DataError(
             f"{root}: {len(unconverted)} m4a/aac files (e.g. {unconverted[0]}) have no wav "
-            "version; tensorflow-io cannot decode AAC. Convert them once with:\n  "
+            "version; tfadvq cannot decode AAC. Convert them once with:\n  "
             + tree_conversion_command(root)
         )
     if not wavs:
