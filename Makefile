@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-python test-firmware benchmarks notebooks
+.PHONY: setup demo test test-python test-firmware test-latest benchmarks notebooks
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,12 @@ test-python:
 
 test-firmware:
 	$(MAKE) -C tflm_firmware test
+
+# the fast subset on the newest TensorFlow/tf-keras/tfmot/tflite-micro in a venv beside the
+# repository (not CI's pinned .venv): `make test-latest PYTHONS="3.11 3.12 3.13"`
+PYTHONS ?= 3.12
+test-latest:
+	bash scripts/test-latest.sh $(PYTHONS)
 
 # every notebook on its default (tiny) settings, executed with outputs into build/notebooks/ for reading
 notebooks: setup
