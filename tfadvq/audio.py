@@ -11,17 +11,17 @@ read the same way everywhere or refused everywhere with the same reason:
   refused with the ffmpeg command that converts the file.  Parsing wav here
   (rather than in tensorflow-io) is what lets the checker below decide from
   the header alone what the reader will do.
-* flac and ogg/vorbis go through one of two decoders, chosen once, on the
-  first such file (:func:`available_decoders`; processes that only touch wav
-  load neither): tensorflow-io where it is installed and its ops load (its
-  wheels are built for TF 2.17: on TF >= 2.18 the ops fail to load with
+* flac, ogg/vorbis and MP3 go through one of two decoders, chosen once, on
+  the first such file (:func:`available_decoders`; processes that only touch
+  wav load neither): tensorflow-io where it is installed and its ops load
+  (its wheels are built for TF 2.17: on TF >= 2.18 the ops fail to load with
   undefined symbols, and there are none for Python >= 3.13), else soundfile
   (libsndfile 1.2, bundled in soundfile's wheel with FLAC, Ogg/Vorbis/Opus and
-  MP3).  Both give the same samples (flac identical, ogg/vorbis within
-  2e-7 measured; tests/test_audio.py) and the same :class:`AudioError`
-  reasons, naming the file once.  tensorflow-io decodes one file at a time (its
-  decoders crashed the process when called from several threads on malformed
-  files); libsndfile needs no such lock.
+  MP3).  Both give the same samples (flac identical; ogg/vorbis and MP3
+  within 2e-7 and 5e-7, measured; tests/test_audio.py) and the same
+  :class:`AudioError` reasons, naming the file once.  tensorflow-io decodes
+  one file at a time (its decoders crashed the process when called from
+  several threads on malformed files); libsndfile needs no such lock.
 * m4a/aac (VoxCeleb2's format, which neither can decode) is refused with the
   ffmpeg command that converts it.
 

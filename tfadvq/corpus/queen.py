@@ -6,7 +6,7 @@ a 6-byte version, 2 bytes skipped, a compression byte (1 MP3, 2 Ogg Vorbis,
 (uint16), then per entry a 12-byte NUL-padded name, a bundle byte, the offset
 and the size (uint32 each).  Only the table is parsed here; an entry's bytes
 are a complete audio file of the release's compression, which
-:func:`tfadvq.audio.load_audio` decodes (tensorflow-io reads MP3, Ogg and FLAC).
+:func:`tfadvq.audio.load_audio` decodes (both its decoders, tensorflow-io and soundfile, read MP3, Ogg and FLAC).
 """
 from __future__ import annotations
 
