@@ -64,7 +64,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from tfadvq.audio_limits import MIN_SECONDS, SAMPLE_RATE, AudioLimits
-from tfadvq.errors import AudioError
+from tfadvq.errors import AudioError, ConfigError
 
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
 NEEDS_CONVERSION_SUFFIXES = (".m4a", ".aac", ".mp4")
