@@ -47,7 +47,7 @@ def load_for_conversion(source: str | os.PathLike | LoadedModel,
     if isinstance(bits, int):
         found = uniform_bits(model, bits)
     elif isinstance(bits, BitsSpec):
-        found = _layer_bits(model, bits, path)
+        found = _layer_bits(model, bits, loaded.file)
     elif bits is not None:
         found = {str(k): int(v) for k, v in bits.items()}
     return model, found
