@@ -74,7 +74,7 @@ from typing import Any
 
 import numpy as np
 
-from tfadvq.compat import keras, tf
+from tfadvq.compat import tf
 from tfadvq.errors import QuantizationError
 from tfadvq.quant import quantizers as qz
 
