@@ -215,9 +215,9 @@ def _check_run_dir(run: rundir.TrainDir, config: TrainConfig, force: bool) -> No
     if not run.config.is_file():
         return
     if force:
-        thresholds = [evaluation.threshold for evaluation in run.evaluations()]  # the old model's
+        evaluations = [evaluation.path for evaluation in run.evaluations()]  # of the model --force replaces
         for stale in (run.backup, run.checkpoints, run.model, run.head, run.history, run.legacy_threshold,
-                      *thresholds):
+                      *evaluations):
             if stale.is_dir():
                 shutil.rmtree(stale)
             elif stale.exists():

@@ -76,8 +76,13 @@ def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None =
     loaded = open_model(model_path)
     embed = keras_embedder(loaded.model, frontend.resolve(loaded.file))
     scoring = ScoringConfig(window_frames=frames)
-    result = evaluate(embed, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
     eval_dir = rundir.EvalDir(out) if out else run_dir.evaluation(trials_path)
+    if eval_dir.summary.is_file() and not force:  # said before minutes of scoring, not after
+        kept = rundir.read_json(eval_dir.threshold).get("num_trials") if eval_dir.threshold.is_file() else None
+        found = f"; its threshold is from {kept} trials" if kept is not None else ""
+        raise ConfigError(f"--out {eval_dir.path}: holds an evaluation already ({eval_dir.summary.name}{found}); "
+                          "pass --force to replace it or choose another --out")
+    result = evaluate(embed, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
     with rundir.claim_dir(eval_dir.path, rundir.EvalDir, force=force, flag="--out", command="tfadvq eval"):
         threshold_file = store_threshold(eval_dir.threshold, result, trials_path, run_dir.model, scoring,
                                          force=force)
