@@ -346,6 +346,21 @@ constexpr double kEmbeddingTolerance = 1e-5;
 
 float g_whole[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
 
+// One case of the shared schedule table (tests/window_schedule.txt) set up on ``rig``: false when the rig
+// cannot run it (below the 0.5 s minimum, beyond its buffers or the embedder's calls); else its audio is
+// in rig.pcm (*samples long), its one-shot frames in g_whole and the embedder's window is the case's.
+bool SetUpScheduleCase(Rig& rig, const th::ScheduleCase& c, size_t* samples) {
+  *samples = SamplesFor(c.frames);
+  if (c.window > kMaxWindow || *samples < 8000 || *samples > Rig::kPcmSamples) return false;
+  if (c.count > StdDevEmbedder::kMaxCalls) return false;
+  Changing(static_cast<uint32_t>(c.line), rig.pcm, *samples);
+  int frames = 0;
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, *samples, g_whole, c.frames, &frames), sv::Status::kOk);
+  CHECK_EQ(frames, c.frames);
+  rig.embedder.window = c.window;
+  return true;
+}
+
 }  // namespace
 
 TEST(short_utterance_is_wrapped_to_fill_the_window) {
@@ -387,15 +402,8 @@ TEST(embedding_follows_the_shared_window_schedule) {
   int overlapping = 0;
   for (int i = 0; i < n; ++i) {
     const th::ScheduleCase& c = cases[i];
-    const size_t samples = SamplesFor(c.frames);
-    // What this rig can run: past the 0.5 s minimum, within its buffers.
-    if (c.window > kMaxWindow || samples < 8000 || samples > Rig::kPcmSamples) continue;
-    if (c.count > StdDevEmbedder::kMaxCalls) continue;
-    Changing(static_cast<uint32_t>(c.line), rig.pcm, samples);
-    int frames = 0;
-    CHECK_STATUS(rig.fbank.Compute(rig.pcm, samples, g_whole, c.frames, &frames), sv::Status::kOk);
-    CHECK_EQ(frames, c.frames);
-    rig.embedder.window = c.window;
+    size_t samples = 0;
+    if (!SetUpScheduleCase(rig, c, &samples)) continue;
     sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
                           sv::AudioLimits{}, c.hop);
     CHECK_EQ(verifier.hop_frames(), c.hop);
@@ -475,13 +483,8 @@ TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
   int tested = 0;
   for (int i = 0; i < n; ++i) {
     const th::ScheduleCase& c = cases[i];
-    const size_t samples = SamplesFor(c.frames);
-    if (c.window > kMaxWindow || samples < 8000 || samples > Rig::kPcmSamples) continue;
-    if (c.count > StdDevEmbedder::kMaxCalls) continue;
-    Changing(static_cast<uint32_t>(c.line), rig.pcm, samples);
-    int frames = 0;
-    CHECK_STATUS(rig.fbank.Compute(rig.pcm, samples, g_whole, c.frames, &frames), sv::Status::kOk);
-    rig.embedder.window = c.window;
+    size_t samples = 0;
+    if (!SetUpScheduleCase(rig, c, &samples)) continue;
     sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, rig.buffers,
                           sv::AudioLimits{}, c.hop);
     float one_shot[kDim];
