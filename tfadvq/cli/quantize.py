@@ -198,20 +198,14 @@ def _ptq_data(args: QuantizeArgs, model, source, config):
     (its ``train.yaml``); a fine-tune on the corpus is checked here too, so a
     model with another input is refused before any codebook is fitted.
     """
-    from tfadvq.config import load_yaml
-    from tfadvq.errors import ConfigError
     from tfadvq.quant.finetune import model_inputs
-    from tfadvq.train_config import DataConfig, TrainConfig, resolve_config
+    from tfadvq.train_config import DataConfig, model_config
 
     wanted = args.weighted or args.bias_correction
     if not wanted and config is None:
         return None
-    base = config or (load_yaml(TrainConfig, source.config) if source.config.is_file()
-                      else resolve_config(args.train_config) if args.train_config else None)
-    if base is None and not (args.corpus or args.inputs):
-        raise ConfigError("--weighted/--bias-correction: no data; pass --corpus (audio) or --inputs "
-                          "(an .npy array of model inputs)")
-    base = base or TrainConfig()
+    base = config or model_config(source.config, args.train_config, data_given=bool(args.corpus or args.inputs),
+                                  what="--weighted/--bias-correction (pass --corpus or --inputs)")
     if args.corpus:
         base = dataclasses.replace(base, data=DataConfig(corpus=str(args.corpus)))
     data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
