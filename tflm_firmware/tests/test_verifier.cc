@@ -684,6 +684,30 @@ bool WriteWav(const char* path, const int16_t* pcm, uint32_t n) {
   return std::fclose(f) == 0 && ok;
 }
 
+// Runs `commands` through RunSession(handler, hooks); the replies land in
+// `replies`.  Returns the failure count (-1 if a scratch file fails).
+int RunCommands(sv::LineHandler* handler, const char* commands, const sv::SessionHooks& hooks,
+                char* replies, size_t size) {
+  FILE* f = std::fopen("sv_session_in.txt", "wb");
+  if (f == nullptr) return -1;
+  std::fputs(commands, f);
+  std::fclose(f);
+  FILE* in = std::fopen("sv_session_in.txt", "rb");
+  FILE* out = std::fopen("sv_session_out.txt", "wb");
+  if (in == nullptr || out == nullptr) return -1;
+  const int failures = sv::RunSession(handler, in, out, hooks);
+  std::fclose(in);
+  std::fclose(out);
+  FILE* r = std::fopen("sv_session_out.txt", "rb");
+  if (r == nullptr) return -1;
+  const size_t got = std::fread(replies, 1, size - 1, r);
+  std::fclose(r);
+  replies[got] = '\0';
+  std::remove("sv_session_in.txt");
+  std::remove("sv_session_out.txt");
+  return failures;
+}
+
 }  // namespace
 
 TEST(session_runs_a_command_file) {
@@ -695,34 +719,18 @@ TEST(session_runs_a_command_file) {
   CHECK(WriteWav("sv_alice2.wav", pcm, kSeconds2));
   Voice(700.0f, 2600.0f, 3, pcm, kSeconds2);
   CHECK(WriteWav("sv_bob.wav", pcm, kSeconds2));
-  FILE* commands = std::fopen("sv_commands.txt", "wb");
-  CHECK(commands != nullptr);
-  if (commands == nullptr) return;
-  std::fputs("# enrollment\nenroll alice sv_alice1.wav\n\nverify alice sv_alice2.wav\n"
-             "verify alice sv_bob.wav\nverify carol sv_bob.wav\nlist\nquit\nlist\n",
-             commands);
-  std::fclose(commands);
-  FILE* in = std::fopen("sv_commands.txt", "rb");
-  FILE* out = std::fopen("sv_replies.txt", "wb");
-  CHECK(in != nullptr && out != nullptr);
-  if (in == nullptr || out == nullptr) return;
-  CHECK_EQ(sv::RunSession(&rig.verifier, in, out), 1);  // carol is unknown
-  std::fclose(in);
-  std::fclose(out);
   char replies[512] = {};
-  FILE* r = std::fopen("sv_replies.txt", "rb");
-  CHECK(r != nullptr);
-  if (r == nullptr) return;
-  const size_t got = std::fread(replies, 1, sizeof(replies) - 1, r);
-  std::fclose(r);
-  replies[got] = '\0';
+  CHECK_EQ(RunCommands(&rig.verifier,
+                       "# enrollment\nenroll alice sv_alice1.wav\n\nverify alice sv_alice2.wav\n"
+                       "verify alice sv_bob.wav\nverify carol sv_bob.wav\nlist\nquit\nlist\n",
+                       sv::SessionHooks(), replies, sizeof(replies)),
+           1);  // carol is unknown
   CHECK(std::strncmp(replies, "OK enrolled alice utterances=1\nOK ACCEPT alice score=", 53) == 0);
   CHECK(std::strstr(replies, "\nOK REJECT alice score=") != nullptr);
   CHECK(std::strstr(replies, "\nERR UNKNOWN_SPEAKER\nOK 1 alice:1\n") != nullptr);
   const char* last = std::strstr(replies, "OK 1 alice:1\n");
   CHECK(last != nullptr && last[13] == '\0');  // nothing after "quit"
-  static const char* const kFiles[] = {"sv_alice1.wav", "sv_alice2.wav", "sv_bob.wav",
-                                       "sv_commands.txt", "sv_replies.txt"};
+  static const char* const kFiles[] = {"sv_alice1.wav", "sv_alice2.wav", "sv_bob.wav"};
   for (const char* path : kFiles) std::remove(path);
 }
 
@@ -733,62 +741,17 @@ uint64_t FakeClock() { return g_fake_clock += 1000; }
 
 TEST(session_reports_instructions_per_command) {
   Rig& rig = FreshRig();
-  FILE* commands = std::fopen("sv_clock.txt", "wb");
-  CHECK(commands != nullptr);
-  if (commands == nullptr) return;
-  std::fputs("list\n", commands);
-  std::fclose(commands);
-  FILE* in = std::fopen("sv_clock.txt", "rb");
-  FILE* out = std::fopen("sv_clock_out.txt", "wb");
-  CHECK(in != nullptr && out != nullptr);
-  if (in == nullptr || out == nullptr) return;
   sv::SessionHooks hooks;
   hooks.clock = FakeClock;
   hooks.count_unit = "cycles";  // the board's unit; the label is the caller's
-  CHECK_EQ(sv::RunSession(&rig.verifier, in, out, hooks), 0);
-  std::fclose(in);
-  std::fclose(out);
   char reply[64] = {};
-  FILE* r = std::fopen("sv_clock_out.txt", "rb");
-  CHECK(r != nullptr);
-  if (r == nullptr) return;
-  const size_t got = std::fread(reply, 1, sizeof(reply) - 1, r);
-  std::fclose(r);
-  reply[got] = '\0';
+  CHECK_EQ(RunCommands(&rig.verifier, "list\n", hooks, reply, sizeof(reply)), 0);
   CHECK(std::strcmp(reply, "OK 0 cycles=1000\n") == 0);
-  std::remove("sv_clock.txt");
-  std::remove("sv_clock_out.txt");
 }
 
 namespace {
-// Runs `commands` through RunSession(handler) with `buffered` samples for
-// "@buffer"; the replies land in `replies`.  Returns the failure count.
 size_t g_buffered = 0;
 size_t Buffered() { return g_buffered; }
-int RunCommands(sv::LineHandler* handler, const char* commands, size_t buffered, char* replies,
-                size_t size) {
-  FILE* f = std::fopen("sv_route_in.txt", "wb");
-  if (f == nullptr) return -1;
-  std::fputs(commands, f);
-  std::fclose(f);
-  FILE* in = std::fopen("sv_route_in.txt", "rb");
-  FILE* out = std::fopen("sv_route_out.txt", "wb");
-  if (in == nullptr || out == nullptr) return -1;
-  g_buffered = buffered;
-  sv::SessionHooks hooks;
-  hooks.buffered_samples = Buffered;
-  const int failures = sv::RunSession(handler, in, out, hooks);
-  std::fclose(in);
-  std::fclose(out);
-  FILE* r = std::fopen("sv_route_out.txt", "rb");
-  if (r == nullptr) return -1;
-  const size_t got = std::fread(replies, 1, size - 1, r);
-  std::fclose(r);
-  replies[got] = '\0';
-  std::remove("sv_route_in.txt");
-  std::remove("sv_route_out.txt");
-  return failures;
-}
 }  // namespace
 
 TEST(ninth_speaker_is_store_full_before_any_embedding) {
@@ -868,10 +831,13 @@ TEST(router_gives_each_model_its_own_store) {
   sv::ModelRouter router(&rig.verifier, "hi", &second);
   Voice(300.0f, 1200.0f, 3, rig.pcm, kSeconds2);
   char replies[512];
+  g_buffered = kSeconds2;
+  sv::SessionHooks hooks;
+  hooks.buffered_samples = Buffered;
   const int failures = RunCommands(&router,
                                    "hi enroll alice @buffer\nhi list\nlist\nverify alice @buffer\n"
                                    "hi verify alice @buffer\nhigh list\n",
-                                   kSeconds2, replies, sizeof(replies));
+                                   hooks, replies, sizeof(replies));
   CHECK_EQ(failures, 2);  // alice is unknown to the first model; "high" is no command
   CHECK(std::strncmp(replies,
                      "hi OK enrolled alice utterances=1\nhi OK 1 alice:1\nOK 0\nERR UNKNOWN_SPEAKER\n"
