@@ -3,13 +3,20 @@ PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-python test-firmware test-latest benchmarks notebooks
+.PHONY: setup demo firmware-demo test test-python test-firmware test-latest benchmarks notebooks
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
 	.venv/bin/tfadvq demo
+
+# the demo's model in the real firmware on QEMU Cortex-M4: builds TFLM outside the project first unless
+# TFLM_DIR names one (tflm_firmware/scripts/build_tflm.sh; TFLM_FROM=/abs/clones when offline), reuses every
+# finished demo stage, then runs a scripted enroll/verify session beside Python's scores
+firmware-demo: setup
+	$(if $(TFLM_DIR),,$(MAKE) -C tflm_firmware tflm TFLM_BUILD_ARGS="--cores m4")
+	.venv/bin/tfadvq demo --firmware
 
 test: setup test-python test-firmware
 

@@ -39,7 +39,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.firmware import CORES, FirmwareError, Tflm, build_firmware, find_tflm, run_session
 from tfadvq import rundir
 from tfadvq.report import machine_description, print_table
 
@@ -123,22 +123,9 @@ def size_rows() -> list[dict]:
     ]
 
 
-# The cores: TFLM's cortex_m_generic TARGET_ARCH, our make target, QEMU machine.
-CORES = {
-    "cortex-m4": {"arch": "cortex-m4+fp", "make": "firmware-m4", "qemu": ["-M", "mps2-an386", "-cpu", "cortex-m4"],
-                  "machine": "mps2-an386"},
-    "cortex-m55": {"arch": "cortex-m55", "make": "firmware-m55", "qemu": ["-M", "mps3-an547", "-cpu", "cortex-m55"],
-                   "machine": "mps3-an547"},
-}
 UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
 MAX_SECONDS = 3            # PCM buffer of the measured builds: the utterance fits, nothing more
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
-
-
-def tflm_library(tflm_dir: Path, core: str) -> Path:
-    """TFLM's microlite for ``core`` with CMSIS-NN kernels, as the README builds it."""
-    arch = CORES[core]["arch"]
-    return tflm_dir / "gen" / f"cortex_m_generic_{arch}_default_cmsis_nn_gcc" / "lib" / "libtensorflow-microlite.a"
 
 
 def utterances(corpus: Path, out: Path) -> list[Path]:
@@ -164,23 +151,6 @@ def section_sizes(elf: Path) -> dict[str, int]:
     return {f[0]: int(f[1]) for f in (line.split() for line in out.splitlines()) if f and f[0].startswith(".")}
 
 
-def build_firmware(core: str, tflm_dir: Path, model_dir: Path, build: Path, platform: str) -> Path:
-    subprocess.run(["make", "-s", "-C", str(FIRMWARE), CORES[core]["make"], f"BUILD={build}", f"TFLM_DIR={tflm_dir}",
-                    f"TFLM_LIB={tflm_library(tflm_dir, core)}", f"MODEL_DIR={model_dir}", f"PLATFORM={platform}",
-                    f"SV_MAX_SECONDS={MAX_SECONDS}"], check=True, capture_output=True, text=True)
-    name = "firmware_board.elf" if platform == "board" else "firmware.elf"
-    return build / core / "fw" / name
-
-
-def run_session(core: str, elf: Path, commands: str, cwd: Path) -> list[str]:
-    qemu = ["qemu-system-arm", *CORES[core]["qemu"], "-nographic", "-monitor", "none",
-            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
-    run = subprocess.run(["timeout", "3600", *qemu], input=commands, capture_output=True, text=True, cwd=cwd)
-    if run.returncode != 0:
-        raise SystemExit(f"{elf} on QEMU failed ({run.returncode}): {run.stdout[-2000:]} {run.stderr[-2000:]}")
-    return run.stdout.splitlines()
-
-
 def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     """The device's verify score computed in Python: tfadvq's scoring under the TFLM interpreter."""
     from converters.tflm import tflm_embedder
@@ -190,7 +160,7 @@ def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))
 
 
-def tflm_rows(tflm_dir: Path, corpus: Path, models: dict[str, Path], cores: list[str]) -> list[dict]:
+def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str]) -> list[dict]:
     from converters.c_array import write_c_arrays
     from converters.metadata import read_json
     from tfadvq.windows import window_starts
@@ -206,12 +176,12 @@ def tflm_rows(tflm_dir: Path, corpus: Path, models: dict[str, Path], cores: list
             write_c_arrays(tflite, metadata, model_dir)
             reference = python_score(tflite, metadata.scoring, enroll, verify)
             for core in cores:
-                if not tflm_library(tflm_dir, core).is_file():
-                    print(f"{core}: no TFLM library at {tflm_library(tflm_dir, core)}; skipped")
+                if not tflm.libraries[core].is_file():
+                    print(f"{core}: no TFLM library at {tflm.libraries[core]}; skipped")
                     continue
                 build = tmp / f"build_{name}"
-                board = section_sizes(build_firmware(core, tflm_dir, model_dir, build, "board"))
-                elf = build_firmware(core, tflm_dir, model_dir, build, "semihosting")
+                board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", MAX_SECONDS))
+                elf = build_firmware(core, tflm, model_dir, build, "semihosting", MAX_SECONDS)
                 lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
                 ready = dict(re.findall(r"(\w+)=(\S+)", next(x for x in lines if x.startswith("READY"))))
                 enrolled = next(x for x in lines if x.startswith("OK enrolled"))
@@ -268,8 +238,9 @@ def frontend_rows() -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tflm-dir", type=Path, default=os.environ.get("TFLM_DIR"),
-                        help="tflite-micro tree with microlite built per core (README); default $TFLM_DIR")
+    parser.add_argument("--tflm-dir", type=Path,
+                        help="tflite-micro tree with microlite built per core (default: $TFLM_DIR, else what "
+                             "tflm_firmware/scripts/build_tflm.sh built)")
     parser.add_argument("--corpus", type=Path, help="corpus whose test utterances give the fixed 3 s audio")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="calibrated conversion directory (model.tflite + model.json); repeatable")
@@ -279,18 +250,19 @@ def main() -> None:
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"config": {}, "rows": []}
     rows = old["rows"] if args.skip_frontend else merge(old["rows"], frontend_rows())
     config = dict(old.get("config", {}))
-    if args.tflm_dir is None or not (Path(args.tflm_dir) / "tensorflow" / "lite" / "micro").is_dir():
-        print("TFLM absent (no --tflm-dir / $TFLM_DIR with a tflite-micro tree): the whole-firmware rows "
-              "(ram/flash/arena/instructions per target) are not measured; the committed ones are kept. "
-              "tflm_firmware/scripts/build_tflm.sh builds TFLM and prints the TFLM_DIR to set.")
-    elif args.model:
+    try:
+        tflm = find_tflm(args.tflm_dir)
+    except FirmwareError as exc:
+        tflm = None
+        print(f"{exc}: the whole-firmware rows (ram/flash/arena/instructions per target) are not measured; "
+              "the committed ones are kept.")
+    if tflm is not None and args.model:
         if args.corpus is None:
             raise SystemExit("--model needs --corpus (the fixed 3 s utterances come from its test set)")
         models = dict(m.split("=", 1) for m in args.model)
-        tflm = tflm_rows(Path(args.tflm_dir), args.corpus, {k: Path(v) for k, v in models.items()},
-                         args.core or sorted(CORES))
-        print_table(tflm, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
-        rows = merge(rows, tflm)
+        measured = tflm_rows(tflm, args.corpus, {k: Path(v) for k, v in models.items()}, args.core or sorted(CORES))
+        print_table(measured, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
+        rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
                           f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS}; instructions of PLATFORM="
                           "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")

@@ -100,3 +100,37 @@ def test_demo_rerun_reuses_every_stage(demo_run, tiny_corpus, capsys):
     assert main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), *ARGS]) == 0
     assert "== stage" not in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in workdir.glob("*/record.json")} == before
+
+
+def test_demo_firmware_runs_the_model_in_the_firmware_on_qemu(demo_run, tiny_corpus, capsys):
+    """``make firmware-demo``: only the firmware session runs (the device stages are reused); the device's
+    verify scores and decisions are the Python TFLM interpreter's.  Needs TFLM built outside the project."""
+    from converters.firmware import FirmwareError, find_tflm
+    from tfadvq.cli import main
+
+    try:
+        find_tflm().library("cortex-m4")
+    except FirmwareError as exc:
+        pytest.skip(str(exc))
+    _, workdir = demo_run
+    assert main(["demo", "--workdir", str(workdir), "--corpus", str(tiny_corpus), *ARGS, "--firmware"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== stage") == 1 and "== stage: firmware_session" in out
+    session = json.loads((workdir / "firmware_session" / "session.json").read_text())
+    verifies = [e for e in session["exchange"] if e["python_score"] is not None]
+    # CMSIS-NN's int8 kernels round a little differently from the interpreter's reference kernels
+    assert len(verifies) == 4 and session["max_score_abs_diff"] < 0.02
+    threshold = float(session["ready"].split("threshold=")[1].split()[0])
+    clear = [e for e in verifies if abs(e["python_score"] - threshold) > 0.02]
+    assert all(e["device_decision"] == e["python_decision"] for e in clear)
+    replies = [e["reply"] for e in session["exchange"]]
+    assert replies[0] == "OK formatted" and replies[-1] == "ERR UNKNOWN_SPEAKER"  # deleted, then claimed
+    assert all(e["instructions"] > 0 for e in session["exchange"])
+    assert "Python TFLM: score=" in (workdir / "firmware_session" / "transcript.txt").read_text()
+
+
+def test_demo_core_needs_firmware(capsys):
+    from tfadvq.cli import main
+
+    assert main(["demo", "--core", "cortex-m55", "--workdir", "unused"]) == 2
+    assert "--core: only with --firmware" in capsys.readouterr().err

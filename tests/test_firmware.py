@@ -257,15 +257,42 @@ def test_symbol_prefix_is_checked_before_converting(tmp_path, capsys):
 
 
 def _tflm() -> tuple[Path, Path]:
-    """$TFLM_DIR and its Cortex-M4 CMSIS-NN microlite (README), or a skip naming what is missing."""
-    import os
+    """The TFLM the firmware is built with and its Cortex-M4 CMSIS-NN microlite, or a skip naming what is missing."""
+    from converters.firmware import FirmwareError, find_tflm
 
-    root = os.environ.get("TFLM_DIR")
-    lib = Path(root or ".") / "gen/cortex_m_generic_cortex-m4+fp_default_cmsis_nn_gcc/lib/libtensorflow-microlite.a"
-    if not root or not lib.is_file():
-        pytest.skip("TFLM not built (tflm_firmware/scripts/build_tflm.sh builds it and prints the TFLM_DIR to set); "
-                    "the TFLM-free part is test_second_model_sources_compile_beside_the_first")
-    return Path(root), lib
+    try:
+        tflm = find_tflm()
+        return tflm.root, tflm.library("cortex-m4")
+    except FirmwareError as exc:
+        pytest.skip(f"{exc}; the TFLM-free part is test_second_model_sources_compile_beside_the_first")
+
+
+def test_find_tflm_takes_the_build_script_record_or_tflm_dir_and_names_what_is_missing(tmp_path, monkeypatch):
+    from converters.firmware import FirmwareError, find_tflm
+
+    monkeypatch.delenv("TFLM_DIR", raising=False)
+    monkeypatch.delenv("TFLM_LIB_M4", raising=False)
+    monkeypatch.delenv("TFLM_LIB_M55", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(FirmwareError, match="build_tflm.sh"):
+        find_tflm()
+    tree = tmp_path / "tflite-micro"
+    (tree / "tensorflow" / "lite" / "micro").mkdir(parents=True)
+    lib = tree / "gen" / "m4" / "libtensorflow-microlite.a"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"!<arch>\n")
+    record = tmp_path / "cache" / "tfadvq" / "tflm" / "tflm.env"
+    record.parent.mkdir(parents=True)
+    record.write_text(f"TFLM_DIR={tree}\nTFLM_LIB_M4={lib}\n")  # what build_tflm.sh writes
+    found = find_tflm()
+    assert found.root == tree.resolve() and found.library("cortex-m4") == lib
+    with pytest.raises(FirmwareError, match="no microlite for cortex-m55.*--cores m55"):
+        found.library("cortex-m55")  # TFLM's own gen/ layout, not built
+    with pytest.raises(FirmwareError, match="not a tflite-micro source tree"):
+        find_tflm(tmp_path)
+    monkeypatch.setenv("TFLM_DIR", str(tree))  # $TFLM_DIR wins over the record; libraries in TFLM's layout
+    assert find_tflm().libraries["cortex-m4"].name == "libtensorflow-microlite.a"
+    assert "cortex_m_generic_cortex-m4+fp_default_cmsis_nn_gcc" in str(find_tflm().libraries["cortex-m4"])
 
 
 def test_two_model_firmware_builds_and_keeps_a_store_per_model(tmp_path, lut_models):

@@ -733,3 +733,13 @@ class DeviceDir(RunDir):
     c_array = Entry("c_array")
     scores = Entry("device_scores.txt", "Device (TFLM) trial scores written by calibration.")
     verification = Entry("device_verify.json")
+
+
+class SessionDir(RunDir):
+    """A scripted exchange with the firmware on QEMU (the ``firmware_session`` stage)."""
+
+    audio = Entry("audio", "Short-named copies of the recordings the device reads (semihosting paths).")
+    commands = Entry("commands.txt", "The protocol lines sent to the device.")
+    transcript = Entry("transcript.txt", "Each command, the device's reply and the Python TFLM score beside it.")
+    session = Entry("session.json")
+    build = Entry("build", "The firmware build (objects and ELF).")

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from tfadvq.config import number
+from tfadvq.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -46,6 +47,12 @@ def register(subparsers) -> None:
                         help="real speech: clips per speaker and language (default 100)")
     parser.add_argument("--no-real-speech", action="store_true",
                         help="leave out the real-speech evaluation (the synthetic figures only)")
+    parser.add_argument("--firmware", action="store_true",
+                        help="end with the model in the real firmware on QEMU (`make firmware-demo`): the device "
+                             "stages, then a scripted enroll/verify session beside Python's scores; needs TFLM "
+                             "built by tflm_firmware/scripts/build_tflm.sh (or $TFLM_DIR)")
+    parser.add_argument("--core", choices=("cortex-m4", "cortex-m55"),
+                        help="the core --firmware runs on (default cortex-m4, QEMU mps2-an386)")
     add_stage_range(parser)
     parser.set_defaults(func=run)
 
@@ -58,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
         bits=args.bits, finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps,
         frames=args.frames, calibration_crops=args.calibration_crops, real_sources=args.real_sources,
-        real_clips=args.real_clips, real_speech=not args.no_real_speech), args.workdir, args.from_stage,
-        args.to_stage)
+        real_clips=args.real_clips, real_speech=not args.no_real_speech, firmware=args.firmware, core=args.core),
+        args.workdir, args.from_stage, args.to_stage or ("firmware_session" if args.firmware else None))
 
 
 def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None, utts: int | None = None,
@@ -67,9 +74,11 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
                 steps_per_epoch: int | None = None, bits: int | None = None,
                 finetune_epochs: int | None = None, finetune_steps: int | None = None,
                 frames: int | None = None, calibration_crops: int | None = None,
-                real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True):
+                real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True,
+                firmware: bool = False, core: str | None = None):
     """The packaged demo recipe with the given values replaced (None keeps the recipe's);
-    ``real_speech=False`` leaves out the real-speech set and its evaluations."""
+    ``real_speech=False`` leaves out the real-speech set and its evaluations; ``firmware=True`` adds the
+    ``firmware_session`` stage (on ``core``) after ``device_verify``."""
     import dataclasses
 
     from tfadvq.recipe import load_recipe, override
@@ -85,6 +94,17 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
     else:
         real = {"real_speech"} | {e.name for e in recipe.stages if e.stage.uses().get("corpus") == "real_speech"}
         recipe = dataclasses.replace(recipe, stages=[e for e in recipe.stages if e.name not in real])
+    if firmware:
+        from tfadvq.recipe import parse_recipe
+
+        data = recipe.to_dict()
+        at = recipe.index("device_verify") + 1
+        session = {"type": "firmware_session", "model": "calibrate", "corpus": "corpus",
+                   **({"core": core} if core else {})}
+        data["stages"] = [*data["stages"][:at], session, *data["stages"][at:]]
+        recipe = parse_recipe(data, recipe.source)
+    elif core:
+        raise ConfigError("--core: only with --firmware (the core the firmware session runs on)")
     if frames is not None:
         recipe = dataclasses.replace(recipe, scoring=dataclasses.replace(recipe.scoring, window_frames=frames,
                                                                          hop_frames=frames))
