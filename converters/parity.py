@@ -116,8 +116,8 @@ class ParityReport:
         """The summary table's rows."""
         return [{"measure": k, "value": v} for k, v in (
             ("inputs", f"{self.examples} x {self.inputs}"),
-            ("cosine min", round(self.min_cosine, 6)), ("cosine 1 %", round(self.p01_cosine, 6)),
-            ("cosine 5 %", round(self.p05_cosine, 6)), ("cosine median", round(self.median_cosine, 6)),
+            ("min cosine", round(self.min_cosine, 6)), ("1 % cosine quantile", round(self.p01_cosine, 6)),
+            ("5 % cosine quantile", round(self.p05_cosine, 6)), ("median cosine", round(self.median_cosine, 6)),
             ("max |diff|", f"{self.max_abs_diff:.3g}"), ("pairs", self.pairs),
             ("threshold", "n/a" if self.threshold is None else round(self.threshold, 4)),
             ("threshold from", self.threshold_from),
