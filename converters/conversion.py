@@ -46,7 +46,7 @@ from tfadvq.errors import ConversionError
 # A LUT model decodes exactly the twin's weights, so outputs agree to rounding.
 LUT_TWIN_MIN_COSINE = 0.99999
 # Check inputs taken from the representative crops when no others are given.
-CHECK_EXAMPLES = 32
+CHECK_EXAMPLES = 16
 
 
 @dataclasses.dataclass

@@ -95,7 +95,9 @@ def register(subparsers) -> None:
                         help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
                         help="YAML FbankConfig the model was trained with, for a model that has none recorded "
-                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one")
+                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one. Kaldi fbank "
+                             "by default; window: hann_periodic, spectrum: power|magnitude, log: natural|log10|db, "
+                             "log_offset state other log-mel front ends, features: host one tfadvq cannot compute")
     parser.add_argument("--model-version", type=number(int, 0, 2**31 - 1), default=1,
                         help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
