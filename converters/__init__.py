@@ -3,7 +3,8 @@
 Modules, in the order a conversion uses them: ``keras_to_tflite`` (fixed-shape
 float / int8 .tflite), ``lut_compression`` (map quantized layers to tensors,
 TFLM compression spec, compress), ``tflm`` (TFLM interpreter runs, embedder, arena, parity),
-``conversion`` (all of it with parity checks), ``metadata`` (JSON + C header,
+``parity`` (Keras vs TFLM on the model's own inputs: cosine quantiles, decision agreement),
+``conversion`` (all of it with the checks), ``metadata`` (JSON + C header,
 threshold calibration) and ``c_array`` (firmware sources).
 """
 from converters.c_array import write_c_arrays
@@ -11,11 +12,14 @@ from converters.keras_to_tflite import array_representative, corpus_crops, to_fl
 from converters.lut_compression import WeightTensor, compress, compression_spec, find_weight_tensors
 from converters.metadata import ModelMetadata, c_header, read_json, write_json
 from converters.conversion import ConversionResult, convert_model
+from converters.parity import CheckInputs, ParityReport
 from converters.tflm import arena_bytes, parity, run_tflm
 
 __all__ = [
+    "CheckInputs",
     "ConversionResult",
     "ModelMetadata",
+    "ParityReport",
     "WeightTensor",
     "arena_bytes",
     "array_representative",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.metadata import ModelMetadata, c_header
+from converters.metadata import ModelMetadata, c_header, check_firmware_frontend
 from tfadvq import rundir
 from tfadvq.errors import ConversionError
 
@@ -127,8 +127,12 @@ def ops_header(ops: set[str], prefix: str = "") -> str:
 def write_c_arrays(model: bytes, metadata: ModelMetadata, directory: str | Path,
                    symbol_prefix: str = "") -> list[Path]:
     """Write ``model_data{.h,.cc}``, ``model_config.h`` and ``model_ops.h`` (``*_<prefix>.*`` with
-    ``symbol_prefix``) into ``directory``: everything the firmware's ``MODEL_DIR`` needs."""
+    ``symbol_prefix``) into ``directory``: everything the firmware's ``MODEL_DIR`` needs.
+
+    A model whose front end the firmware does not compute is refused
+    (:func:`converters.metadata.check_firmware_frontend`)."""
     prefix = check_symbol_prefix(symbol_prefix)
+    check_firmware_frontend(metadata.feature)
     header, source, config, ops = c_array_files(directory, prefix)
     files = {
         header: model_data_header(prefix),

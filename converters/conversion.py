@@ -1,14 +1,17 @@
-"""One call from a quantized Keras model to verified .tflite files.
+"""One call from a Keras model (quantized or FP32) to verified .tflite files.
 
 ``convert_model`` builds the plain float model, the plain int8 model (when
 asked and possible), stores the quantized weights of the one matching the
 chosen activations (8-bit layers as int8 -> the uncompressed *twin*; 1-7 bit
 layers LUT-compressed -> the model to flash), and before returning proves
-under the TFLM interpreter that the compressed model gives the same outputs
-as its twin and that both match Keras, on the user's calibration crops when
-given.  A conversion that silently changed the embeddings (the per-tensor LUT
-trap, a wrong axis, LSTM state leaking between check inputs) therefore never
-leaves this function.
+under the TFLM interpreter that the compressed model decodes exactly its
+twin's weights (outputs equal to rounding) and that it verifies speakers like
+Keras (:mod:`converters.parity`: cosine quantiles and decision agreement on
+the model's own inputs).  A conversion that silently changed the embeddings
+(the per-tensor LUT trap, a wrong axis, LSTM state leaking between check
+inputs) therefore never leaves this function.  A model with no quantized
+layer (``bits_per_layer`` empty: an FP32 model) converts to a plain float or
+int8-activation ``.tflite`` without LUT, checked the same way.
 """
 from __future__ import annotations
 
@@ -35,15 +38,15 @@ from converters.lut_compression import (
     planned_bytes,
     store_int8,
 )
+from converters.parity import CheckInputs, ParityReport, measure
 from converters.tflm import Parity, arena_bytes, parity, run_tflm
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 
-# Cosine agreement with Keras that a conversion must reach (issue #5).
-MIN_COSINE = {"float32": 0.999, "int8": 0.99}
 # A LUT model decodes exactly the twin's weights, so outputs agree to rounding.
 LUT_TWIN_MIN_COSINE = 0.99999
-CHECK_EXAMPLES = 4
+# Check inputs taken from the representative crops when no others are given.
+CHECK_EXAMPLES = 16
 
 
 @dataclasses.dataclass
@@ -61,8 +64,13 @@ class ConversionResult:
     mels: int
     embed_dim: int
     arena_bytes: int
-    keras_parity: Parity
-    twin_parity: Parity
+    keras_parity: ParityReport | None  # None: not checked (``check=False``, ``--no-check``)
+    twin_parity: Parity | None  # None: not checked, or nothing LUT-compressed (the twin is the model)
+
+    @property
+    def quantized(self) -> bool:
+        """False for an FP32 model: no quantized layer, weights as the TFLite converter wrote them."""
+        return bool(self.weights)
 
     @property
     def sha256(self) -> str:
@@ -106,7 +114,8 @@ class ConversionResult:
 
     def size_rows(self) -> list[dict[str, object]]:
         rows = [
-            {"model": "lut (flashed)", "bytes": len(self.model)},
+            {"model": "lut (flashed)" if self.quantized else "flashed (no quantized layer: no LUT)",
+             "bytes": len(self.model)},
             {"model": f"{self.activations} twin", "bytes": len(self.twin)},
             {"model": "float32", "bytes": len(self.float_model)},
             {"model": "planned (cost model)", "bytes": self.planned_bytes},
@@ -118,14 +127,33 @@ class ConversionResult:
         return rows
 
 
-def _check_inputs(representative: RepresentativeData | None, frames: int, mels: int, count: int) -> np.ndarray:
-    """A few inputs for the parity checks: representative crops if given, else seeded noise."""
+def default_check_inputs(representative: RepresentativeData | None, frames: int, mels: int,
+                         count: int = CHECK_EXAMPLES) -> CheckInputs:
+    """The first ``count`` representative crops (unlabelled) if given, else seeded noise (said so)."""
     if representative is not None:
         batch = zip(range(count), representative())
         examples = [np.asarray(x, np.float32).reshape(frames, mels) for _, x in batch]
         if examples:
-            return np.stack(examples)
-    return np.random.default_rng(0).normal(size=(count, frames, mels)).astype(np.float32)
+            return CheckInputs(np.stack(examples), "representative (int8 calibration) crops")
+    return CheckInputs.noise(count, frames, mels)
+
+
+def _checked(model: keras.Model, twin: bytes, lut_model: bytes, compressed: bool,
+             inputs: CheckInputs) -> tuple[ParityReport, Parity | None]:
+    """Run the check inputs through Keras, the twin and the LUT model; refuse a clearly broken conversion."""
+    reference = model(inputs.features, training=False).numpy()
+    lut_out = run_tflm(lut_model, inputs.features)
+    report = measure(reference, lut_out, inputs)
+    failure = report.failure()
+    if failure is not None:
+        raise ConversionError(f"the converted model does not verify like Keras: {failure} ({report.describe()}); "
+                              "check the inputs are the model's own (--inputs, --corpus), or convert with "
+                              "--no-check to keep it anyway")
+    twin_parity = None
+    if compressed:
+        twin_parity = parity(run_tflm(twin, inputs.features), lut_out)
+        twin_parity.check(LUT_TWIN_MIN_COSINE, "LUT model vs its uncompressed twin")
+    return report, twin_parity
 
 
 def convert_model(
@@ -135,16 +163,21 @@ def convert_model(
     int8: bool = False,
     representative: RepresentativeData | None = None,
     check_examples: int = CHECK_EXAMPLES,
+    check_inputs: CheckInputs | None = None,
+    check: bool = True,
 ) -> ConversionResult:
     """Convert, LUT-compress and verify ``model`` (see module doc).
 
     ``bits_per_layer`` names each quantized layer (a class of
     :data:`tfadvq.quant.layer_rules.RULES`) and its weight bits (1-7: LUT; 8:
-    int8); ``int8`` selects full-integer activations, calibrated on
-    ``representative`` (required then; with float activations it is built too
-    when the model allows, for comparison); ``check_examples`` inputs -- the
-    first representative crops, else seeded noise -- are run through Keras,
-    the twin and the LUT model.  Raises ConversionError when any step or check fails.
+    int8); empty for an FP32 model (nothing stored, no LUT).  ``int8`` selects
+    full-integer activations, calibrated on ``representative`` (required
+    then; with float activations it is built too when the model allows, for
+    comparison).  ``check_inputs`` (the model's own inputs, with speakers if
+    known) are run through Keras, the twin and the LUT model; without them
+    the first ``check_examples`` representative crops, else seeded noise.
+    ``check=False`` skips both checks (the result's parities are None).
+    Raises ConversionError when any step or check fails.
     """
     mels = feature_dim(model)
     if int8 and representative is None:
@@ -154,19 +187,17 @@ def convert_model(
     if int8 or (representative is not None and not refusals(model, int8=True)):
         int8_model = to_int8_tflite(model, frames, representative)
     plain = int8_model if int8 else float_model
-    weights = find_weight_tensors(plain, model, bits_per_layer)
+    weights = find_weight_tensors(plain, model, bits_per_layer) if bits_per_layer else []
     twin = store_int8(plain, weights)
     lut_model = compress(twin, weights)
 
-    inputs = _check_inputs(representative, frames, mels, check_examples)
-    reference = model(inputs, training=False).numpy()
-    twin_out = run_tflm(twin, inputs)
-    lut_out = run_tflm(lut_model, inputs)
-    activations = "int8" if int8 else "float32"
-    keras_parity = parity(reference, lut_out)
-    keras_parity.check(MIN_COSINE[activations], f"{activations} LUT model vs Keras")
-    twin_parity = parity(twin_out, lut_out)
-    twin_parity.check(LUT_TWIN_MIN_COSINE, "LUT model vs its uncompressed twin")
+    keras_parity, twin_parity = None, None
+    if check:
+        inputs = check_inputs or default_check_inputs(representative, frames, mels, check_examples)
+        if inputs.features.shape[1:] != (frames, mels):
+            raise ConversionError(f"check inputs ({inputs.source}) have shape {inputs.features.shape[1:]}, the "
+                                  f"converted model takes [{frames}, {mels}]")
+        keras_parity, twin_parity = _checked(model, twin, lut_model, lut_model != twin, inputs)
     return ConversionResult(
         model=lut_model,
         twin=twin,
@@ -174,10 +205,10 @@ def convert_model(
         int8_model=int8_model,
         planned_bytes=planned_bytes(plain, weights),
         weights=weights,
-        activations=activations,
+        activations="int8" if int8 else "float32",
         frames=frames,
         mels=mels,
-        embed_dim=int(reference.shape[-1]),
+        embed_dim=int(model.output_shape[-1]),
         arena_bytes=arena_bytes(lut_model, (1, frames, mels)),
         keras_parity=keras_parity,
         twin_parity=twin_parity,

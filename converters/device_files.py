@@ -15,9 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from converters.c_array import write_c_arrays
-from converters.keras_to_tflite import RepresentativeData, feature_dim
+from converters.keras_to_tflite import (
+    RepresentativeData,
+    array_representative,
+    feature_dim,
+    input_windows,
+    labelled_corpus_crops,
+)
 from converters.metadata import ModelMetadata, write_json
 from converters.conversion import ConversionResult, convert_model
+from converters.parity import CheckInputs
 from tfadvq import frontend, rundir
 from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
@@ -33,7 +40,7 @@ def load_for_conversion(source: str | os.PathLike | LoadedModel,
 
     ``bits`` (a number for every quantizable layer, a :class:`~tfadvq.quant.spec.BitsSpec`
     resolved per layer, or ``{layer: bits}``) overrides the bits read from a
-    tfadvq-quantized model; a plain model needs it.
+    tfadvq-quantized model; without it a plain model converts as FP32 (no LUT).
     """
     from converters.lut_compression import uniform_bits
     from tfadvq.quant.api import strip
@@ -44,6 +51,8 @@ def load_for_conversion(source: str | os.PathLike | LoadedModel,
     if any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers):
         model, quantized = strip(model)
         found = quantized.bits_by_layer()
+    elif loaded.file.name == rundir.QuantDir.plain.name:  # a quantize folder's plain model: bits beside it
+        found = _recorded_bits(rundir.QuantDir(loaded.file.parent))
     if isinstance(bits, int):
         found = uniform_bits(model, bits)
     elif isinstance(bits, BitsSpec):
@@ -51,6 +60,17 @@ def load_for_conversion(source: str | os.PathLike | LoadedModel,
     elif bits is not None:
         found = {str(k): int(v) for k, v in bits.items()}
     return model, found
+
+
+def _recorded_bits(run: rundir.QuantDir) -> dict[str, int]:
+    """``{layer: bits}`` of the centroid-valued plain model of a quantize folder, from its tables
+    (without them it would be converted as FP32, wasting its codebooks)."""
+    from tfadvq.quant.records import QuantizedWeights
+
+    if not run.weights.is_file():
+        raise ConversionError(f"{run.path / run.plain.name}: a quantized model whose {run.weights.name} is missing; "
+                              f"give {run.wrapped.name} of the same folder, or --bits")
+    return QuantizedWeights.load(run.weights).bits_by_layer()
 
 
 def _layer_bits(model, spec: BitsSpec, path: Path) -> dict[str, int]:
@@ -61,6 +81,50 @@ def _layer_bits(model, spec: BitsSpec, path: Path) -> dict[str, int]:
         raise ConversionError(f"--bits: per-weight entries ({sorted(spec.weights)}) need a tfadvq-quantized model, "
                               f"whose bits are read from it; {path} is a plain model: give bits per layer")
     return {name: b for name, b in resolve(model, spec).items() if b is not None}
+
+
+@dataclasses.dataclass
+class ConversionData:
+    """What a conversion calibrates int8 activations on and checks parity on (:func:`conversion_data`)."""
+
+    representative: RepresentativeData | None
+    check: CheckInputs | None  # None: the converter's last resort (seeded noise, said so)
+
+
+def conversion_data(frames: int, front_end: frontend.FrontEnd, *, corpus: str | os.PathLike | None = None,
+                    inputs: str | os.PathLike | None = None, speakers: str | os.PathLike | None = None,
+                    count: int = 64, calibrate_on_inputs: bool = False) -> ConversionData:
+    """The model's own inputs for a conversion: ``count`` crops of ``corpus`` dev audio through its front
+    end (int8 calibration, and the parity check's pairs with their speakers) and/or ``inputs``, an
+    ``.npy`` array ``[N, T, features]`` of its inputs (``speakers``: an ``.npy`` of one label per row),
+    cut to ``frames``.  The check uses ``inputs`` when given; int8 calibration uses ``corpus``, else
+    ``inputs`` when ``calibrate_on_inputs`` (int8 activations asked for)."""
+    import numpy as np
+
+    from tfadvq.quant.finetune import load_inputs
+
+    representative, check = None, None
+    if corpus is not None:
+        crops, who = labelled_corpus_crops(corpus, frames, count, fbank_config=front_end.fbank)
+        representative = array_representative(crops)
+        check = CheckInputs(crops, f"crops of {corpus} dev audio through the model's front end", who)
+    if speakers is not None and inputs is None:
+        raise ConversionError("--input-speakers labels the rows of --inputs: give --inputs X.npy too")
+    if inputs is not None:
+        windows = input_windows(load_inputs(str(inputs)), frames, f"--inputs {inputs}")
+        labels = None
+        if speakers is not None:
+            try:
+                labels = np.load(speakers, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ConversionError(f"--input-speakers {speakers}: not a readable .npy array ({exc})") from None
+            if labels.shape != (len(windows),):
+                raise ConversionError(f"--input-speakers {speakers}: need one label per row of --inputs "
+                                      f"({len(windows)}), got shape {labels.shape}")
+        check = CheckInputs(windows, f"rows of --inputs {inputs}", labels)
+        if representative is None and calibrate_on_inputs:
+            representative = array_representative(windows)
+    return ConversionData(representative, check)
 
 
 def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringConfig,
@@ -80,24 +144,28 @@ def describe(result: ConversionResult, feature: FbankConfig, scoring: ScoringCon
         model_version=model_version, model_sha256=result.sha256, model_bytes=len(result.model),
         input_frames=result.frames, num_mel_bins=result.mels, embed_dim=result.embed_dim,
         activations=result.activations, arena_bytes=result.arena_bytes,
-        bits_per_layer=result.bits_per_layer(), feature=feature, scoring=scoring)
+        bits_per_layer=result.bits_per_layer(), feature=feature, scoring=scoring, parity=result.keras_parity)
 
 
 def convert_saved_model(path: str | os.PathLike | LoadedModel, scoring: ScoringConfig, *, int8: bool = False,
                         representative: RepresentativeData | None = None,
                         bits: BitsSpec | Mapping[str, int] | int | None = None,
                         front_end: frontend.FrontEnd | None = None,
-                        model_version: int = 1) -> tuple[ConversionResult, ModelMetadata]:
+                        model_version: int = 1, check_inputs: CheckInputs | None = None,
+                        check: bool = True) -> tuple[ConversionResult, ModelMetadata]:
     """Load, convert for ``scoring.window_frames`` input frames, check under TFLM, describe.
 
     ``front_end`` is the model's (default: :func:`tfadvq.frontend.resolve` of
     ``path``); it is checked against the model's input before converting, and
-    ``representative`` crops must have been computed with it.
+    ``representative`` crops and ``check_inputs`` must have been computed with
+    it (:func:`converters.conversion.convert_model`: the checks).
     """
-    front_end = front_end or frontend.resolve(path.file if isinstance(path, LoadedModel) else path)
+    file = path.file if isinstance(path, LoadedModel) else Path(path)
+    front_end = front_end or frontend.resolve(file)
     model, found = load_for_conversion(path, bits)
-    frontend.check_input(front_end, feature_dim(model), str(path))
-    result = convert_model(model, found, scoring.window_frames, int8=int8, representative=representative)
+    frontend.check_input(front_end, feature_dim(model), str(file))
+    result = convert_model(model, found, scoring.window_frames, int8=int8, representative=representative,
+                           check_inputs=check_inputs, check=check)
     return result, describe(result, front_end.fbank, scoring, model_version)
 
 

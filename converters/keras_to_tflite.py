@@ -151,10 +151,11 @@ def fbank_window(path: str | Path, frames: int, rng: np.random.Generator | None 
     return crop_window(features, frames, rng)
 
 
-def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0,
-                 fbank_config: FbankConfig | None = None) -> np.ndarray:
+def labelled_corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0,
+                          fbank_config: FbankConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``count`` random fbank windows ``[count, frames, mels]`` of a corpus's training (dev) utterances,
-    computed with the model's front end ``fbank_config`` (:mod:`tfadvq.frontend`; default ``FbankConfig()``)."""
+    computed with the model's front end ``fbank_config`` (:mod:`tfadvq.frontend`; default ``FbankConfig()``),
+    and the speaker of each (the parity check scores pairs of them: :mod:`converters.parity`)."""
     from tfadvq.voxceleb import load_corpus
 
     utterances = load_corpus(corpus_dir).train
@@ -162,5 +163,24 @@ def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int
         raise ConversionError(f"{corpus_dir}: no dev utterances for int8 calibration")
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(utterances), count)
-    return np.stack([fbank_window(utterances[i].path, frames, rng, fbank_config)
-                     for i in tqdm(picks, desc="calibration crops", leave=False)])
+    crops = np.stack([fbank_window(utterances[i].path, frames, rng, fbank_config)
+                      for i in tqdm(picks, desc="calibration crops", leave=False)])
+    return crops, np.array([utterances[i].speaker for i in picks])
+
+
+def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0,
+                 fbank_config: FbankConfig | None = None) -> np.ndarray:
+    """The crops of :func:`labelled_corpus_crops` (int8 calibration data)."""
+    return labelled_corpus_crops(corpus_dir, frames, count, seed, fbank_config)[0]
+
+
+def input_windows(inputs: np.ndarray, frames: int, what: str = "--inputs") -> np.ndarray:
+    """``[N, frames, F]`` windows of the model's own inputs ``[N, T, F]``, cut as the device cuts one
+    (:func:`tfadvq.windows.crop_window`: the centre window; shorter inputs repeat)."""
+    from tfadvq.windows import crop_window
+
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim != 3 or len(inputs) == 0:
+        raise ConversionError(f"{what}: need an array [N, frames, features] of the model's inputs, got shape "
+                              f"{inputs.shape}")
+    return np.stack([crop_window(x, frames) for x in inputs])

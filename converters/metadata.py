@@ -14,13 +14,19 @@ import json
 import math
 from pathlib import Path
 
+from converters.parity import ParityReport
 from tfadvq import rundir
 from tfadvq.config import from_dict, to_dict
+from tfadvq.errors import ConversionError
 from tfadvq.fbank_config import FbankConfig
+from tfadvq.frontend import differences
 from tfadvq.metrics import Thresholds
 from tfadvq.windows import ScoringConfig
 
 HEADER_GUARD = "TFADVQ_MODEL_CONFIG_H_"
+# The one front end the firmware computes (tflm_firmware/lib/fbank.h, the C++ twin of tfadvq.features'
+# defaults); its app/main.cc static_asserts every TFADVQ_FBANK_* macro against it.
+FIRMWARE_FBANK = FbankConfig()
 
 
 @dataclasses.dataclass
@@ -41,6 +47,8 @@ class ModelMetadata:
     thresholds: Thresholds | None = None
     # where the thresholds come from: embedder ("tflm"), trial list, trial count, ...
     calibration: dict[str, object] | None = None
+    # how the converted model verifies like Keras (converters.parity); None: not checked (--no-check)
+    parity: ParityReport | None = None
 
 
 def write_json(metadata: ModelMetadata, path: str | Path) -> None:
@@ -56,6 +64,29 @@ def read_json(path: str | Path) -> ModelMetadata:
     if isinstance(thresholds, dict) and "eer_rate" in thresholds and "eer_percent" not in thresholds:
         thresholds["eer_percent"] = 100.0 * thresholds.pop("eer_rate")
     return from_dict(ModelMetadata, data, where=str(path))
+
+
+def firmware_mismatches(feature: FbankConfig) -> list[str]:
+    """How ``feature`` differs from what the firmware computes (``field: firmware -> model``); empty if it
+    computes exactly these features."""
+    return differences(FIRMWARE_FBANK, feature)
+
+
+def check_firmware_frontend(feature: FbankConfig, model: str = "the model") -> None:
+    """Refuse firmware sources for a model whose features the firmware's front end does not compute.
+
+    The firmware computes one fbank; fed to a model trained on other
+    features it would run without error and verify nobody, so the sources
+    are refused here, naming what differs (the firmware's ``static_assert``s
+    are the second line of defence, at compile time).
+    """
+    mismatches = firmware_mismatches(feature)
+    if mismatches:
+        raise ConversionError(
+            f"{model} eats {feature.describe()}, but the firmware computes only {FIRMWARE_FBANK.describe()} "
+            f"(tflm_firmware/lib/fbank.h; differs in {'; '.join(mismatches)}): its C sources would feed it wrong "
+            "features. Convert without --c-array and compute its features on the host, or use a model trained "
+            "on the firmware's front end")
 
 
 def _c_value(value: object) -> str:
@@ -84,6 +115,7 @@ def c_header(metadata: ModelMetadata, prefix: str = "") -> str:
     feature = plain.pop("feature")
     plain.pop("scoring")
     plain.pop("calibration")
+    plain.pop("parity")
     found = metadata.thresholds
     thresholds = {} if found is None else {
         "eer": found.eer_threshold, "eer_percent": found.eer_percent, "low_far": found.low_far_threshold,
@@ -100,7 +132,7 @@ def c_header(metadata: ModelMetadata, prefix: str = "") -> str:
         *_defines(p, plain),
         f"#define {p}ACTIVATIONS_INT8 {int(metadata.activations == 'int8')}",
         "",
-        "// Feature extraction the model was trained with (Kaldi-style fbank).",
+        "// Feature extraction the model was trained with (FbankConfig; the firmware computes only its defaults).",
         *_defines(f"{p}FBANK_", feature),
         "",
         "// Scoring schedule (tfadvq.windows): windows of the model's input frames, this hop.",

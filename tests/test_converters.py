@@ -200,7 +200,6 @@ def test_eer_over_trials_matches_keras(model, float_result, int8_result):
 @pytest.mark.parametrize(
     "bits,message",
     [
-        ({}, "not quantized"),
         ({"nope": 4}, "'nope'"),
         ({"bn1": 4}, "'bn1' \\(BatchNormalization\\)"),
         ({"conv1": 4, "conv2": 1}, "'conv2': \\d+ distinct weights in output channel"),
@@ -304,7 +303,7 @@ def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     assert parity(model(features).numpy(), run_tflm(out.read_bytes(), features)).min_cosine >= 0.999
     assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
-    assert "--int8 needs --corpus" in capsys.readouterr().err
+    assert "--int8 needs calibration inputs: --corpus" in capsys.readouterr().err
     (tmp_path / "bits.json").write_text(json.dumps(BITS))  # the old bits-file form: refused, naming the new one
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(tmp_path / "o2.tflite"),
                  "--bits", str(tmp_path / "bits.json")]) == 2

@@ -153,3 +153,40 @@ def test_mel_filterbank_shape_and_edges():
     assert not weights[256].any()  # Kaldi ignores the Nyquist bin
     assert not weights[0].any()  # 0 Hz lies below low_freq
     assert (weights.max(axis=0) > 0).all() and weights.max() <= 1.0  # no empty mel bin
+
+
+def _tf_signal_log_mel(x: np.ndarray, bins: int, magnitude: bool, log10: bool) -> np.ndarray:
+    """A front end as users write it with tf.signal (notebook 04): STFT 400/160/512 (periodic Hann), mel
+    matrix 20..7600 Hz, log(x + 1e-6), no mean normalisation."""
+    spectrum = tf.abs(tf.signal.stft(x, 400, 160, 512))
+    spectrum = spectrum if magnitude else spectrum ** 2
+    mel = tf.tensordot(spectrum, tf.signal.linear_to_mel_weight_matrix(bins, 257, SAMPLE_RATE, 20.0, 7600.0), 1)
+    return (10 * np.log10(mel.numpy() + 1e-6)) if log10 else np.log(mel.numpy() + 1e-6)
+
+
+@pytest.mark.parametrize("spectrum, log", [("power", "natural"), ("magnitude", "db")])
+def test_a_tf_signal_log_mel_front_end_is_an_fbank_config(spectrum, log):
+    """40-band log-mel power (or dB magnitude) of tf.signal, stated as FbankConfig fields, computed alike."""
+    config = FbankConfig(num_mel_bins=40, high_freq=7600.0, preemph_coeff=0.0, remove_dc_offset=False,
+                         window="hann_periodic", waveform_scale=1.0, log_offset=1e-6, mean_norm=False,
+                         spectrum=spectrum, log=log)
+    x = _synthetic_vowel(None)
+    ours = fbank(x, config).numpy()
+    theirs = _tf_signal_log_mel(x, 40, spectrum == "magnitude", log == "db")
+    assert ours.shape == theirs.shape == (num_frames(len(x), config), 40)
+    scale = 10 / np.log(10) if log == "db" else 1.0
+    np.testing.assert_allclose(ours, theirs, atol=2e-3 * scale)
+    assert np.abs(ours - fbank(x, FbankConfig(num_mel_bins=40)).numpy()).max() > 1.0  # not Kaldi's fbank
+
+
+def test_host_features_are_refused_by_the_fbank_and_new_fields_round_trip(tmp_path):
+    config = FbankConfig(num_mel_bins=40, features="host", spectrum="magnitude", log="log10", log_offset=1e-3)
+    dump_yaml(config, tmp_path / "fbank.yaml")
+    assert load_yaml(FbankConfig, tmp_path / "fbank.yaml") == config
+    with pytest.raises(ConfigError, match="computed by the host .*--inputs X.npy"):
+        fbank(np.zeros(SAMPLE_RATE, np.float32), config)
+    (tmp_path / "bad.yaml").write_text("spectrum: amplitude\n")
+    with pytest.raises(ConfigError, match="'power', 'magnitude'"):
+        load_yaml(FbankConfig, tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="log_offset"):
+        FbankConfig(log_offset=-1.0)

@@ -78,7 +78,7 @@ def _samples(path):
 
 
 def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corpus, capsys):
-    from converters.metadata import read_json
+    from converters.metadata import c_header, read_json
     from tfadvq.model_io import load_model
     from converters.tflm import tflm_embedder
     from tfadvq.scoring import keras_embedder, utterance_embedding
@@ -90,11 +90,17 @@ def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corp
     assert load_yaml(FbankConfig, q.frontend) == FBANK  # inherited from its source
 
     out = trained / "device" / "model.tflite"
-    assert main(["convert", "--model", str(q.wrapped), "--out", str(out), "--frames", str(FRAMES),
-                 "--corpus", str(tiny_corpus), "--calibration-crops", "8", "--c-array", str(trained / "fw")]) == 0
+    convert = ["convert", "--model", str(q.wrapped), "--out", str(out), "--frames", str(FRAMES),
+               "--corpus", str(tiny_corpus), "--calibration-crops", "8"]
+    # the firmware computes 80 mel bins at 10 ms: its sources for this model are refused, naming why
+    assert main([*convert, "--c-array", str(trained / "fw")]) == 2
+    err = capsys.readouterr().err
+    assert "num_mel_bins: 80 -> 64; frame_shift_ms: 10.0 -> 12.0" in err and "firmware" in err
+    assert main(convert) == 0
     metadata = read_json(out.with_suffix(".json"))
     assert metadata.feature == FBANK and metadata.num_mel_bins == 64 and metadata.input_frames == FRAMES
-    header = (trained / "fw" / "model_config.h").read_text()
+    assert "crops of" in metadata.parity.inputs and metadata.parity.threshold_from.startswith("EER threshold")
+    header = c_header(metadata)  # what model.json states, as the firmware's macros
     assert "#define TFADVQ_FBANK_NUM_MEL_BINS 64\n" in header
     assert "#define TFADVQ_FBANK_FRAME_SHIFT_MS 12.0f\n" in header
     assert "#define TFADVQ_NUM_MEL_BINS 64\n" in header

@@ -26,11 +26,43 @@ class Window(str, enum.Enum):
     HAMMING = "hamming"
     HANNING = "hanning"
     RECTANGULAR = "rectangular"
+    HANN_PERIODIC = "hann_periodic"  # 0.5 - 0.5 cos(2 pi i / N): tf.signal.stft's and librosa's default
+
+
+class Features(str, enum.Enum):
+    """Who computes a model's input features (``features``)."""
+
+    FBANK = "fbank"  # tfadvq.features.fbank from these settings (host tools and, for the defaults, the firmware)
+    HOST = "host"  # the host computes them its own way; only num_mel_bins and the frame timing are stated
+
+
+class Spectrum(str, enum.Enum):
+    """What the mel banks weigh (``spectrum``)."""
+
+    POWER = "power"  # |X|^2 (Kaldi, tf.signal pipelines squaring the STFT)
+    MAGNITUDE = "magnitude"  # |X|
+
+
+class LogScale(str, enum.Enum):
+    """The compression of mel energies ``E`` (``log``); ``log_offset`` is added first, ``log_floor`` bounds it."""
+
+    NATURAL = "natural"  # ln(E)
+    LOG10 = "log10"  # log10(E)
+    DB = "db"  # 10 log10(E)
 
 
 @dataclasses.dataclass
 class FbankConfig:
-    """Kaldi fbank options that tfadvq uses; defaults are the SV-standard 80-dim set."""
+    """The front end a model eats; defaults are Kaldi's SV-standard 80-dim fbank, the one the firmware computes.
+
+    The fields after ``mean_norm`` describe other log-mel front ends (e.g. a
+    ``tf.signal`` pipeline: ``window: hann_periodic``, ``preemph_coeff: 0``,
+    ``remove_dc_offset: false``, ``waveform_scale: 1``, ``log_offset: 1e-6``,
+    ``high_freq: 7600``: its mel matrix is Kaldi's banks between the same
+    edges), and ``features: host`` a model whose features tfadvq cannot compute
+    at all (then only ``num_mel_bins``, ``sample_rate`` and the frame timing
+    mean anything, and its inputs are given as arrays: ``--inputs``).
+    """
 
     sample_rate: int = SAMPLE_RATE
     num_mel_bins: int = 80
@@ -44,9 +76,18 @@ class FbankConfig:
     waveform_scale: float = 32768.0
     log_floor: float = FLOAT_EPS
     mean_norm: bool = True
+    features: Features = Features.FBANK
+    spectrum: Spectrum = Spectrum.POWER
+    log: LogScale = LogScale.NATURAL
+    log_offset: float = 0.0  # added to the mel energies before the floor and the log
 
     def __post_init__(self) -> None:
         self.window = Window(self.window)
+        self.features = Features(self.features)
+        self.spectrum = Spectrum(self.spectrum)
+        self.log = LogScale(self.log)
+        if self.log_offset < 0:
+            raise ConfigError(f"FbankConfig: log_offset must be >= 0, got {self.log_offset}")
         nyquist = self.sample_rate / 2
         high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
         if not 0 <= self.low_freq < high <= nyquist:
@@ -61,6 +102,21 @@ class FbankConfig:
             )
         if self.num_mel_bins < 1 or self.log_floor <= 0:
             raise ConfigError("FbankConfig: num_mel_bins must be >= 1 and log_floor > 0")
+
+    @property
+    def computable(self) -> bool:
+        """True when :func:`tfadvq.features.fbank` computes these features (False: ``features: host``)."""
+        return self.features == Features.FBANK
+
+    def describe(self) -> str:
+        """One line a summary prints: what the model eats."""
+        if not self.computable:
+            return (f"{self.num_mel_bins} features per frame computed by the host, "
+                    f"{self.frame_length_ms:g} ms / {self.frame_shift_ms:g} ms frames")
+        log = {LogScale.NATURAL: "ln", LogScale.LOG10: "log10", LogScale.DB: "dB"}[self.log]
+        return (f"{log} mel {self.spectrum.value}, {self.num_mel_bins} bands, {self.window.value} window "
+                f"{self.frame_length_ms:g} ms / {self.frame_shift_ms:g} ms"
+                f"{', mean-normalised' if self.mean_norm else ''}")
 
     @property
     def frame_length(self) -> int:

@@ -29,6 +29,13 @@ spelled out here exactly.  With the defaults of :class:`FbankConfig`:
 10. **Mean normalisation** (``mean_norm=True``): subtract, per utterance, the mean
     of ``E`` over all frames (the frames axis, ``-2``).
 
+Other front ends (fields of :class:`FbankConfig` beyond Kaldi's): ``window:
+hann_periodic`` is ``0.5 - 0.5*cos(2*pi*i/N)`` (``tf.signal.stft``'s default);
+``spectrum: magnitude`` weighs ``|X| = sqrt(P)`` instead of ``P`` in step 8;
+step 9 becomes ``E' = max(E + log_offset, log_floor)`` then ``ln``, ``log10``
+or ``10*log10`` (``log: natural | log10 | db``).  ``features: host`` means the
+host computes the features some other way: :func:`fbank` refuses it.
+
 Steps 1-9 equal ``kaldi-native-fbank`` with ``dither=0``, ``num_bins=80`` (see
 tests/test_features.py for the measured agreement); :func:`mel_filterbank` and
 :func:`frame_window` give the constants a port needs.
@@ -41,7 +48,8 @@ import numpy as np
 
 from tfadvq.compat import keras, tf
 from tfadvq.config import from_dict, to_dict
-from tfadvq.fbank_config import FLOAT_EPS, FbankConfig, Window, num_frames
+from tfadvq.errors import ConfigError
+from tfadvq.fbank_config import FLOAT_EPS, FbankConfig, LogScale, Spectrum, Window, num_frames
 
 __all__ = ["FLOAT_EPS", "Fbank", "FbankConfig", "Window", "fbank", "frame_window", "mel_filterbank",
            "num_frames"]
@@ -80,6 +88,7 @@ def frame_window(config: FbankConfig | None = None) -> np.ndarray:
         Window.HAMMING: 0.54 - 0.46 * np.cos(a),
         Window.HANNING: 0.5 - 0.5 * np.cos(a),
         Window.RECTANGULAR: np.ones(n),
+        Window.HANN_PERIODIC: 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n),
     }
     return windows[config.window].astype(np.float32)
 
@@ -92,6 +101,10 @@ def fbank(waveform: tf.Tensor, config: FbankConfig | None = None) -> tf.Tensor:
     ``tf.data`` maps and Keras models alike.
     """
     config = config or FbankConfig()
+    if not config.computable:
+        raise ConfigError(f"the model's front end is computed by the host (features: {config.features.value}, "
+                          f"{config.num_mel_bins} features per frame): tfadvq cannot compute it from audio; give "
+                          "the model's inputs as an array (--inputs X.npy) or declare a front end tfadvq computes")
     x = tf.convert_to_tensor(waveform, tf.float32) * config.waveform_scale
     frames = tf.signal.frame(x, config.frame_length, config.frame_shift, pad_end=False)
     if config.remove_dc_offset:
@@ -103,8 +116,12 @@ def fbank(waveform: tf.Tensor, config: FbankConfig | None = None) -> tf.Tensor:
     padding = [[0, 0]] * (frames.shape.rank - 1) + [[0, config.fft_length - config.frame_length]]
     spectrum = tf.signal.rfft(tf.pad(frames, padding), fft_length=[config.fft_length])
     power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+    if config.spectrum == Spectrum.MAGNITUDE:
+        power = tf.math.sqrt(power)
     energies = tf.tensordot(power, mel_filterbank(config), axes=1)
-    features = tf.math.log(tf.maximum(energies, config.log_floor))
+    features = tf.math.log(tf.maximum(energies + config.log_offset, config.log_floor))
+    if config.log != LogScale.NATURAL:
+        features *= (10.0 if config.log == LogScale.DB else 1.0) / float(np.log(10.0))
     if config.mean_norm:
         features -= tf.reduce_mean(features, axis=-2, keepdims=True)
     return features

@@ -1,19 +1,31 @@
-"""``tfadvq convert --model Q --out model.tflite``: a quantized model -> TFLite-Micro files.
+"""``tfadvq convert --model Q --out model.tflite``: a Keras model -> TFLite-Micro files.
 
+``--model`` is a quantized model (a quantize/mixed/msft/finetune folder or its
+``model.h5``), an FP32 one (a train folder, ``.keras``, ``.h5``, SavedModel:
+converted without LUT, as the summary says) or any run folder tfadvq writes.
 Writes the LUT-compressed model to flash (``--out``), its plain float twin
 (``*.float.tflite``), the plain int8 twin when calibration data is given
-(``*.int8.tflite``) and the metadata (``*.json``).  Activations are int8 (the
-device's choice) whenever ``--corpus`` gives calibration crops, float without
-it; ``--activations`` says which explicitly; ``--c-array DIR`` adds
-``model_data.h/.cc`` and ``model_config.h`` for the firmware.  Every converted
-model is run under the TFLM interpreter and checked against Keras (on real
-fbank crops of ``--corpus`` when given) before anything is written.
+(``*.int8.tflite``) and the metadata (``*.json``, with the parity figures).
+Activations are int8 (the device's choice) whenever ``--corpus`` gives
+calibration crops, float without it; ``--activations`` says which explicitly
+(``--inputs`` calibrates int8 too); ``--c-array DIR`` adds ``model_data.h/.cc``
+and ``model_config.h`` for the firmware (refused for a model whose front end
+the firmware does not compute).
+
+Every converted model is run under the TFLM interpreter and compared with
+Keras on the model's own inputs before anything is written: ``--inputs
+X.npy`` (``--input-speakers``: a label per row), else the ``--corpus`` crops
+through the model's front end, else seeded noise (said so).  The figures --
+embedding cosine quantiles, accept/reject agreement on pairs at the Keras EER
+threshold -- are printed and stored; only a clear failure refuses (NaN, median
+cosine below 0.9, or agreement below 90 % with moved embeddings:
+``converters.parity``).  ``--no-check`` skips the check, loudly.
 
 Bits per layer come from the quantized model itself (``tfadvq.strip``) when
 it is a tfadvq QAT/PTQ model, else from ``--bits``: one number for every
 quantizable layer or a bits YAML file (the ``--bits-per-layer`` BitsSpec:
 ``default``, ``classes``, ``layers``; a JSON ``{"layer": bits}`` file is refused
-with the YAML that replaces it).  ``--trial-scores``
+with the YAML that replaces it); neither: FP32.  ``--trial-scores``
 calibrates the thresholds from given scores; the recipe's ``calibrate`` stage
 instead calibrates them on the converted model's own TFLM scores.
 """
@@ -44,25 +56,38 @@ class ConvertArgs:
     c_array: Path | None = None
     force: bool = False
     symbol_prefix: str = ""
+    inputs: Path | None = None
+    input_speakers: Path | None = None
+    check: bool = True
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert a quantized model to a LUT-compressed .tflite for TFLite Micro",
+        "convert", help="convert a quantized (or FP32) model to a LUT-compressed .tflite for TFLite Micro",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path,
-                        help="quantized model: a quantize/mixed/msft folder, .h5, .keras (tf-keras or Keras 3) or SavedModel")
+                        help="quantized or FP32 model: any run folder (train, quantize, mixed, msft, ...), .h5, "
+                             ".keras (tf-keras or Keras 3) or SavedModel")
     parser.add_argument("--out", required=True, type=Path, help="LUT-compressed .tflite to write")
     parser.add_argument("--activations", choices=["int8", "float32"], dest="activations",
-                        help="int8 (needs --corpus; the default with it) or float32 (the default without)")
+                        help="int8 (needs --corpus or --inputs; the default with --corpus) or float32 "
+                             "(the default without)")
     parser.add_argument("--int8", action="store_const", const="int8", dest="activations",
                         help="the same as --activations int8")
     parser.add_argument("--frames", type=number(int, 1), default=200,
                         help="fixed input frames = scoring window (default 200)")
     parser.add_argument("--bits", help="weight bits for all quantizable layers (1..8), or a bits YAML file "
                                        "(BitsSpec, as --bits-per-layer: default/classes/layers)")
-    parser.add_argument("--corpus", type=Path, help="corpus dir: fbank crops of its dev utterances calibrate int8")
-    parser.add_argument("--calibration-crops", type=number(int, 1), default=64, help="number of calibration crops")
+    parser.add_argument("--corpus", type=Path, help="corpus dir: crops of its dev utterances through the model's "
+                                                    "front end calibrate int8 and check parity")
+    parser.add_argument("--calibration-crops", type=number(int, 1), default=64,
+                        help="number of --corpus crops (calibration and parity check)")
+    parser.add_argument("--inputs", type=Path, help=".npy array [N, frames, features] of the model's own inputs: "
+                                                    "the parity check's inputs (and int8 calibration without --corpus)")
+    parser.add_argument("--input-speakers", type=Path,
+                        help=".npy array [N] of the speaker of each --inputs row (pairs labelled for the EER threshold)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="do not compare the converted model with Keras under TFLM (loudly warned)")
     parser.add_argument("--trial-scores", type=Path,
                         help="text file of '<label 0|1> <cosine score>' lines from development trials; "
                              "calibrates the decision thresholds")
@@ -70,7 +95,9 @@ def register(subparsers) -> None:
                         help="false-accept rate of the low-FAR threshold")
     parser.add_argument("--feature-config", type=Path,
                         help="YAML FbankConfig the model was trained with, for a model that has none recorded "
-                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one")
+                             "(frontend.yaml / train.yaml beside it); must agree with a recorded one. Kaldi fbank "
+                             "by default; window: hann_periodic, spectrum: power|magnitude, log: natural|log10|db, "
+                             "log_offset state other log-mel front ends, features: host one tfadvq cannot compute")
     parser.add_argument("--model-version", type=number(int, 0, 2**31 - 1), default=1,
                         help="version the firmware checks")
     parser.add_argument("--c-array", type=Path, metavar="DIR",
@@ -85,7 +112,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda a: run(ConvertArgs(
         a.model, a.out, None if a.activations is None else a.activations == "int8", a.frames, a.bits, a.corpus,
         a.calibration_crops, a.trial_scores, a.target_far,
-        a.feature_config, a.model_version, a.c_array, a.force, a.symbol_prefix)))
+        a.feature_config, a.model_version, a.c_array, a.force, a.symbol_prefix, a.inputs, a.input_speakers,
+        a.check)))
 
 
 def _bits(value: str | None):
@@ -132,8 +160,9 @@ def run(args: ConvertArgs) -> int:
     from tfadvq.errors import ConversionError
     from tfadvq.model_io import open_model
 
-    if args.int8 and args.corpus is None:
-        raise ConversionError("--int8 needs --corpus DIR to draw calibration fbank crops from")
+    if args.int8 and args.corpus is None and args.inputs is None:
+        raise ConversionError("--int8 needs calibration inputs: --corpus DIR (crops of its audio through the "
+                              "model's front end) or --inputs X.npy")
     if args.symbol_prefix:  # refused before the conversion, not after it
         if args.c_array is None:
             raise ConversionError("--symbol-prefix names the --c-array sources: give --c-array DIR too")
@@ -148,9 +177,15 @@ def run(args: ConvertArgs) -> int:
         return _run(args, out, loaded)
 
 
+NO_CHECK_WARNING = ("tfadvq: WARNING: --no-check: the converted model was NOT compared with Keras under TFLM; "
+                    "nothing says it computes the embeddings the Keras model does")
+
+
 def _run(args: ConvertArgs, out, loaded) -> int:
-    from converters import array_representative, corpus_crops
-    from converters.device_files import convert_saved_model, with_thresholds, write_device_files
+    import sys
+
+    from converters.device_files import conversion_data, convert_saved_model, with_thresholds, write_device_files
+    from converters.metadata import check_firmware_frontend, firmware_mismatches
     from tfadvq import frontend
     from tfadvq.config import load_yaml
     from tfadvq.fbank_config import FbankConfig
@@ -160,15 +195,17 @@ def _run(args: ConvertArgs, out, loaded) -> int:
     thresholds = _thresholds(args.trial_scores, args.target_far)
     declared = load_yaml(FbankConfig, args.feature_config) if args.feature_config else None
     front_end = frontend.resolve(loaded.file, declared, f"--feature-config {args.feature_config}")
+    if args.c_array is not None:  # refused before the conversion, not after it
+        check_firmware_frontend(front_end.fbank, str(loaded.file))
     scoring = ScoringConfig(window_frames=args.frames)
     bits = _bits(args.bits)
-    representative = None
-    if args.corpus is not None:
-        representative = array_representative(corpus_crops(args.corpus, args.frames, args.calibration_crops,
-                                                           fbank_config=front_end.fbank))
+    data = conversion_data(args.frames, front_end, corpus=args.corpus, inputs=args.inputs,
+                           speakers=args.input_speakers, count=args.calibration_crops,
+                           calibrate_on_inputs=bool(args.int8))
     int8 = args.corpus is not None if args.int8 is None else args.int8
-    result, metadata = convert_saved_model(loaded, scoring, int8=int8, representative=representative,
-                                           bits=bits, front_end=front_end, model_version=args.model_version)
+    result, metadata = convert_saved_model(loaded, scoring, int8=int8, representative=data.representative,
+                                           bits=bits, front_end=front_end, model_version=args.model_version,
+                                           check_inputs=data.check, check=args.check)
     if thresholds is not None:
         metadata = with_thresholds(metadata, thresholds, {"embedder": "given", "trials": str(args.trial_scores),
                                                           "num_trials": None})
@@ -178,16 +215,22 @@ def _run(args: ConvertArgs, out, loaded) -> int:
         written = write_c_arrays(result.model, metadata, args.c_array, symbol_prefix=args.symbol_prefix)
     written += write_device_files(result, metadata, out)
 
-    print_table(result.layer_rows(), f"Quantized layers of {loaded.describe()}")
+    layers = result.layer_rows() or [{"layer": "(none)", "storage": "FP32 model: no quantized layer, no LUT; "
+                                                                    f"{result.activations} activations"}]
+    print_table(layers, f"Quantized layers of {loaded.describe()}")
     print_table(result.op_rows(), "Operators in the flashed model (register these in the op resolver)")
     print_table(result.size_rows(), f"Sizes (arena measured by the TFLM interpreter, {result.activations} activations)")
-    print_table([{"front end": front_end.source, "num_mel_bins": front_end.fbank.num_mel_bins,
-                  "frame_shift_ms": front_end.fbank.frame_shift_ms, "frame_length_ms": front_end.fbank.frame_length_ms}],
+    print_table([{"front end": front_end.source, "features": front_end.fbank.describe(),
+                  "firmware computes it": "no: compute them on the host" if firmware_mismatches(front_end.fbank) else "yes"}],
                 "Front end the model eats (model.json feature, model_config.h TFADVQ_FBANK_*)")
-    checks = [
-        {"check": "LUT vs Keras", "min_cosine": result.keras_parity.min_cosine},
-        {"check": "LUT vs uncompressed twin", "min_cosine": result.twin_parity.min_cosine},
-    ]
-    print_table(checks, "TFLM interpreter checks")
+    if result.keras_parity is None:
+        print_table([{"check": "NOT RUN (--no-check)"}], "TFLM vs Keras")
+        print(NO_CHECK_WARNING, file=sys.stderr, flush=True)
+    else:
+        rows = result.keras_parity.rows()
+        if result.twin_parity is not None:
+            rows.append({"measure": "LUT vs uncompressed twin, min cosine",
+                         "value": round(result.twin_parity.min_cosine, 7)})
+        print_table(rows, "TFLM vs Keras on the model's own inputs (model.json parity)")
     print_table([{"file": str(p), "bytes": p.stat().st_size} for p in written], "Written")
     return 0

@@ -235,7 +235,7 @@ def model_inputs(model: keras.Model, config: TrainConfig, *, inputs: str | None 
     """
     batch = config.pipeline.batch_size
     if inputs is not None:
-        array = _load_inputs(inputs)
+        array = load_inputs(inputs)
         check_inputs(model, (None, *array.shape[1:]), f"--inputs {inputs}")
         batch = min(batch, len(array))  # a few examples of one's own inputs are a batch of their own
         dataset = tf.data.Dataset.from_tensor_slices(array).shuffle(len(array), seed=config.pipeline.seed)
@@ -259,7 +259,8 @@ def model_inputs(model: keras.Model, config: TrainConfig, *, inputs: str | None 
     return training_data(config, utterances)
 
 
-def _load_inputs(path: str) -> np.ndarray:
+def load_inputs(path: str) -> np.ndarray:
+    """An ``.npy`` array ``[N, ...]`` of a model's own inputs (``--inputs``), float32; a bad file is a ConfigError."""
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -76,32 +76,31 @@ class ConvertStage(StageBase):
         return {k: v for k, v in (("model", self.model), ("calibration", self.calibration)) if v}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from converters.device_files import convert_saved_model, write_device_files
-        from converters.keras_to_tflite import array_representative, corpus_crops
+        from converters.device_files import conversion_data, convert_saved_model, write_device_files
 
         outputs = ctx.record(self.model)["outputs"]
         if "wrapped" not in outputs:
             raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
         front_end = stage_frontend(ctx, self.model)
-        representative = None
-        if self.calibration is not None:
-            crops = corpus_crops(ctx.output(self.calibration, "corpus"), ctx.scoring.window_frames,
-                                 self.calibration_crops, fbank_config=front_end.fbank)
-            representative = array_representative(crops)
+        corpus = ctx.output(self.calibration, "corpus") if self.calibration is not None else None
+        data = conversion_data(ctx.scoring.window_frames, front_end, corpus=corpus, count=self.calibration_crops)
         result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
-                                               representative=representative, front_end=front_end,
-                                               model_version=self.model_version)
+                                               representative=data.representative, front_end=front_end,
+                                               model_version=self.model_version, check_inputs=data.check)
         out = rundir.DeviceDir(ctx.out)
         write_device_files(result, metadata, out)
+        parity = result.keras_parity
         produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": outputs["plain"]}
         return StageResult(
             outputs=produced,
             metrics={"tflite_bytes": len(result.model), "ideal_bytes": result.ideal_bytes,
                      "float_bytes": len(result.float_model), "arena_bytes": result.arena_bytes,
-                     "activations": result.activations, "keras_min_cosine": result.keras_parity.min_cosine},
+                     "activations": result.activations, "keras_min_cosine": parity.min_cosine,
+                     "keras_median_cosine": parity.median_cosine,
+                     "keras_decision_agreement": parity.decision_agreement, "parity_inputs": parity.inputs},
             summary=f"{out.tflite}: {len(result.model)} bytes (ideal {result.ideal_bytes}, float "
                     f"{len(result.float_model)}), arena {result.arena_bytes} bytes, {result.activations} "
-                    f"activations; TFLM vs Keras min cosine {result.keras_parity.min_cosine:.6f}")
+                    f"activations; TFLM vs Keras: {parity.describe()}")
 
 
 @register_stage("calibrate")

@@ -109,6 +109,14 @@ static_assert(TFADVQ_FBANK_LOW_FREQ == sv::Fbank::kLowFreq && TFADVQ_FBANK_HIGH_
 static_assert(TFADVQ_FBANK_REMOVE_DC_OFFSET == 1 && TFADVQ_FBANK_MEAN_NORM == 1,
               "fbank config: DC removal and mean normalisation");
 static_assert(TFADVQ_FBANK_WAVEFORM_SCALE == 32768.0f, "fbank config: int16-range samples");
+// Headers from tfadvq versions that could state other front ends (features computed by the host, a
+// magnitude spectrum, log10/dB, an offset before the log): the firmware computes none of them.
+#ifdef TFADVQ_FBANK_FEATURES
+static_assert(StrEq(TFADVQ_FBANK_FEATURES, "fbank"), "fbank config: the host computes this model's features");
+static_assert(StrEq(TFADVQ_FBANK_SPECTRUM, "power") && StrEq(TFADVQ_FBANK_LOG, "natural") &&
+                  TFADVQ_FBANK_LOG_OFFSET == 0.0f && TFADVQ_FBANK_LOG_FLOOR == sv::Fbank::kLogFloor,
+              "fbank config: natural log of mel power with the FLT_EPSILON floor");
+#endif
 static_assert(TFADVQ_EMBED_DIM <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
 static_assert(SV_HOP_FRAMES >= 1, "scoring hop: at least one frame");
 #ifdef TFADVQ_SCORING_WINDOW_FRAMES
