@@ -281,3 +281,21 @@ def test_quantize_command_takes_the_best_path_when_it_has_data_and_says_what_it_
     err = capsys.readouterr().err
     assert err.startswith("tfadvq: error: --weighted/--bias-correction") and "--inputs" in err
     assert not (tmp_path / "asked" / "summary.json").exists()
+
+
+def test_the_default_path_says_how_to_opt_out_when_the_models_training_data_does_not_fit(tmp_path, capsys):
+    """A train.yaml beside the model makes data available; when what it names cannot feed the model, the
+    error says the default asked for it and how to quantize without."""
+    from test_quant_finetune import small_embedding_model
+    from tfadvq.cli import main
+    from tfadvq.train_config import DataConfig, TrainConfig
+
+    small_embedding_model().save(tmp_path / "m.keras")
+    dump_yaml(TrainConfig(data=DataConfig(corpus=str(tmp_path / "moved-away"))), tmp_path / "train.yaml")
+    common = ["quantize", "--model", str(tmp_path / "m.keras"), "--bits", "2"]
+    assert main([*common, "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error:") and "Traceback" not in err
+    assert "the default Fisher-weighted codebooks and bias correction read the model's training data" in err
+    assert not (tmp_path / "q" / "summary.json").exists()
+    assert main([*common, "--no-weighted", "--no-bias-correction", "--out", str(tmp_path / "q")]) == 0

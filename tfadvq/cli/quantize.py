@@ -208,6 +208,7 @@ def _ptq_data(args: QuantizeArgs, settings, model, source, config):
     k-means (:func:`tfadvq.quant.post_training.post_training` says so), and an
     explicit ``--weighted``/``--bias-correction`` is refused.
     """
+    from tfadvq.errors import ConfigError, DataError
     from tfadvq.quant.finetune import model_inputs
     from tfadvq.train_config import DataConfig, model_config
 
@@ -220,5 +221,12 @@ def _ptq_data(args: QuantizeArgs, settings, model, source, config):
                                   what="--weighted/--bias-correction (pass --corpus or --inputs)")
     if args.corpus:
         base = dataclasses.replace(base, data=DataConfig(corpus=str(args.corpus)))
-    data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
+    try:
+        data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
+    except (ConfigError, DataError) as exc:
+        if given or settings.needs_data or config is not None:
+            raise
+        raise ConfigError(f"{exc}\n(the default Fisher-weighted codebooks and bias correction read the model's "
+                          f"training data, {source.config}: pass --corpus or --inputs, or --no-weighted "
+                          "--no-bias-correction for plain k-means)") from None
     return data if wanted else None
