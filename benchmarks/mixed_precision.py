@@ -140,7 +140,8 @@ def main() -> None:
     plan = allocate.plan(fp, batches, settings, avg_bits=8.0, float_tflite_bytes=len(to_float_tflite(fp, frames)))
     info["demo_hessian"] = {"seconds": round(plan.trace_seconds, 1), "batches": settings.batches,
                             "batch_size": args.batch_size, "probes": settings.probes,
-                            "hvps": settings.batches * settings.probes, "tensors": len(plan.traces),
+                            "hvps": settings.batches * len(next(iter(plan.traces.values())).running),
+                            "tensors": len(plan.traces),
                             "plan_seconds": round(time.perf_counter() - began, 1), "objective": settings.objective}
     ranking = sorted(plan.traces, key=lambda k: plan.traces[k].mean_trace, reverse=True)
     info["sensitivity_ranking"] = [{"tensor": k, "params": plan.traces[k].params,

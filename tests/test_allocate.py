@@ -120,10 +120,19 @@ def test_converted_tflite_stays_within_the_target(planned, tmp_path):
             assert found.planned_bytes + d.cost[i + 1] - d.cost[i] > target
 
 
-def test_average_bits_budget_and_rows(planned):
-    _, choices, fixed = planned
-    found = allocate.allocate(choices, avg_bits=3.0, fixed=fixed)
-    assert 2.5 <= found.avg_bits <= 3.0
+def test_average_bits_count_the_value_tables_as_model_size_does(planned):
+    model, choices, fixed = planned
+    params = sum(d.params for d in choices)
+    low, high = (8 * sum(pick(d.cost) for d in choices) / params for pick in (min, max))
+    budget = low + 0.4 * (high - low)
+    found = allocate.allocate(choices, avg_bits=budget, fixed=fixed)
+    assert found.avg_bits <= budget and found.index_bits < found.avg_bits  # the tables cost bits too
+    report = tfadvq.model_size(tfadvq.quantize(model, found.spec(), per_channel=True, progress=False))
+    quantized = [r for r in report.rows if r["bits"] <= 8]
+    assert sum(r["params"] for r in quantized) == params
+    assert 8 * sum(r["bytes"] for r in quantized) / params == pytest.approx(found.avg_bits, rel=1e-9)
+    with pytest.raises(QuantizationError, match=f"smallest reachable is {low:.3f} bits per weight including"):
+        allocate.allocate(choices, avg_bits=low - 0.01, fixed=fixed)
     rows = found.rows(choices)
     assert [r["tensor"] for r in rows] == ["conv1", "conv2", "conv3", "emb"]
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)

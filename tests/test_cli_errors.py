@@ -4,6 +4,7 @@ one directory, and a finished result that would be overwritten."""
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +98,16 @@ def test_unreadable_inputs_name_the_file(tmp_path, capsys):
     assert str(recipe) in _error(capsys)
 
 
-@pytest.mark.parametrize("avg_bits", ["0", "-1", "nan", "inf", "1.5", "8.5", "33"])
+@pytest.mark.parametrize("avg_bits", ["0", "-1", "nan", "inf", "1.5", "33"])
 def test_an_unreachable_average_is_refused_before_the_hessian(fp_model, tmp_path, capsys, avg_bits):
-    """Below the narrowest allowed width, the allocator would refuse only after minutes of Hessian traces;
-    above the widest it would quietly give every layer the widest."""
+    """Below the narrowest allowed width no model reaches it (the tables only add bits); above 32 bits per
+    weight the float model is smaller."""
     out = tmp_path / "m"
     argv = ["mixed", "--model", str(fp_model), "--inputs", str(tmp_path / "never-read.npy"),
             "--avg-bits", avg_bits, "--allowed", "2,4,8", "--out", str(out)]
     assert main(argv) == 2
     err = _error(capsys)
-    assert "--avg-bits" in err or "average bits" in err and "from 2 to 8" in err
+    assert "--avg-bits" in err or "average bits" in err and "from 2 (the narrowest allowed width" in err
     assert not (out / "summary.json").exists()
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n"
@@ -115,6 +116,26 @@ def test_an_unreachable_average_is_refused_before_the_hessian(fp_model, tmp_path
     err = _error(capsys)
     assert "(mixed).avg_bits" in err or "average bits" in err
     assert not (tmp_path / "w" / "model").exists()  # refused before the recipe's first stage
+
+
+def test_an_average_the_tables_of_this_model_put_out_of_reach_is_refused_before_the_hessian(
+        fp_model, tmp_path, capsys, monkeypatch):
+    """Within 2..32 bits, but below this model's every-tensor-narrowest size with its value tables."""
+    from tfadvq.quant import sensitivity
+
+    def traced(*args, **kwargs):
+        raise AssertionError("the Hessian traces ran")
+
+    monkeypatch.setattr(sensitivity, "hessian_traces", traced)
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.random.default_rng(0).standard_normal((8, 40, 80)).astype(np.float32))
+    out = tmp_path / "m"
+    assert main(["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--avg-bits", "8", "--frames", "40",
+                 "--allowed", "2,4,8", "--out", str(out)]) == 2
+    err = _error(capsys)
+    assert re.search(r"average bits 8.0 is unreachable: the smallest reachable is \d+\.\d{3} bits per weight "
+                     r"including the value tables", err)
+    assert not (out / "summary.json").exists()
 
 
 @pytest.mark.parametrize("prefix", ["len", "Bad-P", "verify"])
@@ -137,7 +158,7 @@ def test_a_forced_mixed_run_that_dies_leaves_no_finished_looking_mixture(fp_mode
     out = tmp_path / "m"
     argv = ["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--batches", "1", "--probes", "1",
             "--frames", "40", "--allowed", "2,4,8", "--out", str(out)]
-    assert main([*argv, "--avg-bits", "4"]) == 0
+    assert main([*argv, "--avg-bits", "14"]) == 0  # bits per weight with the tables: the tiny model's are big
     assert (out / "summary.json").is_file()
 
     def killed(*args, **kwargs):
@@ -146,11 +167,11 @@ def test_a_forced_mixed_run_that_dies_leaves_no_finished_looking_mixture(fp_mode
         raise OutputError(f"cannot write {out / 'model.h5'} (the run died here)")
 
     monkeypatch.setattr(outputs, "save", killed)
-    assert main([*argv, "--avg-bits", "2", "--force"]) == 2
+    assert main([*argv, "--avg-bits", "20", "--force"]) == 2
     _error(capsys)
     assert (out / "bits.yaml").is_file() and not (out / "summary.json").exists()
     monkeypatch.undo()
-    assert main([*argv, "--avg-bits", "2"]) == 0  # not "holds a finished result": nothing finished remains
+    assert main([*argv, "--avg-bits", "20"]) == 0  # not "holds a finished result": nothing finished remains
     assert (out / "summary.json").is_file()
 
 
@@ -175,7 +196,7 @@ def test_a_c_array_directory_that_is_a_file_is_refused_before_converting(fp_mode
     (["quantize", "--lr-scale", "0"], "--lr-scale: 0.0 is out of range; accepted: > 0.0"),
     (["quantize", "--bits", "9"], "--bits: 9 is out of range; accepted: >= 1 and <= 8"),
     (["quantize", "--bits", "4.5"], "--bits: '4.5' is not an integer"),
-    (["mixed", "--avg-bits", "33"], "--avg-bits: 33.0 is out of range; accepted: >= 1.0 and <= 8.0"),
+    (["mixed", "--avg-bits", "33"], "--avg-bits: 33.0 is out of range; accepted: >= 1.0 and <= 32.0"),
     (["convert", "--target-far", "inf"], "--target-far: inf is not a finite number"),
     (["convert", "--frames", "0"], "--frames: 0 is out of range"),
     (["verify", "--threshold", "1.5"], "--threshold: 1.5 is out of range; accepted: >= -1.0 and <= 1.0"),

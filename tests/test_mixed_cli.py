@@ -34,7 +34,7 @@ def saved_model(tmp_path_factory):
 def test_mixed_on_a_corpus_writes_bits_sensitivities_model_and_plots(saved_model, tiny_corpus, tmp_path, capsys):
     out = tmp_path / "q"
     code = main(["mixed", "--model", str(saved_model / "model.keras"), "--corpus", str(tiny_corpus),
-                 "--train-config", str(saved_model / "config.yaml"), "--avg-bits", "3", "--allowed", "1,2,4,8",
+                 "--train-config", str(saved_model / "config.yaml"), "--avg-bits", "6", "--allowed", "1,2,4,8",
                  "--batches", "1", "--probes", "2", "--frames", "40", "--finetune-steps", "2", "--plots",
                  "--out", str(out)])
     assert code == 0
@@ -45,7 +45,8 @@ def test_mixed_on_a_corpus_writes_bits_sensitivities_model_and_plots(saved_model
     assert set(spec.layers) == {"conv1", "conv2", "emb"} and set(spec.layers.values()) <= {1, 2, 4, 8}
     assert set(rundir.read_json(run.sensitivities)) == {"conv1/kernel", "conv2/kernel", "emb/kernel"}
     plan = rundir.read_json(run.plan)
-    assert plan["allocation"]["avg_bits"] <= 3.0
+    assert plan["allocation"]["avg_bits"] <= 6.0  # bits per weight, the value tables included
+    assert plan["allocation"]["index_bits"] < plan["allocation"]["avg_bits"]
     assert plan["sizes"]["tflite_bytes"] > 0 and plan["tuning"]["steps"] == 2
     assert [p["planned_bytes"] for p in plan["front"]] == sorted((p["planned_bytes"] for p in plan["front"]),
                                                                   reverse=True)

@@ -131,7 +131,7 @@ def test_mixed_precision_notebook_allocates_bits_and_compares_msft_with_one_shot
     bits = load_yaml(BitsSpec, work / "mixed" / "bits.yaml")  # what tfadvq quantize --bits-per-layer takes
     plan = json.loads((work / "mixed" / "mixed.json").read_text())
     assert set(bits.layers.values()) <= {2, 3, 4, 5, 6, 8} and bits.layers == plan["allocation"]["bits"]
-    assert plan["allocation"]["avg_bits"] <= 3.0 + 1e-9  # the notebook's AVG_BITS budget
+    assert plan["allocation"]["avg_bits"] <= 6.0 + 1e-9  # the notebook's AVG_BITS budget
     printed = _text(notebook)
     for method in ("uniform PTQ", "mixed PTQ", "mixed one-shot QAT", "mixed MSFT", "MSFT stages"):
         assert method in printed

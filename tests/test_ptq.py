@@ -2,6 +2,7 @@
 codebooks (kept for refits), per-channel tables chosen where they pay, bias correction."""
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -200,7 +201,10 @@ def test_bias_correction_needs_data_and_the_float_model():
         bias_correction.correct_bias(model, model, [X])
 
 
-def test_recipe_quantize_stage_weighted_with_bias_correction_on_its_inputs(tmp_path):
+@pytest.mark.parametrize("asked, path", [({}, {"codebooks": "weighted", "bias_correction": True}),
+                                         ({"weighted": False, "bias_correction": False},
+                                          {"codebooks": "plain", "bias_correction": False})])
+def test_recipe_quantize_stage_is_weighted_with_bias_correction_on_its_inputs_by_default(asked, path, tmp_path):
     from tfadvq.recipe import parse_recipe, run_recipe
     from tfadvq.rundir import QuantDir
 
@@ -209,15 +213,89 @@ def test_recipe_quantize_stage_weighted_with_bias_correction_on_its_inputs(tmp_p
     np.save(tmp_path / "x.npy", np.abs(np.random.default_rng(5).normal(size=(64, 20, 12))).astype(np.float32))
     recipe = parse_recipe({"stages": [
         {"type": "model", "path": str(tmp_path / "m.keras")},
-        {"type": "quantize", "model": "model", "bits": 2, "per_channel": "auto", "weighted": True,
-         "fisher_batches": 2, "bias_correction": True, "inputs": str(tmp_path / "x.npy")}]}, "ptq test")
+        {"type": "quantize", "model": "model", "bits": 2, "per_channel": "auto", **asked,
+         "fisher_batches": 2, "inputs": str(tmp_path / "x.npy")}]}, "ptq test")
     run_recipe(recipe, tmp_path / "work")
-    staged = model_io.load_model(QuantDir(tmp_path / "work" / "quantize").wrapped)
+    out = QuantDir(tmp_path / "work" / "quantize")
+    assert json.loads(out.summary.read_text())["ptq"] == path
+    staged = model_io.load_model(out.wrapped)
     plain = tfadvq.strip(tfadvq.ptq(model, 2, per_channel="auto", progress=False))[0]
     x = np.load(tmp_path / "x.npy")
     shift = {name: np.abs(np.mean(m.predict_on_batch(x) - model.predict_on_batch(x), axis=0)).max()
              for name, m in (("staged", staged), ("uncorrected", plain))}
-    assert shift["staged"] < shift["uncorrected"] / 10  # bias correction ran on the stage's inputs
+    if path["bias_correction"]:
+        assert shift["staged"] < shift["uncorrected"] / 10  # bias correction ran on the stage's inputs
+    else:  # opted out: exactly the plain k-means model
+        for a, b in zip(tfadvq.strip(staged)[0].get_weights(), plain.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_recipe_quantize_stage_refuses_an_unknown_per_channel():
+    from tfadvq.recipe import parse_recipe
+
     with pytest.raises(tfadvq.errors.ConfigError, match="per_channel 'sometimes'"):
         parse_recipe({"stages": [{"type": "model", "path": "m.keras"},
                                  {"type": "quantize", "model": "model", "per_channel": "sometimes"}]}, "r")
+
+
+def test_quantize_command_takes_the_best_path_when_it_has_data_and_says_what_it_gives_up_without(
+        tmp_path, caplog, capsys):
+    from tfadvq.cli import main
+    from tfadvq.rundir import QuantDir
+
+    conv_bn_model().save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.abs(np.random.default_rng(5).normal(size=(64, 20, 12))).astype(np.float32))
+    common = ["quantize", "--model", str(tmp_path / "m.keras"), "--bits", "2", "--fisher-batches", "2"]
+    inputs = ["--inputs", str(tmp_path / "x.npy")]
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "tfadvq.quant.post_training"]
+
+    def run(name: str, *flags: str) -> tuple[dict, list[np.ndarray]]:
+        caplog.clear()
+        assert main([*common, *flags, "--out", str(tmp_path / name)]) == 0
+        out = QuantDir(tmp_path / name)
+        return json.loads(out.summary.read_text()), tfadvq.strip(model_io.load_model(out.wrapped))[0].get_weights()
+
+    default, default_weights = run("default", *inputs)
+    assert default["ptq"] == {"codebooks": "weighted", "bias_correction": True}
+    assert "weighted" in capsys.readouterr().out  # the summary table says which path ran
+    assert not warned()
+    _, explicit_weights = run("explicit", *inputs, "--weighted", "--bias-correction")
+    for a, b in zip(default_weights, explicit_weights):  # the default is that path, not a cousin of it
+        np.testing.assert_array_equal(a, b)
+
+    opted_out, opted_weights = run("opted-out", *inputs, "--no-weighted", "--no-bias-correction")
+    assert opted_out["ptq"] == {"codebooks": "plain", "bias_correction": False}
+    assert not warned()
+    no_data, plain_weights = run("no-data")
+    assert no_data["ptq"] == opted_out["ptq"]
+    assert len(warned()) == 1 and "\n" not in warned()[0]
+    assert "no sensitivity-weighted codebooks and no bias correction" in warned()[0]
+    for a, b in zip(opted_weights, plain_weights):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(default_weights, plain_weights))
+
+    capsys.readouterr()
+    assert main([*common, "--weighted", "--out", str(tmp_path / "asked")]) == 2  # asked for, no data: refused
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error: --weighted/--bias-correction") and "--inputs" in err
+    assert not (tmp_path / "asked" / "summary.json").exists()
+
+
+def test_the_default_path_says_how_to_opt_out_when_the_models_training_data_does_not_fit(tmp_path, capsys):
+    """A train.yaml beside the model makes data available; when what it names cannot feed the model, the
+    error says the default asked for it and how to quantize without."""
+    from test_quant_finetune import small_embedding_model
+    from tfadvq.cli import main
+    from tfadvq.train_config import DataConfig, TrainConfig
+
+    small_embedding_model().save(tmp_path / "m.keras")
+    dump_yaml(TrainConfig(data=DataConfig(corpus=str(tmp_path / "moved-away"))), tmp_path / "train.yaml")
+    common = ["quantize", "--model", str(tmp_path / "m.keras"), "--bits", "2"]
+    assert main([*common, "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error:") and "Traceback" not in err
+    assert "the default Fisher-weighted codebooks and bias correction read the model's training data" in err
+    assert not (tmp_path / "q" / "summary.json").exists()
+    assert main([*common, "--no-weighted", "--no-bias-correction", "--out", str(tmp_path / "q")]) == 0

@@ -137,14 +137,18 @@ def test_bad_inputs_raise_named_errors(conv_model):
         sensitivity.fisher_diagonal(conv_model, batches, objective="mse")
 
 
-def test_sensitivity_falls_with_bits_and_the_scaled_layer_gets_the_most_bits():
+def _branches_model() -> keras.Model:
     """Three equal branches summed into the embedding; one sees its input x1000, so it dominates ê."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((12,))
     hidden = keras.layers.Dense(16, activation="relu", name="shared")(inputs)
     branches = [keras.layers.Dense(8, name="plain_a")(hidden), keras.layers.Dense(8, name="plain_b")(hidden),
                 keras.layers.Dense(8, name="loud")(keras.layers.Rescaling(1e3)(hidden))]
-    model = keras.Model(inputs, keras.layers.Add()(branches))
+    return keras.Model(inputs, keras.layers.Add()(branches))
+
+
+def test_sensitivity_falls_with_bits_and_the_scaled_layer_gets_the_most_bits():
+    model = _branches_model()
     batches = sensitivity.objective_batches(_data((12,)), 2)
     traces = sensitivity.hessian_traces(model, batches, probes=8)
     errors = sensitivity.quantization_errors(model, bits=(1, 2, 4, 8))
@@ -153,6 +157,45 @@ def test_sensitivity_falls_with_bits_and_the_scaled_layer_gets_the_most_bits():
         values = [per_bits[b] for b in (1, 2, 4, 8)]
         assert values == sorted(values, reverse=True)
     assert traces["loud/kernel"].mean_trace > 1e3 * traces["plain_a/kernel"].mean_trace
-    choices = allocate.decisions(model, sens, allowed=(1, 2, 4, 8))
-    bits = allocate.allocate(choices, avg_bits=3.0).bits
-    assert bits["loud"] == max(bits.values()) and bits["loud"] > max(bits["plain_a"], bits["plain_b"])
+    # LUT widths (int8 at 8 bits costs less than their per-channel tables on tensors this small); the
+    # bytes of every tensor at 2 bits and of one branch at 4
+    choices = allocate.decisions(model, sens, allowed=(1, 2, 4))
+    branch = next(d for d in choices if d.name == "plain_a")
+    bits = allocate.allocate(choices, target_bytes=sum(d.cost[1] for d in choices) + branch.cost[2] - branch.cost[1]).bits
+    assert bits["loud"] > max(bits["plain_a"], bits["plain_b"])
+
+
+def test_probes_are_added_until_each_trace_is_determined_and_a_noisy_one_is_reported():
+    """The loud branch's trace is large and settles; the quiet branches' traces (about 0, next to the loud
+    one's) stay noise at any affordable number of probes."""
+    model = _branches_model()
+    batches = sensitivity.objective_batches(_data((12,)), 2)
+    fixed = sensitivity.hessian_traces(model, batches, probes=2)
+    assert {len(t.running) for t in fixed.values()} == {2} and all(t.determined for t in fixed.values())
+    traces = sensitivity.hessian_traces(model, batches, probes=2, tolerance=0.1, max_probes=48)
+    for t in traces.values():
+        assert t.determined == (t.stderr <= 0.1 * abs(t.trace))
+    assert traces["loud/kernel"].determined and traces["shared/kernel"].determined
+    assert not traces["plain_b/kernel"].determined and len(traces["plain_b/kernel"].running) == 48  # the cap
+    assert traces["plain_b/kernel"].to_dict()["determined"] is False
+    with pytest.raises(ConfigError, match="tolerance: 0"):
+        sensitivity.hessian_traces(model, batches, probes=2, tolerance=0)
+
+
+def test_an_undetermined_trace_keeps_its_tensor_at_the_default_width_whatever_the_budget():
+    model = _branches_model()
+    batches = sensitivity.objective_batches(_data((12,)), 2)
+    settings = allocate.MixedSettings(allowed=[1, 2, 4], probes=2, max_probes=24, trace_tolerance=0.1)
+    plan = allocate.plan(model, batches, settings, target_bytes=10**6)
+    noisy = [k for k, t in plan.traces.items() if not t.determined]
+    assert "plain_b/kernel" in noisy and "loud/kernel" not in noisy
+    smallest = plan.replan(target_bytes=plan.fixed + sum(min(d.cost) for d in plan.choices)).allocation
+    for d, row in zip(plan.choices, smallest.rows(plan.choices)):
+        if d.undetermined:  # its sensitivity says nothing: not below 4 bits, and said so
+            assert d.bits == (4,) and smallest.bits[d.name] == 4 and row["trace"].startswith("undetermined")
+        else:
+            assert smallest.bits[d.name] == 1 and row["trace"] == "ok"
+    with pytest.raises(QuantizationError, match=r"undetermined Hessian trace \(.*plain_b.*\) keep >= 4 bits"):
+        plan.replan(target_bytes=smallest.planned_bytes - 1)
+    with pytest.raises(ConfigError, match="max_probes 1"):
+        allocate.MixedSettings(probes=2, max_probes=1)

@@ -4,13 +4,20 @@ Measures every quantizable tensor's Hessian trace (Hutchinson, on a few
 batches of the objective: distillation to the FP32 model on unlabeled input
 by default, or AAM with the trained head), chooses the bits per tensor that
 minimise the total HAWQ-V2 sensitivity within the budget (exact, a 0/1
-programme), quantizes, converts once to check the ``.tflite`` size against the
+programme; ``--avg-bits`` counts the value tables with the indices: it is the
+bytes of the quantized weights per weight, times 8), quantizes, converts once to check the ``.tflite`` size against the
 target, then fine-tunes (``--finetune-steps``: one-shot QAT; ``--msft``:
 multi-stage fine-tuning ordered by the sensitivities).  Prints the bits per
 tensor with its sensitivity share and the planned vs converted bytes; writes
 ``bits.yaml`` (usable by ``tfadvq quantize --bits-per-layer``), the
 sensitivities and the quantized model into a :class:`~tfadvq.rundir.MixedDir`;
 ``--plots`` adds the sensitivity/bits and convergence plots.
+
+Hutchinson probes are added (``--probes`` more per batch, at most
+``--max-probes``) until every trace's standard error is within
+``--trace-tolerance`` of its magnitude; a trace still noisier is reported
+``undetermined`` and its tensor gets no width below 4 bits (the default of
+``tfadvq quantize``) whatever the budget.
 
 Data: the model's own training data (its ``train.yaml``), ``--corpus C``, or
 ``--inputs X.npy`` (an array ``[N, ...]`` of the model's own inputs, for a
@@ -40,6 +47,8 @@ class MixedArgs:
     train_config: str | None = None
     batches: int = 4
     probes: int = 16
+    trace_tolerance: float = 0.25
+    max_probes: int | None = None
     per_channel: bool = False
     per_weight: bool = False
     frames: int = 200
@@ -59,7 +68,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help="FP32 embedding model (.keras or a train dir)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--target-size", help="converted .tflite size, e.g. 150KB, 1.5MB, 200KiB or bytes")
-    budget.add_argument("--avg-bits", type=number(float, 1.0, 8.0), help="average bits per quantized weight, e.g. 3.2")
+    budget.add_argument("--avg-bits", type=number(float, 1.0, 32.0),
+                        help="average bits per quantized weight including its value tables (8 x their bytes / "
+                             "weights, what model_size counts), e.g. 4.2")
     parser.add_argument("--allowed", default="1,2,3,4,5,6,8", help="allowed bit widths (default 1,2,3,4,5,6,8)")
     parser.add_argument("--objective", choices=["distill", "aam"], default="distill",
                         help="sensitivity (and fine-tune) objective; aam needs the trained head")
@@ -68,7 +79,14 @@ def register(subparsers) -> None:
     data.add_argument("--inputs", type=Path, help=".npy array [N, ...] of the model's own inputs (distill)")
     parser.add_argument("--train-config", help="training YAML or packaged name, for a model without train.yaml")
     parser.add_argument("--batches", type=number(int, 1), default=4, help="batches of the objective for the traces")
-    parser.add_argument("--probes", type=number(int, 1), default=16, help="Hutchinson probes per batch")
+    parser.add_argument("--probes", type=number(int, 1), default=16,
+                        help="Hutchinson probes per batch, and per round of more probes")
+    parser.add_argument("--trace-tolerance", type=number(float, 0.0, above=True), default=0.25,
+                        help="more probes until each trace's standard error is within this fraction of it "
+                             "(default 0.25); a trace still above at --max-probes is reported undetermined and "
+                             "its tensor kept at >= 4 bits")
+    parser.add_argument("--max-probes", type=number(int, 1),
+                        help="at most this many probes per batch (default 4 x --probes)")
     parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
     parser.add_argument("--per-weight", action="store_true", help="bits per weight key instead of per layer")
     parser.add_argument("--frames", type=number(int, 1), default=200, help="converted input frames (default 200)")

@@ -11,15 +11,20 @@ model trained elsewhere), on the model's own training data unless ``--corpus``
 is given, starting the AAM head from the trained one; the fine-tuned head and
 config are kept beside the result.
 
-A model we did not train: ``--weighted`` fits every codebook to the diagonal
-Fisher of the distillation objective (sensitivity-weighted k-means) on
-``--fisher-batches`` batches, ``--bias-correction`` removes each quantized
-layer's output-mean shift afterwards, ``--per-channel auto`` keeps per-channel
-tables where they pay.  Their data (and a distillation fine-tune's) follows
-the model's input: ``--corpus`` audio through our fbank pipeline for a model
-taking our features, as waveform crops for a model taking audio, or
-``--inputs X.npy`` (an array of model inputs) for anything else; a model whose
-input fits none of them is refused before any work, saying what it wants.
+The best post-training path is the default whenever there is data (``--corpus``,
+``--inputs``, or the model's own training data, its ``train.yaml`` or
+``--train-config``): every codebook is fitted to the diagonal Fisher of the
+distillation objective (sensitivity-weighted k-means) on ``--fisher-batches``
+batches, and each quantized layer's output-mean shift is removed afterwards
+(bias correction).  ``--no-weighted`` / ``--no-bias-correction`` opt out;
+``--weighted`` / ``--bias-correction`` demand data.  Without data the codebooks
+are plain k-means and one warning says so; the summary (``ptq`` in
+``summary.json``) says which path ran.  ``--per-channel auto`` keeps per-channel
+tables where they pay.  The data (and a distillation fine-tune's) follows the
+model's input: ``--corpus`` audio through our fbank pipeline for a model taking
+our features, as waveform crops for a model taking audio, or ``--inputs X.npy``
+(an array of model inputs) for anything else; a model whose input fits none of
+them is refused before any work, saying what it wants.
 """
 from __future__ import annotations
 
@@ -49,9 +54,9 @@ class QuantizeArgs:
     new_head: bool = False
     plots: bool = False
     force: bool = False
-    weighted: bool = False
+    weighted: bool | None = None  # None: when data is available (PTQSettings)
     fisher_batches: int = 8
-    bias_correction: bool = False
+    bias_correction: bool | None = None
     inputs: Path | None = None
     binary: str | None = None
     binary_clip: float | None = 1.0
@@ -93,11 +98,13 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--force", action="store_true",
                         help="replace a finished quantization in --out, or write into a directory holding other files")
-    parser.add_argument("--weighted", action="store_true",
-                        help="Fisher-weighted k-means (distillation objective, needs --corpus, --inputs or train data)")
+    parser.add_argument("--weighted", action=argparse.BooleanOptionalAction, default=None,
+                        help="Fisher-weighted k-means (distillation objective); default: on when there is data "
+                             "(--corpus, --inputs or the model's training data)")
     parser.add_argument("--fisher-batches", type=number(int, 1), default=8, help="batches the Fisher is estimated on")
-    parser.add_argument("--bias-correction", action="store_true",
-                        help="correct each quantized layer's output-mean shift on a few batches")
+    parser.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                        help="correct each quantized layer's output-mean shift on a few batches; "
+                             "default: on when there is data")
     parser.add_argument("--inputs", type=Path,
                         help=".npy array [N, ...] of model inputs (a model whose input is not our fbank)")
     parser.add_argument("--binary", choices=["static", "adaptive"],
@@ -154,7 +161,7 @@ def _run(args: QuantizeArgs) -> int:
     model = loaded.model
     front_end = frontend.for_input(frontend.resolve(loaded.file), model.input_shape, str(loaded.file))
     config = None if config is None else frontend.follow(config, front_end)
-    data = _ptq_data(args, model, source, config)  # checked before any fitting: what the model eats
+    data = _ptq_data(args, settings, model, source, config)  # checked before any fitting: what the model eats
     ptq = post_training(model, settings, data)
     quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
     if config is not None:
@@ -168,7 +175,7 @@ def _run(args: QuantizeArgs) -> int:
                               inputs=str(args.inputs) if args.inputs else None)
         tuned = result.row
     saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model), source=loaded.row(),
-                         settings=to_dict(args), finetune=tuned)
+                         settings=to_dict(args), ptq=ptq.path, finetune=tuned)
     if tuned:
         from tfadvq.config import dump_yaml
 
@@ -186,27 +193,40 @@ def _run(args: QuantizeArgs) -> int:
         print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
     if corrected:
         print_table(corrected, title="bias correction (largest per-channel output-mean shift)")
-    print_table([{"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
+    print_table([{**ptq.path, "size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                   "compression": saved.size.compression, "out": str(args.out)}])
     return 0
 
 
-def _ptq_data(args: QuantizeArgs, model, source, config):
-    """The batches ``--weighted`` / ``--bias-correction`` need (None if neither), and the input check.
+def _ptq_data(args: QuantizeArgs, settings, model, source, config):
+    """The batches of the Fisher and the bias correction (None: not wanted, or no data), and the input check.
 
     Data: ``--inputs``, else ``--corpus``, else the model's own training data
-    (its ``train.yaml``); a fine-tune on the corpus is checked here too, so a
-    model with another input is refused before any codebook is fitted.
+    (its ``train.yaml``, or ``--train-config``); a fine-tune on the corpus is
+    checked here too, so a model with another input is refused before any
+    codebook is fitted.  Without any of them the defaults fall back to plain
+    k-means (:func:`tfadvq.quant.post_training.post_training` says so), and an
+    explicit ``--weighted``/``--bias-correction`` is refused.
     """
+    from tfadvq.errors import ConfigError, DataError
     from tfadvq.quant.finetune import model_inputs
     from tfadvq.train_config import DataConfig, model_config
 
-    wanted = args.weighted or args.bias_correction
+    given = bool(args.corpus or args.inputs)
+    available = given or source.config.is_file() or args.train_config is not None
+    wanted = settings.needs_data or settings.wants_data and available
     if not wanted and config is None:
         return None
-    base = config or model_config(source.config, args.train_config, data_given=bool(args.corpus or args.inputs),
+    base = config or model_config(source.config, args.train_config, data_given=given,
                                   what="--weighted/--bias-correction (pass --corpus or --inputs)")
     if args.corpus:
         base = dataclasses.replace(base, data=DataConfig(corpus=str(args.corpus)))
-    data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
+    try:
+        data = model_inputs(model, base, inputs=str(args.inputs) if args.inputs else None)
+    except (ConfigError, DataError) as exc:
+        if given or settings.needs_data or config is not None:
+            raise
+        raise ConfigError(f"{exc}\n(the default Fisher-weighted codebooks and bias correction read the model's "
+                          f"training data, {source.config}: pass --corpus or --inputs, or --no-weighted "
+                          "--no-bias-correction for plain k-means)") from None
     return data if wanted else None

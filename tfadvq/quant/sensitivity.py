@@ -253,27 +253,40 @@ class TraceEstimate:
 
     ``trace``: mean over all probes and batches; ``stderr``: its standard
     error (over those samples); ``running[k-1]``: the estimate with the first
-    ``k`` probes of every batch (how it converges); ``params``: the tensor's size.
+    ``k`` probes of every batch (how it converges); ``params``: the tensor's
+    size; ``tolerance``: the relative standard error asked for (None: none).
     """
 
     trace: float
     stderr: float
     running: np.ndarray
     params: int
+    tolerance: float | None = None
 
     @property
     def mean_trace(self) -> float:
         """``trace / params``: the average curvature per weight (the HAWQ-V2 factor)."""
         return self.trace / self.params
 
+    @property
+    def determined(self) -> bool:
+        """Whether the standard error is within ``tolerance`` of ``|trace|`` (always, without a tolerance).
+
+        An exactly flat tensor (every sample 0) is determined; one sample alone never is."""
+        if self.tolerance is None:
+            return True
+        return bool(np.isfinite(self.stderr) and self.stderr <= self.tolerance * abs(self.trace))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"trace": self.trace, "stderr": self.stderr, "params": self.params,
+        return {"trace": self.trace, "stderr": self.stderr, "params": self.params, "tolerance": self.tolerance,
+                "determined": self.determined, "probes": len(self.running),
                 "running": [float(r) for r in self.running]}
 
 
 def hessian_traces(model: keras.Model, batches: Sequence[Batch], *, objective: str = "distill",
                    teacher: keras.Model | None = None, head: keras.layers.Layer | None = None,
                    probes: int = 16, weights: Sequence[str] | None = None, seed: int = 0,
+                   tolerance: float | None = None, max_probes: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, TraceEstimate]:
     """Hessian trace of the mean ``objective`` loss per quantizable weight (Hutchinson, see module doc).
 
@@ -282,9 +295,18 @@ def hessian_traces(model: keras.Model, batches: Sequence[Batch], *, objective: s
     outer tape; ``z_l·(Hz)_l`` is an unbiased sample of ``tr(H_ll)``.  For
     ``distill`` the target is ``teacher(x)`` (default: the model's own output,
     the FP32 point, where the Hessian is the Gauss-Newton term and nonzero).
+
+    ``probes`` per batch first; with ``tolerance``, rounds of ``probes`` more
+    per batch follow while any tensor's standard error exceeds ``tolerance``
+    times its ``|trace|``, up to ``max_probes`` per batch (default
+    ``4 * probes``); a tensor still above it is :attr:`TraceEstimate.determined`
+    False -- its trace is noise, and the caller must not act on it.
     ``progress(done, total)`` is called after every Hessian-vector product.
     """
     fn, targets, variables, generator = _setup(model, objective, teacher, head, probes, weights, seed)
+    if tolerance is not None and not tolerance > 0:
+        raise ConfigError(f"tolerance: {tolerance}; accepted: > 0 (the relative standard error of each trace)")
+    cap = probes if tolerance is None else max(probes, max_probes if max_probes is not None else 4 * probes)
 
     @tf.function(reduce_retracing=True)
     def sample(x, labels, target):
@@ -299,20 +321,34 @@ def hessian_traces(model: keras.Model, batches: Sequence[Batch], *, objective: s
         hz = outer.gradient(projected, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return tf.stack([tf.reduce_sum(z * h) for z, h in zip(zs, hz)])
 
-    draws = np.zeros((len(batches), probes, len(targets)))
-    for b, batch in enumerate(batches):
+    for batch in batches:
         fn.check(batch)
-        x, labels = _inputs(batch)
-        target = fn.target(x)
-        target = tf.zeros([1]) if target is None else target
-        for p in range(probes):
-            draws[b, p] = sample(x, labels, target).numpy()
-            if progress is not None:
-                progress(b * probes + p + 1, len(batches) * probes)
+    inputs = [_inputs(batch) for batch in batches]
+    goals = [fn.target(x) for x, _ in inputs]
+    goals = [tf.zeros([1]) if g is None else g for g in goals]
+    draws = np.zeros((len(batches), 0, len(targets)))
+    while True:
+        more = min(probes, cap - draws.shape[1])
+        fresh = np.zeros((len(batches), more, len(targets)))
+        for b, ((x, labels), target) in enumerate(zip(inputs, goals)):
+            for p in range(more):
+                fresh[b, p] = sample(x, labels, target).numpy()
+                if progress is not None:
+                    progress(draws.shape[1] * len(batches) + b * more + p + 1, (draws.shape[1] + more) * len(batches))
+        draws = np.concatenate([draws, fresh], axis=1)
+        estimates = _estimates(draws, targets, tolerance)
+        if draws.shape[1] >= cap or all(e.determined for e in estimates.values()):
+            return estimates
+
+
+def _estimates(draws: np.ndarray, targets: Sequence[QuantizableWeight], tolerance: float | None
+               ) -> dict[str, TraceEstimate]:
+    """Trace estimates from the samples ``draws[batch, probe, tensor]``."""
+    probes = draws.shape[1]
     running = np.cumsum(draws.mean(axis=0), axis=0) / np.arange(1, probes + 1)[:, None]
     flat = draws.reshape(-1, len(targets))
     stderr = flat.std(axis=0, ddof=1) / np.sqrt(len(flat)) if len(flat) > 1 else np.full(len(targets), np.nan)
-    return {t.key: TraceEstimate(float(flat[:, i].mean()), float(stderr[i]), running[:, i], t.size)
+    return {t.key: TraceEstimate(float(flat[:, i].mean()), float(stderr[i]), running[:, i], t.size, tolerance)
             for i, t in enumerate(targets)}
 
 

@@ -59,16 +59,18 @@ def parse_size(text: str | int) -> int:
 
 
 def check_avg_bits(avg_bits: float, allowed: Sequence[int]) -> float:
-    """Refuse an average outside the allowed widths (or not finite) before any work.
+    """Refuse an average no model could reach (or not finite) when the request is read.
 
-    The allocator would find a too-low average unreachable too, but only after
-    the Hessian traces -- minutes on a real model -- and would quietly give
-    every layer the widest width for a too-high one, so both are refused when
-    the request is read.
+    ``avg_bits`` counts the value tables with the indices
+    (:mod:`tfadvq.quant.allocate`), so below the narrowest allowed width is
+    out of reach, and above 32 is larger than the float model; what the
+    tables of this model make unreachable is refused once the model is read,
+    before the Hessian traces (:func:`tfadvq.quant.allocate.budget_bytes`).
     """
-    if not np.isfinite(avg_bits) or not min(allowed) <= avg_bits <= max(allowed):
-        raise ConfigError(f"average bits {avg_bits}: accepted a finite number from {min(allowed)} to "
-                          f"{max(allowed)}, the narrowest and widest allowed widths (allowed bits {sorted(allowed)})")
+    if not np.isfinite(avg_bits) or not min(allowed) <= avg_bits <= 32:
+        raise ConfigError(f"average bits {avg_bits}: accepted a finite number from {min(allowed)} (the narrowest "
+                          f"allowed width, allowed bits {sorted(allowed)}) to 32, in bits per weight including "
+                          "the value tables")
     return float(avg_bits)
 
 
@@ -87,7 +89,8 @@ class MixedOutcome:
     def size_row(self, target_bytes: int | None) -> dict[str, Any]:
         a = self.plan.allocation
         return {"target_bytes": target_bytes, "planned_bytes": a.planned_bytes,
-                "tflite_bytes": self.ptq_tflite_bytes, "avg_bits": round(a.avg_bits, 3),
+                "tflite_bytes": self.ptq_tflite_bytes, "avg_bits_with_tables": round(a.avg_bits, 3),
+                "index_bits": round(a.index_bits, 3),
                 "size_rounds": self.rounds, "hessian_seconds": round(self.plan.trace_seconds, 2)}
 
 
@@ -215,16 +218,22 @@ class MixedRequest:
     with :func:`run_mixed`, so the two read the same fields under the same
     checks and resolve the head and the data by the same rule.  One of
     ``target_size`` (the converted ``.tflite``, e.g. ``"150KB"``) or
-    ``avg_bits``; ``finetune_steps`` one-shot QAT steps, or ``msft: true``
-    (``steps_per_stage`` x ``stages``) instead.
+    ``avg_bits`` (bits per quantized weight *including* its value tables, as
+    :func:`tfadvq.quant.size.model_size` counts them; :mod:`tfadvq.quant.allocate`);
+    ``finetune_steps`` one-shot QAT steps, or ``msft: true``
+    (``steps_per_stage`` x ``stages``) instead.  ``probes`` per batch, more
+    (up to ``max_probes``) until each trace's standard error is within
+    ``trace_tolerance`` of it (:class:`~tfadvq.quant.allocate.MixedSettings`).
     """
 
     target_size: str | None = None
-    avg_bits: float | None = bounded(None, 1.0, 8.0)
+    avg_bits: float | None = bounded(None, 1.0, 32.0)
     allowed: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8])
     objective: str = "distill"
     batches: int = bounded(4, 1)
     probes: int = bounded(16, 1)
+    trace_tolerance: float = bounded(0.25, 0.0, above=True)
+    max_probes: int | None = bounded(None, 1)
     per_channel: bool = False
     per_weight: bool = False
     finetune_steps: int = bounded(0, 0)
@@ -258,7 +267,8 @@ class MixedRequest:
         from tfadvq.quant.allocate import MixedSettings
 
         return MixedSettings(list(self.allowed), self.objective, self.batches, self.probes, self.per_channel,
-                             per_weight=self.per_weight)
+                             per_weight=self.per_weight, trace_tolerance=self.trace_tolerance,
+                             max_probes=self.max_probes)
 
     def msft_settings(self):
         """The MSFT settings (None: one-shot, or no fine-tune)."""
@@ -358,5 +368,6 @@ class MixedStage(MixedRequest, StageBase):
                            metrics={**outcome.size_row(self.target_bytes),
                                     "size_bytes": outcome.saved.size.size_bytes,
                                     "bits": outcome.plan.allocation.bits, "tuning": outcome.tuning},
-                           summary=quantize_summary(f"mixed {outcome.plan.allocation.avg_bits:.2f} bits",
+                           summary=quantize_summary(f"mixed {outcome.plan.allocation.avg_bits:.2f} bits per weight "
+                                                    "with tables",
                                                     outcome.saved, tuned))

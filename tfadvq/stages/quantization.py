@@ -41,10 +41,12 @@ class QuantizeStage(PTQSettings, StageBase):
     The settings are :class:`~tfadvq.quant.post_training.PTQSettings` (what
     ``tfadvq quantize`` takes too), run by the same
     :func:`~tfadvq.quant.post_training.post_training`.  The data of
-    ``weighted`` / ``bias_correction`` is ``corpus`` (a corpus stage) or the
-    model's training data, fed as the model's input wants
+    ``weighted`` / ``bias_correction`` (both on by default when there is data,
+    ``false`` opts out) is ``corpus`` (a corpus stage) or the model's training
+    data, fed as the model's input wants
     (:func:`tfadvq.quant.finetune.model_inputs`), or ``inputs`` (an ``.npy``
-    array of model inputs).
+    array of model inputs); a model with none of them gets plain k-means and
+    one warning.
     """
 
     produces: ClassVar[tuple[str, ...]] = ("wrapped", "plain", "source_model", "train_dir")
@@ -62,16 +64,23 @@ class QuantizeStage(PTQSettings, StageBase):
         return {**found, "inputs": rundir.file_sha256(self.inputs)} if self.inputs else found
 
     def _data(self, ctx: StageContext, model, train_dir: str):
-        """Batches for the Fisher and bias correction, as the model's input wants them (None if unused)."""
-        if not self.needs_data:
+        """Batches for the Fisher and bias correction, as the model's input wants them (None: unused or none).
+
+        The same rule as ``tfadvq quantize``: ``inputs``, ``corpus`` or the
+        model's training data; without any, the defaults fall back to plain
+        k-means and an explicit ``weighted``/``bias_correction`` is refused.
+        """
+        if not self.wants_data:
             return None
         from tfadvq.quant.finetune import model_inputs
 
         train = rundir.TrainDir(train_dir)
+        if not (self.corpus or self.inputs or train.config.is_file()):
+            if self.needs_data:
+                raise ConfigError(f"stage {ctx.name}: weighted/bias_correction need data: give corpus or inputs")
+            return None
         config = load_yaml(TrainConfig, train.config) if train.config.is_file() else TrainConfig()
         utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
-        if utterances is None and not self.inputs and not train.config.is_file():
-            raise ConfigError(f"stage {ctx.name}: weighted/bias_correction need data: give corpus or inputs")
         return model_inputs(model, config, inputs=self.inputs, utterances=utterances)
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -85,15 +94,16 @@ class QuantizeStage(PTQSettings, StageBase):
         result = post_training(model, self, self._data(ctx, model, train_dir))
         out = rundir.QuantDir(ctx.out)
         saved = outputs.save(result.wrapped, out, front_end=front_end, source_model=str(source),
-                             settings=to_dict(self))
+                             settings=to_dict(self), ptq=result.path)
         ctx.cache[f"wrapped:{out.wrapped}"] = result.wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
                      "train_dir": train_dir, **frontend_output(out.path)},
             metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
-                     "compression": saved.size.compression},
+                     "compression": saved.size.compression, "ptq": result.path},
             summary=quantize_summary(f"{f'binary {self.binary}' if self.binary else 'KMQAT'} "
-                                     f"{self.bits_per_layer or f'{self.bits}-bit'} PTQ", saved, None))
+                                     f"{self.bits_per_layer or f'{self.bits}-bit'} PTQ "
+                                     f"({result.settings.describe()})", saved, None))
 
 
 @register_stage("finetune")
