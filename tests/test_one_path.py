@@ -100,3 +100,24 @@ def test_mixed_command_and_recipe_stage_give_the_same_bits_and_model(fp_model, t
     assert cli.bits_spec.read_text() == stage.bits_spec.read_text()
     for a, b in zip(_weights(cli.wrapped), _weights(stage.wrapped)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_eval_command_and_evaluate_stage_score_every_trial_alike(fp_model, tiny_corpus, tmp_path):
+    """``tfadvq eval`` and the recipe's ``evaluate`` stage: the same trial scores, EER and threshold."""
+    assert main(["eval", "--model", str(fp_model), "--corpus", str(tiny_corpus), "--frames", "40",
+                 "--out", str(tmp_path / "cli")]) == 0
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("scoring: {window_frames: 40}\n"
+                      f"stages:\n  - {{type: model, path: {fp_model}}}\n"
+                      f"  - {{type: corpus, path: {tiny_corpus}}}\n"
+                      "  - {type: evaluate, model: model, corpus: corpus}\n")
+    run_recipe(load_recipe(recipe), tmp_path / "work")
+
+    cli, stage = rundir.EvalDir(tmp_path / "cli"), rundir.EvalDir(tmp_path / "work" / "evaluate")
+    a, b = np.loadtxt(cli.trial_scores, ndmin=2), np.loadtxt(stage.trial_scores, ndmin=2)
+    trials = [line for line in (tiny_corpus / "trials" / "test.txt").read_text().splitlines() if line.strip()]
+    assert a.shape == b.shape and len(a) == len(trials)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the same embedder and schedule: one float path
+    threshold_cli, threshold_stage = (rundir.read_json(d.threshold) for d in (cli, stage))
+    assert threshold_cli["eer"] == pytest.approx(threshold_stage["eer"])
+    assert threshold_cli["threshold"] == pytest.approx(threshold_stage["threshold"], abs=1e-5)
