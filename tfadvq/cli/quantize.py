@@ -61,6 +61,7 @@ class QuantizeArgs:
     binary: str | None = None
     binary_clip: float | None = 1.0
     end_bits: int | None = None
+    rounding: str = "nearest"
 
     def ptq_settings(self):
         """The post-training part, as the recipe's ``quantize`` stage takes it (one flow for both)."""
@@ -113,6 +114,9 @@ def register(subparsers) -> None:
                         help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
     parser.add_argument("--end-bits", type=number(int, 1, 8),
                         help="keep the first and last quantizable layers (first conv, embedding) at this width")
+    parser.add_argument("--rounding", choices=["nearest", "adaptive"], default="nearest",
+                        help="adaptive: each weight takes the centroid below or above it that best reconstructs "
+                             "its layer's output on the data (same codebooks; needs data like --weighted)")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
 
@@ -191,6 +195,8 @@ def _run(args: QuantizeArgs) -> int:
     print_table(saved.rows, title=f"tfadvq quantize: {loaded.describe()}")
     if tuned:
         print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
+    if ptq.rounding:
+        print_table(ptq.rounding, title="adaptive rounding (layer output error / float output power)")
     if corrected:
         print_table(corrected, title="bias correction (largest per-channel output-mean shift)")
     print_table([{**ptq.path, "size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,

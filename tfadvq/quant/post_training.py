@@ -48,6 +48,9 @@ class PTQSettings:
     per-channel tables where they pay.  ``weighted`` and ``bias_correction``
     are tri-state: None (the default) means "when data is available"
     (:meth:`resolved`), ``false`` opts out, ``true`` demands data.
+    ``rounding: adaptive`` then re-chooses, per weight, the centroid below or
+    above it that best reconstructs each layer's output on the data
+    (:mod:`tfadvq.quant.adaptive_rounding`; same codebooks and size).
     """
 
     bits: int = bounded(4, 1, 8)
@@ -60,12 +63,15 @@ class PTQSettings:
     binary: str | None = None
     binary_clip: float | None = bounded(1.0, 0.0, above=True)
     end_bits: int | None = bounded(None, 1, 8)
+    rounding: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.end_bits is not None and self.bits_per_layer:
             raise ConfigError("quantize: end_bits applies to bits, not to bits_per_layer (name the layers there)")
         if self.binary not in (None, "static", "adaptive"):
             raise ConfigError(f"quantize: binary {self.binary!r}; accepted: static, adaptive (or leave it out)")
+        if self.rounding not in ("nearest", "adaptive"):
+            raise ConfigError(f"quantize: rounding {self.rounding!r}; accepted: nearest, adaptive")
         if isinstance(self.per_channel, str) and self.per_channel != "auto":
             raise ConfigError(f"quantize: per_channel {self.per_channel!r}; accepted: true, false or auto")
         if self.weighted is not False and self.fisher_batches < 1:
@@ -80,7 +86,7 @@ class PTQSettings:
     @property
     def needs_data(self) -> bool:
         """Whether the flow cannot run without model inputs (either asked for explicitly)."""
-        return bool(self.weighted or self.bias_correction)
+        return bool(self.weighted or self.bias_correction) or self.rounding == "adaptive"
 
     def resolved(self, has_data: bool) -> PTQSettings:
         """These settings with every "when data is available" (None) decided by ``has_data``.
@@ -89,7 +95,8 @@ class PTQSettings:
         explicit choices stay as they are, so one asked for without data raises.
         """
         if self.needs_data and not has_data:
-            raise ConfigError("quantize: weighted/bias_correction need data: give a corpus or inputs")
+            raise ConfigError("quantize: weighted/bias_correction/adaptive rounding need data: give a corpus "
+                              "or inputs")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(PTQSettings)}
         for name in ("weighted", "bias_correction"):
             values[name] = has_data if values[name] is None else values[name]
@@ -122,6 +129,7 @@ class PTQResult:
     wrapped: keras.Model
     corrections: list[dict[str, Any]] | None
     settings: PTQSettings  # resolved: weighted and bias_correction are True or False
+    rounding: list[dict[str, Any]] | None = None  # adaptive rounding's rows (None: nearest)
 
     @property
     def path(self) -> dict[str, Any]:
@@ -163,9 +171,14 @@ def post_training(model: keras.Model, settings: PTQSettings, data: TrainingData 
     binary = {"name": settings.binary, "clip_value": settings.binary_clip} if settings.binary else None
     wrapped = api.ptq(model, settings.bits_spec(model), per_channel=settings.per_channel, binary=binary,
                       activation_bits=settings.activation_bits, importances=importances, progress=progress)
+    rounding = None
+    if settings.rounding == "adaptive":  # before bias correction: it corrects what the rounding leaves
+        from tfadvq.quant.adaptive_rounding import adaptive_round
+
+        rounding = adaptive_round(model, wrapped, data)
     corrections = None
     if settings.bias_correction:
         from tfadvq.quant.bias_correction import correct_bias
 
         corrections = correct_bias(model, wrapped, data)
-    return PTQResult(wrapped, corrections, settings)
+    return PTQResult(wrapped, corrections, settings, rounding)
