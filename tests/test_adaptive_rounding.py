@@ -111,3 +111,17 @@ def test_post_training_rounding_setting_needs_data_and_names_what_it_accepts(fea
     result = post_training(encoder(), settings, [calibration[:16], calibration[16:32]], progress=False)
     # The default path with data: weighted codebooks, then the rounding, then bias correction of what it leaves.
     assert len(result.rounding) == 3 and result.settings.weighted and result.corrections is not None
+
+
+def test_recurrent_input_kernel_is_rounded_and_the_recurrent_kernel_stays_nearest(features):
+    calibration, _ = features
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((FRAMES, 80))
+    x = keras.layers.LSTM(8, name="lstm")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(8, name="fc")(x))
+    wrapped = tfadvq.ptq(model, 2, progress=False)
+    rows = {r["weight"]: r for r in adaptive_round(model, wrapped, [calibration[:32]],
+                                                   RoundingSettings(iterations=100, batch_size=16))}
+    assert set(rows) == {"lstm/kernel", "lstm/recurrent_kernel", "fc/kernel"}
+    assert rows["lstm/kernel"]["error"] < rows["lstm/kernel"]["error_nearest"]
+    assert rows["lstm/recurrent_kernel"]["rounding"].startswith("nearest (LSTM: output not linear")

@@ -31,9 +31,10 @@ the calibration data).
 The result is written into the wrapped model's float weights as exact centroid
 values, so the model stays a normal quantized model: the same codebooks,
 nearest rounding of those weights gives the chosen indices, and strip, size
-accounting and conversion are unchanged.  Recurrent layers (LSTM/GRU: output not
-linear in one weight) and value tables that move with the weights (uniform,
-binary) keep nearest rounding; their rows say why.
+accounting and conversion are unchanged.  The input kernel of an LSTM/GRU is
+rounded on its gate pre-activations ``x_t W``; its recurrent kernel (acting on
+hidden states inside the layer) and value tables that move with the weights
+(uniform, binary) keep nearest rounding; their rows say why.
 """
 from __future__ import annotations
 
@@ -77,8 +78,16 @@ class RoundingSettings:
                               f"{self.warmup}, {self.learning_rate}, {self.reg_weight}")
 
 
-def _linear_op(layer: keras.layers.Layer):
-    """``f(x, kernel)``: the layer's output before bias and activation, or None when it has none."""
+def _linear_op(layer: keras.layers.Layer, weight: tf.Variable):
+    """``f(x, kernel)``: the layer's output before bias and activation, or None when it has none.
+
+    A recurrent layer's input kernel enters its gates as ``x_t W`` (linear in the layer's input
+    sequence); its recurrent kernel acts on hidden states the layer keeps inside and stays nearest.
+    """
+    if type(layer) in (keras.layers.LSTM, keras.layers.GRU):
+        if _short(weight) != "kernel":  # by name: the wrapper swaps the cell's attributes for tensors
+            return None
+        return lambda x, k: tf.tensordot(x, k, axes=[[-1], [0]])
     if type(layer) in (keras.layers.Conv1D, keras.layers.Conv2D):
         return layer.convolution_op
     if type(layer) is keras.layers.DepthwiseConv2D:
@@ -88,6 +97,10 @@ def _linear_op(layer: keras.layers.Layer):
     if type(layer) is keras.layers.Dense:
         return lambda x, k: tf.tensordot(x, k, axes=[[-1], [0]])
     return None
+
+
+def _short(weight: tf.Variable) -> str:
+    return weight.name.split("/")[-1].split(":")[0]
 
 
 def _input(model: keras.Model, layer: keras.layers.Layer) -> tf.Tensor:
@@ -187,9 +200,9 @@ def adaptive_round(float_model: keras.Model, quantized: keras.Model, batches: An
     rows = []
     for wrapper, quantizer in quantized_weights(quantized):
         layer = wrapper.layer
-        op = _linear_op(layer)
-        name = f"{layer.name}/{quantizer.source.name.split('/')[-1].split(':')[0]}"
-        why = ("output not linear in this weight" if op is None else
+        op = _linear_op(layer, quantizer.source)
+        name = f"{layer.name}/{_short(quantizer.source)}"
+        why = ("output not linear in this weight alone" if op is None else
                "value table follows the weights" if not isinstance(quantizer, qz.KMeansQuantizer) else
                "not in the float model" if layer.name not in float_layers else None)
         if why:
