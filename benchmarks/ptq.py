@@ -217,8 +217,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
+def setup(args: argparse.Namespace) -> tuple:
+    """Seeded; the corpus, the test trials and utterances, the cosine subset, the model's recipe at ``--batch-size``."""
     warnings.simplefilter("ignore", category=FutureWarning)
     keras.utils.set_random_seed(0)
     corpus = load_corpus(args.corpus)
@@ -226,6 +226,12 @@ def main() -> None:
     cosine_utts = utterances[:: max(1, len(utterances) // args.cosine_utts)][:args.cosine_utts]
     base = load_yaml(TrainConfig, args.model / "train.yaml")
     base = dataclasses.replace(base, pipeline=dataclasses.replace(base.pipeline, batch_size=args.batch_size))
+    return corpus, trials, utterances, cosine_utts, base
+
+
+def main() -> None:
+    args = parse_args()
+    corpus, trials, utterances, cosine_utts, base = setup(args)
     rows, info = [], {}
     for name in args.models:
         fp = load_model(args.model) if name.startswith("demo") else dfresnet(base, args.workdir,

@@ -125,3 +125,18 @@ def test_recurrent_input_kernel_is_rounded_and_the_recurrent_kernel_stays_neares
     assert set(rows) == {"lstm/kernel", "lstm/recurrent_kernel", "fc/kernel"}
     assert rows["lstm/kernel"]["error"] < rows["lstm/kernel"]["error_nearest"]
     assert rows["lstm/recurrent_kernel"]["rounding"].startswith("nearest (LSTM: output not linear")
+
+
+def test_quantize_command_rounds_adaptively_on_the_given_inputs(features, tmp_path, capsys):
+    from tfadvq.cli import main
+
+    calibration, held_out = features
+    model = encoder()
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", calibration[:32])
+    for rounding in ("nearest", "adaptive"):
+        assert main(["quantize", "--model", str(tmp_path / "m.keras"), "--bits", "2", "--rounding", rounding,
+                     "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / rounding)]) == 0
+    assert "adaptive rounding" in capsys.readouterr().out
+    errors = {r: output_error(model_io.load_model(tmp_path / r), model, held_out) for r in ("nearest", "adaptive")}
+    assert errors["adaptive"] < errors["nearest"]

@@ -4,7 +4,8 @@
 ``layer_rules`` *what* is quantized per layer class (the support table), ``catalog`` the quantizers by name, ``spec`` resolves bits per
 layer, ``cost`` says what a tensor costs in bytes, ``api`` wraps/strips
 models, ``size`` accounts bits, ``finetune`` runs quantization-aware
-fine-tuning, ``outputs`` writes/reads a quantization run's files (pictures:
+fine-tuning, ``adaptive_rounding`` re-chooses each weight's centroid (below or above it)
+for the layer's output, ``outputs`` writes/reads a quantization run's files (pictures:
 :mod:`tfadvq.plots`).  ``tfadvq.quant.finetune`` is the module: its function
 is ``tfadvq.quant.finetune.finetune`` (importing the submodule rebinds the
 package attribute, so one name cannot serve as both).  BatchNorm handling: see
@@ -23,6 +24,7 @@ _EXPORTS = {
     "KMeansQuantizer": "quantizers", "UniformQuantizer": "quantizers",
     "QuantizedTensor": "records", "QuantizedWeights": "records", "SizeReport": "size",
     "model_size": "size", "BitsSpec": "spec", "load_spec": "spec",
+    "RoundingSettings": "adaptive_rounding", "adaptive_round": "adaptive_rounding",
 }
 
 __all__ = sorted(_EXPORTS)
