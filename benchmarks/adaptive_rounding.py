@@ -7,7 +7,8 @@ its corpus.  At each ``--bits``, plain and Fisher-weighted k-means codebooks
 (:mod:`tfadvq.quant.adaptive_rounding`: per layer, each weight takes the
 centroid below or above it so that the layer's output on unlabeled calibration
 crops is reconstructed best).  Same codebooks, same size; the calibration crops
-(training utterances, labels unused) are disjoint from the test speakers.
+(training utterances, labels unused) are disjoint from the test speakers.  No bias
+correction (pinned off: it would act on both roundings alike).
 
 Every row: EER (%) with its interval, minDCF and mean cosine to the FP32
 embeddings of held-out test utterances (``benchmarks/ptq.py``'s ``Bench.row``),
@@ -65,7 +66,8 @@ def main() -> None:
     for bits in args.bits:
         for weighted in (False, True):
             for rounding in ("nearest", "adaptive"):
-                settings = PTQSettings(bits=bits, weighted=weighted, fisher_batches=args.calibration_batches,
+                settings = PTQSettings(bits=bits, weighted=weighted, bias_correction=False,
+                                       fisher_batches=args.calibration_batches,
                                        rounding=rounding)
                 start = time.perf_counter()
                 result = post_training(fp, settings, data, progress=False)
