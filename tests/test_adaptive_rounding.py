@@ -7,7 +7,7 @@ import pytest
 import tfadvq
 from tfadvq import model_io
 from tfadvq.audio import load_audio
-from tfadvq.compat import keras
+from tfadvq.compat import keras, tf
 from tfadvq.errors import ConfigError
 from tfadvq.features import fbank
 from tfadvq.quant import api
@@ -108,7 +108,8 @@ def test_post_training_rounding_setting_needs_data_and_names_what_it_accepts(fea
     with pytest.raises(ConfigError, match="need data"):
         post_training(encoder(), settings)
     calibration, _ = features
-    result = post_training(encoder(), settings, [calibration[:16], calibration[16:32]], progress=False)
+    data = tf.data.Dataset.from_tensor_slices(calibration[:32]).batch(16)
+    result = post_training(encoder(), settings, data, progress=False)
     # The default path with data: weighted codebooks, then the rounding, then bias correction of what it leaves.
     assert len(result.rounding) == 3 and result.settings.weighted and result.corrections is not None
 
