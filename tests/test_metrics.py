@@ -171,3 +171,89 @@ def test_speaker_bootstrap_resamples_whole_groups():
     assert eer_ci95(scores, labels, resamples=400)[1] > 50.0
     with pytest.raises(DataError, match="one group per trial"):
         eer_ci95(scores, labels, groups=speakers[:3])
+
+
+def speaker_trials(seed: int, speakers: int = 60, per_speaker: int = 120, separation: float = 2.0):
+    """Trials grouped by speaker, with a per-speaker offset so the trials of one speaker are correlated."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(speakers), per_speaker)
+    labels = (rng.random(groups.size) < 0.2).astype(int)
+    shared = rng.normal(size=(speakers,))[groups]  # the speaker's difficulty, common to every system
+    return groups, labels, shared
+
+
+def test_bootstrap_draws_equal_explicit_resampling_of_speakers():
+    """A draw's EER/minDCF equal compute_eer/compute_min_dcf on the trials it repeats (ties included)."""
+    from tfadvq.metrics import _draws, _System
+
+    groups, labels, shared = speaker_trials(3, speakers=30, per_speaker=40)
+    scores = np.round(np.random.default_rng(4).normal(size=labels.size) + 1.5 * labels + 0.5 * shared, 1)
+    (_, counts), = _draws(groups, 25, seed=5)
+    eer, dcf = _System(scores, labels.astype(bool), groups, 30).metrics(counts, 0.01)
+    for r in range(25):
+        repeated = np.repeat(np.arange(labels.size), counts[r, groups])
+        assert eer[r] == pytest.approx(compute_eer(scores[repeated], labels[repeated])[0], abs=1e-9)
+        assert dcf[r] == pytest.approx(compute_min_dcf(scores[repeated], labels[repeated]), abs=1e-9)
+
+
+def test_paired_bootstrap_resolves_a_clearly_better_system():
+    from tfadvq.metrics import paired_bootstrap
+
+    groups, labels, shared = speaker_trials(0)
+    rng = np.random.default_rng(1)
+    better = rng.normal(size=labels.size) + 2.5 * labels + shared
+    worse = rng.normal(size=labels.size) + 1.5 * labels + shared
+    diff = paired_bootstrap(better, worse, labels, groups, resamples=300)
+    assert diff.eer.value == pytest.approx(compute_eer(better, labels)[0] - compute_eer(worse, labels)[0])
+    assert diff.eer.high < 0 and diff.eer.excludes_zero
+    assert diff.min_dcf.high < 0
+    assert diff.groups == 60 and diff.resamples == 300
+
+
+def test_paired_bootstrap_of_equally_good_systems_contains_zero_and_is_narrower_than_unpaired():
+    from tfadvq.metrics import bootstrap, paired_bootstrap
+
+    groups, labels, shared = speaker_trials(2)
+    rng = np.random.default_rng(3)
+    clean = 2.0 * labels + 2.0 * shared
+    a = clean + 0.5 * rng.normal(size=labels.size)
+    b = clean + 0.5 * rng.normal(size=labels.size)
+    diff = paired_bootstrap(a, b, labels, groups, resamples=300)
+    assert diff.eer.low < 0 < diff.eer.high and not diff.eer.excludes_zero
+    # the speakers that are hard for A are hard for B: pairing removes that shared part
+    single = bootstrap(a, labels, groups, resamples=300).eer
+    assert diff.eer.high - diff.eer.low < 0.5 * (single.high - single.low)
+    same = paired_bootstrap(a, a, labels, groups, resamples=50)
+    assert (same.eer.low, same.eer.value, same.eer.high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_over_seed_rows_averages_them_and_widens_with_seed_noise():
+    from tfadvq.metrics import paired_bootstrap
+
+    groups, labels, shared = speaker_trials(4)
+    rng = np.random.default_rng(5)
+    base = 2.0 * labels + shared
+    a = np.stack([base + rng.normal(scale=s, size=labels.size) for s in (0.6, 1.0, 1.4)])  # seeds that differ
+    b = np.stack([base + rng.normal(scale=1.0, size=labels.size) for _ in range(3)])
+    diff = paired_bootstrap(a, b, labels, groups, resamples=300)
+    assert diff.systems == (3, 3)
+    mean = np.mean([compute_eer(r, labels)[0] for r in a]) - np.mean([compute_eer(r, labels)[0] for r in b])
+    assert diff.eer.value == pytest.approx(mean)
+    first = paired_bootstrap(a[:1], b[:1], labels, groups, resamples=300)
+    assert diff.eer.high - diff.eer.low > first.eer.high - first.eer.low  # seed resampling adds its spread
+    with pytest.raises(DataError, match=r"scores_b has shape \(3, 10\)"):
+        paired_bootstrap(a, b[:, :10], labels, groups)
+
+
+def test_bootstrap_reports_min_dcf_and_refuses_a_trial_table_too_large():
+    from tfadvq import metrics
+
+    groups, labels, shared = speaker_trials(6)
+    scores = np.random.default_rng(7).normal(size=labels.size) + 2 * labels + shared
+    result = metrics.bootstrap(scores, labels, groups, resamples=200)
+    assert result.eer.low <= result.eer.value <= result.eer.high
+    assert result.min_dcf.value == pytest.approx(compute_min_dcf(scores, labels))
+    assert result.min_dcf.low <= result.min_dcf.value <= result.min_dcf.high
+    assert metrics.eer_ci95(scores, labels, 200, groups=groups) == (result.eer.low, result.eer.high)
+    with pytest.raises(DataError, match="resample groups"):
+        metrics.bootstrap(np.arange(20000.0), np.arange(20000) % 2, resamples=10)
