@@ -187,7 +187,8 @@ def seed_batches(ctx: Context, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``--steps`` fine-tune batches of ``seed`` (drawn once from the training pipeline, then stored)."""
     path = ctx.args.workdir / "data" / f"seed{seed}_steps{ctx.args.steps}_batch{ctx.config.pipeline.batch_size}.npz"
     if not path.is_file():
-        config = dataclasses.replace(ctx.config, seed=seed, pipeline=dataclasses.replace(ctx.config.pipeline, seed=seed))
+        pipeline = dataclasses.replace(ctx.config.pipeline, seed=seed)
+        config = dataclasses.replace(ctx.config, seed=seed, pipeline=pipeline)
         data = training_data(config, ctx.train_utterances)
         batches = list(data.dataset.take(ctx.args.steps).as_numpy_iterator())
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -527,6 +528,27 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The README's evidence table: every compared pair, its EERs and the paired deltas with intervals."""
+    lines = ["| claim | bits | stage | A - B | seeds | EER A | EER B | Delta EER [95 %] | Delta minDCF [95 %] "
+             "| verdict |", "| --- " * 10 + "|"]
+    for key, claim in result["claims"].items():
+        for w in claim["widths"]:
+            eer = {m["method"]: m.get("eer") for m in w["methods"]}
+            for d in w["deltas"]:
+                suffix = "_ptq" if d["stage"] == "ptq" else ""
+                if "delta_eer" not in d:
+                    lines.append(f"| ({key}) | {w['bits']} | {d['stage']} | {d['a']} - {d['b']} | 0 | | | not run "
+                                 "| | |")
+                    continue
+                e, m = d["delta_eer"], d["delta_min_dcf"]
+                lines.append(f"| ({key}) | {w['bits']} | {d['stage']} | {d['a']} - {d['b']} | {len(d['seeds'])} | "
+                             f"{eer[d['a'] + suffix]:.2f} | {eer[d['b'] + suffix]:.2f} | "
+                             f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}] | "
+                             f"{m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] | {d['verdict']} |")
+    return "\n".join(lines)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=Path("runs/claims"), help="cells, data, plans (resumable)")
@@ -551,6 +573,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--max-cells", type=int, default=None, help="stop after running this many new cells")
     p.add_argument("--report-only", action="store_true", help="rebuild claims.json from the finished cells")
+    p.add_argument("--markdown", action="store_true", help="also print the README's table")
     p.add_argument("--quick", action="store_true", help="tiny corpus/model, 2 steps, 2 seeds: a smoke test")
     p.add_argument("--out", type=Path, default=RESULTS / "claims.json")
     args = p.parse_args(argv)
@@ -585,6 +608,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["config"]["figures"] = draw(ctx, result, cells)
     rundir.write_json(args.out, result)
     print_table(table(result), title=f"claims ({len(result['config']['cells_run'])} of {len(cells)} cells run)")
+    if args.markdown:
+        print(markdown(result))
     return result
 
 
