@@ -41,6 +41,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,8 @@ def continuing(x: np.ndarray, y: np.ndarray, num_classes: int, per_fit: int) -> 
 def mixed_plan(ctx: Context, bits: int) -> dict[str, Any]:
     """The mixed allocation within the converted bytes of uniform ``bits``-bit KMQAT (made once, stored)."""
     path = ctx.args.workdir / "plans" / f"mixed_b{bits}.json"
+    while not path.is_file() and not _hold(path.with_suffix(".worker")):
+        time.sleep(10)  # another worker is planning it
     if path.is_file():
         return json.loads(path.read_text())
     x, _ = seed_batches(ctx, 0)
@@ -360,6 +363,32 @@ def run_cell(ctx: Context, cell: Cell) -> dict[str, Any]:
               "seconds_embed": round(time.perf_counter() - started - tuned_seconds, 1)}
     rundir.write_json(cell_dir / "record.json", record)
     return record
+
+
+def take(ctx: Context, cell: Cell) -> bool:
+    """Claim ``cell`` for this process (several workers may share a work directory)."""
+    return _hold(ctx.args.workdir / "cells" / cell.name / ".worker")
+
+
+def _hold(lock: Path) -> bool:
+    """Whether this process holds ``lock`` (taken now if free): False when another live process holds it.
+    A holder that died (its pid gone) loses it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or 0)
+                os.kill(holder, 0)
+                return holder == os.getpid()
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # a dead worker's claim
+                continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
 
 
 def finished(ctx: Context, cell: Cell) -> dict[str, Any] | None:
@@ -598,6 +627,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for cell in bar:
             if args.max_cells is not None and ran >= args.max_cells:
                 break
+            if finished(ctx, cell) is not None or not take(ctx, cell):
+                continue  # done or being done by another worker on the same work directory
             bar.set_postfix_str(cell.name)
             record = run_cell(ctx, cell)
             ran += 1

@@ -78,3 +78,16 @@ def test_quick_run_reports_cut_cells_writes_paired_deltas_and_reuses_finished_ce
     again = claims.main(argv)  # every cell is reused: nothing is trained or embedded again
     assert [r.stat().st_mtime_ns for r in records] == before
     assert again["claims"]["d"]["widths"][0]["deltas"] == width["deltas"]
+
+
+def test_a_cell_is_taken_by_one_live_worker_and_a_dead_workers_claim_lapses(tmp_path):
+    import os
+
+    import claims
+
+    lock = tmp_path / "cell" / ".worker"
+    assert claims._hold(lock) and claims._hold(lock)  # taken, then held by this process
+    lock.write_text("1")  # pid 1 is alive: another worker has it
+    assert not claims._hold(lock)
+    lock.write_text(str(2 ** 22 + 12345))  # beyond pid_max: a worker that died
+    assert claims._hold(lock) and lock.read_text() == str(os.getpid())
