@@ -443,7 +443,8 @@ def pair_row(ctx: Context, a: str, b: str, bits: int, seeds: list, records: dict
     sb = np.stack([scores_of(ctx, Cell(b, bits, s)) for s in common])
     pooled = metrics.paired_bootstrap(sa, sb, t.labels, t.groups, ctx.args.resamples)
     per_seed = [{"seed": s, "delta_eer": d.eer.rounded(), "delta_min_dcf": d.min_dcf.rounded(4)}
-                for s, d in ((s, metrics.paired_bootstrap(sa[i], sb[i], t.labels, t.groups, ctx.args.resamples))
+                for s, d in ((s, pooled if len(common) == 1 else
+                              metrics.paired_bootstrap(sa[i], sb[i], t.labels, t.groups, ctx.args.resamples))
                              for i, s in enumerate(common))]
     verdict = ("holds" if pooled.eer.high < 0 else "fails" if pooled.eer.low > 0 else "not resolved")
     return {**row, "status": "run" if len(common) == len(seeds) else "partial",
@@ -632,9 +633,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             bar.set_postfix_str(cell.name)
             record = run_cell(ctx, cell)
             ran += 1
-            tqdm.write(f"{cell.name}: {record['seconds_build_tune']} s build/tune, {record['seconds_embed']} s embed, "
-                       f"last loss {record.get('last_loss')}")
-            report(ctx, cells, started, partial=True)
+            t = ctx.bed.trials
+            eer = metrics.compute_eer(scores_of(ctx, cell), t.labels)[0]
+            tqdm.write(f"{cell.name}: EER {eer:.2f} %, {record['seconds_build_tune']} s build/tune, "
+                       f"{record['seconds_embed']} s embed, last loss {record.get('last_loss')}")
     result = report(ctx, cells, started, partial=any(finished(ctx, c) is None for c in cells))
     result["config"]["figures"] = draw(ctx, result, cells)
     rundir.write_json(args.out, result)

@@ -226,7 +226,14 @@ class _System:
             raise DataError(f"bootstrap over {groups} groups of {scores.size} trials ({candidates.size} distinct "
                             f"target scores) needs a {groups} x {candidates.size} table; resample groups "
                             "(groups=, e.g. the speaker of each trial) instead of single trials")
-        self.cost_below = [self._below(c, candidates).T.astype(np.float64) for c in (0, 1)]  # [groups, K]
+        self.candidates = candidates
+        # [groups, K]: trials of each class and group below each candidate (a trial is below candidate k
+        # when fewer than k + 1 candidates are <= its score rank): one bincount and a cumulative sum
+        self.cost_below = []
+        for mask in (labels, ~labels):
+            passed = np.searchsorted(candidates, inv[mask], side="right")
+            cells = np.bincount(index[mask] * (candidates.size + 1) + passed, minlength=groups * (candidates.size + 1))
+            self.cost_below.append(np.cumsum(cells.reshape(groups, -1), axis=1)[:, :-1].astype(np.float64))
 
     def _below(self, c: int, points: np.ndarray) -> np.ndarray:
         """``[len(points), groups]``: trials of class ``c`` (0 targets, 1 non-targets) per group below each point."""
@@ -259,9 +266,19 @@ class _System:
             frr_b, far_b = rates(rows, hi - 1)
             gap_before, gap_after = far_b - frr_b, frr_k - far_k
             eer = 100.0 * (frr_b + gap_before / (gap_before + gap_after) * (frr_k - frr_b))
-            frr_c = (w @ self.cost_below[0]) / n_t[:, None]
-            far_c = 1.0 - (w @ self.cost_below[1]) / n_n[:, None]
-            dcf = np.min(p_target * frr_c + (1.0 - p_target) * far_c, axis=1) / min(p_target, 1.0 - p_target)
+            # Reject-all costs 1 (normalised), and a point costs at least (1 - p) * far / norm, so the minimum
+            # lies where far <= norm / (1 - p): only the candidates from the first such point on are scored.
+            norm = min(p_target, 1.0 - p_target)
+            lo, hi = np.zeros(len(w), np.int64), np.full(len(w), self.points, np.int64)
+            while (active := np.flatnonzero(hi - lo > 1)).size:
+                mid = (lo[active] + hi[active]) // 2
+                low_far = rates(active, mid)[1] <= norm / (1.0 - p_target)
+                hi[active] = np.where(low_far, mid, hi[active])
+                lo[active] = np.where(low_far, lo[active], mid)
+            first = int(np.searchsorted(self.candidates, hi[~((n_t <= 0) | (n_n <= 0))].min(initial=0)))
+            frr_c = (w @ self.cost_below[0][:, first:]) / n_t[:, None]
+            far_c = 1.0 - (w @ self.cost_below[1][:, first:]) / n_n[:, None]
+            dcf = np.min(p_target * frr_c + (1.0 - p_target) * far_c, axis=1) / norm
         bad = (n_t <= 0) | (n_n <= 0)
         eer[bad], dcf[bad] = np.nan, np.nan
         return eer, dcf
