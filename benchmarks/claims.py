@@ -96,6 +96,9 @@ CLAIMS = {
                True),
 }
 PRIORITY = ("d", "b", "c", "a")  # where quantization hurts first
+# Plain k-means codebooks for every post-training model (what was measured; the recipes' QAT path too): the
+# fine-tune that follows is what is compared, and every method starts from the same kind of codebook.
+PLAIN = {"weighted": False, "bias_correction": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +242,7 @@ def mixed_plan(ctx: Context, bits: int) -> dict[str, Any]:
         from converters import to_float_tflite
 
         frames = ctx.scoring.window_frames
-        uniform = post_training(ctx.fp, PTQSettings(bits=bits), None, progress=False).wrapped
+        uniform = post_training(ctx.fp, PTQSettings(bits=bits, **PLAIN), None, progress=False).wrapped
         target = converted_bytes(uniform, frames)
         plan = allocate.plan(ctx.fp, batches, ctx.mixed, target_bytes=target,
                              float_tflite_bytes=len(to_float_tflite(ctx.fp, frames)))
@@ -262,10 +265,10 @@ def quantized(ctx: Context, cell: Cell) -> keras.Model:
     """The post-training model of ``cell``'s method (tfadvq-wrapped, or tfmot-clustered)."""
     m, b = cell.method, cell.bits
     if m == "kmqat":
-        return post_training(ctx.fp, PTQSettings(bits=b), None, progress=False).wrapped
+        return post_training(ctx.fp, PTQSettings(bits=b, **PLAIN), None, progress=False).wrapped
     if m in ("binary_static", "binary_adaptive"):
-        return post_training(ctx.fp, PTQSettings(bits=1, per_channel=True, binary=m.removeprefix("binary_")), None,
-                             progress=False).wrapped
+        settings = PTQSettings(bits=1, per_channel=True, binary=m.removeprefix("binary_"), **PLAIN)
+        return post_training(ctx.fp, settings, None, progress=False).wrapped
     if m == "sign":
         import binary  # noqa: F401  (registers larq's ste_sign as the "larq_sign" table quantizer)
 
@@ -488,6 +491,8 @@ def report(ctx: Context, cells: list[Cell], started: float, partial: bool) -> di
                          "msft_stages": a.stages, "msft_steps_per_stage": max(1, a.steps // a.stages),
                          "data": "per seed: --steps batches of the training pipeline (pipeline.seed = seed), "
                                  "stored; every method of a seed reads them in the same order"},
+            "post_training": {"kmqat_binary": to_dict(PTQSettings(bits=2, **PLAIN)) | {"bits": "per cell"},
+                              "mixed": "allocate.plan + stages.mixed.quantize_within (MixedSettings in mixed_plan)"},
             "seeds": a.seeds, "resamples": a.resamples,
             "statistics": "tfadvq.metrics.bootstrap / paired_bootstrap over test speakers (95 %); pooled delta = "
                           "mean over seeds of A minus mean over seeds of B, each draw resampling speakers and each "
