@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tfadvq
-from converters import to_float_tflite
+from converters import compress, to_float_tflite
 from tfadvq.compat import keras, tf
 from tfadvq.config import dump_yaml
 from tfadvq.errors import ConfigError, QuantizationError
@@ -92,7 +92,8 @@ def planned():
     # LUT widths only: the cost model under-counts the int8 + DEQUANTIZE form of 8-bit layers by
     # ~180 bytes per model (measured here), over 1 % of a model this small
     choices = allocate.decisions(model, sens, allowed=(1, 2, 3, 4, 5, 6))
-    return model, choices, allocate.fixed_bytes(model, len(to_float_tflite(model, FRAMES)))
+    # the float model as the converter stores it (slimmed: names and repeated zero points dropped)
+    return model, choices, allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
 
 
 def test_converted_tflite_stays_within_the_target(planned, tmp_path):
@@ -101,13 +102,13 @@ def test_converted_tflite_stays_within_the_target(planned, tmp_path):
     model, choices, fixed = planned
     smallest = sum(min(d.cost) for d in choices) + fixed
     largest = sum(max(d.cost) for d in choices) + fixed
-    target = int(smallest + 0.4 * (largest - smallest))
+    target = int(smallest + 0.45 * (largest - smallest))  # between uniform widths
     found = allocate.allocate(choices, target_bytes=target, fixed=fixed)
     assert found.planned_bytes <= target and len(set(found.bits.values())) > 1
     path = tmp_path / "bits.yaml"
     dump_yaml(found.spec(), path)
     spec = load_spec(path)  # the YAML tfadvq quantize --bits-per-layer takes
-    plain, records = tfadvq.strip(tfadvq.quantize(model, spec, per_channel=True, progress=False))
+    plain, records = tfadvq.strip(tfadvq.quantize(model, spec, progress=False))  # per tensor, as costed
     assert records.bits_by_layer() == found.bits
     result = convert_model(plain, records.bits_by_layer(), FRAMES)
     assert len(result.model) <= target
