@@ -78,7 +78,12 @@ def _conv_model() -> keras.Model:
     x = keras.layers.ReLU()(x)
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(24, name="emb")(x))
+    model = keras.Model(inputs, keras.layers.Dense(24, name="emb")(x))
+    # trained-like BatchNorm: channels scaled apart, so folding gives conv1 a table per channel (as planned)
+    bn = model.get_layer("bn1")
+    rng = np.random.default_rng(5)
+    bn.set_weights([rng.uniform(0.5, 2, 16), rng.normal(0, 0.1, 16), rng.normal(0, 0.1, 16), rng.uniform(0.5, 2, 16)])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +133,7 @@ def test_average_bits_count_the_value_tables_as_model_size_does(planned):
     budget = low + 0.4 * (high - low)
     found = allocate.allocate(choices, avg_bits=budget, fixed=fixed)
     assert found.avg_bits <= budget and found.index_bits < found.avg_bits  # the tables cost bits too
-    report = tfadvq.model_size(tfadvq.quantize(model, found.spec(), per_channel=True, progress=False))
+    report = tfadvq.model_size(tfadvq.quantize(model, found.spec(), progress=False))  # per tensor, as costed
     quantized = [r for r in report.rows if r["bits"] <= 8]
     assert sum(r["params"] for r in quantized) == params
     assert 8 * sum(r["bytes"] for r in quantized) / params == pytest.approx(found.avg_bits, rel=1e-9)
