@@ -4,7 +4,8 @@ A k-means-quantized layer has at most 2^b distinct weights per output channel
 even after the TFLite converter folds BatchNorm into it (folding scales each
 output channel by one factor) and after int8 quantization (rounding can merge
 values, never split them).  TFLM's LUT compression (DECODE operator) stores
-such a tensor as packed indices and one value table per channel.  Which Keras
+such a tensor as packed indices and one value table per channel, or a single
+table when the whole tensor holds at most 2^b values.  Which Keras
 layers convert, to which operator, and how their weights are laid out there
 comes from the one support table, :data:`tfadvq.quant.layer_rules.RULES`; what
 each stored tensor costs comes from :mod:`tfadvq.quant.cost`.
@@ -17,20 +18,37 @@ What is where:
   operator, input slot and shape and is then *proved* by the weights
   themselves: the TFLite tensor must be constant on every group of weights
   that share a centroid in the Keras kernel, channel by channel.
-* :func:`compression_spec`: ``PerChannel(axis=<channel axis>)`` for float
-  weights and per-channel int8 weights; ``PerTensor`` only for int8 weights
-  the converter quantized per tensor (LSTM).  ``PerTensor`` on per-channel
-  int8 weights, or ``PerChannel`` on per-tensor ones, decodes to wrong values
-  in TFLM without any error (measured).
+* :func:`compression_spec`: ``PerTensor`` (one value table) where the whole
+  TFLite tensor holds at most 2^b values and may be decoded through one table:
+  float weights of a per-tensor codebook that no BatchNorm folded into, and
+  int8 weights the converter quantized per tensor (LSTM under int8
+  activations).  ``PerChannel(axis=<channel axis>)`` otherwise: per-channel
+  codebooks, folded BatchNorm, and every per-channel int8 tensor -- even one
+  with few distinct values overall: ``PerTensor`` on per-channel int8 weights,
+  or ``PerChannel`` on per-tensor ones, decodes to wrong values in TFLM
+  without any error (measured).  ``PerTensor`` on float weights decodes
+  exactly (measured under the TFLM interpreter for Conv1D, Conv2D,
+  DepthwiseConv2D, Dense, LSTM and GRU), and saves ``C - 1`` tables plus the
+  channel tags below: the 4-bit LUT of a 0.94 M-weight LSTM encoder went from
+  721,808 to 473,472 bytes, 1.01x its indices + one table per tensor
+  (``benchmarks/lut_size.py``).  Identical tables (the gate tensors of one
+  LSTM weight) are stored once by the compressor; :attr:`WeightTensor.shares_table`
+  says which.
 * :func:`compress` runs the compressor.  TFLM's per-channel DECODE takes the
   channel count from the tensor's quantization parameters; float weights have
   none and then every channel silently decodes through the first table
-  (measured with this nightly).  Float weights are therefore tagged with unit
-  scales on the LUT axis first (one zero point suffices); the float kernels
-  ignore them.  The compressor's output is then tidied: it leaves the
-  original quantization parameters on the packed-index tensor (model_editor
-  keeps them when set to None) and names the decoded and ancillary tensors
-  after the weight; neither is read by TFLM, both cost flash.
+  (measured with this nightly).  Float weights with per-channel tables are
+  therefore tagged with unit scales on the LUT axis first (one zero point
+  suffices); the float kernels ignore them.  The compressor's output is then
+  tidied: it leaves the original quantization parameters on the packed-index
+  tensor (model_editor keeps them when set to None), which TFLM never reads.
+  Last, every stored model is *slimmed* of what TFLM never reads: tensor
+  names, all but one of a tensor's zero points when they are all equal (TFLM
+  reads one for all channels, micro_allocator's "space-saving optimization")
+  and all but the first scale of int32 biases (kernels read a bias's
+  ``params.scale``, the first, never its per-channel array).  On the demo's
+  int8 device model that is 28 KB of 101 KB (zero points 18 KB, names 5.5 KB,
+  bias scales 4.5 KB); outputs are bit-identical.
 * :func:`store_int8` gives 8-bit layers (TFLM LUT indices are 1-7 bits) under
   float activations a real 8-bit form: symmetric per-channel int8 values,
   expanded at run time by DEQUANTIZE (per tensor, unit scale: TFLM's
@@ -80,13 +98,14 @@ class WeightTensor:
     op: str
     subgraph: int
     tensor: int  # index in ``subgraph``
-    axis: int | None  # channel axis of the value tables; None: one table (per-tensor int8)
+    axis: int | None  # channel axis of the value tables; None: one table for the tensor
     shape: tuple[int, ...]
     dtype: str  # "float32" or "int8", as the converter wrote it
     max_distinct: int  # most distinct values in any table's slice of the TFLite tensor
     op_index: int  # the operator reading it, in ``subgraph``
     lut: bool  # stored as LUT indices (1-7 bits, and for int8 tensors only when that is smaller)
     decode_group: int = 1  # LUT tensors that operator reads (they share one DECODE)
+    shares_table: bool = False  # an earlier LUT tensor has the identical table (the file stores it once)
 
     @property
     def channels(self) -> int:
@@ -103,8 +122,9 @@ class WeightTensor:
     def cost(self) -> cost.TensorCost:
         """What the stored form costs (the compressor pads tables to the longest one: ``max_distinct``)."""
         bits = self.bits if self.lut else max(self.bits, cost.MAX_LUT_BITS + 1)
-        return cost.tensor_cost(self.shape, bits, axis=self.axis, dtype=self.dtype, table_len=self.max_distinct,
-                                decode_group=self.decode_group)
+        stored = cost.tensor_cost(self.shape, bits, axis=self.axis, dtype=self.dtype, table_len=self.max_distinct,
+                                  decode_group=self.decode_group)
+        return dataclasses.replace(stored, tables=0) if self.shares_table else stored
 
     def storage(self) -> str:
         if self.lut:
@@ -203,10 +223,17 @@ def _weight_candidates(
                 yield index, operator, weights
 
 
-def _lut_axis(tensor: model_editor.Tensor, what: str, layout: layer_rules.TfliteLayout) -> int | None:
-    """The value-table axis: the layout's channel axis for float, the quantized dimension for int8."""
+def _lut_axis(tensor: model_editor.Tensor, what: str, layout: layer_rules.TfliteLayout, bits: int) -> int | None:
+    """The value-table axis, None for one table (see module doc).
+
+    Float weights: None when the whole tensor holds at most 2^b values (a
+    per-tensor codebook no BatchNorm folded into), else the layout's channel
+    axis.  int8 weights: the quantized dimension, None only when the converter
+    quantized them per tensor.
+    """
     if tensor.dtype == schema.TensorType.FLOAT32:
-        return layout.axis
+        one_table = bits <= cost.MAX_LUT_BITS and distinct_per_channel(tensor.array, None)[0] <= 2**bits
+        return None if one_table else layout.axis
     quant = tensor.quantization
     if quant is not None and np.size(quant.scales) > 1:
         return int(quant.axis or 0)
@@ -244,7 +271,7 @@ def _match_part(
     # Ties only arise for degenerate kernels; prefer the op whose output names the layer.
     named = [m for m in matches if any(f"/{layer.name}/" in (o.name or "") for o in m[1].outputs)]
     subgraph, operator, tensor = (named or matches)[0]
-    axis = _lut_axis(tensor, what, layout)
+    axis = _lut_axis(tensor, what, layout, bits)
     max_distinct = int(distinct_per_channel(tensor.array, axis).max())
     if max_distinct > 2**bits:
         where = "the tensor" if axis is None else f"a channel along axis {axis}"
@@ -278,7 +305,23 @@ def find_weight_tensors(
                 weight = _match_part(edited, layer, label, kernel, slot, layout, bits, taken)
                 taken.add((weight.subgraph, weight.tensor))
                 found.append(weight)
-    return _decide_lut(found)
+    return _shared_tables(edited, _decide_lut(found))
+
+
+def _shared_tables(edited: model_editor.Model, found: list[WeightTensor]) -> list[WeightTensor]:
+    """Mark one-table LUT tensors whose table repeats an earlier one's (same bits, dtype and values):
+    the compressor writes identical value tables once (the gate tensors of an LSTM kernel quantized
+    with one codebook share it)."""
+    seen: set[tuple] = set()
+    out = []
+    for w in found:
+        if w.lut and w.axis is None:
+            values = edited.subgraphs[w.subgraph].tensors[w.tensor].array
+            key = (w.bits, w.dtype, np.unique(values).tobytes())
+            w = dataclasses.replace(w, shares_table=key in seen)
+            seen.add(key)
+        out.append(w)
+    return out
 
 
 def _decide_lut(found: list[WeightTensor]) -> list[WeightTensor]:
@@ -390,29 +433,51 @@ def tag_float_channels(tflite_model: bytes, weights: list[WeightTensor]) -> byte
 
 
 def _tidy(compressed: bytes) -> bytes:
-    """Drop what TFLM never reads from the compressor's output (see module doc)."""
+    """Drop what TFLM never reads from the compressor's output, then :func:`_slim` (see module doc)."""
     edited = model_editor.read(compressed)
     for subgraph in edited.subgraphs:
         for op in subgraph.operators:
             if op.opcode_name != _DECODE:
                 continue
-            for encoded, ancillary in zip(op.inputs[::2], op.inputs[1::2]):
+            for encoded in op.inputs[::2]:
                 encoded.quantization = None
                 encoded._fb.quantization = None  # model_editor keeps the read-in parameters otherwise
-                ancillary.name = None
-            for decoded in op.outputs:
-                decoded.name = None
+    _slim(edited)
     return _aligned(edited)
 
 
-def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool = False) -> bytes:
-    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor, then tidy.
+def _slimmable(tensor: model_editor.Tensor) -> tuple[int, int]:
+    """(zero points, scales) :func:`_slim` drops from ``tensor``'s quantization parameters."""
+    quant = tensor._fb.quantization
+    if quant is None:
+        return 0, 0
+    zeros = np.asarray(quant.zeroPoint if quant.zeroPoint is not None else [])
+    scales = 0 if quant.scale is None or tensor.dtype != schema.TensorType.INT32 else len(quant.scale) - 1
+    return (zeros.size - 1 if zeros.size > 1 and not zeros.any() else 0), max(0, scales)
 
-    Returns the model unchanged when no weight is narrower than 8 bits.
+
+def _slim(edited: model_editor.Model) -> None:
+    """Drop every tensor name, repeated zero points and the per-channel scales of int32 biases (module doc)."""
+    for subgraph in edited.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.name = None
+            zeros, scales = _slimmable(tensor)
+            quant = tensor._fb.quantization
+            if quant is None or not (zeros or scales):
+                continue
+            tensor.quantization = None  # edit the parameters in place; model_editor would restore its copy
+            quant.zeroPoint = list(quant.zeroPoint[:len(quant.zeroPoint) - zeros])
+            quant.scale = list(quant.scale[:len(quant.scale) - scales])
+
+
+def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool = False) -> bytes:
+    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor, then tidy and slim.
+
+    A model without weights narrower than 8 bits is only slimmed.
     """
     specs = compression_spec(weights, per_tensor=per_tensor)
     if not specs:
-        return bytes(tflite_model)
+        return _tidy(bytes(tflite_model))
     tagged = tag_float_channels(tflite_model, weights)
     # The tool prints a note when a table has fewer values than 2^b (int8
     # rounding may merge centroids) and warns when a tiny tensor grows; both are
@@ -450,11 +515,11 @@ def ideal_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
 
 
 def planned_bytes(tflite_model: bytes, weights: list[WeightTensor]) -> int:
-    """File size the stored model will have: the converter's plain ``tflite_model`` with each
-    quantized tensor's plain bytes replaced by its :mod:`tfadvq.quant.cost` total."""
+    """File size the stored model will have: the converter's plain ``tflite_model`` rewritten and slimmed
+    (measured: what the rewrite changes depends on the model), with each quantized tensor's plain bytes
+    replaced by its :mod:`tfadvq.quant.cost` total."""
     changed = [w for w in weights if w.lut or w.dtype == "float32"]  # int8 tensors kept as int8 stay as they are
-    rewrite = cost.MODEL_OVERHEAD_BYTES if changed else 0
-    return int(len(tflite_model) + rewrite + sum(w.cost().total - w.plain_bytes() for w in changed))
+    return int(len(_tidy(tflite_model)) + sum(w.cost().total - w.plain_bytes() for w in changed))
 
 
 def uniform_bits(model: keras.Model, bits: int) -> dict[str, int]:

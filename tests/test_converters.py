@@ -123,7 +123,10 @@ def test_every_quantized_layer_is_found_and_stored_as_asked(request, result_name
     assert {k: w.bits for k, w in by_layer.items()} == BITS
     assert [by_layer[k].op for k in ("conv1", "dw", "conv2", "conv3", "emb")] == [
         "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
-    assert by_layer["dw"].axis == 3 and by_layer["conv1"].axis == 0 and by_layer["emb"].axis == 0
+    assert by_layer["dw"].axis == 3 and by_layer["conv1"].axis == 0  # BatchNorm folded in: a table per channel
+    # No BatchNorm after them: float weights of one codebook keep one table; int8 ones are per channel.
+    per_tensor = None if result.activations == "float32" else 0
+    assert by_layer["emb"].axis == per_tensor and by_layer["conv2"].axis == per_tensor
     for w in result.weights:
         assert w.max_distinct <= 2**w.bits
     assert not by_layer["conv3"].lut  # 8-bit: int8
@@ -492,7 +495,7 @@ def test_cli_strips_a_saved_quantized_model(tmp_path, capsys):
     out = tmp_path / "m.tflite"
     assert main(["convert", "--model", str(tmp_path / "q.h5"), "--out", str(out), "--frames", str(FRAMES)]) == 0
     assert read_json(out.with_suffix(".json")).bits_per_layer == bits
-    assert "LUT axis 0" in capsys.readouterr().out
+    assert "LUT per tensor" in capsys.readouterr().out  # one codebook, no BatchNorm after: one table
 
 
 def test_eight_bits_mean_the_int8_grid_on_the_device():

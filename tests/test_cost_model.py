@@ -10,7 +10,7 @@ is checked by tests/test_layering.py.
 """
 from __future__ import annotations
 
-import dataclasses
+import collections
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
 import tfadvq
 from converters import array_representative, compress, run_tflm, to_float_tflite, to_int8_tflite
-from converters.lut_compression import distinct_per_channel, find_weight_tensors, planned_bytes, store_int8
+from converters.lut_compression import find_weight_tensors, planned_bytes, store_int8
 from tfadvq.compat import keras
 from tfadvq.quant import cost
 
@@ -137,19 +137,22 @@ def test_planned_bytes_match_the_float_model(stripped):
     _check(_store(plain, weights), plain, weights, "float32")
 
 
-def test_one_table_per_tensor_is_planned_too():
-    """A per-tensor codebook without BatchNorm fits one table per tensor: the plan follows, TFLM decodes right."""
-    model, records = tfadvq.strip(tfadvq.ptq(_model(), BITS, progress=False))
+def test_one_table_per_tensor_without_batchnorm():
+    """Per-tensor codebooks, no BatchNorm: the converter writes one table per tensor, TFLM decodes it
+    exactly, and both the converter's plan and model_size count just that."""
+    wrapped = tfadvq.ptq(_model(), BITS, progress=False)
+    model, records = tfadvq.strip(wrapped)
     plain = to_float_tflite(model, FRAMES)
     weights = find_weight_tensors(plain, model, records.bits_by_layer())
-    tensors = model_editor.read(plain).subgraphs[0].tensors
-    per_tensor = [dataclasses.replace(w, axis=None, max_distinct=int(distinct_per_channel(
-        tensors[w.tensor].array, None)[0])) if w.lut else w for w in weights]
-    stored = _store(plain, per_tensor)
-    _check(stored, plain, per_tensor, "float32")
+    assert [w.axis for w in weights if w.lut] == [None] * 7 and [w.axis for w in weights if not w.lut] == [0]
+    stored = _store(plain, weights)
+    _check(stored, plain, weights, "float32")
     features = np.random.default_rng(2).normal(size=(2, FRAMES, MELS)).astype(np.float32)
-    twin = store_int8(plain, weights)
+    twin = store_int8(plain, weights)  # the 8-bit layer is int8 on the device: compare with the uncompressed twin
     np.testing.assert_allclose(run_tflm(stored, features), run_tflm(twin, features), atol=1e-5, rtol=0)
+    rows = {r["layer"]: r["bytes"] for r in tfadvq.model_size(wrapped).rows if r["bits"] <= 8}
+    for layer in BITS:
+        assert rows[layer] == pytest.approx(sum(w.cost().total for w in weights if w.layer == layer), rel=0.02)
 
 
 def test_planned_bytes_match_the_int8_model(stripped, calibration):
@@ -168,3 +171,45 @@ def test_model_size_is_the_cost_of_what_is_stored(stripped):
     for layer, bits in BITS.items():
         stored = sum(w.cost().total for w in weights if w.layer == layer)
         assert rows[layer] == pytest.approx(stored, rel=0.02), layer
+
+
+def _lstm_encoder() -> keras.Model:
+    """A small recurrent speaker encoder without BatchNorm: two LSTM layers and a Dense projection."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.LSTM(64, return_sequences=True, name="lstm1")(inputs)
+    x = keras.layers.LSTM(64, name="lstm2")(x)
+    return keras.Model(inputs, keras.layers.Dense(64, name="proj")(x))
+
+
+def _device_model() -> keras.Model:
+    """The device model's architecture (McuDFResNet, BatchNorm after every convolution), narrower."""
+    from tfadvq.models import build_model
+
+    keras.utils.set_random_seed(4)
+    return build_model("McuDFResNet", feat_dim=MELS, embed_dim=64, widths=[4, 4, 8, 8, 16], depths=[1, 1, 1, 1],
+                       expansion=2, pool_channels=8)
+
+
+@pytest.mark.parametrize("build, int8", [(_lstm_encoder, False), (_device_model, True)],
+                         ids=["lstm_encoder_float", "device_model_int8"])
+def test_planned_bytes_match_the_file_for_each_kind_of_encoder(build, int8, calibration):
+    """The converter's plan and model_size against the written file: one table per tensor for the
+    recurrent encoder, tables per channel where BatchNorm folds in (device model, int8)."""
+    from converters import convert_model
+
+    wrapped = tfadvq.ptq(build(), 4, progress=False)
+    model, records = tfadvq.strip(wrapped)
+    result = convert_model(model, records.bits_by_layer(), FRAMES, int8=int8,
+                           representative=array_representative(calibration) if int8 else None)
+    assert result.planned_bytes == pytest.approx(len(result.model), rel=0.02)
+    if int8:  # int8 weights are per channel: tables per channel, or the int8 tensor where a LUT is not smaller
+        assert all(w.axis is not None for w in result.weights)
+    else:
+        assert [w.axis for w in result.weights] == [None] * 17 and all(w.lut for w in result.weights)
+    sized = collections.Counter()
+    for row in tfadvq.model_size(wrapped, activations=result.activations).rows:
+        sized[row["layer"]] += row["bytes"] if row["bits"] <= 8 else 0
+    for layer in records.bits_by_layer():
+        assert sized[layer] == pytest.approx(sum(w.cost().total for w in result.weights if w.layer == layer),
+                                             rel=0.02), layer

@@ -154,22 +154,35 @@ def test_fisher_weighted_ptq_end_to_end_lowers_the_weighted_error():
         assert err["w"] <= err["p"] * (1 + 1e-9), key
 
 
-def test_per_channel_auto_pays_and_warns_when_tables_outgrow_the_weights(caplog):
-    model = lstm_model()
+def test_per_channel_auto_weighs_table_bytes_against_error_removed(caplog):
+    """auto: per channel where the error it removes is worth its extra tables; a warning where tables outgrow."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((4, 1024))
+    spread = keras.Model(inputs, keras.layers.Dense(16, name="fc")(inputs))  # channels 100x apart in scale
+    kernel, bias = spread.get_layer("fc").get_weights()
+    spread.get_layer("fc").set_weights([kernel * np.logspace(-2, 0, 16, dtype=np.float32), bias])
+    (row,) = spec.table_report(spread, {"fc/kernel": 4})
+    assert row["extra_bytes"] > 0 and row["sq_error_per_channel"] < 0.5 * row["sq_error_per_tensor"] and row["pays"]
+    assert row["bytes"] == row["bytes_per_channel"] > row["bytes_per_tensor"]
+    # The same layer with like channels: per channel removes little, not worth 16 tables.
+    spread.get_layer("fc").set_weights([kernel, bias])
+    (row,) = spec.table_report(spread, {"fc/kernel": 4})
+    assert not row["pays"] and row["bytes"] == row["bytes_per_tensor"]
+
+    model = lstm_model()  # no BatchNorm: per-tensor codebooks keep one table per gate tensor
     report = {r["weight"]: r for r in spec.table_report(model, {"lstm/kernel": 4, "fc/kernel": 4})}
-    kernel = report["lstm/kernel"]
-    assert kernel["sq_error_per_channel"] < kernel["sq_error_per_tensor"] and kernel["pays"]
-    # 64 gate columns of 12 weights, each with a 12-entry float table: tables >> 4-bit indices.
-    assert kernel["tables_outgrow_weights"] and kernel["table_bytes"] > 4 * kernel["data_bytes"]
+    kernel_row = report["lstm/kernel"]  # 64 gate columns of 12 weights: lossless per channel, but 16 tables a gate
+    assert kernel_row["sq_error_per_channel"] == 0 and kernel_row["extra_bytes"] > kernel_row["data_bytes"]
+    assert not kernel_row["pays"] and not kernel_row["tables_outgrow_weights"]
     with caplog.at_level(logging.WARNING, logger="tfadvq.quant.spec"):
-        wrapped = tfadvq.quantize(model, 4, per_channel="auto", progress=False)
-    assert any("lstm/kernel" in r.getMessage() and "outgrow" in r.getMessage() for r in caplog.records)
-    assert all(q.per_channel for _, q in api.quantized_weights(wrapped))
+        tfadvq.quantize(conv_bn_model(), 4, per_channel="auto", progress=False)
+    # BatchNorm folds into the conv: 16 tables of 16 floats for 36 weights a channel, whatever the codebook.
+    assert any("conv/kernel" in r.getMessage() and "outgrow" in r.getMessage() for r in caplog.records)
     # Under int8 activations the converter stores LSTM weights per tensor: auto never picks per channel there.
     int8 = tfadvq.quantize(model, 4, per_channel="auto", activation_bits=8, progress=False)
     chosen = {w.layer.name + "/" + q.source.name.split("/")[-1][:-2]: q.per_channel
               for w, q in api.quantized_weights(int8)}
-    assert chosen == {"lstm/kernel": False, "lstm/recurrent_kernel": False, "fc/kernel": True}
+    assert chosen["lstm/kernel"] is False and chosen["lstm/recurrent_kernel"] is False
     with pytest.raises(QuantizationError, match="per_channel: 'sometimes'"):
         tfadvq.quantize(model, 4, per_channel="sometimes", progress=False)
 

@@ -124,27 +124,34 @@ def test_saved_quantized_model_reloads_with_its_quantizers(model, tmp_path, suff
         np.testing.assert_array_equal(a.codebook, b.codebook)
 
 
-def _lut_bytes(n: int, bits: int, channels: int, itemsize: int) -> int:
-    """Packed indices + DECODE header and per-channel tables + structure, written out by hand.
+def _lut_bytes(n: int, bits: int, channels: int | None, itemsize: int) -> int:
+    """Packed indices + DECODE header and tables + structure, written out by hand.
 
+    ``channels``: per-channel tables (float ones tagged with a scale a channel), None: one table.
     A table holds at most one value per weight of its channel (conv1: 9 weights, 16 levels).
     """
-    tags = cost.FLOAT_TAG_BYTES + 4 * channels if itemsize == 4 else 0
-    entries = min(2**bits, n // channels)
-    return -(-n * bits // 8) + cost.DCM_BYTES + channels * entries * itemsize + cost.LUT_TENSOR_BYTES + cost.DECODE_OP_BYTES + tags
+    tags = cost.FLOAT_TAG_BYTES + 4 * channels if itemsize == 4 and channels else 0
+    tables = channels or 1
+    entries = min(2**bits, n // tables)
+    return -(-n * bits // 8) + cost.DCM_BYTES + tables * entries * itemsize + cost.LUT_TENSOR_BYTES + cost.DECODE_OP_BYTES + tags
 
 
 def test_model_size_counts_what_the_converter_stores(model):
-    """Per-tensor codebooks are counted per channel (as written), tables in the activations' dtype."""
+    """Tables as written: per channel where BatchNorm folds in (conv1), one for a per-tensor codebook
+    without it (conv2), per channel for per-channel codebooks and int8 weights; values in the activations' dtype."""
     quantized = tfadvq.quantize(model, {"conv1": 4, "conv2": 2}, progress=False)
     report = tfadvq.model_size(quantized)
     float_params = sum(int(np.prod(w.shape)) for w in model.weights) - 72 - 576
-    expected = _lut_bytes(72, 4, 8, 4) + _lut_bytes(576, 2, 8, 4) + 4 * float_params
+    expected = _lut_bytes(72, 4, 8, 4) + _lut_bytes(576, 2, None, 4) + 4 * float_params
     assert report.size_bytes == expected and report.bits == 8 * expected
     assert report.fp32_bytes == 4 * sum(int(np.prod(w.shape)) for w in model.weights)
     assert report.compression == pytest.approx(report.fp32_bytes / expected)
     assert tfadvq.model_size(tfadvq.strip(quantized)).size_bytes == expected
     assert tfadvq.model_size(model, {"conv1": 4, "conv2": 2}).size_bytes == expected
+    per_channel = tfadvq.quantize(model, {"conv1": 4, "conv2": 2}, per_channel=True, progress=False)
+    channel_tables = _lut_bytes(72, 4, 8, 4) + _lut_bytes(576, 2, 8, 4) + 4 * float_params
+    assert tfadvq.model_size(per_channel).size_bytes == channel_tables > expected
+    assert tfadvq.model_size(tfadvq.strip(per_channel)).size_bytes == channel_tables
     # int8: conv1's LUT (224 bytes) would outweigh its 72 int8 weights, which stay as they are
     assert _lut_bytes(72, 4, 8, 1) > 72
     int8 = 72 + _lut_bytes(576, 2, 8, 1) + 4 * float_params

@@ -4,8 +4,9 @@ BatchNorm is kept float during QAT (the quantized weight is the conv kernel
 *before* BN).  At export the converter folds BN's per-channel scale into the
 conv, so a per-tensor codebook of 2^b values becomes a per-output-channel
 table of 2^b values each: every channel still holds <= 2^b distinct values
-and b-bit indices stay valid; :func:`tfadvq.quant.size.model_size` counts
-those per-channel tables, as the converter writes them.
+and b-bit indices stay valid.  Without BatchNorm after it, a per-tensor
+codebook stays one table for the whole tensor (float activations);
+:func:`tfadvq.quant.size.model_size` counts the tables the converter writes.
 
 The wrapped model is a normal tfmot QAT model (``QuantizeWrapperV2`` with
 :class:`~tfadvq.quant.layer_rules.WeightQuantizeConfig`), built with a scheme

@@ -60,14 +60,26 @@ broadcast MUL (``overhead``: :data:`INT8_OVERHEAD_BYTES`).
   device computes.
 
 Rewriting the converter's file costs :data:`MODEL_OVERHEAD_BYTES` once per
-model.  The converter never stores a quantized weight as float32;
+model (plans from shapes alone; the converter's own plan rewrites and slims
+its plain file and measures it, since both depend on the model).  The converter never stores a quantized weight as float32;
 :func:`plain_bytes` is the size of the tensor it replaces.
 
-A per-tensor codebook is stored as per-channel tables (BatchNorm folding
-gives channels their own values); a channel that happens not to use every
-centroid still gets a full-length table unless *no* channel does, so a plan
-from shapes alone is exact for per-channel codebooks and an upper bound,
-within a few percent of the tables, for per-tensor ones.
+Which tables are written (:meth:`tfadvq.quant.layer_rules.LayerRule.table_axis`,
+proved by the converter on the weights themselves): one per tensor where the
+whole tensor holds at most ``2^b`` values -- a per-tensor codebook under float
+activations with no BatchNorm folded in (TFLM's per-tensor DECODE of float
+weights verified for Conv1D/Conv2D, DepthwiseConv2D, Dense, LSTM and GRU);
+per channel for per-channel codebooks, after BatchNorm folding (it scales
+every channel) and for per-channel int8 weights.  A channel that happens not
+to use every centroid still gets a full-length table unless *no* channel
+does, so a plan from shapes alone is exact for full tables and an upper
+bound, within a few percent of the tables, otherwise.
+
+Besides the tensors, the stored model is *slimmed*
+(``converters.lut_compression``): tensor names, the repeated zero points of
+per-channel tensors (TFLM reads one when all are equal) and the per-channel
+scales of int32 biases (no TFLM kernel reads them) are dropped -- on the demo
+device model 28 KB of its 101 KB.
 """
 from __future__ import annotations
 
@@ -138,6 +150,21 @@ def tensor_cost(shape: Sequence[int], bits: int, *, axis: int | None = 0, dtype:
                      lut=True)
     # An int8 tensor already holds exactly these values: keep it when the LUT would not be smaller.
     return plain_int8 if dtype == "int8" and lut.total >= n else lut
+
+
+def weight_costs(shapes: Sequence[Sequence[int]], bits: int, *, axis: int | None = 0, dtype: str = "float32",
+                 decode_group: int = 1) -> list[TensorCost]:
+    """:func:`tensor_cost` of each TFLite tensor one Keras weight becomes (LSTM: a tensor per gate).
+
+    With one table per tensor, the parts of one weight hold the same codebook,
+    so their tables are identical and the compressor writes them once: every
+    part after the first costs no table (the exact test is the converter's, on
+    the values: a part that misses a centroid has another table).
+    """
+    costs = [tensor_cost(s, bits, axis=axis, dtype=dtype, decode_group=decode_group) for s in shapes]
+    if axis is None:
+        costs[1:] = [dataclasses.replace(c, tables=0) if c.lut else c for c in costs[1:]]
+    return costs
 
 
 def plain_bytes(shape: Sequence[int], dtype: str = "float32") -> int:

@@ -68,9 +68,12 @@ concatenated rows finds every row's boundaries at once.
 
 Documented fallbacks and errors:
 
-* fewer than ``k`` distinct values in a tensor (or row): the codebook is those
+* at most ``k`` distinct values in a tensor (or row): the codebook is those
   distinct values, padded by repeating the largest.  Quantization is then
   lossless; duplicate centroids are harmless for nearest-centroid assignment.
+  When every row is such a row (8-bit per-channel codebooks on channels of up
+  to 256 weights) there is no search at all: 1024 rows of 256 in 0.1 s, where
+  the search took 284 s on 128 rows of 80.
 * importances that are all zero in a tensor (or row): every codebook has zero
   weighted error there, so that row is fitted unweighted.
 * NaN/inf anywhere, or a tensor whose values are all equal: :class:`QuantizationError`
@@ -145,6 +148,10 @@ def fit_rows(rows: np.ndarray, k: int, *, init: np.ndarray | None = None, name: 
     if np.all(data.values[:, -1] == data.values[:, 0]):
         raise QuantizationError(f"{name}: all {rows.size} values equal {rows.flat[0]!r}; a constant "
                                 "tensor has no codebook to learn (is the checkpoint broken?)")
+    if init is None and np.all(data.distinct <= k):
+        # Every row fits its own values exactly (e.g. 8-bit per-channel codebooks on channels of
+        # <= 256 weights): nothing to search, and the k-layer programme over so few values took minutes.
+        return (data.with_few_distinct_fallback(np.zeros((data.num_rows, k)), k) + data.mean).astype(np.float32)
     if bins is None:
         bins = max(CELLS_PER_CENTROID * k, MIN_CELLS // data.num_rows)
     elif bins < k:
@@ -476,8 +483,8 @@ class _SortedRows:
         return np.maximum(self.total_sq - np.sum(2 * centroids * s - centroids ** 2 * w, axis=1), 0.0)
 
     def with_few_distinct_fallback(self, centroids: np.ndarray, k: int) -> np.ndarray:
-        """Rows with < k distinct values get exactly those values, padded with the largest."""
-        few = self.distinct < k
+        """Rows with <= k distinct values get exactly those values, padded with the largest."""
+        few = self.distinct <= k
         if not np.any(few):
             return centroids
         starts = self.run_starts(few)

@@ -31,6 +31,12 @@ Measured with TF 2.17 and the TFLM nightly:
   (no output within 60 s, uncompressed float; 0.1 s without return_sequences).
   ``stateful=True`` was not tried and is refused rather than guessed.
 
+Value tables (:meth:`LayerRule.table_axis`): the converter folds a
+BatchNormalization that directly follows a conv/dense layer into its weights
+(:func:`feeds_batchnorm`), scaling each channel, so tables are per channel
+there; a per-tensor codebook without it keeps one table for the tensor
+(float activations).  BatchNorm never folds into LSTM/GRU weights.
+
 Classes match exactly (a subclass may not read ``self.kernel`` in ``call``),
 so an unknown layer is never half-quantized: it stays float and
 :func:`tfadvq.quant.api.summary` names it.  DepthwiseConv2D is really quantized
@@ -48,7 +54,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras
-from tfadvq.quant import catalog
+from tfadvq.quant import catalog, cost
 from tfadvq.quant import quantizers as qz
 
 _QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -87,6 +93,7 @@ class LayerRule:
     channel_dims: int = 1
     int8_refusal: str | None = None  # why int8 activations cannot be converted, if they cannot
     refusal: Callable[[Any], str | None] | None = None  # why this layer's configuration cannot convert
+    folds_batchnorm: bool = True  # the TFLite converter folds a BatchNormalization right after it into its weights
 
     def decode_group(self, layout: TfliteLayout) -> int:
         """How many quantized TFLite tensors the operator reading ``layout``'s tensors takes (one DECODE for all)."""
@@ -97,6 +104,23 @@ class LayerRule:
     def refuses(self, layer: keras.layers.Layer) -> str | None:
         """Why ``layer`` cannot be converted (so must not be quantized), or None."""
         return self.refusal(layer) if self.refusal is not None else None
+
+    def table_axis(self, layout: TfliteLayout, bits: int, *, per_channel: bool, batchnorm_after: bool,
+                   activations: str = "float32") -> int | None:
+        """Axis of the value tables the converter writes for a weight at ``layout``, None for one table.
+
+        One table per tensor where the whole TFLite tensor holds at most 2^b
+        values: float weights of a per-tensor codebook that no BatchNorm folds
+        into, and the int8 weights the converter quantizes per tensor.  Per
+        channel otherwise: per-channel codebooks, folded BatchNorm (it scales
+        each channel), per-channel int8 weights (one table for them decodes
+        wrong values in TFLM), and 8 bits (int8 with per-channel scales).
+        """
+        if activations == "int8":
+            return None if layout.int8_per_tensor else layout.axis
+        if bits > cost.MAX_LUT_BITS or per_channel or (batchnorm_after and self.folds_batchnorm):
+            return layout.axis
+        return None
 
 
 def _single(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -149,9 +173,9 @@ RULES: dict[type, LayerRule] = {
     keras.layers.LSTM: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (
         TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (1, 2, 3, 4), _gates(4), 0, _LSTM_GATES, True, True),
         TfliteLayout("UNIDIRECTIONAL_SEQUENCE_LSTM", (5, 6, 7, 8), _gates(4), 0, _LSTM_GATES, True, True)),
-        refusal=_recurrent_refusal),
+        refusal=_recurrent_refusal, folds_batchnorm=False),
     keras.layers.GRU: LayerRule(("cell.kernel", "cell.recurrent_kernel"), (_DENSE, _DENSE),
-                                int8_refusal=_GRU_INT8, refusal=_recurrent_refusal),
+                                int8_refusal=_GRU_INT8, refusal=_recurrent_refusal, folds_batchnorm=False),
 }
 
 
@@ -162,6 +186,15 @@ def rule_for(layer: keras.layers.Layer) -> LayerRule | None:
 
 def supported_class_names() -> list[str]:
     return sorted(cls.__name__ for cls in RULES)
+
+
+def feeds_batchnorm(layer: keras.layers.Layer) -> bool:
+    """True if ``layer``'s output goes straight into a BatchNormalization (in any model it was called in).
+
+    For a wrapped layer ask the wrapper: it is the layer in the wrapped model's graph.
+    """
+    return any(isinstance(node.outbound_layer, keras.layers.BatchNormalization)
+               for node in getattr(layer, "_outbound_nodes", []))
 
 
 def get_attr(layer: Any, path: str) -> Any:

@@ -2,13 +2,15 @@
 
 A quantized weight costs what :func:`tfadvq.quant.cost.tensor_cost` says its
 TFLite tensors cost (the support table, :mod:`tfadvq.quant.layer_rules`, gives
-their shapes and channel axis): packed b-bit LUT indices plus value tables
-*per output channel* for 1-7 bits -- the converter always writes per-channel
-tables, because BatchNorm folding gives every channel its own values, so a
-per-tensor codebook is counted per channel too -- and int8 for 8 bits (and,
-under int8 activations, wherever a LUT would not be smaller than the int8
-tensor).  Tables hold float32 values under float activations and int8 under
-int8 activations.
+their shapes, channel axis and table layout): packed b-bit LUT indices plus
+value tables for 1-7 bits -- *one table per tensor* for a per-tensor codebook
+under float activations when no BatchNorm folds into the layer, *one per
+output channel* for per-channel codebooks, folded BatchNorm (it scales each
+channel) and per-channel int8 weights
+(:meth:`~tfadvq.quant.layer_rules.LayerRule.table_axis`, the rule the
+converter follows) -- and int8 for 8 bits (and, under int8 activations,
+wherever a LUT would not be smaller than the int8 tensor).  Tables hold
+float32 values under float activations and int8 under int8 activations.
 
 "Other" parameters (biases, all BatchNorm parameters) count at 32 bits: at
 export BN folds into the per-channel tables, and counting its parameters
@@ -56,15 +58,22 @@ class SizeReport:
 
 
 def weight_bytes(layer: keras.layers.Layer, attr: str, shape: Sequence[int], bits: int,
-                 activations: str = "float32") -> int:
-    """Bytes the converter stores for weight ``attr`` of ``layer`` (Keras ``shape``) at ``bits``."""
+                 activations: str = "float32", *, per_channel: bool = False,
+                 batchnorm_after: bool | None = None) -> int:
+    """Bytes the converter stores for weight ``attr`` of ``layer`` (Keras ``shape``) at ``bits``.
+
+    ``per_channel``: the weight has per-channel codebooks; ``batchnorm_after``:
+    a BatchNormalization follows the layer (default: read from ``layer``'s
+    graph, :func:`~tfadvq.quant.layer_rules.feeds_batchnorm`).  Together they
+    decide one table per tensor or per channel (:meth:`~tfadvq.quant.layer_rules.LayerRule.table_axis`).
+    """
     rule = layer_rules.rule_for(layer)
     layout = rule.tflite[rule.weights.index(attr)]
-    per_tensor = activations == "int8" and layout.int8_per_tensor
-    axis = None if per_tensor else layout.axis
+    folded = layer_rules.feeds_batchnorm(layer) if batchnorm_after is None else batchnorm_after
+    axis = rule.table_axis(layout, bits, per_channel=per_channel, batchnorm_after=folded, activations=activations)
     group = rule.decode_group(layout)
-    return sum(cost.tensor_cost(s, bits, axis=axis, dtype=activations, decode_group=group).total
-               for s in layout.shapes(shape))
+    return sum(c.total for c in cost.weight_costs(layout.shapes(shape), bits, axis=axis, dtype=activations,
+                                                   decode_group=group))
 
 
 def _row(layer: str, weight: str, params: int, bits: int, nbytes: int) -> dict[str, Any]:
@@ -85,8 +94,7 @@ def model_size(model: keras.Model | tuple[keras.Model, QuantizedWeights],
     every parameter counts at 32 bits.  ``activations`` (``"float32"`` or
     ``"int8"``) is the conversion's activation type, which sets the table value
     type; default: int8 for a model wrapped with ``activation_bits=8``, else float32.
-    Per-tensor and per-channel codebooks cost the same: the stored tables are
-    per channel either way.
+    A plain model is planned with per-tensor codebooks (:func:`tfadvq.quantize`'s default).
     """
     if isinstance(model, tuple):
         return _stripped_size(*model, _activations(activations, None))
@@ -112,8 +120,10 @@ def _wrapped_size(model, pairs, activations: str | None) -> SizeReport:
         if mine:
             config = layer.quantize_config
             dtype = _activations(activations, config.activation_bits)
+            folded = layer_rules.feeds_batchnorm(layer)
             rows += [_row(inner.name, q.source.name, np.prod(q.source.shape), q.bits,
-                          weight_bytes(inner, attr, q.source.shape, q.bits, dtype))
+                          weight_bytes(inner, attr, q.source.shape, q.bits, dtype, per_channel=q.per_channel,
+                                       batchnorm_after=folded))
                      for attr, q in zip(config.weight_attrs, mine)]
         rows += _float_rows(inner, {id(q.source) for q in mine})
     return SizeReport(rows)
@@ -126,7 +136,8 @@ def _stripped_size(model: keras.Model, records: QuantizedWeights, activations: s
         if mine:
             attrs = {a.split(".")[-1]: a for a in layer_rules.rule_for(layer).weights}
             rows += [_row(t.layer, t.weight, np.prod(t.shape), t.bits,
-                          weight_bytes(layer, attrs[t.weight], t.shape, t.bits, activations)) for t in mine]
+                          weight_bytes(layer, attrs[t.weight], t.shape, t.bits, activations,
+                                       per_channel=t.per_channel)) for t in mine]
         names = {t.weight for t in mine}
         rows += [r for r in _float_rows(layer, set()) if r["weight"].split(":")[0].split("/")[-1] not in names]
     return SizeReport(rows)

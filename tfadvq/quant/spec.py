@@ -208,27 +208,75 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
             check_bits(b, f"bits classes[{cls!r}]")
 
 
+# Values the k-means fits of :func:`table_report` see (a seeded subsample; errors are summed over all values).
+ESTIMATE_SAMPLE = 1 << 16
+
+
+def _subsample(n: int) -> np.ndarray | slice:
+    if n <= ESTIMATE_SAMPLE:
+        return slice(None)
+    return np.sort(np.random.default_rng(0).choice(n, ESTIMATE_SAMPLE, replace=False))
+
+
+def _kmeans_error(values: np.ndarray, k: int, f: np.ndarray | None, key: str) -> float:
+    """Squared error over all ``values`` of a k-means codebook fitted on a subsample (weights ``f``)."""
+    pick = _subsample(values.size)
+    book = kmeans1d.fit(values[pick], k, name=key, weights=None if f is None else f[pick])
+    return kmeans1d.squared_error(values, book, f)
+
+
+def _channel_error(rows: np.ndarray, k: int, f_rows: np.ndarray | None, key: str) -> float:
+    """Squared error of per-channel codebooks, estimated from above (seconds at any width).
+
+    Fitting ``k`` centroids for every channel (256 at 8 bits) took minutes on
+    a 1 M-weight encoder.  Instead each channel is standardised, ``z = (w -
+    mu_c) / sigma_c``, one codebook is fitted to the pooled ``z`` (weighted by
+    ``f sigma_c^2``, so it minimises the error in ``w`` units), and channel c
+    uses its rescaled copy ``mu_c + sigma_c * book``.  That is a per-channel
+    codebook, so the error is achievable: an upper bound on per-channel
+    k-means, exact in what per-channel tables mostly buy (channels of
+    different scale and offset), blind to channels of different shape.
+    Channels of at most ``k`` weights are lossless.
+    """
+    if rows.shape[1] <= k:
+        return 0.0
+    mu = rows.mean(axis=1, keepdims=True)
+    sigma = rows.std(axis=1, keepdims=True)
+    sigma[sigma == 0] = 1.0
+    z = ((rows - mu) / sigma).ravel()
+    scale = np.broadcast_to(sigma**2, rows.shape).ravel()
+    f = scale if f_rows is None else f_rows.ravel() * scale
+    return _kmeans_error(z, k, f, key)
+
+
 def table_report(model: keras.Model, targets: Mapping[str, int], *, activations: str = "float32",
                  importances: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Per quantized weight: what its value tables cost in bytes against the error per-channel codebooks remove.
+    """Per quantized weight: what per-channel codebooks cost in bytes against the error they remove.
 
     ``targets``: weight key -> bits (as :func:`resolve_weights`, without the
     float ones).  Bytes come from the one cost model
     (:func:`tfadvq.quant.cost.tensor_cost` over the support table's TFLite
-    layouts): ``data_bytes`` the packed indices, ``table_bytes`` the DECODE
-    header and value tables.  Errors are the (importance-weighted) squared
-    errors of the k-means codebooks, one per tensor and one per output channel.
+    layouts and :meth:`~tfadvq.quant.layer_rules.LayerRule.table_axis`):
+    ``bytes_per_tensor`` / ``bytes_per_channel`` with either codebook.  A
+    per-tensor codebook under float activations is written as one table when
+    no BatchNorm folds into the layer, so per-channel codebooks there cost
+    ``extra_bytes`` (a table per channel); after folded BatchNorm, or under int8
+    activations, the tables are per channel either way and cost nothing extra.
+    Errors are (importance-weighted) squared errors: per tensor, of a k-means
+    codebook; per channel, the upper-bound estimate of :func:`_channel_error`
+    (both fitted on at most :data:`ESTIMATE_SAMPLE` values, summed over all).
 
-    ``pays`` (the choice of :func:`choose_per_channel`): the converter writes
-    per-channel value tables for every float LUT tensor whichever codebook it
-    holds (BatchNorm folding gives channels their own values; see
-    :mod:`tfadvq.quant.cost`), so per-channel codebooks cost no extra byte and
-    pay wherever they remove error -- except where the converter stores the
-    weight per tensor (LSTM under int8 activations), where they cannot be
-    stored at all.  What per-channel cannot fix is the table cost itself:
-    ``tables_outgrow_weights`` flags tensors whose tables are larger than
-    their packed indices (e.g. LSTM gate matrices with few input rows, where
-    every 40-weight column carries its own 2^b-entry table), whatever the layout.
+    ``pays`` (the choice of :func:`choose_per_channel`): per-channel removes
+    the fraction ``1 - e_channel / e_tensor`` of the error for ``extra_bytes``;
+    one more index bit on the tensor removes about 3/4 of it (high-resolution
+    quantization: each bit quarters the error) for ``n / 8`` bytes.  Per
+    channel pays when it removes more error per byte than that, i.e.
+    ``(1 - e_c / e_t) > 6 * extra_bytes / n`` (any gain when it costs nothing).
+    Where the converter stores the weight per tensor (LSTM under int8
+    activations) per-channel codebooks cannot be stored at all.
+    ``tables_outgrow_weights`` flags tensors whose chosen tables are larger
+    than their packed indices (e.g. a 3x3 depthwise kernel after BatchNorm
+    folding, 9 weights per channel), whatever the codebook.
     """
     from tfadvq.quant import cost
 
@@ -240,28 +288,36 @@ def table_report(model: keras.Model, targets: Mapping[str, int], *, activations:
         rule = layer_rules.rule_for(layer)
         attr = next(a for a in rule.weights if a.split(".")[-1] == short)
         layout = rule.tflite[rule.weights.index(attr)]
-        w = np.asarray(layer_rules.get_attr(layer, attr).numpy())
+        w = np.asarray(layer_rules.get_attr(layer, attr).numpy(), dtype=np.float64)
         f = None if importances.get(key) is None else np.asarray(importances[key], dtype=np.float64)
+        folded = layer_rules.feeds_batchnorm(layer)
+
+        def parts(per_channel: bool) -> list[cost.TensorCost]:
+            axis = rule.table_axis(layout, bits, per_channel=per_channel, batchnorm_after=folded,
+                                   activations=activations)
+            return cost.weight_costs(layout.shapes(w.shape), bits, axis=axis, dtype=activations,
+                                     decode_group=rule.decode_group(layout))
+
         per_tensor_only = activations == "int8" and layout.int8_per_tensor
-        parts = [cost.tensor_cost(s, bits, axis=None if per_tensor_only else layout.axis, dtype=activations,
-                                  decode_group=rule.decode_group(layout)) for s in layout.shapes(w.shape)]
-        data, tables = sum(p.data for p in parts), sum(p.tables for p in parts)
         k = 2 ** bits
-        err_tensor = kmeans1d.squared_error(w, kmeans1d.fit(w, k, name=key, weights=f), f)
+        err_tensor = _kmeans_error(w.ravel(), k, None if f is None else f.ravel(), key)
         err_channel = None
         if not per_tensor_only:
             channels = int(np.prod(w.shape[w.ndim - rule.channel_dims:]))
-            by_row = w.reshape(-1, channels).T
-            f_rows = None if f is None else f.reshape(-1, channels).T
-            books = kmeans1d.fit_rows(by_row, k, name=key, weights=f_rows)
-            q = np.take_along_axis(books, kmeans1d.assign_rows(by_row, books).astype(np.int64), axis=1)
-            sq = (by_row.astype(np.float64) - q) ** 2
-            err_channel = float(np.sum(sq if f_rows is None else sq * f_rows))
+            err_channel = _channel_error(w.reshape(-1, channels).T, k,
+                                         None if f is None else f.reshape(-1, channels).T, key)
+        tensor_parts, channel_parts = parts(False), parts(True)
+        extra = sum(p.total for p in channel_parts) - sum(p.total for p in tensor_parts)
+        removed = 0.0 if err_channel is None or err_tensor <= 0 else 1 - err_channel / err_tensor
+        pays = removed > 0 and removed > 6 * max(extra, 0) / w.size
+        chosen = channel_parts if pays else tensor_parts
+        data, tables = sum(p.data for p in chosen), sum(p.tables for p in chosen)
         rows.append({"weight": key, "bits": bits, "params": int(w.size), "data_bytes": data,
-                     "table_bytes": tables, "bytes": sum(p.total for p in parts),
+                     "table_bytes": tables, "bytes": sum(p.total for p in chosen),
+                     "bytes_per_tensor": sum(p.total for p in tensor_parts),
+                     "bytes_per_channel": sum(p.total for p in channel_parts), "extra_bytes": extra,
                      "sq_error_per_tensor": err_tensor, "sq_error_per_channel": err_channel,
-                     "pays": err_channel is not None and err_channel < err_tensor,
-                     "tables_outgrow_weights": tables > data})
+                     "pays": pays, "tables_outgrow_weights": tables > data})
     return rows
 
 
@@ -269,10 +325,10 @@ def choose_per_channel(model: keras.Model, targets: Mapping[str, int], *, activa
                        importances: Mapping[str, Any] | None = None, quantizer: Any = "kmeans") -> dict[str, bool]:
     """``per_channel="auto"``: per weight key, per-channel codebooks only where :func:`table_report` says they pay.
 
-    Logs the choice, and a WARNING for every tensor whose value tables
-    outgrow its packed indices (fewer bits shrink those tables; keeping the
-    weight float or int8 may be smaller).  A quantizer other than k-means
-    keeps one table per tensor (its tables are not fitted).
+    Logs the choice with the bytes it adds, and a WARNING for every tensor
+    whose value tables outgrow its packed indices (fewer bits shrink those
+    tables; keeping the weight float or int8 may be smaller).  A quantizer
+    other than k-means keeps one table per tensor (its tables are not fitted).
     """
     if quantizer != "kmeans":
         return dict.fromkeys(targets, False)
@@ -282,5 +338,7 @@ def choose_per_channel(model: keras.Model, targets: Mapping[str, int], *, activa
         if row["tables_outgrow_weights"]:
             log.warning("%s: %d-bit value tables (%d bytes) outgrow the weight's packed indices (%d bytes)",
                         row["weight"], row["bits"], row["table_bytes"], row["data_bytes"])
-    log.info("per_channel=auto: per channel for %s", ", ".join(r["weight"] for r in report if r["pays"]) or "none")
+    chosen = [r for r in report if r["pays"]]
+    log.info("per_channel=auto: per channel for %s (+%d bytes of tables)",
+             ", ".join(r["weight"] for r in chosen) or "none", sum(max(r["extra_bytes"], 0) for r in chosen))
     return {row["weight"]: row["pays"] for row in report}
