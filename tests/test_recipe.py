@@ -295,3 +295,26 @@ def test_a_key_given_twice_in_a_recipe_is_an_error(tmp_path):
     recipe.write_text("stages:\n  - type: test_write\n    text: a\n    text: b\n")
     with pytest.raises(ConfigError, match=r"key 'text' is given twice \(lines 3 and 4\)"):
         load_recipe(recipe)
+
+
+def test_a_config_field_added_with_its_default_keeps_finished_stages_reusable():
+    """Fingerprints hash configs without their default-valued fields (config.identity): a field a later
+    version adds, defaulting to the old behaviour, must not re-run a user's finished stages."""
+    import dataclasses
+
+    from tfadvq.config import identity
+    from tfadvq.fbank_config import FbankConfig
+
+    @dataclasses.dataclass
+    class Before:
+        bits: int = 4
+        fbank: FbankConfig = dataclasses.field(default_factory=FbankConfig)
+
+    @dataclasses.dataclass
+    class After(Before):
+        rounding: str = "nearest"  # added later, default = the old behaviour
+
+    assert identity(Before()) == identity(After()) == {}
+    assert identity(After(rounding="adaptive")) == {"rounding": "adaptive"}
+    changed = identity(After(bits=2, fbank=FbankConfig(num_mel_bins=40)))
+    assert changed == {"bits": 2, "fbank": {"num_mel_bins": 40}}  # a changed nested field still counts

@@ -199,6 +199,36 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def identity(obj: Any) -> Any:
+    """:func:`to_dict` of ``obj`` without the dataclass fields that hold their default: what a
+    recipe fingerprint hashes.
+
+    A field added to a config later, with a default that keeps the old behaviour,
+    then leaves finished stages reusable (fingerprints cover configs and data,
+    not tfadvq's own code, defaults included: after changing code, re-run with
+    ``--from``).
+    """
+    if dataclasses.is_dataclass(obj):
+        kept = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                kept[f.name] = identity(value)
+                continue
+            if to_dict(value) != to_dict(default):
+                kept[f.name] = identity(value)
+        return kept
+    if isinstance(obj, (list, tuple)):
+        return [identity(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: identity(v) for k, v in obj.items()}
+    return to_dict(obj)
+
+
 class DuplicateKeyError(yaml.YAMLError):
     """A YAML mapping gives one key twice (YAML itself would silently keep the last)."""
 

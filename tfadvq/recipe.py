@@ -25,7 +25,9 @@ check of sizes and modification times, the full digest when those changed;
 ``verify: content`` at the top of the recipe hashes every output file's
 content on every run, for an external corpus whose files may change without
 their size and time changing) -- otherwise it re-runs, saying why, and so,
-through their fingerprints, does every stage that uses it.  ``from_stage`` forces a re-run from that stage on;
+through their fingerprints, does every stage that uses it (configs are hashed without the fields
+that hold their defaults, :func:`tfadvq.config.identity`, so a field added in a later version keeps
+finished stages reusable).  ``from_stage`` forces a re-run from that stage on;
 ``to_stage`` stops after it.  Fingerprints cover configs and data, not
 tfadvq's own code: after changing it, re-run with ``from_stage``.  A stage that changed since its last attempt
 starts in a clean directory; one interrupted with the same fingerprint keeps
@@ -48,7 +50,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from tfadvq import rundir
-from tfadvq.config import from_dict, read_yaml, to_dict
+from tfadvq.config import from_dict, identity, read_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.windows import ScoringConfig
 
@@ -280,7 +282,7 @@ class StageContext:
 def stage_fingerprint(entry: StageEntry, ctx: StageContext) -> str:
     upstream = {field: ctx.records[ref]["digest"] for field, ref in _uses(entry.stage).items()}
     extra = entry.stage.fingerprint(ctx) if hasattr(entry.stage, "fingerprint") else {}
-    payload = {"type": entry.stage.type_name, "config": to_dict(entry.stage), "scoring": to_dict(ctx.scoring),
+    payload = {"type": entry.stage.type_name, "config": identity(entry.stage), "scoring": identity(ctx.scoring),
                "upstream": upstream, "extra": extra}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tfadvq import rundir
-from tfadvq.config import bounded, to_dict
+from tfadvq.config import bounded, identity
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
@@ -124,7 +124,7 @@ class TrainStage(StageBase):
         return config
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
-        return {"train_config": to_dict(self.resolved(ctx))}
+        return {"train_config": identity(self.resolved(ctx))}
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.training import train
