@@ -20,7 +20,9 @@ PARAMS = {
     "DFResNet233": 11_851_040,
 }
 TINY = {"TinyResNet": dict(embed_dim=32, base_width=4), "TinyDFResNet": dict(embed_dim=32, base_width=4),
-        "McuDFResNet": dict(embed_dim=32, widths=[4, 4, 8, 8, 16], pool_channels=8)}
+        "McuDFResNet": dict(embed_dim=32, widths=[4, 4, 8, 8, 16], pool_channels=8),
+        "LstmEncoder": dict(feat_dim=80, embed_dim=32, units=8, layers=2),
+        "TdnnEncoder": dict(feat_dim=80, embed_dim=32, channels=8, pool_channels=16)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,6 +116,8 @@ def test_stats_pooling_is_mean_and_std_over_time():
     ("TinyResNet", {"base_width": 0}, "base_width"),
     ("TinyResNet", {"blocks": [1, 1]}, "blocks must be 4"),
     ("TinyDFResNet", {"depths": [1, 1, 0, 1]}, "depths"),
+    ("LstmEncoder", {"layers": 0}, "layers"),
+    ("TdnnEncoder", {"kernels": [5, 3], "dilations": [1]}, "one dilation per kernel"),
 ])
 def test_bad_model_config_raises(name, args, message):
     with pytest.raises(ConfigError, match=message):
@@ -184,3 +188,12 @@ def test_aam_bad_arguments_raise(args, message):
 
     with pytest.raises(ConfigError, match=message):
         AAMSoftmax(**args)
+
+
+def test_pretrained_benchmark_encoders_have_no_batchnorm_and_quantizable_layers():
+    """The LSTM and TDNN encoders (benchmarks/pretrained.py) are other families: recurrent / Conv1D, no BN."""
+    lstm, tdnn = build_model("LstmEncoder"), build_model("TdnnEncoder")
+    assert lstm.input_shape == tdnn.input_shape == (None, None, 40)
+    assert [type(l).__name__ for l in lstm.layers if l.weights] == ["LSTM"] * 2 + ["Dense"]
+    assert [type(l).__name__ for l in tdnn.layers if l.weights] == ["Conv1D"] * 5 + ["Dense"]
+    assert tdnn.get_layer("frame3").dilation_rate == (3,)

@@ -24,7 +24,7 @@ from tfadvq.train_config import TrainConfig, load_config, packaged_config
 from tfadvq.training import fit_embedding_model, train, training_data
 from tfadvq.voxceleb import load_corpus
 
-PACKAGED = ["demo", "resnet34_vox2", "dfresnet56_vox2", "dfresnet233_vox2"]
+PACKAGED = ["demo", "resnet34_vox2", "dfresnet56_vox2", "dfresnet233_vox2", "lstm40", "tdnn40"]
 
 
 def tiny_config(corpus: Path, **overrides) -> TrainConfig:

@@ -22,11 +22,14 @@ from tfadvq.models.dfresnet import (
 )
 from tfadvq.models.mcu import McuDFResNet
 from tfadvq.models.pooling import StatsPooling
+from tfadvq.models.lstm import LstmEncoder
 from tfadvq.models.resnet import ResNet, ResNet18, ResNet34, TinyResNet
+from tfadvq.models.tdnn import TdnnEncoder
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     f.__name__: f for f in (ResNet18, ResNet34, TinyResNet,
-                            DFResNet56, DFResNet110, DFResNet179, DFResNet233, TinyDFResNet, McuDFResNet)
+                            DFResNet56, DFResNet110, DFResNet179, DFResNet233, TinyDFResNet, McuDFResNet,
+                            LstmEncoder, TdnnEncoder)
 }
 
 
@@ -48,4 +51,4 @@ def build_model(name: str, **model_args: Any) -> keras.Model:
 
 __all__ = ["MODELS", "build_model", "StatsPooling", "ResNet", "ResNet18", "ResNet34", "TinyResNet",
            "DFResNet", "DFResNet56", "DFResNet110", "DFResNet179", "DFResNet233", "TinyDFResNet",
-           "McuDFResNet"]
+           "McuDFResNet", "LstmEncoder", "TdnnEncoder"]
