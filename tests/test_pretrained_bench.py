@@ -1,0 +1,65 @@
+"""benchmarks/pretrained.py --quick: tiny LSTM encoder trained here, every method at one width, both test sets."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import pretrained
+from tfadvq.corpus.real import RealConfig, build_real_corpus
+from tfadvq.corpus.real_sources import SOURCES, Source
+from tfadvq.evaluation import evaluate
+from tfadvq.scoring import keras_embedder
+
+# Two Spanish and two French asterisk voices (installed by scripts/setup.sh), as tests/test_real_corpus.py.
+SPANISH_FRENCH = Source("asterisk", SOURCES[0].licence, SOURCES[0].labels,
+                        tuple(r for r in SOURCES[0].readers if r.language in ("es", "fr")))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_corpus, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pretrained")
+    real = base / "real"
+    build_real_corpus(real, RealConfig(sources=("asterisk",), max_clips=5, seed=3), sources=[SPANISH_FRENCH],
+                      progress=False)
+    argv = ["--quick", "--corpus", str(tiny_corpus), "--real", str(real), "--artifacts", str(base / "art"),
+            "--models", "lstm40", "--bits", "3", "--out", str(base / "pretrained.json")]
+    return argv, pretrained.main(argv), base
+
+
+def test_every_method_is_a_row_with_both_test_sets_and_the_targets(quick_run):
+    _, result, _ = quick_run
+    rows = {r["method"]: r for r in result["rows"]}
+    assert set(rows) == {"fp32", *(m.name for m in pretrained.METHODS)}  # a peer refusing a layer says so
+    fp = rows.pop("fp32")
+    for method, row in rows.items():
+        if "refused" in row:
+            continue
+        assert row["bits"] == 3 and row["size_bytes"] < fp["size_bytes"], method  # tiny: biases weigh
+        for name in ("synthetic", "real"):
+            low, high = row[f"eer_{name}_ci95"]
+            assert 0 <= low <= row[f"eer_{name}"] <= high <= 100, (method, name)
+        assert -1 <= row["mean_cosine_to_fp32"] <= 1
+    assert fp["mean_cosine_to_fp32"] == pytest.approx(1.0, abs=1e-4)
+    assert rows["kmqat_distill"]["steps"] == 2
+    three_bit = [t for t in result["targets"] if t["set"] == "synthetic"]
+    assert {t["method"] for t in three_bit} == set(rows) - {m for m, r in rows.items() if "refused" in r}
+    assert all(t["limit"] == 1.5 and t["met"] == (t["ratio"] <= 1.5) for t in three_bit)
+
+
+def test_batched_scoring_is_the_evaluation_schedule(quick_run, tiny_corpus):
+    """The benchmark embeds all windows of a test set in batches; the EER is evaluate()'s."""
+    _, result, base = quick_run
+    enc = pretrained.encoder("lstm40", pretrained.parse_args(quick_run[0]))
+    corpus = pretrained.load_corpus(tiny_corpus)
+    official = evaluate(keras_embedder(enc.fp, enc.front_end), corpus.trials, corpus.test)
+    fp = next(r for r in result["rows"] if r["method"] == "fp32")
+    assert fp["eer_synthetic"] == pytest.approx(official.eer, abs=1e-3)
+
+
+def test_a_rerun_measures_only_missing_cells(quick_run):
+    argv, result, base = quick_run
+    again = pretrained.main(argv)
+    assert again["rows"] == json.loads((base / "pretrained.json").read_text())["rows"] == result["rows"]
+    assert np.isfinite([r["eer"] for r in again["rows"] if "eer" in r]).all()
