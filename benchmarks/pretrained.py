@@ -162,7 +162,8 @@ class Encoder:
         order = ("weighted", "bc", "distill")
         have = self._chain.get(bits)
         if have is None or order.index(have[0]) > order.index(stage):
-            settings = PTQSettings(bits=bits, weighted=True, fisher_batches=self.args.fisher_batches)
+            settings = PTQSettings(bits=bits, weighted=True, bias_correction=False,  # the bc stage adds it
+                                   fisher_batches=self.args.fisher_batches)
             have = ("weighted", post_training(self.fp, settings, self.data, progress=False).wrapped, {})
         while have[0] != stage:
             wrapped = have[1]
@@ -251,6 +252,28 @@ def plain_ptq(enc: Encoder, bits: int) -> Built:
     return _stripped(post_training(enc.fp, PTQSettings(bits=bits), progress=False).wrapped)
 
 
+def default_path(enc: Encoder, bits: int) -> Built:
+    """``PTQSettings(bits)`` with data and nothing else said: what a user gets by default."""
+    return _stripped(post_training(enc.fp, PTQSettings(bits=bits), enc.data, progress=False).wrapped)
+
+
+def adaptive_rounding(enc: Encoder, bits: int) -> Built:
+    """Weighted codebooks, adaptive rounding to them on the unlabeled crops, then bias correction."""
+    settings = PTQSettings(bits=bits, weighted=True, bias_correction=True, rounding="adaptive",
+                           fisher_batches=enc.args.fisher_batches)
+    return _stripped(post_training(enc.fp, settings, enc.data, progress=False).wrapped)
+
+
+def _settings_have(predicate: Callable[[PTQSettings], bool]) -> Callable[[], bool]:
+    """Whether this tree's PTQSettings has a feature (a row for a path main does not have yet is skipped)."""
+    def check() -> bool:
+        try:
+            return predicate(PTQSettings())
+        except (AttributeError, TypeError):
+            return False
+    return check
+
+
 def chained(stage: str) -> Callable[[Encoder, int], Built]:
     return lambda enc, bits: _stripped(*enc.chain(bits, stage))
 
@@ -297,12 +320,17 @@ class Method:
     note: str
     min_bits: int = 1  # widths below this are skipped
     max_bits: int = 8
+    available: Callable[[], bool] = lambda: True  # False: this tree's library lacks the path (no row)
 
 
 METHODS = (
     Method("kmqat_ptq", plain_ptq, "post_training(PTQSettings(bits)), per tensor, no data"),
     Method("kmqat_ptq_weighted", chained("weighted"), "PTQSettings(bits, weighted=True): Fisher-weighted k-means"),
     Method("kmqat_ptq_weighted_bc", chained("bc"), "weighted, then bias_correction.correct_bias"),
+    Method("default_path", default_path, "post_training(PTQSettings(bits), data): the default when data is given",
+           available=_settings_have(lambda s: s.weighted is None)),
+    Method("adaptive_rounding", adaptive_rounding, "PTQSettings(weighted, bias_correction, rounding=adaptive)",
+           available=_settings_have(lambda s: s.rounding == "nearest")),
     Method("mixed", mixed, "stages.mixed.mixed_run, per weight tensor, avg_bits = bits (index bits)"),
     Method("kmqat_distill", chained("distill"), "weighted + bias correction, then finetune(objective=distill)",
            max_bits=4),
@@ -357,7 +385,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where the trained encoders are kept (trained here when missing)")
     parser.add_argument("--workdir", type=Path, default=None, help="mixed runs (default ARTIFACTS/bench)")
     parser.add_argument("--models", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
-    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS],
+    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS if m.available()],
                         choices=[m.name for m in METHODS])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2, 8, 6],
                         help="widths, measured in this order (the targets' first)")
@@ -411,7 +439,7 @@ def main(argv=None) -> dict:
                       "front_end": f"log-mel fbank, {fbank.num_mel_bins} bands"}
         cells = [("fp32", 32, lambda e, b: Built(e.fp, tfadvq.model_size(e.fp).size_bytes, {}))]
         cells += [(m.name, b, m.build) for b in args.bits for m in METHODS
-                  if m.name in args.methods and m.min_bits <= b <= m.max_bits]
+                  if m.name in args.methods and m.available() and m.min_bits <= b <= m.max_bits]
         for method, bits, build in cells:
             if (name, method, bits) in done:
                 continue
@@ -438,6 +466,7 @@ def main(argv=None) -> dict:
               "scoring": dataclasses.asdict(scoring), "bits": args.bits,
               "trials": {s.name: len(s.trials) for s in next(iter(sets_by_fbank.values()), [])},
               "methods": {m.name: m.note for m in METHODS if m.name in args.methods},
+              "not_in_this_tree": [m.name for m in METHODS if not m.available()],
               "data": f"{args.batch_size}-crop batches of 2-s crops of the training audio, cached, labels unused",
               "fisher_batches": args.fisher_batches, "bc_batches": args.bc_batches,
               "mixed": {"batches": args.mixed_batches, "probes": args.mixed_probes, "per_weight": True,
