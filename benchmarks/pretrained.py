@@ -183,7 +183,7 @@ class Encoder:
         return have[1], have[2]
 
     def mixed(self, bits: int) -> tuple[keras.Model, dict]:
-        """Mixed precision at ``bits`` average bits: one ``mixed_run`` measures the plan, later widths re-allocate it."""
+        """Mixed precision at ``bits`` average bits: one ``mixed_run`` measures the plan, later widths re-use it."""
         settings = allocate.MixedSettings(per_weight=True, batches=self.args.mixed_batches,
                                           probes=self.args.mixed_probes)
         if self._plan is None:
