@@ -83,7 +83,7 @@ ENCODERS = ("lstm40", "tdnn40")  # packaged training configs: the recipes of the
 TARGETS = {4: 1.1, 3: 1.5}  # issue 22: EER within this factor of FP32 at these bits, without labels
 WINDOW_BATCH = 256
 # --quick: tiny encoders trained for a few steps, so the whole flow runs in seconds
-QUICK_ARGS = {"lstm40": {"units": 32, "layers": 2, "embed_dim": 16},  # wide enough that tables leave 3 bits
+QUICK_ARGS = {"lstm40": {"units": 64, "layers": 2, "embed_dim": 16},  # wide enough that tables leave 3 bits
               "tdnn40": {"channels": 32, "pool_channels": 64, "embed_dim": 16}}
 
 

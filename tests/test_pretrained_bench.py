@@ -43,6 +43,7 @@ def test_every_method_is_a_row_with_both_test_sets_and_the_targets(quick_run):
         assert -1 <= row["mean_cosine_to_fp32"] <= 1
     assert fp["mean_cosine_to_fp32"] == pytest.approx(1.0, abs=1e-4)
     assert rows["kmqat_distill"]["steps"] == 2
+    assert "refused" not in rows["mixed"] and rows["mixed"]["avg_bits"] <= 3.0
     three_bit = [t for t in result["targets"] if t["set"] == "synthetic"]
     assert {t["method"] for t in three_bit} == set(rows) - {m for m, r in rows.items() if "refused" in r}
     assert all(t["limit"] == 1.5 and t["met"] == (t["ratio"] <= 1.5) for t in three_bit)
