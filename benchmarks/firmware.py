@@ -17,7 +17,8 @@
   - ``ram_bytes`` = .data + .bss and ``flash_bytes`` = code + read-only data +
     .data image (the model included) of the *board* build (UART console, store
     on flash: what is flashed; the store's flash sectors are
-    ``store_flash_bytes`` besides), with ``SV_MAX_SECONDS`` of PCM buffer;
+    ``store_flash_bytes`` besides), scoring up to ``SV_MAX_SECONDS``, with a
+    capture buffer of ``capture_seconds`` (``SV_CAPTURE_SECONDS``; 0: file-fed);
     ``arena_bytes`` is the arena compiled in (converter's figure + margin),
     ``arena_used_bytes`` what TFLM allocated in it;
   - ``stack_used_bytes``: the deepest the stack (painted at reset) got in the session;
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.firmware import CORES, FirmwareError, Tflm, build_firmware, find_tflm, run_session
+from converters.firmware import CORES, FirmwareError, Tflm, build_firmware, find_tflm, run_session, section_sizes
 from tfadvq import rundir
 from tfadvq.report import machine_description, print_table
 
@@ -124,7 +125,10 @@ def size_rows() -> list[dict]:
 
 
 UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
-MAX_SECONDS = 3            # PCM buffer of the measured builds: the utterance fits, nothing more
+MAX_SECONDS = 3            # the longest utterance the measured builds score: the utterance fits, nothing more
+# The "@buffer" capture buffer: 3 s (a board with a microphone) or none (a file-fed build: the PCM buffer is
+# then one 0.1 s streaming chunk, and RAM no longer grows with the utterance).
+CAPTURE_SECONDS = (MAX_SECONDS, 0)
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
 
 
@@ -144,11 +148,6 @@ def utterances(corpus: Path, out: Path) -> list[Path]:
                 save_wav(written[-1], load_audio(p)[:UTTERANCE_SAMPLES])
             return written
     raise SystemExit(f"{corpus}: no test speaker with two utterances of >= 3 s")
-
-
-def section_sizes(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {f[0]: int(f[1]) for f in (line.split() for line in out.splitlines()) if f and f[0].startswith(".")}
 
 
 def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
@@ -175,13 +174,14 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
             model_dir = tmp / name
             write_c_arrays(tflite, metadata, model_dir)
             reference = python_score(tflite, metadata.scoring, enroll, verify)
-            for core in cores:
+            for core, capture in ((c, k) for c in cores for k in CAPTURE_SECONDS):
                 if not tflm.libraries[core].is_file():
                     print(f"{core}: no TFLM library at {tflm.libraries[core]}; skipped")
                     continue
-                build = tmp / f"build_{name}"
-                board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", MAX_SECONDS))
-                elf = build_firmware(core, tflm, model_dir, build, "semihosting", MAX_SECONDS)
+                build = tmp / f"build_{name}_{capture}"
+                options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture}
+                board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", options))
+                elf = build_firmware(core, tflm, model_dir, build, "semihosting", options)
                 lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
                 ready = dict(re.findall(r"(\w+)=(\S+)", next(x for x in lines if x.startswith("READY"))))
                 enrolled = next(x for x in lines if x.startswith("OK enrolled"))
@@ -192,7 +192,7 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
                 rows.append({
                     "method": "firmware_tflm", "target": core, "machine": CORES[core]["machine"], "model": name,
                     "activations": metadata.activations, "kernels": "cmsis_nn", "window_frames": metadata.input_frames,
-                    "hop_frames": metadata.scoring.hop, "max_seconds": MAX_SECONDS,
+                    "hop_frames": metadata.scoring.hop, "max_seconds": MAX_SECONDS, "capture_seconds": capture,
                     "model_bytes": len(tflite), "utterance_seconds": UTTERANCE_SAMPLES / 16000,
                     "windows_per_utterance": len(window_starts(frames, metadata.input_frames,
                                                                metadata.scoring.hop)),
@@ -212,7 +212,8 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` rows with every re-measured (method, target, model) replaced by its ``new`` row."""
-    key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"))  # noqa: E731
+    key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"),  # noqa: E731
+                     r.get("capture_seconds", r.get("max_seconds")))
     fresh = {key(r) for r in new}
     return [r for r in old if key(r) not in fresh] + new
 
@@ -264,7 +265,8 @@ def main() -> None:
         print_table(measured, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
         rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
-                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS}; instructions of PLATFORM="
+                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS} and SV_CAPTURE_SECONDS "
+                          f"{' or '.join(map(str, CAPTURE_SECONDS))}; instructions of PLATFORM="
                           "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")
         config["utterance"] = f"first 3.0 s of two test utterances of one speaker of {args.corpus}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from tfadvq.errors import ConversionError
@@ -97,10 +98,11 @@ def find_tflm(tflm_dir: str | os.PathLike | None = None) -> Tflm:
 
 
 def build_firmware(core: str, tflm: Tflm, model_dir: Path, build: Path, platform: str = "semihosting",
-                   max_seconds: int | None = None) -> Path:
+                   options: Mapping[str, int] | None = None) -> Path:
     """Build the full firmware for ``core`` around the C sources in ``model_dir``; return its ELF.
 
-    ``max_seconds`` sets the PCM buffer (``SV_MAX_SECONDS``; the firmware's default otherwise).
+    ``options``: build options (tflm_firmware/README.md), e.g. ``{"SV_MAX_SECONDS": 3,
+    "SV_CAPTURE_SECONDS": 0}``; the firmware's defaults otherwise.
     """
     if core not in CORES:
         raise FirmwareError(f"core {core!r}; accepted: {', '.join(CORES)}")
@@ -111,7 +113,7 @@ def build_firmware(core: str, tflm: Tflm, model_dir: Path, build: Path, platform
                             "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)")
     command = ["make", "-s", "-C", str(FIRMWARE), CORES[core]["make"], f"BUILD={Path(build).resolve()}",
                f"TFLM_DIR={tflm.root}", f"TFLM_LIB={tflm.library(core)}", f"MODEL_DIR={Path(model_dir).resolve()}",
-               f"PLATFORM={platform}", *([f"SV_MAX_SECONDS={max_seconds}"] if max_seconds else [])]
+               f"PLATFORM={platform}", *(f"{k}={v}" for k, v in (options or {}).items())]
     run = subprocess.run(command, check=False, capture_output=True, text=True)
     if run.returncode != 0:
         tail = "\n".join((run.stdout + run.stderr).strip().splitlines()[-12:])
@@ -141,6 +143,12 @@ def run_session(core: str, elf: Path, commands: str, cwd: Path, timeout: int = 3
         raise FirmwareError(f"{elf} on QEMU failed (exit {run.returncode}):\n"
                             + "\n".join((run.stdout + run.stderr).strip().splitlines()[-12:]))
     return run.stdout.splitlines()
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    """``{section: bytes}`` of ``elf`` (``arm-none-eabi-size -A``): RAM is ``.data`` + ``.bss``."""
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {f[0]: int(f[1]) for f in (line.split() for line in out.splitlines()) if f and f[0].startswith(".")}
 
 
 def fields(line: str) -> dict[str, str]:

@@ -339,3 +339,31 @@ def test_board_firmware_serves_the_uart_without_semihosting(tmp_path, lut_models
     assert lines[0].startswith("READY ") and lines[0].endswith("counter=cycles")
     assert lines[1:4] == ["OK 0", "ERR IO_ERROR", "ERR AUDIO_TOO_SHORT"]
     assert lines[4].startswith("BYE stack_used=") and lines[5] == "HALT status=2"  # 2: commands failed
+
+
+def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_models):
+    """SV_CAPTURE_SECONDS=0: no capture buffer, the PCM buffer is one 0.1 s chunk (RAM no longer grows with the
+    utterance), yet a file of several seconds scores exactly as in a build whose buffer holds it whole."""
+    from converters.firmware import build_firmware, fields, find_tflm, run_session, score, section_sizes
+    from tfadvq.audio import load_audio
+
+    _tflm()
+    tflm = find_tflm()
+    lo, _ = _write_two_models(lut_models, tmp_path)
+    long = parity_tool.speech("A sentence long enough to last several seconds, well beyond one chunk of "
+                              "audio, for the file-fed firmware.", tmp_path / "long.wav")
+    commands = f"enroll alice {long}\nverify alice {long}\nverify alice @buffer\n"
+    replies, sizes = {}, {}
+    for capture in (0, 8):
+        options = {"SV_MAX_SECONDS": 8, "SV_CAPTURE_SECONDS": capture}
+        board = section_sizes(build_firmware("cortex-m4", tflm, lo, tmp_path / f"b{capture}", "board", options))
+        sizes[capture] = board[".data"] + board[".bss"]
+        elf = build_firmware("cortex-m4", tflm, lo, tmp_path / f"s{capture}", "semihosting", options)
+        replies[capture] = run_session("cortex-m4", elf, commands, cwd=tmp_path / f"s{capture}", timeout=600)
+    assert 4.0 * 16000 < load_audio(long).size <= 8 * 16000
+    assert sizes[8] - sizes[0] == 8 * 32000 - 3200  # the capture buffer, and nothing else, is gone
+    zero, full = ([x for x in r if x.startswith(("OK", "ERR"))] for r in (replies[0], replies[8]))
+    assert fields(next(x for x in replies[0] if x.startswith("READY")))["capture_seconds"] == "0"
+    assert zero[0].startswith("OK enrolled alice") and score(zero[1]) == score(full[1]) is not None
+    assert zero[2].startswith("ERR AUDIO_TOO_SHORT")  # nothing can be captured without a buffer
+

@@ -45,16 +45,25 @@
 #ifndef SV_ARENA_MARGIN
 #define SV_ARENA_MARGIN 1024
 #endif
-// PCM buffer length (whole seconds, >= 1).  A longer file or recording is
-// scored on its first SV_MAX_SECONDS (SV_TRUNCATE_LONG_AUDIO=1, the default)
-// or refused with AUDIO_TOO_LONG (0).
+// The longest utterance scored (whole seconds, >= 1): a longer file or
+// recording is scored on its first SV_MAX_SECONDS (SV_TRUNCATE_LONG_AUDIO=1,
+// the default) or refused with AUDIO_TOO_LONG (0).  A policy, not memory:
+// files stream through the PCM buffer in chunks, whatever their length.
 #ifndef SV_MAX_SECONDS
 #define SV_MAX_SECONDS 6
+#endif
+// The capture buffer for "@buffer" (a microphone recording), whole seconds:
+// the one piece of RAM that grows with utterance length.  0 = no capture (a
+// file-fed build, e.g. QEMU): the PCM buffer is then one streaming chunk.
+#ifndef SV_CAPTURE_SECONDS
+#define SV_CAPTURE_SECONDS SV_MAX_SECONDS
 #endif
 #ifndef SV_TRUNCATE_LONG_AUDIO
 #define SV_TRUNCATE_LONG_AUDIO 1
 #endif
 static_assert(SV_MAX_SECONDS >= 1, "SV_MAX_SECONDS: at least 1 s (the audio check needs 0.5 s)");
+static_assert(SV_CAPTURE_SECONDS >= 0 && SV_CAPTURE_SECONDS <= SV_MAX_SECONDS,
+              "SV_CAPTURE_SECONDS: 0 (no capture buffer) up to SV_MAX_SECONDS");
 
 // The scoring schedule (lib/window_schedule.h): windows of the model's input
 // frames, TFADVQ_SCORING_HOP_FRAMES apart when the converter states it,
@@ -150,6 +159,10 @@ static_assert(SV_M2(SCORING_WINDOW_FRAMES) == SV_M2(INPUT_FRAMES) && SV_M2(SCORI
 namespace {
 
 constexpr size_t kMaxSamples = static_cast<size_t>(SV_MAX_SECONDS) * sv::Fbank::kSampleRate;
+constexpr size_t kCaptureSamples = static_cast<size_t>(SV_CAPTURE_SECONDS) * sv::Fbank::kSampleRate;
+// Files stream through the PCM buffer; a chunk of 0.1 s keeps the reads few.
+constexpr size_t kChunkSamples = sv::Fbank::kSampleRate / 10;
+constexpr size_t kPcmSamples = kCaptureSamples > kChunkSamples ? kCaptureSamples : kChunkSamples;
 #ifdef SV_TWO_MODELS
 constexpr int kWindowFrames =
     TFADVQ_INPUT_FRAMES > SV_M2(INPUT_FRAMES) ? TFADVQ_INPUT_FRAMES : SV_M2(INPUT_FRAMES);
@@ -161,7 +174,7 @@ constexpr int kNumOps = TFADVQ_MODEL_NUM_OPS;
 #endif
 
 alignas(16) uint8_t g_arena[TFADVQ_ARENA_BYTES + SV_ARENA_MARGIN];
-int16_t g_pcm[kMaxSamples];
+int16_t g_pcm[kPcmSamples];
 float g_features[kWindowFrames * sv::Fbank::kNumMelBins];  // one network window, shared
 
 int Fail(const char* what, sv::Status status) {
@@ -180,7 +193,7 @@ bool IsFirstOp(const char* name) {
   return false;
 }
 
-sv::AudioCapture g_capture(g_pcm, kMaxSamples);
+sv::AudioCapture g_capture(g_pcm, kCaptureSamples);
 size_t BufferedSamples() { return g_capture.samples(); }
 #ifndef SV_HOST
 uint64_t Counter() { return platform::Count(); }
@@ -224,13 +237,14 @@ int main() {
   sv::AudioLimits limits;
   limits.max_samples = kMaxSamples;
   limits.keep_first_samples = SV_TRUNCATE_LONG_AUDIO != 0;
-  const sv::VerifierBuffers buffers{g_pcm, kMaxSamples, g_features, kWindowFrames};
+  const sv::VerifierBuffers buffers{g_pcm, kPcmSamples, g_features, kWindowFrames};
   static sv::Verifier verifier(&fbank, &runner, &store, SV_THRESHOLD, buffers, limits, SV_HOP_FRAMES);
   std::printf("READY model_version=%d bytes=%u arena_used=%u arena=%u threshold=%.4f window=%d hop=%d "
-              "max_seconds=%d store=%s counter=%s\n",
+              "max_seconds=%d capture_seconds=%d store=%s counter=%s\n",
               TFADVQ_MODEL_VERSION, g_model_len, static_cast<unsigned>(runner.arena_used_bytes()),
               static_cast<unsigned>(sizeof(g_arena)), static_cast<double>(SV_THRESHOLD),
-              TFADVQ_INPUT_FRAMES, verifier.hop_frames(), SV_MAX_SECONDS, sv::StatusName(store_status),
+              TFADVQ_INPUT_FRAMES, verifier.hop_frames(), SV_MAX_SECONDS, SV_CAPTURE_SECONDS,
+              sv::StatusName(store_status),
 #ifdef SV_HOST
               "none");
 #else
