@@ -105,7 +105,7 @@ def test_the_quantize_folder_and_its_models_convert_with_their_bits(work, capsys
         assert metadata.bits_per_layer == bits and "TFLM_DECODE" in _ops(out.read_bytes()), name
         assert metadata.parity.threshold_from.startswith("median Keras score")  # no speakers given
         assert metadata.parity.median_cosine > 0.999 and metadata.parity.decision_agreement >= 0.99
-    assert "LUT axis 0" in capsys.readouterr().out
+    assert "LUT per tensor" in capsys.readouterr().out  # no BatchNorm folds into an LSTM or Dense: one table each
 
 
 def test_parity_compares_decisions_on_pairs_and_flags_a_different_model(work):
