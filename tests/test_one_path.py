@@ -28,6 +28,15 @@ def fp_model(tmp_path_factory) -> Path:
     return path
 
 
+def _run_recipe(tmp_path: Path, stages: list[str], window_frames: int | None = None) -> Path:
+    """Write ``stages`` (YAML flow mappings) as a recipe, run it in ``tmp_path/work`` and return that."""
+    scoring = f"scoring: {{window_frames: {window_frames}}}\n" if window_frames else ""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(scoring + "stages:\n" + "".join(f"  - {stage}\n" for stage in stages))
+    run_recipe(load_recipe(recipe), tmp_path / "work")
+    return tmp_path / "work"
+
+
 def _weights(path: Path) -> list[np.ndarray]:
     plain, _ = api.strip(model_io.load_model(path))
     return plain.get_weights()
@@ -55,11 +64,8 @@ def test_quantize_command_and_recipe_stage_give_the_same_model(case, fp_model, t
     fields = {k: str(files.get(v, v)) for k, v in fields.items()}
 
     assert main(["quantize", "--model", str(fp_model), *flags, "--out", str(tmp_path / "cli")]) == 0
-    recipe = tmp_path / "recipe.yaml"
     stage = ", ".join(f"{k}: {v}" for k, v in fields.items())
-    recipe.write_text(f"stages:\n  - {{type: model, path: {fp_model}}}\n"
-                      f"  - {{type: quantize, model: model, {stage}}}\n")
-    run_recipe(load_recipe(recipe), tmp_path / "work")
+    _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}", f"{{type: quantize, model: model, {stage}}}"])
 
     cli, stage = rundir.QuantDir(tmp_path / "cli"), rundir.QuantDir(tmp_path / "work" / "quantize")
     assert rundir.read_json(cli.summary)["ptq"] == rundir.read_json(stage.summary)["ptq"]  # the same path ran
@@ -89,12 +95,9 @@ def test_mixed_command_and_recipe_stage_give_the_same_bits_and_model(fp_model, t
     assert main(["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--avg-bits", "14",
                  "--allowed", "2,4,8", "--batches", "1", "--probes", "2", "--frames", "40",
                  "--out", str(tmp_path / "cli")]) == 0
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("scoring: {window_frames: 40}\n"
-                      f"stages:\n  - {{type: model, path: {fp_model}}}\n"
-                      f"  - {{type: mixed, model: model, inputs: {inputs}, avg_bits: 14, allowed: [2, 4, 8], "
-                      "batches: 1, probes: 2}\n")
-    run_recipe(load_recipe(recipe), tmp_path / "work")
+    _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}",
+                           f"{{type: mixed, model: model, inputs: {inputs}, avg_bits: 14, allowed: [2, 4, 8], "
+                           "batches: 1, probes: 2}"], window_frames=40)
 
     cli, stage = rundir.MixedDir(tmp_path / "cli"), rundir.MixedDir(tmp_path / "work" / "mixed")
     assert cli.bits_spec.read_text() == stage.bits_spec.read_text()
@@ -106,12 +109,8 @@ def test_eval_command_and_evaluate_stage_score_every_trial_alike(fp_model, tiny_
     """``tfadvq eval`` and the recipe's ``evaluate`` stage: the same trial scores, EER and threshold."""
     assert main(["eval", "--model", str(fp_model), "--corpus", str(tiny_corpus), "--frames", "40",
                  "--out", str(tmp_path / "cli")]) == 0
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("scoring: {window_frames: 40}\n"
-                      f"stages:\n  - {{type: model, path: {fp_model}}}\n"
-                      f"  - {{type: corpus, path: {tiny_corpus}}}\n"
-                      "  - {type: evaluate, model: model, corpus: corpus}\n")
-    run_recipe(load_recipe(recipe), tmp_path / "work")
+    _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}", f"{{type: corpus, path: {tiny_corpus}}}",
+                           "{type: evaluate, model: model, corpus: corpus}"], window_frames=40)
 
     cli, stage = rundir.EvalDir(tmp_path / "cli"), rundir.EvalDir(tmp_path / "work" / "evaluate")
     a, b = np.loadtxt(cli.trial_scores, ndmin=2), np.loadtxt(stage.trial_scores, ndmin=2)
