@@ -52,9 +52,11 @@
 #ifndef SV_MAX_SECONDS
 #define SV_MAX_SECONDS 6
 #endif
-// The capture buffer for "@buffer" (a microphone recording), whole seconds:
-// the one piece of RAM that grows with utterance length.  0 = no capture (a
-// file-fed build, e.g. QEMU): the PCM buffer is then one streaming chunk.
+// The frames kept for "@buffer" (a microphone recording, its fbank frames
+// computed as it arrives), whole seconds: the one piece of RAM that grows with
+// utterance length, 32 KB a second.  Files up to that length are scored in one
+// front-end pass too; longer ones in two.  0 = no capture (a file-fed build,
+// e.g. QEMU): the frame buffer is then one network window.
 #ifndef SV_CAPTURE_SECONDS
 #define SV_CAPTURE_SECONDS SV_MAX_SECONDS
 #endif
@@ -160,9 +162,11 @@ namespace {
 
 constexpr size_t kMaxSamples = static_cast<size_t>(SV_MAX_SECONDS) * sv::Fbank::kSampleRate;
 constexpr size_t kCaptureSamples = static_cast<size_t>(SV_CAPTURE_SECONDS) * sv::Fbank::kSampleRate;
+constexpr int kCaptureFrames =
+    kCaptureSamples < sv::Fbank::kFrameLength
+        ? 0 : 1 + static_cast<int>((kCaptureSamples - sv::Fbank::kFrameLength) / sv::Fbank::kFrameShift);
 // Files stream through the PCM buffer; a chunk of 0.1 s keeps the reads few.
 constexpr size_t kChunkSamples = sv::Fbank::kSampleRate / 10;
-constexpr size_t kPcmSamples = kCaptureSamples > kChunkSamples ? kCaptureSamples : kChunkSamples;
 #ifdef SV_TWO_MODELS
 constexpr int kWindowFrames =
     TFADVQ_INPUT_FRAMES > SV_M2(INPUT_FRAMES) ? TFADVQ_INPUT_FRAMES : SV_M2(INPUT_FRAMES);
@@ -172,10 +176,13 @@ alignas(16) uint8_t g_arena2[SV_M2(ARENA_BYTES) + SV_ARENA_MARGIN];
 constexpr int kWindowFrames = TFADVQ_INPUT_FRAMES;
 constexpr int kNumOps = TFADVQ_MODEL_NUM_OPS;
 #endif
+// The captured frames, and the frames of a file scored in one pass; at least
+// one network window (the two-pass fallback's window buffer).
+constexpr int kFrameRows = kCaptureFrames > kWindowFrames ? kCaptureFrames : kWindowFrames;
 
 alignas(16) uint8_t g_arena[TFADVQ_ARENA_BYTES + SV_ARENA_MARGIN];
-int16_t g_pcm[kPcmSamples];
-float g_features[kWindowFrames * sv::Fbank::kNumMelBins];  // one network window, shared
+int16_t g_pcm[kChunkSamples];
+float g_frames[kFrameRows * sv::Fbank::kNumMelBins];  // shared by the models
 
 int Fail(const char* what, sv::Status status) {
   std::printf("ERR %s %s\n", sv::StatusName(status), what);
@@ -193,8 +200,8 @@ bool IsFirstOp(const char* name) {
   return false;
 }
 
-sv::AudioCapture g_capture(g_pcm, kCaptureSamples);
-size_t BufferedSamples() { return g_capture.samples(); }
+sv::AudioCapture* g_capture = nullptr;
+size_t BufferedSamples() { return g_capture->samples(); }
 #ifndef SV_HOST
 uint64_t Counter() { return platform::Count(); }
 #endif
@@ -237,7 +244,9 @@ int main() {
   sv::AudioLimits limits;
   limits.max_samples = kMaxSamples;
   limits.keep_first_samples = SV_TRUNCATE_LONG_AUDIO != 0;
-  const sv::VerifierBuffers buffers{g_pcm, kPcmSamples, g_features, kWindowFrames};
+  static sv::AudioCapture capture(&fbank, g_frames, kCaptureFrames, limits);
+  g_capture = &capture;
+  const sv::VerifierBuffers buffers{g_pcm, kChunkSamples, g_frames, kFrameRows, &capture};
   static sv::Verifier verifier(&fbank, &runner, &store, SV_THRESHOLD, buffers, limits, SV_HOP_FRAMES);
   std::printf("READY model_version=%d bytes=%u arena_used=%u arena=%u threshold=%.4f window=%d hop=%d "
               "max_seconds=%d capture_seconds=%d store=%s counter=%s\n",
@@ -274,7 +283,7 @@ int main() {
 #endif
   std::fflush(stdout);
 
-  platform::SetCapture(&g_capture);
+  platform::SetCapture(&capture);
   sv::SessionHooks hooks;
   hooks.buffered_samples = BufferedSamples;
 #ifndef SV_HOST

@@ -20,15 +20,30 @@
 
 namespace sv {
 
+// One network window as the Verifier hands it over, without copying it into
+// a window buffer first: row t is frame (start + t) mod frames of
+// `raw[frames][Fbank::kNumMelBins]`, minus `mean[kNumMelBins]` (nullptr: the
+// rows are already mean-normalised).  The TFLM runner writes the rows straight
+// into its input tensor.
+struct WindowRows {
+  const float* raw;
+  int frames;
+  int start;
+  const float* mean;
+  // `out[Fbank::kNumMelBins]`: row t.
+  void Row(int t, float* out) const;
+  // `out[rows][Fbank::kNumMelBins]`: rows 0 .. rows - 1.
+  void CopyTo(int rows, float* out) const;
+};
+
 class Embedder {
  public:
   virtual ~Embedder() = default;
   // Frames of fbank features per network call.
   virtual int input_frames() const = 0;
   virtual int embedding_size() const = 0;
-  // `features[input_frames()][Fbank::kNumMelBins]` -> `embedding[embedding_size()]`.
-  // `features` is read only: the Verifier keeps rows shared by the next window.
-  virtual Status Embed(const float* features, float* embedding) = 0;
+  // The input_frames() rows of `window` -> `embedding[embedding_size()]`.
+  virtual Status Embed(const WindowRows& window, float* embedding) = 0;
 };
 
 // The scoring schedule driven by arriving frames: frame f (in order, not
@@ -72,15 +87,23 @@ class WindowAssembler : public FrameSink {
   int start_ = 0;  // its first frame
 };
 
-// Caller-owned work memory (static arrays on the device).  Features are
-// computed one network window at a time, so only the audio scales with the
-// utterance length (also for hops shorter than the window, and for a short
-// utterance wrapped to fill its window).
+class AudioCapture;
+
+// Caller-owned work memory (static arrays on the device).  An utterance of at
+// most frame_capacity frames is scored in one front-end pass: its frames are
+// kept (not mean-normalised) until the mean is known, and each window reads
+// them from there.  A longer one takes two passes (mean; then each frame again,
+// in order) with `frames` as the one window of features, so any length is
+// scored with memory for one chunk of audio and frame_capacity frames.
 struct VerifierBuffers {
-  int16_t* pcm;         // audio of one utterance
+  int16_t* pcm;         // audio: one file chunk, or a whole utterance for EmbedUtterance
   size_t pcm_capacity;  // samples
-  float* features;      // [window_frames][Fbank::kNumMelBins]
-  int window_frames;    // >= the embedder's input_frames()
+  float* frames;        // [frame_capacity][Fbank::kNumMelBins]
+  int frame_capacity;   // >= the embedder's input_frames()
+  // "@buffer": the microphone capture, whose frames live in `frames` (a file
+  // scored meanwhile overwrites them, so it restarts the capture).  nullptr:
+  // "@buffer" is the `buffered_samples` of `pcm`.
+  AudioCapture* capture = nullptr;
 };
 
 class Verifier : public LineHandler {
@@ -97,24 +120,29 @@ class Verifier : public LineHandler {
   // t is frame (start + t) mod T -- an utterance shorter than one window (but
   // past CheckAudio's minimum) is wrapped cyclically to fill it.  The result
   // is the L2-normalised sum of the L2-normalised window embeddings.
-  // The utterance mean is taken in a first pass and each window's frames are
-  // recomputed from the PCM in the second (the same values as Fbank::Compute,
-  // bit for bit): frames shared with the previous window are kept, and
-  // wrapped rows are copies of rows already computed, so the second pass
-  // computes at most T frames and needs no memory beyond one window.
+  // Up to buffers.frame_capacity frames, each frame is computed once and kept
+  // until the utterance mean is known (EmbedFrames); longer, the mean is taken
+  // in a first pass and each window's frames are recomputed from the PCM in
+  // the second (the same values as Fbank::Compute, bit for bit): frames shared
+  // with the previous window are kept, and wrapped rows are rows already
+  // computed, so the second pass computes at most T frames and needs no
+  // memory beyond one window.  Both give the same embedding, bit for bit.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   // The same embedding from the frames of a FbankStream, kept by a FrameStore
   // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` not mean-normalised,
   // `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
-  // in one front-end pass (no frame is recomputed); the audio checks are the
+  // in one front-end pass (no frame is recomputed, no window buffer: each
+  // window's rows go from `raw` to the network); the audio checks are the
   // caller's (CheckAudioStats on the AudioStats of the same chunks).
   Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
 
-  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm in
-  // two passes (T, mean and audio checks; then the frames straight into the
-  // windows): bit for bit EmbedUtterance of its samples, with memory for one
-  // chunk and one window whatever the file's length.  Longer than
+  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm:
+  // one pass keeping the frames when they fit in buffers.frames (T, mean,
+  // audio checks and frames, then EmbedFrames), else two (T, mean and audio
+  // checks; then the frames straight into the windows): bit for bit
+  // EmbedUtterance of its samples, with memory for one chunk and
+  // frame_capacity frames whatever the file's length.  Longer than
   // limits.max_samples: kAudioTooLong, or scored on its first max_samples
   // with limits.keep_first_samples.
   Status EmbedFile(const char* path, float* embedding);
@@ -133,6 +161,7 @@ class Verifier : public LineHandler {
 
  private:
   Status CheckShapes(int* window, int* hop) const;
+  Status EmbedCapture(float* embedding);
   Status EmbedSource(const Command& command, size_t buffered_samples, float* embedding);
   Status StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
                     AudioStats* stats);
