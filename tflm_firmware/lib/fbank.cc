@@ -98,7 +98,9 @@ void SubtractMean(float* features, int frames, int dim) {
 }
 
 Status FrameStore::OnFrame(int index, const float* row) {
-  if (index < 0 || index >= capacity_) return Status::kAudioTooLong;
+  if (index < 0 || index >= capacity_) {
+    return overflow_ == kKeepFirst && index >= 0 ? Status::kOk : Status::kAudioTooLong;
+  }
   std::memcpy(rows_ + index * Fbank::kNumMelBins, row, sizeof(float) * Fbank::kNumMelBins);
   return Status::kOk;
 }
@@ -129,6 +131,10 @@ void FbankStream::Reset() {
 }
 
 Status FbankStream::Emit(const int16_t* frame, FrameSink* sink) {
+  if (sink != nullptr && !sink->Wants(frames_)) {
+    ++frames_;
+    return Status::kOk;
+  }
   fbank_->ComputeFrame(frame, row_);
   // Summed frame by frame from 0, as SubtractMean and the Verifier do: the same float result.
   for (int m = 0; m < kNumMelBins; ++m) sum_[m] += row_[m];

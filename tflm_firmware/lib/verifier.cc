@@ -32,7 +32,9 @@ Status AddWindow(Embedder* embedder, const WindowRows& rows, float* sum) {
 }  // namespace
 
 void WindowRows::Row(int t, float* out) const {
-  const float* row = raw + ((start + t) % frames) * kMels;
+  int f = (start + t) % frames;
+  if (slots > 0) f %= slots;
+  const float* row = raw + f * kMels;
   if (mean == nullptr) {
     std::memcpy(out, row, sizeof(float) * kMels);
     return;
@@ -64,10 +66,12 @@ Status Verifier::CheckShapes(int* window, int* hop) const {
   return Status::kOk;
 }
 
-WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames, int window,
-                                 int hop, const float* mean, float* embedding)
+WindowAssembler::WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames,
+                                 int window, int hop, const float* mean, float* embedding)
     : embedder_(embedder),
-      features_(features),
+      ring_(ring),
+      capacity_(capacity),
+      kept_(kept),
       mean_(mean),
       frames_(frames),
       window_(window),
@@ -78,35 +82,42 @@ WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames
   for (int d = 0; d < dim && d < kMaxEmbedding; ++d) embedding_[d] = 0.0f;
 }
 
-Status WindowAssembler::OnFrame(int f, const float* raw) {
+Status WindowAssembler::Check() const {
   if (windows_ < 1) return Status::kAudioTooShort;
-  if (!Wants(f)) return Status::kOk;
-  const int row = f - start_;  // < window_: a window runs as soon as its last row is in
-  float* out = features_ + row * kMels;
-  for (int m = 0; m < kMels; ++m) out[m] = raw[m] - mean_[m];
-  if (row == window_ - 1 || f == frames_ - 1) return RunWindow();
+  if (kept_ < 0 || kept_ > capacity_ || (frames_ > capacity_ && capacity_ < window_)) {
+    return Status::kBadArgument;
+  }
   return Status::kOk;
 }
 
-Status WindowAssembler::RunWindow() {
-  // A short utterance (T < W, one window): row t is frame t mod T, of the T rows in.
-  const int rows = frames_ < window_ ? frames_ : window_;
-  const Status status = AddWindow(embedder_, WindowRows{features_, rows, 0, nullptr}, embedding_);
-  if (status != Status::kOk) return status;
-  if (++k_ == windows_) return Status::kOk;
-  // Keep the rows the next window shares (a hop shorter than the window, or
-  // the last window aligned to the end).
-  const int next = WindowStart(frames_, window_, hop_, k_);
-  const int shift = next - start_;  // > 0: starts increase
-  if (shift < window_) {
-    std::memmove(features_, features_ + shift * kMels, sizeof(float) * kMels * (window_ - shift));
+Status WindowAssembler::RunReady(int last) {
+  while (k_ < windows_) {
+    // A short utterance (T < W, one window) ends at its last frame.
+    const int end = frames_ < window_ ? frames_ - 1 : start_ + window_ - 1;
+    if (end > last) break;
+    const Status status =
+        AddWindow(embedder_, WindowRows{ring_, frames_, start_, mean_, capacity_}, embedding_);
+    if (status != Status::kOk) return status;
+    if (++k_ < windows_) start_ = WindowStart(frames_, window_, hop_, k_);
   }
-  start_ = next;
   return Status::kOk;
+}
+
+Status WindowAssembler::OnFrame(int f, const float* raw) {
+  Status status = Check();
+  if (status != Status::kOk || !Wants(f)) return status;
+  // Every frame before f is in (kept, arrived, or wanted by no window): the
+  // windows they complete run before f takes the slot of frame f - capacity.
+  status = RunReady(f - 1);
+  if (status != Status::kOk || !Wants(f)) return status;
+  std::memcpy(ring_ + (f % capacity_) * kMels, raw, sizeof(float) * kMels);
+  return RunReady(f);
 }
 
 Status WindowAssembler::Finish() {
-  if (windows_ < 1) return Status::kAudioTooShort;
+  Status status = Check();
+  if (status == Status::kOk) status = RunReady(kept_ - 1);
+  if (status != Status::kOk) return status;
   if (k_ != windows_) return Status::kBadArgument;
   L2Normalize(embedding_, embedder_->embedding_size());
   return Status::kOk;
@@ -119,24 +130,25 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   if (status != Status::kOk) return status;
   status = CheckAudio(pcm, num_samples, limits_);
   if (status != Status::kOk) return status;
-  // The utterance mean, summed frame by frame as FbankStream and SubtractMean
-  // do (the same floats); the frames kept when they fit (no FbankStream here,
-  // whose frame of samples would add 1.4 KB to the stack).
+  // First pass: the utterance mean, summed frame by frame as FbankStream and
+  // SubtractMean do (the same floats), keeping the frames that fit (no
+  // FbankStream here, whose frame of samples would add 1.4 KB to the stack).
   const int frames = FbankNumFrames(num_samples);
   if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
-  const bool keep = frames <= buffers_.frame_capacity;
+  const int capacity = buffers_.frame_capacity;
   float mean[kMels] = {};
+  float row[kMels];
   for (int t = 0; t < frames; ++t) {
-    float* row = buffers_.frames + (keep ? t * kMels : 0);
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
-    for (int m = 0; m < kMels; ++m) mean[m] += row[m];
+    float* out = t < capacity ? buffers_.frames + t * kMels : row;
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, out);
+    for (int m = 0; m < kMels; ++m) mean[m] += out[m];
   }
   for (int m = 0; m < kMels; ++m) mean[m] /= frames;
-  if (keep) return EmbedFrames(buffers_.frames, frames, mean, embedding);
-  // Second pass: each frame a window needs, computed once, in order.
-  WindowAssembler windows(embedder_, buffers_.frames, frames, window, hop, mean, embedding);
-  float row[kMels];
-  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+  if (frames <= capacity) return EmbedFrames(buffers_.frames, frames, mean, embedding);
+  // Second pass: each frame a window needs beyond the kept ones, computed once, in order.
+  WindowAssembler windows(embedder_, buffers_.frames, capacity, capacity, frames, window, hop, mean,
+                          embedding);
+  for (int t = capacity; t < frames && status == Status::kOk; ++t) {
     if (!windows.Wants(t)) continue;
     fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
     status = windows.OnFrame(t, row);
@@ -193,21 +205,22 @@ Status Verifier::EmbedFile(const char* path, float* embedding) {
   if (n < limits_.min_samples) return Status::kAudioTooShort;  // before reading it
   if (buffers_.pcm_capacity == 0) return Status::kBadArgument;
   // Pass 1: the frame count, the utterance mean and the audio checks; the
-  // frames too when they fit.
+  // frames too, as many as fit.
   FbankStream stream(fbank_);
   AudioStats stats;
-  FrameStore kept(buffers_.frames, buffers_.frame_capacity);
-  const bool keep = FbankNumFrames(n) <= buffers_.frame_capacity;
-  status = StreamFile(&file, n, &stream, keep ? &kept : nullptr, &stats);
+  const int capacity = buffers_.frame_capacity;
+  FrameStore kept(buffers_.frames, capacity, FrameStore::kKeepFirst);
+  status = StreamFile(&file, n, &stream, &kept, &stats);
   if (status == Status::kOk) status = CheckAudioStats(stats, limits_);
   if (status != Status::kOk) return status;
   const int frames = stream.frames();
   if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
   float mean[kMels];
   stream.Mean(mean);
-  if (keep) return EmbedFrames(buffers_.frames, frames, mean, embedding);
-  // Pass 2: the frames again, straight into the windows.
-  WindowAssembler windows(embedder_, buffers_.frames, frames, window, hop, mean, embedding);
+  if (frames <= capacity) return EmbedFrames(buffers_.frames, frames, mean, embedding);
+  // Pass 2: the frames not kept again (the others are not computed), straight into the windows.
+  WindowAssembler windows(embedder_, buffers_.frames, capacity, capacity, frames, window, hop, mean,
+                          embedding);
   stream.Reset();
   status = file.Rewind();
   if (status == Status::kOk) status = StreamFile(&file, n, &stream, &windows, nullptr);

@@ -21,7 +21,8 @@
 namespace sv {
 
 // One network window as the Verifier hands it over, without copying it into
-// a window buffer first: row t is frame (start + t) mod frames of
+// a window buffer first: row t is frame (start + t) mod frames (its row in
+// the ring when `slots` > 0) of
 // `raw[frames][Fbank::kNumMelBins]`, minus `mean[kNumMelBins]` (nullptr: the
 // rows are already mean-normalised).  The TFLM runner writes the rows straight
 // into its input tensor.
@@ -30,6 +31,7 @@ struct WindowRows {
   int frames;
   int start;
   const float* mean;
+  int slots = 0;  // > 0: `raw` is a ring of that many rows, frame f in row f mod slots
   // `out[Fbank::kNumMelBins]`: row t.
   void Row(int t, float* out) const;
   // `out[rows][Fbank::kNumMelBins]`: rows 0 .. rows - 1.
@@ -46,25 +48,31 @@ class Embedder {
   virtual Status Embed(const WindowRows& window, float* embedding) = 0;
 };
 
-// The scoring schedule driven by arriving frames: frame f (in order, not
-// mean-normalised) goes into its row of the current window, mean-normalised
-// with the utterance mean; as soon as a window's last row is in, the network
-// runs on it and the rows the next window shares are kept.  So windows are
-// embedded while the frames stream in, with one window of features whatever
-// the utterance length; it needs the frame count T and the mean up front (a
-// first pass over the audio: per-utterance mean normalisation).
+// The scoring schedule driven by arriving frames, over a ring of raw (not
+// mean-normalised) frames: frames 0 .. kept - 1 are already in the ring (a
+// first pass kept them), frame f >= kept arrives in order through OnFrame and
+// goes into slot f mod capacity, and each window runs as soon as its last
+// frame is in, its rows read from the ring minus the utterance mean.  With
+// capacity >= window, no frame is overwritten before every window that needs
+// it has run.  kept = 0, capacity = window: the bounded stream (one window of
+// frames whatever the utterance length); the longer the ring, the fewer
+// frames a second pass recomputes.  It needs the frame count T and the mean up
+// front (a first pass over the audio: per-utterance mean normalisation).
 class WindowAssembler : public FrameSink {
  public:
-  // `features[window][kNumMelBins]`; `mean[kNumMelBins]` is read during the
-  // frames; the window embeddings are summed into `embedding[embedding_size()]`
-  // (the caller's result, so no second buffer).  An invalid schedule (frames,
-  // window or hop < 1) makes every OnFrame and Finish kAudioTooShort.
-  WindowAssembler(Embedder* embedder, float* features, int frames, int window, int hop,
-                  const float* mean, float* embedding);
+  // `ring[capacity][kNumMelBins]`, its first min(kept, capacity) rows frames
+  // 0 .. kept - 1 (kept <= capacity); `mean[kNumMelBins]` is read while the
+  // windows run; the window embeddings are summed into
+  // `embedding[embedding_size()]` (the caller's result, so no second buffer).
+  // An invalid schedule (frames, window or hop < 1) makes every OnFrame and
+  // Finish kAudioTooShort; a ring shorter than both the window and the
+  // utterance, kBadArgument.
+  WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames, int window,
+                  int hop, const float* mean, float* embedding);
 
-  // Whether frame f lies in a window still to come (a hop longer than the
-  // window skips frames: they need not be computed).
-  bool Wants(int f) const { return k_ < windows_ && f >= start_; }
+  // Whether frame f must still arrive: not kept, and in a window still to
+  // come (a hop longer than the window skips frames: they need not be computed).
+  bool Wants(int f) const override { return f >= kept_ && k_ < windows_ && f >= start_; }
   // Frames must come in order; a frame not Wanted is ignored.  The network's
   // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
   Status OnFrame(int f, const float* raw) override;
@@ -73,17 +81,21 @@ class WindowAssembler : public FrameSink {
   Status Finish();
 
  private:
-  Status RunWindow();
+  Status Check() const;
+  // Runs every window still to come whose frames are all in (up to `last`).
+  Status RunReady(int last);
 
   Embedder* embedder_;
-  float* features_;
+  float* ring_;
+  int capacity_;
+  int kept_;
   const float* mean_;
   int frames_;
   int window_;
   int hop_;
   int windows_;
   float* embedding_;
-  int k_ = 0;      // the window being filled
+  int k_ = 0;      // the next window to run
   int start_ = 0;  // its first frame
 };
 
