@@ -29,13 +29,6 @@ RealFft<kN>::RealFft() {
 
 template <int kN>
 void RealFft<kN>::ComplexInPlace(float* re, float* im) const {
-  for (int i = 0; i < kHalf; ++i) {
-    const int j = bit_reverse_[i];
-    if (j > i) {
-      float t = re[i]; re[i] = re[j]; re[j] = t;
-      t = im[i]; im[i] = im[j]; im[j] = t;
-    }
-  }
   // The radix-2 stages of sizes m and 2m fused into one pass (radix 2^2):
   // each group of four values is loaded and stored once for both stages, and
   // each twiddle once per pass.  The arithmetic is that of the two radix-2
@@ -101,12 +94,13 @@ void RealFft<kN>::ComplexInPlace(float* re, float* im) const {
 
 template <int kN>
 void RealFft<kN>::PowerSpectrum(const float* in, float* power) const {
-  // Pack: re = even samples, im = odd samples.
+  // Pack: re = even samples, im = odd samples, straight into bit-reversed order.
   float re[kHalf];
   float im[kHalf];
   for (int n = 0; n < kHalf; ++n) {
-    re[n] = in[2 * n];
-    im[n] = in[2 * n + 1];
+    const int j = bit_reverse_[n];
+    re[j] = in[2 * n];
+    im[j] = in[2 * n + 1];
   }
   ComplexInPlace(re, im);
   // X[k] = E[k] + exp(-2*pi*i*k/kN) O[k], with

@@ -27,6 +27,7 @@ class RealFft {
   void PowerSpectrum(const float* in, float* power) const;
 
  private:
+  // The kHalf-point complex FFT of (re, im) given in bit-reversed order.
   void ComplexInPlace(float* re, float* im) const;
 
   unsigned short bit_reverse_[kHalf];
