@@ -1003,3 +1003,22 @@ TEST(file_streamed_through_a_small_buffer_gives_the_one_shot_embedding) {
   std::remove("sv_stream.wav");
   rig.embedder.Reset();
 }
+
+TEST(a_file_scored_during_a_capture_restarts_it) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1100.0f, 4, rig.pcm, kSeconds2);
+  CHECK(WriteWav("sv_capture_file.wav", rig.pcm, kSeconds2));
+  const sv::AudioLimits limits;
+  const int whole = sv::FbankNumFrames(kSeconds2);
+  sv::AudioCapture capture(&rig.fbank, g_raw, whole, limits);
+  sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                        sv::VerifierBuffers{rig.pcm, 1000, g_raw, whole, &capture}, limits);
+  PushBlocks(&capture, rig.pcm, kSeconds2);
+  char reply[160];
+  // The file's frames take the memory of the captured ones: the capture starts again.
+  CHECK_STATUS(verifier.HandleLine("enroll alice sv_capture_file.wav", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_EQ(capture.samples(), 0u);
+  CHECK_STATUS(verifier.HandleLine("verify alice @buffer", 0, reply, sizeof(reply)), sv::Status::kAudioTooShort);
+  std::remove("sv_capture_file.wav");
+  rig.embedder.Reset();
+}
