@@ -104,9 +104,10 @@ class AudioCapture;
 // Caller-owned work memory (static arrays on the device).  An utterance of at
 // most frame_capacity frames is scored in one front-end pass: its frames are
 // kept (not mean-normalised) until the mean is known, and each window reads
-// them from there.  A longer one takes two passes (mean; then each frame again,
-// in order) with `frames` as the one window of features, so any length is
-// scored with memory for one chunk of audio and frame_capacity frames.
+// them from there.  A longer one keeps its first frame_capacity frames in the
+// first pass (the mean) and computes the others once more in a second, with
+// `frames` as the WindowAssembler's ring, so any length is scored with memory
+// for one chunk of audio and frame_capacity frames.
 struct VerifierBuffers {
   int16_t* pcm;         // audio: one file chunk, or a whole utterance for EmbedUtterance
   size_t pcm_capacity;  // samples
@@ -133,12 +134,12 @@ class Verifier : public LineHandler {
   // past CheckAudio's minimum) is wrapped cyclically to fill it.  The result
   // is the L2-normalised sum of the L2-normalised window embeddings.
   // Up to buffers.frame_capacity frames, each frame is computed once and kept
-  // until the utterance mean is known (EmbedFrames); longer, the mean is taken
-  // in a first pass and each window's frames are recomputed from the PCM in
-  // the second (the same values as Fbank::Compute, bit for bit): frames shared
-  // with the previous window are kept, and wrapped rows are rows already
-  // computed, so the second pass computes at most T frames and needs no
-  // memory beyond one window.  Both give the same embedding, bit for bit.
+  // until the utterance mean is known (EmbedFrames); longer, the first pass
+  // (the mean) keeps the first frame_capacity frames and the second computes
+  // the others again from the PCM, in order, into the ring (the same values
+  // as Fbank::Compute, bit for bit): rows shared by consecutive windows and
+  // wrapped rows are read again, not recomputed.  Any number of frames kept
+  // gives the same embedding, bit for bit.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   // The same embedding from the frames of a FbankStream, kept by a FrameStore
