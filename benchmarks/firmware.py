@@ -18,21 +18,26 @@
     .data image (the model included) of the *board* build (UART console, store
     on flash: what is flashed; the store's flash sectors are
     ``store_flash_bytes`` besides), scoring up to ``SV_MAX_SECONDS``, with a
-    capture buffer of ``capture_seconds`` (``SV_CAPTURE_SECONDS``; 0: file-fed);
+    capture of ``capture_seconds`` (``SV_CAPTURE_SECONDS``: the fbank frames kept, for
+    ``@buffer`` and one-pass scoring of files; 0: file-fed, one window of frames);
     ``arena_bytes`` is the arena compiled in (converter's figure + margin),
     ``arena_used_bytes`` what TFLM allocated in it;
   - ``stack_used_bytes``: the deepest the stack (painted at reset) got in the session;
   - ``instructions_per_enrollment`` / ``instructions_per_verification``: one
-    ``enroll`` / ``verify`` of a fixed 3.0 s utterance (file read, two fbank
-    passes, every window's Invoke) on the semihosting build under QEMU
+    ``enroll`` / ``verify`` of a fixed 3.0 s utterance (file read, one fbank
+    pass when its frames fit in the frames kept, else the frames not kept
+    computed again, every window's Invoke) on the semihosting build under QEMU
     ``-icount shift=0`` (SysTick x 1e9 / SYSCLK: instructions, not cycles);
   - ``score_abs_diff``: the device's verify score against the same pipeline in
     Python (``tfadvq.scoring`` with the ``tflite_micro`` interpreter).
   Without ``--tflm-dir`` (TFLM absent) these rows are not measured and the
   script says so; the committed ones are kept.
+* ``--lever NAME=COMMIT`` (repeatable): the same Cortex-M4 rows for the
+  ``tflm_firmware`` tree of another commit (``git archive``), method
+  ``firmware_tflm_lever``: what each change to the firmware bought, one by one.
 
-Run: ``.venv/bin/python benchmarks/firmware.py [--tflm-dir DIR --corpus DIR --model NAME=DIR ...]
-[--skip-frontend]``; rows are merged into benchmarks/results/firmware.json.
+Run: ``.venv/bin/python benchmarks/firmware.py [--tflm-dir DIR --corpus DIR --model NAME=DIR ...
+--lever NAME=COMMIT ...] [--skip-frontend]``; rows are merged into benchmarks/results/firmware.json.
 """
 from __future__ import annotations
 
@@ -126,8 +131,9 @@ def size_rows() -> list[dict]:
 
 UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
 MAX_SECONDS = 3            # the longest utterance the measured builds score: the utterance fits, nothing more
-# The "@buffer" capture buffer: 3 s (a board with a microphone) or none (a file-fed build: the PCM buffer is
-# then one 0.1 s streaming chunk, and RAM no longer grows with the utterance).
+# The frames kept (the "@buffer" capture, and one-pass scoring of files up to its length): 3 s (a board with a
+# microphone) or none (a file-fed build: one window of frames, files in two passes; RAM does not grow with the
+# utterance).
 CAPTURE_SECONDS = (MAX_SECONDS, 0)
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
 
@@ -159,7 +165,8 @@ def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))
 
 
-def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str]) -> list[dict]:
+def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str],
+              sources: Path = FIRMWARE) -> list[dict]:
     from converters.c_array import write_c_arrays
     from converters.metadata import read_json
     from tfadvq.windows import window_starts
@@ -180,8 +187,8 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
                     continue
                 build = tmp / f"build_{name}_{capture}"
                 options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture}
-                board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", options))
-                elf = build_firmware(core, tflm, model_dir, build, "semihosting", options)
+                board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", options, sources))
+                elf = build_firmware(core, tflm, model_dir, build, "semihosting", options, sources)
                 lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
                 ready = dict(re.findall(r"(\w+)=(\S+)", next(x for x in lines if x.startswith("READY"))))
                 enrolled = next(x for x in lines if x.startswith("OK enrolled"))
@@ -213,9 +220,22 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` rows with every re-measured (method, target, model) replaced by its ``new`` row."""
     key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"),  # noqa: E731
-                     r.get("capture_seconds", r.get("max_seconds")))
+                     r.get("capture_seconds", r.get("max_seconds")), r.get("lever"))
     fresh = {key(r) for r in new}
     return [r for r in old if key(r) not in fresh] + new
+
+
+def lever_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], levers: dict[str, str]) -> list[dict]:
+    """The Cortex-M4 rows of :func:`tflm_rows` for the ``tflm_firmware`` tree of each commit."""
+    rows = []
+    for lever, commit in levers.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "tflm_firmware"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            for row in tflm_rows(tflm, corpus, models, ["cortex-m4"], Path(tmp) / "tflm_firmware"):
+                rows.append({**row, "method": "firmware_tflm_lever", "lever": lever, "commit": commit})
+    return rows
 
 
 def frontend_rows() -> list[dict]:
@@ -246,6 +266,8 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="calibrated conversion directory (model.tflite + model.json); repeatable")
     parser.add_argument("--core", action="append", choices=sorted(CORES), help="default: every core")
+    parser.add_argument("--lever", action="append", default=[], metavar="NAME=COMMIT",
+                        help="also measure the M4 firmware of another commit's tflm_firmware (repeatable)")
     parser.add_argument("--skip-frontend", action="store_true", help="keep the committed front-end rows")
     args = parser.parse_args()
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"config": {}, "rows": []}
@@ -261,7 +283,9 @@ def main() -> None:
         if args.corpus is None:
             raise SystemExit("--model needs --corpus (the fixed 3 s utterances come from its test set)")
         models = dict(m.split("=", 1) for m in args.model)
-        measured = tflm_rows(tflm, args.corpus, {k: Path(v) for k, v in models.items()}, args.core or sorted(CORES))
+        models = {k: Path(v) for k, v in models.items()}
+        measured = tflm_rows(tflm, args.corpus, models, args.core or sorted(CORES))
+        measured += lever_rows(tflm, args.corpus, models, dict(m.split("=", 1) for m in args.lever))
         print_table(measured, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
         rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "

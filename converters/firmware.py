@@ -98,11 +98,12 @@ def find_tflm(tflm_dir: str | os.PathLike | None = None) -> Tflm:
 
 
 def build_firmware(core: str, tflm: Tflm, model_dir: Path, build: Path, platform: str = "semihosting",
-                   options: Mapping[str, int] | None = None) -> Path:
+                   options: Mapping[str, int] | None = None, sources: Path = FIRMWARE) -> Path:
     """Build the full firmware for ``core`` around the C sources in ``model_dir``; return its ELF.
 
     ``options``: build options (tflm_firmware/README.md), e.g. ``{"SV_MAX_SECONDS": 3,
-    "SV_CAPTURE_SECONDS": 0}``; the firmware's defaults otherwise.
+    "SV_CAPTURE_SECONDS": 0}``; the firmware's defaults otherwise.  ``sources``: the
+    ``tflm_firmware`` tree to build (another commit's, to measure what a change bought).
     """
     if core not in CORES:
         raise FirmwareError(f"core {core!r}; accepted: {', '.join(CORES)}")
@@ -111,7 +112,7 @@ def build_firmware(core: str, tflm: Tflm, model_dir: Path, build: Path, platform
     if shutil.which("arm-none-eabi-g++") is None:
         raise FirmwareError("arm-none-eabi-g++ is not on PATH (Debian: gcc-arm-none-eabi "
                             "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)")
-    command = ["make", "-s", "-C", str(FIRMWARE), CORES[core]["make"], f"BUILD={Path(build).resolve()}",
+    command = ["make", "-s", "-C", str(sources), CORES[core]["make"], f"BUILD={Path(build).resolve()}",
                f"TFLM_DIR={tflm.root}", f"TFLM_LIB={tflm.library(core)}", f"MODEL_DIR={Path(model_dir).resolve()}",
                f"PLATFORM={platform}", *(f"{k}={v}" for k, v in (options or {}).items())]
     run = subprocess.run(command, check=False, capture_output=True, text=True)

@@ -342,10 +342,11 @@ def test_board_firmware_serves_the_uart_without_semihosting(tmp_path, lut_models
 
 
 def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_models):
-    """SV_CAPTURE_SECONDS=0: no capture buffer, the PCM buffer is one 0.1 s chunk (RAM no longer grows with the
-    utterance), yet a file of several seconds scores exactly as in a build whose buffer holds it whole."""
+    """SV_CAPTURE_SECONDS=0: no capture, one window of frames kept (RAM no longer grows with the utterance), yet a
+    file of several seconds (two fbank passes) scores exactly as in a build that keeps all its frames (one pass)."""
     from converters.firmware import build_firmware, fields, find_tflm, run_session, score, section_sizes
     from tfadvq.audio import load_audio
+    from tfadvq.fbank_config import num_frames
 
     _tflm()
     tflm = find_tflm()
@@ -361,9 +362,11 @@ def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_
         elf = build_firmware("cortex-m4", tflm, lo, tmp_path / f"s{capture}", "semihosting", options)
         replies[capture] = run_session("cortex-m4", elf, commands, cwd=tmp_path / f"s{capture}", timeout=600)
     assert 4.0 * 16000 < load_audio(long).size <= 8 * 16000
-    assert sizes[8] - sizes[0] == 8 * 32000 - 3200  # the capture buffer, and nothing else, is gone
+    ready = fields(next(x for x in replies[0] if x.startswith("READY")))
+    # The frames kept beyond one network window (320 B each), and nothing else, are gone.
+    assert sizes[8] - sizes[0] == (num_frames(8 * 16000) - int(ready["window"])) * 320
     zero, full = ([x for x in r if x.startswith(("OK", "ERR"))] for r in (replies[0], replies[8]))
-    assert fields(next(x for x in replies[0] if x.startswith("READY")))["capture_seconds"] == "0"
+    assert ready["capture_seconds"] == "0"
     assert zero[0].startswith("OK enrolled alice") and score(zero[1]) == score(full[1]) is not None
     assert zero[2].startswith("ERR AUDIO_TOO_SHORT")  # nothing can be captured without a buffer
 

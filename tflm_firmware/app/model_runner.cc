@@ -52,7 +52,8 @@ Status ModelRunner::CheckShapes() {
   if (!TypeSupported(in) || !TypeSupported(out)) return Status::kModelBadShape;
   // Input [1, frames, mels] (a trailing channel axis of 1 is allowed).
   const TfLiteIntArray* d = in->dims;
-  if (d->size < 3 || d->data[0] != 1 || d->data[1] != spec_.input_frames ||
+  if (spec_.num_mel_bins != Fbank::kNumMelBins || d->size < 3 || d->data[0] != 1 ||
+      d->data[1] != spec_.input_frames ||
       d->data[2] != spec_.num_mel_bins ||
       Elements(in) != spec_.input_frames * spec_.num_mel_bins) {
     return Status::kModelBadShape;
@@ -64,17 +65,22 @@ Status ModelRunner::CheckShapes() {
   return Status::kOk;
 }
 
-Status ModelRunner::Embed(const float* features, float* embedding) {
+Status ModelRunner::Embed(const WindowRows& window, float* embedding) {
   if (interpreter_ == nullptr) return Status::kInterpreterError;
   TfLiteTensor* in = interpreter_->input(0);
-  const int n = spec_.input_frames * spec_.num_mel_bins;
+  const int mels = spec_.num_mel_bins;
   if (in->type == kTfLiteFloat32) {
-    for (int i = 0; i < n; ++i) in->data.f[i] = features[i];
+    window.CopyTo(spec_.input_frames, in->data.f);
   } else {
     const float inv_scale = 1.0f / in->params.scale;
-    for (int i = 0; i < n; ++i) {
-      const long q = std::lround(features[i] * inv_scale) + in->params.zero_point;
-      in->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
+    float row[Fbank::kNumMelBins];
+    for (int t = 0; t < spec_.input_frames; ++t) {
+      window.Row(t, row);
+      int8_t* q = in->data.int8 + t * mels;
+      for (int m = 0; m < mels; ++m) {
+        const long v = std::lround(row[m] * inv_scale) + in->params.zero_point;
+        q[m] = static_cast<int8_t>(v < -128 ? -128 : (v > 127 ? 127 : v));
+      }
     }
   }
   if (interpreter_->Invoke() != kTfLiteOk) return Status::kInterpreterError;

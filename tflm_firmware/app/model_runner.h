@@ -46,7 +46,9 @@ class ModelRunner : public Embedder {
 
   int input_frames() const override { return spec_.input_frames; }
   int embedding_size() const override { return spec_.embed_dim; }
-  Status Embed(const float* features, float* embedding) override;
+  // Writes the window's rows straight into the input tensor (quantised for an
+  // int8 input), runs the network and dequantises its output.
+  Status Embed(const WindowRows& window, float* embedding) override;
 
   size_t arena_used_bytes() const;
   const ModelSpec& spec() const { return spec_; }

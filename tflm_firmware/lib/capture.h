@@ -1,23 +1,35 @@
-// Audio captured on the device into the PCM buffer, for the "@buffer" source.
+// Audio captured on the device for the "@buffer" source: the streaming front end.
 //
 // A microphone driver's DMA callback (or an I2S/PDM ISR) hands each block it
-// has filled to Push(); the command loop reads samples() when a command names
-// "@buffer" and the Verifier scores buffer[0, samples()).  One producer (the
-// interrupt), one consumer (the loop): the count is published after the
-// samples are written, so the loop never sees a count ahead of its samples.
-// See platform/board/mic_example.cc.
+// has filled to Push(), which runs the front end on it at once: the fbank
+// frames the block completes go into the frame buffer (not mean-normalised),
+// and the utterance mean and the audio checks' sums accumulate.  No PCM is
+// kept (one frame of samples, 800 B), and one frame is 320 B per 10 ms of
+// audio, as many bytes as the PCM it replaces; but "@buffer" is then scored in
+// one front-end pass (Verifier::EmbedFrames), bit for bit as EmbedUtterance of
+// the same samples.  A recording longer than the buffer keeps its start, as a
+// recording that stops there (per-utterance mean normalisation needs every
+// frame before the first window runs, so the frames of a whole utterance are
+// kept).  One producer (the interrupt), one consumer (the command loop): the
+// sample count is published after the frames are written.  Push costs about
+// 46 k instructions per 10 ms frame on a Cortex-M4.  See
+// platform/board/mic_example.cc.
 #ifndef TFADVQ_CAPTURE_H_
 #define TFADVQ_CAPTURE_H_
 
 #include <cstddef>
 #include <cstdint>
 
+#include "audio_check.h"
+#include "fbank.h"
+
 namespace sv {
 
 class AudioCapture {
  public:
-  // `buffer[capacity]`: the Verifier's PCM buffer (VerifierBuffers::pcm).
-  AudioCapture(int16_t* buffer, size_t capacity) : buffer_(buffer), capacity_(capacity) {}
+  // `frames[capacity][Fbank::kNumMelBins]` (on the device the Verifier's
+  // VerifierBuffers::frames); at most limits.max_samples are kept.
+  AudioCapture(const Fbank* fbank, float* frames, int capacity, const AudioLimits& limits);
 
   // Forgets what was captured (a new utterance starts).  Call it with the
   // producer stopped or between its blocks.
@@ -28,10 +40,19 @@ class AudioCapture {
 
   size_t samples() const { return count_; }
   size_t dropped() const { return dropped_; }
+  // The samples whose frames fit in the buffer (and within limits.max_samples).
   size_t capacity() const { return capacity_; }
+  // The frames so far, their per-bin mean, and the audio checks' sums.
+  int frames() const { return stream_.frames(); }
+  const float* rows() const { return store_.rows(); }
+  void Mean(float* mean) const { stream_.Mean(mean); }
+  const AudioStats& stats() const { return stats_; }
 
  private:
-  int16_t* buffer_;
+  FbankStream stream_;
+  FrameStore store_;
+  AudioStats stats_;
+  AudioLimits limits_;
   size_t capacity_;
   volatile size_t count_ = 0;
   volatile size_t dropped_ = 0;

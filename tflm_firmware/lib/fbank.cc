@@ -59,18 +59,21 @@ Fbank::Fbank() {
 }
 
 void Fbank::ComputeFrame(const int16_t* samples, float* out) const {
+  // Steps 4-6 in one backward pass, each value rounded as the steps one by one
+  // would round it: the sum of 400 int16 is exact in int32 and in float (below
+  // 2^24), so the DC mean is the float mean; pre-emphasis runs backwards so
+  // each step still sees the unmodified f[i-1].
+  int32_t sum = 0;
+  for (int i = 0; i < kFrameLength; ++i) sum += samples[i];
+  const float mean = static_cast<float>(sum) / kFrameLength;
   float frame[kFftLength];
-  float sum = 0.0f;
-  for (int i = 0; i < kFrameLength; ++i) {
-    frame[i] = static_cast<float>(samples[i]);
-    sum += frame[i];
+  float next = static_cast<float>(samples[kFrameLength - 1]) - mean;
+  for (int i = kFrameLength - 1; i > 0; --i) {
+    const float prev = static_cast<float>(samples[i - 1]) - mean;
+    frame[i] = (next - kPreemph * prev) * window_[i];
+    next = prev;
   }
-  const float mean = sum / kFrameLength;
-  for (int i = 0; i < kFrameLength; ++i) frame[i] -= mean;
-  // Pre-emphasis runs backwards so each step still sees the unmodified f[i-1].
-  for (int i = kFrameLength - 1; i > 0; --i) frame[i] -= kPreemph * frame[i - 1];
-  frame[0] -= kPreemph * frame[0];
-  for (int i = 0; i < kFrameLength; ++i) frame[i] *= window_[i];
+  frame[0] = (next - kPreemph * next) * window_[0];
   for (int i = kFrameLength; i < kFftLength; ++i) frame[i] = 0.0f;
 
   float power[kFftLength / 2 + 1];
@@ -95,7 +98,9 @@ void SubtractMean(float* features, int frames, int dim) {
 }
 
 Status FrameStore::OnFrame(int index, const float* row) {
-  if (index < 0 || index >= capacity_) return Status::kAudioTooLong;
+  if (index < 0 || index >= capacity_) {
+    return overflow_ == kKeepFirst && index >= 0 ? Status::kOk : Status::kAudioTooLong;
+  }
   std::memcpy(rows_ + index * Fbank::kNumMelBins, row, sizeof(float) * Fbank::kNumMelBins);
   return Status::kOk;
 }
@@ -126,6 +131,10 @@ void FbankStream::Reset() {
 }
 
 Status FbankStream::Emit(const int16_t* frame, FrameSink* sink) {
+  if (sink != nullptr && !sink->Wants(frames_)) {
+    ++frames_;
+    return Status::kOk;
+  }
   fbank_->ComputeFrame(frame, row_);
   // Summed frame by frame from 0, as SubtractMean and the Verifier do: the same float result.
   for (int m = 0; m < kNumMelBins; ++m) sum_[m] += row_[m];

@@ -70,21 +70,32 @@ class FrameSink {
   // not mean-normalised, valid during the call.  A status other than kOk stops
   // the stream's Push() with it.
   virtual Status OnFrame(int index, const float* row) = 0;
+  // Whether frame `index` is needed at all: a frame no sink wants is neither
+  // computed nor summed into the stream's Mean() (a second pass over audio
+  // whose mean is known skips the frames it kept the first time).
+  virtual bool Wants(int index) const {
+    (void)index;
+    return true;
+  }
 };
 
 // A FrameSink keeping every frame in `rows[capacity][kNumMelBins]`: one frame
 // is 320 bytes, as many as the 160 samples of audio it advances by, so keeping
 // frames instead of samples costs the same RAM and spares recomputing them
-// (Verifier::EmbedFrames).  A frame beyond `capacity` is kAudioTooLong.
+// (Verifier::EmbedFrames).  A frame beyond `capacity` is kAudioTooLong, or
+// with kKeepFirst not kept (the stream goes on: its mean still counts it).
 class FrameStore : public FrameSink {
  public:
-  FrameStore(float* rows, int capacity) : rows_(rows), capacity_(capacity) {}
+  enum Overflow { kRefuse, kKeepFirst };
+  FrameStore(float* rows, int capacity, Overflow overflow = kRefuse)
+      : rows_(rows), capacity_(capacity), overflow_(overflow) {}
   Status OnFrame(int index, const float* row) override;
   const float* rows() const { return rows_; }
 
  private:
   float* rows_;
   int capacity_;
+  Overflow overflow_;
 };
 
 // The streaming front end: PCM arrives in chunks of any size (DMA

@@ -1,8 +1,8 @@
-// Radix-2 real FFT with fixed-size tables (no allocation), for the fbank front end.
+// Radix-2^2 real FFT with fixed-size tables (no allocation), for the fbank front end.
 //
 // A real sequence of kN samples is packed into a kN/2-point complex sequence
 // (even samples -> real, odd -> imaginary), transformed with an iterative
-// radix-2 FFT and split into the kN/2 + 1 bins of the real spectrum.  That
+// radix-2 FFT whose stages run in fused pairs (radix 2^2) and split into the kN/2 + 1 bins of the real spectrum.  That
 // halves the work of a complex FFT of the zero-padded frame, which matters on a
 // Cortex-M4 where the FFT dominates the front end.
 #ifndef TFADVQ_FFT_H_
@@ -14,7 +14,8 @@ namespace sv {
 
 template <int kN>
 class RealFft {
-  static_assert(kN >= 8 && (kN & (kN - 1)) == 0, "RealFft size must be a power of two >= 8");
+  static_assert(kN >= 8 && (kN & (kN - 1)) == 0 && ((kN / 2) & 0x55555555) != 0,
+                "RealFft size: a power of two >= 8 whose half is a power of four (radix 2^2)");
 
  public:
   static constexpr int kHalf = kN / 2;
@@ -26,6 +27,7 @@ class RealFft {
   void PowerSpectrum(const float* in, float* power) const;
 
  private:
+  // The kHalf-point complex FFT of (re, im) given in bit-reversed order.
   void ComplexInPlace(float* re, float* im) const;
 
   unsigned short bit_reverse_[kHalf];

@@ -22,8 +22,8 @@ struct SessionHooks {
   // file reading included): "instructions" on QEMU, "cycles" on a board.
   InstructionClock clock = nullptr;
   const char* count_unit = "instructions";
-  // Samples the PCM buffer holds for "@buffer" (e.g. AudioCapture::samples of
-  // a microphone DMA); none without it.
+  // Samples captured for "@buffer" (e.g. AudioCapture::samples of a
+  // microphone DMA); none without it.
   size_t (*buffered_samples)() = nullptr;
 };
 

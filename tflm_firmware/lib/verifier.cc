@@ -4,9 +4,47 @@
 #include <cstdio>
 #include <cstring>
 
+#include "capture.h"
 #include "pcm_io.h"
 
 namespace sv {
+
+namespace {
+
+constexpr int kMels = Fbank::kNumMelBins;
+
+// Runs the network on one window and adds its L2-normalised embedding to
+// `sum[dim]`.  A NaN/inf network output must not be scored or enrolled.
+Status AddWindow(Embedder* embedder, const WindowRows& rows, float* sum) {
+  const int dim = embedder->embedding_size();
+  if (dim <= 0 || dim > kMaxEmbedding) return Status::kModelBadShape;
+  float part[kMaxEmbedding];
+  const Status status = embedder->Embed(rows, part);
+  if (status != Status::kOk) return status;
+  for (int d = 0; d < dim; ++d) {
+    if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
+  }
+  L2Normalize(part, dim);
+  for (int d = 0; d < dim; ++d) sum[d] += part[d];
+  return Status::kOk;
+}
+
+}  // namespace
+
+void WindowRows::Row(int t, float* out) const {
+  int f = (start + t) % frames;
+  if (slots > 0) f %= slots;
+  const float* row = raw + f * kMels;
+  if (mean == nullptr) {
+    std::memcpy(out, row, sizeof(float) * kMels);
+    return;
+  }
+  for (int m = 0; m < kMels; ++m) out[m] = row[m] - mean[m];
+}
+
+void WindowRows::CopyTo(int rows, float* out) const {
+  for (int t = 0; t < rows; ++t) Row(t, out + t * kMels);
+}
 
 Verifier::Verifier(const Fbank* fbank, Embedder* embedder, EnrollmentStore* store,
                    float threshold, const VerifierBuffers& buffers, const AudioLimits& limits,
@@ -23,15 +61,17 @@ Status Verifier::CheckShapes(int* window, int* hop) const {
   const int dim = embedder_->embedding_size();
   *window = embedder_->input_frames();
   if (dim <= 0 || dim > kMaxEmbedding || *window <= 0) return Status::kModelBadShape;
-  if (*window > buffers_.window_frames || hop_frames_ < 0) return Status::kBadArgument;
+  if (*window > buffers_.frame_capacity || hop_frames_ < 0) return Status::kBadArgument;
   *hop = hop_frames();
   return Status::kOk;
 }
 
-WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames, int window,
-                                 int hop, const float* mean, float* embedding)
+WindowAssembler::WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames,
+                                 int window, int hop, const float* mean, float* embedding)
     : embedder_(embedder),
-      features_(features),
+      ring_(ring),
+      capacity_(capacity),
+      kept_(kept),
       mean_(mean),
       frames_(frames),
       window_(window),
@@ -42,48 +82,42 @@ WindowAssembler::WindowAssembler(Embedder* embedder, float* features, int frames
   for (int d = 0; d < dim && d < kMaxEmbedding; ++d) embedding_[d] = 0.0f;
 }
 
-Status WindowAssembler::OnFrame(int f, const float* raw) {
+Status WindowAssembler::Check() const {
   if (windows_ < 1) return Status::kAudioTooShort;
-  if (!Wants(f)) return Status::kOk;
-  constexpr int kMels = Fbank::kNumMelBins;
-  const int row = f - start_;  // < window_: a window runs as soon as its last row is in
-  float* out = features_ + row * kMels;
-  for (int m = 0; m < kMels; ++m) out[m] = raw[m] - mean_[m];
-  if (row == window_ - 1 || f == frames_ - 1) return RunWindow();
+  if (kept_ < 0 || kept_ > capacity_ || (frames_ > capacity_ && capacity_ < window_)) {
+    return Status::kBadArgument;
+  }
   return Status::kOk;
 }
 
-Status WindowAssembler::RunWindow() {
-  constexpr int kMels = Fbank::kNumMelBins;
-  constexpr size_t kRowBytes = sizeof(float) * kMels;
-  // A short utterance (T < W, one window): row t is frame t mod T, a copy of row t - T.
-  for (int t = frames_; t < window_; ++t) {
-    std::memcpy(features_ + t * kMels, features_ + (t - frames_) * kMels, kRowBytes);
+Status WindowAssembler::RunReady(int last) {
+  while (k_ < windows_) {
+    // A short utterance (T < W, one window) ends at its last frame.
+    const int end = frames_ < window_ ? frames_ - 1 : start_ + window_ - 1;
+    if (end > last) break;
+    const Status status =
+        AddWindow(embedder_, WindowRows{ring_, frames_, start_, mean_, capacity_}, embedding_);
+    if (status != Status::kOk) return status;
+    if (++k_ < windows_) start_ = WindowStart(frames_, window_, hop_, k_);
   }
-  const int dim = embedder_->embedding_size();
-  if (dim <= 0 || dim > kMaxEmbedding) return Status::kModelBadShape;
-  float part[kMaxEmbedding];
-  const Status status = embedder_->Embed(features_, part);
-  if (status != Status::kOk) return status;
-  for (int d = 0; d < dim; ++d) {  // a NaN/inf network output must not be scored or enrolled
-    if (!std::isfinite(part[d])) return Status::kEmbeddingInvalid;
-  }
-  L2Normalize(part, dim);
-  for (int d = 0; d < dim; ++d) embedding_[d] += part[d];
-  if (++k_ == windows_) return Status::kOk;
-  // Keep the rows the next window shares (a hop shorter than the window, or
-  // the last window aligned to the end).
-  const int next = WindowStart(frames_, window_, hop_, k_);
-  const int shift = next - start_;  // > 0: starts increase
-  if (shift < window_) {
-    std::memmove(features_, features_ + shift * kMels, kRowBytes * (window_ - shift));
-  }
-  start_ = next;
   return Status::kOk;
+}
+
+Status WindowAssembler::OnFrame(int f, const float* raw) {
+  Status status = Check();
+  if (status != Status::kOk || !Wants(f)) return status;
+  // Every frame before f is in (kept, arrived, or wanted by no window): the
+  // windows they complete run before f takes the slot of frame f - capacity.
+  status = RunReady(f - 1);
+  if (status != Status::kOk || !Wants(f)) return status;
+  std::memcpy(ring_ + (f % capacity_) * kMels, raw, sizeof(float) * kMels);
+  return RunReady(f);
 }
 
 Status WindowAssembler::Finish() {
-  if (windows_ < 1) return Status::kAudioTooShort;
+  Status status = Check();
+  if (status == Status::kOk) status = RunReady(kept_ - 1);
+  if (status != Status::kOk) return status;
   if (k_ != windows_) return Status::kBadArgument;
   L2Normalize(embedding_, embedder_->embedding_size());
   return Status::kOk;
@@ -97,20 +131,24 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   status = CheckAudio(pcm, num_samples, limits_);
   if (status != Status::kOk) return status;
   // First pass: the utterance mean, summed frame by frame as FbankStream and
-  // SubtractMean do (the same floats), in the window buffer: no FbankStream
-  // here, whose frame of samples would add 1.4 KB to the stack.
+  // SubtractMean do (the same floats), keeping the frames that fit (no
+  // FbankStream here, whose frame of samples would add 1.4 KB to the stack).
   const int frames = FbankNumFrames(num_samples);
   if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
-  float mean[Fbank::kNumMelBins] = {};
+  const int capacity = buffers_.frame_capacity;
+  float mean[kMels] = {};
+  float row[kMels];
   for (int t = 0; t < frames; ++t) {
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, buffers_.features);
-    for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] += buffers_.features[m];
+    float* out = t < capacity ? buffers_.frames + t * kMels : row;
+    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, out);
+    for (int m = 0; m < kMels; ++m) mean[m] += out[m];
   }
-  for (int m = 0; m < Fbank::kNumMelBins; ++m) mean[m] /= frames;
-  // Second pass: each frame a window needs, computed once, in order.
-  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
-  float row[Fbank::kNumMelBins];
-  for (int t = 0; t < frames && status == Status::kOk; ++t) {
+  for (int m = 0; m < kMels; ++m) mean[m] /= frames;
+  if (frames <= capacity) return EmbedFrames(buffers_.frames, frames, mean, embedding);
+  // Second pass: each frame a window needs beyond the kept ones, computed once, in order.
+  WindowAssembler windows(embedder_, buffers_.frames, capacity, capacity, frames, window, hop, mean,
+                          embedding);
+  for (int t = capacity; t < frames && status == Status::kOk; ++t) {
     if (!windows.Wants(t)) continue;
     fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
     status = windows.OnFrame(t, row);
@@ -124,11 +162,16 @@ Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, fl
   Status status = CheckShapes(&window, &hop);
   if (status != Status::kOk) return status;
   if (raw == nullptr || mean == nullptr || frames < 0) return Status::kBadArgument;
-  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
-  for (int t = 0; t < frames && status == Status::kOk; ++t) {
-    status = windows.OnFrame(t, raw + t * Fbank::kNumMelBins);
+  const int windows = WindowCount(frames, window, hop);
+  if (windows < 1) return Status::kAudioTooShort;
+  const int dim = embedder_->embedding_size();
+  for (int d = 0; d < dim; ++d) embedding[d] = 0.0f;
+  for (int k = 0; k < windows && status == Status::kOk; ++k) {
+    status = AddWindow(embedder_, WindowRows{raw, frames, WindowStart(frames, window, hop, k), mean},
+                       embedding);
   }
-  return status == Status::kOk ? windows.Finish() : status;
+  if (status == Status::kOk) L2Normalize(embedding, dim);
+  return status;
 }
 
 Status Verifier::StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
@@ -161,26 +204,45 @@ Status Verifier::EmbedFile(const char* path, float* embedding) {
   if (status != Status::kOk) return status;
   if (n < limits_.min_samples) return Status::kAudioTooShort;  // before reading it
   if (buffers_.pcm_capacity == 0) return Status::kBadArgument;
-  // Pass 1: the frame count, the utterance mean and the audio checks.
+  // Pass 1: the frame count, the utterance mean and the audio checks; the
+  // frames too, as many as fit.
   FbankStream stream(fbank_);
   AudioStats stats;
-  status = StreamFile(&file, n, &stream, nullptr, &stats);
+  const int capacity = buffers_.frame_capacity;
+  FrameStore kept(buffers_.frames, capacity, FrameStore::kKeepFirst);
+  status = StreamFile(&file, n, &stream, &kept, &stats);
   if (status == Status::kOk) status = CheckAudioStats(stats, limits_);
   if (status != Status::kOk) return status;
   const int frames = stream.frames();
   if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
-  float mean[Fbank::kNumMelBins];
+  float mean[kMels];
   stream.Mean(mean);
-  // Pass 2: the frames again, straight into the windows.
-  WindowAssembler windows(embedder_, buffers_.features, frames, window, hop, mean, embedding);
+  if (frames <= capacity) return EmbedFrames(buffers_.frames, frames, mean, embedding);
+  // Pass 2: the frames not kept again (the others are not computed), straight into the windows.
+  WindowAssembler windows(embedder_, buffers_.frames, capacity, capacity, frames, window, hop, mean,
+                          embedding);
   stream.Reset();
   status = file.Rewind();
   if (status == Status::kOk) status = StreamFile(&file, n, &stream, &windows, nullptr);
   return status == Status::kOk ? windows.Finish() : status;
 }
 
+Status Verifier::EmbedCapture(float* embedding) {
+  const AudioCapture& capture = *buffers_.capture;
+  Status status = CheckAudioStats(capture.stats(), limits_);
+  if (status != Status::kOk) return status;
+  float mean[kMels];
+  capture.Mean(mean);
+  return EmbedFrames(capture.rows(), capture.frames(), mean, embedding);
+}
+
 Status Verifier::EmbedSource(const Command& command, size_t buffered_samples, float* embedding) {
-  if (std::strcmp(command.path, kBufferSource) != 0) return EmbedFile(command.path, embedding);
+  if (std::strcmp(command.path, kBufferSource) != 0) {
+    // The file's frames go where the capture keeps its own.
+    if (buffers_.capture != nullptr) buffers_.capture->Restart();
+    return EmbedFile(command.path, embedding);
+  }
+  if (buffers_.capture != nullptr) return EmbedCapture(embedding);
   if (buffered_samples > buffers_.pcm_capacity) return Status::kBadArgument;
   return EmbedUtterance(buffers_.pcm, buffered_samples, embedding);
 }

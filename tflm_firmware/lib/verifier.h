@@ -20,36 +20,59 @@
 
 namespace sv {
 
+// One network window as the Verifier hands it over, without copying it into
+// a window buffer first: row t is frame (start + t) mod frames (its row in
+// the ring when `slots` > 0) of
+// `raw[frames][Fbank::kNumMelBins]`, minus `mean[kNumMelBins]` (nullptr: the
+// rows are already mean-normalised).  The TFLM runner writes the rows straight
+// into its input tensor.
+struct WindowRows {
+  const float* raw;
+  int frames;
+  int start;
+  const float* mean;
+  int slots = 0;  // > 0: `raw` is a ring of that many rows, frame f in row f mod slots
+  // `out[Fbank::kNumMelBins]`: row t.
+  void Row(int t, float* out) const;
+  // `out[rows][Fbank::kNumMelBins]`: rows 0 .. rows - 1.
+  void CopyTo(int rows, float* out) const;
+};
+
 class Embedder {
  public:
   virtual ~Embedder() = default;
   // Frames of fbank features per network call.
   virtual int input_frames() const = 0;
   virtual int embedding_size() const = 0;
-  // `features[input_frames()][Fbank::kNumMelBins]` -> `embedding[embedding_size()]`.
-  // `features` is read only: the Verifier keeps rows shared by the next window.
-  virtual Status Embed(const float* features, float* embedding) = 0;
+  // The input_frames() rows of `window` -> `embedding[embedding_size()]`.
+  virtual Status Embed(const WindowRows& window, float* embedding) = 0;
 };
 
-// The scoring schedule driven by arriving frames: frame f (in order, not
-// mean-normalised) goes into its row of the current window, mean-normalised
-// with the utterance mean; as soon as a window's last row is in, the network
-// runs on it and the rows the next window shares are kept.  So windows are
-// embedded while the frames stream in, with one window of features whatever
-// the utterance length; it needs the frame count T and the mean up front (a
-// first pass over the audio: per-utterance mean normalisation).
+// The scoring schedule driven by arriving frames, over a ring of raw (not
+// mean-normalised) frames: frames 0 .. kept - 1 are already in the ring (a
+// first pass kept them), frame f >= kept arrives in order through OnFrame and
+// goes into slot f mod capacity, and each window runs as soon as its last
+// frame is in, its rows read from the ring minus the utterance mean.  With
+// capacity >= window, no frame is overwritten before every window that needs
+// it has run.  kept = 0, capacity = window: the bounded stream (one window of
+// frames whatever the utterance length); the longer the ring, the fewer
+// frames a second pass recomputes.  It needs the frame count T and the mean up
+// front (a first pass over the audio: per-utterance mean normalisation).
 class WindowAssembler : public FrameSink {
  public:
-  // `features[window][kNumMelBins]`; `mean[kNumMelBins]` is read during the
-  // frames; the window embeddings are summed into `embedding[embedding_size()]`
-  // (the caller's result, so no second buffer).  An invalid schedule (frames,
-  // window or hop < 1) makes every OnFrame and Finish kAudioTooShort.
-  WindowAssembler(Embedder* embedder, float* features, int frames, int window, int hop,
-                  const float* mean, float* embedding);
+  // `ring[capacity][kNumMelBins]`, its first min(kept, capacity) rows frames
+  // 0 .. kept - 1 (kept <= capacity); `mean[kNumMelBins]` is read while the
+  // windows run; the window embeddings are summed into
+  // `embedding[embedding_size()]` (the caller's result, so no second buffer).
+  // An invalid schedule (frames, window or hop < 1) makes every OnFrame and
+  // Finish kAudioTooShort; a ring shorter than both the window and the
+  // utterance, kBadArgument.
+  WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames, int window,
+                  int hop, const float* mean, float* embedding);
 
-  // Whether frame f lies in a window still to come (a hop longer than the
-  // window skips frames: they need not be computed).
-  bool Wants(int f) const { return k_ < windows_ && f >= start_; }
+  // Whether frame f must still arrive: not kept, and in a window still to
+  // come (a hop longer than the window skips frames: they need not be computed).
+  bool Wants(int f) const override { return f >= kept_ && k_ < windows_ && f >= start_; }
   // Frames must come in order; a frame not Wanted is ignored.  The network's
   // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
   Status OnFrame(int f, const float* raw) override;
@@ -58,29 +81,42 @@ class WindowAssembler : public FrameSink {
   Status Finish();
 
  private:
-  Status RunWindow();
+  Status Check() const;
+  // Runs every window still to come whose frames are all in (up to `last`).
+  Status RunReady(int last);
 
   Embedder* embedder_;
-  float* features_;
+  float* ring_;
+  int capacity_;
+  int kept_;
   const float* mean_;
   int frames_;
   int window_;
   int hop_;
   int windows_;
   float* embedding_;
-  int k_ = 0;      // the window being filled
+  int k_ = 0;      // the next window to run
   int start_ = 0;  // its first frame
 };
 
-// Caller-owned work memory (static arrays on the device).  Features are
-// computed one network window at a time, so only the audio scales with the
-// utterance length (also for hops shorter than the window, and for a short
-// utterance wrapped to fill its window).
+class AudioCapture;
+
+// Caller-owned work memory (static arrays on the device).  An utterance of at
+// most frame_capacity frames is scored in one front-end pass: its frames are
+// kept (not mean-normalised) until the mean is known, and each window reads
+// them from there.  A longer one keeps its first frame_capacity frames in the
+// first pass (the mean) and computes the others once more in a second, with
+// `frames` as the WindowAssembler's ring, so any length is scored with memory
+// for one chunk of audio and frame_capacity frames.
 struct VerifierBuffers {
-  int16_t* pcm;         // audio of one utterance
+  int16_t* pcm;         // audio: one file chunk, or a whole utterance for EmbedUtterance
   size_t pcm_capacity;  // samples
-  float* features;      // [window_frames][Fbank::kNumMelBins]
-  int window_frames;    // >= the embedder's input_frames()
+  float* frames;        // [frame_capacity][Fbank::kNumMelBins]
+  int frame_capacity;   // >= the embedder's input_frames()
+  // "@buffer": the microphone capture, whose frames live in `frames` (a file
+  // scored meanwhile overwrites them, so it restarts the capture).  nullptr:
+  // "@buffer" is the `buffered_samples` of `pcm`.
+  AudioCapture* capture = nullptr;
 };
 
 class Verifier : public LineHandler {
@@ -97,24 +133,29 @@ class Verifier : public LineHandler {
   // t is frame (start + t) mod T -- an utterance shorter than one window (but
   // past CheckAudio's minimum) is wrapped cyclically to fill it.  The result
   // is the L2-normalised sum of the L2-normalised window embeddings.
-  // The utterance mean is taken in a first pass and each window's frames are
-  // recomputed from the PCM in the second (the same values as Fbank::Compute,
-  // bit for bit): frames shared with the previous window are kept, and
-  // wrapped rows are copies of rows already computed, so the second pass
-  // computes at most T frames and needs no memory beyond one window.
+  // Up to buffers.frame_capacity frames, each frame is computed once and kept
+  // until the utterance mean is known (EmbedFrames); longer, the first pass
+  // (the mean) keeps the first frame_capacity frames and the second computes
+  // the others again from the PCM, in order, into the ring (the same values
+  // as Fbank::Compute, bit for bit): rows shared by consecutive windows and
+  // wrapped rows are read again, not recomputed.  Any number of frames kept
+  // gives the same embedding, bit for bit.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   // The same embedding from the frames of a FbankStream, kept by a FrameStore
   // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` not mean-normalised,
   // `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
-  // in one front-end pass (no frame is recomputed); the audio checks are the
+  // in one front-end pass (no frame is recomputed, no window buffer: each
+  // window's rows go from `raw` to the network); the audio checks are the
   // caller's (CheckAudioStats on the AudioStats of the same chunks).
   Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
 
-  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm in
-  // two passes (T, mean and audio checks; then the frames straight into the
-  // windows): bit for bit EmbedUtterance of its samples, with memory for one
-  // chunk and one window whatever the file's length.  Longer than
+  // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm:
+  // one pass keeping the frames when they fit in buffers.frames (T, mean,
+  // audio checks and frames, then EmbedFrames), else two (T, mean and audio
+  // checks; then the frames straight into the windows): bit for bit
+  // EmbedUtterance of its samples, with memory for one chunk and
+  // frame_capacity frames whatever the file's length.  Longer than
   // limits.max_samples: kAudioTooLong, or scored on its first max_samples
   // with limits.keep_first_samples.
   Status EmbedFile(const char* path, float* embedding);
@@ -133,6 +174,7 @@ class Verifier : public LineHandler {
 
  private:
   Status CheckShapes(int* window, int* hop) const;
+  Status EmbedCapture(float* embedding);
   Status EmbedSource(const Command& command, size_t buffered_samples, float* embedding);
   Status StreamFile(PcmFileReader* file, size_t n, FbankStream* stream, FrameSink* sink,
                     AudioStats* stats);

@@ -4,8 +4,9 @@
 //   semihosting  QEMU and tests: console, audio files and the store file on the
 //                host through semihosting; counts instructions (QEMU -icount).
 //   board        a real board: console on a UART, the store on a flash region
-//                (sv::FlashMedium over a FlashDriver), audio from the PCM buffer
-//                that a microphone DMA callback fills (sv::AudioCapture); counts
+//                (sv::FlashMedium over a FlashDriver), audio from a microphone
+//                DMA callback, its fbank frames computed as it arrives
+//                (sv::AudioCapture); counts
 //                cycles (DWT CYCCNT where the core has it, else SysTick).
 // The start-up code (platform/cortex_m/startup.cc) and the linker script of the
 // machine (platform/<machine>/) are shared by both.
@@ -49,8 +50,8 @@ size_t StackHighWater();
 // model of a two-model firmware).  Each holds sv::kStoreMediumBytes.
 sv::StorageMedium* StoreMedium(int index);
 
-// The capture filling the PCM buffer for "@buffer" (the board's microphone
-// DMA pushes into it; set by main).  Null until set.
+// The capture behind "@buffer" (the board's microphone DMA pushes into it;
+// set by main).  Null until set.
 void SetCapture(sv::AudioCapture* capture);
 sv::AudioCapture* capture();
 

@@ -1,8 +1,8 @@
 // The board platform's pieces that need no board: the store on NOR flash
-// (FlashMedium over the MemoryFlash model) and the DMA capture buffer.
+// (FlashMedium over the MemoryFlash model); the DMA capture is tested with
+// the Verifier (test_verifier.cc).
 #include <cstring>
 
-#include "capture.h"
 #include "flash_medium.h"
 #include "harness.h"
 #include "store.h"
@@ -84,27 +84,4 @@ TEST(flash_medium_refuses_what_flash_cannot_do) {
   CHECK_STATUS(medium.Read(sv::kStoreMediumBytes, &byte, 1), sv::Status::kBadArgument);
   CHECK_STATUS(medium.Write(sv::kStoreSlotBytes, &byte, 1), sv::Status::kOk);  // slot B's start
   CHECK_EQ(g_flash[kSector + kStride], byte);
-}
-
-TEST(capture_appends_blocks_and_keeps_the_start_of_a_long_utterance) {
-  static int16_t buffer[1000];
-  sv::AudioCapture capture(buffer, 1000);
-  int16_t block[300];
-  for (int i = 0; i < 300; ++i) block[i] = static_cast<int16_t>(i);
-  CHECK_EQ(capture.Push(block, 300), 300u);
-  CHECK_EQ(capture.Push(block, 300), 300u);
-  CHECK_EQ(capture.Push(block, 300), 300u);
-  CHECK_EQ(capture.Push(block, 300), 100u);  // full: the rest is dropped and counted
-  CHECK_EQ(capture.samples(), 1000u);
-  CHECK_EQ(capture.dropped(), 200u);
-  CHECK_EQ(buffer[299], 299);
-  CHECK_EQ(buffer[300], 0);
-  CHECK_EQ(buffer[999], 99);
-  CHECK_EQ(capture.Push(block, 10), 0u);
-  capture.Restart();
-  CHECK_EQ(capture.samples(), 0u);
-  CHECK_EQ(capture.dropped(), 0u);
-  CHECK_EQ(capture.Push(block + 5, 10), 10u);
-  CHECK_EQ(buffer[0], 5);
-  CHECK_EQ(capture.Push(nullptr, 10), 0u);
 }

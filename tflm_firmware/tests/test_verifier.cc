@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "audio_check.h"
+#include "capture.h"
 #include "harness.h"
 #include "pcm_io.h"
 #include "protocol.h"
@@ -46,7 +47,8 @@ class StdDevEmbedder : public sv::Embedder {
  public:
   int input_frames() const override { return window; }
   int embedding_size() const override { return kDim; }
-  sv::Status Embed(const float* features, float* embedding) override {
+  sv::Status Embed(const sv::WindowRows& rows, float* embedding) override {
+    rows.CopyTo(window, features);
     if (calls < kKeep && window == kWindow) std::memcpy(seen[calls], features, sizeof(seen[0]));
     if (expect_frames > 0) CheckRows(features);
     StdDevOverWindow(features, window, embedding);
@@ -77,6 +79,7 @@ class StdDevEmbedder : public sv::Embedder {
   float outputs[kMaxCalls][kDim];
 
  private:
+  float features[kMaxWindow * kDim];  // the window as the network reads it
   void CheckRows(const float* features) {
     if (calls >= expect_count) {
       ++wrong_rows;
@@ -524,7 +527,8 @@ TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
     stream.Mean(mean);
     const int total = stream.frames();
     float replayed[kDim];
-    sv::WindowAssembler windows(&rig.embedder, rig.features, total, c.window, c.hop, mean, replayed);
+    sv::WindowAssembler windows(&rig.embedder, rig.features, c.window, 0, total, c.window, c.hop, mean,
+                                replayed);
     rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);
     CHECK_STATUS(windows.Finish(), sv::Status::kBadArgument);  // no frame yet
     stream.Reset();
@@ -551,6 +555,103 @@ TEST(streamed_audio_gives_the_one_shot_embedding_on_the_shared_schedule) {
     ++tested;
   }
   CHECK(tested >= 15);
+  rig.embedder.Reset();
+}
+
+TEST(one_pass_and_two_passes_give_the_same_embedding_on_the_shared_schedule) {
+  Rig& rig = FreshRig();
+  int n = 0;
+  const th::ScheduleCase* cases = th::ScheduleCases(&n);
+  CHECK(cases != nullptr);
+  const int capacity = static_cast<int>(sizeof(g_raw) / sizeof(g_raw[0]) / kDim);
+  static float ring[sizeof(g_raw) / sizeof(g_raw[0])];
+  int two_pass = 0;  // cases longer than one window: the small buffers take two passes
+  for (int i = 0; i < n; ++i) {
+    const th::ScheduleCase& c = cases[i];
+    size_t samples = 0;
+    if (!SetUpScheduleCase(rig, c, &samples) || c.frames > capacity) continue;
+    const sv::AudioLimits limits;
+    // Every frame kept: one pass.  One window: two passes, every frame computed
+    // twice.  Between: the second pass computes only the frames not kept.
+    const int between = c.frames > c.window + 1 ? (c.window + c.frames) / 2 : c.window;
+    const sv::VerifierBuffers buffers[] = {{rig.pcm, Rig::kPcmSamples, g_raw, capacity},
+                                           {rig.pcm, Rig::kPcmSamples, rig.features, c.window},
+                                           {rig.pcm, Rig::kPcmSamples, ring, between}};
+    float e[3][kDim];
+    for (int b = 0; b < 3; ++b) {
+      sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f, buffers[b], limits, c.hop);
+      rig.embedder.Expect(g_whole, c.frames, c.starts, c.count);
+      CHECK_STATUS(verifier.EmbedUtterance(rig.pcm, samples, e[b]), sv::Status::kOk);
+      CHECK_EQ(rig.embedder.calls, c.count);
+      CHECK_EQ(rig.embedder.wrong_rows, 0);
+    }
+    CHECK(std::memcmp(e[0], e[1], sizeof(e[0])) == 0);
+    CHECK(std::memcmp(e[0], e[2], sizeof(e[0])) == 0);
+    two_pass += c.frames > c.window + 1;
+  }
+  CHECK(two_pass >= 10);
+  rig.embedder.Reset();
+}
+
+namespace {
+
+// Pushes pcm[n] into `capture` in DMA half-blocks of 256 samples.
+void PushBlocks(sv::AudioCapture* capture, const int16_t* pcm, size_t n) {
+  for (size_t i = 0; i < n; i += 256) capture->Push(pcm + i, n - i < 256 ? n - i : 256);
+}
+
+// The stored speaker model of `name` (its utterances' mean embedding).
+const float* Model(const sv::EnrollmentStore& store, const char* name) {
+  const float* mean = nullptr;
+  uint32_t utterances = 0;
+  return store.Find(name, &mean, &utterances) == sv::Status::kOk ? mean : nullptr;
+}
+
+}  // namespace
+
+TEST(capture_computes_frames_as_audio_arrives_and_scores_them_as_the_utterance) {
+  Rig& rig = FreshRig();
+  Voice(250.0f, 900.0f, 11, rig.pcm, kSeconds2);
+  const sv::AudioLimits limits;
+  char reply[160];
+  // A buffer for 2 s of frames: the whole utterance, scored in one pass.
+  const int whole = sv::FbankNumFrames(kSeconds2);
+  sv::AudioCapture capture(&rig.fbank, g_raw, whole, limits);
+  sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                        sv::VerifierBuffers{rig.pcm, 1000, g_raw, whole, &capture}, limits);
+  CHECK_STATUS(verifier.HandleLine("enroll alice @buffer", 0, reply, sizeof(reply)), sv::Status::kAudioTooShort);
+  PushBlocks(&capture, rig.pcm, kSeconds2);
+  CHECK_EQ(capture.samples(), kSeconds2);
+  CHECK_EQ(capture.dropped(), 0u);
+  CHECK_EQ(capture.frames(), whole);
+  CHECK_STATUS(verifier.HandleLine("enroll alice @buffer", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_STATUS(rig.verifier.Enroll("bob", rig.pcm, kSeconds2), sv::Status::kOk);  // from the PCM
+  CHECK(Model(rig.store, "alice") != nullptr && Model(rig.store, "bob") != nullptr);
+  CHECK(std::memcmp(Model(rig.store, "alice"), Model(rig.store, "bob"), sizeof(float) * kDim) == 0);
+
+  // A capture longer than its buffer (one second of frames) keeps its start,
+  // scored as the recording that stops there.
+  const int second = 98;
+  sv::AudioCapture short_capture(&rig.fbank, g_raw, second, limits);
+  sv::Verifier short_verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                              sv::VerifierBuffers{rig.pcm, 1000, g_raw, second, &short_capture}, limits);
+  PushBlocks(&short_capture, rig.pcm, kSeconds2);
+  const size_t kept = 400 + second * 160 - 1;  // the samples of 98 frames, and a tail of no frame
+  CHECK_EQ(short_capture.samples(), kept);
+  CHECK_EQ(short_capture.dropped(), kSeconds2 - kept);
+  CHECK_STATUS(short_verifier.HandleLine("enroll carol @buffer", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_STATUS(rig.verifier.Enroll("dave", rig.pcm, kept), sv::Status::kOk);
+  CHECK(std::memcmp(Model(rig.store, "carol"), Model(rig.store, "dave"), sizeof(float) * kDim) == 0);
+  CHECK(std::memcmp(Model(rig.store, "carol"), Model(rig.store, "alice"), sizeof(float) * kDim) != 0);
+
+  // A new recording starts empty; silence is refused like silent PCM.
+  short_capture.Restart();
+  CHECK_EQ(short_capture.samples(), 0u);
+  CHECK_EQ(short_capture.frames(), 0);
+  CHECK_EQ(short_capture.Push(nullptr, 10), 0u);
+  static int16_t quiet[kSeconds2];
+  PushBlocks(&short_capture, quiet, kSeconds2);
+  CHECK_STATUS(short_verifier.HandleLine("verify alice @buffer", 0, reply, sizeof(reply)), sv::Status::kAudioSilent);
   rig.embedder.Reset();
 }
 
@@ -585,7 +686,7 @@ class NanEmbedder : public sv::Embedder {
  public:
   int input_frames() const override { return kWindow; }
   int embedding_size() const override { return kDim; }
-  sv::Status Embed(const float*, float* embedding) override {
+  sv::Status Embed(const sv::WindowRows&, float* embedding) override {
     for (int d = 0; d < kDim; ++d) embedding[d] = d == 0 ? NAN : 0.5f;
     return sv::Status::kOk;
   }
@@ -900,5 +1001,24 @@ TEST(file_streamed_through_a_small_buffer_gives_the_one_shot_embedding) {
   CHECK(std::memcmp(e, first, sizeof(e)) == 0);
   CHECK_STATUS(keep.EmbedFile("no/such/file.wav", e), sv::Status::kIoError);
   std::remove("sv_stream.wav");
+  rig.embedder.Reset();
+}
+
+TEST(a_file_scored_during_a_capture_restarts_it) {
+  Rig& rig = FreshRig();
+  Voice(300.0f, 1100.0f, 4, rig.pcm, kSeconds2);
+  CHECK(WriteWav("sv_capture_file.wav", rig.pcm, kSeconds2));
+  const sv::AudioLimits limits;
+  const int whole = sv::FbankNumFrames(kSeconds2);
+  sv::AudioCapture capture(&rig.fbank, g_raw, whole, limits);
+  sv::Verifier verifier(&rig.fbank, &rig.embedder, &rig.store, 0.95f,
+                        sv::VerifierBuffers{rig.pcm, 1000, g_raw, whole, &capture}, limits);
+  PushBlocks(&capture, rig.pcm, kSeconds2);
+  char reply[160];
+  // The file's frames take the memory of the captured ones: the capture starts again.
+  CHECK_STATUS(verifier.HandleLine("enroll alice sv_capture_file.wav", 0, reply, sizeof(reply)), sv::Status::kOk);
+  CHECK_EQ(capture.samples(), 0u);
+  CHECK_STATUS(verifier.HandleLine("verify alice @buffer", 0, reply, sizeof(reply)), sv::Status::kAudioTooShort);
+  std::remove("sv_capture_file.wav");
   rig.embedder.Reset();
 }

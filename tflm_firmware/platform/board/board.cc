@@ -7,8 +7,8 @@
 //   section that the linker script places on flash sectors (on MPS2/MPS3 and
 //   QEMU that memory is SSRAM, modelled by sv::MemoryFlash).  A board with real
 //   flash overrides BoardFlash() (weak) with its vendor driver.
-// * Audio: only "@buffer" -- the PCM buffer that a microphone DMA callback
-//   fills through platform::capture() (mic_example.cc); there are no files.
+// * Audio: only "@buffer" -- the frames computed from what a microphone DMA
+//   callback pushes through platform::capture() (mic_example.cc); there are no files.
 // * Counter: cycles (platform/cortex_m/counter.cc built with SV_COUNT_CYCLES).
 // * Halt: reports "HALT status=N" and requests a system reset (AIRCR); QEMU
 //   run with -no-reboot exits there.
