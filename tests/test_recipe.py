@@ -318,3 +318,25 @@ def test_a_config_field_added_with_its_default_keeps_finished_stages_reusable():
     assert identity(After(rounding="adaptive")) == {"rounding": "adaptive"}
     changed = identity(After(bits=2, fbank=FbankConfig(num_mel_bins=40)))
     assert changed == {"bits": 2, "fbank": {"num_mel_bins": 40}}  # a changed nested field still counts
+
+
+def test_a_recipe_written_before_a_field_was_renamed_fails_naming_the_new_field(tmp_path, capsys):
+    """The convert stage's int8 data was ``calibration``/``calibration_crops``; "calibrate" now means the
+    decision thresholds only, and an old recipe is told the new keys, not "unknown key"."""
+    from tfadvq.cli import main
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("stages:\n"
+                      "  - {type: corpus}\n"
+                      "  - {type: train, corpus: corpus}\n"
+                      "  - {type: quantize, model: train}\n"
+                      "  - {type: convert, model: quantize, calibration: corpus, calibration_crops: 8}\n")
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error: ")
+    assert "stages[3] (convert): 'calibration' is now 'corpus'; 'calibration_crops' is now 'corpus_crops'" in err
+    assert not (tmp_path / "work").exists()
+    new = recipe.read_text().replace("calibration: corpus, calibration_crops: 8", "corpus: corpus, corpus_crops: 8")
+    recipe.write_text(new)
+    convert = load_recipe(recipe).stages[-1].stage
+    assert (convert.corpus, convert.corpus_crops, convert.activations_int8) == ("corpus", 8, True)

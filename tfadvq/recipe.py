@@ -111,6 +111,8 @@ class StageBase:
     produces: ClassVar[tuple[str, ...]] = ()
     #: ``{field: output key}`` the stage a field names must produce (checked when the recipe is parsed).
     needs: ClassVar[dict[str, str]] = {}
+    #: ``{old field: new field}`` of fields renamed since a release: an old recipe fails naming the new one.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def uses(self) -> dict[str, str]:
         return {}
