@@ -225,8 +225,9 @@ def test_same_size_damage_is_found_by_the_digest_and_a_touch_alone_reuses(tmp_pa
 def test_content_mode_notices_a_change_that_keeps_size_and_time(tmp_path):
     import os
 
-    def recipe(verify):
-        return parse_recipe({"verify": verify, "stages": [{"type": "test_write", "name": "one", "text": "x"}]}, "t")
+    def recipe(reuse_check):
+        return parse_recipe({"reuse_check": reuse_check,
+                             "stages": [{"type": "test_write", "name": "one", "text": "x"}]}, "t")
 
     run_recipe(recipe("content"), tmp_path)
     out = tmp_path / "one" / "out.txt"
@@ -249,8 +250,11 @@ def test_content_mode_notices_a_change_that_keeps_size_and_time(tmp_path):
     assert CALLS == []
     run_recipe(recipe("content"), tmp_path)
     assert CALLS == ["one"]
-    with pytest.raises(ConfigError, match=r"verify 'sometimes'; accepted: \['stat', 'content'\]"):
+    with pytest.raises(ConfigError, match=r"reuse_check 'sometimes'; accepted: \['stat', 'content'\]"):
         recipe("sometimes")
+    # "verify" is the speaker decision; the old key is refused naming the new one
+    with pytest.raises(ConfigError, match=r"t: 'verify' is now 'reuse_check' \(renamed; write reuse_check: content\)"):
+        parse_recipe({"verify": "content", "stages": [{"type": "test_write"}]}, "t")
 
 
 def test_a_record_from_before_per_output_digests_is_checked_by_its_combined_digest(tmp_path):
