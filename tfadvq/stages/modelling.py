@@ -110,18 +110,12 @@ class TrainStage(StageBase):
         return {"corpus": self.corpus} if self.corpus else {}
 
     def resolved(self, ctx: StageContext) -> TrainConfig:
-        from tfadvq.train_config import DataConfig
+        """The training config this stage runs (:func:`tfadvq.train_config.overridden`, as ``tfadvq train``)."""
+        from tfadvq.train_config import overridden
 
-        config = resolve_config(self.config)
-        if self.corpus is not None:
-            config = dataclasses.replace(config, data=DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))))
-        changes = {k: v for k, v in (("epochs", self.epochs), ("steps_per_epoch", self.steps_per_epoch),
-                                     ("strategy", self.strategy)) if v is not None}
-        config = dataclasses.replace(config, **changes)
-        if self.batch_size is not None:
-            config = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline,
-                                                                              batch_size=self.batch_size))
-        return config
+        corpus = ctx.output(self.corpus, "corpus") if self.corpus is not None else None
+        return overridden(resolve_config(self.config), corpus=corpus, epochs=self.epochs,
+                          steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size, strategy=self.strategy)
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         return {"train_config": identity(self.resolved(ctx))}
