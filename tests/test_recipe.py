@@ -344,3 +344,16 @@ def test_a_recipe_written_before_a_field_was_renamed_fails_naming_the_new_field(
     recipe.write_text(new)
     convert = load_recipe(recipe).stages[-1].stage
     assert (convert.corpus, convert.corpus_crops, convert.activations_int8) == ("corpus", 8, True)
+
+
+def test_a_renamed_field_is_hashed_under_its_old_name_so_finished_stages_stay_reusable():
+    """A run finished before the rename (``calibration: corpus``) keeps its fingerprint: same config,
+    same upstream field, only a new spelling."""
+    from tfadvq.config import identity
+    from tfadvq.recipe import hashed_names
+    from tfadvq.stages.device import ConvertStage
+
+    stage = ConvertStage(model="quantize", corpus="corpus", corpus_crops=8)
+    assert hashed_names(stage, identity(stage)) == {"model": "quantize", "calibration": "corpus",
+                                                    "calibration_crops": 8}
+    assert hashed_names(stage, stage.uses()) == {"model": "quantize", "calibration": "corpus"}

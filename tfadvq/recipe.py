@@ -284,11 +284,19 @@ class StageContext:
         return self.cache[key]
 
 
+def hashed_names(stage: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (keyed by the stage's field names) keyed as the fingerprint hashes them: a renamed field
+    under its old name (the stage's ``renamed``), so a rename alone re-runs no finished stage."""
+    old = {new: old for old, new in getattr(type(stage), "renamed", {}).items()}
+    return {old.get(field, field): value for field, value in fields.items()}
+
+
 def stage_fingerprint(entry: StageEntry, ctx: StageContext) -> str:
-    upstream = {field: ctx.records[ref]["digest"] for field, ref in _uses(entry.stage).items()}
-    extra = entry.stage.fingerprint(ctx) if hasattr(entry.stage, "fingerprint") else {}
-    payload = {"type": entry.stage.type_name, "config": identity(entry.stage), "scoring": identity(ctx.scoring),
-               "upstream": upstream, "extra": extra}
+    stage = entry.stage
+    upstream = hashed_names(stage, {field: ctx.records[ref]["digest"] for field, ref in _uses(stage).items()})
+    extra = stage.fingerprint(ctx) if hasattr(stage, "fingerprint") else {}
+    payload = {"type": stage.type_name, "config": hashed_names(stage, identity(stage)),
+               "scoring": identity(ctx.scoring), "upstream": upstream, "extra": extra}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
