@@ -160,7 +160,7 @@ def labelled_corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, 
 
     utterances = load_corpus(corpus_dir).train
     if not utterances:
-        raise ConversionError(f"{corpus_dir}: no dev utterances for the int8 activation ranges' representative crops")
+        raise ConversionError(f"{corpus_dir}: no dev utterances to crop for the int8 activation ranges")
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(utterances), count)
     crops = np.stack([fbank_window(utterances[i].path, frames, rng, fbank_config)

@@ -20,7 +20,8 @@ FRAMES = 60
 
 @pytest.fixture(scope="module")
 def features(tiny_corpus) -> tuple[np.ndarray, np.ndarray]:
-    """Fbank crops of the tiny corpus: the crops rounding is fitted on (training speakers) and held-out ones (test speakers)."""
+    """Fbank crops of the tiny corpus: those rounding is fitted on (training speakers) and held-out ones
+    (test speakers)."""
     corpus = load_corpus(tiny_corpus)
 
     def crops(utterances) -> np.ndarray:

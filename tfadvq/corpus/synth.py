@@ -472,9 +472,10 @@ def make_trials(keys: Sequence[str], speakers: Sequence[str], rng: np.random.Gen
 def _write_manifest(out: Path, config: SynthConfig, voices: VoiceSet, plans: Sequence[SpeakerPlan],
                     result: SynthResult, total_seconds: float) -> None:
     settings = dataclasses.asdict(config)
-    rundir.write_json(rundir.CorpusDir(out).synth_marker, {"settings": settings, "voices": dataclasses.asdict(voices),
-                                     "generation_seconds": total_seconds})
-    rundir.write_json(rundir.CorpusDir(out).manifest, {
+    layout = rundir.CorpusDir(out)
+    rundir.write_json(layout.synth_marker, {"settings": settings, "voices": dataclasses.asdict(voices),
+                                            "generation_seconds": total_seconds})
+    rundir.write_json(layout.manifest, {
         "generator": "tfadvq data synth",
         "settings": settings,
         "complete": not result.shortfall(),
