@@ -18,12 +18,11 @@ import numpy as np
 from tfadvq.config import bounded
 from tfadvq import rundir
 from tfadvq.errors import ConfigError
+from tfadvq.evaluation import claim_outcome, describe_claim
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import (
     TrialSource,
-    claim_outcome,
     corpus_of,
-    describe_claim,
     device_frontend,
     evaluate_to,
     keras_model_path,

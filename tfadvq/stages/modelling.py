@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from tfadvq import rundir
 from tfadvq.config import bounded, identity
-from tfadvq.errors import ConfigError, DataError
+from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
@@ -257,37 +257,6 @@ class EvaluateStage(StageBase):
                     + f"; DET {out.det}")
 
 
-def example_claim(corpus) -> tuple[str, list[Path], Path, Path]:
-    """A verification example from a corpus's test part: claimed speaker, enrollment recordings,
-    a genuine and an impostor test recording."""
-    by_speaker: dict[str, list] = {}
-    for u in corpus.test:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    speakers = [s for s, utts in by_speaker.items() if len(utts) >= 3]
-    if len(by_speaker) < 2 or not speakers:
-        raise DataError("verify example: the test part needs 2 speakers, one with >= 3 utterances")
-    claimed = speakers[0]
-    own, other = by_speaker[claimed], next(u for s, u in by_speaker.items() if s != claimed)
-    return claimed, [Path(u.path) for u in own[:2]], Path(own[2].path), Path(other[0].path)
-
-
-def claim_outcome(embed, corpus, threshold: float, scoring) -> dict[str, Any]:
-    """Run the example claim of ``corpus`` with ``embed``; scores and decisions of both tests."""
-    from tfadvq.evaluation import verify
-
-    claimed, enroll, genuine, impostor = example_claim(corpus)
-    results = [verify(embed, enroll, test, threshold, scoring) for test in (genuine, impostor)]
-    return {"speaker": claimed, "enroll": [str(p) for p in enroll], "genuine": str(genuine),
-            "impostor": str(impostor), "scores": [r["score"] for r in results],
-            "decisions": [r["decision"] for r in results], "threshold": threshold}
-
-
-def describe_claim(outcome: dict[str, Any]) -> str:
-    s, d = outcome["scores"], outcome["decisions"]
-    return (f"speaker {outcome['speaker']}: genuine score {s[0]:.3f} -> {d[0]}, impostor {s[1]:.3f} -> "
-            f"{d[1]} (threshold {outcome['threshold']:.3f})")
-
-
 @register_stage("verify")
 @dataclasses.dataclass
 class VerifyStage(StageBase):
@@ -304,7 +273,7 @@ class VerifyStage(StageBase):
         return {"model": self.model, "threshold": self.threshold, "corpus": self.corpus}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.evaluation import load_threshold
+        from tfadvq.evaluation import claim_outcome, describe_claim, load_threshold
         from tfadvq.scoring import keras_embedder
 
         model_path = keras_model_path(ctx, self.model)
