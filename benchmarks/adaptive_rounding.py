@@ -5,8 +5,8 @@ its corpus.  At each ``--bits``, plain and Fisher-weighted k-means codebooks
 (``tfadvq.quant.post_training``, per tensor), each with ``rounding: nearest``
 (every weight to its nearest centroid) and ``rounding: adaptive``
 (:mod:`tfadvq.quant.adaptive_rounding`: per layer, each weight takes the
-centroid below or above it so that the layer's output on unlabeled calibration
-crops is reconstructed best).  Same codebooks, same size; the calibration crops
+centroid below or above it so that the layer's output on unlabeled reconstruction
+crops is reconstructed best).  Same codebooks, same size; the reconstruction crops
 (training utterances, labels unused) are disjoint from the test speakers.  No bias
 correction (pinned off: it would act on both roundings alike).
 
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "demo" / "corpus")
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--calibration-batches", type=int, default=4,
+    parser.add_argument("--data-batches", type=int, default=4,
                         help="unlabeled batches for the Fisher and the rounding")
     parser.add_argument("--test-speakers", type=int, default=40)
     parser.add_argument("--cosine-utts", type=int, default=48)
@@ -59,7 +59,7 @@ def main() -> None:
     args = parse_args()
     corpus, trials, utterances, cosine_utts, base = setup(args)
     fp = load_model(args.model)
-    data = cached_finetune_data(base, corpus, args.calibration_batches)
+    data = cached_finetune_data(base, corpus, args.data_batches)
     reference = sc.embed_utterances(sc.as_embedder(fp), cosine_utts, ScoringConfig(), progress=False)
     bench = Bench(fp.name, fp, trials, utterances, cosine_utts, reference, data, base)
     rows = [bench.row("fp32", 32, fp, tfadvq.model_size(fp).size_bytes)]
@@ -67,7 +67,7 @@ def main() -> None:
         for weighted in (False, True):
             for rounding in ("nearest", "adaptive"):
                 settings = PTQSettings(bits=bits, weighted=weighted, bias_correction=False,
-                                       fisher_batches=args.calibration_batches,
+                                       fisher_batches=args.data_batches,
                                        rounding=rounding)
                 start = time.perf_counter()
                 result = post_training(fp, settings, data, progress=False)
@@ -87,7 +87,7 @@ def main() -> None:
     config = {"model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),
               "params": int(fp.count_params()), "corpus": str(args.corpus), "trials": len(trials),
               "test_speakers": args.test_speakers, "cosine_utts": len(cosine_utts),
-              "calibration": f"{args.calibration_batches} batches of {args.batch_size} 2-s training crops, "
+              "reconstruction_data": f"{args.data_batches} batches of {args.batch_size} 2-s training crops, "
                              "labels unused", "rounding": dataclasses.asdict(RoundingSettings())}
     write(args.out, {"benchmark": "adaptive_rounding", "date": datetime.date.today().isoformat(),
                      "machine": machine_description(), "config": config, "rows": rows})

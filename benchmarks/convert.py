@@ -88,7 +88,7 @@ def average_bits(records: QuantizedWeights) -> float:
     return float(np.dot([t.bits for t in records.tensors], sizes) / sizes.sum())
 
 
-def measure(name: str, bits_label: str, frames: int, calibration: int, repeats: int) -> dict[str, object]:
+def measure(name: str, bits_label: str, frames: int, crops: int, repeats: int) -> dict[str, object]:
     """Quantize (ptq) -> strip -> convert one model at one bit setting; sizes, arena, latency."""
     keras.utils.set_random_seed(0)
     model = MODELS[name]()
@@ -96,7 +96,7 @@ def measure(name: str, bits_label: str, frames: int, calibration: int, repeats: 
     start = time.perf_counter()
     plain, records = tfadvq.strip(tfadvq.ptq(model, bits, progress=False))
     ptq_seconds = time.perf_counter() - start
-    crops = np.random.default_rng(1).normal(size=(calibration, frames, plain.input_shape[-1])).astype(np.float32)
+    crops = np.random.default_rng(1).normal(size=(crops, frames, plain.input_shape[-1])).astype(np.float32)
     start = time.perf_counter()
     result = convert_model(plain, records.bits_by_layer(), frames, int8=True,
                            representative=array_representative(crops), check_examples=1)
@@ -143,7 +143,7 @@ FAMILIES: dict[str, Callable[[], list[keras.layers.Layer]]] = {
 }
 
 
-def measure_family(family: str, activations: str, bits: int, calibration: int) -> dict[str, object]:
+def measure_family(family: str, activations: str, bits: int, crops: int) -> dict[str, object]:
     """One small model of ``family`` (its layer + a Dense head at ``bits``): sizes and TFLM parity, or the refusal."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((FAMILY_FRAMES, FAMILY_MELS))
@@ -154,7 +154,7 @@ def measure_family(family: str, activations: str, bits: int, calibration: int) -
     row: dict[str, object] = {"model": f"family {family}", "bits": bits, "method": f"kmqat_ptq_lut_{activations}",
                               "activations": activations, "params": int(model.count_params())}
     rng = np.random.default_rng(1)
-    crops = rng.normal(size=(calibration, FAMILY_FRAMES, FAMILY_MELS)).astype(np.float32)
+    crops = rng.normal(size=(crops, FAMILY_FRAMES, FAMILY_MELS)).astype(np.float32)
     held_out = rng.normal(size=(4, FAMILY_FRAMES, FAMILY_MELS)).astype(np.float32)
     try:
         plain, records = tfadvq.strip(tfadvq.ptq(model, {"q": bits, "head": bits}, progress=False))
@@ -188,7 +188,7 @@ def target_misses(rows: list[dict[str, object]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="input frames (200 = 2 s, the firmware window)")
-    parser.add_argument("--calibration", type=int, default=8, help="int8 calibration crops")
+    parser.add_argument("--crops", type=int, default=8, help="representative crops for the int8 activation ranges")
     parser.add_argument("--repeats", type=int, default=5, help="timed, interleaved invokes per model (median)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--bits", nargs="+", default=["1", "2", "3", "4", "5", "6", "7", "8", "mixed"],
@@ -201,12 +201,12 @@ def main() -> None:
     rows = []
     for name in args.models:
         for bits in args.resnet_bits if name == "resnet34" else args.bits:
-            rows.append(measure(name, bits, args.frames, args.calibration, args.repeats))
+            rows.append(measure(name, bits, args.frames, args.crops, args.repeats))
             print_table(rows[-1:], f"{name} {bits}")
     keep = ["model", "bits", "tflite_bytes", "planned_bytes", "tflite_over_planned", "ideal_bytes",
             "int8_tflite_bytes", "tflite_over_ideal", "tflite_over_int8", "latency_ratio", "arena_bytes"]
     print_table([{k: r[k] for k in keep} for r in rows], "LUT conversion (int8 activations, TFLM host)")
-    families = [measure_family(f, act, 4, args.calibration) for f in args.families for act in ("float32", "int8")]
+    families = [measure_family(f, act, 4, args.crops) for f in args.families for act in ("float32", "int8")]
     print_table([{k: r.get(k, "-") for k in ("model", "activations", "tflite_ops", "storage", "tflite_bytes",
                                              "planned_bytes", "tflm_max_abs_diff", "refused")} for r in families],
                 "Layer families at 4 bits (TFLM vs Keras on held-out inputs)")
@@ -218,13 +218,13 @@ def main() -> None:
         "benchmark": "convert",
         "date": datetime.date.today().isoformat(),
         "machine": machine_description(),
-        "config": {"frames": args.frames, "calibration_crops": args.calibration, "repeats": args.repeats,
+        "config": {"frames": args.frames, "representative_crops": args.crops, "repeats": args.repeats,
                    "activations": "int8 (model rows); float32 and int8 (family rows)",
                    "bits": {"demo": args.bits, "resnet34": args.resnet_bits, "families": 4},
                    "reduced": "ResNet34 only at the target's 4 bits (each ResNet34 setting takes ~3 min "
                               "on 2 shared cores); the demo model covers bits 1..8 and mixed",
                    "weights": "random init, tfadvq.ptq k-means codebooks (per tensor) -> tfadvq.strip",
-                   "calibration_data": "seeded standard-normal fbank-shaped crops",
+                   "representative_data": "seeded standard-normal fbank-shaped crops",
                    "families": {"frames": FAMILY_FRAMES, "mels": FAMILY_MELS, "bits": 4,
                                 "tflm_max_abs_diff": "max |TFLM LUT - Keras (stripped)| over 4 held-out inputs"},
                    "planned_tolerance": PLANNED_TOLERANCE,

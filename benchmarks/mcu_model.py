@@ -129,7 +129,7 @@ def demo_rows(workdir: Path) -> tuple[list[dict[str, object]], dict[str, float]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, help="corpus for calibration crops and the demo "
+    parser.add_argument("--corpus", type=Path, help="corpus for the int8 ranges' crops and the demo "
                                                     "(default: the demo generates its own)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "mcu_demo")
     parser.add_argument("--no-run", action="store_true", help="read a finished demo run instead of running it")

@@ -5,7 +5,7 @@ float / int8 .tflite), ``lut_compression`` (map quantized layers to tensors,
 TFLM compression spec, compress), ``tflm`` (TFLM interpreter runs, embedder, arena, parity),
 ``parity`` (Keras vs TFLM on the model's own inputs: cosine quantiles, decision agreement),
 ``conversion`` (all of it with the checks), ``metadata`` (JSON + C header,
-threshold calibration) and ``c_array`` (firmware sources).
+the calibrated decision thresholds) and ``c_array`` (firmware sources).
 """
 from converters.c_array import write_c_arrays
 from converters.keras_to_tflite import array_representative, corpus_crops, to_float_tflite, to_int8_tflite

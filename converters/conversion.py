@@ -134,7 +134,7 @@ def default_check_inputs(representative: RepresentativeData | None, frames: int,
         batch = zip(range(count), representative())
         examples = [np.asarray(x, np.float32).reshape(frames, mels) for _, x in batch]
         if examples:
-            return CheckInputs(np.stack(examples), "representative (int8 calibration) crops")
+            return CheckInputs(np.stack(examples), "representative (int8 activation range) crops")
     return CheckInputs.noise(count, frames, mels)
 
 
@@ -171,7 +171,7 @@ def convert_model(
     ``bits_per_layer`` names each quantized layer (a class of
     :data:`tfadvq.quant.layer_rules.RULES`) and its weight bits (1-7: LUT; 8:
     int8); empty for an FP32 model (nothing stored, no LUT).  ``int8`` selects
-    full-integer activations, calibrated on ``representative`` (required
+    full-integer activations, ranges measured on ``representative`` (required
     then; with float activations it is built too when the model allows, for
     comparison).  ``check_inputs`` (the model's own inputs, with speakers if
     known) are run through Keras, the twin and the LUT model; without them

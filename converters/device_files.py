@@ -85,7 +85,8 @@ def _layer_bits(model, spec: BitsSpec, path: Path) -> dict[str, int]:
 
 @dataclasses.dataclass
 class ConversionData:
-    """What a conversion calibrates int8 activations on and checks parity on (:func:`conversion_data`)."""
+    """What a conversion measures int8 activation ranges on (``representative``) and checks parity on
+    (:func:`conversion_data`)."""
 
     representative: RepresentativeData | None
     check: CheckInputs | None  # None: the converter's last resort (seeded noise, said so)
@@ -93,12 +94,12 @@ class ConversionData:
 
 def conversion_data(frames: int, front_end: frontend.FrontEnd, *, corpus: str | os.PathLike | None = None,
                     inputs: str | os.PathLike | None = None, speakers: str | os.PathLike | None = None,
-                    count: int = 64, calibrate_on_inputs: bool = False) -> ConversionData:
+                    count: int = 64, representative_inputs: bool = False) -> ConversionData:
     """The model's own inputs for a conversion: ``count`` crops of ``corpus`` dev audio through its front
-    end (int8 calibration, and the parity check's pairs with their speakers) and/or ``inputs``, an
-    ``.npy`` array ``[N, T, features]`` of its inputs (``speakers``: an ``.npy`` of one label per row),
-    cut to ``frames``.  The check uses ``inputs`` when given; int8 calibration uses ``corpus``, else
-    ``inputs`` when ``calibrate_on_inputs`` (int8 activations asked for)."""
+    end (representative data for the int8 activation ranges, and the parity check's pairs with their
+    speakers) and/or ``inputs``, an ``.npy`` array ``[N, T, features]`` of its inputs (``speakers``: an
+    ``.npy`` of one label per row), cut to ``frames``.  The check uses ``inputs`` when given; the int8
+    ranges use ``corpus``, else ``inputs`` when ``representative_inputs`` (int8 activations asked for)."""
     import numpy as np
 
     from tfadvq.quant.finetune import load_inputs
@@ -122,7 +123,7 @@ def conversion_data(frames: int, front_end: frontend.FrontEnd, *, corpus: str | 
                 raise ConversionError(f"--input-speakers {speakers}: need one label per row of --inputs "
                                       f"({len(windows)}), got shape {labels.shape}")
         check = CheckInputs(windows, f"rows of --inputs {inputs}", labels)
-        if representative is None and calibrate_on_inputs:
+        if representative is None and representative_inputs:
             representative = array_representative(windows)
     return ConversionData(representative, check)
 

@@ -6,7 +6,7 @@ constants, so the graph holds only kernels TFLM has.  Two flavours:
 
 * float activations and weights (``to_float_tflite``);
 * full-integer int8 weights and activations with float input/output
-  (``to_int8_tflite``), calibrated on a representative set of fbank crops.
+  (``to_int8_tflite``), activation ranges measured on a representative set of fbank crops.
 
 Convert the *stripped* plain Keras model: a tfmot-wrapped model keeps
 QUANTIZE/DEQUANTIZE pairs on its weights, which TFLM rejects.
@@ -73,7 +73,7 @@ def refusals(model: keras.Model, int8: bool = False) -> list[str]:
     Read from the support table (:meth:`tfadvq.quant.layer_rules.LayerRule.refuses`,
     :attr:`~tfadvq.quant.layer_rules.LayerRule.int8_refusal`) for every layer,
     quantized or not: some configurations would hang TFLM (a GRU returning
-    sequences) or crash the converter (a GRU under int8 calibration, segfault),
+    sequences) or crash the converter (a GRU while measuring int8 ranges, segfault),
     which must be refused before either runs.  A model with more than one
     output is refused too: the device computes one embedding.
     """
@@ -107,7 +107,7 @@ def to_float_tflite(model: keras.Model, frames: int) -> bytes:
 
 
 def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
-    """Full-integer int8 .tflite (float input/output) calibrated on ``representative``.
+    """Full-integer int8 .tflite (float input/output), activation ranges measured on ``representative``.
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
     ``[1, frames, mels]``.  Models with layers the converter cannot quantize
@@ -116,14 +116,14 @@ def to_int8_tflite(model: keras.Model, frames: int, representative: Representati
     _check_refusals(model, int8=True)
     mels = feature_dim(model)
 
-    def calibration() -> Iterable[list[np.ndarray]]:
+    def batches() -> Iterable[list[np.ndarray]]:
         for features in representative():
             array = np.asarray(features, np.float32).reshape(1, frames, mels)
             yield [array]
 
     converter = _converter(model, frames)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
+    converter.representative_dataset = batches
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
@@ -160,17 +160,17 @@ def labelled_corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, 
 
     utterances = load_corpus(corpus_dir).train
     if not utterances:
-        raise ConversionError(f"{corpus_dir}: no dev utterances for int8 calibration")
+        raise ConversionError(f"{corpus_dir}: no dev utterances to crop for the int8 activation ranges")
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(utterances), count)
     crops = np.stack([fbank_window(utterances[i].path, frames, rng, fbank_config)
-                      for i in tqdm(picks, desc="calibration crops", leave=False)])
+                      for i in tqdm(picks, desc="representative crops", leave=False)])
     return crops, np.array([utterances[i].speaker for i in picks])
 
 
 def corpus_crops(corpus_dir: str | Path, frames: int, count: int = 64, seed: int = 0,
                  fbank_config: FbankConfig | None = None) -> np.ndarray:
-    """The crops of :func:`labelled_corpus_crops` (int8 calibration data)."""
+    """The crops of :func:`labelled_corpus_crops` (representative data for the int8 activation ranges)."""
     return labelled_corpus_crops(corpus_dir, frames, count, seed, fbank_config)[0]
 
 

@@ -20,7 +20,8 @@ FRAMES = 60
 
 @pytest.fixture(scope="module")
 def features(tiny_corpus) -> tuple[np.ndarray, np.ndarray]:
-    """Fbank crops of the tiny corpus: calibration crops (training speakers) and held-out ones (test speakers)."""
+    """Fbank crops of the tiny corpus: those rounding is fitted on (training speakers) and held-out ones
+    (test speakers)."""
     corpus = load_corpus(tiny_corpus)
 
     def crops(utterances) -> np.ndarray:
@@ -68,12 +69,12 @@ def test_neighbours_bracket_every_weight_per_tensor_and_per_channel():
 
 @pytest.mark.parametrize("bits,per_channel", [(2, False), (3, True)])
 def test_adaptive_rounding_reconstructs_layers_better_on_the_same_codebooks(features, tmp_path, bits, per_channel):
-    calibration, held_out = features
+    seen, held_out = features
     model = encoder()
     nearest = tfadvq.ptq(model, bits, per_channel=per_channel, progress=False)
     adaptive = tfadvq.ptq(model, bits, per_channel=per_channel, progress=False)
     books = [q.value_table(q.source.numpy()).copy() for _, q in api.quantized_weights(adaptive)]
-    rows = adaptive_round(model, adaptive, [calibration[i:i + 16] for i in range(0, len(calibration), 16)],
+    rows = adaptive_round(model, adaptive, [seen[i:i + 16] for i in range(0, len(seen), 16)],
                           RoundingSettings(iterations=150, batch_size=16))
     assert [r["weight"] for r in rows] == ["conv/kernel", "dw/depthwise_kernel", "fc/kernel"]
     for r in rows:
@@ -90,7 +91,7 @@ def test_adaptive_rounding_reconstructs_layers_better_on_the_same_codebooks(feat
         assert np.all((w == pick(lo)) | (w == pick(hi)))
     plain, records = tfadvq.strip(adaptive)
     assert all(np.unique(t.indices).size <= 2 ** bits for t in records.tensors)
-    # The whole model, on held-out speakers it was not calibrated on, is closer to the float model.
+    # The whole model, on held-out speakers it was not fitted on, is closer to the float model.
     assert output_error(plain, model, held_out) < output_error(tfadvq.strip(nearest)[0], model, held_out)
     # Saved and reloaded, the wrapped model keeps the chosen rounding.
     path = tmp_path / "model.h5"
@@ -107,21 +108,21 @@ def test_post_training_rounding_setting_needs_data_and_names_what_it_accepts(fea
     assert settings.needs_data
     with pytest.raises(ConfigError, match="need data"):
         post_training(encoder(), settings)
-    calibration, _ = features
-    data = tf.data.Dataset.from_tensor_slices(calibration[:32]).batch(16)
+    seen, _ = features
+    data = tf.data.Dataset.from_tensor_slices(seen[:32]).batch(16)
     result = post_training(encoder(), settings, data, progress=False)
     # The default path with data: weighted codebooks, then the rounding, then bias correction of what it leaves.
     assert len(result.rounding) == 3 and result.settings.weighted and result.corrections is not None
 
 
 def test_recurrent_input_kernel_is_rounded_and_the_recurrent_kernel_stays_nearest(features):
-    calibration, _ = features
+    seen, _ = features
     keras.utils.set_random_seed(4)
     inputs = keras.Input((FRAMES, 80))
     x = keras.layers.LSTM(8, name="lstm")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(8, name="fc")(x))
     wrapped = tfadvq.ptq(model, 2, progress=False)
-    rows = {r["weight"]: r for r in adaptive_round(model, wrapped, [calibration[:32]],
+    rows = {r["weight"]: r for r in adaptive_round(model, wrapped, [seen[:32]],
                                                    RoundingSettings(iterations=100, batch_size=16))}
     assert set(rows) == {"lstm/kernel", "lstm/recurrent_kernel", "fc/kernel"}
     assert rows["lstm/kernel"]["error"] < rows["lstm/kernel"]["error_nearest"]
@@ -131,10 +132,10 @@ def test_recurrent_input_kernel_is_rounded_and_the_recurrent_kernel_stays_neares
 def test_quantize_command_rounds_adaptively_on_the_given_inputs(features, tmp_path, capsys):
     from tfadvq.cli import main
 
-    calibration, held_out = features
+    seen, held_out = features
     model = encoder()
     model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", calibration[:32])
+    np.save(tmp_path / "x.npy", seen[:32])
     for rounding in ("nearest", "adaptive"):
         assert main(["quantize", "--model", str(tmp_path / "m.keras"), "--bits", "2", "--rounding", rounding,
                      "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / rounding)]) == 0

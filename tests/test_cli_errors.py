@@ -222,3 +222,14 @@ def test_a_bits_spec_with_a_key_given_twice_is_refused(fp_model, tmp_path, capsy
     assert main(argv) == 2
     assert f"{spec}: key 'default' is given twice (lines 1 and 3)" in _error(capsys)
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "demo"])
+def test_a_renamed_flag_is_refused_naming_its_new_form(command, tmp_path, capsys):
+    """``--calibration-crops`` (int8 ranges) became ``--corpus-crops``: "calibrate" means the thresholds."""
+    argv = [command, "--calibration-crops", "8"]
+    argv += ["--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "m.tflite")] if command == "convert" \
+        else ["--workdir", str(tmp_path / "w")]
+    assert main(argv) == 2
+    assert "--calibration-crops is now --corpus-crops (renamed" in _error(capsys)
+    assert not any(tmp_path.iterdir())

@@ -219,7 +219,7 @@ def test_a_model_the_firmware_cannot_feed_gets_no_firmware_sources(work, capsys)
     (["--input-speakers", "{spk}"], "--input-speakers labels the rows of --inputs"),
     (["--inputs", "{x}", "--input-speakers", "{short}"], "need one label per row of --inputs (30)"),
     (["--inputs", "{flat}"], "need an array [N, frames, features]"),
-    (["--int8"], "--int8 needs calibration inputs"),
+    (["--int8"], "--int8 needs representative inputs"),
 ])
 def test_bad_check_inputs_are_user_errors(work, capsys, extra, message):
     np.save(work / "short.npy", np.arange(3))

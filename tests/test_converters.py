@@ -306,7 +306,7 @@ def test_cli_writes_verified_files_and_c_arrays(tmp_path, model, capsys):
     assert parity(model(features).numpy(), run_tflm(out.read_bytes(), features)).min_cosine >= 0.999
     assert (tmp_path / "fw" / "model_config.h").is_file() and out.with_suffix(".float.tflite").is_file()
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(out), "--int8"]) == 2
-    assert "--int8 needs calibration inputs: --corpus" in capsys.readouterr().err
+    assert "--int8 needs representative inputs for the activation ranges: --corpus" in capsys.readouterr().err
     (tmp_path / "bits.json").write_text(json.dumps(BITS))  # the old bits-file form: refused, naming the new one
     assert main(["convert", "--model", str(tmp_path / "q.keras"), "--out", str(tmp_path / "o2.tflite"),
                  "--bits", str(tmp_path / "bits.json")]) == 2
@@ -360,7 +360,7 @@ def test_cli_converts_with_int8_activations_when_it_has_calibration_audio(tmp_pa
     model.save(tmp_path / "q.keras")
     dump_yaml(BitsSpec(layers=BITS), tmp_path / "bits.yaml")
     common = ["--model", str(tmp_path / "q.keras"), "--frames", str(FRAMES), "--bits", str(tmp_path / "bits.yaml"),
-              "--corpus", str(tmp_path / "corpus"), "--calibration-crops", "8"]
+              "--corpus", str(tmp_path / "corpus"), "--corpus-crops", "8"]
     assert main(["convert", "--out", str(tmp_path / "i" / "m.tflite"), *common]) == 0
     assert main(["convert", "--out", str(tmp_path / "f" / "m.tflite"), "--activations", "float32", *common]) == 0
     int8, floats = (read_json(tmp_path / d / "m.json") for d in ("i", "f"))

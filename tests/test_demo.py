@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.timeout(600)
 
 ARGS = ["--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1", "--finetune-epochs", "1",
-        "--finetune-steps", "1", "--frames", "100", "--calibration-crops", "8",
+        "--finetune-steps", "1", "--frames", "100", "--corpus-crops", "8",
         "--no-real-speech"]  # its own test: tests/test_real_corpus.py (a recipe on a tiny real set)
 
 

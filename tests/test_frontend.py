@@ -91,7 +91,7 @@ def test_quantize_inherits_and_convert_states_it_down_to_tflm(trained, tiny_corp
 
     out = trained / "device" / "model.tflite"
     convert = ["convert", "--model", str(q.wrapped), "--out", str(out), "--frames", str(FRAMES),
-               "--corpus", str(tiny_corpus), "--calibration-crops", "8"]
+               "--corpus", str(tiny_corpus), "--corpus-crops", "8"]
     # the firmware computes 80 mel bins at 10 ms: its sources for this model are refused, naming why
     assert main([*convert, "--c-array", str(trained / "fw")]) == 2
     err = capsys.readouterr().err
@@ -166,7 +166,7 @@ def test_a_recipe_follows_a_declared_front_end(trained, tiny_corpus):
             {"type": "corpus", "path": str(tiny_corpus)},
             {"type": "model", "path": str(bring / "encoder.keras"), "fbank": dataclasses.asdict(FBANK)},
             {"type": "quantize", "model": "model", "bits": 4},
-            {"type": "convert", "model": "quantize", "calibration": "corpus", "calibration_crops": 8},
+            {"type": "convert", "model": "quantize", "corpus": "corpus", "corpus_crops": 8},
             {"type": "evaluate", "name": "evaluate_tflm", "model": "convert", "corpus": "corpus"},
         ]})
     rows = run_recipe(recipe, trained / "recipe")

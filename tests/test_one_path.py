@@ -1,8 +1,9 @@
-"""One path from every entry point: a command and the equivalent recipe stage give the same model.
+"""One path from every entry point: a command and the equivalent recipe stage give the same result.
 
 ``tfadvq quantize`` and the recipe's ``quantize`` stage both run
-``tfadvq.quant.post_training.post_training`` with the same ``PTQSettings``; these tests
-hold them to it on a small real model, setting by setting.
+``tfadvq.quant.post_training.post_training`` with the same ``PTQSettings``; ``train``, ``mixed``,
+``eval`` and ``convert`` likewise share their settings' rule and library calls.  These tests hold
+each command to its stage on a small real model and the tiny corpus, setting by setting.
 """
 from __future__ import annotations
 
@@ -120,3 +121,51 @@ def test_eval_command_and_evaluate_stage_score_every_trial_alike(fp_model, tiny_
     threshold_cli, threshold_stage = (rundir.read_json(d.threshold) for d in (cli, stage))
     assert threshold_cli["eer"] == pytest.approx(threshold_stage["eer"])
     assert threshold_cli["threshold"] == pytest.approx(threshold_stage["threshold"], abs=1e-5)
+
+
+def test_convert_command_and_recipe_stage_write_the_same_device_model(fp_model, tiny_corpus, tmp_path):
+    """``tfadvq convert --corpus`` and the ``convert`` stage with ``corpus``: the same int8 LUT model
+    (activation ranges measured on the same corpus crops) and the same metadata."""
+    from converters.metadata import read_json
+    from tfadvq.config import to_dict
+
+    work = _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}", "{type: quantize, model: model, bits: 3}",
+                                  f"{{type: corpus, path: {tiny_corpus}}}",
+                                  "{type: convert, model: quantize, corpus: corpus, corpus_crops: 8}"],
+                       window_frames=40)
+    cli = rundir.DeviceDir.for_file(tmp_path / "cli" / "model.tflite")
+    assert main(["convert", "--model", str(work / "quantize"), "--out", str(cli.tflite), "--frames", "40",
+                 "--corpus", str(tiny_corpus), "--corpus-crops", "8"]) == 0
+
+    stage = rundir.DeviceDir(work / "convert")
+    assert cli.tflite.read_bytes() == stage.tflite.read_bytes()
+    assert cli.int8_tflite.read_bytes() == stage.int8_tflite.read_bytes()  # int8 on both: corpus given
+    a, b = to_dict(read_json(cli.metadata)), to_dict(read_json(stage.metadata))
+    assert a["activations"] == "int8" and a["parity"]["inputs"] == b["parity"]["inputs"]
+    assert a == b
+
+
+def test_train_command_and_recipe_stage_train_the_same_model(tiny_corpus, tmp_path):
+    """``tfadvq train`` with its overrides and the ``train`` stage with the same fields: one config
+    (:func:`tfadvq.train_config.overridden`), one seeded training, the same weights."""
+    from test_training import tiny_config
+    from tfadvq.train_config import load_config
+
+    config = tmp_path / "tiny.yaml"
+    dump_yaml(tiny_config(tmp_path / "elsewhere", epochs=3, steps_per_epoch=5), config)
+    assert main(["train", "--config", str(config), "--corpus", str(tiny_corpus), "--epochs", "1",
+                 "--steps-per-epoch", "2", "--batch-size", "4", "--out", str(tmp_path / "cli")]) == 0
+    work = _run_recipe(tmp_path, [f"{{type: corpus, path: {tiny_corpus}}}",
+                                  f"{{type: train, config: {config}, corpus: corpus, epochs: 1, steps_per_epoch: 2, "
+                                  "batch_size: 4}"])
+
+    cli, stage = rundir.TrainDir(tmp_path / "cli"), rundir.TrainDir(work / "train")
+    trained = load_config(cli.config)
+    assert trained == load_config(stage.config)
+    assert (trained.epochs, trained.steps_per_epoch, trained.pipeline.batch_size) == (1, 2, 4)
+    assert Path(trained.data.corpus) == tiny_corpus
+    assert cli.load_history() == stage.load_history()  # the same losses, epoch by epoch
+    from_cli, from_recipe = (model_io.load_model(d.model).get_weights() for d in (cli, stage))
+    assert len(from_cli) == len(from_recipe) > 0
+    for a, b in zip(from_cli, from_recipe):
+        np.testing.assert_array_equal(a, b)

@@ -225,8 +225,9 @@ def test_same_size_damage_is_found_by_the_digest_and_a_touch_alone_reuses(tmp_pa
 def test_content_mode_notices_a_change_that_keeps_size_and_time(tmp_path):
     import os
 
-    def recipe(verify):
-        return parse_recipe({"verify": verify, "stages": [{"type": "test_write", "name": "one", "text": "x"}]}, "t")
+    def recipe(reuse_check):
+        return parse_recipe({"reuse_check": reuse_check,
+                             "stages": [{"type": "test_write", "name": "one", "text": "x"}]}, "t")
 
     run_recipe(recipe("content"), tmp_path)
     out = tmp_path / "one" / "out.txt"
@@ -249,8 +250,11 @@ def test_content_mode_notices_a_change_that_keeps_size_and_time(tmp_path):
     assert CALLS == []
     run_recipe(recipe("content"), tmp_path)
     assert CALLS == ["one"]
-    with pytest.raises(ConfigError, match=r"verify 'sometimes'; accepted: \['stat', 'content'\]"):
+    with pytest.raises(ConfigError, match=r"reuse_check 'sometimes'; accepted: \['stat', 'content'\]"):
         recipe("sometimes")
+    # "verify" is the speaker decision; the old key is refused naming the new one
+    with pytest.raises(ConfigError, match=r"t: 'verify' is now 'reuse_check' \(renamed; write reuse_check: content\)"):
+        parse_recipe({"verify": "content", "stages": [{"type": "test_write"}]}, "t")
 
 
 def test_a_record_from_before_per_output_digests_is_checked_by_its_combined_digest(tmp_path):
@@ -318,3 +322,38 @@ def test_a_config_field_added_with_its_default_keeps_finished_stages_reusable():
     assert identity(After(rounding="adaptive")) == {"rounding": "adaptive"}
     changed = identity(After(bits=2, fbank=FbankConfig(num_mel_bins=40)))
     assert changed == {"bits": 2, "fbank": {"num_mel_bins": 40}}  # a changed nested field still counts
+
+
+def test_a_recipe_written_before_a_field_was_renamed_fails_naming_the_new_field(tmp_path, capsys):
+    """The convert stage's int8 data was ``calibration``/``calibration_crops``; "calibrate" now means the
+    decision thresholds only, and an old recipe is told the new keys, not "unknown key"."""
+    from tfadvq.cli import main
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("stages:\n"
+                      "  - {type: corpus}\n"
+                      "  - {type: train, corpus: corpus}\n"
+                      "  - {type: quantize, model: train}\n"
+                      "  - {type: convert, model: quantize, calibration: corpus, calibration_crops: 8}\n")
+    assert main(["run", str(recipe), "--workdir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfadvq: error: ")
+    assert "stages[3] (convert): 'calibration' is now 'corpus'; 'calibration_crops' is now 'corpus_crops'" in err
+    assert not (tmp_path / "work").exists()
+    new = recipe.read_text().replace("calibration: corpus, calibration_crops: 8", "corpus: corpus, corpus_crops: 8")
+    recipe.write_text(new)
+    convert = load_recipe(recipe).stages[-1].stage
+    assert (convert.corpus, convert.corpus_crops, convert.activations_int8) == ("corpus", 8, True)
+
+
+def test_a_renamed_field_is_hashed_under_its_old_name_so_finished_stages_stay_reusable():
+    """A run finished before the rename (``calibration: corpus``) keeps its fingerprint: same config,
+    same upstream field, only a new spelling."""
+    from tfadvq.config import identity
+    from tfadvq.recipe import hashed_names
+    from tfadvq.stages.device import ConvertStage
+
+    stage = ConvertStage(model="quantize", corpus="corpus", corpus_crops=8)
+    assert hashed_names(stage, identity(stage)) == {"model": "quantize", "calibration": "corpus",
+                                                    "calibration_crops": 8}
+    assert hashed_names(stage, stage.uses()) == {"model": "quantize", "calibration": "corpus"}

@@ -78,13 +78,19 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and bad enum values raise."""
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad enum values raise.
+
+    A key ``cls`` renamed is listed in its ``renamed`` class attribute (``{old: new}``), so an old
+    file fails naming the new key instead of "unknown key"."""
     data = {} if data is None else data
     where = where or cls.__name__
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    renamed = [f"{key!r} is now {cls.renamed[key]!r}" for key in unknown if key in getattr(cls, "renamed", {})]
+    if renamed:  # a key an earlier version accepted: say its new name, never map it silently
+        raise ConfigError(f"{where}: {'; '.join(renamed)} (renamed; write the new key)")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; accepted: {sorted(fields)}")
     hints = typing.get_type_hints(cls)

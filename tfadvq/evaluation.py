@@ -283,3 +283,33 @@ def verify(model, enroll: Sequence[str | os.PathLike], test: str | os.PathLike, 
     score = float(sc.embed_files(embed, [test], scoring)[0] @ enrolled)
     return {"score": score, "threshold": threshold,
             "decision": "accept" if accept(score, threshold) else "reject"}
+
+
+def example_claim(corpus) -> tuple[str, list[Path], Path, Path]:
+    """A verification example from a corpus's test part: claimed speaker, enrollment recordings,
+    a genuine and an impostor test recording (the verify and device_verify stages, notebook 01)."""
+    by_speaker: dict[str, list] = {}
+    for u in corpus.test:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    speakers = [s for s, utts in by_speaker.items() if len(utts) >= 3]
+    if len(by_speaker) < 2 or not speakers:
+        raise DataError("verify example: the test part needs 2 speakers, one with >= 3 utterances")
+    claimed = speakers[0]
+    own, other = by_speaker[claimed], next(u for s, u in by_speaker.items() if s != claimed)
+    return claimed, [Path(u.path) for u in own[:2]], Path(own[2].path), Path(other[0].path)
+
+
+def claim_outcome(embed, corpus, threshold: float, scoring: ScoringConfig) -> dict[str, Any]:
+    """Run the example claim of ``corpus`` with ``embed``; scores and decisions of both tests."""
+    claimed, enroll, genuine, impostor = example_claim(corpus)
+    results = [verify(embed, enroll, test, threshold, scoring) for test in (genuine, impostor)]
+    return {"speaker": claimed, "enroll": [str(p) for p in enroll], "genuine": str(genuine),
+            "impostor": str(impostor), "scores": [r["score"] for r in results],
+            "decisions": [r["decision"] for r in results], "threshold": threshold}
+
+
+def describe_claim(outcome: dict[str, Any]) -> str:
+    """One line for a summary: the claim's two scores and decisions at its threshold."""
+    s, d = outcome["scores"], outcome["decisions"]
+    return (f"speaker {outcome['speaker']}: genuine score {s[0]:.3f} -> {d[0]}, impostor {s[1]:.3f} -> "
+            f"{d[1]} (threshold {outcome['threshold']:.3f})")

@@ -23,7 +23,7 @@ A model is only right on the features it was trained on: the
   ``num_mel_bins`` is refused, naming both, never fed default features.
 
 Scoring (:mod:`tfadvq.scoring`: embedders carry their front end), int8
-calibration crops and conversion (``converters``) and the firmware files all
+range crops and conversion (``converters``) and the firmware files all
 take the resolved :class:`FrontEnd`.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ it declares it also depends on (:meth:`Stage.fingerprint`) and the output
 digests of the stages it uses; a stage whose fingerprint equals its record's
 is reused -- when its outputs still match the digests in its record (a cheap
 check of sizes and modification times, the full digest when those changed;
-``verify: content`` at the top of the recipe hashes every output file's
+``reuse_check: content`` at the top of the recipe hashes every output file's
 content on every run, for an external corpus whose files may change without
 their size and time changing) -- otherwise it re-runs, saying why, and so,
 through their fingerprints, does every stage that uses it (configs are hashed without the fields
@@ -73,7 +73,7 @@ class Stage(Protocol):
 
 
 _REGISTRY: dict[str, type] = {}
-VERIFY_MODES = ("stat", "content")
+REUSE_CHECKS = ("stat", "content")
 
 
 def register_stage(type_name: str) -> Callable[[type[S]], type[S]]:
@@ -111,6 +111,8 @@ class StageBase:
     produces: ClassVar[tuple[str, ...]] = ()
     #: ``{field: output key}`` the stage a field names must produce (checked when the recipe is parsed).
     needs: ClassVar[dict[str, str]] = {}
+    #: ``{old field: new field}`` of fields renamed since a release: an old recipe fails naming the new one.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def uses(self) -> dict[str, str]:
         return {}
@@ -144,7 +146,7 @@ class Recipe:
     scoring: ScoringConfig = dataclasses.field(default_factory=ScoringConfig)
     plugins: list[str] = dataclasses.field(default_factory=list)
     source: str = ""
-    verify: str = "stat"  # how reused outputs are checked: "stat" (size + time, then digest) or "content"
+    reuse_check: str = "stat"  # how reused outputs are checked: "stat" (size + time, then digest) or "content"
 
     def index(self, name: str) -> int:
         for i, entry in enumerate(self.stages):
@@ -154,7 +156,7 @@ class Recipe:
                           f"{[e.name for e in self.stages]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scoring": to_dict(self.scoring), "plugins": list(self.plugins), "verify": self.verify,
+        return {"scoring": to_dict(self.scoring), "plugins": list(self.plugins), "reuse_check": self.reuse_check,
                 "stages": [{"type": e.stage.type_name, "name": e.name, **to_dict(e.stage)}
                            for e in self.stages]}
 
@@ -163,13 +165,16 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     """Build a :class:`Recipe` from plain data; every mistake is a ConfigError naming the entry."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with 'stages', got {type(data).__name__}")
-    unknown = sorted(set(data) - {"stages", "scoring", "plugins", "verify"})
+    if "verify" in data:  # "verify" is the speaker decision (the verify stage); this checks reused outputs
+        raise ConfigError(f"{source}: 'verify' is now 'reuse_check' (renamed; write reuse_check: "
+                          f"{data['verify']})")
+    unknown = sorted(set(data) - {"stages", "scoring", "plugins", "reuse_check"})
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; accepted: ['plugins', 'scoring', 'stages', "
-                          "'verify']")
-    verify = data.get("verify", "stat")
-    if verify not in VERIFY_MODES:
-        raise ConfigError(f"{source}: verify {verify!r}; accepted: {list(VERIFY_MODES)}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; accepted: ['plugins', 'reuse_check', 'scoring', "
+                          "'stages']")
+    reuse_check = data.get("reuse_check", "stat")
+    if reuse_check not in REUSE_CHECKS:
+        raise ConfigError(f"{source}: reuse_check {reuse_check!r}; accepted: {list(REUSE_CHECKS)}")
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(f"{source}: plugins must be a list of module names")
@@ -205,7 +210,7 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
                                   f"{[e.name for e in entries]}")
             _check_needs(f"{where} ({name}).{field}", type(stage), field, earlier, entries, types)
         entries.append(StageEntry(name, stage))
-    return Recipe(entries, scoring, list(plugins), source, verify)
+    return Recipe(entries, scoring, list(plugins), source, reuse_check)
 
 
 def _check_needs(where: str, kind: type, field: str, earlier: StageEntry, entries: list[StageEntry],
@@ -279,15 +284,23 @@ class StageContext:
         return self.cache[key]
 
 
+def hashed_names(stage: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (keyed by the stage's field names) keyed as the fingerprint hashes them: a renamed field
+    under its old name (the stage's ``renamed``), so a rename alone re-runs no finished stage."""
+    old = {new: old for old, new in getattr(type(stage), "renamed", {}).items()}
+    return {old.get(field, field): value for field, value in fields.items()}
+
+
 def stage_fingerprint(entry: StageEntry, ctx: StageContext) -> str:
-    upstream = {field: ctx.records[ref]["digest"] for field, ref in _uses(entry.stage).items()}
-    extra = entry.stage.fingerprint(ctx) if hasattr(entry.stage, "fingerprint") else {}
-    payload = {"type": entry.stage.type_name, "config": identity(entry.stage), "scoring": identity(ctx.scoring),
-               "upstream": upstream, "extra": extra}
+    stage = entry.stage
+    upstream = hashed_names(stage, {field: ctx.records[ref]["digest"] for field, ref in _uses(stage).items()})
+    extra = stage.fingerprint(ctx) if hasattr(stage, "fingerprint") else {}
+    payload = {"type": stage.type_name, "config": hashed_names(stage, identity(stage)),
+               "scoring": identity(ctx.scoring), "upstream": upstream, "extra": extra}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _valid_record(run: rundir.RunDir, fingerprint: str, verify: str) -> tuple[dict[str, Any] | None, str]:
+def _valid_record(run: rundir.RunDir, fingerprint: str, reuse_check: str) -> tuple[dict[str, Any] | None, str]:
     """``(record, "")`` when the stage can be reused, else ``(None, why it re-runs)``."""
     if not run.record.is_file():
         return None, "not run yet" if not run.attempt.is_file() else "its last run did not finish"
@@ -298,7 +311,7 @@ def _valid_record(run: rundir.RunDir, fingerprint: str, verify: str) -> tuple[di
     if record.get("fingerprint") != fingerprint:
         return None, "its config or inputs changed"
     before = json.dumps(record, sort_keys=True)
-    why = _changed_outputs(record, content=verify == "content")
+    why = _changed_outputs(record, content=reuse_check == "content")
     if why:
         return None, why
     if json.dumps(record, sort_keys=True) != before:
@@ -382,7 +395,7 @@ def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = Non
             fingerprint = stage_fingerprint(entry, ctx)
             forced = from_stage is not None and i >= first
             record, why = (None, f"--from {from_stage}") if forced else _valid_record(run, fingerprint,
-                                                                                     recipe.verify)
+                                                                                     recipe.reuse_check)
             if record is None and i < first:
                 raise ConfigError(f"--from {from_stage}: the earlier stage {entry.name!r} has no up-to-date "
                                   f"result ({why}); run from it (or without --from)")
@@ -390,7 +403,7 @@ def run_recipe(recipe: Recipe, workdir: str | Path, from_stage: str | None = Non
             if not reused:
                 if on_stage:
                     on_stage(entry.name, why)
-                record = _run_stage(entry, ctx, run, fingerprint, recipe.verify)
+                record = _run_stage(entry, ctx, run, fingerprint, recipe.reuse_check)
             records[entry.name] = record
             rows.append({"stage": entry.name, "type": entry.stage.type_name,
                          "seconds": round(record["seconds"], 1), "reused": reused,
@@ -418,7 +431,7 @@ def _check_workdir(workdir: Path, recipe: Recipe) -> None:
 
 
 def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerprint: str,
-               verify: str) -> dict[str, Any]:
+               reuse_check: str) -> dict[str, Any]:
     attempt = rundir.read_json(run.attempt) if run.attempt.is_file() else {}
     if run.path.exists() and attempt.get("fingerprint") != fingerprint:
         shutil.rmtree(run.path)  # left by another config (_check_workdir: by a stage): never mix two runs' files
@@ -434,7 +447,7 @@ def _run_stage(entry: StageEntry, ctx: StageContext, run: rundir.RunDir, fingerp
               "summary": result.summary, "seconds": time.perf_counter() - start,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["digest"] = _output_digest(record["outputs"])
-    record["files"] = _output_files(record["outputs"], content=verify == "content")
+    record["files"] = _output_files(record["outputs"], content=reuse_check == "content")
     rundir.write_json(run.record, record)
     return record
 

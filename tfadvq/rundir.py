@@ -643,6 +643,8 @@ class MixedDir(MSFTDir):
     bits_spec = Entry("bits.yaml", "The chosen bits as a BitsSpec (``tfadvq quantize --bits-per-layer``).")
     sensitivities = Entry("sensitivities.json", "HAWQ-V2 sensitivity per weight key at its chosen bits.")
     plan = Entry("mixed.json", "Hessian traces, sensitivity per bits, allocation, Pareto front, sizes.")
+    sensitivity_plot = Entry("sensitivity.png", "Sensitivity and chosen bits per weight tensor.")
+    convergence_plot = Entry("convergence.png", "How each Hutchinson trace estimate converged.")
 
 
 class EvalDir(RunDir):
@@ -672,10 +674,8 @@ class ListsDir(RunDir):
 
 
 class CorpusDir(RunDir):
-    """A corpus in the layout of docs/architecture.md, as ``tfadvq data real`` writes it.
-
-    (``tfadvq data synth`` and :func:`tfadvq.voxceleb.load_corpus` spell the same names.)
-    """
+    """A corpus in the layout of docs/architecture.md: what ``tfadvq data synth`` and ``tfadvq data real``
+    write and :func:`tfadvq.voxceleb.load_corpus` reads (the one place its names are spelled)."""
 
     lists = Entry("lists")
     trials = Entry("trials/test.txt", "The test trials, VoxCeleb format ``1|0 enroll test``.")
@@ -684,6 +684,7 @@ class CorpusDir(RunDir):
     manifest = Entry("corpus.json")
     readme = Entry("README.md", "How the speaker labels were derived, their caveats, the licences.")
     marker = Entry(".real.json", "The settings of a build in progress (a re-run must match them).")
+    synth_marker = Entry(".synth.json", "A generated corpus's settings and voices (a re-run must match them).")
 
     def wav_root(self, split: str) -> Path:
         return self.path / split / "wav"

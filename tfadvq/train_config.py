@@ -203,6 +203,27 @@ def resolve_config(name_or_path: str | os.PathLike) -> TrainConfig:
     return load_config(path if path.is_file() else packaged_config(str(name_or_path)))
 
 
+def overridden(config: TrainConfig, *, corpus: str | os.PathLike | None = None, epochs: int | None = None,
+               steps_per_epoch: int | None = None, batch_size: int | None = None,
+               strategy: StrategyName | str | None = None) -> TrainConfig:
+    """``config`` with what ``tfadvq train``'s flags and the recipe's ``train`` stage replace: the one rule.
+
+    ``None`` keeps the config's value.  ``corpus`` replaces where the training
+    speakers come from (the config's Kaldi lists or wav tree are dropped) and
+    keeps the evaluation the config names (``trials``/``trials_wav_root``).
+    """
+    if corpus is not None:
+        config = dataclasses.replace(config, data=DataConfig(corpus=str(corpus), trials=config.data.trials,
+                                                             trials_wav_root=config.data.trials_wav_root))
+    changes = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)) if v is not None}
+    if strategy is not None:
+        changes["strategy"] = StrategyName(strategy)
+    config = dataclasses.replace(config, **changes)
+    if batch_size is not None:
+        config = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, batch_size=batch_size))
+    return config
+
+
 def model_config(config_file: str | os.PathLike, override: str | os.PathLike | None = None, *,
                  data_given: bool = False, what: str = "the fine-tune") -> TrainConfig:
     """The training config a model's quantization follows: the one rule for every command and stage.

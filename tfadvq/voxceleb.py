@@ -30,6 +30,7 @@ import numpy as np
 
 from tfadvq.audio_limits import SAMPLE_RATE
 from tfadvq.errors import DataError
+from tfadvq.rundir import CorpusDir
 
 #: Official VoxCeleb1 trial lists (file names as published); "-clean" are the
 #: cleaned versions.  O uses only VoxCeleb1 test speakers; E and H draw on all
@@ -242,13 +243,13 @@ def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpu
     root = Path(directory)
     if not root.is_dir():
         raise DataError(f"{root}: no such corpus directory (make one with `tfadvq data synth`)")
-    lists = root / "lists"
-    dev = (lists / "dev_wav.scp", lists / "dev_utt2spk")
+    layout = CorpusDir(root)
+    dev = (layout.wav_scp("dev"), layout.utt2spk("dev"))
     train = (read_kaldi_lists(*dev, root, check_files) if any(p.exists() for p in dev) else [])
-    test = read_kaldi_lists(lists / "test_wav.scp", lists / "test_utt2spk", root, check_files)
+    test = read_kaldi_lists(layout.wav_scp("test"), layout.utt2spk("test"), root, check_files)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
     if overlap:
-        raise DataError(f"{lists}: speakers {sorted(overlap)[:5]} are in both dev and test lists; "
+        raise DataError(f"{layout.lists}: speakers {sorted(overlap)[:5]} are in both dev and test lists; "
                         "train and test speakers must be disjoint")
     trials = read_trials(corpus_trials_path(root), {u.key for u in test})
     return Corpus(train, test, trials)
@@ -256,7 +257,7 @@ def load_corpus(directory: str | os.PathLike, check_files: bool = True) -> Corpu
 
 def corpus_trials_path(directory: str | os.PathLike) -> Path:
     """The trial list of a corpus directory (its test part's trials)."""
-    return Path(directory) / "trials" / "test.txt"
+    return CorpusDir(Path(directory)).trials
 
 
 def _read_pairs(path: Path, form: str) -> dict[str, tuple[str, int]]:

@@ -74,7 +74,8 @@ def window_indices(frames: int, config: ScoringConfig) -> np.ndarray:
 
 
 def crop_window(features: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One ``[window, F]`` window of ``[T, F]`` features as the device sees one (int8 calibration crops).
+    """One ``[window, F]`` window of ``[T, F]`` features as the device sees one (the representative crops
+    of the int8 ranges).
 
     Rows follow the schedule's rule ``(s + t) mod T`` (an utterance shorter than
     the window repeats); the start ``s`` is uniform in ``[0, max(T - window, 0)]``

@@ -54,6 +54,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message.removeprefix('argument ')} (see `{self.prog} --help`)")
 
 
+def renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Refuse ``old``, a flag an earlier version accepted, naming the flag that replaced it.
+
+    Hidden from ``--help``; it takes an optional value so that ``old VALUE``
+    fails on the rename, not on a stray argument.  Nothing is mapped silently.
+    """
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            raise UsageError(f"{old} is now {new} (renamed; see `{parser.prog} --help`)")
+
+    parser.add_argument(old, nargs="?", action=Renamed, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tfadvq",

@@ -4,11 +4,12 @@
 ``model.h5``), an FP32 one (a train folder, ``.keras``, ``.h5``, SavedModel:
 converted without LUT, as the summary says) or any run folder tfadvq writes.
 Writes the LUT-compressed model to flash (``--out``), its plain float twin
-(``*.float.tflite``), the plain int8 twin when calibration data is given
+(``*.float.tflite``), the plain int8 twin when int8 activations are asked for
 (``*.int8.tflite``) and the metadata (``*.json``, with the parity figures).
 Activations are int8 (the device's choice) whenever ``--corpus`` gives
-calibration crops, float without it; ``--activations`` says which explicitly
-(``--inputs`` calibrates int8 too); ``--c-array DIR`` adds ``model_data.h/.cc``
+representative crops (``--corpus-crops`` of them) to measure their ranges on,
+float without it; ``--activations`` says which explicitly (``--inputs`` serve
+as representative data too); ``--c-array DIR`` adds ``model_data.h/.cc``
 and ``model_config.h`` for the firmware (refused for a model whose front end
 the firmware does not compute).
 
@@ -26,8 +27,10 @@ it is a tfadvq QAT/PTQ model, else from ``--bits``: one number for every
 quantizable layer or a bits YAML file (the ``--bits-per-layer`` BitsSpec:
 ``default``, ``classes``, ``layers``; a JSON ``{"layer": bits}`` file is refused
 with the YAML that replaces it); neither: FP32.  ``--trial-scores``
-calibrates the thresholds from given scores; the recipe's ``calibrate`` stage
-instead calibrates them on the converted model's own TFLM scores.
+calibrates the decision thresholds from given scores; the recipe's ``calibrate``
+stage instead calibrates them on the converted model's own TFLM scores
+("calibrate" always means the thresholds; int8 ranges come from representative
+crops).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from tfadvq.cli import renamed_flag
 from tfadvq.config import number
 
 
@@ -48,7 +52,7 @@ class ConvertArgs:
     frames: int = 200
     bits: str | None = None
     corpus: Path | None = None
-    calibration_crops: int = 64
+    corpus_crops: int = 64
     trial_scores: Path | None = None
     target_far: float = 0.01
     feature_config: Path | None = None
@@ -79,11 +83,14 @@ def register(subparsers) -> None:
     parser.add_argument("--bits", help="weight bits for all quantizable layers (1..8), or a bits YAML file "
                                        "(BitsSpec, as --bits-per-layer: default/classes/layers)")
     parser.add_argument("--corpus", type=Path, help="corpus dir: crops of its dev utterances through the model's "
-                                                    "front end calibrate int8 and check parity")
-    parser.add_argument("--calibration-crops", type=number(int, 1), default=64,
-                        help="number of --corpus crops (calibration and parity check)")
+                                                    "front end give the int8 activation ranges and the parity "
+                                                    "check's inputs")
+    parser.add_argument("--corpus-crops", type=number(int, 1), default=64,
+                        help="number of --corpus crops (int8 ranges and parity check; default 64)")
+    renamed_flag(parser, "--calibration-crops", "--corpus-crops")
     parser.add_argument("--inputs", type=Path, help=".npy array [N, frames, features] of the model's own inputs: "
-                                                    "the parity check's inputs (and int8 calibration without --corpus)")
+                                                    "the parity check's inputs (and the int8 ranges' without "
+                                                    "--corpus)")
     parser.add_argument("--input-speakers", type=Path,
                         help=".npy array [N] of the speaker of each --inputs row (pairs labelled for the EER threshold)")
     parser.add_argument("--no-check", dest="check", action="store_false",
@@ -111,7 +118,7 @@ def register(subparsers) -> None:
                              "--c-array sources); never a device node or fifo")
     parser.set_defaults(func=lambda a: run(ConvertArgs(
         a.model, a.out, None if a.activations is None else a.activations == "int8", a.frames, a.bits, a.corpus,
-        a.calibration_crops, a.trial_scores, a.target_far,
+        a.corpus_crops, a.trial_scores, a.target_far,
         a.feature_config, a.model_version, a.c_array, a.force, a.symbol_prefix, a.inputs, a.input_speakers,
         a.check)))
 
@@ -161,8 +168,8 @@ def run(args: ConvertArgs) -> int:
     from tfadvq.model_io import open_model
 
     if args.int8 and args.corpus is None and args.inputs is None:
-        raise ConversionError("--int8 needs calibration inputs: --corpus DIR (crops of its audio through the "
-                              "model's front end) or --inputs X.npy")
+        raise ConversionError("--int8 needs representative inputs for the activation ranges: --corpus DIR (crops "
+                              "of its audio through the model's front end) or --inputs X.npy")
     if args.symbol_prefix:  # refused before the conversion, not after it
         if args.c_array is None:
             raise ConversionError("--symbol-prefix names the --c-array sources: give --c-array DIR too")
@@ -200,8 +207,8 @@ def _run(args: ConvertArgs, out, loaded) -> int:
     scoring = ScoringConfig(window_frames=args.frames)
     bits = _bits(args.bits)
     data = conversion_data(args.frames, front_end, corpus=args.corpus, inputs=args.inputs,
-                           speakers=args.input_speakers, count=args.calibration_crops,
-                           calibrate_on_inputs=bool(args.int8))
+                           speakers=args.input_speakers, count=args.corpus_crops,
+                           representative_inputs=bool(args.int8))
     int8 = args.corpus is not None if args.int8 is None else args.int8
     result, metadata = convert_saved_model(loaded, scoring, int8=int8, representative=data.representative,
                                            bits=bits, front_end=front_end, model_version=args.model_version,

@@ -70,6 +70,7 @@ def _register_real(sub) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from tfadvq import rundir
     from tfadvq.corpus.synth import SynthConfig, synthesize_corpus
     from tfadvq.report import print_table
 
@@ -82,19 +83,20 @@ def run_synth(args: argparse.Namespace) -> int:
                     title="TTS voices not working on this machine (no speaker was given one)")
     if result.failed:
         print_table([{"utterance": k, "reason": r} for k, r in result.failed[:20]],
-                    title=f"failed utterances ({len(result.failed)}; all in {args.out / 'corpus.json'}; "
+                    title=f"failed utterances ({len(result.failed)}; all in {rundir.CorpusDir(args.out).manifest}; "
                           "re-run to retry them)")
     result.require_complete()  # a corpus short of its settings is an error, not a quiet footnote
     return 0
 
 
 def run_real(out: Path, sources: tuple[str, ...], max_clips: int, seed: int, install: bool) -> int:
+    from tfadvq import rundir
     from tfadvq.corpus.real import RealConfig, build_real_corpus
     from tfadvq.report import print_table
 
     result = build_real_corpus(out, RealConfig(sources=sources, max_clips=max_clips, seed=seed), install=install)
-    print_table(result.rows(), title=f"tfadvq data real ({out}; labels and licences: {out / 'README.md'})")
+    print_table(result.rows(), title=f"tfadvq data real ({out}; labels and licences: {rundir.CorpusDir(out).readme})")
     if result.rejected:
         print_table([{"file": f, "reason": r} for f, r in result.rejected[:10]],
-                    title=f"rejected clips ({len(result.rejected)}; all in {out / 'corpus.json'})")
+                    title=f"rejected clips ({len(result.rejected)}; all in {rundir.CorpusDir(out).manifest})")
     return 0

@@ -5,7 +5,7 @@ It runs the packaged recipe ``demo`` (``tfadvq/recipes/demo.yaml``; the same as
 device model (McuDFResNet, ``tfadvq/configs/mcu.yaml``) -> evaluate (EER,
 minDCF, DET, threshold) -> a verification example -> KMQAT 4-bit post-training
 with 8-bit activation QAT -> fine-tune -> evaluate the quantized model ->
-convert to a LUT ``.tflite`` with int8 activations, calibrated on corpus crops
+convert to a LUT ``.tflite`` with int8 activations (ranges from corpus crops)
 -> calibrate its thresholds on what TFLM computes (firmware C sources) -> the
 verification example under TFLM.  The converted model with the firmware fits a
 256 KB RAM / 1 MB flash Cortex-M4.  Finished stages are reused on a re-run; the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfadvq.cli import renamed_flag
 from tfadvq.config import number
 from tfadvq.errors import ConfigError
 
@@ -40,7 +41,9 @@ def register(subparsers) -> None:
     parser.add_argument("--finetune-epochs", type=number(int, 1), help="fine-tune epochs (default 3)")
     parser.add_argument("--finetune-steps", type=number(int, 1), help="fine-tune epoch length")
     parser.add_argument("--frames", type=number(int, 1), help="scoring window = converted model input (default 100)")
-    parser.add_argument("--calibration-crops", type=number(int, 1), help="corpus crops calibrating int8 (default 64)")
+    parser.add_argument("--corpus-crops", type=number(int, 1),
+                        help="corpus crops the int8 activation ranges are measured on (default 64)")
+    renamed_flag(parser, "--calibration-crops", "--corpus-crops")
     parser.add_argument("--real-sources", nargs="+", metavar="SOURCE",
                         help="real-speech sources (default: every default source of tfadvq data real)")
     parser.add_argument("--real-clips", type=number(int, 1),
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         speakers=args.speakers, test_speakers=args.test_speakers, utts=args.utts, corpus=args.corpus,
         epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
         bits=args.bits, finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps,
-        frames=args.frames, calibration_crops=args.calibration_crops, real_sources=args.real_sources,
+        frames=args.frames, corpus_crops=args.corpus_crops, real_sources=args.real_sources,
         real_clips=args.real_clips, real_speech=not args.no_real_speech, firmware=args.firmware, core=args.core),
         args.workdir, args.from_stage, args.to_stage or ("firmware_session" if args.firmware else None))
 
@@ -73,7 +76,7 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
                 corpus: str | None = None, epochs: int | None = None, batch_size: int | None = None,
                 steps_per_epoch: int | None = None, bits: int | None = None,
                 finetune_epochs: int | None = None, finetune_steps: int | None = None,
-                frames: int | None = None, calibration_crops: int | None = None,
+                frames: int | None = None, corpus_crops: int | None = None,
                 real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True,
                 firmware: bool = False, core: str | None = None):
     """The packaged demo recipe with the given values replaced (None keeps the recipe's);
@@ -88,7 +91,7 @@ def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None
     recipe = override(recipe, "train", epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
     recipe = override(recipe, "quantize", bits=bits)
     recipe = override(recipe, "finetune", epochs=finetune_epochs, steps_per_epoch=finetune_steps)
-    recipe = override(recipe, "convert", calibration_crops=calibration_crops)
+    recipe = override(recipe, "convert", corpus_crops=corpus_crops)
     if real_speech:
         recipe = override(recipe, "real_speech", sources=real_sources, max_clips=real_clips)
     else:

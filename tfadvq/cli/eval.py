@@ -45,9 +45,10 @@ def register(subparsers) -> None:
 
 def cohort_utterances(path: Path):
     """A corpus directory (its training speakers) or a VoxCeleb-style tree."""
+    from tfadvq.rundir import CorpusDir
     from tfadvq.voxceleb import load_corpus, scan_tree
 
-    return load_corpus(path).train if (path / "lists").is_dir() else scan_tree(path)
+    return load_corpus(path).train if CorpusDir(path).lists.is_dir() else scan_tree(path)
 
 
 def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None = None,

@@ -26,28 +26,25 @@ def register(subparsers) -> None:
     parser.add_argument("--strategy", choices=["none", "mirrored", "multi_worker"],
                         help="override the config's tf.distribute strategy")
     parser.add_argument("--epochs", type=number(int, 1), help="override the number of epochs")
+    parser.add_argument("--steps-per-epoch", type=number(int, 1), help="override the epoch length in steps")
+    parser.add_argument("--batch-size", type=number(int, 1), help="override the training batch size")
     parser.add_argument("--force", action="store_true", help="train again over a finished or other run")
     parser.set_defaults(func=lambda args: run(args.config, args.out, args.corpus, args.strategy, args.epochs,
-                                              args.force))
+                                              args.force, args.steps_per_epoch, args.batch_size))
 
 
 def run(config_name: str, out: Path | None, corpus: str | None = None, strategy: str | None = None,
-        epochs: int | None = None, force: bool = False) -> int:
-    import dataclasses
-
+        epochs: int | None = None, force: bool = False, steps_per_epoch: int | None = None,
+        batch_size: int | None = None) -> int:
+    """Train (the overrides by the recipe's ``train`` stage rule, :func:`tfadvq.train_config.overridden`),
+    print the summary, then evaluate on the config's trials if it names any."""
     from tfadvq.errors import ConfigError
     from tfadvq.report import print_table
-    from tfadvq.train_config import DataConfig, StrategyName, resolve_config
+    from tfadvq.train_config import overridden, resolve_config
     from tfadvq.training import train
 
-    config = resolve_config(config_name)
-    if corpus:
-        config = dataclasses.replace(config, data=dataclasses.replace(
-            DataConfig(corpus=corpus), trials=config.data.trials, trials_wav_root=config.data.trials_wav_root))
-    if strategy:
-        config = dataclasses.replace(config, strategy=StrategyName(strategy))
-    if epochs:
-        config = dataclasses.replace(config, epochs=epochs)
+    config = overridden(resolve_config(config_name), corpus=corpus, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        batch_size=batch_size, strategy=strategy)
     out = out or Path("runs") / Path(config_name).stem
     start = time.perf_counter()
     run_dir = train(config, out, force=force)

@@ -57,7 +57,6 @@ from tfadvq.errors import AudioError, ConfigError, DataError
 from tfadvq.voxceleb import Trials, corpus_trials_path, write_trials
 
 SPLITS = ("dev", "test")
-MARKER = ".synth.json"
 # Random streams: each kind of draw has its own generator family.
 _VOICE, _SESSIONS, _TEXT, _RENDER, _BANKS, _TRIALS = range(6)
 _BABBLE_SENTENCES = 16
@@ -174,7 +173,7 @@ class SynthResult:
             return ""
         first = f" (first: {self.failed[0][0]}: {self.failed[0][1]})" if self.failed else ""
         return (f"{self.out}: the corpus is incomplete -- {'; '.join(missing)}; {len(self.failed)} clips "
-                f"failed{first}. What was made is kept (all failures in {self.out / 'corpus.json'}); "
+                f"failed{first}. What was made is kept (all failures in {rundir.CorpusDir(self.out).manifest}); "
                 "re-run the same command to retry the missing clips")
 
     def require_complete(self) -> None:
@@ -264,7 +263,7 @@ def synthesize_corpus(out: str | Path, config: SynthConfig = SynthConfig(),
 
 def _claim(out: Path, config: SynthConfig, voices: VoiceSet) -> float:
     """Check ``out`` is empty or a corpus with the same settings and voices; return earlier runs' seconds."""
-    marker = out / MARKER
+    marker = rundir.CorpusDir(out).synth_marker
     settings = dataclasses.asdict(config)
     if marker.is_file():
         recorded = json.loads(marker.read_text())
@@ -284,7 +283,7 @@ def _claim(out: Path, config: SynthConfig, voices: VoiceSet) -> float:
             stale.unlink()  # a wav half-written when an earlier run was killed
         return float(recorded.get("generation_seconds", 0.0))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: exists and is not a tfadvq corpus (no {MARKER}); "
+        raise ConfigError(f"{out}: exists and is not a tfadvq corpus (no {marker.name}); "
                           "give an empty or new directory as --out")
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_json(marker, {"settings": settings, "voices": dataclasses.asdict(voices),
@@ -353,7 +352,7 @@ def _render_task(task: tuple[SpeakerPlan, Path]) -> SpeakerResult:
 def render_speaker(plan: SpeakerPlan, out: Path, banks: Banks) -> SpeakerResult:
     """Write the speaker's missing utterances; existing files are kept as they are."""
     result = SpeakerResult(plan.speaker, plan.split)
-    root = out / plan.split / "wav"
+    root = rundir.CorpusDir(out).wav_root(plan.split)
     missing = []
     for utt in plan.utterances:
         if (root / utt.key).is_file():
@@ -431,15 +430,16 @@ def _rng(seed: int, stream: int, *indices: int) -> np.random.Generator:
 def _write_lists(out: Path, plans: Sequence[SpeakerPlan], results: dict[str, SpeakerResult],
                  seed: int, per_utt: int) -> int:
     """Kaldi lists of the utterances that exist, and the trial list; returns the trial count."""
-    lists = out / "lists"
-    lists.mkdir(parents=True, exist_ok=True)
+    layout = rundir.CorpusDir(out)
+    layout.lists.mkdir(parents=True, exist_ok=True)
     present = {split: [] for split in SPLITS}
     for plan in plans:
         done = set(results[plan.speaker].written) | set(results[plan.speaker].skipped)
         present[plan.split].extend((u.key, plan.speaker) for u in plan.utterances if u.key in done)
     for split, rows in present.items():
-        (lists / f"{split}_wav.scp").write_text("".join(f"{k} {split}/wav/{k}\n" for k, _ in rows))
-        (lists / f"{split}_utt2spk").write_text("".join(f"{k} {s}\n" for k, s in rows))
+        wav = layout.wav_root(split).relative_to(out).as_posix()
+        layout.wav_scp(split).write_text("".join(f"{k} {wav}/{k}\n" for k, _ in rows))
+        layout.utt2spk(split).write_text("".join(f"{k} {s}\n" for k, s in rows))
     trials = make_trials([k for k, _ in present["test"]], [s for _, s in present["test"]],
                          _rng(seed, _TRIALS), per_utt)
     write_trials(trials, corpus_trials_path(out))
@@ -472,9 +472,10 @@ def make_trials(keys: Sequence[str], speakers: Sequence[str], rng: np.random.Gen
 def _write_manifest(out: Path, config: SynthConfig, voices: VoiceSet, plans: Sequence[SpeakerPlan],
                     result: SynthResult, total_seconds: float) -> None:
     settings = dataclasses.asdict(config)
-    rundir.write_json(out / MARKER, {"settings": settings, "voices": dataclasses.asdict(voices),
-                                     "generation_seconds": total_seconds})
-    rundir.write_json(out / "corpus.json", {
+    layout = rundir.CorpusDir(out)
+    rundir.write_json(layout.synth_marker, {"settings": settings, "voices": dataclasses.asdict(voices),
+                                            "generation_seconds": total_seconds})
+    rundir.write_json(layout.manifest, {
         "generator": "tfadvq data synth",
         "settings": settings,
         "complete": not result.shortfall(),

@@ -5,7 +5,7 @@ the error of what the layer computes: two weights rounded the same way along an
 input direction the data excites add their errors up.  AdaRound (Nagel et al.,
 "Up or Down? Adaptive Rounding for Post-Training Quantization", ICML 2020) and
 BRECQ (Li et al., ICLR 2021) choose instead, per weight, between rounding down
-and up so that the layer's *output* on unlabeled calibration inputs stays close
+and up so that the layer's *output* on unlabeled reconstruction inputs stays close
 to the float layer's.  Here the grid is the layer's k-means codebook (per tensor
 or per output channel), so "down" and "up" are the nearest centroids below and
 above the weight (``c_lo <= w <= c_hi``):
@@ -24,9 +24,9 @@ model (earlier layers already rounded: their errors are compensated,
 "asymmetric reconstruction"), ``x_f`` those of the float model.  The
 regulariser is off for the first ``warmup`` of the iterations and its β anneals
 from 20 to 2, pushing every h to 0 or 1; the weight then takes ``c_lo`` or
-``c_hi`` (h >= 0.5).  If on all calibration inputs that choice reconstructs
+``c_hi`` (h >= 0.5).  If on all reconstruction inputs that choice reconstructs
 worse than nearest rounding, the layer keeps nearest rounding (never worse on
-the calibration data).
+the reconstruction data).
 
 The result is written into the wrapped model's float weights as exact centroid
 values, so the model stays a normal quantized model: the same codebooks,
@@ -61,12 +61,12 @@ class RoundingSettings:
     """How hard to optimise each layer's rounding (AdaRound's defaults scaled to a CPU budget)."""
 
     iterations: int = 400
-    batch_size: int = 16  # calibration samples per Adam step
+    batch_size: int = 16  # reconstruction samples per Adam step
     learning_rate: float = 1e-2
     reg_weight: float = 0.01  # λ, relative to the nearest-rounding reconstruction error
     warmup: float = 0.2  # fraction of iterations without the regulariser
     beta: tuple[float, float] = (20.0, 2.0)
-    num_batches: int = 4  # calibration batches of model inputs
+    num_batches: int = 4  # reconstruction batches of model inputs
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -12,8 +12,9 @@ from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 
 def corpus_digest(path: Path) -> str:
     """What a corpus's use depends on: its lists, trials and manifest (not every audio file)."""
-    parts = [rundir.tree_digest(path / part) for part in ("lists", "trials", "corpus.json")
-             if (path / part).exists()]
+    layout = rundir.CorpusDir(path)
+    parts = [rundir.tree_digest(part) for part in (layout.lists, layout.trials.parent, layout.manifest)
+             if part.exists()]
     return "".join(parts)
 
 

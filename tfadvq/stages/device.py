@@ -18,12 +18,11 @@ import numpy as np
 from tfadvq.config import bounded
 from tfadvq import rundir
 from tfadvq.errors import ConfigError
+from tfadvq.evaluation import claim_outcome, describe_claim
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import (
     TrialSource,
-    claim_outcome,
     corpus_of,
-    describe_claim,
     device_frontend,
     evaluate_to,
     keras_model_path,
@@ -48,32 +47,36 @@ def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
 class ConvertStage(StageBase):
     """LUT-compressed ``.tflite`` for the recipe's scoring window, checked against Keras under TFLM.
 
-    ``calibration`` (a corpus stage) provides real fbank crops: int8
-    calibration and the parity checks' inputs.  ``int8`` null (the default)
-    means int8 activations, the device's choice (float activations cost ~5x
-    the instructions on a Cortex-M4), whenever ``calibration`` is given, and
-    float activations without it; ``int8: false`` keeps float activations.
+    ``corpus`` (a corpus stage) provides ``corpus_crops`` real fbank crops: the
+    representative data int8 activation ranges are measured on, and the parity
+    checks' inputs (the same rule as ``tfadvq convert --corpus``).  ``int8`` null
+    (the default) means int8 activations, the device's choice (float
+    activations cost ~5x the instructions on a Cortex-M4), whenever ``corpus``
+    is given, and float activations without it; ``int8: false`` keeps float
+    activations.  "Calibrate" is the decision thresholds (the ``calibrate``
+    stage), never the int8 ranges.
     """
 
     produces: ClassVar[tuple[str, ...]] = ("tflite", "metadata", "plain")
-    needs: ClassVar[dict[str, str]] = {"model": "wrapped", "calibration": "corpus"}
+    needs: ClassVar[dict[str, str]] = {"model": "wrapped", "corpus": "corpus"}
+    renamed: ClassVar[dict[str, str]] = {"calibration": "corpus", "calibration_crops": "corpus_crops"}
 
     model: str = "finetune"
     int8: bool | None = None
-    calibration: str | None = None
-    calibration_crops: int = bounded(64, 1)
+    corpus: str | None = None
+    corpus_crops: int = bounded(64, 1)
     model_version: int = bounded(1, 0, 2**31 - 1)
 
     def __post_init__(self) -> None:
-        if self.int8 and self.calibration is None:
-            raise ConfigError("convert: int8 needs calibration (a corpus stage) for its activation ranges")
+        if self.int8 and self.corpus is None:
+            raise ConfigError("convert: int8 needs corpus (a corpus stage): its crops give the activation ranges")
 
     @property
     def activations_int8(self) -> bool:
-        return self.calibration is not None if self.int8 is None else self.int8
+        return self.corpus is not None if self.int8 is None else self.int8
 
     def uses(self) -> dict[str, str]:
-        return {k: v for k, v in (("model", self.model), ("calibration", self.calibration)) if v}
+        return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
 
     def run(self, ctx: StageContext) -> StageResult:
         from converters.device_files import conversion_data, convert_saved_model, write_device_files
@@ -82,8 +85,8 @@ class ConvertStage(StageBase):
         if "wrapped" not in outputs:
             raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
         front_end = stage_frontend(ctx, self.model)
-        corpus = ctx.output(self.calibration, "corpus") if self.calibration is not None else None
-        data = conversion_data(ctx.scoring.window_frames, front_end, corpus=corpus, count=self.calibration_crops)
+        corpus = ctx.output(self.corpus, "corpus") if self.corpus is not None else None
+        data = conversion_data(ctx.scoring.window_frames, front_end, corpus=corpus, count=self.corpus_crops)
         result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
                                                representative=data.representative, front_end=front_end,
                                                model_version=self.model_version, check_inputs=data.check)

@@ -205,9 +205,9 @@ def plot_outcome(outcome: MixedOutcome, directory: Path) -> list[Path]:
     """The per-tensor sensitivity/bits bars and the Hutchinson convergence of ``outcome`` into ``directory``."""
     from tfadvq.plots import plot_convergence, plot_sensitivity
 
-    plan = outcome.plan
-    return [plot_sensitivity(plan.allocation.rows(plan.choices), directory / "sensitivity.png"),
-            plot_convergence(plan.traces, directory / "convergence.png")]
+    plan, files = outcome.plan, rundir.MixedDir(directory)
+    return [plot_sensitivity(plan.allocation.rows(plan.choices), files.sensitivity_plot),
+            plot_convergence(plan.traces, files.convergence_plot)]
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from tfadvq import rundir
 from tfadvq.config import bounded, identity
-from tfadvq.errors import ConfigError, DataError
+from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
@@ -110,18 +110,12 @@ class TrainStage(StageBase):
         return {"corpus": self.corpus} if self.corpus else {}
 
     def resolved(self, ctx: StageContext) -> TrainConfig:
-        from tfadvq.train_config import DataConfig
+        """The training config this stage runs (:func:`tfadvq.train_config.overridden`, as ``tfadvq train``)."""
+        from tfadvq.train_config import overridden
 
-        config = resolve_config(self.config)
-        if self.corpus is not None:
-            config = dataclasses.replace(config, data=DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))))
-        changes = {k: v for k, v in (("epochs", self.epochs), ("steps_per_epoch", self.steps_per_epoch),
-                                     ("strategy", self.strategy)) if v is not None}
-        config = dataclasses.replace(config, **changes)
-        if self.batch_size is not None:
-            config = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline,
-                                                                              batch_size=self.batch_size))
-        return config
+        corpus = ctx.output(self.corpus, "corpus") if self.corpus is not None else None
+        return overridden(resolve_config(self.config), corpus=corpus, epochs=self.epochs,
+                          steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size, strategy=self.strategy)
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
         return {"train_config": identity(self.resolved(ctx))}
@@ -263,37 +257,6 @@ class EvaluateStage(StageBase):
                     + f"; DET {out.det}")
 
 
-def example_claim(corpus) -> tuple[str, list[Path], Path, Path]:
-    """A verification example from a corpus's test part: claimed speaker, enrollment recordings,
-    a genuine and an impostor test recording."""
-    by_speaker: dict[str, list] = {}
-    for u in corpus.test:
-        by_speaker.setdefault(u.speaker, []).append(u)
-    speakers = [s for s, utts in by_speaker.items() if len(utts) >= 3]
-    if len(by_speaker) < 2 or not speakers:
-        raise DataError("verify example: the test part needs 2 speakers, one with >= 3 utterances")
-    claimed = speakers[0]
-    own, other = by_speaker[claimed], next(u for s, u in by_speaker.items() if s != claimed)
-    return claimed, [Path(u.path) for u in own[:2]], Path(own[2].path), Path(other[0].path)
-
-
-def claim_outcome(embed, corpus, threshold: float, scoring) -> dict[str, Any]:
-    """Run the example claim of ``corpus`` with ``embed``; scores and decisions of both tests."""
-    from tfadvq.evaluation import verify
-
-    claimed, enroll, genuine, impostor = example_claim(corpus)
-    results = [verify(embed, enroll, test, threshold, scoring) for test in (genuine, impostor)]
-    return {"speaker": claimed, "enroll": [str(p) for p in enroll], "genuine": str(genuine),
-            "impostor": str(impostor), "scores": [r["score"] for r in results],
-            "decisions": [r["decision"] for r in results], "threshold": threshold}
-
-
-def describe_claim(outcome: dict[str, Any]) -> str:
-    s, d = outcome["scores"], outcome["decisions"]
-    return (f"speaker {outcome['speaker']}: genuine score {s[0]:.3f} -> {d[0]}, impostor {s[1]:.3f} -> "
-            f"{d[1]} (threshold {outcome['threshold']:.3f})")
-
-
 @register_stage("verify")
 @dataclasses.dataclass
 class VerifyStage(StageBase):
@@ -310,7 +273,7 @@ class VerifyStage(StageBase):
         return {"model": self.model, "threshold": self.threshold, "corpus": self.corpus}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.evaluation import load_threshold
+        from tfadvq.evaluation import claim_outcome, describe_claim, load_threshold
         from tfadvq.scoring import keras_embedder
 
         model_path = keras_model_path(ctx, self.model)
