@@ -5,7 +5,10 @@ Claims (issue 21), each ``A <= B`` tested as the paired Delta = A - B (EER point
 * (a) KMQAT vs tfmot clustering and vs uniform QAT, at each width, post-training and fine-tuned;
 * (b) mixed precision (HAWQ-V2 bits within the *converted* bytes of uniform b-bit KMQAT) vs uniform KMQAT;
 * (c) MSFT vs one-shot QAT of the same mixed bits, at equal total steps (MSFT: ``stages`` x steps/stages);
-* (d) 1 bit: adaptive vs static binary, static vs plain sign (larq ``ste_sign``).
+* (d) 1 bit: adaptive vs static binary, static vs plain sign (larq ``ste_sign``);
+* ``a_why`` (only when asked): the ablation that explains (a) vs tfmot clustering, KMQAT variants in :data:`KMQAT`
+  (the codebook trained by the loss, refit cadence, tfmot's layers only).  tfmot leaves ``DepthwiseConv2D`` float
+  (:func:`tfmot_bits`), so its model's bytes count them at 32 bits and the ``*_tfmot_layers`` variants match them.
 
 Everything runs the library's own calls: the FP32 model is :func:`tfadvq.training.train` of
 ``tfadvq/configs/demo.yaml`` on the test bed's training speakers; KMQAT and binary models come from
@@ -111,9 +114,11 @@ CLAIMS = {
     "c": Claim("c", "MSFT <= one-shot QAT of the same bits at equal steps", (2, 3), ("mixed_msft", "mixed"),
                (("mixed_msft", "mixed"),), False),
     "a": Claim("a", "KMQAT <= tfmot clustering and <= uniform QAT", (2, 3, 4, 6, 8),
-               ("kmqat_trained", "kmqat_trained_tfmot_layers", "kmqat", "tfmot_cluster", "uniform_qat"),
+               ("kmqat_trained", "kmqat_trained_tfmot_layers", "kmqat", "kmqat_tfmot_layers", "tfmot_cluster",
+                "uniform_qat"),
                (("kmqat_trained", "tfmot_cluster"), ("kmqat_trained_tfmot_layers", "tfmot_cluster"),
-                ("kmqat_trained", "uniform_qat"), ("kmqat", "tfmot_cluster"), ("kmqat", "uniform_qat")), True),
+                ("kmqat_trained", "uniform_qat"), ("kmqat", "tfmot_cluster"), ("kmqat_tfmot_layers", "tfmot_cluster"),
+                ("kmqat", "uniform_qat")), True),
 }
 
 VARIANTS = tuple(m for m in KMQAT if m != "kmqat")
