@@ -5,7 +5,10 @@ Claims (issue 21), each ``A <= B`` tested as the paired Delta = A - B (EER point
 * (a) KMQAT vs tfmot clustering and vs uniform QAT, at each width, post-training and fine-tuned;
 * (b) mixed precision (HAWQ-V2 bits within the *converted* bytes of uniform b-bit KMQAT) vs uniform KMQAT;
 * (c) MSFT vs one-shot QAT of the same mixed bits, at equal total steps (MSFT: ``stages`` x steps/stages);
-* (d) 1 bit: adaptive vs static binary, static vs plain sign (larq ``ste_sign``).
+* (d) 1 bit: adaptive vs static binary, static vs plain sign (larq ``ste_sign``);
+* ``a_why`` (only when asked): the ablation that explains (a) vs tfmot clustering, KMQAT variants in :data:`KMQAT`
+  (the codebook trained by the loss, refit cadence, tfmot's layers only).  tfmot leaves ``DepthwiseConv2D`` float
+  (:func:`tfmot_bits`), so its model's bytes count them at 32 bits and the ``*_tfmot_layers`` variants match them.
 
 Everything runs the library's own calls: the FP32 model is :func:`tfadvq.training.train` of
 ``tfadvq/configs/demo.yaml`` on the test bed's training speakers; KMQAT and binary models come from
@@ -75,6 +78,25 @@ QUICK_CORPUS = SynthConfig(speakers=8, test_speakers=6, utts=4, seed=0)
 
 
 @dataclasses.dataclass(frozen=True)
+class Kmqat:
+    """A KMQAT variant of the (a) ablation: what trains the codebook, which layers, how often it is re-fitted."""
+
+    train_codebook: bool = False  # KMeansQuantizer(train_codebook=...): the loss moves the table, no refits
+    tfmot_layers: bool = False  # only the layers tfmot clusters (:func:`tfmot_bits`): the same bytes as tfmot
+    refresh_steps: int | None = None  # None: --refresh-steps (0: only after the last step; -1: never)
+
+
+KMQAT = {"kmqat": Kmqat(), "kmqat_tfmot_layers": Kmqat(tfmot_layers=True),
+         "kmqat_trained": Kmqat(train_codebook=True),
+         "kmqat_trained_tfmot_layers": Kmqat(train_codebook=True, tfmot_layers=True),
+         "kmqat_refresh_end": Kmqat(refresh_steps=0), "kmqat_refresh5": Kmqat(refresh_steps=5),
+         "kmqat_frozen": Kmqat(refresh_steps=-1)}
+"""KMQAT as the claims run it: ``kmqat`` is the library's default quantizer (k-means refits every
+``--refresh-steps``); ``kmqat_trained`` the codebook trained by the loss from its k-means start, which fixed (a) vs
+tfmot (README, claims; ``a_why`` is the ablation that found it)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Claim:
     key: str
     statement: str
@@ -92,10 +114,22 @@ CLAIMS = {
     "c": Claim("c", "MSFT <= one-shot QAT of the same bits at equal steps", (2, 3), ("mixed_msft", "mixed"),
                (("mixed_msft", "mixed"),), False),
     "a": Claim("a", "KMQAT <= tfmot clustering and <= uniform QAT", (2, 3, 4, 6, 8),
-               ("kmqat", "tfmot_cluster", "uniform_qat"), (("kmqat", "tfmot_cluster"), ("kmqat", "uniform_qat")),
-               True),
+               ("kmqat_trained", "kmqat_trained_tfmot_layers", "kmqat", "kmqat_tfmot_layers", "tfmot_cluster",
+                "uniform_qat"),
+               (("kmqat_trained", "tfmot_cluster"), ("kmqat_trained_tfmot_layers", "tfmot_cluster"),
+                ("kmqat_trained", "uniform_qat"), ("kmqat", "tfmot_cluster"), ("kmqat_tfmot_layers", "tfmot_cluster"),
+                ("kmqat", "uniform_qat")), True),
 }
-PRIORITY = ("d", "b", "c", "a")  # where quantization hurts first
+
+VARIANTS = tuple(m for m in KMQAT if m != "kmqat")
+CLAIMS["a_why"] = Claim("a_why", "ablation of (a) vs tfmot clustering: KMQAT variants", (2,),
+                        ("kmqat", "tfmot_cluster", *VARIANTS),
+                        tuple((m, "tfmot_cluster") for m in VARIANTS) + tuple((m, "kmqat") for m in VARIANTS), True)
+PRIORITY = ("d", "b", "c", "a")  # where quantization hurts first (the ablation runs only when asked)
+# Methods without a post-training model of their own: MSFT quantizes as it trains, and these variants start from
+# exactly kmqat's (their difference is in the fine-tune).
+SAME_PTQ = {"mixed_msft", "kmqat_trained", "kmqat_trained_tfmot_layers", "kmqat_refresh_end", "kmqat_refresh5",
+            "kmqat_frozen"}
 # Plain k-means codebooks for every post-training model (what was measured; the recipes' QAT path too): the
 # fine-tune that follows is what is compared, and every method starts from the same kind of codebook.
 PLAIN = {"weighted": False, "bias_correction": False}
@@ -120,7 +154,7 @@ def plan_cells(claims: list[str], widths: dict[str, tuple[int, ...]], seeds: lis
         claim = CLAIMS[key]
         for bits in widths.get(key, claim.widths):
             tuned = [[Cell(m, bits, s) for m in claim.methods] for s in seeds]
-            ptq = [Cell(m, bits, None) for m in claim.methods if claim.ptq and m != "mixed_msft"]
+            ptq = [Cell(m, bits, None) for m in claim.methods if claim.ptq and m not in SAME_PTQ]
             for cell in [*tuned[0], *ptq, *itertools.chain(*tuned[1:])]:
                 if cell not in cells:
                     cells.append(cell)
@@ -266,6 +300,10 @@ def quantized(ctx: Context, cell: Cell) -> keras.Model:
     m, b = cell.method, cell.bits
     if m == "kmqat":
         return post_training(ctx.fp, PTQSettings(bits=b, **PLAIN), None, progress=False).wrapped
+    if m in KMQAT:  # the same plain k-means codebooks, per tensor; the variant's coverage and codebook training
+        v = KMQAT[m]
+        return tfadvq.quantize(ctx.fp, tfmot_bits(ctx.fp, b) if v.tfmot_layers else b, per_channel=False,
+                               quantizer={"name": "kmeans", "train_codebook": v.train_codebook}, progress=False)
     if m in ("binary_static", "binary_adaptive"):
         settings = PTQSettings(bits=1, per_channel=True, binary=m.removeprefix("binary_"), **PLAIN)
         return post_training(ctx.fp, settings, None, progress=False).wrapped
@@ -285,7 +323,7 @@ def quantized(ctx: Context, cell: Cell) -> keras.Model:
         import tensorflow_model_optimization as tfmot
 
         cluster = tfmot.clustering.keras
-        targets = {name for name, w in spec.resolve(ctx.fp, b).items() if w is not None}
+        targets = {name for name, w in tfmot_bits(ctx.fp, b).items() if w is not None}
         init = cluster.CentroidInitialization.KMEANS_PLUS_PLUS
 
         def wrap(layer):
@@ -296,6 +334,18 @@ def quantized(ctx: Context, cell: Cell) -> keras.Model:
         copy.set_weights(ctx.fp.get_weights())
         return keras.models.clone_model(copy, clone_function=wrap)
     raise ValueError(f"unknown method {m!r}")
+
+
+def tfmot_bits(fp: keras.Model, bits: int) -> dict[str, int | None]:
+    """The bits spec of what tfmot clustering quantizes: ``bits`` for the layers whose class tfmot's clustering
+    registry lists weights for, float for the rest.  tfmot 0.8.1 lists none for DepthwiseConv2D ("non-clusterable
+    due to big unrecoverable accuracy loss"), so a tfmot-clustered model keeps those float: its bytes count them
+    at 32 bits, and the equal-coverage KMQAT variant leaves them float too."""
+    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
+
+    clusterable = ClusteringRegistry._LAYERS_WEIGHTS_MAP  # noqa: SLF001 (tfmot's own table; no public accessor)
+    return {name: b if b is not None and clusterable.get(type(fp.get_layer(name))) else None
+            for name, b in spec.resolve(fp, bits).items()}
 
 
 def plain_of(cell: Cell, model: keras.Model) -> keras.Model:
@@ -324,7 +374,9 @@ def tune(ctx: Context, cell: Cell, model: keras.Model, cell_dir: Path) -> tuple[
                   "stage_rows": [{k: v for k, v in r.items() if k != "bits"} for r in result.rows],
                   "loss_curve": [p for r in result.rows for p in r["loss_curve"]]}
         return result.model, {**record, "fits": next(fits)}
-    if cell.method == "tfmot_cluster":
+    if cell.method in KMQAT and KMQAT[cell.method].refresh_steps is not None:
+        refresh = KMQAT[cell.method].refresh_steps
+    if cell.method == "tfmot_cluster" or refresh < 0:  # no codebook refresh at all (tfmot: its own update)
         from tfadvq.callbacks import StepLosses
 
         steps = StepLosses()
@@ -354,8 +406,8 @@ def run_cell(ctx: Context, cell: Cell) -> dict[str, Any]:
             model, record = tune(ctx, cell, model, cell_dir)
     tuned_seconds = time.perf_counter() - started
     plain = model if cell.method == "fp32" else plain_of(cell, model)
-    if cell.method == "tfmot_cluster":  # its size is that of b-bit indices into the clustered values
-        size = tfadvq.model_size(plain, cell.bits)
+    if cell.method == "tfmot_cluster":  # b-bit indices into the clustered values; its depthwise kernels float
+        size = tfadvq.model_size(plain, tfmot_bits(ctx.fp, cell.bits))
     elif cell.method not in ("fp32", "mixed_msft"):
         size = tfadvq.model_size(model)
     embedded = embed_utterances(keras_embedder(plain), ctx.bed.corpus.test, ctx.scoring, progress=False)
@@ -465,9 +517,9 @@ def report(ctx: Context, cells: list[Cell], started: float, partial: bool) -> di
         for bits in ctx.args.widths.get(key, claim.widths):
             stages = [("finetuned", ctx.args.seeds)] + ([("ptq", [None])] if claim.ptq else [])
             methods = [method_row(ctx, m, bits, seeds, records) for _, seeds in stages for m in claim.methods
-                       if not (seeds == [None] and m == "mixed_msft")]
+                       if not (seeds == [None] and m in SAME_PTQ)]
             pairs = [pair_row(ctx, a, b, bits, seeds, records) for _, seeds in stages for a, b in claim.pairs
-                     if not (seeds == [None] and "mixed_msft" in (a, b))]
+                     if not (seeds == [None] and SAME_PTQ & {a, b})]
             extra = {}
             if key in "bc" and (plan := ctx.args.workdir / "plans" / f"mixed_b{bits}.json").is_file():
                 extra["mixed_plan"] = {k: v for k, v in json.loads(plan.read_text()).items()

@@ -91,3 +91,33 @@ def test_a_cell_is_taken_by_one_live_worker_and_a_dead_workers_claim_lapses(tmp_
     assert not claims._hold(lock)
     lock.write_text(str(2 ** 22 + 12345))  # beyond pid_max: a worker that died
     assert claims._hold(lock) and lock.read_text() == str(os.getpid())
+
+
+def test_tfmot_keeps_depthwise_kernels_float_and_the_equal_coverage_kmqat_has_its_bytes():
+    """tfmot clustering lists no weights for DepthwiseConv2D: its model's bytes count them float, and the
+    ``*_tfmot_layers`` KMQAT variants quantize exactly its layers (same bytes), the others every layer."""
+    import types
+
+    import claims
+    import tensorflow_model_optimization as tfmot
+
+    import tfadvq
+    from tfadvq.compat import keras
+
+    inputs = keras.Input((12, 10, 1))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = keras.layers.Dense(6, name="dense")(keras.layers.GlobalAveragePooling2D()(x))
+    fp = keras.Model(inputs, x)
+    assert claims.tfmot_bits(fp, 2) == {"conv": 2, "depthwise": None, "dense": 2}
+    ctx = types.SimpleNamespace(fp=fp)
+    clustered = claims.quantized(ctx, claims.Cell("tfmot_cluster", 2, 0))
+    plain = tfmot.clustering.keras.strip_clustering(clustered)
+    assert np.unique(plain.get_layer("depthwise").get_weights()[0]).size == 72  # untouched, float
+    assert np.unique(plain.get_layer("conv").get_weights()[0]).size <= 4
+    same = claims.quantized(ctx, claims.Cell("kmqat_trained_tfmot_layers", 2, 0))
+    every = claims.quantized(ctx, claims.Cell("kmqat_trained", 2, 0))
+    tfmot_bytes = tfadvq.model_size(plain, claims.tfmot_bits(fp, 2)).size_bytes
+    assert tfadvq.model_size(same).size_bytes == tfmot_bytes
+    assert tfadvq.model_size(every).size_bytes < tfmot_bytes
+    assert {q.train_codebook for _, q in tfadvq.quant.api.quantized_weights(every)} == {True}

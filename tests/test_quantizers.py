@@ -1,6 +1,7 @@
 """Value-table quantizers: forward/backward, serialization, layer coverage, TFLite folding, refresh."""
 import numpy as np
 import pytest
+import tensorflow_model_optimization as tfmot
 
 from tfadvq.compat import keras, tf
 from tfadvq.errors import QuantizationError
@@ -31,7 +32,7 @@ def test_per_channel_forward_uses_each_channels_table():
 
 
 @pytest.mark.parametrize("quantizer", [qz.KMeansQuantizer(3, per_channel=True, channel_dims=2),
-                                       qz.UniformQuantizer(5)])
+                                       qz.KMeansQuantizer(2, train_codebook=True), qz.UniformQuantizer(5)])
 def test_get_config_round_trip_and_registry(quantizer):
     restored = type(quantizer).from_config(quantizer.get_config())
     assert restored == quantizer
@@ -149,3 +150,48 @@ def test_codebook_refresh_follows_the_float_weights_during_training():
     # A refresh is Lloyd from the last codebook: the result is its own fixed point.
     expected = kmeans1d.fit(quantizer.source.numpy(), 4, init=after, search=False)
     np.testing.assert_allclose(after, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_trained_codebook_gets_its_weights_gradients_and_is_what_strip_and_reload_keep(per_channel, tmp_path):
+    rng = np.random.default_rng(6)
+    model = _single_layer_model(lambda: keras.layers.Dense(8), (6,))
+    quantized = api.quantize(model, bits=2, per_channel=per_channel, progress=False,
+                             quantizer={"name": "kmeans", "train_codebook": True})
+    (wrapper, quantizer), = api.quantized_weights(quantized)
+    codebook = next(v for v in wrapper.trainable_weights if "codebook" in v.name)
+    fitted = codebook.numpy().copy()
+    # Gradients: each entry gets the sum over the weights that use it; each weight its own (STE).
+    g = rng.normal(size=(6, 8)).astype(np.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        q = quantizer(quantizer.source, True, {"codebook": codebook})
+        loss = tf.reduce_sum(q * g)
+    np.testing.assert_array_equal(q.numpy(), qz.nearest_in_table(quantizer.source, tf.constant(fitted)).numpy())
+    np.testing.assert_allclose(tape.gradient(loss, quantizer.source).numpy(), g)
+    w, table = quantizer.source.numpy(), fitted.reshape(-1, 4)
+    index = np.stack([kmeans1d.assign(w[:, c], table[c if per_channel else 0]) for c in range(8)], axis=1)
+    expected = np.zeros_like(table)
+    np.add.at(expected, ((np.arange(8)[None, :] * np.ones_like(index)) if per_channel else np.zeros_like(index),
+                         index), g)
+    np.testing.assert_allclose(tape.gradient(loss, codebook).numpy().reshape(-1, 4), expected, rtol=1e-5,
+                               atol=1e-6)
+
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = rng.normal(size=(64, 8)).astype(np.float32) * 5
+    quantized.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    quantized.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[CodebookRefresh(every_n_steps=2)])
+    trained = quantizer.value_table(None)
+    assert not np.allclose(trained, np.sort(fitted, axis=-1))  # the loss moved it ...
+    quantizer.refit()
+    np.testing.assert_array_equal(quantizer.value_table(None), trained)  # ... and k-means does not undo it
+    assert np.all(np.diff(trained, axis=-1) >= 0)
+
+    plain, _ = api.strip(quantized)
+    np.testing.assert_array_equal(plain(x).numpy(), quantized(x, training=False).numpy())
+    path = tmp_path / "model.h5"  # as a run directory keeps it: weights by position
+    quantized.save(path)
+    with tfmot.quantization.keras.quantize_scope(api.custom_objects()):
+        reloaded = keras.models.load_model(path)
+    (_, again), = api.quantized_weights(reloaded)
+    assert again.train_codebook and again == quantizer
+    np.testing.assert_array_equal(reloaded(x, training=False).numpy(), quantized(x, training=False).numpy())

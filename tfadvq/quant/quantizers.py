@@ -218,13 +218,25 @@ class TableQuantizer(_Quantizer):
 class KMeansQuantizer(TableQuantizer):
     """Nearest of 2^b k-means centroids, fitted on the layer's own (pre-trained) weights.
 
-    The codebook is a non-trainable variable of the wrapping layer (saved with
-    the model), fitted by :func:`kmeans1d.fit` when the layer is built and
-    re-fitted during QAT by :class:`tfadvq.quant.codebook_refresh.CodebookRefresh`.
+    The codebook is a variable of the wrapping layer (saved with the model),
+    fitted by :func:`kmeans1d.fit` when the layer is built.  During QAT it
+    then either
+
+    * follows the float weights: re-fitted by k-means every few steps
+      (:class:`tfadvq.quant.codebook_refresh.CodebookRefresh`), non-trainable
+      (``train_codebook=False``); or
+    * is trained by the loss (``train_codebook=True``): each entry gets the sum
+      of the gradients of the weights that use it (``gather``'s gradient) and
+      the optimizer moves it; the weights still get theirs by the STE, and
+      :meth:`refit` leaves a trained codebook alone.  The k-means fit stays the
+      start.  At 2 bits the 4 values of a table are worth moving to where the
+      loss wants them, not where the weights' mean is (see README's claims).
     """
 
-    def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1):
+    def __init__(self, bits: int, per_channel: bool = False, channel_dims: int = 1,
+                 train_codebook: bool = False):
         super().__init__(bits, per_channel, channel_dims)
+        self.train_codebook = bool(train_codebook)
         self._codebook: tf.Variable | None = None
         # Per-value importances (sensitivity-weighted k-means), kept for every refit; not saved
         # with the model (see :func:`tfadvq.quant.api.set_importances` after reloading).
@@ -237,15 +249,26 @@ class KMeansQuantizer(TableQuantizer):
         if found is not None:
             self.set_importances(found, key)
         initial = self.fit(self.source.numpy(), name=key)
+        if self.train_codebook:
+            _trained_after_layer(layer)
         self._codebook = layer.add_weight(
-            f"{name}_codebook", shape=initial.shape, dtype=tf.float32, trainable=False,
+            f"{name}_codebook", shape=initial.shape, dtype=tf.float32, trainable=self.train_codebook,
             initializer=keras.initializers.Constant(initial))
         return {"codebook": self._codebook}
 
     def __call__(self, inputs, training, weights, **kwargs):
         # tfmot passes a Python bool; inference keeps the foldable compare-and-sum form.
         nearest = nearest_in_table_indexed if training else nearest_in_table
-        return straight_through(inputs, nearest(inputs, weights["codebook"]))
+        if not self.train_codebook:
+            return straight_through(inputs, nearest(inputs, weights["codebook"]))
+        # Gradient steps may reorder entries; the midpoints need them sorted (sort passes gradients back).
+        q = nearest(inputs, tf.sort(weights["codebook"], axis=-1))
+        return q + (inputs - tf.stop_gradient(inputs))  # forward exactly q; d/dw = 1, d/dtable = gather's
+
+    def get_config(self) -> dict[str, Any]:
+        # Only when set: configs saved before it reload unchanged, and the 1-bit subclass (whose own
+        # Lloyd step owns its table) never carries it.
+        return {**super().get_config(), **({"train_codebook": True} if self.train_codebook else {})}
 
     def fit(self, w: np.ndarray, init: np.ndarray | None = None, name: str = "weights",
             search: bool = True) -> np.ndarray:
@@ -280,13 +303,15 @@ class KMeansQuantizer(TableQuantizer):
         """
         if self.source is None or self._codebook is None:
             raise QuantizationError("KMeansQuantizer.refit: quantizer not built (wrap the model first)")
+        if self.train_codebook:
+            return  # the loss owns a trained codebook; k-means would pull it back to the weights' means
         self._codebook.assign(self.fit(self.source.numpy(), init=self._codebook.numpy(),
                                        name=self.source.name, search=False))
 
     def value_table(self, w: np.ndarray) -> np.ndarray:
         if self._codebook is None:
             return self.fit(w)
-        return self._codebook.numpy()
+        return np.sort(self._codebook.numpy(), axis=-1)  # a trained codebook may have reordered
 
 
 @register_quantizer("uniform")
@@ -328,6 +353,21 @@ class UniformQuantizer(TableQuantizer):
             table = scale[:, None] * np.arange(-half, half + 1, dtype=np.float32)
             table = np.concatenate([table, table[:, -1:]], axis=1)  # pad 2^b - 1 levels to 2^b
         return table.astype(np.float32) if self.per_channel else table[0].astype(np.float32)
+
+
+def _trained_after_layer(wrapper) -> None:
+    """Keep a trainable quantizer variable after the wrapped layer's own trainable weights.
+
+    tfmot's ``QuantizeWrapperV2`` lists its ``_trainable_weights`` first and copies the inner layer's
+    into them before building it; on a reload the inner layer is only built afterwards, so a trainable
+    variable a quantizer adds would come first, and an HDF5 reload (weights by position) would pour the
+    kernel into it.  Listing the layer's weights first makes both orders the same.
+    """
+    listed = getattr(wrapper, "_trainable_weights", None)
+    inner = getattr(wrapper, "layer", None)
+    if listed is None or inner is None:
+        return
+    listed.extend(w for w in inner.trainable_weights if not any(w is v for v in listed))
 
 
 def _find_weight(layer, name: str, shape) -> tf.Variable:
