@@ -29,7 +29,7 @@ TFLM never reads and stores what it does read once:
   table that holds it there (flatbuffers allows any number of references to
   one object; TFLM only follows offsets).  Tensor shapes, one-value zero-point
   vectors and operator index lists repeat heavily: on the demo's model that
-  is about 2 KB.  Quantization tables with equal contents are shared the same way.
+  is about 2 KB.  Quantization tables and operator options with equal contents are shared the same way.
 
 * Buffer data is aligned to 16 bytes only where TFLM relies on it: the
   inputs of TFLM_DECODE (its LUT decoder reads the packed indices as
@@ -104,11 +104,16 @@ def _static_shape(tensor: model_editor.Tensor) -> bool:
     return tensor.shape is not None and len(tensor.shape) > 0 and all(d >= 0 for d in tensor.shape)
 
 
+def _intermediates(op: model_editor.Operator) -> list[int]:
+    """The tensor indices an operator keeps as intermediates (int8 LSTM's gate scales)."""
+    return [] if op._fb.intermediates is None else [int(i) for i in op._fb.intermediates]
+
+
 def _drop_unused_tensors(subgraph: model_editor.Subgraph, readers: dict[int, list]) -> None:
     """Remove tensors nothing reads, writes or names as an intermediate; renumber operators' intermediates."""
     used = set(readers) | {id(t) for t in subgraph.inputs + subgraph.outputs}
     used.update(id(t) for op in subgraph.operators for t in op.outputs)
-    intermediates = {i for op in subgraph.operators for i in (op._fb.intermediates or [])}
+    intermediates = {i for op in subgraph.operators for i in _intermediates(op)}
     used.update(id(t) for i, t in enumerate(subgraph.tensors) if i in intermediates)
     kept = [t for t in subgraph.tensors if id(t) in used]
     if len(kept) == len(subgraph.tensors):
@@ -116,8 +121,8 @@ def _drop_unused_tensors(subgraph: model_editor.Subgraph, readers: dict[int, lis
     position = {id(t): i for i, t in enumerate(kept)}
     renumber = {i: position[id(t)] for i, t in enumerate(subgraph.tensors) if id(t) in position}
     for op in subgraph.operators:
-        if op._fb.intermediates is not None and len(op._fb.intermediates):
-            op._fb.intermediates = [renumber[int(i)] for i in op._fb.intermediates]
+        if _intermediates(op):
+            op._fb.intermediates = [renumber[i] for i in _intermediates(op)]
     subgraph.tensors[:] = kept
 
 
@@ -196,13 +201,17 @@ class _SharingBuilder(flatbuffers.Builder):
         return offset
 
 
-class _SharedQuantization(schema.QuantizationParametersT):
-    """Quantization parameters packed once per distinct content (see module doc)."""
+class _Shared:
+    """An object-API table (quantization parameters, builtin options) packed once per distinct content."""
+
+    def __init__(self, table: object) -> None:
+        self.table = table
 
     def Pack(self, builder: _SharingBuilder) -> int:  # noqa: N802 (flatbuffers API)
-        key = tuple((name, _exact(value)) for name, value in sorted(vars(self).items()))
+        fields = sorted(vars(self.table).items())
+        key = (type(self.table).__name__, *((name, _exact(value)) for name, value in fields))
         if key not in builder.tables:
-            builder.tables[key] = super().Pack(builder)
+            builder.tables[key] = self.table.Pack(builder)
         return builder.tables[key]
 
 
@@ -227,12 +236,8 @@ def _exact(value: object) -> object:
     return repr(value)
 
 
-def _shared(quant: schema.QuantizationParametersT | None) -> _SharedQuantization | None:
-    if quant is None:
-        return None
-    shared = _SharedQuantization()
-    shared.__dict__.update(vars(quant))
-    return shared
+def _shared(table: object | None) -> _Shared | None:
+    return None if table is None else _Shared(table)
 
 
 def _aligned_buffer(buffer: schema.BufferT, align: int) -> _AlignedBuffer:
@@ -256,6 +261,7 @@ def serialize(edited: model_editor.Model) -> bytes:
         for tensor in subgraph.tensors or []:
             tensor.quantization = _shared(tensor.quantization)
         for op in subgraph.operators or []:
+            op.builtinOptions = _shared(op.builtinOptions)
             if op.opcodeIndex in decode:
                 decoded_buffers.update(subgraph.tensors[i].buffer for i in op.inputs if i >= 0)
     root.buffers = [_aligned_buffer(b, _DECODE_ALIGN if i in decoded_buffers else 1)
