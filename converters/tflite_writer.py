@@ -16,14 +16,17 @@ TFLM never reads and stores what it does read once:
     whole quantization of int32 biases that only CONV_2D / DEPTHWISE_CONV_2D
     read under int8 activations (their Prepare never reads a bias's
     quantization; FULLY_CONNECTED's per-tensor path does, so its bias keeps one scale);
-  - RESHAPE's constant shape input: TFLM's RESHAPE takes the output tensor's
-    own (static) shape and accepts one input;
   - the model's metadata entries (TFLM reads only "OfflineMemoryAllocation",
     which these models do not have; the converter's CONVERSION_METADATA and
     min_runtime_version are for TFLite), with the buffers that held them (the
     model editor also leaves a stale copy of them on every rewrite), the
     description, signature defs, the subgraph's name, ``has_rank`` and shape signatures;
   - buffers no tensor references.
+
+  Tensors keep their indices (:class:`converters.lut_compression.WeightTensor` indices
+  stay valid in the stored file), so constants TFLM could do without stay:
+  RESHAPE's shape input (TFLM's RESHAPE takes the output tensor's static
+  shape) would save about 70 bytes a RESHAPE.
 
 * :class:`_SharingBuilder` writes each distinct vector once and points every
   table that holds it there (flatbuffers allows any number of references to
@@ -100,32 +103,6 @@ def _bias_quant_unread(tensor: model_editor.Tensor, readers: list[tuple[model_ed
         for op, slot in readers))
 
 
-def _static_shape(tensor: model_editor.Tensor) -> bool:
-    return tensor.shape is not None and len(tensor.shape) > 0 and all(d >= 0 for d in tensor.shape)
-
-
-def _intermediates(op: model_editor.Operator) -> list[int]:
-    """The tensor indices an operator keeps as intermediates (int8 LSTM's gate scales)."""
-    return [] if op._fb.intermediates is None else [int(i) for i in op._fb.intermediates]
-
-
-def _drop_unused_tensors(subgraph: model_editor.Subgraph, readers: dict[int, list]) -> None:
-    """Remove tensors nothing reads, writes or names as an intermediate; renumber operators' intermediates."""
-    used = set(readers) | {id(t) for t in subgraph.inputs + subgraph.outputs}
-    used.update(id(t) for op in subgraph.operators for t in op.outputs)
-    intermediates = {i for op in subgraph.operators for i in _intermediates(op)}
-    used.update(id(t) for i, t in enumerate(subgraph.tensors) if i in intermediates)
-    kept = [t for t in subgraph.tensors if id(t) in used]
-    if len(kept) == len(subgraph.tensors):
-        return
-    position = {id(t): i for i, t in enumerate(kept)}
-    renumber = {i: position[id(t)] for i, t in enumerate(subgraph.tensors) if id(t) in position}
-    for op in subgraph.operators:
-        if _intermediates(op):
-            op._fb.intermediates = [renumber[i] for i in _intermediates(op)]
-    subgraph.tensors[:] = kept
-
-
 def slim(edited: model_editor.Model) -> None:
     """Remove from ``edited`` everything TFLM never reads (see module doc)."""
     edited.metadata = {}
@@ -134,11 +111,7 @@ def slim(edited: model_editor.Model) -> None:
     edited._fb.metadataBuffer = None
     for subgraph in edited.subgraphs:
         subgraph.name = None
-        for op in subgraph.operators:
-            if op.opcode_name == "RESHAPE" and len(op.inputs) == 2 and _static_shape(op.outputs[0]):
-                op.inputs = op.inputs[:1]
         readers = _readers(subgraph)
-        _drop_unused_tensors(subgraph, readers)
         for tensor in subgraph.tensors:
             tensor.name = None
             tensor._fb.hasRank = False
