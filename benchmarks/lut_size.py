@@ -152,7 +152,9 @@ def _buffer_kinds(data: bytes) -> dict[int, str]:
 def _kind(path: str, buffers: dict[int, str]) -> str:
     if path.startswith("buffer:"):
         index = path.split(".")[0].split(":")[1]
-        return buffers.get(int(index), "buffers no tensor reads (metadata)") if path.endswith(".data") else "buffer tables"
+        if not path.endswith(".data"):
+            return "buffer tables"
+        return buffers.get(int(index), "buffers no tensor reads (metadata)")
     if path == "per-channel scales" or path == "header":
         return path
     part = path.split(".")[1].split("[")[0]

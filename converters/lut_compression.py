@@ -47,7 +47,7 @@ What is where:
   quantization the kernels ignore, metadata, RESHAPE's shape input) and with
   each distinct vector and table stored once.  On the demo's int8 device model
   the first of these took it from 101,376 to 73,200 bytes, the writer to
-  68,928 (n·b + tables 50,920; biases 4.6 KB and per-channel scales 4.6 KB of
+  69,136 (n·b + tables 50,920; biases 4.7 KB and per-channel scales 4.6 KB of
   the rest); outputs are bit-identical.
 * :func:`store_int8` gives 8-bit layers (TFLM LUT indices are 1-7 bits) under
   float activations a real 8-bit form: symmetric per-channel int8 values,
