@@ -19,10 +19,8 @@ codebook refresh), ``tfmot_cluster_ptq``/``tfmot_cluster`` (tfmot
 quantized by every method.  Fine-tuning uses the distillation objective from
 the FP32 model (trained models are saved without their AAM head, and a fresh
 random head would spend the short budget re-learning itself); ``fp32_ft`` is
-the FP32 model fine-tuned the same way, as the control.  ``step_time_ratio``
-= mean train-step time of the method (steps after the first 3, cached
-batches, codebook refresh included) / the FP32 step time measured right
-before that bit width's runs.
+the FP32 model fine-tuned the same way, as the control.  Part C times nothing:
+the step time is part D's alone (below).
 
 Budget: the whole script must stay near 25 minutes on a shared 2-core machine
 (measured: ~4.7 s per FP32 step at demo.yaml's batch 64 under load), so the
@@ -42,10 +40,12 @@ machine shared by many jobs the wall time of one step is mostly waiting).  The s
 (forward with training=True, cosine distance to fixed FP32 embeddings, Adam) and
 the codebook refresh is timed separately, its median amortised over
 ``--refresh-steps`` (the fine-tune's period) and over the default period 100.
-Part C's ``step_time_ratio`` divides by an FP32 step timed minutes apart: on a
-shared machine it swung by 2x between widths (0.35 vs 0.69 s), which is what
-made KMQAT (and uniform QAT and tfmot clustering alike) read "2.0x" at 4 bits.
-Writes benchmarks/results/kmqat_step_time.json (``--step-time-only``: part D alone).
+Part C used to time its fine-tunes against an FP32 step timed minutes apart: on a
+shared machine that FP32 step swung by 2x between widths (0.35 vs 0.69 s), which is
+what made KMQAT (and uniform QAT and tfmot clustering alike) read "2.0x" at 4 bits;
+part D is now the one owner of the step-time figure and its target.
+Writes benchmarks/results/kmqat_step_time.json (``--step-time-only``: part D alone)
+and copies its target, with where it came from, into kmqat.json's targets.
 
 Usage: ``python benchmarks/kmqat.py [--quick]``; writes benchmarks/results/kmqat.json.
 """
@@ -77,7 +77,6 @@ from tfadvq.voxceleb import Trials, load_corpus
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = Path(__file__).parent / "results" / "kmqat.json"
 STEP_RESULT = Path(__file__).parent / "results" / "kmqat_step_time.json"
-WARMUP_STEPS = 3
 OBJECTIVE = "distill"
 
 
@@ -165,8 +164,7 @@ def trained_with(config: TrainConfig) -> dict:
 def cached_finetune_data(config: TrainConfig, corpus, steps: int):
     """``steps`` batches of the demo pipeline (augmentation included), held in memory.
 
-    Every method trains on exactly these batches, and step times measure the
-    train step, not audio decoding.
+    Every method trains on exactly these batches.
     """
     data = training_data(config, corpus.train)
     batches = list(tqdm(data.dataset.take(steps).as_numpy_iterator(), total=steps, desc="fine-tune batches"))
@@ -190,25 +188,6 @@ def test_subset(corpus, speakers: int | None, seed: int = 0) -> tuple[Trials, li
     return trials, utterances
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of every train step (``fit`` hooks), so the mean after warm-up is the step time."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-    @property
-    def step_seconds(self) -> float:
-        return float(np.mean(self.times[WARMUP_STEPS:]))
-
-
 def copy_of(model: keras.Model) -> keras.Model:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -220,11 +199,10 @@ def copy_of(model: keras.Model) -> keras.Model:
 
 @dataclasses.dataclass
 class Run:
-    """What the matrix needs from one method: the model to evaluate, its size, its step time."""
+    """What the matrix needs from one method: the model to evaluate and its size."""
 
     eval_model: keras.Model
     size_bytes: float
-    step_seconds: float | None
     max_distinct: int | None
 
 
@@ -238,16 +216,13 @@ class Matrix:
     def targets(self, bits: int) -> dict[str, int]:
         return {name: b for name, b in spec.resolve(self.fp, bits).items() if b is not None}
 
-    def _fit(self, model: keras.Model, tfadvq_wrapped: bool) -> float:
-        timer = StepTimer()
+    def _fit(self, model: keras.Model, tfadvq_wrapped: bool) -> None:
         if tfadvq_wrapped:
             finetune(model, self.data, self.config, OBJECTIVE, teacher=self.teacher,
-                     refresh_steps=self.refresh_steps, callbacks=[timer], verbose=0)
+                     refresh_steps=self.refresh_steps, verbose=0)
         else:
             fit_embedding_model(model, self.data.dataset, self.data.num_classes, self.config, OBJECTIVE,
-                                teacher=self.teacher, steps_per_epoch=self.data.steps_per_epoch,
-                                callbacks=[timer], verbose=0)
-        return timer.step_seconds
+                                teacher=self.teacher, steps_per_epoch=self.data.steps_per_epoch, verbose=0)
 
     def _distinct(self, model: keras.Model, bits: int, per_channel: bool = False) -> int:
         """Most distinct values in one quantized kernel (per output channel for per-channel tables)."""
@@ -258,26 +233,18 @@ class Matrix:
             counts += [np.unique(g).size for g in groups]
         return max(counts)
 
-    def fp32_step(self) -> float:
-        """FP32 step time on a throwaway copy (a short fit; enough steps for a stable mean)."""
-        timer = StepTimer()
-        fit_embedding_model(copy_of(self.fp), self.data.dataset.take(WARMUP_STEPS + 5), None,
-                            dataclasses.replace(self.config, epochs=1), OBJECTIVE, teacher=self.teacher,
-                            steps_per_epoch=WARMUP_STEPS + 5, callbacks=[timer], verbose=0)
-        return timer.step_seconds
-
     def fp32_finetuned(self) -> Run:
         model = copy_of(self.fp)
-        step = self._fit(model, tfadvq_wrapped=False)
-        return Run(model, tfadvq.model_size(model).size_bytes, step, None)
+        self._fit(model, tfadvq_wrapped=False)
+        return Run(model, tfadvq.model_size(model).size_bytes, None)
 
     def tfadvq_method(self, bits: int, qat: bool, quantizer: str) -> Run:
         per_channel = quantizer == "uniform"
         wrapped = tfadvq.quantize(self.fp, bits, quantizer=quantizer, per_channel=per_channel, progress=False)
-        step = self._fit(wrapped, tfadvq_wrapped=True) if qat else None
+        if qat:
+            self._fit(wrapped, tfadvq_wrapped=True)
         plain, _ = tfadvq.strip(wrapped)
-        return Run(plain, tfadvq.model_size(wrapped).size_bytes, step,
-                   self._distinct(plain, bits, per_channel))
+        return Run(plain, tfadvq.model_size(wrapped).size_bytes, self._distinct(plain, bits, per_channel))
 
     def tfmot_cluster(self, bits: int, qat: bool) -> Run:
         cluster = tfmot.clustering.keras
@@ -290,9 +257,10 @@ class Matrix:
             return cluster.cluster_weights(layer, number_of_clusters=2 ** bits, cluster_centroids_init=init)
 
         clustered = keras.models.clone_model(copy_of(self.fp), clone_function=wrap)
-        step = self._fit(clustered, tfadvq_wrapped=False) if qat else None
+        if qat:
+            self._fit(clustered, tfadvq_wrapped=False)
         plain = cluster.strip_clustering(clustered)
-        return Run(plain, tfadvq.model_size(plain, bits).size_bytes, step, self._distinct(plain, bits))
+        return Run(plain, tfadvq.model_size(plain, bits).size_bytes, self._distinct(plain, bits))
 
     def int8_qat(self) -> Run:
         """tfmot's default 8-bit QAT on the same layers; evaluated as the fake-quantized model."""
@@ -304,8 +272,8 @@ class Matrix:
 
         annotated = keras.models.clone_model(copy_of(self.fp), clone_function=annotate)
         wrapped = quant.quantize_apply(annotated)
-        step = self._fit(wrapped, tfadvq_wrapped=False)
-        return Run(wrapped, int8_size_bytes(self.fp, targets), step, None)
+        self._fit(wrapped, tfadvq_wrapped=False)
+        return Run(wrapped, int8_size_bytes(self.fp, targets), None)
 
 
 def int8_size_bytes(model: keras.Model, targets: dict[str, int]) -> float:
@@ -334,13 +302,11 @@ def eer_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
     matrix = Matrix(fp, teacher, data, config, args.refresh_steps)
     fp_size = tfadvq.model_size(fp).size_bytes
 
-    def row(method: str, bits: int, run: Run, fp_step: float | None) -> dict:
+    def row(method: str, bits: int, run: Run) -> dict:
         result = evaluate(run.eval_model, trials, test_utterances)
-        ratio = run.step_seconds / fp_step if run.step_seconds and fp_step else None
         out = {"model": f"demo_{fp.name}", "method": method, "bits": bits, "eer": result.eer,
                "min_dcf": result.min_dcf[0.01], "size_bytes": run.size_bytes,
-               "compression": fp_size / run.size_bytes, "step_time_ratio": ratio,
-               "step_seconds": run.step_seconds, "max_distinct": run.max_distinct}
+               "compression": fp_size / run.size_bytes, "max_distinct": run.max_distinct}
         tqdm.write(json.dumps(out))
         return out
 
@@ -355,16 +321,9 @@ def eer_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
              "tfmot_cluster": lambda b: matrix.tfmot_cluster(b, True),
              "int8_qat": lambda b: matrix.int8_qat()}
     start = time.perf_counter()
-    fp_step = matrix.fp32_step()
-    rows = [row("fp32", 32, Run(fp, fp_size, fp_step, None), fp_step),
-            row("fp32_ft", 32, matrix.fp32_finetuned(), fp_step)]
-    fp_steps = {"start": fp_step}
-    current = None
+    rows = [row("fp32", 32, Run(fp, fp_size, None)), row("fp32_ft", 32, matrix.fp32_finetuned())]
     for bits, method in tqdm(plan, desc="EER matrix"):
-        if bits != current:  # re-time FP32 next to each bit width's runs (shared machine drifts)
-            current, fp_step = bits, matrix.fp32_step()
-            fp_steps[str(bits)] = fp_step
-        rows.append(row(method, bits, build[method](bits), fp_step))
+        rows.append(row(method, bits, build[method](bits)))
     config_out = {"fp_model": source, "fp_training": fp_training, "fp_params": int(fp.count_params()),
                   "corpus": shown(args.corpus),
                   "train_utterances": len(corpus.train), "test_utterances": len(test_utterances),
@@ -384,7 +343,7 @@ def eer_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
                               "evaluated fake-quantized",
                   "eval": "tfadvq.evaluation.evaluate: whole test utterances, cosine scores, "
                           "min_dcf at p_target 0.01",
-                  "fp32_step_seconds": fp_steps, "eer_matrix_seconds": time.perf_counter() - start}
+                  "eer_matrix_seconds": time.perf_counter() - start}
     return rows, config_out
 
 
@@ -545,7 +504,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def step_time_main(args: argparse.Namespace) -> None:
+def step_time_main(args: argparse.Namespace) -> list[dict]:
+    """Part D: time, print and write kmqat_step_time.json; returns its targets."""
     rows, config = step_time_rows(args)
     print_table(rows, title="KMQAT step time, side by side")
     checks = step_time_targets(rows, args.refresh_steps)
@@ -554,11 +514,17 @@ def step_time_main(args: argparse.Namespace) -> None:
     args.step_out.write_text(json.dumps({"benchmark": "kmqat_step_time", "date": datetime.date.today().isoformat(),
                                          "machine": machine_description(), "config": config, "rows": rows,
                                          "targets": checks}, indent=1))
+    return checks
+
+
+def step_time_source(checks: list[dict], step_result: Path, date: str) -> list[dict]:
+    """Part D's targets as kmqat.json states them: the same figures, saying where they were measured."""
+    return [{**check, "source": f"part D, {shown(step_result)} ({date})"} for check in checks]
 
 
 def main() -> None:
     args = parse_args()
-    step_time_main(args)
+    step_checks = step_time_main(args)
     if args.step_time_only:
         return
     keras.utils.set_random_seed(0)
@@ -571,7 +537,7 @@ def main() -> None:
         rows += eer
         config.update(eer_config)
     print_table(rows, title="KMQAT benchmark")
-    checks = targets_report(rows)
+    checks = targets_report(rows) + step_time_source(step_checks, args.step_out, datetime.date.today().isoformat())
     print_table(checks, title="targets")
     result = {"benchmark": "kmqat", "date": datetime.date.today().isoformat(),
               "machine": machine_description(), "config": config, "rows": rows,

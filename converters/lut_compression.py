@@ -42,13 +42,13 @@ What is where:
   suffices); the float kernels ignore them.  The compressor's output is then
   tidied: it leaves the original quantization parameters on the packed-index
   tensor (model_editor keeps them when set to None), which TFLM never reads.
-  Last, every stored model is *slimmed* of what TFLM never reads: tensor
-  names, all but one of a tensor's zero points when they are all equal (TFLM
-  reads one for all channels, micro_allocator's "space-saving optimization")
-  and all but the first scale of int32 biases (kernels read a bias's
-  ``params.scale``, the first, never its per-channel array).  On the demo's
-  int8 device model that is 28 KB of 101 KB (zero points 18 KB, names 5.5 KB,
-  bias scales 4.5 KB); outputs are bit-identical.
+  Last, :mod:`converters.tflite_writer` writes every stored model without
+  what TFLM never reads (names, repeated zero points, bias scales and
+  quantization the kernels ignore, metadata, RESHAPE's shape input) and with
+  each distinct vector and table stored once.  On the demo's int8 device model
+  the first of these took it from 101,376 to 73,200 bytes, the writer to
+  69,136 (n·b + tables 50,920; biases 4.7 KB and per-channel scales 4.6 KB of
+  the rest); outputs are bit-identical.
 * :func:`store_int8` gives 8-bit layers (TFLM LUT indices are 1-7 bits) under
   float activations a real 8-bit form: symmetric per-channel int8 values,
   expanded at run time by DEQUANTIZE (per tensor, unit scale: TFLM's
@@ -68,8 +68,6 @@ import collections
 import contextlib
 import dataclasses
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 
@@ -78,15 +76,12 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor, spec
 from tflite_micro.tensorflow.lite.micro.compression.compress import compress as tflm_compress
 from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
+from converters import tflite_writer
 from tfadvq.compat import keras
 from tfadvq.errors import ConversionError
 from tfadvq.quant import cost, layer_rules
 from tfadvq.quant.bits import check_bits
-
-_DECODE = "TFLM_DECODE"
-
 
 @dataclasses.dataclass(frozen=True)
 class WeightTensor:
@@ -337,21 +332,6 @@ def _decide_lut(found: list[WeightTensor]) -> list[WeightTensor]:
     return [dataclasses.replace(w, decode_group=groups[w.subgraph, w.op_index]) if w.lut else w for w in decided]
 
 
-def _aligned(edited: model_editor.Model) -> bytes:
-    """Serialize ``edited`` with the 16-byte buffer alignment TFLM needs.
-
-    model_editor's Python flatbuffers builder ignores the schema's ``force_align``;
-    tflite_micro's C++ aligner (the one its compressor uses) rewrites the file.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
-        with open(source, "wb") as f:
-            f.write(edited.build())
-        tflite_flatbuffer_align_wrapper.align_tflite_model(source, target)
-        with open(target, "rb") as f:
-            return f.read()
-
-
 def _int8_channels(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-channel int8 (``[-127, 127]``) of ``values`` along ``axis``: (int8, scales)."""
     amax = np.abs(_rows(values, axis)).max(axis=1)
@@ -398,7 +378,7 @@ def store_int8(tflite_model: bytes, weights: list[WeightTensor]) -> bytes:
         for op in consumers:
             op.inputs = [values if t is tensor else t for t in op.inputs]
     model_editor.prune_buffers(edited)  # the float values, unless another tensor still reads them
-    return _aligned(edited)
+    return tflite_writer.serialize(edited)
 
 
 def compression_spec(weights: list[WeightTensor], per_tensor: bool = False) -> list[spec.Tensor]:
@@ -433,47 +413,22 @@ def tag_float_channels(tflite_model: bytes, weights: list[WeightTensor]) -> byte
 
 
 def _tidy(compressed: bytes) -> bytes:
-    """Drop what TFLM never reads from the compressor's output, then :func:`_slim` (see module doc)."""
+    """Drop what TFLM never reads from the compressor's output and write it (:func:`tflite_writer.write`)."""
     edited = model_editor.read(compressed)
     for subgraph in edited.subgraphs:
         for op in subgraph.operators:
-            if op.opcode_name != _DECODE:
+            if op.opcode_name != tflite_writer.DECODE:
                 continue
             for encoded in op.inputs[::2]:
                 encoded.quantization = None
                 encoded._fb.quantization = None  # model_editor keeps the read-in parameters otherwise
-    _slim(edited)
-    return _aligned(edited)
-
-
-def _slimmable(tensor: model_editor.Tensor) -> tuple[int, int]:
-    """(zero points, scales) :func:`_slim` drops from ``tensor``'s quantization parameters."""
-    quant = tensor._fb.quantization
-    if quant is None:
-        return 0, 0
-    zeros = np.asarray(quant.zeroPoint if quant.zeroPoint is not None else [])
-    scales = 0 if quant.scale is None or tensor.dtype != schema.TensorType.INT32 else len(quant.scale) - 1
-    return (zeros.size - 1 if zeros.size > 1 and not zeros.any() else 0), max(0, scales)
-
-
-def _slim(edited: model_editor.Model) -> None:
-    """Drop every tensor name, repeated zero points and the per-channel scales of int32 biases (module doc)."""
-    for subgraph in edited.subgraphs:
-        for tensor in subgraph.tensors:
-            tensor.name = None
-            zeros, scales = _slimmable(tensor)
-            quant = tensor._fb.quantization
-            if quant is None or not (zeros or scales):
-                continue
-            tensor.quantization = None  # edit the parameters in place; model_editor would restore its copy
-            quant.zeroPoint = list(quant.zeroPoint[:len(quant.zeroPoint) - zeros])
-            quant.scale = list(quant.scale[:len(quant.scale) - scales])
+    return tflite_writer.write(edited)
 
 
 def compress(tflite_model: bytes, weights: list[WeightTensor], per_tensor: bool = False) -> bytes:
-    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor, then tidy and slim.
+    """LUT-compress ``weights`` in ``tflite_model`` with tflite_micro's compressor, then tidy and write it.
 
-    A model without weights narrower than 8 bits is only slimmed.
+    A model without weights narrower than 8 bits is only rewritten (:mod:`converters.tflite_writer`).
     """
     specs = compression_spec(weights, per_tensor=per_tensor)
     if not specs:

@@ -75,11 +75,10 @@ to use every centroid still gets a full-length table unless *no* channel
 does, so a plan from shapes alone is exact for full tables and an upper
 bound, within a few percent of the tables, otherwise.
 
-Besides the tensors, the stored model is *slimmed*
-(``converters.lut_compression``): tensor names, the repeated zero points of
-per-channel tensors (TFLM reads one when all are equal) and the per-channel
-scales of int32 biases (no TFLM kernel reads them) are dropped -- on the demo
-device model 28 KB of its 101 KB.
+Besides the tensors, the stored model is written without what TFLM never
+reads and with every repeated vector stored once (``converters.tflite_writer``:
+names, repeated zero points, bias scales, metadata; the demo device model went
+from 101 KB to 69.1 KB); the converter's plan measures that rewrite on its plain file.
 """
 from __future__ import annotations
 
