@@ -530,7 +530,8 @@ def main(argv=None) -> dict:
             print(json.dumps({k: v for k, v in row.items() if k != "loss_curve"}), flush=True)
             rows.append(row)
             write(args.out, {**header("pretrained"), "config": {}, "rows": rows, "partial": True})
-        pairs += comparisons(name, args.bits, sets, args.workdir, args.resamples)
+        widths = sorted({r["bits"] for r in rows if r["model"] == name and r["method"] != "fp32"}, reverse=True)
+        pairs += comparisons(name, widths, sets, args.workdir, args.resamples)  # every width kept, not only --bits
     names = [s.name for s in next(iter(sets_by_fbank.values()))] if sets_by_fbank else ["synthetic"]
     columns = ("model", "method", "bits", "size_bytes", "eer_synthetic", "eer_synthetic_ci95", "eer_real",
                "eer_real_ci95", "eer_real_same_source", "min_dcf", "mean_cosine_to_fp32")
