@@ -16,10 +16,14 @@ Every method is one entry of :data:`METHODS` and goes through the calls a user m
 ``kmqat_ptq`` (``post_training`` with ``PTQSettings(bits)``, no data), ``kmqat_ptq_weighted``
 (``weighted=True``: Fisher-weighted k-means), ``kmqat_ptq_weighted_bc`` (the same model,
 then ``bias_correction.correct_bias``: what ``weighted`` + ``bias_correction`` runs),
-``mixed`` (``tfadvq.stages.mixed.mixed_run`` with one width per weight tensor at the same
-average bits; its Hessian plan is measured once per encoder and re-allocated per width with
-``MixedPlan.replan``), ``kmqat_distill`` (``tfadvq.quant.finetune.finetune``, objective
-``distill``, from the weighted + bias-corrected model), against ``tfmot_cluster_ptq``
+``mixed`` (``tfadvq.stages.mixed.mixed_run`` with one width per weight tensor, Fisher-weighted
+codebooks and each width priced with them, in the bytes of the per-tensor rows at the same
+bits -- average bits *with* tables; its Hessian plan is measured once per encoder and
+re-allocated per width with ``MixedPlan.replan``; ``mixed_plain_cost`` prices the same
+traces and codebooks by plain k-means error, ``mixed_unweighted`` is ``--no-weighted``),
+``adaptive_rounding`` (``PTQSettings(rounding="adaptive")``: weighted, adaptive rounding, bias
+correction), ``kmqat_distill`` (``tfadvq.quant.finetune.finetune``, objective ``distill``, from
+the weighted + bias-corrected model), against ``tfmot_cluster_ptq``
 (tfmot ``cluster_weights``, k-means++), ``sklearn_kmeans_ptq`` (our per-tensor layers with
 scikit-learn codebooks) and ``uniform_ptq`` (symmetric per-channel uniform).  Nothing uses a
 label: the Fisher, the bias correction, the Hessian traces and the distillation read
@@ -29,9 +33,11 @@ Each row is scored on the generated corpus's test trials and, with ``--real``, o
 ``tfadvq data real`` corpus (all trials and same-source trials), by the device schedule
 (``tfadvq.scoring``: 2-s windows, unit window embeddings averaged), batched over all windows
 of a test set at once; EER (%) with a speaker-level 95 % interval (``metrics.eer_ci95`` with
-the test clip's speaker as group), minDCF (p 0.01), mean cosine to the FP32 embeddings of the
-synthetic test utterances, and ``size_bytes`` (``tfadvq.model_size``).  Cells are cached in
-the output JSON: a re-run measures only the missing ones (``--fresh`` starts over).
+the test clip's speaker as group; :data:`PAIRS` as paired differences on the same speaker
+draws, ``metrics.paired_bootstrap``), minDCF (p 0.01), mean cosine to the FP32 embeddings of
+the synthetic test utterances, and ``size_bytes`` (``tfadvq.model_size``).  Cells are cached in
+the output JSON with their trial scores in ``WORKDIR/<encoder>/scores``: a re-run measures
+only the missing ones (``--fresh`` starts over).
 ``--quick`` is the smoke test (tiny encoders trained for a few steps, see tests/test_pretrained_bench.py).
 
     python benchmarks/pretrained.py --corpus /work/artifacts/pretrained/synth --real /tmp/real_full
@@ -64,6 +70,7 @@ from tfadvq.pipeline import check_utterances, eval_dataset
 from tfadvq.quant import allocate, api, bias_correction
 from tfadvq.quant.finetune import finetune, finetune_config, model_inputs
 from tfadvq.quant.post_training import PTQSettings, post_training
+from tfadvq.quant.sensitivity import quantizable_weights
 from tfadvq.report import print_table
 from tfadvq.stages.mixed import mixed_run, quantize_within
 from tfadvq.train_config import TrainConfig, resolve_config
@@ -82,6 +89,9 @@ RESULT = Path(__file__).resolve().parent / "results" / "pretrained.json"
 ENCODERS = ("lstm40", "tdnn40")  # packaged training configs: the recipes of the artifacts
 TARGETS = {4: 1.1, 3: 1.5}  # issue 22: EER within this factor of FP32 at these bits, without labels
 WINDOW_BATCH = 256
+# paired comparisons (A - B on the same trials and speaker draws), when both cells ran
+PAIRS = (("mixed", "mixed_plain_cost"), ("mixed", "mixed_unweighted"), ("mixed", "kmqat_ptq_weighted"),
+         ("default_path", "kmqat_ptq"), ("adaptive_rounding", "default_path"))
 # --quick: tiny encoders trained for a few steps, so the whole flow runs in seconds
 QUICK_ARGS = {"lstm40": {"units": 64, "layers": 2, "embed_dim": 16},  # wide enough that tables leave 3 bits
               "tdnn40": {"channels": 32, "pool_channels": 64, "embed_dim": 16}}
@@ -109,8 +119,10 @@ class TestSet:
                               for i in range(0, len(self.windows), WINDOW_BATCH)])
         return {k: pool_windows(out[a:b]) for k, a, b in zip(self.keys, self.bounds[:-1], self.bounds[1:])}
 
-    def measure(self, embeddings: dict[str, np.ndarray], resamples: int) -> dict[str, Any]:
-        scores = np.asarray(sc.cosine_scores(embeddings, self.trials), np.float64)
+    def scores(self, embeddings: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(sc.cosine_scores(embeddings, self.trials), np.float64)
+
+    def measure(self, scores: np.ndarray, resamples: int) -> dict[str, Any]:
         labels = np.asarray(self.trials.labels, np.int8)
         low, high = metrics.eer_ci95(scores, labels, resamples, groups=self.speakers)
         row = {f"eer_{self.name}": round(metrics.compute_eer(scores, labels)[0], 3),
@@ -156,7 +168,7 @@ class Encoder:
     args: argparse.Namespace
     workdir: Path
     _chain: dict[int, tuple[str, keras.Model, dict]] = dataclasses.field(default_factory=dict)
-    _plan: Any = None
+    _plans: dict[str, Any] = dataclasses.field(default_factory=dict)  # "weighted" / "plain" cost
 
     def chain(self, bits: int, stage: str) -> tuple[keras.Model, dict]:
         """The weighted PTQ model at ``bits`` advanced to ``stage`` (weighted -> bc -> distill), each step once."""
@@ -183,19 +195,41 @@ class Encoder:
         self._chain[bits] = have
         return have[1], have[2]
 
-    def mixed(self, bits: int) -> tuple[keras.Model, dict]:
-        """Mixed precision at ``bits`` average bits: one ``mixed_run`` measures the plan, later widths re-use it."""
+    def uniform_avg_bits(self, bits: int) -> float:
+        """Bits per weight, tables included, of every tensor at ``bits``: the per-tensor rows' bytes."""
+        placeholder = {w.key: {bits: 0.0} for w in quantizable_weights(self.fp)}
+        choices = allocate.decisions(self.fp, placeholder, allowed=[bits], per_weight=True)
+        return 8 * sum(d.cost[0] for d in choices) / sum(d.params for d in choices)
+
+    def mixed(self, bits: int, cost: str) -> tuple[keras.Model, dict]:
+        """Mixed precision in the bytes of the per-tensor ``bits`` rows, one Hessian plan for every width and cost.
+
+        ``cost``: ``weighted`` (the default of ``tfadvq mixed``: Fisher-weighted
+        codebooks, every width priced with them), ``plain_cost`` (the same
+        codebooks priced by plain k-means error: the cost before issue 22 3(c)),
+        ``unweighted`` (plain codebooks and cost: ``--no-weighted``, what mixed was).
+        """
+        budget = self.uniform_avg_bits(bits)
         settings = allocate.MixedSettings(per_weight=True, batches=self.args.mixed_batches,
                                           probes=self.args.mixed_probes)
-        if self._plan is None:
-            outcome = mixed_run(self.fp, self.data, settings, self.workdir / f"mixed{bits}", avg_bits=float(bits),
-                                train_config=self.config, front_end=self.front_end)
-            self._plan, wrapped = outcome.plan, outcome.wrapped
-        else:
-            _, wrapped, _, _ = quantize_within(self.fp, self._plan.replan(avg_bits=float(bits)), settings, None, None)
-        allocation = self._plan.replan(avg_bits=float(bits)).allocation
-        return wrapped, {"avg_bits": round(allocation.avg_bits, 3), "index_bits": round(allocation.index_bits, 3),
-                         "hessian_seconds": round(self._plan.trace_seconds, 1),
+        if "weighted" not in self._plans:  # the traces and the Fisher, measured once by what the command runs
+            self._plans["weighted"] = mixed_run(self.fp, self.data, settings, self.workdir / "mixed", avg_bits=budget,
+                                                train_config=self.config, front_end=self.front_end).plan
+        base = self._plans["weighted"]
+        if cost != "weighted" and "plain" not in self._plans:
+            self._plans["plain"] = allocate.costed(self.fp, base.traces, dataclasses.replace(settings, weighted=False),
+                                                   None, fixed=base.fixed, trace_seconds=base.trace_seconds,
+                                                   avg_bits=budget)
+        plan = self._plans["weighted" if cost == "weighted" else "plain"].replan(avg_bits=budget)
+        if cost == "plain_cost":
+            plan = dataclasses.replace(plan, importances=base.importances)
+        _, wrapped, _, _ = quantize_within(self.fp, plan, settings, None, None)
+        allocation = plan.allocation
+        return wrapped, {"avg_bits": round(allocation.avg_bits, 3), "budget_avg_bits": round(budget, 3),
+                         "index_bits": round(allocation.index_bits, 3), "cost": cost,
+                         "codebooks": "weighted" if plan.importances is not None else "plain",
+                         "hessian_seconds": round(base.trace_seconds, 1),
+                         "undetermined": sum(bool(d.undetermined) for d in plan.choices),
                          "widths": sorted(set(allocation.bits.values()))}
 
 
@@ -279,8 +313,8 @@ def chained(stage: str) -> Callable[[Encoder, int], Built]:
     return lambda enc, bits: _stripped(*enc.chain(bits, stage))
 
 
-def mixed(enc: Encoder, bits: int) -> Built:
-    return _stripped(*enc.mixed(bits))
+def mixed(cost: str) -> Callable[[Encoder, int], Built]:
+    return lambda enc, bits: _stripped(*enc.mixed(bits, cost))
 
 
 def sklearn_ptq(enc: Encoder, bits: int) -> Built:
@@ -333,9 +367,14 @@ METHODS = (
            available=_settings_have(lambda s: s.weighted is None)),
     Method("adaptive_rounding", adaptive_rounding, "PTQSettings(weighted, bias_correction, rounding=adaptive)",
            available=_settings_have(lambda s: s.rounding == "nearest")),
-    Method("mixed", mixed, "stages.mixed.mixed_run, per weight tensor, avg_bits = bits (tables counted; a row "
-                           "with index_avg_bits was measured when the budget counted index bits only)",
+    Method("mixed", mixed("weighted"), "stages.mixed.mixed_run, per weight tensor, Fisher-weighted codebooks and "
+                                       "cost (the default), in the bytes of the per-tensor rows at these bits",
            refusals=(QuantizationError,)),  # an average the value tables alone exceed
+    Method("mixed_plain_cost", mixed("plain_cost"), "mixed's traces and weighted codebooks, each width priced by "
+                                                    "plain k-means error (the cost before issue 22 3c)",
+           refusals=(QuantizationError,)),
+    Method("mixed_unweighted", mixed("unweighted"), "mixed --no-weighted: plain codebooks and cost (mixed before)",
+           refusals=(QuantizationError,)),
     Method("kmqat_distill", chained("distill"), "weighted + bias correction, then finetune(objective=distill)",
            max_bits=4),
     Method("tfmot_cluster_ptq", tfmot_ptq, "tfmot cluster_weights(2^b, KMEANS_PLUS_PLUS) + strip, no training",
@@ -348,6 +387,11 @@ METHODS = (
 # --------------------------------------------------------------------------- the run
 
 
+def scores_path(workdir: Path, model: str, method: str, bits: float, test: str) -> Path:
+    """Where a cell's trial scores are kept (a cell is finished when its row and its scores are)."""
+    return workdir / model / "scores" / f"{method}_{bits}_{test}.npy"
+
+
 def measure(enc: Encoder, method: str, bits: float, built: Built, sets: list[TestSet], reference: dict,
             seconds: float, resamples: int) -> dict[str, Any]:
     embed = sc.keras_embedder(built.model, enc.front_end)
@@ -355,11 +399,32 @@ def measure(enc: Encoder, method: str, bits: float, built: Built, sets: list[Tes
            "seconds": round(seconds, 1)}
     for s in sets:
         embeddings = s.embeddings(embed)
-        row.update(s.measure(embeddings, resamples))
+        scores = s.scores(embeddings)
+        path = scores_path(enc.args.workdir, enc.name, method, bits, s.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scores)
+        row.update(s.measure(scores, resamples))
         if s.name == "synthetic":
             row["mean_cosine_to_fp32"] = round(float(np.mean([embeddings[k] @ reference[k] for k in reference])), 4)
     row["eer"], row["min_dcf"] = row["eer_synthetic"], row["min_dcf_synthetic"]
     return {**row, **built.extra}
+
+
+def comparisons(model: str, bits: list[int], sets: list[TestSet], workdir: Path, resamples: int) -> list[dict]:
+    """:data:`PAIRS` at every width where both cells' scores are kept: paired Delta EER over test speakers."""
+    out = []
+    for b in bits:
+        for a_name, b_name in PAIRS:
+            for s in sets:
+                paths = [scores_path(workdir, model, m, b, s.name) for m in (a_name, b_name)]
+                if not all(p.is_file() for p in paths):
+                    continue
+                d = metrics.paired_bootstrap(np.load(paths[0]), np.load(paths[1]), s.trials.labels, s.speakers,
+                                             resamples)
+                out.append({"model": model, "bits": b, "set": s.name, "a": a_name, "b": b_name,
+                            "delta_eer": d.eer.rounded(), "delta_min_dcf": d.min_dcf.rounded(4),
+                            "resolved": d.eer.excludes_zero, "speakers": d.groups})
+    return out
 
 
 def targets(rows: list[dict], sets: list[str]) -> list[dict]:
@@ -420,11 +485,18 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     warnings.simplefilter("ignore", category=FutureWarning)
     keras.utils.set_random_seed(0)
-    cached = [] if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())["rows"]
+    previous = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
+    cached = previous.get("rows", [])
     for other in args.include:  # cells of parallel runs (one encoder each, their own --out)
         cached += [r for r in json.loads(other.read_text())["rows"] if r not in cached]
-    done = {(r["model"], r["method"], r["bits"]) for r in cached}
-    rows, info, sets_by_fbank = list(cached), {}, {}
+
+    def finished(r: dict) -> bool:  # its trial scores are kept too (the paired comparisons read them)
+        return "refused" in r or scores_path(args.workdir, r["model"], r["method"], r["bits"], "synthetic").is_file()
+
+    rows = [r for r in cached if finished(r) or r["model"] not in args.models]
+    done = {(r["model"], r["method"], r["bits"]) for r in rows}
+    pairs = [c for c in previous.get("comparisons", []) if c["model"] not in args.models]
+    info, sets_by_fbank = {}, {}
     scoring = ScoringConfig()
     for name in args.models:
         enc = encoder(name, args)
@@ -458,6 +530,8 @@ def main(argv=None) -> dict:
             print(json.dumps({k: v for k, v in row.items() if k != "loss_curve"}), flush=True)
             rows.append(row)
             write(args.out, {**header("pretrained"), "config": {}, "rows": rows, "partial": True})
+        widths = sorted({r["bits"] for r in rows if r["model"] == name and r["method"] != "fp32"}, reverse=True)
+        pairs += comparisons(name, widths, sets, args.workdir, args.resamples)  # every width kept, not only --bits
     names = [s.name for s in next(iter(sets_by_fbank.values()))] if sets_by_fbank else ["synthetic"]
     columns = ("model", "method", "bits", "size_bytes", "eer_synthetic", "eer_synthetic_ci95", "eer_real",
                "eer_real_ci95", "eer_real_same_source", "min_dcf", "mean_cosine_to_fp32")
@@ -465,6 +539,9 @@ def main(argv=None) -> dict:
                 title="pretrained encoders: post-training quantization (EER %)")
     checks = targets(rows, names)
     print_table([c for c in checks if c["bits"] in TARGETS], title="issue 22 targets (ratio to FP32 EER)")
+    print_table([{**{k: c[k] for k in ("model", "bits", "set", "a", "b", "resolved")},
+                  "delta_eer": c["delta_eer"]["value"], "ci95": [c["delta_eer"]["low"], c["delta_eer"]["high"]]}
+                 for c in pairs], title="paired differences A - B (EER points, 95 % over test speakers)")
     config = {"corpus": str(args.corpus), "real": str(args.real) if args.real else None, "encoders": info,
               "scoring": dataclasses.asdict(scoring),
               "bits": sorted({r["bits"] for r in rows if r["method"] != "fp32"}, reverse=True),
@@ -474,12 +551,14 @@ def main(argv=None) -> dict:
               "data": f"{args.batch_size}-crop batches of 2-s crops of the training audio, cached, labels unused",
               "fisher_batches": args.fisher_batches, "bc_batches": args.bc_batches,
               "mixed": {"batches": args.mixed_batches, "probes": args.mixed_probes, "per_weight": True,
-                        "objective": "distill"},
+                        "objective": "distill", "budget": "the bytes of the per-tensor rows at the same bits "
+                                                          "(average bits with tables)"},
               "distill": {"steps": args.distill_steps, "refresh_steps": args.refresh_steps,
                           "lr": "training lr x 0.1 (finetune_config default)"},
-              "interval": f"95 % bootstrap over test speakers ({args.resamples} draws)",
+              "interval": f"95 % bootstrap over test speakers ({args.resamples} draws); comparisons: "
+                          "metrics.paired_bootstrap, A - B on the same speaker draws",
               "targets": {f"{b}-bit": f"EER <= {f} x FP32" for b, f in TARGETS.items()}, "quick": args.quick}
-    result = {**header("pretrained"), "config": config, "rows": rows, "targets": checks}
+    result = {**header("pretrained"), "config": config, "rows": rows, "targets": checks, "comparisons": pairs}
     write(args.out, result)
     return result
 

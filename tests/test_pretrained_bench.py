@@ -43,7 +43,18 @@ def test_every_method_is_a_row_with_both_test_sets_and_the_targets(quick_run):
         assert -1 <= row["mean_cosine_to_fp32"] <= 1
     assert fp["mean_cosine_to_fp32"] == pytest.approx(1.0, abs=1e-4)
     assert rows["kmqat_distill"]["steps"] == 2
-    assert "refused" not in rows["mixed"] and rows["mixed"]["avg_bits"] <= 3.0
+    for method in ("mixed", "mixed_plain_cost", "mixed_unweighted"):  # in the bytes of the per-tensor rows
+        mixed = rows[method]
+        assert "refused" not in mixed and mixed["avg_bits"] <= mixed["budget_avg_bits"], method
+        assert mixed["size_bytes"] <= rows["kmqat_ptq_weighted"]["size_bytes"], method
+    assert rows["mixed"]["codebooks"] == rows["mixed_plain_cost"]["codebooks"] == "weighted"
+    assert rows["mixed_unweighted"]["codebooks"] == "plain"
+    pairs = {(c["a"], c["b"], c["set"]): c for c in result["comparisons"]}
+    assert {(a, b, s) for a, b in pretrained.PAIRS for s in ("synthetic", "real")} == set(pairs)
+    for (a, b, name), c in pairs.items():  # the paired difference is the difference of the two rows' EERs
+        d = c["delta_eer"]
+        assert d["value"] == pytest.approx(rows[a][f"eer_{name}"] - rows[b][f"eer_{name}"], abs=2e-3)
+        assert d["low"] <= d["value"] <= d["high"] and c["bits"] == 3
     three_bit = [t for t in result["targets"] if t["set"] == "synthetic"]
     assert {t["method"] for t in three_bit} == set(rows) - {m for m, r in rows.items() if "refused" in r}
     assert all(t["limit"] == 1.5 and t["met"] == (t["ratio"] <= 1.5) for t in three_bit)
@@ -64,3 +75,9 @@ def test_a_rerun_measures_only_missing_cells(quick_run):
     again = pretrained.main(argv)
     assert again["rows"] == json.loads((base / "pretrained.json").read_text())["rows"] == result["rows"]
     assert np.isfinite([r["eer"] for r in again["rows"] if "eer" in r]).all()
+    # a cell whose trial scores are gone is not finished: measured again (its row replaced, not doubled)
+    pretrained.scores_path(base / "art" / "bench", "lstm40", "uniform_ptq", 3, "synthetic").unlink()
+    third = pretrained.main(argv)
+    assert len(third["rows"]) == len(result["rows"])
+    redone = next(r for r in third["rows"] if r["method"] == "uniform_ptq")
+    assert redone["eer_synthetic"] == next(r for r in result["rows"] if r["method"] == "uniform_ptq")["eer_synthetic"]

@@ -1,6 +1,8 @@
 """Sensitivity estimators against exact references on tiny models (tfadvq.quant.sensitivity)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -201,3 +203,65 @@ def test_an_undetermined_trace_keeps_its_tensor_at_the_default_width_whatever_th
         plan.replan(target_bytes=smallest.planned_bytes - 1)
     with pytest.raises(ConfigError, match="max_probes 1"):
         allocate.MixedSettings(probes=2, max_probes=1)
+
+
+def _masked_model() -> keras.Model:
+    """A Dense layer whose inputs 0-3 carry all the data, with small weights there (wide ones elsewhere)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(16, activation="tanh", name="masked")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(8, name="out")(hidden))
+    kernel = np.random.default_rng(3).normal(size=(16, 16)).astype(np.float32)
+    kernel[:4] *= 0.1  # what matters is small: a plain codebook spends its entries on the wide rows
+    model.get_layer("masked").set_weights([kernel, np.zeros(16, np.float32)])
+    return model
+
+
+def test_mixed_prices_every_width_with_the_weighted_codebooks_the_model_gets():
+    """Issue 22 3(c): the HAWQ cost is the Fisher-weighted error of the Fisher-weighted codebooks.
+
+    The plain k-means error of `masked` is dominated by rows the data never reads, so the old cost bought
+    it 4 bits and left `out` at 1; priced with the codebooks it gets, 2 bits are enough for it, and the
+    bytes go to `out`: a smaller distillation loss at the same budget.
+    """
+    model = _masked_model()
+    x = np.zeros((32, 16), np.float32)
+    x[:, :4] = np.random.default_rng(1).normal(size=(32, 4)) * 5
+    batches = sensitivity.objective_batches(tf.data.Dataset.from_tensor_slices(x).batch(16), 2)
+    settings = allocate.MixedSettings(allowed=[1, 2, 4], probes=8)
+    assert settings.weighted  # the default, as post-training quantization with data
+    weighted = allocate.plan(model, batches, settings, avg_bits=8)
+    fisher = sensitivity.fisher_diagonal(model, batches)
+    assert weighted.importances.keys() == fisher.keys()
+    assert all(np.allclose(weighted.importances[k], fisher[k]) for k in fisher)
+    plain = allocate.costed(model, weighted.traces, settings, None, fixed=weighted.fixed, avg_bits=8)
+    costs = {d.name: dict(zip(d.bits, d.cost)) for d in weighted.choices}
+    budget = weighted.fixed + costs["masked"][4] + costs["out"][1]  # what the plain cost spends
+    new, old = weighted.replan(target_bytes=budget), plain.replan(target_bytes=budget)
+    assert old.allocation.bits == {"masked": 4, "out": 1}
+    assert new.allocation.bits["masked"] < 4 and new.allocation.bits["out"] > 1
+
+    from tfadvq.quant import api
+    from tfadvq.quant import quantizers as qz
+    from tfadvq.stages.mixed import quantize_within
+
+    def distortion(plan) -> float:
+        wrapped = quantize_within(model, plan, settings, None, None)[1]
+        a, b = wrapped(x).numpy(), model(x).numpy()
+        return float(np.mean(1 - np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+    weighted_books = dataclasses.replace(old, importances=new.importances)  # the old cost, the new codebooks
+    assert distortion(new) < 0.9 * distortion(weighted_books) and distortion(new) < 0.9 * distortion(old)
+    # the cost of each chosen width is the model's own: its codebook, its weighted error, times tr(H)/n
+    wrapped = quantize_within(model, new, settings, None, None)[1]
+    for wrapper, q in api.quantized_weights(wrapped):
+        key = f"{wrapper.layer.name}/kernel"
+        w, f = q.source.numpy().astype(np.float64), fisher[key].astype(np.float64)
+        delta = qz.nearest_in_table(q.source, q.value_table(w)).numpy() - w
+        own = max(new.traces[key].mean_trace, 0.0) * w.size * np.sum(f * delta ** 2) / np.sum(f)
+        assert new.sensitivity[key][new.allocation.bits[key.split("/")[0]]] == pytest.approx(own, rel=1e-4)
+    # equal importances price exactly as plain k-means
+    flat = {k: np.ones_like(v) for k, v in fisher.items()}
+    equal, unweighted = (sensitivity.quantization_errors(model, (1, 2), importances=i) for i in (flat, None))
+    for key, per_bits in unweighted.items():
+        assert equal[key] == pytest.approx(per_bits, rel=1e-6)

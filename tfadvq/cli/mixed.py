@@ -8,7 +8,9 @@ programme; ``--avg-bits`` counts the value tables with the indices: it is the
 bytes of the quantized weights per weight, times 8), quantizes, converts once to check the ``.tflite`` size against the
 target, then fine-tunes (``--finetune-steps``: one-shot QAT; ``--msft``:
 multi-stage fine-tuning ordered by the sensitivities).  Prints the bits per
-tensor with its sensitivity share and the planned vs converted bytes; writes
+tensor with its sensitivity share and the planned vs converted bytes (the
+codebooks are Fisher-weighted k-means, as ``tfadvq quantize`` fits them when
+given data, and every width is priced with them; ``--no-weighted``: plain); writes
 ``bits.yaml`` (usable by ``tfadvq quantize --bits-per-layer``), the
 sensitivities and the quantized model into a :class:`~tfadvq.rundir.MixedDir`;
 ``--plots`` adds the sensitivity/bits and convergence plots.
@@ -51,6 +53,7 @@ class MixedArgs:
     max_probes: int | None = None
     per_channel: bool = False
     per_weight: bool = False
+    weighted: bool = True
     frames: int = 200
     finetune_steps: int = 0
     lr_scale: float = 0.1
@@ -89,6 +92,9 @@ def register(subparsers) -> None:
                         help="at most this many probes per batch (default 4 x --probes)")
     parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
     parser.add_argument("--per-weight", action="store_true", help="bits per weight key instead of per layer")
+    parser.add_argument("--weighted", action=argparse.BooleanOptionalAction, default=True,
+                        help="Fisher-weighted k-means codebooks, each width priced with them (default; "
+                             "--no-weighted: plain k-means)")
     parser.add_argument("--frames", type=number(int, 1), default=200, help="converted input frames (default 200)")
     parser.add_argument("--finetune-steps", type=number(int, 0), default=0,
                         help="one-shot QAT steps (0: post-training)")
@@ -174,7 +180,8 @@ def _run(args: MixedArgs) -> int:
     sizes = outcome.size_row(asked.target_bytes)
     if frames is None:
         sizes["tflite_bytes"] = "n/a (input is not [batch, frames, mels]: planned only)"
-    print_table([{**sizes, "fp32_bytes": outcome.saved.size.fp32_bytes, "out": str(args.out)}])
+    print_table([{**sizes, "codebooks": outcome.codebooks, "fp32_bytes": outcome.saved.size.fp32_bytes,
+                  "out": str(args.out)}])
     if args.plots:
         for path in plot_outcome(outcome, out.plots):
             print(f"wrote {path}")

@@ -294,6 +294,12 @@ class MixedSettings:
     width of ``tfadvq quantize``).  ``allowed`` widths;
     ``per_channel``/``quantizer``/``binary`` as for :func:`tfadvq.quantize`
     (the quantization errors are those of the quantizer the model will get);
+    ``weighted``: the k-means codebooks are fitted to the diagonal Fisher of
+    the distillation objective on the same batches (the default post-training
+    path whenever data is given, :mod:`tfadvq.quant.post_training`; mixed
+    precision always has data), and each tensor's cost at each width is the
+    Fisher-weighted error of those codebooks
+    (:func:`tfadvq.quant.sensitivity.quantization_errors`);
     ``per_weight``: one width per weight key instead of per layer.
     """
 
@@ -309,6 +315,7 @@ class MixedSettings:
     trace_tolerance: float = TRACE_TOLERANCE
     max_probes: int | None = None
     undetermined_bits: int = 4
+    weighted: bool = True
 
     def __post_init__(self) -> None:
         from tfadvq.objectives import parse_objective
@@ -324,7 +331,12 @@ class MixedSettings:
 
 @dataclasses.dataclass
 class MixedPlan:
-    """Everything the allocation was made from, and the allocation (and front) it gave."""
+    """Everything the allocation was made from, and the allocation (and front) it gave.
+
+    ``importances``: the Fisher the codebooks are fitted to (None: plain
+    k-means), the same that priced every width, so the model is quantized
+    with the quantizer its costs were measured with.
+    """
 
     allocation: Allocation
     choices: list[Decision]
@@ -333,6 +345,7 @@ class MixedPlan:
     front: list[Allocation]
     fixed: int
     trace_seconds: float
+    importances: dict[str, np.ndarray] | None = None
 
     def chosen(self) -> dict[str, float]:
         """Sensitivity of every weight key at its chosen width (the MSFT ``sensitivities`` input)."""
@@ -347,6 +360,7 @@ class MixedPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"allocation": self.allocation.to_dict(), "rows": self.allocation.rows(self.choices),
                 "fixed_bytes": self.fixed, "trace_seconds": self.trace_seconds,
+                "codebooks": "weighted" if self.importances is not None else "plain",
                 "traces": {k: t.to_dict() for k, t in self.traces.items()},
                 "sensitivity": {k: {str(b): s for b, s in v.items()} for k, v in self.sensitivity.items()},
                 "front": [{"planned_bytes": p.planned_bytes, "sensitivity": p.sensitivity,
@@ -357,7 +371,7 @@ def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
          target_bytes: int | None = None, avg_bits: float | None = None, teacher: keras.Model | None = None,
          head: keras.layers.Layer | None = None, float_tflite_bytes: int | None = None,
          progress: Any = None) -> MixedPlan:
-    """Hessian traces, HAWQ-V2 sensitivities, then the exact allocation and the Pareto front.
+    """Hessian traces, the Fisher (``weighted``), HAWQ-V2 sensitivities, the exact allocation and its front.
 
     ``batches``: :func:`tfadvq.quant.sensitivity.objective_batches`;
     ``float_tflite_bytes``: the float ``.tflite``'s length, so :func:`fixed_bytes` is measured.
@@ -375,11 +389,30 @@ def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
                                  probes=settings.probes, seed=settings.seed, tolerance=settings.trace_tolerance,
                                  max_probes=settings.max_probes, progress=progress)
     seconds = time.perf_counter() - start
+    # The Fisher of the default post-training path (post_training: distill, whatever the traces' objective)
+    importances = sens.fisher_diagonal(model, batches, objective="distill") if settings.weighted else None
+    return costed(model, traces, settings, importances, fixed=fixed, trace_seconds=seconds,
+                  target_bytes=target_bytes, avg_bits=avg_bits)
+
+
+def costed(model: keras.Model, traces: Mapping[str, Any], settings: MixedSettings,
+           importances: Mapping[str, np.ndarray] | None, *, fixed: int, trace_seconds: float = 0.0,
+           target_bytes: int | None = None, avg_bits: float | None = None) -> MixedPlan:
+    """The plan from measured Hessian ``traces``, each width priced with the quantizer the model will get.
+
+    ``importances`` (None: plain k-means) are the codebooks' Fisher: the
+    errors are theirs (:func:`tfadvq.quant.sensitivity.quantization_errors`)
+    and the plan hands them on to the quantization.  The same traces can be
+    priced for another quantizer without a new Hessian-vector product.
+    """
+    from tfadvq.quant import sensitivity as sens
+
     errors = sens.quantization_errors(model, settings.allowed, per_channel=settings.per_channel,
-                                      quantizer=settings.quantizer, binary=settings.binary)
+                                      quantizer=settings.quantizer, binary=settings.binary, importances=importances)
     table = sens.sensitivities(traces, errors)
     choices = decisions(model, table, allowed=settings.allowed, per_weight=settings.per_weight,
                         undetermined=[k for k, t in traces.items() if not t.determined],
                         floor=settings.undetermined_bits)
     found = allocate(choices, target_bytes=target_bytes, avg_bits=avg_bits, fixed=fixed)
-    return MixedPlan(found, choices, traces, table, pareto_front(choices, fixed=fixed), fixed, seconds)
+    return MixedPlan(found, choices, dict(traces), table, pareto_front(choices, fixed=fixed), fixed, trace_seconds,
+                     None if importances is None else dict(importances))

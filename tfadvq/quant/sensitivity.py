@@ -36,7 +36,8 @@ nested ``tf.GradientTape`` (one Hessian-vector product per probe serves
 every tensor; the cross-tensor terms vanish in expectation).
 :func:`sensitivities` turns traces into the HAWQ-V2 cost of giving tensor
 ``l`` ``b`` bits, ``(tr(H_l) / n_l) · ||Q_b(W_l) - W_l||^2``, with ``Q_b``
-the project's own quantizer.
+the quantizer the model will get (with Fisher-weighted codebooks, the
+Fisher-weighted error: :func:`quantization_errors`).
 
 References: Dong et al., "HAWQ-V2: Hessian Aware trace-Weighted
 Quantization of Neural Networks" (NeurIPS 2020); Hutchinson, "A stochastic
@@ -354,8 +355,9 @@ def _estimates(draws: np.ndarray, targets: Sequence[QuantizableWeight], toleranc
 
 def quantization_errors(model: keras.Model, bits: Iterable[int] = DEFAULT_BITS, *, per_channel: bool = False,
                         quantizer: str | dict = "kmeans", binary: str | dict | None = "adaptive",
-                        weights: Sequence[str] | None = None) -> dict[str, dict[int, float]]:
-    """``||Q_b(W) - W||^2`` per quantizable weight and bit width, with the project's quantizer.
+                        weights: Sequence[str] | None = None,
+                        importances: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[int, float]]:
+    """``||Q_b(W) - W||^2`` per quantizable weight and bit width, with the quantizer the model will get.
 
     ``Q_b`` fits ``quantizer`` (:func:`tfadvq.quant.catalog.get`; k-means by
     default) per tensor or per channel at ``b`` bits on the weight's current
@@ -363,20 +365,45 @@ def quantization_errors(model: keras.Model, bits: Iterable[int] = DEFAULT_BITS, 
     the ``binary`` scheme (:mod:`tfadvq.quant.binary`, as ``binary=`` of
     :func:`tfadvq.quantize`; None: ``quantizer`` at 1 bit too).  Pass the
     settings the model will be quantized with, so the errors are its own.
+
+    ``importances`` (weight key -> diagonal Fisher of the weight's shape, as
+    :func:`tfadvq.quantize` takes them): the k-means tables are then fitted
+    to them (the sensitivity-weighted codebooks the model gets on the default
+    post-training path), and the error is weighed by them too, normalised so
+    that equal importances give the plain squared error:
+    ``n · Σ f (Q(w) - w)² / Σ f``.  With the HAWQ-V2 factor ``tr(H_l) / n``
+    of :func:`sensitivities` that is ``tr(H_l) · Σ f δ² / Σ f``: the trace
+    spread over the tensor's weights as the Fisher says (the Fisher of the
+    distillation objective is its Hessian's diagonal at the FP32 point).  A
+    weighted codebook trades error on unimportant weights for error on
+    important ones, so its *plain* squared error is larger than plain
+    k-means' while its effect on the output is smaller; the unweighted cost
+    would price it wrongly and move bits to the wrong tensors.
     """
     one_bit = quantizer_spec(binary) or quantizer
     bits = [int(b) for b in bits]
     errors: dict[str, dict[int, float]] = {}
     for target in quantizable_weights(model, weights):
         w = target.variable.numpy()
+        f = None if importances is None or importances.get(target.key) is None else \
+            np.asarray(importances[target.key], np.float64)
         errors[target.key] = {}
         for b in bits:
             q = catalog.get(one_bit if b == 1 else quantizer, bits=b, per_channel=per_channel,
-                       channel_dims=target.channel_dims)
+                            channel_dims=target.channel_dims)
+            if f is not None and isinstance(q, qz.KMeansQuantizer):
+                q.set_importances(f, target.key)
             table = q.value_table(w)
             values = qz.nearest_in_table_indexed(tf.constant(w), tf.constant(table)).numpy()
-            errors[target.key][b] = float(np.sum((values.astype(np.float64) - w) ** 2))
+            errors[target.key][b] = _weighted_sq_error(values.astype(np.float64) - w, f)
     return errors
+
+
+def _weighted_sq_error(delta: np.ndarray, f: np.ndarray | None) -> float:
+    """``Σ δ²``, or with importances ``n · Σ f δ² / Σ f`` (plain when every importance is 0)."""
+    if f is None or not np.sum(f) > 0:
+        return float(np.sum(delta ** 2))
+    return float(delta.size * np.sum(f * delta ** 2) / np.sum(f))
 
 
 def sensitivities(traces: Mapping[str, TraceEstimate], errors: Mapping[str, Mapping[int, float]]

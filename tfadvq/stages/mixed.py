@@ -86,6 +86,11 @@ class MixedOutcome:
     tuning: dict[str, Any] | None
     head_weights: list[np.ndarray] | None
 
+    @property
+    def codebooks(self) -> str:
+        """``"weighted"`` (Fisher-weighted k-means, priced so) or ``"plain"``."""
+        return "weighted" if self.plan.importances is not None else "plain"
+
     def size_row(self, target_bytes: int | None) -> dict[str, Any]:
         a = self.plan.allocation
         return {"target_bytes": target_bytes, "planned_bytes": a.planned_bytes,
@@ -115,25 +120,27 @@ def converted_bytes(wrapped, frames: int) -> int:
     return len(convert_model(plain, records.bits_by_layer(), frames).model)
 
 
-def _quantize(model, allocation, settings):
+def _quantize(model, plan, settings):
+    """``plan``'s allocation quantized with the codebooks its costs were measured with (plan.importances)."""
     from tfadvq.quant import api
 
+    allocation = plan.allocation
     binary = settings.binary if 1 in allocation.bits.values() else None
     return api.quantize(model, allocation.spec(), per_channel=settings.per_channel, quantizer=settings.quantizer,
-                        binary=binary, progress=False)
+                        binary=binary, importances=plan.importances, progress=False)
 
 
 def quantize_within(model, plan, settings, target_bytes: int | None, frames: int | None):
     """``(plan, wrapped, tflite bytes or None, rounds)``: ``plan`` quantized, its converted file kept
     within ``target_bytes`` (module doc); without ``frames`` nothing is converted."""
-    wrapped, tflite, rounds = _quantize(model, plan.allocation, settings), None, 1
+    wrapped, tflite, rounds = _quantize(model, plan, settings), None, 1
     if frames is None:
         return plan, wrapped, tflite, rounds
     tflite = converted_bytes(wrapped, frames)
     while target_bytes is not None and tflite > target_bytes and rounds < SIZE_ROUNDS:
         excess = tflite - plan.allocation.planned_bytes  # what the cost model missed
         plan = plan.replan(target_bytes=target_bytes - max(excess, tflite - target_bytes))
-        wrapped, rounds = _quantize(model, plan.allocation, settings), rounds + 1
+        wrapped, rounds = _quantize(model, plan, settings), rounds + 1
         tflite = converted_bytes(wrapped, frames)
     return plan, wrapped, tflite, rounds
 
@@ -224,6 +231,8 @@ class MixedRequest:
     (``steps_per_stage`` x ``stages``) instead.  ``probes`` per batch, more
     (up to ``max_probes``) until each trace's standard error is within
     ``trace_tolerance`` of it (:class:`~tfadvq.quant.allocate.MixedSettings`).
+    ``weighted`` (default, as post-training quantization with data): Fisher-weighted
+    codebooks, and every width priced with them; ``false``: plain k-means.
     """
 
     target_size: str | None = None
@@ -236,6 +245,7 @@ class MixedRequest:
     max_probes: int | None = bounded(None, 1)
     per_channel: bool = False
     per_weight: bool = False
+    weighted: bool = True
     finetune_steps: int = bounded(0, 0)
     lr_scale: float = bounded(0.1, 0.0, above=True)
     msft: bool = False
@@ -268,7 +278,7 @@ class MixedRequest:
 
         return MixedSettings(list(self.allowed), self.objective, self.batches, self.probes, self.per_channel,
                              per_weight=self.per_weight, trace_tolerance=self.trace_tolerance,
-                             max_probes=self.max_probes)
+                             max_probes=self.max_probes, weighted=self.weighted)
 
     def msft_settings(self):
         """The MSFT settings (None: one-shot, or no fine-tune)."""
@@ -369,5 +379,5 @@ class MixedStage(MixedRequest, StageBase):
                                     "size_bytes": outcome.saved.size.size_bytes,
                                     "bits": outcome.plan.allocation.bits, "tuning": outcome.tuning},
                            summary=quantize_summary(f"mixed {outcome.plan.allocation.avg_bits:.2f} bits per weight "
-                                                    "with tables",
+                                                    f"with tables, {outcome.codebooks} codebooks",
                                                     outcome.saved, tuned))
