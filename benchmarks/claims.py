@@ -13,7 +13,7 @@ Claims (issue 21), each ``A <= B`` tested as the paired Delta = A - B (EER point
 Everything runs the library's own calls: the FP32 model is :func:`tfadvq.training.train` of
 ``tfadvq/configs/demo.yaml`` on the test bed's training speakers; KMQAT and binary models come from
 :func:`tfadvq.quant.post_training.post_training`; the mixed bits from :func:`tfadvq.quant.allocate.plan`
-and :func:`tfadvq.stages.mixed.quantize_within` (what ``tfadvq mixed`` runs: the converted file within the
+and :func:`tfadvq.quant.mixed_run.quantize_within` (what ``tfadvq mixed`` runs: the converted file within the
 target); MSFT is :func:`tfadvq.quant.msft.msft`; every fine-tune is :func:`tfadvq.quant.finetune.finetune`
 (AAM from the trained head, loss every step); models are scored stripped, the device's way
 (:func:`tfadvq.scoring.embed_utterances`, 200-frame windows).
@@ -64,7 +64,8 @@ from tfadvq.quant.msft import MSFTSettings, msft
 from tfadvq.quant.post_training import PTQSettings, post_training
 from tfadvq.report import print_table
 from tfadvq.scoring import embed_utterances, keras_embedder
-from tfadvq.stages.mixed import converted_bytes, quantize_within
+from converters import ConvertedSizes
+from tfadvq.quant.mixed_run import quantize_within
 from tfadvq.train_config import TrainConfig, load_config, packaged_config
 from tfadvq.training import TrainingData, fit_embedding_model, train, training_data
 from tfadvq.voxceleb import load_corpus
@@ -270,17 +271,15 @@ def mixed_plan(ctx: Context, bits: int) -> dict[str, Any]:
     started = time.perf_counter()
     batches = sensitivity.objective_batches(tf.data.Dataset.from_tensor_slices(x), ctx.mixed.batches)
     if ctx.args.quick:  # no conversion (the converter's TFLM check takes ~30 s a model): the average bits
-        target, frames = None, None
+        target, sizes = None, None
         plan = allocate.plan(ctx.fp, batches, ctx.mixed, avg_bits=float(bits))
     else:
-        from converters import to_float_tflite
-
-        frames = ctx.scoring.window_frames
+        sizes = ConvertedSizes(ctx.scoring.window_frames)
         uniform = post_training(ctx.fp, PTQSettings(bits=bits, **PLAIN), None, progress=False).wrapped
-        target = converted_bytes(uniform, frames)
+        target = sizes.lut_bytes(uniform)
         plan = allocate.plan(ctx.fp, batches, ctx.mixed, target_bytes=target,
-                             float_tflite_bytes=len(to_float_tflite(ctx.fp, frames)))
-    plan, _, tflite, rounds = quantize_within(ctx.fp, plan, ctx.mixed, target, frames)
+                             float_tflite_bytes=sizes.float_bytes(ctx.fp))
+    plan, _, tflite, rounds = quantize_within(ctx.fp, plan, ctx.mixed, target, sizes)
     spec_path = path.with_suffix(".yaml")
     rundir.atomic_save_with(spec_path, lambda tmp: dump_yaml(plan.allocation.spec(), tmp))
     record = {"target_tflite_bytes": target, "uniform_tflite_bytes": target, "mixed_tflite_bytes": tflite,
@@ -544,7 +543,7 @@ def report(ctx: Context, cells: list[Cell], started: float, partial: bool) -> di
                          "data": "per seed: --steps batches of the training pipeline (pipeline.seed = seed), "
                                  "stored; every method of a seed reads them in the same order"},
             "post_training": {"kmqat_binary": to_dict(PTQSettings(bits=2, **PLAIN)) | {"bits": "per cell"},
-                              "mixed": "allocate.plan + stages.mixed.quantize_within (MixedSettings in mixed_plan)"},
+                              "mixed": "allocate.plan + quant.mixed_run.quantize_within (MixedSettings in mixed_plan)"},
             "seeds": a.seeds, "resamples": a.resamples,
             "statistics": "tfadvq.metrics.bootstrap / paired_bootstrap over test speakers (95 %); pooled delta = "
                           "mean over seeds of A minus mean over seeds of B, each draw resampling speakers and each "

@@ -11,7 +11,7 @@ verified under the TFLM interpreter):
 * ``mixed``: bits per layer from the HAWQ-V2 sensitivities (Hutchinson
   traces of the distillation objective at the FP32 point, on unlabeled
   batches), allocated exactly (:mod:`tfadvq.quant.allocate`) so its converted
-  file does not exceed that target (:func:`tfadvq.stages.mixed.quantize_within`),
+  file does not exceed that target (:func:`tfadvq.quant.mixed_run.quantize_within`),
   then one-shot QAT with the same steps;
 * ``mixed_msft``: the same bits, fine-tuned by MSFT (:func:`tfadvq.quant.msft.msft`,
   most sensitive group first, ``stages`` stages sharing the same total steps);
@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tfadvq
-from converters import convert_model, to_float_tflite
+from converters import ConvertedSizes, convert_model
 from tfadvq import metrics, rundir
 from tfadvq.compat import tf
 from tfadvq.evaluation import evaluate
@@ -54,7 +54,7 @@ from tfadvq.quant.finetune import finetune
 from tfadvq.quant.msft import MSFTSettings, msft
 from tfadvq.report import print_table
 
-from tfadvq.stages.mixed import quantize_within
+from tfadvq.quant.mixed_run import quantize_within
 from tfadvq.train_config import TrainConfig
 from tfadvq.windows import ScoringConfig
 
@@ -137,7 +137,7 @@ def main() -> None:
     settings = allocate.MixedSettings(batches=args.trace_batches, probes=args.probes)
     batches = sensitivity.objective_batches(data, settings.batches)
     began = time.perf_counter()
-    plan = allocate.plan(fp, batches, settings, avg_bits=8.0, float_tflite_bytes=len(to_float_tflite(fp, frames)))
+    plan = allocate.plan(fp, batches, settings, avg_bits=8.0, float_tflite_bytes=ConvertedSizes(frames).float_bytes(fp))
     info["demo_hessian"] = {"seconds": round(plan.trace_seconds, 1), "batches": settings.batches,
                             "batch_size": args.batch_size, "probes": settings.probes,
                             "hvps": settings.batches * len(next(iter(plan.traces.values())).running),
@@ -159,7 +159,7 @@ def main() -> None:
 
         began = time.perf_counter()
         mine, wrapped, tflite, rounds = quantize_within(fp, plan.replan(target_bytes=target), settings, target,
-                                                        frames)
+                                                        ConvertedSizes(frames))
         chosen = mine.allocation
         common = {"target_tflite_bytes": target, "planned_bytes": chosen.planned_bytes, "size_rounds": rounds,
                   "layer_bits": chosen.bits, "total_sensitivity": chosen.sensitivity}

@@ -16,7 +16,7 @@ Every method is one entry of :data:`METHODS` and goes through the calls a user m
 ``kmqat_ptq`` (``post_training`` with ``PTQSettings(bits)``, no data), ``kmqat_ptq_weighted``
 (``weighted=True``: Fisher-weighted k-means), ``kmqat_ptq_weighted_bc`` (the same model,
 then ``bias_correction.correct_bias``: what ``weighted`` + ``bias_correction`` runs),
-``mixed`` (``tfadvq.stages.mixed.mixed_run`` with one width per weight tensor, Fisher-weighted
+``mixed`` (``tfadvq.quant.mixed_run.mixed_run`` with one width per weight tensor, Fisher-weighted
 codebooks and each width priced with them, in the bytes of the per-tensor rows at the same
 bits -- average bits *with* tables; its Hessian plan is measured once per encoder and
 re-allocated per width with ``MixedPlan.replan``; ``mixed_plain_cost`` prices the same
@@ -72,7 +72,7 @@ from tfadvq.quant.finetune import finetune, finetune_config, model_inputs
 from tfadvq.quant.post_training import PTQSettings, post_training
 from tfadvq.quant.sensitivity import quantizable_weights
 from tfadvq.report import print_table
-from tfadvq.stages.mixed import mixed_run, quantize_within
+from tfadvq.quant.mixed_run import mixed_run, quantize_within
 from tfadvq.train_config import TrainConfig, resolve_config
 from tfadvq.training import TrainingData, train
 from tfadvq.voxceleb import Trials, load_corpus
@@ -367,7 +367,7 @@ METHODS = (
            available=_settings_have(lambda s: s.weighted is None)),
     Method("adaptive_rounding", adaptive_rounding, "PTQSettings(weighted, bias_correction, rounding=adaptive)",
            available=_settings_have(lambda s: s.rounding == "nearest")),
-    Method("mixed", mixed("weighted"), "stages.mixed.mixed_run, per weight tensor, Fisher-weighted codebooks and "
+    Method("mixed", mixed("weighted"), "quant.mixed_run.mixed_run, per weight tensor, Fisher-weighted codebooks and "
                                        "cost (the default), in the bytes of the per-tensor rows at these bits",
            refusals=(QuantizationError,)),  # an average the value tables alone exceed
     Method("mixed_plain_cost", mixed("plain_cost"), "mixed's traces and weighted codebooks, each width priced by "

@@ -11,13 +11,14 @@ from converters.c_array import write_c_arrays
 from converters.keras_to_tflite import array_representative, corpus_crops, to_float_tflite, to_int8_tflite
 from converters.lut_compression import WeightTensor, compress, compression_spec, find_weight_tensors
 from converters.metadata import ModelMetadata, c_header, read_json, write_json
-from converters.conversion import ConversionResult, convert_model
+from converters.conversion import ConversionResult, ConvertedSizes, convert_model
 from converters.parity import CheckInputs, ParityReport
 from converters.tflm import arena_bytes, parity, run_tflm
 
 __all__ = [
     "CheckInputs",
     "ConversionResult",
+    "ConvertedSizes",
     "ModelMetadata",
     "ParityReport",
     "WeightTensor",

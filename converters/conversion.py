@@ -213,3 +213,26 @@ def convert_model(
         keras_parity=keras_parity,
         twin_parity=twin_parity,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertedSizes:
+    """Bytes of what a model converts to at ``frames`` input frames (:class:`tfadvq.quant.mixed_run.ConvertedSizes`).
+
+    Mixed precision budgets the converted file; the library asks this for
+    the sizes instead of importing the converter, a layer above it.
+    """
+
+    frames: int
+
+    def float_bytes(self, model) -> int:
+        """The float file as the writer stores it (what the flashed file's fixed part is measured against)."""
+        from converters import tflite_writer
+
+        return len(tflite_writer.write(model_editor.read(to_float_tflite(model, self.frames))))
+
+    def lut_bytes(self, wrapped) -> int:
+        from tfadvq.quant import api
+
+        plain, records = api.strip(wrapped)
+        return len(convert_model(plain, records.bits_by_layer(), self.frames).model)

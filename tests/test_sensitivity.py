@@ -243,7 +243,7 @@ def test_mixed_prices_every_width_with_the_weighted_codebooks_the_model_gets():
 
     from tfadvq.quant import api
     from tfadvq.quant import quantizers as qz
-    from tfadvq.stages.mixed import quantize_within
+    from tfadvq.quant.mixed_run import quantize_within
 
     def distortion(plan) -> float:
         wrapped = quantize_within(model, plan, settings, None, None)[1]

@@ -143,7 +143,8 @@ def _run(args: MixedArgs) -> int:
     from tfadvq.model_io import open_model
     from tfadvq.quant.finetune import model_inputs
     from tfadvq.report import print_table
-    from tfadvq.stages.mixed import plot_outcome, run_mixed
+    from tfadvq.quant.mixed_run import plot_outcome
+    from tfadvq.stages.mixed import run_mixed
     from tfadvq.train_config import model_config
 
     out = rundir.MixedDir(args.out)
