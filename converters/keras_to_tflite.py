@@ -5,8 +5,12 @@ float tensor; a static shape lets the converter fold the model's reshapes into
 constants, so the graph holds only kernels TFLM has.  Two flavours:
 
 * float activations and weights (``to_float_tflite``);
-* full-integer int8 weights and activations with float input/output
-  (``to_int8_tflite``), activation ranges measured on a representative set of fbank crops.
+* full-integer int8 weights and activations with an int8 input and a float
+  output (``to_int8_tflite``), activation ranges measured on a representative
+  set of fbank crops.  The input's scale and zero point are in the model: the
+  caller quantises the features (``converters.tflm.set_features``, the
+  firmware's ``WindowRows::QuantizeTo``, both as TFLM's QUANTIZE kernel
+  rounds), so the device's arena holds no float copy of the window.
 
 Convert the *stripped* plain Keras model: a tfmot-wrapped model keeps
 QUANTIZE/DEQUANTIZE pairs on its weights, which TFLM rejects.
@@ -107,7 +111,7 @@ def to_float_tflite(model: keras.Model, frames: int) -> bytes:
 
 
 def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
-    """Full-integer int8 .tflite (float input/output), activation ranges measured on ``representative``.
+    """Full-integer int8 .tflite (int8 input, float output), activation ranges measured on ``representative``.
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
     ``[1, frames, mels]``.  Models with layers the converter cannot quantize
@@ -125,7 +129,7 @@ def to_int8_tflite(model: keras.Model, frames: int, representative: Representati
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = batches
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.float32
+    converter.inference_input_type = tf.int8  # no QUANTIZE op: its float input would take the arena
     converter.inference_output_type = tf.float32
     return _run_converter(converter, model)
 
