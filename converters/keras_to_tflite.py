@@ -110,8 +110,12 @@ def to_float_tflite(model: keras.Model, frames: int) -> bytes:
     return _run_converter(_converter(model, frames), model)
 
 
-def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
+def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData, *,
+                   float_input: bool = False) -> bytes:
     """Full-integer int8 .tflite (int8 input, float output), activation ranges measured on ``representative``.
+
+    ``float_input``: the older form, a float input quantised by a leading QUANTIZE op (same scales, same
+    outputs: the tests hold :func:`converters.tflm.quantize_features` to that op with it).
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
     ``[1, frames, mels]``.  Models with layers the converter cannot quantize
@@ -129,7 +133,7 @@ def to_int8_tflite(model: keras.Model, frames: int, representative: Representati
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = batches
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8  # no QUANTIZE op: its float input would take the arena
+    converter.inference_input_type = tf.float32 if float_input else tf.int8
     converter.inference_output_type = tf.float32
     return _run_converter(converter, model)
 
