@@ -166,7 +166,8 @@ def test_int8_input_is_quantised_as_the_tflm_quantize_op(model, calibration, int
     details = make_interpreter(int8_result.model).get_input_details(0)
     assert details["dtype"] == np.int8 and "QUANTIZE" not in ops(int8_result.int8_model)
     float_input = to_int8_tflite(model, FRAMES, array_representative(calibration), float_input=True)
-    assert ops(float_input)[0] == "QUANTIZE" and make_interpreter(float_input).get_input_details(0)["dtype"] == np.float32
+    assert ops(float_input)[0] == "QUANTIZE"
+    assert make_interpreter(float_input).get_input_details(0)["dtype"] == np.float32
     scale = np.float32(details["quantization_parameters"]["scales"][0])
     zero_point = int(details["quantization_parameters"]["zero_points"][0])
     features = _fbank_like(4, seed=3)[0]
