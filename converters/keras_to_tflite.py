@@ -1,7 +1,7 @@
 """Keras embedding model -> .tflite with a fixed ``[1, frames, mels]`` input.
 
 The firmware computes fbank features for a fixed window and feeds them as one
-float tensor; a static shape lets the converter fold the model's reshapes into
+tensor (float, or int8 as below); a static shape lets the converter fold the model's reshapes into
 constants, so the graph holds only kernels TFLM has.  Two flavours:
 
 * float activations and weights (``to_float_tflite``);
