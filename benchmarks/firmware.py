@@ -19,7 +19,8 @@
     on flash: what is flashed; the store's flash sectors are
     ``store_flash_bytes`` besides), scoring up to ``SV_MAX_SECONDS``, with a
     capture of ``capture_seconds`` (``SV_CAPTURE_SECONDS``: the fbank frames kept, for
-    ``@buffer`` and one-pass scoring of files; 0: file-fed, one window of frames);
+    ``@buffer`` and one-pass scoring of files; 0: file-fed, one window of frames, or
+    ``sv_kept_frames`` of them with ``SV_KEPT_FRAMES``; ``frames_kept``: what the build keeps);
     ``arena_bytes`` is the arena compiled in (converter's figure + margin),
     ``arena_used_bytes`` what TFLM allocated in it;
   - ``stack_used_bytes``: the deepest the stack (painted at reset) got in the session;
@@ -131,10 +132,12 @@ def size_rows() -> list[dict]:
 
 UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
 MAX_SECONDS = 3            # the longest utterance the measured builds score: the utterance fits, nothing more
-# The frames kept (the "@buffer" capture, and one-pass scoring of files up to its length): 3 s (a board with a
-# microphone) or none (a file-fed build: one window of frames, files in two passes; RAM does not grow with the
-# utterance).
-CAPTURE_SECONDS = (MAX_SECONDS, 0)
+# The builds measured, (SV_CAPTURE_SECONDS, SV_KEPT_FRAMES): the frames kept (the "@buffer" capture, and one-pass
+# scoring of files up to its length) 3 s (a board with a microphone); none (a file-fed build: one window of frames,
+# files in two passes; RAM does not grow with the utterance); and a file-fed build keeping KEPT_FRAMES frames, the
+# most that fit 160 KiB of RAM with stack with the int8-input demo model (the frames beyond them computed again).
+KEPT_FRAMES = 164
+BUILDS = ((MAX_SECONDS, 0), (0, 0), (0, KEPT_FRAMES))
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
 
 
@@ -165,8 +168,15 @@ def python_score(tflite: bytes, scoring, enroll: Path, verify: Path) -> float:
     return float(np.dot(e, v) / np.linalg.norm(e) / np.linalg.norm(v))
 
 
+def input_type(tflite: bytes) -> str:
+    """The converted model's input tensor type ("int8": quantised by the caller; "float32")."""
+    from converters.tflm import make_interpreter
+
+    return np.dtype(make_interpreter(tflite).get_input_details(0)["dtype"]).name
+
+
 def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str],
-              sources: Path = FIRMWARE) -> list[dict]:
+              sources: Path = FIRMWARE, builds: tuple[tuple[int, int], ...] = BUILDS) -> list[dict]:
     from converters.c_array import write_c_arrays
     from converters.metadata import read_json
     from tfadvq.windows import window_starts
@@ -181,12 +191,13 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
             model_dir = tmp / name
             write_c_arrays(tflite, metadata, model_dir)
             reference = python_score(tflite, metadata.scoring, enroll, verify)
-            for core, capture in ((c, k) for c in cores for k in CAPTURE_SECONDS):
+            for core, (capture, kept) in ((c, b) for c in cores for b in dict.fromkeys(builds)):
                 if not tflm.libraries[core].is_file():
                     print(f"{core}: no TFLM library at {tflm.libraries[core]}; skipped")
                     continue
-                build = tmp / f"build_{name}_{capture}"
-                options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture}
+                build = tmp / f"build_{name}_{capture}_{kept}"
+                options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture,
+                           **({"SV_KEPT_FRAMES": kept} if kept else {})}
                 board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", options, sources))
                 elf = build_firmware(core, tflm, model_dir, build, "semihosting", options, sources)
                 lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
@@ -200,6 +211,8 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
                     "method": "firmware_tflm", "target": core, "machine": CORES[core]["machine"], "model": name,
                     "activations": metadata.activations, "kernels": "cmsis_nn", "window_frames": metadata.input_frames,
                     "hop_frames": metadata.scoring.hop, "max_seconds": MAX_SECONDS, "capture_seconds": capture,
+                    **({"sv_kept_frames": kept} if kept else {}), "frames_kept": int(ready.get("kept_frames", 0)),
+                    "input_type": input_type(tflite),
                     "model_bytes": len(tflite), "utterance_seconds": UTTERANCE_SAMPLES / 16000,
                     "windows_per_utterance": len(window_starts(frames, metadata.input_frames,
                                                                metadata.scoring.hop)),
@@ -220,7 +233,7 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` rows with every re-measured (method, target, model) replaced by its ``new`` row."""
     key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"),  # noqa: E731
-                     r.get("capture_seconds", r.get("max_seconds")), r.get("lever"))
+                     r.get("capture_seconds", r.get("max_seconds")), r.get("sv_kept_frames", 0), r.get("lever"))
     fresh = {key(r) for r in new}
     return [r for r in old if key(r) not in fresh] + new
 
@@ -233,7 +246,8 @@ def lever_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], levers: dict[s
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "tflm_firmware"],
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            for row in tflm_rows(tflm, corpus, models, ["cortex-m4"], Path(tmp) / "tflm_firmware"):
+            for row in tflm_rows(tflm, corpus, models, ["cortex-m4"], Path(tmp) / "tflm_firmware",
+                                 tuple(b for b in BUILDS if b[1] == 0)):  # SV_KEPT_FRAMES: this tree's option
                 rows.append({**row, "method": "firmware_tflm_lever", "lever": lever, "commit": commit})
     return rows
 
@@ -289,8 +303,8 @@ def main() -> None:
         print_table(measured, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
         rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
-                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS} and SV_CAPTURE_SECONDS "
-                          f"{' or '.join(map(str, CAPTURE_SECONDS))}; instructions of PLATFORM="
+                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS} and (SV_CAPTURE_SECONDS, "
+                          f"SV_KEPT_FRAMES) {' or '.join(map(str, dict.fromkeys(BUILDS)))}; instructions of PLATFORM="
                           "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")
         config["utterance"] = f"first 3.0 s of two test utterances of one speaker of {args.corpus}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,16 @@
 """Keras embedding model -> .tflite with a fixed ``[1, frames, mels]`` input.
 
 The firmware computes fbank features for a fixed window and feeds them as one
-float tensor; a static shape lets the converter fold the model's reshapes into
+tensor (float, or int8 as below); a static shape lets the converter fold the model's reshapes into
 constants, so the graph holds only kernels TFLM has.  Two flavours:
 
 * float activations and weights (``to_float_tflite``);
-* full-integer int8 weights and activations with float input/output
-  (``to_int8_tflite``), activation ranges measured on a representative set of fbank crops.
+* full-integer int8 weights and activations with an int8 input and a float
+  output (``to_int8_tflite``), activation ranges measured on a representative
+  set of fbank crops.  The input's scale and zero point are in the model: the
+  caller quantises the features (``converters.tflm.set_features``, the
+  firmware's ``WindowRows::QuantizeTo``, both as TFLM's QUANTIZE kernel
+  rounds), so the device's arena holds no float copy of the window.
 
 Convert the *stripped* plain Keras model: a tfmot-wrapped model keeps
 QUANTIZE/DEQUANTIZE pairs on its weights, which TFLM rejects.
@@ -106,8 +110,12 @@ def to_float_tflite(model: keras.Model, frames: int) -> bytes:
     return _run_converter(_converter(model, frames), model)
 
 
-def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData) -> bytes:
-    """Full-integer int8 .tflite (float input/output), activation ranges measured on ``representative``.
+def to_int8_tflite(model: keras.Model, frames: int, representative: RepresentativeData, *,
+                   float_input: bool = False) -> bytes:
+    """Full-integer int8 .tflite (int8 input, float output), activation ranges measured on ``representative``.
+
+    ``float_input``: the older form, a float input quantised by a leading QUANTIZE op (same scales, same
+    outputs: the tests hold :func:`converters.tflm.quantize_features` to that op with it).
 
     ``representative()`` yields feature arrays of shape ``[frames, mels]`` or
     ``[1, frames, mels]``.  Models with layers the converter cannot quantize
@@ -125,7 +133,7 @@ def to_int8_tflite(model: keras.Model, frames: int, representative: Representati
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = batches
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.float32
+    converter.inference_input_type = tf.float32 if float_input else tf.int8
     converter.inference_output_type = tf.float32
     return _run_converter(converter, model)
 

@@ -77,6 +77,30 @@ def input_shape(model: bytes) -> tuple[int, ...]:
     return tuple(int(d) for d in details["shape"])
 
 
+def quantize_features(features: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """``features`` as int8, rounded as TFLM's QUANTIZE kernel (reference ``AffineQuantize``): the
+    division in float32, half away from zero (not numpy's half to even), plus the zero point, clamped.
+
+    The firmware's ``QuantizeInt8`` does the same, so an int8-input model sees the same tensor on the
+    device as here; a model with a float input and a leading QUANTIZE op computes it likewise.
+    """
+    q = np.asarray(features, np.float32) / np.float32(scale)
+    rounded = np.sign(q) * np.floor(np.abs(q).astype(np.float64) + 0.5)
+    return np.clip(rounded + zero_point, -128, 127).astype(np.int8)
+
+
+def set_features(interpreter: runtime.Interpreter, features: np.ndarray) -> None:
+    """Set the model's input to ``features`` (float ``[1, frames, mels]``), quantised for an int8 input."""
+    details = interpreter.get_input_details(0)
+    if details["dtype"] == np.int8:
+        scale, zero_point = details["quantization_parameters"]["scales"][0], \
+            details["quantization_parameters"]["zero_points"][0]
+        features = quantize_features(features, scale, int(zero_point))
+    else:
+        features = np.asarray(features, np.float32)
+    interpreter.set_input(features, 0)
+
+
 def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
     """Outputs of ``model`` for each example of ``inputs`` ``[N, frames, mels]`` -> ``[N, D]``.
 
@@ -89,7 +113,7 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
     outputs = []
     for example in tqdm(inputs, desc="TFLM invoke", disable=not progress, leave=False):
         _tflm_call(interpreter.reset, "failed to reset the interpreter")
-        interpreter.set_input(np.asarray(example, np.float32)[None], 0)
+        set_features(interpreter, np.asarray(example, np.float32)[None])
         _tflm_call(interpreter.invoke, "failed to invoke the model")
         outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
     return np.stack(outputs)
@@ -115,7 +139,7 @@ def arena_bytes(model: bytes, input_shape: tuple[int, ...]) -> int:
     kernels' scratch buffers (CMSIS-NN may ask for more than the reference ones).
     """
     interpreter = make_interpreter(model)
-    interpreter.set_input(np.zeros(input_shape, np.float32), 0)
+    set_features(interpreter, np.zeros(input_shape, np.float32))
     interpreter.invoke()
     with _captured_stdio() as log:
         interpreter.print_allocations()
@@ -167,7 +191,7 @@ def invoke_seconds(models: list[bytes], input_shape: tuple[int, ...], repeats: i
     features = np.random.default_rng(0).normal(size=input_shape).astype(np.float32)
     interpreters = [make_interpreter(model) for model in models]
     for interpreter in interpreters:
-        interpreter.set_input(features, 0)
+        set_features(interpreter, features)
         interpreter.invoke()
     times = np.zeros((repeats, len(models)))
     for r in range(repeats):

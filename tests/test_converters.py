@@ -151,6 +151,37 @@ def test_int8_lut_axis_is_the_quantized_dimension(int8_result):
         assert distinct_per_channel(tensors[w.tensor].array, w.axis).max() <= 2**w.bits
 
 
+def test_int8_input_is_quantised_as_the_tflm_quantize_op(model, calibration, int8_result):
+    """The int8 device model takes an int8 input (no QUANTIZE op, no float input tensor in the arena), and
+    converters.tflm quantises the features exactly as the QUANTIZE kernel of the float-input form does
+    (half away from zero, not numpy's half to even; the firmware's QuantizeInt8 is tested on the same ties)."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    from converters.keras_to_tflite import to_int8_tflite
+    from converters.tflm import make_interpreter, quantize_features, run_tflm
+
+    def ops(tflite: bytes) -> list[str]:
+        return [op.opcode_name for op in model_editor.read(tflite).subgraphs[0].operators]
+
+    details = make_interpreter(int8_result.model).get_input_details(0)
+    assert details["dtype"] == np.int8 and "QUANTIZE" not in ops(int8_result.int8_model)
+    float_input = to_int8_tflite(model, FRAMES, array_representative(calibration), float_input=True)
+    assert ops(float_input)[0] == "QUANTIZE"
+    assert make_interpreter(float_input).get_input_details(0)["dtype"] == np.float32
+    scale = np.float32(details["quantization_parameters"]["scales"][0])
+    zero_point = int(details["quantization_parameters"]["zero_points"][0])
+    features = _fbank_like(4, seed=3)[0]
+    ties = (np.arange(-40, 40, dtype=np.float32) + np.float32(0.5)) * scale  # k + 0.5 steps, even and odd k
+    features[:, :8] = np.where(np.arange(MELS) % 2, ties, -ties)
+    exact_ties = np.abs(features / scale - np.round(features / scale)) == np.float32(0.5)
+    assert exact_ties.sum() > 100
+    assert not np.array_equal(quantize_features(features, scale, zero_point),
+                              np.clip(np.round(features / scale) + zero_point, -128, 127))  # ties decide
+    assert np.array_equal(run_tflm(int8_result.int8_model, features), run_tflm(float_input, features))
+    assert quantize_features(np.float32([0.5, -0.5, 2.5, -1.25, 1e3, -1e30]), 1.0, 0).tolist() == \
+        [1, -1, 3, -1, 127, -128]
+
+
 def test_per_tensor_lut_silently_breaks_per_channel_int8(model, int8_result):
     """The known trap: PerTensor tables on per-channel int8 weights decode wrong values without error."""
     low_bits = {"conv1": 2, "dw": 2, "conv2": 2, "emb": 1}

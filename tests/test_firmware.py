@@ -343,7 +343,8 @@ def test_board_firmware_serves_the_uart_without_semihosting(tmp_path, lut_models
 
 def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_models):
     """SV_CAPTURE_SECONDS=0: no capture, one window of frames kept (RAM no longer grows with the utterance), yet a
-    file of several seconds (two fbank passes) scores exactly as in a build that keeps all its frames (one pass)."""
+    file of several seconds (two fbank passes) scores exactly as in a build that keeps all its frames (one pass),
+    and as in a file-fed build keeping SV_KEPT_FRAMES of them (320 B each; the rest computed again)."""
     from converters.firmware import build_firmware, fields, find_tflm, run_session, score, section_sizes
     from tfadvq.audio import load_audio
     from tfadvq.fbank_config import num_frames
@@ -355,18 +356,21 @@ def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_
                               "audio, for the file-fed firmware.", tmp_path / "long.wav")
     commands = f"enroll alice {long}\nverify alice {long}\nverify alice @buffer\n"
     replies, sizes = {}, {}
-    for capture in (0, 8):
-        options = {"SV_MAX_SECONDS": 8, "SV_CAPTURE_SECONDS": capture}
-        board = section_sizes(build_firmware("cortex-m4", tflm, lo, tmp_path / f"b{capture}", "board", options))
-        sizes[capture] = board[".data"] + board[".bss"]
-        elf = build_firmware("cortex-m4", tflm, lo, tmp_path / f"s{capture}", "semihosting", options)
-        replies[capture] = run_session("cortex-m4", elf, commands, cwd=tmp_path / f"s{capture}", timeout=600)
+    for capture, kept in ((0, 0), (8, 0), (0, 200)):  # SV_KEPT_FRAMES=200: a file-fed build keeping 2 s
+        options = {"SV_MAX_SECONDS": 8, "SV_CAPTURE_SECONDS": capture, "SV_KEPT_FRAMES": kept}
+        build = f"{capture}_{kept}"
+        board = section_sizes(build_firmware("cortex-m4", tflm, lo, tmp_path / f"b{build}", "board", options))
+        sizes[capture, kept] = board[".data"] + board[".bss"]
+        elf = build_firmware("cortex-m4", tflm, lo, tmp_path / f"s{build}", "semihosting", options)
+        replies[capture, kept] = run_session("cortex-m4", elf, commands, cwd=tmp_path / f"s{build}", timeout=600)
     assert 4.0 * 16000 < load_audio(long).size <= 8 * 16000
-    ready = fields(next(x for x in replies[0] if x.startswith("READY")))
+    ready = fields(next(x for x in replies[0, 0] if x.startswith("READY")))
     # The frames kept beyond one network window (320 B each), and nothing else, are gone.
-    assert sizes[8] - sizes[0] == (num_frames(8 * 16000) - int(ready["window"])) * 320
-    zero, full = ([x for x in r if x.startswith(("OK", "ERR"))] for r in (replies[0], replies[8]))
+    assert sizes[8, 0] - sizes[0, 0] == (num_frames(8 * 16000) - int(ready["window"])) * 320
+    assert sizes[0, 200] - sizes[0, 0] == (200 - int(ready["window"])) * 320
+    assert fields(next(x for x in replies[0, 200] if x.startswith("READY")))["kept_frames"] == "200"
+    zero, full, kept = ([x for x in r if x.startswith(("OK", "ERR"))] for r in replies.values())
     assert ready["capture_seconds"] == "0"
-    assert zero[0].startswith("OK enrolled alice") and score(zero[1]) == score(full[1]) is not None
-    assert zero[2].startswith("ERR AUDIO_TOO_SHORT")  # nothing can be captured without a buffer
+    assert zero[0].startswith("OK enrolled alice") and score(zero[1]) == score(full[1]) == score(kept[1]) is not None
+    assert zero[2].startswith("ERR AUDIO_TOO_SHORT") and kept[2].startswith("ERR AUDIO_TOO_SHORT")  # no capture
 

@@ -1,6 +1,5 @@
 #include "model_runner.h"
 
-#include <cmath>
 #include <new>
 
 #include "model_check.h"
@@ -68,20 +67,10 @@ Status ModelRunner::CheckShapes() {
 Status ModelRunner::Embed(const WindowRows& window, float* embedding) {
   if (interpreter_ == nullptr) return Status::kInterpreterError;
   TfLiteTensor* in = interpreter_->input(0);
-  const int mels = spec_.num_mel_bins;
   if (in->type == kTfLiteFloat32) {
     window.CopyTo(spec_.input_frames, in->data.f);
   } else {
-    const float inv_scale = 1.0f / in->params.scale;
-    float row[Fbank::kNumMelBins];
-    for (int t = 0; t < spec_.input_frames; ++t) {
-      window.Row(t, row);
-      int8_t* q = in->data.int8 + t * mels;
-      for (int m = 0; m < mels; ++m) {
-        const long v = std::lround(row[m] * inv_scale) + in->params.zero_point;
-        q[m] = static_cast<int8_t>(v < -128 ? -128 : (v > 127 ? 127 : v));
-      }
-    }
+    window.QuantizeTo(spec_.input_frames, in->params.scale, in->params.zero_point, in->data.int8);
   }
   if (interpreter_->Invoke() != kTfLiteOk) return Status::kInterpreterError;
   const TfLiteTensor* out = interpreter_->output(0);

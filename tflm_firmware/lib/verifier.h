@@ -36,7 +36,18 @@ struct WindowRows {
   void Row(int t, float* out) const;
   // `out[rows][Fbank::kNumMelBins]`: rows 0 .. rows - 1.
   void CopyTo(int rows, float* out) const;
+  // The same rows quantised into an int8 input tensor, each value as TFLM's
+  // QUANTIZE kernel does it (QuantizeInt8): an int8-input model gives the
+  // embedding a float-input model with a leading QUANTIZE would, without the
+  // float input tensor in the arena.
+  void QuantizeTo(int rows, float scale, int zero_point, int8_t* out) const;
 };
+
+// `value` quantised as TFLM's reference AffineQuantize: round(value / scale)
+// (half away from zero, the division in float) + zero_point, clamped to int8.
+// tfadvq's Python scorer (converters.tflm) quantises the same way, so device
+// and Python feed the network the same int8 tensor.
+int8_t QuantizeInt8(float value, float scale, int zero_point);
 
 class Embedder {
  public:

@@ -1022,3 +1022,32 @@ TEST(a_file_scored_during_a_capture_restarts_it) {
   std::remove("sv_capture_file.wav");
   rig.embedder.Reset();
 }
+
+// The int8 input path quantises as TFLM's QUANTIZE kernel: round(v / scale)
+// half away from zero, plus the zero point, clamped (converters.tflm does the
+// same in Python).
+TEST(quantize_int8_rounds_as_tflm) {
+  CHECK(sv::QuantizeInt8(0.5f, 1.0f, 0) == 1);
+  CHECK(sv::QuantizeInt8(-0.5f, 1.0f, 0) == -1);
+  CHECK(sv::QuantizeInt8(2.5f, 1.0f, 0) == 3);  // not to even
+  CHECK(sv::QuantizeInt8(0.49999997f, 1.0f, 0) == 0);
+  CHECK(sv::QuantizeInt8(-1.25f, 0.5f, 4) == 1);  // -2.5 -> -3, + 4
+  CHECK(sv::QuantizeInt8(1000.0f, 0.1f, 0) == 127);
+  CHECK(sv::QuantizeInt8(-1e30f, 0.1f, -5) == -128);
+  CHECK(sv::QuantizeInt8(0.0f, 0.07f, -20) == -20);
+}
+
+TEST(window_rows_quantize_mean_normalised_rows) {
+  constexpr int kMels = sv::Fbank::kNumMelBins;
+  static float raw[3 * kMels];
+  static float mean[kMels];
+  for (int i = 0; i < 3 * kMels; ++i) raw[i] = 0.01f * static_cast<float>(i % 97) - 0.3f;
+  for (int m = 0; m < kMels; ++m) mean[m] = 0.002f * static_cast<float>(m);
+  const sv::WindowRows rows{raw, 3, 1, mean};
+  static float expected[2 * kMels];
+  static int8_t q[2 * kMels];
+  rows.CopyTo(2, expected);
+  rows.QuantizeTo(2, 0.0123f, 7, q);
+  for (int i = 0; i < 2 * kMels; ++i) CHECK(q[i] == sv::QuantizeInt8(expected[i], 0.0123f, 7));
+  CHECK(q[0] == sv::QuantizeInt8(raw[kMels] - mean[0], 0.0123f, 7));  // row 0 is frame start = 1
+}
