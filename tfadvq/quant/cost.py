@@ -96,7 +96,8 @@ ITEMSIZE = {"float32": 4, "int8": 1}
 # tables; per tensor it scatters by about +-60 bytes around these (16-byte buffer
 # alignment, tensor shapes), under 2 % of any tensor worth compressing.
 LUT_TENSOR_BYTES = 16  # decoded + ancillary tensors and one buffer (tidied: unnamed)
-DECODE_OP_BYTES = 68  # one DECODE operator in front of a consumer (converters.tflite_writer shares its lists and options)
+# One DECODE operator in front of a consumer (converters.tflite_writer shares its lists and options).
+DECODE_OP_BYTES = 68
 FLOAT_TAG_BYTES = 64  # quantization table of a float per-channel LUT tensor, besides 4 bytes a channel
 INT8_OVERHEAD_BYTES = 128  # 8-bit float form: DEQUANTIZE + MUL, two float tensors, the scale tensor
 # Once per stored model: rewriting and re-aligning the converter's flatbuffer (measured 70-250 bytes).

@@ -117,7 +117,8 @@ def mixed_run(model, data, settings, out: str | Path, *, target_bytes: int | Non
     model inputs, :func:`tfadvq.quant.finetune.input_data`); ``settings``:
     :class:`~tfadvq.quant.allocate.MixedSettings`; ``sizes``: the bytes of
     the converted files (``converters.ConvertedSizes`` at the model's input
-    window; None: nothing is converted and the size is the cost model's plan); ``train_config``: the fine-tune follows it;
+    window; None: nothing is converted and the size is the cost model's plan);
+    ``train_config``: the fine-tune follows it;
     ``msft_settings`` (:class:`~tfadvq.quant.msft.MSFTSettings`) replaces the
     one-shot fine-tune by MSFT; ``front_end`` (:class:`tfadvq.frontend.FrontEnd`,
     the model's) is recorded with the result.

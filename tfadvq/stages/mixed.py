@@ -154,8 +154,9 @@ def run_mixed(model, request: MixedRequest, out: str | Path, *, data, train: run
     from converters import ConvertedSizes
 
     head = train.load_head() if request.aam and train.head.is_file() else None
+    sizes = None if frames is None else ConvertedSizes(frames)
     return mixed_run(model, data, request.settings(), out, target_bytes=request.target_bytes,
-                     avg_bits=request.avg_bits, sizes=None if frames is None else ConvertedSizes(frames), train_config=train_config, head_weights=head,
+                     avg_bits=request.avg_bits, sizes=sizes, train_config=train_config, head_weights=head,
                      finetune_steps=request.finetune_steps, lr_scale=request.lr_scale,
                      msft_settings=request.msft_settings(), extra=extra, front_end=front_end)
 
