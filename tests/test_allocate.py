@@ -87,19 +87,26 @@ def _conv_model() -> keras.Model:
     return model
 
 
+def _batches() -> list:
+    data = tf.data.Dataset.from_tensor_slices(
+        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
+    return sensitivity.objective_batches(data, 2)
+
+
+def _fixed(model: keras.Model) -> int:
+    """:func:`allocate.fixed_bytes` of the float model as the converter stores it (slimmed)."""
+    return allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
+
+
 @pytest.fixture(scope="module")
 def planned():
     model = _conv_model()
-    data = tf.data.Dataset.from_tensor_slices(
-        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
-    batches = sensitivity.objective_batches(data, 2)
-    sens = sensitivity.sensitivities(sensitivity.hessian_traces(model, batches, probes=2),
+    sens = sensitivity.sensitivities(sensitivity.hessian_traces(model, _batches(), probes=2),
                                      sensitivity.quantization_errors(model, bits=(1, 2, 3, 4, 5, 6)))
     # LUT widths only: the cost model under-counts the int8 + DEQUANTIZE form of 8-bit layers by
     # ~180 bytes per model (measured here), over 1 % of a model this small
     choices = allocate.decisions(model, sens, allowed=(1, 2, 3, 4, 5, 6))
-    # the float model as the converter stores it (slimmed: names and repeated zero points dropped)
-    return model, choices, allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
+    return model, choices, _fixed(model)
 
 
 def test_converted_tflite_stays_within_the_target(planned, tmp_path):
@@ -165,10 +172,7 @@ def _offset_model() -> keras.Model:
 def granular():
     """The same Hessian traces priced twice: per tensor only, and with the granularity as a choice."""
     model = _offset_model()
-    data = tf.data.Dataset.from_tensor_slices(
-        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
-    traces = sensitivity.hessian_traces(model, sensitivity.objective_batches(data, 2), probes=4)
-    fixed = allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
+    traces, fixed = sensitivity.hessian_traces(model, _batches(), probes=4), _fixed(model)
     settings = allocate.MixedSettings(allowed=[2, 3, 4, 5, 6], per_weight=True, weighted=False, undetermined_bits=2)
     per_tensor = allocate.costed(model, traces, settings, None, fixed=fixed, avg_bits=4.0)
     choosing = allocate.costed(model, traces, dataclasses.replace(settings, per_channel="auto"), None, fixed=fixed,
