@@ -20,7 +20,9 @@ then ``bias_correction.correct_bias``: what ``weighted`` + ``bias_correction`` r
 codebooks and each width priced with them, in the bytes of the per-tensor rows at the same
 bits -- average bits *with* tables; its Hessian plan is measured once per encoder and
 re-allocated per width with ``MixedPlan.replan``; ``mixed_plain_cost`` prices the same
-traces and codebooks by plain k-means error, ``mixed_unweighted`` is ``--no-weighted``),
+traces and codebooks by plain k-means error, ``mixed_unweighted`` is ``--no-weighted``,
+``mixed_channels`` is ``--per-channel auto``: the same traces and Fisher, and per-channel value
+tables offered at every LUT width, chosen per tensor by the allocation at the same budget),
 ``adaptive_rounding`` (``PTQSettings(rounding="adaptive")``: weighted, adaptive rounding, bias
 correction), ``kmqat_distill`` (``tfadvq.quant.finetune.finetune``, objective ``distill``, from
 the weighted + bias-corrected model), against ``tfmot_cluster_ptq``
@@ -90,8 +92,8 @@ ENCODERS = ("lstm40", "tdnn40")  # packaged training configs: the recipes of the
 TARGETS = {4: 1.1, 3: 1.5}  # issue 22: EER within this factor of FP32 at these bits, without labels
 WINDOW_BATCH = 256
 # paired comparisons (A - B on the same trials and speaker draws), when both cells ran
-PAIRS = (("mixed", "mixed_plain_cost"), ("mixed", "mixed_unweighted"), ("mixed", "kmqat_ptq_weighted"),
-         ("default_path", "kmqat_ptq"), ("adaptive_rounding", "default_path"))
+PAIRS = (("mixed_channels", "mixed"), ("mixed", "mixed_plain_cost"), ("mixed", "mixed_unweighted"),
+         ("mixed", "kmqat_ptq_weighted"), ("default_path", "kmqat_ptq"), ("adaptive_rounding", "default_path"))
 # --quick: tiny encoders trained for a few steps, so the whole flow runs in seconds
 QUICK_ARGS = {"lstm40": {"units": 64, "layers": 2, "embed_dim": 16},  # wide enough that tables leave 3 bits
               "tdnn40": {"channels": 32, "pool_channels": 64, "embed_dim": 16}}
@@ -168,7 +170,8 @@ class Encoder:
     args: argparse.Namespace
     workdir: Path
     _chain: dict[int, tuple[str, keras.Model, dict]] = dataclasses.field(default_factory=dict)
-    _plans: dict[str, Any] = dataclasses.field(default_factory=dict)  # "weighted" / "plain" cost
+    _plans: dict[str, Any] = dataclasses.field(default_factory=dict)  # "weighted" / "plain" / "channels" cost
+    _channel_seconds: float = 0.0  # pricing the per-channel options (errors only: the traces are shared)
 
     def chain(self, bits: int, stage: str) -> tuple[keras.Model, dict]:
         """The weighted PTQ model at ``bits`` advanced to ``stage`` (weighted -> bc -> distill), each step once."""
@@ -207,7 +210,9 @@ class Encoder:
         ``cost``: ``weighted`` (the default of ``tfadvq mixed``: Fisher-weighted
         codebooks, every width priced with them), ``plain_cost`` (the same
         codebooks priced by plain k-means error: the cost before issue 22 3(c)),
-        ``unweighted`` (plain codebooks and cost: ``--no-weighted``, what mixed was).
+        ``unweighted`` (plain codebooks and cost: ``--no-weighted``, what mixed was),
+        ``channels`` (weighted, and per-tensor or per-channel tables chosen per
+        tensor by the allocation: ``--per-channel auto``).
         """
         budget = self.uniform_avg_bits(bits)
         settings = allocate.MixedSettings(per_weight=True, batches=self.args.mixed_batches,
@@ -216,11 +221,17 @@ class Encoder:
             self._plans["weighted"] = mixed_run(self.fp, self.data, settings, self.workdir / "mixed", avg_bits=budget,
                                                 train_config=self.config, front_end=self.front_end).plan
         base = self._plans["weighted"]
-        if cost != "weighted" and "plain" not in self._plans:
+        if cost == "channels" and "channels" not in self._plans:  # the same traces and Fisher, more options
+            start = time.perf_counter()
+            self._plans["channels"] = allocate.costed(
+                self.fp, base.traces, dataclasses.replace(settings, per_channel="auto"), base.importances,
+                fixed=base.fixed, trace_seconds=base.trace_seconds, avg_bits=budget)
+            self._channel_seconds = time.perf_counter() - start
+        if cost not in ("weighted", "channels") and "plain" not in self._plans:
             self._plans["plain"] = allocate.costed(self.fp, base.traces, dataclasses.replace(settings, weighted=False),
                                                    None, fixed=base.fixed, trace_seconds=base.trace_seconds,
                                                    avg_bits=budget)
-        plan = self._plans["weighted" if cost == "weighted" else "plain"].replan(avg_bits=budget)
+        plan = self._plans[cost if cost in ("weighted", "channels") else "plain"].replan(avg_bits=budget)
         if cost == "plain_cost":
             plan = dataclasses.replace(plan, importances=base.importances)
         _, wrapped, _, _ = quantize_within(self.fp, plan, settings, None, None)
@@ -230,7 +241,9 @@ class Encoder:
                          "codebooks": "weighted" if plan.importances is not None else "plain",
                          "hessian_seconds": round(base.trace_seconds, 1),
                          "undetermined": sum(bool(d.undetermined) for d in plan.choices),
-                         "widths": sorted(set(allocation.bits.values()))}
+                         "widths": sorted(set(allocation.bits.values())),
+                         "per_channel": sorted(k for k, v in allocation.per_channel.items() if v),
+                         **({"channel_pricing_seconds": round(self._channel_seconds, 1)} if cost == "channels" else {})}
 
 
 def copy_of(model: keras.Model) -> keras.Model:
@@ -374,6 +387,9 @@ METHODS = (
                                                     "plain k-means error (the cost before issue 22 3c)",
            refusals=(QuantizationError,)),
     Method("mixed_unweighted", mixed("unweighted"), "mixed --no-weighted: plain codebooks and cost (mixed before)",
+           refusals=(QuantizationError,)),
+    Method("mixed_channels", mixed("channels"), "mixed --per-channel auto: per-tensor or per-channel tables chosen "
+                                                "per tensor by the allocation, at mixed's budget",
            refusals=(QuantizationError,)),
     Method("kmqat_distill", chained("distill"), "weighted + bias correction, then finetune(objective=distill)",
            max_bits=4),

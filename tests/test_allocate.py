@@ -1,6 +1,7 @@
 """Bit allocation (tfadvq.quant.allocate): exact optimum, Pareto front, budgets the converter keeps."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -86,19 +87,26 @@ def _conv_model() -> keras.Model:
     return model
 
 
+def _batches() -> list:
+    data = tf.data.Dataset.from_tensor_slices(
+        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
+    return sensitivity.objective_batches(data, 2)
+
+
+def _fixed(model: keras.Model) -> int:
+    """:func:`allocate.fixed_bytes` of the float model as the converter stores it (slimmed)."""
+    return allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
+
+
 @pytest.fixture(scope="module")
 def planned():
     model = _conv_model()
-    data = tf.data.Dataset.from_tensor_slices(
-        np.random.default_rng(0).normal(size=(8, FRAMES, MELS)).astype(np.float32)).batch(4)
-    batches = sensitivity.objective_batches(data, 2)
-    sens = sensitivity.sensitivities(sensitivity.hessian_traces(model, batches, probes=2),
+    sens = sensitivity.sensitivities(sensitivity.hessian_traces(model, _batches(), probes=2),
                                      sensitivity.quantization_errors(model, bits=(1, 2, 3, 4, 5, 6)))
     # LUT widths only: the cost model under-counts the int8 + DEQUANTIZE form of 8-bit layers by
     # ~180 bytes per model (measured here), over 1 % of a model this small
     choices = allocate.decisions(model, sens, allowed=(1, 2, 3, 4, 5, 6))
-    # the float model as the converter stores it (slimmed: names and repeated zero points dropped)
-    return model, choices, allocate.fixed_bytes(model, len(compress(to_float_tflite(model, FRAMES), [])))
+    return model, choices, _fixed(model)
 
 
 def test_converted_tflite_stays_within_the_target(planned, tmp_path):
@@ -143,3 +151,67 @@ def test_average_bits_count_the_value_tables_as_model_size_does(planned):
     assert [r["tensor"] for r in rows] == ["conv1", "conv2", "conv3", "emb"]
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     assert found.planned_bytes == fixed + sum(r["bytes"] for r in rows)
+
+
+def _offset_model() -> keras.Model:
+    """``even``: 512 i.i.d. channels of 20 weights (a table per channel costs more than it removes);
+    ``scaled``: 8 channels of 512 weights around offsets spread over [-1, 1] (one codebook for the
+    tensor spends its entries between the channels; a table per channel is cheap beside 4096 weights).
+    Large enough that the cost model's per-model constant is within 2 % of the file."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((FRAMES, MELS))
+    x = keras.layers.ReLU()(keras.layers.Dense(512, name="even")(inputs))
+    x = keras.layers.ReLU()(keras.layers.Dense(8, name="scaled")(x))
+    model = keras.Model(inputs, keras.layers.Dense(16, name="emb")(keras.layers.GlobalAveragePooling1D()(x)))
+    kernel, bias = model.get_layer("scaled").get_weights()
+    model.get_layer("scaled").set_weights([0.3 * kernel + np.linspace(-1, 1, 8)[None, :], bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def granular():
+    """The same Hessian traces priced twice: per tensor only, and with the granularity as a choice."""
+    model = _offset_model()
+    traces, fixed = sensitivity.hessian_traces(model, _batches(), probes=4), _fixed(model)
+    settings = allocate.MixedSettings(allowed=[2, 3, 4, 5, 6], per_weight=True, weighted=False, undetermined_bits=2)
+    per_tensor = allocate.costed(model, traces, settings, None, fixed=fixed, avg_bits=4.0)
+    choosing = allocate.costed(model, traces, dataclasses.replace(settings, per_channel="auto"), None, fixed=fixed,
+                               avg_bits=4.0)
+    return model, per_tensor, choosing
+
+
+def test_the_allocation_chooses_per_channel_tables_where_they_are_worth_their_bytes(granular):
+    model, per_tensor, choosing = granular
+    errors = {pc: sensitivity.quantization_errors(model, [2], per_channel=pc) for pc in (False, True)}
+    removed = {k: 1 - errors[True][k][2] / errors[False][k][2] for k in ("even/kernel", "scaled/kernel")}
+    assert removed["scaled/kernel"] > 0.9 and removed["even/kernel"] < 0.5  # the case is what it claims
+    by_name = {d.name: d for d in choosing.choices}
+    for key in ("even/kernel", "scaled/kernel"):  # every width offered both ways, each priced by its tables
+        d = by_name[key]
+        assert sorted(zip(d.bits, d.per_channel)) == [(b, pc) for b in (2, 3, 4, 5, 6) for pc in (False, True)]
+        assert all(d.cost[d.option(b, True)] > d.cost[d.option(b, False)] for b in (2, 3, 4, 5, 6))
+    found = choosing.allocation
+    assert found.per_channel["scaled/kernel"] and not found.per_channel["even/kernel"]
+    assert not any(per_tensor.allocation.per_channel.values())
+    # the same bytes buy less sensitivity when the granularity is a choice
+    assert found.planned_bytes <= per_tensor.fixed + 4.0 * sum(d.params for d in choosing.choices) / 8
+    assert found.sensitivity < per_tensor.allocation.sensitivity
+    assert {r["tensor"]: r["tables"] for r in found.rows(choosing.choices)}["scaled/kernel"] == "per channel"
+    assert sum(choosing.chosen().values()) == pytest.approx(found.sensitivity)
+
+
+def test_a_chosen_granularity_is_quantized_and_converted_as_planned(granular, tmp_path):
+    from converters import convert_model
+
+    model, _, choosing = granular
+    found = choosing.allocation
+    path = tmp_path / "bits.yaml"
+    dump_yaml(found.spec(), path)
+    spec = load_spec(path)
+    assert spec.per_channel == found.per_channel and spec.weights == found.bits
+    plain, records = tfadvq.strip(tfadvq.quantize(model, spec, progress=False))
+    assert {f"{t.layer}/{t.weight}": t.per_channel for t in records.tensors} == found.per_channel
+    result = convert_model(plain, records.bits_by_layer(), FRAMES)
+    tables = {w.layer: w.axis is not None for w in result.weights}
+    assert tables == {key.split("/")[0]: pc for key, pc in found.per_channel.items()}
+    assert found.planned_bytes == pytest.approx(len(result.model), rel=0.02)

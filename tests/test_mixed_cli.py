@@ -7,7 +7,7 @@ import pytest
 from tfadvq import rundir
 from tfadvq.cli import main
 from tfadvq.compat import keras
-from tfadvq.quant import load_spec
+from tfadvq.quant import QuantizedWeights, load_spec
 
 CONFIG = "pipeline: {batch_size: 4, crop_seconds: 1.0}\noptimizer: {lr: 0.001}\n"
 
@@ -54,14 +54,23 @@ def test_mixed_on_a_corpus_writes_bits_sensitivities_model_and_plots(saved_model
     summary = rundir.read_json(run.summary)
     assert {r["layer"]: r["bits"] for r in summary["layers"] if r["layer"] in spec.layers} == spec.layers
 
-    # the same model to a byte target: the converted file keeps it
+    assert spec.per_channel == {}  # per tensor unless asked: nothing to record
+
+    # the same model to a byte target, the granularity a choice: the converted file keeps the target
     target = plan["sizes"]["tflite_bytes"] + 200
     again = tmp_path / "q2"
     assert main(["mixed", "--model", str(saved_model / "model.keras"), "--corpus", str(tiny_corpus),
                  "--train-config", str(saved_model / "config.yaml"), "--target-size", str(target),
-                 "--batches", "1", "--probes", "2", "--frames", "40", "--out", str(again)]) == 0
-    sizes = rundir.read_json(rundir.MixedDir(again).plan)["sizes"]
-    assert sizes["tflite_bytes"] <= target
+                 "--per-channel", "auto", "--batches", "1", "--probes", "2", "--frames", "40",
+                 "--out", str(again)]) == 0
+    plan = rundir.read_json(rundir.MixedDir(again).plan)
+    assert plan["sizes"]["tflite_bytes"] <= target
+    spec = load_spec(rundir.MixedDir(again).bits_spec)
+    assert set(spec.per_channel) == {"conv1/kernel", "conv2/kernel", "emb/kernel"}
+    if spec.layers["conv1"] <= 7:  # BatchNorm folds into conv1: its tables are per channel at no extra byte
+        assert spec.per_channel["conv1/kernel"]
+    records = QuantizedWeights.load(rundir.MixedDir(again).weights)  # the model got the chosen tables
+    assert {f"{t.layer}/{t.weight}": t.per_channel for t in records.tensors} == spec.per_channel
 
 
 def test_unreachable_and_bad_budgets_are_user_errors(saved_model, tiny_corpus, tmp_path, capsys):
@@ -114,6 +123,9 @@ def test_recipe_stage_type_is_registered_and_checks_its_fields():
         mixed(model="train", avg_bits=3.0, msft=True, finetune_steps=10)
     with pytest.raises(QuantizationError, match=r"allowed bits \[0, 4\]: 0 is not a supported bit width"):
         mixed(model="train", avg_bits=3.0, allowed=[0, 4])
+    with pytest.raises(ConfigError, match="per_channel 'sometimes'; accepted: true, false or auto"):
+        mixed(model="train", avg_bits=3.0, per_channel="sometimes")
+    assert mixed(model="train", avg_bits=3.0, per_channel="auto").settings().channel_widths == [1, 2, 3, 4, 5, 6]
 
 
 def test_eer_vs_size_plot(tmp_path):

@@ -16,7 +16,7 @@ from tfadvq import model_io, rundir
 from tfadvq.cli import main
 from tfadvq.config import dump_yaml
 from tfadvq.quant import api
-from tfadvq.quant.spec import BitsSpec
+from tfadvq.quant.spec import BitsSpec, load_spec
 from tfadvq.recipe import load_recipe, run_recipe
 
 
@@ -88,20 +88,22 @@ def test_a_conflicting_setting_is_named_by_its_flag_on_the_command_line(fp_model
 
 
 def test_mixed_command_and_recipe_stage_give_the_same_bits_and_model(fp_model, tmp_path):
-    """The same request (a budget, model inputs, the distill objective) through both entry points.
+    """The same request (a budget, model inputs, the distill objective, the granularity chosen per tensor)
+    through both entry points.
 
     14 bits per weight: the value tables count, and on a model this small they outweigh the indices."""
     inputs = tmp_path / "x.npy"
     np.save(inputs, np.random.default_rng(0).normal(size=(16, 40, 80)).astype(np.float32))
     assert main(["mixed", "--model", str(fp_model), "--inputs", str(inputs), "--avg-bits", "14",
-                 "--allowed", "2,4,8", "--batches", "1", "--probes", "2", "--frames", "40",
+                 "--allowed", "2,4,8", "--per-channel", "auto", "--batches", "1", "--probes", "2", "--frames", "40",
                  "--out", str(tmp_path / "cli")]) == 0
     _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}",
                            f"{{type: mixed, model: model, inputs: {inputs}, avg_bits: 14, allowed: [2, 4, 8], "
-                           "batches: 1, probes: 2}"], window_frames=40)
+                           "per_channel: auto, batches: 1, probes: 2}"], window_frames=40)
 
     cli, stage = rundir.MixedDir(tmp_path / "cli"), rundir.MixedDir(tmp_path / "work" / "mixed")
     assert cli.bits_spec.read_text() == stage.bits_spec.read_text()
+    assert set(load_spec(cli.bits_spec).per_channel) == set(rundir.read_json(cli.sensitivities))  # chosen per weight
     for a, b in zip(_weights(cli.wrapped), _weights(stage.wrapped)):
         np.testing.assert_array_equal(a, b)
 

@@ -43,12 +43,13 @@ def test_every_method_is_a_row_with_both_test_sets_and_the_targets(quick_run):
         assert -1 <= row["mean_cosine_to_fp32"] <= 1
     assert fp["mean_cosine_to_fp32"] == pytest.approx(1.0, abs=1e-4)
     assert rows["kmqat_distill"]["steps"] == 2
-    for method in ("mixed", "mixed_plain_cost", "mixed_unweighted"):  # in the bytes of the per-tensor rows
+    for method in ("mixed", "mixed_plain_cost", "mixed_unweighted", "mixed_channels"):  # per-tensor rows' bytes
         mixed = rows[method]
         assert "refused" not in mixed and mixed["avg_bits"] <= mixed["budget_avg_bits"], method
         assert mixed["size_bytes"] <= rows["kmqat_ptq_weighted"]["size_bytes"], method
     assert rows["mixed"]["codebooks"] == rows["mixed_plain_cost"]["codebooks"] == "weighted"
     assert rows["mixed_unweighted"]["codebooks"] == "plain"
+    assert rows["mixed_channels"]["codebooks"] == "weighted" and "channel_pricing_seconds" in rows["mixed_channels"]
     pairs = {(c["a"], c["b"], c["set"]): c for c in result["comparisons"]}
     assert {(a, b, s) for a, b in pretrained.PAIRS for s in ("synthetic", "real")} == set(pairs)
     for (a, b, name), c in pairs.items():  # the paired difference is the difference of the two rows' EERs

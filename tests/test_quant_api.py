@@ -8,7 +8,7 @@ import tfadvq
 from tfadvq import model_io
 from tfadvq.compat import keras
 from tfadvq.config import dump_yaml
-from tfadvq.errors import QuantizationError
+from tfadvq.errors import ConfigError, QuantizationError
 from tfadvq.quant import BitsSpec, QuantizedWeights, api, cost, load_spec, spec
 from tfadvq.plots import plot_tensor
 
@@ -46,7 +46,31 @@ def test_bits_resolution_layer_over_class_over_default(model, tmp_path):
                                                  "conv2": None, "embed": 2}
 
 
+def test_bits_spec_carries_the_granularity_per_weight_and_old_files_load(model, tmp_path):
+    path = tmp_path / "bits.yaml"
+    written = BitsSpec(default=3, layers={"embed": None}, per_channel={"conv1/kernel": True, "conv2/kernel": False})
+    dump_yaml(written, path)
+    assert load_spec(path) == written
+    wrapped = tfadvq.quantize(model, load_spec(path), per_channel=True, progress=False)  # the spec's keys win
+    assert {w.layer.name: q.per_channel for w, q in api.quantized_weights(wrapped)} == \
+        {"conv1": True, "conv2": False}
+    with pytest.raises(QuantizationError, match="contradict the bits spec's per_channel"):
+        tfadvq.quantize(model, written, per_channel={"conv2/kernel": True}, progress=False)
+    old = tmp_path / "old.yaml"  # a file written before per_channel existed: every weight follows the argument
+    old.write_text("default: 3\nlayers: {embed: null}\nweights: {conv2/kernel: 2}\n")
+    assert load_spec(old) == BitsSpec(default=3, layers={"embed": None}, weights={"conv2/kernel": 2})
+    assert all(q.per_channel for _, q in api.quantized_weights(
+        tfadvq.quantize(model, load_spec(old), per_channel=True, progress=False)))
+    old.write_text("default: 3\nper_chanel: {conv1/kernel: true}\n")
+    with pytest.raises(ConfigError, match="per_chanel"):
+        load_spec(old)
+
+
 @pytest.mark.parametrize("bits, message", [
+    (BitsSpec(default=3, per_channel={"conv9/kernel": True}), "per_channel: unknown weight key 'conv9/kernel'"),
+    (BitsSpec(default=3, layers={"embed": None}, per_channel={"embed/kernel": True}),
+     "per_channel: \\['embed/kernel'\\] name weights this spec keeps float"),
+    (BitsSpec(default=3, per_channel={"conv1/kernel": "yes"}), "per_channel\\['conv1/kernel'\\]: 'yes'"),
     ({"conv9": 4}, "unknown layer name 'conv9'"),
     ({"prelu": 4}, "'prelu' \\(PReLU\\) cannot be quantized"),
     ({"conv1": 0}, "bits\\['conv1'\\]: 0"),

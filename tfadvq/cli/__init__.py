@@ -42,6 +42,13 @@ def from_flags(cls: type[T], values: dict[str, Any], where: str) -> T:
         raise ConfigError(message) from None
 
 
+def per_channel_flag(value: str) -> bool | str:
+    """The argparse ``type=`` of ``--per-channel [auto]`` (``nargs="?"``, ``const=True``): the one value it takes."""
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"{value!r}; accepted: no value (every weight) or 'auto'")
+    return value
+
+
 class UsageError(TfadvqError):
     """A command line argparse refused: an unknown, missing or malformed flag (a ``nan``, a value
     out of its range, see :func:`tfadvq.config.number`)."""

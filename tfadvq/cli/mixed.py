@@ -21,6 +21,11 @@ Hutchinson probes are added (``--probes`` more per batch, at most
 ``undetermined`` and its tensor gets no width below 4 bits (the default of
 ``tfadvq quantize``) whatever the budget.
 
+``--per-channel auto``: every width up to 7 bits is offered with per-tensor
+and with per-channel value tables, each priced by the bytes the converter
+writes for it and by its sensitivity with those codebooks; the exact
+allocation picks both, and ``bits.yaml`` records the choice (``per_channel``).
+
 Data: the model's own training data (its ``train.yaml``), ``--corpus C``, or
 ``--inputs X.npy`` (an array ``[N, ...]`` of the model's own inputs, for a
 model whose input is not our fbank; distillation only).
@@ -31,6 +36,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from tfadvq.cli import per_channel_flag
 from tfadvq.config import number
 
 
@@ -51,7 +57,7 @@ class MixedArgs:
     probes: int = 16
     trace_tolerance: float = 0.25
     max_probes: int | None = None
-    per_channel: bool = False
+    per_channel: bool | str = False
     per_weight: bool = False
     weighted: bool = True
     frames: int = 200
@@ -90,7 +96,9 @@ def register(subparsers) -> None:
                              "its tensor kept at >= 4 bits")
     parser.add_argument("--max-probes", type=number(int, 1),
                         help="at most this many probes per batch (default 4 x --probes)")
-    parser.add_argument("--per-channel", action="store_true", help="one codebook per output channel")
+    parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=per_channel_flag,
+                        help="one codebook per output channel; 'auto': the allocation chooses per tensor between "
+                             "per-tensor and per-channel value tables, each priced by its bytes and its error")
     parser.add_argument("--per-weight", action="store_true", help="bits per weight key instead of per layer")
     parser.add_argument("--weighted", action=argparse.BooleanOptionalAction, default=True,
                         help="Fisher-weighted k-means codebooks, each width priced with them (default; "

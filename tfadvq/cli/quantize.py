@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from tfadvq.cli import per_channel_flag
 from tfadvq.config import number
 
 
@@ -82,7 +83,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bits", type=number(int, 1, 8), default=4, help="bits for every supported layer (1..8)")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
-    parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=_per_channel,
+    parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=per_channel_flag,
                         help="one codebook per output channel; 'auto': only where the tables pay")
     parser.add_argument("--activation-bits", type=int, choices=[8], help="8-bit fake-quantized outputs")
     parser.add_argument("--finetune-epochs", type=number(int, 0), default=0, help="QAT epochs (0: post-training)")
@@ -119,12 +120,6 @@ def register(subparsers) -> None:
                              "its layer's output on the data (same codebooks; needs data like --weighted)")
     parser.set_defaults(func=lambda a: run(QuantizeArgs(
         **{f.name: getattr(a, f.name) for f in dataclasses.fields(QuantizeArgs)})))
-
-
-def _per_channel(value: str) -> bool | str:
-    if value != "auto":
-        raise argparse.ArgumentTypeError(f"{value!r}; accepted: no value (every weight) or 'auto'")
-    return value
 
 
 def run(args: QuantizeArgs) -> int:

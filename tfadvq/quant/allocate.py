@@ -5,7 +5,9 @@ Given each tensor's HAWQ-V2 sensitivity per bit width
 decision (a layer, all its weights sharing the width -- what the converter's
 ``{layer: bits}`` takes -- or, with ``per_weight=True``, every weight key on
 its own) minimising the total sensitivity subject to the budget.  That is a
-multiple-choice knapsack; it is solved exactly as a 0/1 integer programme with
+multiple-choice knapsack (with ``per_channel="auto"`` the options are
+(width, per-tensor or per-channel value tables), so the granularity is
+chosen by the same optimum); it is solved exactly as a 0/1 integer programme with
 ``scipy.optimize.milp`` (HiGHS, zero optimality gap): one binary per
 (decision, width), one-hot per decision, one budget row.  Among equally
 sensitive allocations the one using most of the budget is taken (a second
@@ -64,16 +66,34 @@ class Decision:
     cost: tuple[int, ...]
     sensitivity: tuple[float, ...]
     undetermined: tuple[str, ...] = ()
+    per_channel: tuple[bool, ...] = ()  # per option: per-channel value tables; () = every option per tensor
+
+    def channels(self, option: int) -> bool:
+        """Whether option ``option`` has per-channel value tables."""
+        return bool(self.per_channel) and self.per_channel[option]
+
+    def option(self, bits: int, per_channel: bool) -> int:
+        """The index of the option with ``bits`` and that granularity."""
+        return next(i for i, b in enumerate(self.bits) if b == bits and self.channels(i) == per_channel)
 
 
 def decisions(model: keras.Model, sensitivity: Mapping[str, Mapping[int, float]], *,
               allowed: Iterable[int] = DEFAULT_BITS, per_weight: bool = False,
-              activations: str = "float32", undetermined: Iterable[str] = (), floor: int = 4) -> list[Decision]:
+              activations: str = "float32", undetermined: Iterable[str] = (), floor: int = 4,
+              per_channel: bool = False,
+              channel_sensitivity: Mapping[str, Mapping[int, float]] | None = None) -> list[Decision]:
     """One :class:`Decision` per quantizable layer (or weight key with ``per_weight``) of ``model``.
 
     ``sensitivity[key][b]`` must cover every quantizable weight key and
     every ``allowed`` width; the cost of each option comes from the cost model.
-    A decision holding a weight of ``undetermined`` (keys whose sensitivity
+    ``per_channel``: those options are per-channel codebooks (priced with
+    per-channel tables).  ``channel_sensitivity`` (the sensitivities with
+    per-channel codebooks, :class:`MixedSettings` ``per_channel="auto"``) adds
+    a per-channel option at every width it covers for every weight of the
+    decision: the allocation then chooses the granularity too, each option
+    at the bytes the converter writes for it (per-channel tables cost a table
+    per channel, nothing extra where BatchNorm folding makes them per channel
+    anyway).  A decision holding a weight of ``undetermined`` (keys whose sensitivity
     is noise) keeps only the allowed widths ``>= floor`` (the widest allowed
     one if none is): an unknown sensitivity is no reason to give it fewer bits
     than the default.
@@ -90,11 +110,16 @@ def decisions(model: keras.Model, sensitivity: Mapping[str, Mapping[int, float]]
     for name, ws in groups.items():
         noise = tuple(w.key for w in ws if w.key in unknown)
         widths = [b for b in allowed if not noise or b >= floor] or [max(allowed)]
+        options = [(b, per_channel, sensitivity) for b in widths]
+        if channel_sensitivity is not None:
+            options += [(b, True, channel_sensitivity) for b in widths
+                        if all(b in channel_sensitivity.get(w.key, {}) for w in ws)]
         found.append(Decision(
-            name, tuple(w.key for w in ws), sum(w.size for w in ws), tuple(widths),
-            tuple(sum(size.weight_bytes(w.layer, w.attr, w.variable.shape, b, activations) for w in ws)
-                  for b in widths),
-            tuple(float(sum(sensitivity[w.key][b] for w in ws)) for b in widths), noise))
+            name, tuple(w.key for w in ws), sum(w.size for w in ws), tuple(b for b, _, _ in options),
+            tuple(sum(size.weight_bytes(w.layer, w.attr, w.variable.shape, b, activations, per_channel=pc)
+                      for w in ws) for b, pc, _ in options),
+            tuple(float(sum(table[w.key][b] for w in ws)) for b, _, table in options), noise,
+            tuple(pc for _, pc, _ in options) if per_channel or channel_sensitivity is not None else ()))
     return found
 
 
@@ -134,20 +159,28 @@ class Allocation:
     avg_bits: float
     index_bits: float
     per_weight: bool = False
+    # weight key -> per-channel tables, for the weights whose decisions had per-channel options ({}: none had)
+    per_channel: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def spec(self) -> BitsSpec:
-        """As a :class:`~tfadvq.quant.spec.BitsSpec` (``--bits-per-layer``); no default: all named."""
+        """As a :class:`~tfadvq.quant.spec.BitsSpec` (``--bits-per-layer``); no default: all named,
+        with the granularity of every weight when it was planned (``per_channel``)."""
         if self.per_weight:
-            return BitsSpec(weights=dict(self.bits))
-        return BitsSpec(layers=dict(self.bits))
+            return BitsSpec(weights=dict(self.bits), per_channel=dict(self.per_channel))
+        return BitsSpec(layers=dict(self.bits), per_channel=dict(self.per_channel))
+
+    def picked(self, d: Decision) -> int:
+        """The option of ``d`` this allocation took."""
+        return d.option(self.bits[d.name], self.per_channel.get(d.weights[0], False))
 
     def rows(self, choices: Sequence[Decision]) -> list[dict[str, Any]]:
-        """One row per decision: bits, params, planned bytes, sensitivity and its share of the total."""
+        """One row per decision: bits, tables, params, planned bytes, sensitivity and its share of the total."""
         rows = []
         for d in choices:
-            i = d.bits.index(self.bits[d.name])
+            i = self.picked(d)
             share = d.sensitivity[i] / self.sensitivity if self.sensitivity > 0 else 0.0
-            rows.append({"tensor": d.name, "params": d.params, "bits": d.bits[i], "bytes": d.cost[i],
+            rows.append({"tensor": d.name, "params": d.params, "bits": d.bits[i],
+                         "tables": "per channel" if d.channels(i) else "per tensor", "bytes": d.cost[i],
                          "sensitivity": d.sensitivity[i], "share": share,
                          "trace": f"undetermined (>= {min(d.bits)} bits)" if d.undetermined else "ok"})
         return rows
@@ -193,7 +226,8 @@ def _allocation(choices: Sequence[Decision], picked: Sequence[int], fixed: int, 
         sensitivity=float(sum(d.sensitivity[i] for d, i in zip(choices, picked))),
         avg_bits=8.0 * weight_bytes / params,
         index_bits=float(sum(d.params * d.bits[i] for d, i in zip(choices, picked)) / params),
-        per_weight=per_weight)
+        per_weight=per_weight,
+        per_channel={key: d.channels(i) for d, i in zip(choices, picked) if d.per_channel for key in d.weights})
 
 
 def _per_weight(choices: Sequence[Decision]) -> bool:
@@ -293,7 +327,13 @@ class MixedSettings:
     reported so and gets no width below ``undetermined_bits`` (the default
     width of ``tfadvq quantize``).  ``allowed`` widths;
     ``per_channel``/``quantizer``/``binary`` as for :func:`tfadvq.quantize`
-    (the quantization errors are those of the quantizer the model will get);
+    (the quantization errors are those of the quantizer the model will get),
+    but ``per_channel="auto"`` makes the granularity a choice of the
+    allocation: every width up to 7 bits (LUT widths; 8 bits is stored per
+    channel as int8 whatever the codebook) is also offered with per-channel
+    codebooks, priced by the bytes of their tables and by the sensitivity
+    with per-channel codebooks fitted as the model would get them, and the
+    exact solver picks (bits, granularity) per decision;
     ``weighted``: the k-means codebooks are fitted to the diagonal Fisher of
     the distillation objective on the same batches (the default post-training
     path whenever data is given, :mod:`tfadvq.quant.post_training`; mixed
@@ -307,7 +347,7 @@ class MixedSettings:
     objective: str = "distill"
     batches: int = 4
     probes: int = 16
-    per_channel: bool = False
+    per_channel: bool | str = False
     quantizer: str = "kmeans"
     binary: str | None = "adaptive"
     per_weight: bool = False
@@ -327,6 +367,14 @@ class MixedSettings:
             raise ConfigError(f"mixed: trace_tolerance {self.trace_tolerance}, max_probes {self.max_probes}; "
                               f"accepted: a tolerance > 0 and max_probes >= probes ({self.probes})")
         check_allowed(self.allowed, "mixed allowed bits")
+        if not isinstance(self.per_channel, bool) and self.per_channel != "auto":
+            raise ConfigError(f"mixed: per_channel {self.per_channel!r}; accepted: true, false or auto (the "
+                              "allocation chooses per tensor)")
+
+    @property
+    def channel_widths(self) -> list[int]:
+        """The widths offered with per-channel codebooks besides per-tensor ones (``per_channel="auto"``)."""
+        return [b for b in self.allowed if b <= cost.MAX_LUT_BITS] if self.per_channel == "auto" else []
 
 
 @dataclasses.dataclass
@@ -335,7 +383,8 @@ class MixedPlan:
 
     ``importances``: the Fisher the codebooks are fitted to (None: plain
     k-means), the same that priced every width, so the model is quantized
-    with the quantizer its costs were measured with.
+    with the quantizer its costs were measured with.  ``channel_sensitivity``:
+    the sensitivities with per-channel codebooks (``per_channel="auto"``).
     """
 
     allocation: Allocation
@@ -346,11 +395,14 @@ class MixedPlan:
     fixed: int
     trace_seconds: float
     importances: dict[str, np.ndarray] | None = None
+    channel_sensitivity: dict[str, dict[int, float]] | None = None
 
     def chosen(self) -> dict[str, float]:
-        """Sensitivity of every weight key at its chosen width (the MSFT ``sensitivities`` input)."""
-        bits = self.allocation.bits
-        return {key: self.sensitivity[key][bits[d.name]] for d in self.choices for key in d.weights}
+        """Sensitivity of every weight key at its chosen option (the MSFT ``sensitivities`` input)."""
+        a = self.allocation
+        channels = self.channel_sensitivity or {}
+        return {key: (channels if a.per_channel.get(key) and key in channels else self.sensitivity)[key][a.bits[d.name]]
+                for d in self.choices for key in d.weights}
 
     def replan(self, *, target_bytes: int | None = None, avg_bits: float | None = None) -> MixedPlan:
         """The same measurements allocated under another budget (no new Hessian traces)."""
@@ -363,8 +415,11 @@ class MixedPlan:
                 "codebooks": "weighted" if self.importances is not None else "plain",
                 "traces": {k: t.to_dict() for k, t in self.traces.items()},
                 "sensitivity": {k: {str(b): s for b, s in v.items()} for k, v in self.sensitivity.items()},
+                "sensitivity_per_channel": None if self.channel_sensitivity is None else
+                {k: {str(b): s for b, s in v.items()} for k, v in self.channel_sensitivity.items()},
                 "front": [{"planned_bytes": p.planned_bytes, "sensitivity": p.sensitivity,
-                           "avg_bits": p.avg_bits, "index_bits": p.index_bits, "bits": p.bits} for p in self.front]}
+                           "avg_bits": p.avg_bits, "index_bits": p.index_bits, "bits": p.bits,
+                           "per_channel": sorted(k for k, v in p.per_channel.items() if v)} for p in self.front]}
 
 
 def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
@@ -382,7 +437,8 @@ def plan(model: keras.Model, batches: Sequence[Any], settings: MixedSettings, *,
 
     fixed = fixed_bytes(model, float_tflite_bytes)
     placeholder = {w.key: dict.fromkeys(settings.allowed, 0.0) for w in quantizable_weights(model)}
-    budget_bytes(decisions(model, placeholder, allowed=settings.allowed, per_weight=settings.per_weight),
+    budget_bytes(decisions(model, placeholder, allowed=settings.allowed, per_weight=settings.per_weight,
+                           per_channel=settings.per_channel is True),
                  target_bytes=target_bytes, avg_bits=avg_bits, fixed=fixed)  # refused before minutes of traces
     start = time.perf_counter()
     traces = sens.hessian_traces(model, batches, objective=settings.objective, teacher=teacher, head=head,
@@ -407,12 +463,17 @@ def costed(model: keras.Model, traces: Mapping[str, Any], settings: MixedSetting
     """
     from tfadvq.quant import sensitivity as sens
 
-    errors = sens.quantization_errors(model, settings.allowed, per_channel=settings.per_channel,
-                                      quantizer=settings.quantizer, binary=settings.binary, importances=importances)
-    table = sens.sensitivities(traces, errors)
+    def priced(per_channel: bool, widths: Sequence[int]) -> dict[str, dict[int, float]]:
+        errors = sens.quantization_errors(model, widths, per_channel=per_channel, quantizer=settings.quantizer,
+                                          binary=settings.binary, importances=importances)
+        return sens.sensitivities(traces, errors)
+
+    table = priced(settings.per_channel is True, settings.allowed)
+    channels = priced(True, settings.channel_widths) if settings.channel_widths else None
     choices = decisions(model, table, allowed=settings.allowed, per_weight=settings.per_weight,
                         undetermined=[k for k, t in traces.items() if not t.determined],
-                        floor=settings.undetermined_bits)
+                        floor=settings.undetermined_bits, per_channel=settings.per_channel is True,
+                        channel_sensitivity=channels)
     found = allocate(choices, target_bytes=target_bytes, avg_bits=avg_bits, fixed=fixed)
     return MixedPlan(found, choices, dict(traces), table, pareto_front(choices, fixed=fixed), fixed, trace_seconds,
-                     None if importances is None else dict(importances))
+                     None if importances is None else dict(importances), channels)

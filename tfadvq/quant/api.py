@@ -74,7 +74,8 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerCha
     (pre-trained) weights while wrapping.  ``per_channel``: one codebook per
     output channel for every weight (True), per weight key
     (``{"lstm/kernel": True}``, others per tensor), or ``"auto"``: per channel
-    where the cost model says the tables pay (:func:`tfadvq.quant.spec.choose_per_channel`).
+    where the cost model says the tables pay (:func:`tfadvq.quant.spec.choose_per_channel`);
+    a spec's own ``per_channel`` entries (a mixed-precision allocation's choice) decide the weights they name.
     ``importances`` (weight key -> array of the weight's shape, >= 0, e.g. a
     diagonal Fisher from :func:`tfadvq.quant.sensitivity.fisher_diagonal`) make
     each k-means fit minimise Σ f (w - c(w))² (sensitivity-weighted k-means,
@@ -100,7 +101,8 @@ def quantize(model: keras.Model, bits: spec.BitsLike = 4, *, per_channel: PerCha
     if one_bit is not None and 1 not in targets.values():
         raise QuantizationError(f"binary={binary!r}: no weight is quantized at 1 bit; give bits=1 or a "
                                 "bits spec with 1-bit layers")
-    channels = _per_channel_plan(model, targets, per_channel, quantizer, activation_bits, importances)
+    channels = _per_channel_plan(model, targets, per_channel, quantizer, activation_bits, importances,
+                                 spec.resolve_per_channel(model, bits))
     if activation_bits is not None:
         _check_int8_conversion(model, targets, channels)
     unnamed = spec.implicitly_float(model, bits)
@@ -134,19 +136,29 @@ PerChannel = bool | str | Mapping[str, bool]
 
 def _per_channel_plan(model: keras.Model, targets: dict[str, int], per_channel: PerChannel,
                       quantizer: str | dict, activation_bits: int | None,
-                      importances: Mapping[str, np.ndarray] | None) -> dict[str, bool]:
-    """Per-channel codebooks (True) or one per tensor, for every quantized weight key."""
+                      importances: Mapping[str, np.ndarray] | None, fixed: Mapping[str, bool]) -> dict[str, bool]:
+    """Per-channel codebooks (True) or one per tensor, for every quantized weight key.
+
+    ``fixed``: what the bits spec says per weight (:attr:`~tfadvq.quant.spec.BitsSpec.per_channel`),
+    more specific than ``per_channel``, which decides the rest; a mapping that contradicts it raises.
+    """
+    rest = {key: b for key, b in targets.items() if key not in fixed}
     if isinstance(per_channel, bool):
-        return dict.fromkeys(targets, per_channel)
+        return {**dict.fromkeys(rest, per_channel), **fixed}
     if isinstance(per_channel, Mapping):
         unknown = sorted(set(per_channel) - set(targets))
         if unknown:
             raise QuantizationError(f"per_channel: {unknown} are not quantized weight keys; "
                                     f"accepted: {sorted(targets)}")
-        return {key: bool(per_channel.get(key, False)) for key in targets}
+        clash = sorted(k for k, v in per_channel.items() if k in fixed and bool(v) != fixed[k])
+        if clash:
+            raise QuantizationError(f"per_channel: {clash} contradict the bits spec's per_channel "
+                                    f"({ {k: fixed[k] for k in clash} }); name each weight in one of them")
+        return {**{key: bool(per_channel.get(key, False)) for key in rest}, **fixed}
     if per_channel == "auto":
-        return spec.choose_per_channel(model, targets, activation_bits=activation_bits,
-                                       importances=importances, quantizer=quantizer)
+        chosen = spec.choose_per_channel(model, rest, activation_bits=activation_bits,
+                                         importances=importances, quantizer=quantizer) if rest else {}
+        return {**chosen, **fixed}
     raise QuantizationError(f"per_channel: {per_channel!r}; accepted: True, False, 'auto' or "
                             "{'layer/weight': bool}")
 

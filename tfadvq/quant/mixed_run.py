@@ -83,13 +83,16 @@ def _head(head_weights, num_classes: int, train_config):
 
 
 def _quantize(model, plan, settings):
-    """``plan``'s allocation quantized with the codebooks its costs were measured with (plan.importances)."""
+    """``plan``'s allocation quantized with the codebooks its costs were measured with (plan.importances).
+
+    The granularity is the spec's: it names every weight's per-channel choice whenever the plan had any
+    (``settings.per_channel`` true or ``"auto"``), and none (per tensor) otherwise."""
     from tfadvq.quant import api
 
     allocation = plan.allocation
     binary = settings.binary if 1 in allocation.bits.values() else None
-    return api.quantize(model, allocation.spec(), per_channel=settings.per_channel, quantizer=settings.quantizer,
-                        binary=binary, importances=plan.importances, progress=False)
+    return api.quantize(model, allocation.spec(), quantizer=settings.quantizer, binary=binary,
+                        importances=plan.importances, progress=False)
 
 
 def quantize_within(model, plan, settings, target_bytes: int | None, sizes: ConvertedSizes | None):

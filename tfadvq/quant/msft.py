@@ -224,13 +224,15 @@ def _ordered(model: keras.Model, quantized: list[str], order: Order,
 
 
 def stage_bits(bits: spec.BitsLike, active: set[str], model: keras.Model) -> spec.BitsSpec:
-    """``bits`` restricted to the ``active`` layers (every other layer float), per-weight keys kept."""
+    """``bits`` restricted to the ``active`` layers (every other layer float), per-weight keys (bits and
+    granularity) kept for the active layers."""
     base = spec.as_spec(bits)
     floats = {layer.name: None for layer in model.layers
               if layer.weights and layer_rules.rule_for(layer) is not None and layer.name not in active}
     changes: dict[str, Any] = {"layers": {**base.layers, **floats}}
     if hasattr(base, "weights"):  # per-weight keys (``layer/weight``): only the active layers' ones
         changes["weights"] = {k: b for k, b in base.weights.items() if k.rpartition("/")[0] in active}
+        changes["per_channel"] = {k: c for k, c in base.per_channel.items() if k.rpartition("/")[0] in active}
     return dataclasses.replace(base, **changes)
 
 

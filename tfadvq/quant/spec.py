@@ -6,11 +6,22 @@ A spec is typed data round-tripped to YAML (``--bits-per-layer``)::
     classes: {Dense: 8}
     layers: {conv1: 8, fc: 6, block4_conv2: null}   # null keeps that layer float
     weights: {lstm/kernel: 6, lstm/recurrent_kernel: 3}   # one weight of a layer
+    per_channel: {conv1/kernel: true, fc/kernel: false}     # value tables per output channel
 
 ``weights`` keys are the project's weight keys ``"<layer>/<weight short
 name>"`` (``QuantizedTensor.layer`` / ``.weight``), so the two kernels of an
 LSTM (or any layer with several quantized weights) take their own bits, and
 one can stay float (``null``) while the other is quantized.
+
+``per_channel`` (weight keys) says, per quantized weight, whether it gets one
+codebook per output channel (``true``) or one for the tensor (``false``):
+what a mixed-precision allocation that chose the granularity per tensor
+writes (:mod:`tfadvq.quant.allocate`).  It is more specific than the
+``per_channel=`` argument of :func:`tfadvq.quantize`, which decides the
+weights not named here.  Files without it (every file written before it
+existed) load as before: every weight follows that argument.  A key that is
+not a weight key of a quantizable layer, or names a weight the spec keeps
+float, raises.
 
 The API also takes ``bits=4`` (same as ``default: 4``) or ``bits={name: b}``
 (``name`` a layer, or a ``"layer/weight"`` key; only the named ones are
@@ -44,13 +55,15 @@ log = logging.getLogger(__name__)
 class BitsSpec:
     """Bits per weight: ``weights`` (``"layer/weight"``) over ``layers`` over ``classes`` over ``default``.
 
-    None = float.
+    None = float.  ``per_channel`` (weight keys): per-channel (true) or per-tensor (false) value tables of
+    that weight (module doc).
     """
 
     default: int | None = None
     classes: dict[str, int | None] = dataclasses.field(default_factory=dict)
     layers: dict[str, int | None] = dataclasses.field(default_factory=dict)
     weights: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    per_channel: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 BitsLike = int | Mapping[str, "int | None"] | BitsSpec
@@ -133,6 +146,19 @@ def resolve_weights(model: keras.Model, bits: BitsLike) -> dict[str, int | None]
     return out
 
 
+def resolve_per_channel(model: keras.Model, bits: BitsLike) -> dict[str, bool]:
+    """The granularity the spec fixes (``per_channel``), by weight key; a key the spec keeps float raises."""
+    spec = as_spec(bits)
+    if not spec.per_channel:
+        return {}
+    plan = resolve_weights(model, spec)
+    floats = sorted(k for k in spec.per_channel if plan.get(k) is None)
+    if floats:
+        raise QuantizationError(f"bits per_channel: {floats} name weights this spec keeps float; give them bits "
+                                "or remove them from per_channel")
+    return dict(spec.per_channel)
+
+
 def implicitly_float(model: keras.Model, bits: BitsLike) -> list[str]:
     """Weight keys a spec without ``default`` leaves float without naming them (``None``).
 
@@ -192,20 +218,29 @@ def _check(model: keras.Model, spec: BitsSpec) -> None:
         if b is not None:
             check_bits(b, f"bits[{name!r}]")
     for key, b in spec.weights.items():
-        layer = by_name.get(key.rsplit("/", 1)[0]) if "/" in key else None
-        rule = layer_rules.rule_for(layer) if layer is not None else None
-        keys = [weight_key(layer, a) for a in rule.weights] if rule is not None else []
-        if key not in keys:
-            known = [weight_key(l, a) for l in model.layers if (r := layer_rules.rule_for(l)) for a in r.weights]
-            raise QuantizationError(f"bits: unknown weight key {key!r}; accepted: \"<layer>/<weight>\" "
-                                    f"of a quantizable layer: {known}")
+        _check_weight_key(model, by_name, key, "bits")
         if b is not None:
             check_bits(b, f"bits weights[{key!r}]")
+    for key, pc in spec.per_channel.items():
+        _check_weight_key(model, by_name, key, "bits per_channel")
+        if not isinstance(pc, bool):
+            raise QuantizationError(f"bits per_channel[{key!r}]: {pc!r}; accepted: true (a value table per "
+                                    "output channel) or false (one for the tensor)")
     for cls, b in spec.classes.items():
         if cls not in supported:
             raise QuantizationError(f"bits: class {cls!r} cannot be quantized; supported classes: {supported}")
         if b is not None:
             check_bits(b, f"bits classes[{cls!r}]")
+
+
+def _check_weight_key(model: keras.Model, by_name: Mapping[str, keras.layers.Layer], key: str, where: str) -> None:
+    layer = by_name.get(key.rsplit("/", 1)[0]) if "/" in key else None
+    rule = layer_rules.rule_for(layer) if layer is not None else None
+    keys = [weight_key(layer, a) for a in rule.weights] if rule is not None else []
+    if key not in keys:
+        known = [weight_key(l, a) for l in model.layers if (r := layer_rules.rule_for(l)) for a in r.weights]
+        raise QuantizationError(f"{where}: unknown weight key {key!r}; accepted: \"<layer>/<weight>\" "
+                                f"of a quantizable layer: {known}")
 
 
 # Values the k-means fits of :func:`table_report` see (a seeded subsample; errors are summed over all values).

@@ -80,6 +80,9 @@ class MixedRequest:
     ``trace_tolerance`` of it (:class:`~tfadvq.quant.allocate.MixedSettings`).
     ``weighted`` (default, as post-training quantization with data): Fisher-weighted
     codebooks, and every width priced with them; ``false``: plain k-means.
+    ``per_channel``: false (one value table per tensor), true (per output
+    channel) or ``auto``: the allocation chooses per tensor, each option priced
+    by its converted bytes and its error (:class:`~tfadvq.quant.allocate.MixedSettings`).
     """
 
     target_size: str | None = None
@@ -90,7 +93,7 @@ class MixedRequest:
     probes: int = bounded(16, 1)
     trace_tolerance: float = bounded(0.25, 0.0, above=True)
     max_probes: int | None = bounded(None, 1)
-    per_channel: bool = False
+    per_channel: bool | str = False
     per_weight: bool = False
     weighted: bool = True
     finetune_steps: int = bounded(0, 0)
@@ -134,7 +137,7 @@ class MixedRequest:
         from tfadvq.quant.msft import MSFTSettings
 
         return MSFTSettings(self.steps_per_stage, self.stages, objective=self.objective, lr_scale=self.lr_scale,
-                            per_channel=self.per_channel)
+                            per_channel=self.per_channel is True)  # "auto": the bits spec names each weight
 
     @property
     def tuning_steps(self) -> int:
