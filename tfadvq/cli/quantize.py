@@ -33,6 +33,7 @@ import dataclasses
 from pathlib import Path
 
 from tfadvq.config import number
+from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 
 
 @dataclasses.dataclass
@@ -79,7 +80,8 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path,
                         help="FP32 embedding model: .keras (tf-keras or Keras 3), .h5, SavedModel or a run folder")
-    parser.add_argument("--bits", type=number(int, 1, 8), default=4, help="bits for every supported layer (1..8)")
+    parser.add_argument("--bits", type=number(int, MIN_BITS, MAX_BITS), default=4,
+                        help=f"bits for every supported layer ({MIN_BITS}..{MAX_BITS})")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
     parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=_per_channel,
@@ -112,7 +114,7 @@ def register(subparsers) -> None:
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
     parser.add_argument("--binary-clip", type=number(float, 0.0, above=True), default=1.0,
                         help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
-    parser.add_argument("--end-bits", type=number(int, 1, 8),
+    parser.add_argument("--end-bits", type=number(int, MIN_BITS, MAX_BITS),
                         help="keep the first and last quantizable layers (first conv, embedding) at this width")
     parser.add_argument("--rounding", choices=["nearest", "adaptive"], default="nearest",
                         help="adaptive: each weight takes the centroid below or above it that best reconstructs "
