@@ -169,7 +169,7 @@ def _run(args: QuantizeArgs) -> int:
     config = None if config is None else frontend.follow(config, front_end)
     data = _ptq_data(args, settings, model, source, config)  # checked before any fitting: what the model eats
     ptq = post_training(model, settings, data)
-    quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
+    quantized, corrected, result = ptq.wrapped, ptq.corrections, None
     if config is not None:
         tuning = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,
                                   args.refresh_steps, None,
@@ -179,15 +179,8 @@ def _run(args: QuantizeArgs) -> int:
         result = finetune_run(quantized, config, tuning, head_weights=head,
                               teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
-        tuned = result.row
-    saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model), source=loaded.row(),
-                         settings=to_dict(args), ptq=ptq.path, finetune=tuned)
-    if tuned:
-        from tfadvq.config import dump_yaml
-
-        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
-        if result.head_weights is not None:
-            rundir.TrainDir(out.path).save_head(result.head_weights)
+    saved = outputs.save(quantized, out, front_end=front_end, finetuned=result, source_model=str(source.model),
+                         source=loaded.row(), settings=to_dict(args), ptq=ptq.path)
     if args.plots:
         from tfadvq.plots import plot_model
 
@@ -195,8 +188,8 @@ def _run(args: QuantizeArgs) -> int:
                   for (w, q), t in zip(api.quantized_weights(quantized), saved.records.tensors)}
         plot_model(floats, saved.records.tensors, out.plots)
     print_table(saved.rows, title=f"tfadvq quantize: {loaded.describe()}")
-    if tuned:
-        print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
+    if result is not None:
+        print_table([{k: v for k, v in result.row.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
     if ptq.rounding:
         print_table(ptq.rounding, title="adaptive rounding (layer output error / float output power)")
     if corrected:
