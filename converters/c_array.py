@@ -12,9 +12,10 @@
 
 A second model on the same device is written with a ``symbol_prefix`` (e.g.
 ``"hi"``): files ``model_data_hi.{h,cc}``, ``model_config_hi.h``,
-``model_ops_hi.h``, symbols ``g_model_hi``/``g_model_hi_len`` and macros
-``TFADVQ_HI_*``, so both models compile into one firmware; the firmware
-registers the union of both op lists (``tflm_firmware/app/main.cc``).
+``model_ops_hi.h``, symbols ``g_model_hi``/``g_model_hi_len``, the config struct
+``tfadvq::kModelConfig_hi`` and macros ``TFADVQ_HI_*``, so both models compile into one
+firmware; the firmware reads each model's struct alike and registers the union of both op
+lists (``tflm_firmware/app/models.h``).
 """
 from __future__ import annotations
 

@@ -99,57 +99,131 @@ def _c_value(value: object) -> str:
     return json.dumps(str(value))  # a C string literal
 
 
+def _c_type(value: object) -> str:
+    """The C++ member type of a header value (:func:`_c_value`)."""
+    if isinstance(value, bool):
+        return "bool"
+    return {int: "int", float: "float"}.get(type(value), "const char*")
+
+
 def _defines(prefix: str, values: dict[str, object]) -> list[str]:
     return [f"#define {prefix}{name.upper()} {_c_value(value)}" for name, value in values.items()]
 
 
-def c_header(metadata: ModelMetadata, prefix: str = "") -> str:
-    """``model_config.h``: the metadata as ``TFADVQ_*`` macros (C and C++ compatible).
-
-    With ``prefix`` (a second model on the same device, e.g. ``"hi"``) every macro
-    is ``TFADVQ_HI_*`` and the guard differs, so both headers compile together.
-    """
-    p = f"TFADVQ_{prefix.upper()}_" if prefix else "TFADVQ_"
-    guard = f"{p}MODEL_CONFIG_H_" if prefix else HEADER_GUARD
+def _header_groups(metadata: ModelMetadata) -> dict[str, dict[str, object]]:
+    """The header's values in groups (the macros' prefixes, the config struct's members), each group's
+    keys the same for every model: ``model``, ``fbank``, ``scoring``, ``calibration``, ``thresholds``
+    (zeros without thresholds: ``calibration`` says whether there are any) and ``weights``."""
     plain = to_dict(metadata)
-    feature = plain.pop("feature")
-    plain.pop("scoring")
-    plain.pop("calibration")
-    plain.pop("parity")
+    for key in ("feature", "scoring", "calibration", "parity", "thresholds", "bits_per_layer"):
+        plain.pop(key)
     found = metadata.thresholds
-    thresholds = {} if found is None else {
+    thresholds = {"eer": 0.0, "eer_percent": 0.0, "low_far": 0.0, "target_far": 0.0, "far_at_low_far": 0.0,
+                  "frr_at_low_far": 0.0} if found is None else {
         "eer": found.eer_threshold, "eer_percent": found.eer_percent, "low_far": found.low_far_threshold,
         "target_far": found.target_far, "far_at_low_far": found.far_at_low_far,
         "frr_at_low_far": found.frr_at_low_far}
-    plain.pop("thresholds")
-    bits = plain.pop("bits_per_layer")
-    bit_values = list(bits.values())
+    bits = list(metadata.bits_per_layer.values())
+    return {
+        "model": {**plain, "activations_int8": metadata.activations == "int8"},
+        "fbank": to_dict(metadata.feature),
+        "scoring": {"window_frames": metadata.scoring.window_frames, "hop_frames": metadata.scoring.hop},
+        "calibration": {"thresholds_from_device": (metadata.calibration or {}).get("embedder") == "tflm",
+                        "has_thresholds": found is not None},
+        "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "weights": {"num_quantized_layers": len(bits), "min_weight_bits": min(bits, default=0),
+                    "max_weight_bits": max(bits, default=0)},
+    }
+
+
+# The C++ type of the config struct every model header defines (once: the guard) -- the member layout
+# follows _header_groups; fbank members are typed by the firmware's FbankConfig, so every model's match.
+STRUCT_GUARD = "TFADVQ_CONFIG_STRUCT_H_"
+STRUCT_MEMBERS = {"model": "", "fbank": "FbankConfig fbank", "scoring": "Scoring scoring",
+                  "calibration": "", "thresholds": "Thresholds threshold", "weights": ""}
+STRUCT_TYPES = {"fbank": "FbankConfig", "scoring": "Scoring", "thresholds": "Thresholds"}
+
+
+def _struct_type(groups: dict[str, dict[str, object]]) -> list[str]:
+    """``namespace tfadvq { struct ModelConfig ... }`` with an ``==`` on front ends (``StrEq`` for strings)."""
+    lines = [f"#ifndef {STRUCT_GUARD}", f"#define {STRUCT_GUARD}", "namespace tfadvq {", ""]
+    typed = {**groups, "fbank": to_dict(FIRMWARE_FBANK)}
+    for group, name in STRUCT_TYPES.items():
+        lines += [f"struct {name} {{", *[f"  {_c_type(v)} {k};" for k, v in typed[group].items()], "};", ""]
+    lines.append("struct ModelConfig {")
+    for group, values in typed.items():
+        member = STRUCT_MEMBERS[group]
+        lines += [f"  {member};"] if member else [f"  {_c_type(v)} {k};" for k, v in values.items()]
+    lines += ["};", "",
+              "constexpr bool StrEq(const char* a, const char* b) {",
+              "  return *a == *b && (*a == '\\0' || StrEq(a + 1, b + 1));", "}", "",
+              "// Two models eat the same features when every front-end setting is equal.",
+              "constexpr bool operator==(const FbankConfig& a, const FbankConfig& b) {",
+              "  return " + " &&\n         ".join(
+                  f"StrEq(a.{k}, b.{k})" if _c_type(v) == "const char*" else f"a.{k} == b.{k}"
+                  for k, v in typed["fbank"].items()) + ";",
+              "}", "", "}  // namespace tfadvq", f"#endif  // {STRUCT_GUARD}"]
+    return lines
+
+
+def _struct_value(groups: dict[str, dict[str, object]]) -> str:
+    """The aggregate initialiser of ``tfadvq::ModelConfig`` (members in :func:`_struct_type`'s order)."""
+    parts = []
+    for group, values in groups.items():
+        items = ", ".join(("true" if v else "false") if isinstance(v, bool) else _c_value(v) for v in values.values())
+        parts.append(f"{{{items}}}" if STRUCT_MEMBERS[group] else items)
+    return "{\n    " + ",\n    ".join(parts) + "}"
+
+
+def config_symbol(prefix: str = "") -> str:
+    """The C++ name of a model's config struct: ``tfadvq::kModelConfig`` (``..._<prefix>`` for a second one)."""
+    return "tfadvq::kModelConfig" + (f"_{prefix}" if prefix else "")
+
+
+def c_header(metadata: ModelMetadata, prefix: str = "") -> str:
+    """``model_config.h``: the metadata as ``TFADVQ_*`` macros (C and C++ compatible) and, for C++, as one
+    ``constexpr tfadvq::ModelConfig`` (:func:`config_symbol`) that the firmware reads for every model alike.
+
+    With ``prefix`` (a second model on the same device, e.g. ``"hi"``) every macro
+    is ``TFADVQ_HI_*``, the struct ``tfadvq::kModelConfig_hi`` and the guard differs, so both headers
+    compile together.
+    """
+    p = f"TFADVQ_{prefix.upper()}_" if prefix else "TFADVQ_"
+    guard = f"{p}MODEL_CONFIG_H_" if prefix else HEADER_GUARD
+    groups = _header_groups(metadata)
+    model = dict(groups["model"])
+    int8 = model.pop("activations_int8")
+    bits = metadata.bits_per_layer
     lines = [
         f"#ifndef {guard}",
         f"#define {guard}",
         "// Generated by `tfadvq convert`; do not edit. Describes the model in model_data.cc.",
         "",
-        *_defines(p, plain),
-        f"#define {p}ACTIVATIONS_INT8 {int(metadata.activations == 'int8')}",
+        *_defines(p, model),
+        f"#define {p}ACTIVATIONS_INT8 {int(int8)}",
         "",
         "// Feature extraction the model was trained with (FbankConfig; the firmware computes only its defaults).",
-        *_defines(f"{p}FBANK_", feature),
+        *_defines(f"{p}FBANK_", groups["fbank"]),
         "",
         "// Scoring schedule (tfadvq.windows): windows of the model's input frames, this hop.",
-        f"#define {p}SCORING_WINDOW_FRAMES {metadata.scoring.window_frames}",
-        f"#define {p}SCORING_HOP_FRAMES {metadata.scoring.hop}",
+        *_defines(f"{p}SCORING_", groups["scoring"]),
         "",
         "// Cosine-score decision thresholds (accept if score >= threshold), calibrated on the",
         f"// scores this converted model gives under TFLM when {p}THRESHOLDS_FROM_DEVICE is 1.",
-        f"#define {p}THRESHOLDS_FROM_DEVICE {int((metadata.calibration or {}).get('embedder') == 'tflm')}",
-        f"#define {p}HAS_THRESHOLDS {int(bool(thresholds))}",
-        *_defines(f"{p}THRESHOLD_", thresholds),
+        *_defines(p, groups["calibration"]),
+        *(_defines(f"{p}THRESHOLD_", groups["thresholds"]) if metadata.thresholds is not None else []),
         "",
-        f"#define {p}NUM_QUANTIZED_LAYERS {len(bits)}",
-        f"#define {p}MIN_WEIGHT_BITS {min(bit_values, default=0)}",
-        f"#define {p}MAX_WEIGHT_BITS {max(bit_values, default=0)}",
+        *_defines(p, groups["weights"]),
         "// Weight bits per layer:",
         *[f"//   {name}: {b}" for name, b in bits.items()],
+        "",
+        "#ifdef __cplusplus",
+        "// The same values as one struct: a reader takes any model's fields by name, the second model's too.",
+        *_struct_type(groups),
+        "namespace tfadvq {",
+        f"constexpr ModelConfig {config_symbol(prefix).split('::')[1]}{_struct_value(groups)};",
+        "}  // namespace tfadvq",
+        "#endif  // __cplusplus",
         "",
         f"#endif  // {guard}",
         "",

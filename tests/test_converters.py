@@ -296,12 +296,19 @@ def test_c_arrays_hold_the_model_and_compile(tmp_path, float_result, metadata):
     probe.write_text(
         '#include "model_config.h"\n#include "model_data.h"\n'
         "static_assert(TFADVQ_INPUT_FRAMES * TFADVQ_NUM_MEL_BINS > 0, \"shape\");\n"
+        "constexpr const tfadvq::ModelConfig& c = tfadvq::kModelConfig;  // the struct says what the macros say\n"
+        "static_assert(c.input_frames == TFADVQ_INPUT_FRAMES && c.arena_bytes == TFADVQ_ARENA_BYTES && "
+        "c.threshold.eer == TFADVQ_THRESHOLD_EER && c.fbank.num_mel_bins == TFADVQ_FBANK_NUM_MEL_BINS && "
+        "tfadvq::StrEq(c.fbank.window, TFADVQ_FBANK_WINDOW), \"struct\");\n"
         "int main() { return g_model_len == TFADVQ_MODEL_BYTES && TFADVQ_THRESHOLD_EER > 0.0f ? 0 : 1; }\n"
     )
     exe = tmp_path / "probe"
     subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", exe, probe, tmp_path / "model_data.cc"],
                    check=True, cwd=tmp_path)
     assert subprocess.run([exe]).returncode == 0
+    if shutil.which("gcc") is not None:  # the macros stay plain C: the struct is C++ only
+        subprocess.run(["gcc", "-x", "c", "-std=c99", "-Wall", "-Werror", "-fsyntax-only", "model_config.h"],
+                       check=True, cwd=tmp_path)
     assert sorted(f.name for f in files) == ["model_config.h", "model_data.cc", "model_data.h", "model_ops.h"]
 
 

@@ -197,6 +197,13 @@ static const char* first[] = {TFADVQ_MODEL_OPS(NAME)};
 static const char* second[] = {TFADVQ_HI_MODEL_OPS(NAME)};
 static_assert(TFADVQ_MODEL_BYTES != TFADVQ_HI_MODEL_BYTES, "two different models");
 static_assert(TFADVQ_INPUT_FRAMES == TFADVQ_HI_INPUT_FRAMES && TFADVQ_HI_HAS_THRESHOLDS, "config");
+// each model's config struct (what app/models.h reads) says what its macros say; one struct type for both
+constexpr const tfadvq::ModelConfig& lo = tfadvq::kModelConfig;
+constexpr const tfadvq::ModelConfig& hi = tfadvq::kModelConfig_hi;
+static_assert(lo.model_bytes == TFADVQ_MODEL_BYTES && hi.model_bytes == TFADVQ_HI_MODEL_BYTES, "struct");
+static_assert(hi.has_thresholds && hi.threshold.eer == TFADVQ_HI_THRESHOLD_EER &&
+              hi.scoring.hop_frames == TFADVQ_HI_SCORING_HOP_FRAMES && lo.fbank == hi.fbank &&
+              tfadvq::StrEq(hi.model_sha256, TFADVQ_HI_MODEL_SHA256), "struct");
 int main() {
   int added = 0;
   for (const char* op : second) {

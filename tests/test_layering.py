@@ -1,7 +1,8 @@
 """Layering you can check: every import counts, deferred (function-level) ones included.
 
 The direction rule (docs/architecture.md, "Layers"): a module imports only from its own layer or
-the layers below it, never upward, and no two modules import each other, however lazily.
+the layers below it, never upward, and no two modules import each other, however lazily; and one
+command module (``tfadvq/cli/<command>.py``) never imports another.
 
     cli  ->  stages (recipe engine + stage types)  ->  converters  ->  library  ->  core
 
@@ -36,6 +37,7 @@ LAYERS: dict[str, int] = {
     "tfadvq.cli": 4,
 }
 LAYER_NAMES = ("core", "library", "converters", "stages", "cli")
+COMMANDS = "tfadvq.cli."  # prefix of the command modules (the package tfadvq.cli itself is not one)
 FACADES = {"tfadvq"}  # the public API package: users import it, the package's own modules do not
 
 
@@ -86,6 +88,22 @@ def test_imports_point_down_the_layers():
     assert not upward, "imports against the layer direction:\n" + "\n".join(sorted(upward))
 
 
+def _command_imports(graph: dict[str, dict[str, int]]) -> list[tuple[str, str, int]]:
+    """``(command, other command, line)``: a ``tfadvq.cli.<command>`` module importing another one."""
+    return [(m, d, line) for m, deps in graph.items() if m.startswith(COMMANDS)
+            for d, line in deps.items() if d.startswith(COMMANDS)]
+
+
+def test_commands_do_not_import_each_other():
+    """A command module parses its flags and calls library or stage code; what two commands share lives
+    in the library or in the ``tfadvq.cli`` package itself (``main`` and the flag helpers), never in a
+    third command module one imports from another (deferred imports count)."""
+    files, graph = _graph()
+    found = [f"{files[m].relative_to(ROOT)}:{line}: {m} imports the command module {d}"
+             for m, d, line in _command_imports(graph)]
+    assert not found, "\n".join(sorted(found))
+
+
 def test_package_modules_do_not_import_the_public_facade():
     files, graph = _graph()
     facade = [f"{files[m].relative_to(ROOT)}:{line}: {m} imports the facade {d}; import the owning module"
@@ -124,6 +142,11 @@ def test_the_checker_sees_deferred_and_relative_imports(tmp_path):
     found = _imports(module, {"tfadvq.cli", "tfadvq.quant.api", "converters.tflm", "tfadvq.quant"}, tmp_path)
     assert set(found) == {"tfadvq.cli", "tfadvq.quant.api", "converters.tflm"}
     assert _layer("tfadvq.cli") > _layer("tfadvq.quant.x") < _layer("converters.tflm")
+    command = tmp_path / "tfadvq" / "cli" / "a.py"
+    command.parent.mkdir()
+    command.write_text("from tfadvq.cli import main\ndef run():\n    from tfadvq.cli.b import helper\n")
+    graph = {"tfadvq.cli.a": _imports(command, {"tfadvq.cli", "tfadvq.cli.a", "tfadvq.cli.b"}, tmp_path)}
+    assert [(m, d) for m, d, _ in _command_imports(graph)] == [("tfadvq.cli.a", "tfadvq.cli.b")]
 
 
 def test_config_and_metrics_modules_do_not_load_tensorflow_or_matplotlib():

@@ -147,19 +147,25 @@ def test_convert_command_and_recipe_stage_write_the_same_device_model(fp_model, 
     assert a == b
 
 
-def test_train_command_and_recipe_stage_train_the_same_model(tiny_corpus, tmp_path):
+def test_train_command_and_recipe_stage_train_and_evaluate_the_same_model(tiny_corpus, tmp_path, capsys):
     """``tfadvq train`` with its overrides and the ``train`` stage with the same fields: one config
-    (:func:`tfadvq.train_config.overridden`), one seeded training, the same weights."""
+    (:func:`tfadvq.train_config.overridden`), one seeded training, the same weights; and the evaluation
+    ``tfadvq train`` runs on the config's ``data.trials`` scores every trial as the ``evaluate`` stage
+    does (:func:`tfadvq.evaluation.evaluate_into`, the call ``tfadvq eval`` makes too)."""
     from test_training import tiny_config
     from tfadvq.train_config import load_config
+    from tfadvq.voxceleb import corpus_trials_path
 
     config = tmp_path / "tiny.yaml"
-    dump_yaml(tiny_config(tmp_path / "elsewhere", epochs=3, steps_per_epoch=5), config)
+    trials = corpus_trials_path(tiny_corpus)
+    dump_yaml(tiny_config(tmp_path / "elsewhere", epochs=3, steps_per_epoch=5,
+                          data={"corpus": str(tmp_path / "elsewhere"), "trials": str(trials)}), config)
     assert main(["train", "--config", str(config), "--corpus", str(tiny_corpus), "--epochs", "1",
                  "--steps-per-epoch", "2", "--batch-size", "4", "--out", str(tmp_path / "cli")]) == 0
+    assert "tfadvq train: evaluation of" in capsys.readouterr().out
     work = _run_recipe(tmp_path, [f"{{type: corpus, path: {tiny_corpus}}}",
                                   f"{{type: train, config: {config}, corpus: corpus, epochs: 1, steps_per_epoch: 2, "
-                                  "batch_size: 4}"])
+                                  "batch_size: 4}", "{type: evaluate, model: train, corpus: corpus}"])
 
     cli, stage = rundir.TrainDir(tmp_path / "cli"), rundir.TrainDir(work / "train")
     trained = load_config(cli.config)
@@ -168,6 +174,73 @@ def test_train_command_and_recipe_stage_train_the_same_model(tiny_corpus, tmp_pa
     assert Path(trained.data.corpus) == tiny_corpus
     assert cli.load_history() == stage.load_history()  # the same losses, epoch by epoch
     from_cli, from_recipe = (model_io.load_model(d.model).get_weights() for d in (cli, stage))
+    assert len(from_cli) == len(from_recipe) > 0
+    for a, b in zip(from_cli, from_recipe):
+        np.testing.assert_array_equal(a, b)
+
+    after_train, evaluated = cli.evaluation(trials), rundir.EvalDir(work / "evaluate")
+    a, b = np.loadtxt(after_train.trial_scores, ndmin=2), np.loadtxt(evaluated.trial_scores, ndmin=2)
+    assert a.shape == b.shape and len(a) == len([line for line in trials.read_text().splitlines() if line.strip()])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    stored, staged = (rundir.read_json(d.threshold) for d in (after_train, evaluated))
+    assert stored["eer"] == pytest.approx(staged["eer"])
+    assert stored["threshold"] == pytest.approx(staged["threshold"], abs=1e-5)
+    assert stored["model_sha256"] == rundir.file_sha256(cli.model)  # the threshold belongs to the model trained
+
+
+def test_verify_command_and_verify_stage_decide_alike(fp_model, tiny_corpus, tmp_path, capsys):
+    """``tfadvq verify`` at the threshold the ``evaluate`` stage stored (``--threshold-from``) and the
+    ``verify`` stage's claim: the same scores and decisions for the genuine and the impostor recording."""
+    work = _run_recipe(tmp_path, [f"{{type: model, path: {fp_model}}}", f"{{type: corpus, path: {tiny_corpus}}}",
+                                  "{type: evaluate, model: model, corpus: corpus}",
+                                  "{type: verify, model: model, threshold: evaluate, corpus: corpus}"],
+                       window_frames=40)
+    claim = rundir.read_json(rundir.EvalDir(work / "verify").verification)
+    capsys.readouterr()
+    for test, score, decision in zip((claim["genuine"], claim["impostor"]), claim["scores"], claim["decisions"]):
+        assert main(["verify", "--model", str(fp_model), "--enroll", *claim["enroll"], "--test", test,
+                     "--threshold-from", str(work / "evaluate")]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines() if test in line).split()
+        assert decision in row and f"{claim['threshold']:.4g}" in row
+        assert float(row[row.index(test) + 1]) == pytest.approx(score, abs=1e-3)  # printed to 4 digits
+
+
+def test_data_synth_command_and_corpus_stage_write_the_same_corpus(tmp_path):
+    """``tfadvq data synth`` and the ``corpus`` stage with the same sizes and seed: one generator
+    (:func:`tfadvq.corpus.synth.synthesize_corpus`), the same lists, trials and audio."""
+    assert main(["data", "synth", "--speakers", "2", "--test-speakers", "2", "--utts", "2", "--seed", "3",
+                 "--out", str(tmp_path / "cli")]) == 0
+    work = _run_recipe(tmp_path, ["{type: corpus, speakers: 2, test_speakers: 2, utts: 2, seed: 3}"])
+    cli, stage = tmp_path / "cli", rundir.CorpusRun(work / "corpus").corpus
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.suffix in (".wav", ".txt", ".scp") or p.parent.name == "lists"}
+
+    from_cli, from_stage = files(cli), files(stage)
+    assert sum(name.endswith(".wav") for name in from_cli) == 2 * (2 + 2)
+    assert from_cli.keys() == from_stage.keys()
+    assert [name for name in from_cli if from_cli[name] != from_stage[name]] == []
+
+
+def test_quantize_with_finetune_and_the_quantize_finetune_stages_give_the_same_model(tiny_corpus, tmp_path):
+    """``tfadvq quantize --finetune-epochs`` and the ``quantize`` + ``finetune`` stages on a tfadvq-trained
+    model: one PTQ (:func:`tfadvq.quant.post_training.post_training`), one fine-tune engine
+    (:func:`tfadvq.quant.finetune.finetune_run`) on the same corpus with the trained head; the same weights."""
+    from test_training import tiny_config
+    from tfadvq.training import train
+
+    trained = train(tiny_config(tiny_corpus, epochs=1, steps_per_epoch=2), tmp_path / "fp").path
+    assert main(["quantize", "--model", str(trained), "--bits", "3", "--finetune-epochs", "1",
+                 "--corpus", str(tiny_corpus), "--fisher-batches", "1", "--out", str(tmp_path / "cli")]) == 0
+    work = _run_recipe(tmp_path, [f"{{type: model, path: {trained}}}", f"{{type: corpus, path: {tiny_corpus}}}",
+                                  "{type: quantize, model: model, bits: 3, corpus: corpus, fisher_batches: 1}",
+                                  "{type: finetune, model: quantize, epochs: 1, corpus: corpus}"])
+
+    cli, stage = rundir.QuantDir(tmp_path / "cli"), rundir.QuantDir(work / "finetune")
+    assert rundir.read_json(cli.summary)["finetune"]["loss_curve"] == \
+        rundir.read_json(stage.summary)["finetune"]["loss_curve"]
+    from_cli, from_recipe = _weights(cli.wrapped), _weights(stage.wrapped)
     assert len(from_cli) == len(from_recipe) > 0
     for a, b in zip(from_cli, from_recipe):
         np.testing.assert_array_equal(a, b)

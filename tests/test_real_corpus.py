@@ -206,7 +206,7 @@ def test_a_game_resource_file_is_read_entry_by_entry(tmp_path):
 
 
 def test_the_demo_scores_every_model_on_real_speech_unless_told_not_to():
-    from tfadvq.cli.demo import demo_recipe
+    from tfadvq.recipe import demo_recipe
 
     with_real = [e.name for e in demo_recipe().stages]
     assert with_real[-4:] == ["real_speech", "evaluate_real", "evaluate_real_quantized", "evaluate_real_device"]

@@ -34,7 +34,7 @@ import numpy as np
 from tfadvq import rundir
 from tfadvq.config import to_dict
 from tfadvq.errors import ConfigError, DataError
-from tfadvq.voxceleb import Trials, Utterance
+from tfadvq.voxceleb import Corpus, Trials, Utterance
 from tfadvq.windows import ScoringConfig
 
 P_TARGETS = (0.01, 0.05)
@@ -161,6 +161,144 @@ def write_outputs(evaluation: Evaluation, trials: Trials, out: rundir.EvalDir,
                                                                tmp, title=title))
     rundir.write_json(out.summary, evaluation.row())
     return out
+
+
+# --------------------------------------------------------------------------- a model's evaluation
+
+
+@dataclasses.dataclass
+class EvalTrials:
+    """Trials to score, the utterances their keys name, and the list's path (the threshold's provenance).
+
+    ``corpus`` is the corpus directory when these are its own test trials: on a real-speech corpus
+    (``tfadvq data real``) the evaluation then also reports the EER by source.
+    """
+
+    trials: Trials
+    utterances: list[Utterance]
+    path: Path
+    corpus: Path | None = None
+
+
+def load_trials(corpus: str | os.PathLike | None = None, trials: str | os.PathLike | None = None,
+                wav_root: str | os.PathLike | None = None, loaded: Corpus | None = None) -> EvalTrials:
+    """The trials an evaluation scores: a corpus directory's test part (its own trial list unless
+    ``trials`` names another one over the same test part), or a trial list over the wav tree ``wav_root``.
+
+    ``loaded`` is ``corpus`` already loaded (a recipe loads a corpus once for all its stages).
+    """
+    from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
+
+    if (corpus is None) == (wav_root is None):
+        raise ConfigError("trials: give either a corpus directory or a wav tree the trial keys are relative to")
+    if corpus is None:
+        if trials is None:
+            raise ConfigError(f"trials: a trial list is needed with the wav tree {wav_root}")
+        return EvalTrials(read_trials(trials), scan_tree(wav_root), Path(trials))
+    loaded = loaded or load_corpus(corpus)
+    own = corpus_trials_path(corpus)
+    if trials is None or Path(trials) == own:
+        return EvalTrials(loaded.trials, loaded.test, own, Path(corpus))
+    return EvalTrials(read_trials(trials), loaded.test, Path(trials))
+
+
+def cohort_utterances(path: str | os.PathLike) -> list[Utterance]:
+    """An AS-norm imposter cohort: a corpus directory (its training speakers) or a VoxCeleb-style tree."""
+    from tfadvq.voxceleb import load_corpus, scan_tree
+
+    return load_corpus(path).train if rundir.CorpusDir(Path(path)).lists.is_dir() else scan_tree(path)
+
+
+@dataclasses.dataclass
+class EvaluationRun:
+    """What :func:`evaluate_into` measured and wrote: the result, its directory, the stored threshold
+    (None when the caller keeps thresholds elsewhere) and, on a real-speech corpus, the EER by source."""
+
+    result: Evaluation
+    out: rundir.EvalDir
+    threshold: Path | None
+    front_end: str
+    by_source: list[dict[str, Any]] | None = None
+    model: str = ""  # the model evaluated, as a summary names it
+
+    def row(self) -> dict[str, Any]:
+        """The evaluation's line in a summary table."""
+        return {**self.result.row(), "det": str(self.out.det), "scores": str(self.out.scores),
+                "threshold_file": str(self.threshold), "front_end": self.front_end}
+
+    def details(self) -> list[tuple[list[dict[str, Any]], str]]:
+        """``(rows, title)`` of the tables beside the summary row: EER by source, skipped files."""
+        tables = []
+        if self.by_source:
+            tables.append((self.by_source, f"EER by source, speaker-level 95 % intervals ({self.out.by_source})"))
+        if self.result.bad:
+            tables.append(([{"file": p, "reason": r} for p, r in self.result.bad[:20]],
+                           f"skipped files ({len(self.result.bad)}; all in {self.out.bad})"))
+        return tables
+
+
+def evaluate_into(out: rundir.EvalDir, embed, trials: EvalTrials, scoring: ScoringConfig, *,
+                  threshold_for: str | os.PathLike | None, cohort: Sequence[Utterance] | None = None,
+                  top_n: int = 300, embedder: str = "keras", force: bool = False, title: str = "",
+                  command: str = "tfadvq eval") -> EvaluationRun:
+    """Evaluate ``embed`` on ``trials`` into ``out``: the one evaluation flow of ``tfadvq eval``, the
+    evaluation after ``tfadvq train`` and the recipe's ``evaluate`` and ``calibrate`` stages.
+
+    Scores, DET and summary (:func:`write_outputs`), the EER by source of a real-speech corpus, and the
+    raw-cosine threshold with its provenance (:func:`store_threshold`) for the model file
+    ``threshold_for`` (None: none stored; the calibrate stage keeps its thresholds in ``model.json``).
+    An ``out`` holding an evaluation already is refused before any scoring unless ``force``.
+    """
+    if out.summary.is_file() and not force:  # said before minutes of scoring, not after
+        kept = rundir.read_json(out.threshold).get("num_trials") if out.threshold.is_file() else None
+        found = f"; its threshold is from {kept} trials" if kept is not None else ""
+        raise ConfigError(f"--out {out.path}: holds an evaluation already ({out.summary.name}{found}); "
+                          "pass --force to replace it or choose another --out")
+    result = evaluate(embed, trials.trials, trials.utterances, scoring, cohort, top_n)
+    stored, by_source = None, None
+    with rundir.claim_dir(out.path, rundir.EvalDir, force=force, flag="--out", command=command):
+        if threshold_for is not None:
+            stored = store_threshold(out.threshold, result, trials.path, threshold_for, scoring, embedder, force)
+        write_outputs(result, trials.trials, out, title=title)
+        if trials.corpus is not None:
+            from tfadvq.corpus.real import report_by_source
+
+            by_source = report_by_source(result, trials.trials, trials.corpus, out)
+    front_end = getattr(embed, "front_end", None)
+    eats = "default front end" if front_end is None else \
+        f"{front_end.fbank.num_mel_bins} mel bins from {front_end.source}"
+    return EvaluationRun(result, out, stored, eats, by_source, str(threshold_for or ""))
+
+
+def evaluate_model(model: str | os.PathLike, trials: EvalTrials, scoring: ScoringConfig,
+                   out: rundir.EvalDir | None = None, cohort: Sequence[Utterance] | None = None,
+                   top_n: int = 300, force: bool = False) -> EvaluationRun:
+    """Evaluate the Keras model a user names (a file or any run folder; its recorded front end) by
+    :func:`evaluate_into`, by default into ``<model dir>/eval_<trials name>/``.
+
+    ``tfadvq eval`` and the evaluation after ``tfadvq train`` both call this.
+    """
+    from tfadvq import frontend
+    from tfadvq.model_io import open_model
+    from tfadvq.scoring import keras_embedder
+
+    run_dir = rundir.TrainDir.of_model(model)
+    loaded = open_model(model)
+    embed = keras_embedder(loaded.model, frontend.resolve(loaded.file))
+    done = evaluate_into(out or run_dir.evaluation(trials.path), embed, trials, scoring, threshold_for=run_dir.model,
+                         cohort=cohort, top_n=top_n, force=force, title=f"{run_dir.model} on {trials.path.name}")
+    return dataclasses.replace(done, model=loaded.describe())
+
+
+def threshold_in_use(run: rundir.TrainDir) -> str:
+    """Which threshold ``tfadvq verify`` would use for ``run.model`` (:func:`model_threshold`), in words."""
+    try:
+        chosen = model_threshold(run)
+    except ConfigError as exc:  # an evaluation may have succeeded; say why verify would refuse
+        return f"none usable ({exc})"
+    if chosen is None:
+        return "none: pass --threshold-from"
+    return f"{chosen[0]} ({chosen[1].num_trials} trials, threshold {chosen[1].threshold:.4g})"
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -460,3 +460,40 @@ def override(recipe: Recipe, name: str, **values: Any) -> Recipe:
     stage = from_dict(type(entry.stage), fields, where=f"{recipe.source}: stage {name}")
     stages: Sequence[StageEntry] = [*recipe.stages[:i], StageEntry(name, stage), *recipe.stages[i + 1:]]
     return dataclasses.replace(recipe, stages=list(stages))
+
+
+def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None, utts: int | None = None,
+                corpus: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+                steps_per_epoch: int | None = None, bits: int | None = None,
+                finetune_epochs: int | None = None, finetune_steps: int | None = None,
+                frames: int | None = None, corpus_crops: int | None = None,
+                real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True,
+                firmware: bool = False, core: str | None = None) -> Recipe:
+    """The packaged demo recipe with the given values replaced (None keeps the recipe's): what
+    ``tfadvq demo``'s flags build, and notebooks can too;
+    ``real_speech=False`` leaves out the real-speech set and its evaluations; ``firmware=True`` adds the
+    ``firmware_session`` stage (on ``core``) after ``device_verify``."""
+    recipe = load_recipe("demo")
+    recipe = override(recipe, "corpus", path=corpus, speakers=speakers, test_speakers=test_speakers, utts=utts)
+    recipe = override(recipe, "train", epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+    recipe = override(recipe, "quantize", bits=bits)
+    recipe = override(recipe, "finetune", epochs=finetune_epochs, steps_per_epoch=finetune_steps)
+    recipe = override(recipe, "convert", corpus_crops=corpus_crops)
+    if real_speech:
+        recipe = override(recipe, "real_speech", sources=real_sources, max_clips=real_clips)
+    else:
+        real = {"real_speech"} | {e.name for e in recipe.stages if e.stage.uses().get("corpus") == "real_speech"}
+        recipe = dataclasses.replace(recipe, stages=[e for e in recipe.stages if e.name not in real])
+    if firmware:
+        data = recipe.to_dict()
+        at = recipe.index("device_verify") + 1
+        session = {"type": "firmware_session", "model": "calibrate", "corpus": "corpus",
+                   **({"core": core} if core else {})}
+        data["stages"] = [*data["stages"][:at], session, *data["stages"][at:]]
+        recipe = parse_recipe(data, recipe.source)
+    elif core:
+        raise ConfigError("--core: only with --firmware (the core the firmware session runs on)")
+    if frames is not None:
+        recipe = dataclasses.replace(recipe, scoring=dataclasses.replace(recipe.scoring, window_frames=frames,
+                                                                         hop_frames=frames))
+    return recipe

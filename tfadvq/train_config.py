@@ -102,9 +102,9 @@ class DataConfig:
     ``corpus``: a generated (``tfadvq data synth``) or VoxCeleb-like directory
     read by :func:`tfadvq.voxceleb.load_corpus` (its dev part trains);
     ``wav_scp`` + ``utt2spk``: Kaldi lists; ``wav_root``: a VoxCeleb
-    ``<spk>/<session>/<utt>.wav`` tree.  ``trials``/``trials_wav_root``
-    optionally name an evaluation run after training (the calibrated
-    threshold is stored next to the model).
+    ``<spk>/<session>/<utt>.wav`` tree.  ``trials`` (with ``trials_wav_root``,
+    or over ``corpus``'s test part) optionally names an evaluation run after training, as ``tfadvq eval``
+    runs it (:func:`tfadvq.evaluation.evaluate_model`: the model's ``eval_<trials name>/`` with its threshold).
     """
 
     corpus: str | None = None
@@ -121,6 +121,17 @@ class DataConfig:
             raise ConfigError("data: give only one of corpus, wav_scp+utt2spk, wav_root")
         if (self.wav_scp is None) != (self.utt2spk is None):
             raise ConfigError("data: wav_scp and utt2spk go together; give both or neither")
+
+    def evaluation(self) -> tuple[str | None, str, str | None] | None:
+        """``(corpus, trials, wav_root)`` of the evaluation after training
+        (:func:`tfadvq.evaluation.load_trials`), None without ``trials``; checked before training starts."""
+        if self.trials is None:
+            return None
+        if self.trials_wav_root is None and self.corpus is None:
+            raise ConfigError("data.trials: also set data.trials_wav_root (the wav tree the trial keys are "
+                              "relative to), or train on a corpus whose test part they name")
+        return (None, self.trials, self.trials_wav_root) if self.trials_wav_root else \
+            (self.corpus, self.trials, None)
 
 
 @dataclasses.dataclass

@@ -2,9 +2,10 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``; modules are discovered, so adding a command never
-touches this file.  A :class:`~tfadvq.errors.TfadvqError` ends the program with
-its message and exit code 2 instead of a traceback: it is the user's input that
-is wrong, not the program.  So do the faults of the user's environment that
+touches this file.  Command modules never import each other (``tests/test_layering.py``): what two
+commands share -- flag helpers, running a recipe with its stage table -- lives here.  A
+:class:`~tfadvq.errors.TfadvqError` ends the program with its message and exit code 2 instead of a
+traceback: it is the user's input that is wrong, not the program.  So do the faults of the user's environment that
 reach us from below -- an ``OSError`` (a path that cannot be read or written, a
 full disk) and a TensorFlow ``OpError`` raised while reading their files -- each
 reported with the file it names.
@@ -18,9 +19,13 @@ import pkgutil
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tfadvq.errors import ConfigError, TfadvqError, describe_os_error
+
+if TYPE_CHECKING:
+    from tfadvq.recipe import Recipe
 
 T = TypeVar("T")
 
@@ -73,6 +78,25 @@ def renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
             raise UsageError(f"{old} is now {new} (renamed; see `{parser.prog} --help`)")
 
     parser.add_argument(old, nargs="?", action=Renamed, help=argparse.SUPPRESS)
+
+
+def add_stage_range(parser: argparse.ArgumentParser) -> None:
+    """``--from``/``--to``: the stage range of a recipe run (``tfadvq run`` and ``tfadvq demo``)."""
+    parser.add_argument("--from", dest="from_stage", metavar="STAGE", help="re-run from this stage on")
+    parser.add_argument("--to", dest="to_stage", metavar="STAGE", help="stop after this stage")
+
+
+def run_and_report(recipe: Recipe | str, workdir: Path, from_stage: str | None = None,
+                   to_stage: str | None = None) -> int:
+    """Run ``recipe`` (a :class:`~tfadvq.recipe.Recipe` or its name/path) and print the stage table."""
+    from tfadvq.recipe import Recipe, load_recipe, run_recipe
+    from tfadvq.report import print_table
+
+    parsed = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    rows = run_recipe(parsed, workdir, from_stage, to_stage,
+                      on_stage=lambda name, why: print(f"== stage: {name} ({why})", flush=True))
+    print_table(rows, title=f"tfadvq run {parsed.source} ({workdir})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,65 +49,18 @@ def register(subparsers) -> None:
 def run(out: Path, wav_roots: list[Path] | None = None, wav_scp: Path | None = None,
         utt2spk: Path | None = None, corpus: Path | None = None, split: str = "dev",
         trials_path: Path | None = None, min_seconds: float = MIN_SECONDS, force: bool = False) -> int:
-    from tfadvq import rundir
-    from tfadvq.audio import validate_files
+    """Check the flags, run :func:`tfadvq.clean_lists.write_clean_lists` and print the summary."""
     from tfadvq.audio_limits import AudioLimits
+    from tfadvq.clean_lists import data_set, write_clean_lists
     from tfadvq.errors import ConfigError
+    from tfadvq.report import print_table
 
     if wav_scp is not None and utt2spk is None:
         raise ConfigError("--wav-scp needs --utt2spk (Kaldi key -> speaker list)")
-    utterances = _utterances(wav_roots, wav_scp, utt2spk, corpus, split)
-    good, bad = validate_files([u.path for u in utterances], AudioLimits(min_seconds=min_seconds))
-    kept_paths = set(good)
-    kept = [u for u in utterances if u.path in kept_paths]
-    lists = rundir.ListsDir(out)
-    with rundir.claim_dir(out, rundir.ListsDir, force=force, command="tfadvq lists"):
-        if lists.wav_scp.exists() and not force:
-            raise ConfigError(f"--out {out}: holds lists already ({lists.wav_scp}); pass --force to replace "
-                              "them or choose another directory")
-        return _write(lists, utterances, kept, bad, trials_path)
-
-
-def _write(lists, utterances, kept, bad, trials_path: Path | None) -> int:
-    import numpy as np
-
-    from tfadvq import rundir
-    from tfadvq.report import print_table
-    from tfadvq.voxceleb import read_trials, write_kaldi_lists, write_trials
-
-    out = lists.path
-    write_kaldi_lists(kept, lists.wav_scp, lists.utt2spk)
-    rundir.write_bad_files(lists.bad, bad)
-    row = {"utterances": len(utterances), "speakers": len({u.speaker for u in utterances}),
-           "kept": len(kept), "bad": len(bad)}
-    if trials_path is not None:
-        trials = read_trials(trials_path, known_keys={u.key for u in utterances})
-        usable = {u.key for u in kept}
-        clean = trials.select(np.array([a in usable and b in usable
-                                        for a, b in zip(trials.enroll, trials.test)], bool))
-        write_trials(clean, lists.trials)
-        row.update(trials=len(trials), trials_kept=len(clean), duplicate_trials=trials.duplicates)
-    row["out"] = str(out)
-    print_table([row], title="tfadvq lists")
-    if bad:
-        print_table([{"file": p, "reason": r} for p, r in bad[:20]],
-                    title=f"skipped files ({len(bad)}; all in {lists.bad})")
+    done = write_clean_lists(data_set(wav_roots, wav_scp, utt2spk, corpus, split),
+                             AudioLimits(min_seconds=min_seconds), out, trials_path, force)
+    print_table([done.row], title="tfadvq lists")
+    if done.bad:
+        print_table([{"file": p, "reason": r} for p, r in done.bad[:20]],
+                    title=f"skipped files ({len(done.bad)}; all in {done.out.bad})")
     return 0
-
-
-def _utterances(wav_roots: list[Path] | None, wav_scp: Path | None, utt2spk: Path | None,
-                corpus: Path | None, split: str) -> list:
-    from tfadvq.errors import DataError
-    from tfadvq.voxceleb import load_corpus, read_kaldi_lists, scan_tree
-
-    if corpus is not None:
-        loaded = load_corpus(corpus, check_files=False)
-        return loaded.train if split == "dev" else loaded.test
-    if wav_scp is not None:
-        return read_kaldi_lists(wav_scp, utt2spk, check_files=False)
-    utterances = [u for root in wav_roots for u in scan_tree(root)]
-    keys = [u.key for u in utterances]
-    if len(set(keys)) != len(keys):
-        raise DataError(f"--wav-root {' '.join(map(str, wav_roots))}: the trees share "
-                        "utterance keys; pass trees with disjoint speakers")
-    return utterances

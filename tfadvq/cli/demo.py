@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tfadvq.cli import renamed_flag
+from tfadvq.cli import add_stage_range, renamed_flag, run_and_report
 from tfadvq.config import number
-from tfadvq.errors import ConfigError
+from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 
 
 def register(subparsers) -> None:
-    from tfadvq.cli.run import add_stage_range
-
     parser = subparsers.add_parser(
         "demo", help="the main job: corpus -> train -> evaluate -> quantize (KMQAT) -> convert -> "
                      "calibrate -> device_verify (TFLM)",
@@ -37,7 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=number(int, 1), help="training epochs (default: the demo config's)")
     parser.add_argument("--batch-size", type=number(int, 1), help="training batch size")
     parser.add_argument("--steps-per-epoch", type=number(int, 1), help="training epoch length")
-    parser.add_argument("--bits", type=number(int, 1, 8), help="KMQAT weight bits (default 4)")
+    parser.add_argument("--bits", type=number(int, MIN_BITS, MAX_BITS), help="KMQAT weight bits (default 4)")
     parser.add_argument("--finetune-epochs", type=number(int, 1), help="fine-tune epochs (default 3)")
     parser.add_argument("--finetune-steps", type=number(int, 1), help="fine-tune epoch length")
     parser.add_argument("--frames", type=number(int, 1), help="scoring window = converted model input (default 100)")
@@ -61,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfadvq.cli.run import run_and_report
+    from tfadvq.recipe import demo_recipe
 
     return run_and_report(demo_recipe(
         speakers=args.speakers, test_speakers=args.test_speakers, utts=args.utts, corpus=args.corpus,
@@ -70,45 +68,3 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames, corpus_crops=args.corpus_crops, real_sources=args.real_sources,
         real_clips=args.real_clips, real_speech=not args.no_real_speech, firmware=args.firmware, core=args.core),
         args.workdir, args.from_stage, args.to_stage or ("firmware_session" if args.firmware else None))
-
-
-def demo_recipe(*, speakers: int | None = None, test_speakers: int | None = None, utts: int | None = None,
-                corpus: str | None = None, epochs: int | None = None, batch_size: int | None = None,
-                steps_per_epoch: int | None = None, bits: int | None = None,
-                finetune_epochs: int | None = None, finetune_steps: int | None = None,
-                frames: int | None = None, corpus_crops: int | None = None,
-                real_sources: list[str] | None = None, real_clips: int | None = None, real_speech: bool = True,
-                firmware: bool = False, core: str | None = None):
-    """The packaged demo recipe with the given values replaced (None keeps the recipe's);
-    ``real_speech=False`` leaves out the real-speech set and its evaluations; ``firmware=True`` adds the
-    ``firmware_session`` stage (on ``core``) after ``device_verify``."""
-    import dataclasses
-
-    from tfadvq.recipe import load_recipe, override
-
-    recipe = load_recipe("demo")
-    recipe = override(recipe, "corpus", path=corpus, speakers=speakers, test_speakers=test_speakers, utts=utts)
-    recipe = override(recipe, "train", epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
-    recipe = override(recipe, "quantize", bits=bits)
-    recipe = override(recipe, "finetune", epochs=finetune_epochs, steps_per_epoch=finetune_steps)
-    recipe = override(recipe, "convert", corpus_crops=corpus_crops)
-    if real_speech:
-        recipe = override(recipe, "real_speech", sources=real_sources, max_clips=real_clips)
-    else:
-        real = {"real_speech"} | {e.name for e in recipe.stages if e.stage.uses().get("corpus") == "real_speech"}
-        recipe = dataclasses.replace(recipe, stages=[e for e in recipe.stages if e.name not in real])
-    if firmware:
-        from tfadvq.recipe import parse_recipe
-
-        data = recipe.to_dict()
-        at = recipe.index("device_verify") + 1
-        session = {"type": "firmware_session", "model": "calibrate", "corpus": "corpus",
-                   **({"core": core} if core else {})}
-        data["stages"] = [*data["stages"][:at], session, *data["stages"][at:]]
-        recipe = parse_recipe(data, recipe.source)
-    elif core:
-        raise ConfigError("--core: only with --firmware (the core the firmware session runs on)")
-    if frames is not None:
-        recipe = dataclasses.replace(recipe, scoring=dataclasses.replace(recipe.scoring, window_frames=frames,
-                                                                         hop_frames=frames))
-    return recipe

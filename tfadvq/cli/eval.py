@@ -43,69 +43,26 @@ def register(subparsers) -> None:
                                            a.top_n, a.frames, a.out, a.force))
 
 
-def cohort_utterances(path: Path):
-    """A corpus directory (its training speakers) or a VoxCeleb-style tree."""
-    from tfadvq.rundir import CorpusDir
-    from tfadvq.voxceleb import load_corpus, scan_tree
-
-    return load_corpus(path).train if CorpusDir(path).lists.is_dir() else scan_tree(path)
-
-
 def run(model_path: Path, trials_path: Path | None = None, corpus: Path | None = None,
         wav_root: Path | None = None, as_norm: bool = False, cohort: Path | None = None, top_n: int = 300,
         frames: int = 200, out: Path | None = None, force: bool = False) -> int:
-    from tfadvq import frontend, rundir
+    """Check the flags, evaluate by :func:`tfadvq.evaluation.evaluate_model` (what ``tfadvq train``'s
+    evaluation and the ``evaluate`` stage run too) and print the summary."""
+    from tfadvq import rundir
     from tfadvq.errors import ConfigError
-    from tfadvq.evaluation import evaluate, model_threshold, store_threshold, write_outputs
-    from tfadvq.model_io import open_model
+    from tfadvq.evaluation import cohort_utterances, evaluate_model, load_trials, threshold_in_use
     from tfadvq.report import print_table
-    from tfadvq.scoring import keras_embedder
-    from tfadvq.voxceleb import corpus_trials_path, load_corpus, read_trials, scan_tree
     from tfadvq.windows import ScoringConfig
 
     if as_norm != (cohort is not None):
         raise ConfigError("--as-norm and --cohort go together: AS-norm needs an imposter cohort")
-    if corpus is not None:
-        utterances = load_corpus(corpus).test
-        trials_path = trials_path or corpus_trials_path(corpus)
-    else:
-        if trials_path is None:
-            raise ConfigError("--trials is required with --wav-root")
-        utterances = scan_tree(wav_root)
-    trials = read_trials(trials_path)
-    run_dir = rundir.TrainDir.of_model(model_path)
-    loaded = open_model(model_path)
-    embed = keras_embedder(loaded.model, frontend.resolve(loaded.file))
-    scoring = ScoringConfig(window_frames=frames)
-    eval_dir = rundir.EvalDir(out) if out else run_dir.evaluation(trials_path)
-    if eval_dir.summary.is_file() and not force:  # said before minutes of scoring, not after
-        kept = rundir.read_json(eval_dir.threshold).get("num_trials") if eval_dir.threshold.is_file() else None
-        found = f"; its threshold is from {kept} trials" if kept is not None else ""
-        raise ConfigError(f"--out {eval_dir.path}: holds an evaluation already ({eval_dir.summary.name}{found}); "
-                          "pass --force to replace it or choose another --out")
-    result = evaluate(embed, trials, utterances, scoring, cohort_utterances(cohort) if cohort else None, top_n)
-    with rundir.claim_dir(eval_dir.path, rundir.EvalDir, force=force, flag="--out", command="tfadvq eval"):
-        threshold_file = store_threshold(eval_dir.threshold, result, trials_path, run_dir.model, scoring,
-                                         force=force)
-        write_outputs(result, trials, eval_dir, title=f"{run_dir.model} on {trials_path.name}")
-    try:
-        chosen = model_threshold(run_dir)
-        verify_uses = "none: pass --threshold-from" if chosen is None else \
-            f"{chosen[0]} ({chosen[1].num_trials} trials, threshold {chosen[1].threshold:.4g})"
-    except ConfigError as exc:  # the evaluation itself succeeded; say why verify would refuse
-        verify_uses = f"none usable ({exc})"
-    print_table([{**result.row(), "det": str(eval_dir.det), "scores": str(eval_dir.scores),
-                  "threshold_file": str(threshold_file),
-                  "verify_uses": verify_uses,
-                  "front_end": f"{embed.front_end.fbank.num_mel_bins} mel bins from {embed.front_end.source}"}],
-                title=f"tfadvq eval: {loaded.describe()}")
-    if corpus is not None and trials_path == corpus_trials_path(corpus):
-        from tfadvq.corpus.real import report_by_source
-
-        rows = report_by_source(result, trials, corpus, eval_dir)
-        if rows:
-            print_table(rows, title=f"EER by source, speaker-level 95 % intervals ({eval_dir.by_source})")
-    if result.bad:
-        print_table([{"file": p, "reason": r} for p, r in result.bad[:20]],
-                    title=f"skipped files ({len(result.bad)}; all in {eval_dir.bad})")
+    if corpus is None and trials_path is None:
+        raise ConfigError("--trials is required with --wav-root")
+    done = evaluate_model(model_path, load_trials(corpus, trials_path, wav_root), ScoringConfig(window_frames=frames),
+                          out=rundir.EvalDir(out) if out else None,
+                          cohort=cohort_utterances(cohort) if cohort else None, top_n=top_n, force=force)
+    print_table([{**done.row(), "verify_uses": threshold_in_use(rundir.TrainDir.of_model(model_path))}],
+                title=f"tfadvq eval: {done.model}")
+    for rows, title in done.details():
+        print_table(rows, title=title)
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tfadvq.cli import per_channel_flag
 from tfadvq.config import number
+from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 
 
 @dataclasses.dataclass
@@ -80,7 +81,8 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path,
                         help="FP32 embedding model: .keras (tf-keras or Keras 3), .h5, SavedModel or a run folder")
-    parser.add_argument("--bits", type=number(int, 1, 8), default=4, help="bits for every supported layer (1..8)")
+    parser.add_argument("--bits", type=number(int, MIN_BITS, MAX_BITS), default=4,
+                        help=f"bits for every supported layer ({MIN_BITS}..{MAX_BITS})")
     parser.add_argument("--bits-per-layer", type=Path,
                         help="YAML bits spec (default/classes/layers); overrides --bits")
     parser.add_argument("--per-channel", nargs="?", const=True, default=False, type=per_channel_flag,
@@ -113,7 +115,7 @@ def register(subparsers) -> None:
                         help="quantizer of the 1-bit layers: static (alpha*sign) or adaptive (two fitted values)")
     parser.add_argument("--binary-clip", type=number(float, 0.0, above=True), default=1.0,
                         help="binary: latent weights clipped (and their gradient cancelled) beyond this (default 1)")
-    parser.add_argument("--end-bits", type=number(int, 1, 8),
+    parser.add_argument("--end-bits", type=number(int, MIN_BITS, MAX_BITS),
                         help="keep the first and last quantizable layers (first conv, embedding) at this width")
     parser.add_argument("--rounding", choices=["nearest", "adaptive"], default="nearest",
                         help="adaptive: each weight takes the centroid below or above it that best reconstructs "
@@ -162,7 +164,7 @@ def _run(args: QuantizeArgs) -> int:
     config = None if config is None else frontend.follow(config, front_end)
     data = _ptq_data(args, settings, model, source, config)  # checked before any fitting: what the model eats
     ptq = post_training(model, settings, data)
-    quantized, corrected, tuned = ptq.wrapped, ptq.corrections, None
+    quantized, corrected, result = ptq.wrapped, ptq.corrections, None
     if config is not None:
         tuning = FinetuneSettings(args.finetune_epochs, Objective(args.objective), args.lr_scale,
                                   args.refresh_steps, None,
@@ -172,15 +174,8 @@ def _run(args: QuantizeArgs) -> int:
         result = finetune_run(quantized, config, tuning, head_weights=head,
                               teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
-        tuned = result.row
-    saved = outputs.save(quantized, out, front_end=front_end, source_model=str(source.model), source=loaded.row(),
-                         settings=to_dict(args), ptq=ptq.path, finetune=tuned)
-    if tuned:
-        from tfadvq.config import dump_yaml
-
-        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
-        if result.head_weights is not None:
-            rundir.TrainDir(out.path).save_head(result.head_weights)
+    saved = outputs.save(quantized, out, front_end=front_end, finetuned=result, source_model=str(source.model),
+                         source=loaded.row(), settings=to_dict(args), ptq=ptq.path)
     if args.plots:
         from tfadvq.plots import plot_model
 
@@ -188,8 +183,8 @@ def _run(args: QuantizeArgs) -> int:
                   for (w, q), t in zip(api.quantized_weights(quantized), saved.records.tensors)}
         plot_model(floats, saved.records.tensors, out.plots)
     print_table(saved.rows, title=f"tfadvq quantize: {loaded.describe()}")
-    if tuned:
-        print_table([{k: v for k, v in tuned.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
+    if result is not None:
+        print_table([{k: v for k, v in result.row.items() if k not in ("data", "loss_curve")}], title="fine-tuning")
     if ptq.rounding:
         print_table(ptq.rounding, title="adaptive rounding (layer output error / float output power)")
     if corrected:

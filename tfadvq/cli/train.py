@@ -38,13 +38,13 @@ def run(config_name: str, out: Path | None, corpus: str | None = None, strategy:
         batch_size: int | None = None) -> int:
     """Train (the overrides by the recipe's ``train`` stage rule, :func:`tfadvq.train_config.overridden`),
     print the summary, then evaluate on the config's trials if it names any."""
-    from tfadvq.errors import ConfigError
     from tfadvq.report import print_table
     from tfadvq.train_config import overridden, resolve_config
     from tfadvq.training import train
 
     config = overridden(resolve_config(config_name), corpus=corpus, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         batch_size=batch_size, strategy=strategy)
+    evaluation = config.data.evaluation()  # a config that names trials wrongly is refused before training
     out = out or Path("runs") / Path(config_name).stem
     start = time.perf_counter()
     run_dir = train(config, out, force=force)
@@ -59,13 +59,12 @@ def run(config_name: str, out: Path | None, corpus: str | None = None, strategy:
     if bad:
         print_table([dict(zip(("file", "reason"), line.split("\t", 1))) for line in bad[:20]],
                     title=f"skipped files ({len(bad)}; all in {run_dir.bad})")
-    if config.data.trials is not None:
-        from tfadvq.cli.eval import run as evaluate
+    if evaluation is not None:  # the evaluation `tfadvq eval` runs, into <out>/eval_<trials name>/
+        from tfadvq.evaluation import evaluate_model, load_trials
+        from tfadvq.windows import ScoringConfig
 
-        data = config.data
-        if data.trials_wav_root is None and data.corpus is None:
-            raise ConfigError("data.trials: also set data.trials_wav_root (where the trial keys live)")
-        return evaluate(run_dir.path, Path(data.trials),
-                        corpus=None if data.trials_wav_root else Path(data.corpus),
-                        wav_root=Path(data.trials_wav_root) if data.trials_wav_root else None)
+        done = evaluate_model(run_dir.path, load_trials(*evaluation), ScoringConfig())
+        print_table([done.row()], title=f"tfadvq train: evaluation of {done.model}")
+        for rows, title in done.details():
+            print_table(rows, title=title)
     return 0

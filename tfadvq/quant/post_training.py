@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfadvq.config import bounded
 from tfadvq.errors import ConfigError
+from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 
 if TYPE_CHECKING:  # the settings load without TensorFlow (a recipe is checked before anything runs)
     from tfadvq.compat import keras
@@ -53,7 +54,7 @@ class PTQSettings:
     (:mod:`tfadvq.quant.adaptive_rounding`; same codebooks and size).
     """
 
-    bits: int = bounded(4, 1, 8)
+    bits: int = bounded(4, MIN_BITS, MAX_BITS)
     bits_per_layer: str | None = None
     per_channel: bool | str = False
     activation_bits: int | None = bounded(None, 8, 8)
@@ -62,7 +63,7 @@ class PTQSettings:
     bias_correction: bool | None = None
     binary: str | None = None
     binary_clip: float | None = bounded(1.0, 0.0, above=True)
-    end_bits: int | None = bounded(None, 1, 8)
+    end_bits: int | None = bounded(None, MIN_BITS, MAX_BITS)
     rounding: str = "nearest"
 
     def __post_init__(self) -> None:

@@ -141,16 +141,16 @@ class CalibrateStage(StageBase):
         model, _, metadata = _device_model(ctx, self.model)
         front_end = device_frontend(ctx.record(self.model)["outputs"])
         source = TrialSource(self.corpus, self.trials, self.wav_root)
-        device, trials_path = evaluate_to(ctx, tflm_embedder(model, front_end), source,
-                                          f"{self.model} (TFLM), trials")
+        device = evaluate_to(ctx, tflm_embedder(model, front_end), source, f"{self.model} (TFLM), trials",
+                             threshold_for=None, embedder="tflm").result  # thresholds: into model.json below
         keras_path = keras_model_path(ctx, self.model)
-        trials, utterances, _ = source.load(ctx)
-        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path), front_end), trials, utterances,
-                             ctx.scoring)
+        trials = source.load(ctx)
+        reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path), front_end), trials.trials,
+                             trials.utterances, ctx.scoring)
         thresholds = metrics.calibrate(device.scores, device.labels, self.target_far)
         keras_thresholds = metrics.calibrate(reference.scores, reference.labels, self.target_far)
         diff = float(np.max(np.abs(device.scores - reference.scores)))
-        calibration = {"embedder": "tflm", "trials": str(trials_path), "num_trials": int(device.labels.size),
+        calibration = {"embedder": "tflm", "trials": str(trials.path), "num_trials": int(device.labels.size),
                        "device_eer_percent": device.eer, "keras_eer_percent": reference.eer,
                        "device_scoring_max_abs_diff": diff}
         metadata = with_thresholds(metadata, thresholds, calibration)

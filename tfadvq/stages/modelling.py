@@ -79,13 +79,12 @@ class TrialSource:
             raise ConfigError(f"{where}: trials needs wav_root (where the trial keys live)")
 
     def load(self, ctx: StageContext):
-        """``(trials, utterances, trials path)``."""
-        from tfadvq.voxceleb import corpus_trials_path, read_trials, scan_tree
+        """The :class:`tfadvq.evaluation.EvalTrials` to score (the corpus loaded once per recipe run)."""
+        from tfadvq.evaluation import load_trials
 
         if self.corpus is not None:
-            corpus = corpus_of(ctx, self.corpus)
-            return corpus.trials, corpus.test, corpus_trials_path(ctx.output(self.corpus, "corpus"))
-        return read_trials(self.trials), scan_tree(self.wav_root), Path(self.trials)
+            return load_trials(ctx.output(self.corpus, "corpus"), loaded=corpus_of(ctx, self.corpus))
+        return load_trials(trials=self.trials, wav_root=self.wav_root)
 
     def digest(self) -> dict[str, Any]:
         return {"trials": rundir.file_sha256(self.trials)} if self.trials else {}
@@ -178,20 +177,17 @@ class ModelStage(StageBase):
                            summary=f"{loaded.describe()}: {model.name}, {model.count_params()} parameters{eats}")
 
 
-def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, cohort: str | None = None,
-                top_n: int = 300):
-    """Evaluate ``embed`` on ``source``'s trials into ``ctx.out`` (scores, DET, summary); the result."""
-    from tfadvq.evaluation import evaluate, write_outputs
+def evaluate_to(ctx: StageContext, embed, source: TrialSource, title: str, *, threshold_for: Path | None,
+                cohort: str | None = None, top_n: int = 300, embedder: str = "keras"):
+    """Evaluate ``embed`` on ``source``'s trials into ``ctx.out`` by :func:`tfadvq.evaluation.evaluate_into`
+    (what ``tfadvq eval`` runs); ``threshold_for``: the model file whose threshold is stored (None: none)."""
+    from tfadvq.evaluation import evaluate_into
 
-    trials, utterances, trials_path = source.load(ctx)
-    cohort_utts = corpus_of(ctx, cohort).train if cohort else None
-    result = evaluate(embed, trials, utterances, ctx.scoring, cohort_utts, top_n)
-    write_outputs(result, trials, rundir.EvalDir(ctx.out), title=title)
-    if source.corpus is not None:  # a real corpus: EER by source with speaker-level intervals too
-        from tfadvq.corpus.real import report_by_source
-
-        report_by_source(result, trials, ctx.output(source.corpus, "corpus"), rundir.EvalDir(ctx.out))
-    return result, trials_path
+    # force: the engine empties a stage directory whose config changed; one it keeps holds only this stage's
+    # own interrupted attempt, which the evaluation replaces
+    return evaluate_into(rundir.EvalDir(ctx.out), embed, source.load(ctx), ctx.scoring, threshold_for=threshold_for,
+                         cohort=corpus_of(ctx, cohort).train if cohort else None, top_n=top_n, embedder=embedder,
+                         force=True, title=title, command=f"stage {ctx.name}")
 
 
 @register_stage("evaluate")
@@ -228,7 +224,6 @@ class EvaluateStage(StageBase):
         return self.source.digest()
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.evaluation import store_threshold
         from converters.tflm import tflm_embedder
         from tfadvq.scoring import keras_embedder
 
@@ -240,11 +235,9 @@ class EvaluateStage(StageBase):
             model_path = keras_model_path(ctx, self.model)
             embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
             kind = "keras"
-        result, trials_path = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials",
-                                          self.cohort, self.top_n)
-        out = rundir.EvalDir(ctx.out)
-        store_threshold(out.threshold, result, trials_path, model_path, ctx.scoring, embedder=kind)
-        by_source = rundir.read_json(out.by_source) if out.by_source.is_file() else None
+        done = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials", threshold_for=model_path,
+                           cohort=self.cohort, top_n=self.top_n, embedder=kind)
+        result, out, by_source = done.result, done.out, done.by_source
         same = next((r for r in by_source or () if r["trials"] == "same-source" and "eer" in r), None)
         return StageResult(
             outputs={"scores": str(out.trial_scores), "threshold": str(out.threshold), "det": str(out.det),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tfadvq import frontend, rundir
 from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
+from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.modelling import (
     corpus_of,
@@ -49,7 +50,7 @@ class MSFTStage(StageBase):
 
     model: str | None = None
     mixed: str | None = None
-    bits: int | None = bounded(None, 1, 8)
+    bits: int | None = bounded(None, MIN_BITS, MAX_BITS)
     bits_per_layer: str | None = None
     steps_per_stage: int = bounded(100, 1)
     stages: int = bounded(4, 1)

@@ -161,7 +161,6 @@ class FinetuneStage(StageBase):
                 "head": rundir.file_sha256(head) if head else None}
 
     def run(self, ctx: StageContext) -> StageResult:
-        from tfadvq.config import dump_yaml
         from tfadvq.model_io import load_model
         from tfadvq.objectives import Objective
         from tfadvq.quant import outputs
@@ -182,13 +181,11 @@ class FinetuneStage(StageBase):
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
         front_end = frontend.for_input(front_end, wrapped.input_shape, str(wrapped_path))
-        saved = outputs.save(wrapped, out, front_end=front_end, source_model=str(source), settings=to_dict(self),
-                             finetune=result.row)
-        rundir.atomic_save_with(out.train_config, lambda tmp: dump_yaml(result.config, tmp))
+        saved = outputs.save(wrapped, out, front_end=front_end, finetuned=result, source_model=str(source),
+                             settings=to_dict(self))
         produced = {"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
                     "train_config": str(out.train_config), **frontend_output(out.path)}
         if result.head_weights is not None:
-            rundir.TrainDir(out.path).save_head(result.head_weights)
             produced["head"] = str(out.head)
         ctx.cache[f"wrapped:{out.wrapped}"] = wrapped
         return StageResult(outputs=produced, metrics={"finetune": result.row,

@@ -2,10 +2,12 @@
 //
 // The one place that reads the converter's headers (model_config.h,
 // model_data.h, model_ops.h and, with SV_TWO_MODELS, the second model's
-// `*_<prefix>.h` whose macros are TFADVQ_<PREFIX>_*): it checks at compile
-// time that every model eats the features the firmware computes, owns the
-// arenas, and describes each model by a ModelSlot, so main.cc handles one
-// model or two with the same code.  Include it from main.cc only.
+// `*_<prefix>.h`).  Each model's configuration is read from its config struct
+// (tfadvq::kModelConfig, tfadvq::kModelConfig_<prefix>: model_config.h's
+// tfadvq::ModelConfig), the same fields for both models: one set of
+// compile-time checks (CheckedModel) that every model eats the features the
+// firmware computes, the arenas, and one ModelSlot per model, so main.cc
+// handles one model or two with the same code.  Include it from main.cc only.
 #ifndef TFADVQ_APP_MODELS_H_
 #define TFADVQ_APP_MODELS_H_
 
@@ -36,21 +38,8 @@
 #define SV_ARENA_MARGIN 1024
 #endif
 
-#if !TFADVQ_HAS_THRESHOLDS
-#error "model_config.h has no calibrated threshold: convert with trials (tfadvq convert)"
-#endif
-#ifdef SV_USE_LOW_FAR_THRESHOLD
-#define SV_THRESHOLD TFADVQ_THRESHOLD_LOW_FAR
-#else
-#define SV_THRESHOLD TFADVQ_THRESHOLD_EER
-#endif
-// The scoring schedule (lib/window_schedule.h): windows of the model's input
-// frames, TFADVQ_SCORING_HOP_FRAMES apart when the converter states it,
-// back to back otherwise.
-#ifdef TFADVQ_SCORING_HOP_FRAMES
-#define SV_HOP_FRAMES TFADVQ_SCORING_HOP_FRAMES
-#else
-#define SV_HOP_FRAMES TFADVQ_INPUT_FRAMES
+#ifndef TFADVQ_CONFIG_STRUCT_H_
+#error "model_config.h predates tfadvq::ModelConfig: convert the model again (tfadvq convert --c-array)"
 #endif
 
 namespace {
@@ -64,89 +53,82 @@ struct ModelSlot {
   int hop_frames;
 };
 
-constexpr bool StrEq(const char* a, const char* b) {
-  return *a == *b && (*a == '\0' || StrEq(a + 1, b + 1));
+using tfadvq::StrEq;
+
+// What the firmware requires of every model it runs, checked at compile time on its config struct
+// (model_config.h's tfadvq::ModelConfig): a calibrated threshold, the one feature configuration the
+// front end computes (a model trained with another must not build), an embedding that fits, and a
+// scoring window that is its input (the thresholds were calibrated with it; the network's input is the
+// only window the firmware can run).  Instantiated once per model: CheckedModel<the model's struct>.
+template <const tfadvq::ModelConfig& kConfig>
+struct CheckedModel {
+  static constexpr const tfadvq::FbankConfig& kFbank = kConfig.fbank;
+  static_assert(kConfig.has_thresholds, "model config has no calibrated threshold: convert with trials");
+  static_assert(StrEq(kFbank.window, "povey"), "fbank config: povey window");
+  static_assert(kConfig.num_mel_bins == sv::Fbank::kNumMelBins, "mel bins differ from the front end");
+  static_assert(kFbank.num_mel_bins == sv::Fbank::kNumMelBins, "fbank config: num_mel_bins");
+  static_assert(kFbank.sample_rate == sv::Fbank::kSampleRate, "fbank config: sample_rate");
+  static_assert(kFbank.frame_length_ms == 25.0f && kFbank.frame_shift_ms == 10.0f,
+                "fbank config: 25 ms / 10 ms frames");
+  static_assert(kFbank.preemph_coeff == sv::Fbank::kPreemph, "fbank config: preemph_coeff");
+  static_assert(kFbank.low_freq == sv::Fbank::kLowFreq && kFbank.high_freq <= 0.0f, "fbank config: 20 Hz .. Nyquist");
+  static_assert(kFbank.remove_dc_offset && kFbank.mean_norm, "fbank config: DC removal and mean normalisation");
+  static_assert(kFbank.waveform_scale == 32768.0f, "fbank config: int16-range samples");
+  static_assert(StrEq(kFbank.features, "fbank"), "fbank config: the host computes this model's features");
+  static_assert(StrEq(kFbank.spectrum, "power") && StrEq(kFbank.log, "natural") && kFbank.log_offset == 0.0f &&
+                    kFbank.log_floor == sv::Fbank::kLogFloor,
+                "fbank config: natural log of mel power with the FLT_EPSILON floor");
+  static_assert(kConfig.embed_dim <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
+  static_assert(kConfig.scoring.window_frames == kConfig.input_frames,
+                "scoring window differs from the model's input frames");
+  static_assert(kConfig.scoring.hop_frames >= 1, "scoring hop: at least one frame");
+  static constexpr bool kOk = true;
+};
+
+// The threshold a model accepts at (SV_USE_LOW_FAR_THRESHOLD: the low-FAR one).
+constexpr float Threshold(const tfadvq::ModelConfig& config) {
+#ifdef SV_USE_LOW_FAR_THRESHOLD
+  return config.threshold.low_far;
+#else
+  return config.threshold.eer;
+#endif
 }
 
-// The front end is compiled for one feature configuration; a model trained
-// with another must not build.
-static_assert(StrEq(TFADVQ_FBANK_WINDOW, "povey"), "fbank config: povey window");
-static_assert(TFADVQ_NUM_MEL_BINS == sv::Fbank::kNumMelBins, "mel bins differ from the front end");
-static_assert(TFADVQ_FBANK_NUM_MEL_BINS == sv::Fbank::kNumMelBins, "fbank config: num_mel_bins");
-static_assert(TFADVQ_FBANK_SAMPLE_RATE == sv::Fbank::kSampleRate, "fbank config: sample_rate");
-static_assert(TFADVQ_FBANK_FRAME_LENGTH_MS == 25.0f && TFADVQ_FBANK_FRAME_SHIFT_MS == 10.0f,
-              "fbank config: 25 ms / 10 ms frames");
-static_assert(TFADVQ_FBANK_PREEMPH_COEFF == sv::Fbank::kPreemph, "fbank config: preemph_coeff");
-static_assert(TFADVQ_FBANK_LOW_FREQ == sv::Fbank::kLowFreq && TFADVQ_FBANK_HIGH_FREQ <= 0.0f,
-              "fbank config: 20 Hz .. Nyquist");
-static_assert(TFADVQ_FBANK_REMOVE_DC_OFFSET == 1 && TFADVQ_FBANK_MEAN_NORM == 1,
-              "fbank config: DC removal and mean normalisation");
-static_assert(TFADVQ_FBANK_WAVEFORM_SCALE == 32768.0f, "fbank config: int16-range samples");
-// Headers from tfadvq versions that could state other front ends (features computed by the host, a
-// magnitude spectrum, log10/dB, an offset before the log): the firmware computes none of them.
-#ifdef TFADVQ_FBANK_FEATURES
-static_assert(StrEq(TFADVQ_FBANK_FEATURES, "fbank"), "fbank config: the host computes this model's features");
-static_assert(StrEq(TFADVQ_FBANK_SPECTRUM, "power") && StrEq(TFADVQ_FBANK_LOG, "natural") &&
-                  TFADVQ_FBANK_LOG_OFFSET == 0.0f && TFADVQ_FBANK_LOG_FLOOR == sv::Fbank::kLogFloor,
-              "fbank config: natural log of mel power with the FLT_EPSILON floor");
-#endif
-static_assert(TFADVQ_EMBED_DIM <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
-static_assert(SV_HOP_FRAMES >= 1, "scoring hop: at least one frame");
-#ifdef TFADVQ_SCORING_WINDOW_FRAMES
-// The thresholds were calibrated with this window; the network's input is the
-// only window the firmware can run.
-static_assert(TFADVQ_SCORING_WINDOW_FRAMES == TFADVQ_INPUT_FRAMES,
-              "scoring window differs from the model's input frames");
-#endif
+// The slot of the model `config` describes, its flatbuffer `model` (`model_len` bytes) run in `arena`.
+ModelSlot Slot(const tfadvq::ModelConfig& config, const char* name, const char* prefix, const unsigned char* model,
+               unsigned int model_len, uint8_t* arena, size_t arena_bytes) {
+  return {{name, model, model_len, static_cast<size_t>(config.model_bytes),
+           static_cast<uint32_t>(config.model_version), SV_EXPECTED_MODEL_VERSION, config.input_frames,
+           config.num_mel_bins, config.embed_dim, arena, arena_bytes},
+          prefix, config.model_sha256, Threshold(config), config.scoring.hop_frames};
+}
 
-alignas(16) uint8_t g_arena[TFADVQ_ARENA_BYTES + SV_ARENA_MARGIN];
+constexpr const tfadvq::ModelConfig& kFirst = tfadvq::kModelConfig;
+static_assert(CheckedModel<tfadvq::kModelConfig>::kOk, "the model");
+alignas(16) uint8_t g_arena[kFirst.arena_bytes + SV_ARENA_MARGIN];
 
 #ifndef SV_TWO_MODELS
 constexpr int kNumModels = 1;
-constexpr int kMaxInputFrames = TFADVQ_INPUT_FRAMES;
+constexpr int kMaxInputFrames = kFirst.input_frames;
 constexpr int kNumOps = TFADVQ_MODEL_NUM_OPS;
 #define SV_SECOND_MODEL_OPS(OP)
 #else
-// The second model's macros, TFADVQ_<PREFIX>_<NAME> (SV_M2_UPPER is the prefix).
-#define SV_M2_CAT2(a, b) TFADVQ_##a##_##b
-#define SV_M2_CAT(a, b) SV_M2_CAT2(a, b)
-#define SV_M2(name) SV_M2_CAT(SV_M2_UPPER, name)
-#if !SV_M2(HAS_THRESHOLDS)
-#error "the second model's config has no calibrated threshold: convert with trials"
-#endif
-#ifdef SV_USE_LOW_FAR_THRESHOLD
-#define SV_M2_THRESHOLD SV_M2(THRESHOLD_LOW_FAR)
-#else
-#define SV_M2_THRESHOLD SV_M2(THRESHOLD_EER)
-#endif
-// Both models see the one front end, so the second must have been trained
-// with the same features; it may differ in window, hop and embedding size.
-static_assert(StrEq(SV_M2(FBANK_WINDOW), TFADVQ_FBANK_WINDOW) &&
-                  SV_M2(FBANK_NUM_MEL_BINS) == TFADVQ_FBANK_NUM_MEL_BINS &&
-                  SV_M2(NUM_MEL_BINS) == TFADVQ_NUM_MEL_BINS &&
-                  SV_M2(FBANK_SAMPLE_RATE) == TFADVQ_FBANK_SAMPLE_RATE &&
-                  SV_M2(FBANK_FRAME_LENGTH_MS) == TFADVQ_FBANK_FRAME_LENGTH_MS &&
-                  SV_M2(FBANK_FRAME_SHIFT_MS) == TFADVQ_FBANK_FRAME_SHIFT_MS &&
-                  SV_M2(FBANK_PREEMPH_COEFF) == TFADVQ_FBANK_PREEMPH_COEFF &&
-                  SV_M2(FBANK_LOW_FREQ) == TFADVQ_FBANK_LOW_FREQ &&
-                  SV_M2(FBANK_HIGH_FREQ) == TFADVQ_FBANK_HIGH_FREQ &&
-                  SV_M2(FBANK_REMOVE_DC_OFFSET) == TFADVQ_FBANK_REMOVE_DC_OFFSET &&
-                  SV_M2(FBANK_MEAN_NORM) == TFADVQ_FBANK_MEAN_NORM &&
-                  SV_M2(FBANK_WAVEFORM_SCALE) == TFADVQ_FBANK_WAVEFORM_SCALE,
-              "the second model was trained with other features than the first");
-static_assert(SV_M2(EMBED_DIM) <= sv::kMaxEmbedding, "raise SV_MAX_EMBEDDING");
-static_assert(SV_M2(SCORING_WINDOW_FRAMES) == SV_M2(INPUT_FRAMES) && SV_M2(SCORING_HOP_FRAMES) >= 1,
-              "second model: scoring window differs from its input frames");
+// The second model: its config struct (SV_M2_CONFIG, tfadvq::kModelConfig_<prefix>) is checked like the
+// first's and read field by field the same way; its op list is the X-macro SV_M2_OPS.
+constexpr const tfadvq::ModelConfig& kSecond = SV_M2_CONFIG;
+static_assert(CheckedModel<SV_M2_CONFIG>::kOk, "the second model");
+// Both models see the one front end (each checked against it above; said here in one line too).
+static_assert(kSecond.fbank == kFirst.fbank, "the second model was trained with other features than the first");
 constexpr int kNumModels = 2;
-constexpr int kMaxInputFrames =
-    TFADVQ_INPUT_FRAMES > SV_M2(INPUT_FRAMES) ? TFADVQ_INPUT_FRAMES : SV_M2(INPUT_FRAMES);
-constexpr int kNumOps = TFADVQ_MODEL_NUM_OPS + SV_M2(MODEL_NUM_OPS);  // at most; the union is registered
-alignas(16) uint8_t g_arena2[SV_M2(ARENA_BYTES) + SV_ARENA_MARGIN];
-#define SV_SECOND_MODEL_OPS(OP) SV_M2(MODEL_OPS)(OP)
-
+constexpr int kMaxInputFrames = kFirst.input_frames > kSecond.input_frames ? kFirst.input_frames
+                                                                           : kSecond.input_frames;
 #define SV_OP_NAME(op) #op,
 // The first model's ops, so the second registers only what they lack.
 constexpr const char* kFirstOps[] = {TFADVQ_MODEL_OPS(SV_OP_NAME)};
+constexpr const char* kSecondOps[] = {SV_M2_OPS(SV_OP_NAME)};
+constexpr int kNumOps = TFADVQ_MODEL_NUM_OPS + sizeof(kSecondOps) / sizeof(kSecondOps[0]);  // at most
+alignas(16) uint8_t g_arena2[kSecond.arena_bytes + SV_ARENA_MARGIN];
+#define SV_SECOND_MODEL_OPS(OP) SV_M2_OPS(OP)
 
 bool IsFirstOp(const char* name) {
   for (const char* op : kFirstOps) {
@@ -157,14 +139,9 @@ bool IsFirstOp(const char* name) {
 #endif
 
 const ModelSlot kSlots[kNumModels] = {
-    {{"main", g_model, g_model_len, TFADVQ_MODEL_BYTES, TFADVQ_MODEL_VERSION, SV_EXPECTED_MODEL_VERSION,
-      TFADVQ_INPUT_FRAMES, TFADVQ_NUM_MEL_BINS, TFADVQ_EMBED_DIM, g_arena, sizeof(g_arena)},
-     "", TFADVQ_MODEL_SHA256, SV_THRESHOLD, SV_HOP_FRAMES},
+    Slot(kFirst, "main", "", g_model, g_model_len, g_arena, sizeof(g_arena)),
 #ifdef SV_TWO_MODELS
-    {{SV_M2_PREFIX, SV_M2_MODEL, SV_M2_MODEL_LEN, SV_M2(MODEL_BYTES), SV_M2(MODEL_VERSION),
-      SV_EXPECTED_MODEL_VERSION, SV_M2(INPUT_FRAMES), SV_M2(NUM_MEL_BINS), SV_M2(EMBED_DIM), g_arena2,
-      sizeof(g_arena2)},
-     SV_M2_PREFIX, SV_M2(MODEL_SHA256), SV_M2_THRESHOLD, SV_M2(SCORING_HOP_FRAMES)},
+    Slot(kSecond, SV_M2_PREFIX, SV_M2_PREFIX, SV_M2_MODEL, SV_M2_MODEL_LEN, g_arena2, sizeof(g_arena2)),
 #endif
 };
 
