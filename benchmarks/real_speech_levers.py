@@ -7,7 +7,8 @@ with one thing changed -- what changed is read from the two runs' train.yaml and
 --train-speakers``), ``steps_per_epoch`` or ``epochs`` (longer training), ``pipeline.noise_prob``
 (more channel simulation).  Every model is scored with the recipe's schedule on the same trials of
 each ``--corpus`` (``tfadvq data real``; a corpus with a training part is scored on its test
-speakers only, so a lever trained on its dev speakers is still measured on held-out people), and
+speakers only, so a lever trained on its dev speakers is still measured on held-out people; the
+demo's synthetic corpus too, one source, so that what a lever costs there shows), and
 each lever is compared with the baseline on those trials by :func:`tfadvq.metrics.paired_bootstrap`
 over test speakers (Delta EER = lever minus baseline; negative is better), on all trials and on the
 same-source ones.  One training run per lever: the intervals cover speaker sampling, not training
@@ -88,8 +89,9 @@ def main() -> None:
     rows = []
     for corpus_dir in args.corpus:
         corpus = load_corpus(corpus_dir)
+        sourced = rundir.CorpusDir(corpus_dir).trial_sources.is_file()  # a real corpus; else the synthetic one
         manifest = rundir.read_json(rundir.CorpusDir(corpus_dir).manifest)
-        name_of_corpus = "+".join(manifest["settings"]["sources"])
+        name_of_corpus = "+".join(manifest["settings"]["sources"]) if sourced else "synthetic"
         results = {}
         for name, path in runs.items():
             start = time.perf_counter()
@@ -99,7 +101,7 @@ def main() -> None:
         kept = np.logical_and.reduce([r.kept if r.kept is not None else np.ones(len(corpus.trials), bool)
                                       for r in results.values()])
         trials = corpus.trials.select(kept)
-        groups = read_trial_sources(corpus_dir, trials)
+        groups = read_trial_sources(corpus_dir, trials) if sourced else [("synthetic", "-")] * len(trials)
         labels = np.asarray(trials.labels, np.int8)
         speakers = trial_speakers(trials)
         subsets = dict(trial_subsets(labels, groups))
