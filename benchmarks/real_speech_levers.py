@@ -86,12 +86,13 @@ def main() -> None:
                                    "note": "the demo's train stage (its record), on the machine and load of that run"}
     for name, measured in timing.items():
         trained[name]["timing"] = measured
-    rows = []
+    rows, settings = [], {}
     for corpus_dir in args.corpus:
         corpus = load_corpus(corpus_dir)
         sourced = rundir.CorpusDir(corpus_dir).trial_sources.is_file()  # a real corpus; else the synthetic one
         manifest = rundir.read_json(rundir.CorpusDir(corpus_dir).manifest)
         name_of_corpus = "+".join(manifest["settings"]["sources"]) if sourced else "synthetic"
+        settings[str(corpus_dir)] = manifest["settings"]  # e.g. which speakers a split trained on
         results = {}
         for name, path in runs.items():
             start = time.perf_counter()
@@ -129,7 +130,7 @@ def main() -> None:
     existing["ablation"] = {
         **{k: v for k, v in header("real_speech_levers").items() if k != "benchmark"},
         "config": {"workdir": str(args.workdir), "scoring": vars(scoring), "resamples": args.resamples,
-                   "corpora": [str(c) for c in args.corpus],
+                   "corpora": settings,
                    "baseline": f"{BASELINE}: the FP32 model of {args.workdir}'s train stage",
                    "delta": "lever minus baseline on the same trials, paired 95 % bootstrap over test speakers "
                             "(tfadvq.metrics.paired_bootstrap); one training run per lever"},
