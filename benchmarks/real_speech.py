@@ -113,6 +113,8 @@ def main() -> None:
         "rows": rows,
         "by_source": by_source,
     }
+    if args.out.is_file() and "ablation" in rundir.read_json(args.out):  # benchmarks/real_speech_levers.py's
+        result_json["ablation"] = rundir.read_json(args.out)["ablation"]
     rundir.write_json(args.out, result_json)
     print(f"wrote {args.out}")
 

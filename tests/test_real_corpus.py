@@ -71,6 +71,9 @@ def test_rebuild_is_deterministic_and_resumes(real_corpus, tmp_path):
     build_real_corpus(copy, CONFIG, sources=[TINY], progress=False)
     (copy / "test" / "wav" / victim.key).unlink()                 # as if killed before this clip
     (copy / "test" / "wav" / victim.key).with_name(".x.wav.tmp").write_bytes(b"half")  # and mid-write
+    marker = json.loads((copy / ".real.json").read_text())
+    del marker["settings"]["train_speakers"]  # as a build from before that setting wrote it
+    (copy / ".real.json").write_text(json.dumps(marker))
     resumed = build_real_corpus(copy, CONFIG, sources=[TINY], progress=False)
     assert (resumed.written, resumed.skipped) == (1, result.written - 1)
     assert not list((copy / "test").rglob(".*.tmp"))
@@ -155,6 +158,40 @@ def test_an_evaluation_corpus_cannot_train_or_serve_as_a_cohort(real_corpus, tmp
     assert main(["eval", "--model", str(tmp_path / "tiny.keras"), "--corpus", str(out), "--frames", str(FRAMES),
                  "--as-norm", "--cohort", str(out), "--out", str(tmp_path / "eval")]) == 2
     assert "tfadvq: error: cohort: no utterances" in capsys.readouterr().err
+
+
+def test_train_speakers_form_a_dev_part_that_trains_beside_another_corpus(real_corpus, tmp_path):
+    """Issue 20's real-speaker training split: the named speakers go to dev lists without trials, and
+    data.extra_corpora adds that dev part to the main corpus's (speakers disjoint across corpora)."""
+    from tfadvq.train_config import DataConfig, TrainConfig, overridden
+    from tfadvq.training import load_training_utterances, training_data
+
+    out, _ = real_corpus
+    split = tmp_path / "split"
+    build_real_corpus(split, dataclasses.replace(CONFIG, train_speakers=("asterisk-july", "asterisk-armelle")),
+                      sources=[TINY], progress=False)
+    corpus, whole = load_corpus(split), load_corpus(out)
+    assert {u.speaker for u in corpus.train} == {"asterisk-july", "asterisk-armelle"}
+    assert {u.speaker for u in corpus.test} == {"asterisk-allison", "asterisk-june"}
+    assert all("/dev/wav/" in u.path for u in corpus.train) and all("/test/wav/" in u.path for u in corpus.test)
+    # the same clips as the evaluation-only build, each in one part; trials only among the test speakers
+    assert sorted(u.key for u in corpus.train + corpus.test) == sorted(u.key for u in whole.test)
+    assert {k.split("/")[0] for k in corpus.trials.keys()} == {"asterisk-allison", "asterisk-june"}
+    other = tmp_path / "other"
+    build_real_corpus(other, dataclasses.replace(CONFIG, train_speakers=("asterisk-allison",)), sources=[TINY],
+                      progress=False)
+    config = overridden(TrainConfig(data=DataConfig(extra_corpora=(str(other),))), corpus=split)
+    utterances = load_training_utterances(config.data)
+    assert {u.speaker for u in utterances} == {"asterisk-july", "asterisk-armelle", "asterisk-allison"}
+    data = training_data(dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, batch_size=4)))
+    assert set(data.speakers) == {u.speaker for u in utterances}
+    with pytest.raises(ConfigError, match="also in"):  # one speaker in two training corpora
+        load_training_utterances(DataConfig(corpus=str(split), extra_corpora=(str(split),)))
+    with pytest.raises(ConfigError, match="add to a `corpus`"):
+        load_training_utterances(DataConfig(wav_root=str(split), extra_corpora=(str(split),)))
+    with pytest.raises(ConfigError, match="not a speaker of --sources"):
+        build_real_corpus(tmp_path / "bad", dataclasses.replace(CONFIG, train_speakers=("queen-joe",)),
+                          sources=[TINY], progress=False)
 
 
 def _queen_archive(path, entries: dict[str, bytes], compression: int = 3) -> None:

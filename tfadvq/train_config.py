@@ -102,12 +102,17 @@ class DataConfig:
     ``corpus``: a generated (``tfadvq data synth``) or VoxCeleb-like directory
     read by :func:`tfadvq.voxceleb.load_corpus` (its dev part trains);
     ``wav_scp`` + ``utt2spk``: Kaldi lists; ``wav_root``: a VoxCeleb
-    ``<spk>/<session>/<utt>.wav`` tree.  ``trials`` (with ``trials_wav_root``,
-    or over ``corpus``'s test part) optionally names an evaluation run after training, as ``tfadvq eval``
-    runs it (:func:`tfadvq.evaluation.evaluate_model`: the model's ``eval_<trials name>/`` with its threshold).
+    ``<spk>/<session>/<utt>.wav`` tree.  ``extra_corpora`` adds the dev parts
+    of further corpora to ``corpus``'s (their speakers disjoint from it and from
+    each other; it needs ``corpus``, which ``--corpus`` may give): e.g. real
+    speakers (``tfadvq data real --train-speakers``) beside the synthetic ones.  ``trials`` (with
+    ``trials_wav_root``, or over ``corpus``'s test part) optionally names an evaluation run after training, as
+    ``tfadvq eval`` runs it (:func:`tfadvq.evaluation.evaluate_model`: the model's ``eval_<trials name>/`` with
+    its threshold).
     """
 
     corpus: str | None = None
+    extra_corpora: tuple[str, ...] = ()
     wav_scp: str | None = None
     utt2spk: str | None = None
     wav_root: str | None = None
@@ -221,11 +226,14 @@ def overridden(config: TrainConfig, *, corpus: str | os.PathLike | None = None, 
 
     ``None`` keeps the config's value.  ``corpus`` replaces where the training
     speakers come from (the config's Kaldi lists or wav tree are dropped) and
-    keeps the evaluation the config names (``trials``/``trials_wav_root``).
+    keeps the corpora the config adds to it (``extra_corpora``) and the evaluation
+    it names (``trials``/``trials_wav_root``).
     """
     if corpus is not None:
-        config = dataclasses.replace(config, data=DataConfig(corpus=str(corpus), trials=config.data.trials,
-                                                             trials_wav_root=config.data.trials_wav_root))
+        data = config.data
+        config = dataclasses.replace(config, data=DataConfig(corpus=str(corpus), extra_corpora=data.extra_corpora,
+                                                             trials=data.trials,
+                                                             trials_wav_root=data.trials_wav_root))
     changes = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)) if v is not None}
     if strategy is not None:
         changes["strategy"] = StrategyName(strategy)

@@ -146,11 +146,22 @@ def load_training_utterances(data: DataConfig) -> list[Utterance]:
     from tfadvq import voxceleb
 
     if data.corpus is not None:
-        train = voxceleb.load_corpus(data.corpus).train
-        if not train:
-            raise ConfigError(f"data.corpus {data.corpus}: has no training (dev) part; an evaluation "
-                              "corpus (`tfadvq data real`) cannot train a model")
+        train, owner = [], {}
+        for corpus in (data.corpus, *data.extra_corpora):
+            part = voxceleb.load_corpus(corpus).train
+            if not part:
+                raise ConfigError(f"data corpus {corpus}: has no training (dev) part; an evaluation corpus "
+                                  "(`tfadvq data real` without --train-speakers) cannot train a model")
+            shared = sorted({u.speaker for u in part} & owner.keys())
+            if shared:
+                raise ConfigError(f"data corpus {corpus}: speakers {shared[:5]} are also in {owner[shared[0]]}; "
+                                  "the training corpora must have disjoint speakers")
+            owner.update({u.speaker: corpus for u in part})
+            train += part
         return train
+    if data.extra_corpora:
+        raise ConfigError(f"data.extra_corpora {list(data.extra_corpora)}: add to a `corpus`; set data.corpus "
+                          "(or pass --corpus) too")
     if data.wav_scp is not None:
         return voxceleb.read_kaldi_lists(data.wav_scp, data.utt2spk)
     if data.wav_root is not None:

@@ -13,10 +13,12 @@ Example::
 
 ``data real`` builds an evaluation corpus of real people from installed Debian packages
 (tfadvq/corpus/real_sources.py: asterisk prompts, Tux Paint readers, Hedgewars voices) in the
-same layout, test part only; see tfadvq/corpus/real.py and the README it writes::
+same layout, test part only (``--train-speakers``: those speakers' clips form a dev part to train
+on instead); see tfadvq/corpus/real.py and the README it writes::
 
     tfadvq data real --out data/real                       # every source, <= 100 clips per speaker
     tfadvq data real --out /tmp/real --sources asterisk --max-clips 20
+    tfadvq data real --out /tmp/queen --sources amazon-queen --train-speakers queen-joe queen-bob
 """
 from __future__ import annotations
 
@@ -64,9 +66,13 @@ def _register_real(sub) -> None:
     real.add_argument("--max-clips", type=number(int, 0), default=defaults.max_clips,
                       help=f"clips per speaker and language, drawn by --seed (0: all; default {defaults.max_clips})")
     real.add_argument("--seed", type=number(int, 0), default=defaults.seed, help="random seed (default 0)")
+    real.add_argument("--train-speakers", nargs="+", default=[], metavar="SPEAKER",
+                      help="opt-in: these speakers' clips form a dev part to train on (no trials); the trials "
+                           "hold the others (e.g. half of the amazon-queen characters)")
     real.add_argument("--install", action="store_true",
                       help="as root: install missing source packages with apt-get (as scripts/setup.sh does)")
-    real.set_defaults(func=lambda a: run_real(a.out, tuple(a.sources), a.max_clips, a.seed, a.install))
+    real.set_defaults(func=lambda a: run_real(a.out, tuple(a.sources), a.max_clips, a.seed, a.install,
+                                              tuple(a.train_speakers)))
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -89,12 +95,14 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_real(out: Path, sources: tuple[str, ...], max_clips: int, seed: int, install: bool) -> int:
+def run_real(out: Path, sources: tuple[str, ...], max_clips: int, seed: int, install: bool,
+             train_speakers: tuple[str, ...] = ()) -> int:
     from tfadvq import rundir
     from tfadvq.corpus.real import RealConfig, build_real_corpus
     from tfadvq.report import print_table
 
-    result = build_real_corpus(out, RealConfig(sources=sources, max_clips=max_clips, seed=seed), install=install)
+    result = build_real_corpus(out, RealConfig(sources=sources, max_clips=max_clips, seed=seed,
+                                                    train_speakers=train_speakers), install=install)
     print_table(result.rows(), title=f"tfadvq data real ({out}; labels and licences: {rundir.CorpusDir(out).readme})")
     if result.rejected:
         print_table([{"file": f, "reason": r} for f, r in result.rejected[:10]],

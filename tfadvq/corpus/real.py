@@ -7,8 +7,12 @@ characters of Flight of the Amazon Queen, read from its resource file by
 :mod:`tfadvq.corpus.queen`) in the layout
 ``tfadvq data synth`` writes (docs/architecture.md), so
 :func:`tfadvq.voxceleb.load_corpus`, ``tfadvq eval --corpus`` and the recipe's
-evaluate stage read it as they read the synthetic one.  It has a test part
-only (no ``dev`` lists: nothing here is meant for training).
+evaluate stage read it as they read the synthetic one.  By default it has a test
+part only (no ``dev`` lists: an evaluation set).  ``train_speakers`` (opt-in,
+issue 20's lever "training on a real-speaker split") moves the named speakers'
+clips into a ``dev`` part instead, with no trials: a training config then adds
+the corpus beside the synthetic one (``data.extra_corpora``,
+:class:`tfadvq.train_config.DataConfig`), and the trials test only the others.
 
 * Audio: every clip goes through the one reader
   (:func:`tfadvq.audio.load_checked_audio`: resampled to 16 kHz mono, and
@@ -62,6 +66,7 @@ from tfadvq.errors import AudioError, ConfigError, DataError
 from tfadvq.voxceleb import Trials, read_trials, write_trials
 
 SPLIT = "test"
+TRAIN_SPLIT = "dev"  # the part ``train_speakers`` go to (what load_corpus trains on)
 KNOWN = SOURCES + EXTRA_SOURCES  # what --sources accepts (the default builds SOURCES)
 _CLIPS, _TRIALS = range(2)
 
@@ -69,13 +74,15 @@ _CLIPS, _TRIALS = range(2)
 @dataclasses.dataclass(frozen=True)
 class RealConfig:
     """What to build: ``sources`` by name (default: every default source, not the opt-in ones);
-    ``max_clips`` caps each speaker's clips per language (0: all of them)."""
+    ``max_clips`` caps each speaker's clips per language (0: all of them); ``train_speakers`` go to a
+    ``dev`` part for training (no trials), so the trials hold only the other speakers."""
 
     sources: tuple[str, ...] = source_names()
     max_clips: int = 100
     seed: int = 0
     trials_per_utt: int = 3
     min_seconds: float = 0.5  # the device's minimum (AudioLimits)
+    train_speakers: tuple[str, ...] = ()
 
     def validate(self, known: Sequence[str]) -> None:
         unknown = [s for s in self.sources if s not in known]
@@ -92,6 +99,17 @@ class RealConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def check_train_speakers(self, sources: Sequence[Source]) -> None:
+        """Every ``train_speakers`` name is a speaker of the chosen sources, and some speaker is left to test."""
+        speakers = sorted({r.speaker for s in sources for r in s.readers})
+        unknown = sorted(set(self.train_speakers) - set(speakers))
+        if unknown:
+            raise ConfigError(f"--train-speakers: {', '.join(unknown)} not a speaker of --sources "
+                              f"{', '.join(self.sources)}; accepted: {', '.join(speakers)}")
+        if self.train_speakers and len(set(speakers) - set(self.train_speakers)) < 2:
+            raise ConfigError(f"--train-speakers: leaves {len(set(speakers) - set(self.train_speakers))} test "
+                              "speaker(s); trials need two or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,12 +266,13 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
     start = time.perf_counter()
     config.validate([s.name for s in sources])
     chosen = select_sources(config.sources, sources)
+    config.check_train_speakers(chosen)
     ensure_installed(chosen, install)
     layout = rundir.CorpusDir(Path(out))
     _claim(layout, config)
     limits = AudioLimits(min_seconds=config.min_seconds)
     plans = plan_clips(chosen, config)
-    root = layout.wav_root(SPLIT)
+    training = set(config.train_speakers)
     present, seconds = [], {}
     written = skipped = 0
     rejected: list[tuple[str, str]] = []
@@ -264,7 +283,7 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
             for clip in candidates:
                 if len(accepted) == want:
                     break
-                target = root / clip.key
+                target = layout.wav_root(TRAIN_SPLIT if clip.reader.speaker in training else SPLIT) / clip.key
                 if target.is_file():
                     skipped += 1
                 else:
@@ -278,10 +297,12 @@ def build_real_corpus(out: str | os.PathLike, config: RealConfig = RealConfig(),
                 seconds[clip.key] = _duration(target)
                 bar.update()
             present.extend(sorted(accepted, key=lambda c: c.key))
-    trials, groups = make_source_trials(present, _rng(config.seed, _TRIALS), config.trials_per_utt)
-    _write_lists(layout, present, trials, groups)
-    result = RealResult(layout.path, _counts(chosen, plans, present, seconds, rejected, trials, groups), written,
-                        skipped, rejected, len(trials), time.perf_counter() - start)
+    train = [c for c in present if c.reader.speaker in training]
+    test = [c for c in present if c.reader.speaker not in training]
+    trials, groups = make_source_trials(test, _rng(config.seed, _TRIALS), config.trials_per_utt)
+    _write_lists(layout, test, train, trials, groups)
+    result = RealResult(layout.path, _counts(chosen, plans, present, seconds, rejected, trials, groups, training),
+                        written, skipped, rejected, len(trials), time.perf_counter() - start)
     _write_manifest(layout, config, chosen, present, result)
     _write_readme(layout, config, chosen, result)
     rundir.write_json(layout.marker, {"settings": to_dict(config), "complete": True})
@@ -314,13 +335,14 @@ def _claim(layout: rundir.CorpusDir, config: RealConfig) -> None:
     """``out`` must be new, empty, or a real corpus built with the same settings."""
     settings = json.loads(json.dumps(to_dict(config)))  # tuples as the JSON lists they are read back as
     if layout.marker.is_file():
-        recorded = rundir.read_json(layout.marker).get("settings", {})
+        defaults = json.loads(json.dumps(to_dict(RealConfig())))  # what a marker written before a setting meant
+        recorded = {**defaults, **rundir.read_json(layout.marker).get("settings", {})}
         differing = sorted(k for k in settings if recorded.get(k) != settings[k])
         if differing:
             described = ", ".join(f"{k}: {recorded.get(k)} there, {settings[k]} now" for k in differing)
             raise ConfigError(f"{layout.path}: holds a real corpus built with other settings ({described}); "
                               "re-run with the same settings to complete it, or use another --out")
-        for stale in layout.wav_root(SPLIT).rglob(".*.tmp"):
+        for stale in (p for split in (SPLIT, TRAIN_SPLIT) for p in layout.wav_root(split).rglob(".*.tmp")):
             stale.unlink()  # a wav half-written when an earlier run was killed
         return
     if layout.path.exists() and (not layout.path.is_dir() or any(layout.path.iterdir())):
@@ -364,10 +386,14 @@ def make_source_trials(clips: Sequence[Clip], rng: np.random.Generator,
     return Trials(np.asarray(labels, np.int8), enroll, test), groups
 
 
-def _write_lists(layout: rundir.CorpusDir, clips: Sequence[Clip], trials: Trials,
+def _write_lists(layout: rundir.CorpusDir, clips: Sequence[Clip], train: Sequence[Clip], trials: Trials,
                  groups: Sequence[tuple[str, str]]) -> None:
-    rundir.atomic_write(layout.wav_scp(SPLIT), "".join(f"{c.key} {SPLIT}/wav/{c.key}\n" for c in clips))
-    rundir.atomic_write(layout.utt2spk(SPLIT), "".join(f"{c.key} {c.reader.speaker}\n" for c in clips))
+    """The test part's lists and trials; the dev part's lists when there are ``train`` clips."""
+    for split, part in ((SPLIT, clips), (TRAIN_SPLIT, train)):
+        if part:
+            wav = layout.wav_root(split).relative_to(layout.path).as_posix()
+            rundir.atomic_write(layout.wav_scp(split), "".join(f"{c.key} {wav}/{c.key}\n" for c in part))
+            rundir.atomic_write(layout.utt2spk(split), "".join(f"{c.key} {c.reader.speaker}\n" for c in part))
     layout.trials.parent.mkdir(parents=True, exist_ok=True)
     write_trials(trials, layout.trials)
     rundir.atomic_write(layout.trial_sources, "".join(
@@ -392,6 +418,21 @@ def read_trial_sources(corpus: str | os.PathLike, trials: Trials) -> list[tuple[
     return [known[(a, b)] for a, b in zip(trials.enroll, trials.test)]
 
 
+def trial_speakers(trials: Trials) -> np.ndarray:
+    """The speaker of each trial, that of its test clip: what the speaker-level bootstraps resample."""
+    return np.array([key.split("/")[0] for key in trials.test])
+
+
+def trial_subsets(labels: np.ndarray, groups: Sequence[tuple[str, str]]) -> list[tuple[str, np.ndarray]]:
+    """``(name, mask)`` of the trials reported: ``all``, ``same-source`` (the source/language groups
+    holding non-targets, i.e. two or more speakers) and each such group."""
+    labels = np.asarray(labels, np.int8)
+    names = np.array([f"{s}/{lang}" for s, lang in groups])
+    contested = {n for n in set(names) if not labels[names == n].all()}
+    subsets = [("all", np.ones(labels.size, bool)), ("same-source", np.isin(names, sorted(contested)))]
+    return subsets + [(n, names == n) for n in sorted(contested)]
+
+
 def source_report(scores: np.ndarray, labels: np.ndarray, trials: Trials,
                   groups: Sequence[tuple[str, str]], resamples: int = 1000) -> list[dict[str, Any]]:
     """EER (percent) with a speaker-level 95 % interval on all trials, on the same-source trials
@@ -404,13 +445,9 @@ def source_report(scores: np.ndarray, labels: np.ndarray, trials: Trials,
     from tfadvq import metrics
 
     labels = np.asarray(labels, np.int8)
-    names = np.array([f"{s}/{lang}" for s, lang in groups])
-    speakers = np.array([key.split("/")[0] for key in trials.test])
-    contested = {n for n in set(names) if not labels[names == n].all()}
-    subsets = [("all", np.ones(labels.size, bool)), ("same-source", np.isin(names, sorted(contested)))]
-    subsets += [(n, names == n) for n in sorted(contested)]
+    speakers = trial_speakers(trials)
     rows = []
-    for name, mask in subsets:
+    for name, mask in trial_subsets(labels, groups):
         row = {"trials": name, "count": int(mask.sum()), "targets": int(labels[mask].sum()),
                "speakers": len(set(speakers[mask]))}
         if row["targets"] and row["targets"] < row["count"]:
@@ -427,10 +464,12 @@ def source_report(scores: np.ndarray, labels: np.ndarray, trials: Trials,
 def _counts(sources: Sequence[Source], plans: Sequence[Sequence[Clip]], clips: Sequence[Clip],
             seconds: dict[str, float],
             rejected: Sequence[tuple[str, str]], trials: Trials,
-            groups: Sequence[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+            groups: Sequence[tuple[str, str]], training: set[str]) -> dict[str, dict[str, Any]]:
+    """Per source: its test speakers' clips and trials, what was rejected, and its training part."""
     counts = {}
     for source in sources:
-        mine = [c for c in clips if c.source == source.name]
+        mine = [c for c in clips if c.source == source.name and c.reader.speaker not in training]
+        trained = [c for c in clips if c.source == source.name and c.reader.speaker in training]
         origins = {c.origin_name for plan in plans for c in plan if c.source == source.name}
         in_source = np.array([g[0] == source.name for g in groups], bool)
         counts[source.name] = {
@@ -440,7 +479,8 @@ def _counts(sources: Sequence[Source], plans: Sequence[Sequence[Clip]], clips: S
             "targets": int(trials.labels[in_source].sum()) if in_source.any() else 0,
             "nontargets": int((trials.labels[in_source] == 0).sum()) if in_source.any() else 0,
             "dropped_readers": sorted({f"{r.speaker} ({r.language})" for r in source.readers}
-                                      - {f"{c.reader.speaker} ({c.reader.language})" for c in mine}),
+                                      - {f"{c.reader.speaker} ({c.reader.language})" for c in (*mine, *trained)}),
+            "train_speakers": len({c.reader.speaker for c in trained}), "train_clips": len(trained),
         }
     return counts
 
@@ -451,7 +491,7 @@ def _write_manifest(layout: rundir.CorpusDir, config: RealConfig, sources: Seque
         "generator": "tfadvq data real",
         "settings": to_dict(config),
         "sample_rate": SAMPLE_RATE,
-        "splits": [SPLIT],
+        "splits": [SPLIT, TRAIN_SPLIT] if config.train_speakers else [SPLIT],
         "sources": {s.name: {"licence": s.licence, "labels": s.labels,
                              "packages": {r.package: r.licence for r in s.readers},
                              **result.per_source[s.name]} for s in sources},
@@ -475,6 +515,9 @@ def _write_readme(layout: rundir.CorpusDir, config: RealConfig, sources: Sequenc
         "resampled to 16 kHz mono 16-bit, and dropped if too short, silent or clipped (the device's "
         f"limits, min {config.min_seconds:g} s). At most {config.max_clips or 'all'} clips per speaker "
         f"and language, drawn with seed {config.seed}.", "",
+        *([f"Training part (dev lists, no trials): the clips of {', '.join(config.train_speakers)}. The trials "
+           "hold only the other speakers; one actor may voice several characters, so a test character can "
+           "share a voice with a training one.", ""] if config.train_speakers else []),
         "Trials (trials/test.txt, VoxCeleb format; trials/test_sources.txt gives each trial's source and "
         "language): non-target pairs only between two speakers of the same source and language; target "
         "pairs between two different clips of one speaker (other folders first). 'Same-source' trials are "
@@ -484,7 +527,8 @@ def _write_readme(layout: rundir.CorpusDir, config: RealConfig, sources: Sequenc
     for source in sources:
         counts = result.per_source[source.name]
         lines += [f"## {source.name} ({source.licence})", "", source.labels, "",
-                  f"{counts['speakers']} speakers, {counts['clips']} clips, {counts['minutes']} min, "
+                  f"{counts['speakers']} test speakers, {counts['clips']} clips, {counts['minutes']} min "
+                  f"({counts['train_speakers']} training speakers, {counts['train_clips']} clips), "
                   f"{counts['rejected']} clips rejected; {counts['targets']} target and "
                   f"{counts['nontargets']} non-target trials.", "",
                   "| speaker | language | package | licence | credited voice |", "| --- | --- | --- | --- | --- |"]
