@@ -106,12 +106,13 @@ def test_mean_norm_subtracts_the_utterance_mean(tmp_path):
 
 
 def test_int16_frames_are_the_firmware_codes_minus_their_exact_mean(tmp_path):
-    """Step 10b: log mel rounded to int16 codes of 2**-10 (half away from zero), minus the codes' mean summed in
-    integers -- computed here independently in numpy/float64 from the raw features; batched equals one by one."""
+    """Step 10b: log mel rounded to int16 codes of 2**-10 (half away from zero, the sum |q| + 0.5 in float32 as
+    the firmware's), minus the codes' mean summed in integers -- computed here independently in numpy from the raw
+    features; batched equals one by one."""
     x = _synthetic_vowel(tmp_path)
     raw = fbank(x, FbankConfig(mean_norm=False)).numpy()
-    scaled = raw.astype(np.float64) * 1024
-    codes = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) - 16384, -32768, 32767)
+    scaled = raw * np.float32(1024)
+    codes = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5)) - 16384, -32768, 32767)
     mean = np.float32(codes.astype(np.int64).sum(axis=0)) / np.float32(len(codes))
     expected = (codes.astype(np.float32) - mean) / np.float32(1024)
     kept = fbank(x, FbankConfig(int16_frames=True)).numpy()

@@ -31,8 +31,9 @@ spelled out here exactly.  With the defaults of :class:`FbankConfig`:
 
 10b. **The firmware's kept frames** (``int16_frames=True``, not a training option:
     what the device computes, which keeps frames in int16 until the utterance mean is
-    known; ``tflm_firmware/lib/fbank.h``): codes ``c = round(E * 2**10) - 16384``
-    (half away from zero, clamped to int16), then ``(c - mean(c)) * 2**-10`` with the
+    known; ``tflm_firmware/lib/fbank.h``): codes ``c = sign(q) * floor(|q| + 0.5) - 16384``
+    with ``q = E * 2**10`` (half away from zero, the sum in float32; clamped to int16),
+    then ``(c - mean(c)) * 2**-10`` with the
     mean of the codes summed exactly (float32 ``sum / frames``), instead of step 10;
     without ``mean_norm``, ``(c + 16384) * 2**-10``.  Every value is within
     ``2**-10`` of step 10's; :func:`converters.tflm.tflm_embedder` computes these, so
@@ -145,7 +146,7 @@ INT16_FRAME_OFFSET = 16384.0  # ... offset so that they span log mel energies [-
 def _int16_frames(features: tf.Tensor, mean_norm: bool) -> tf.Tensor:
     """Step 10b, operation for operation as the firmware's float32 arithmetic (the same values, bit for bit)."""
     scaled = features * INT16_FRAME_SCALE  # a power of two: exact
-    rounded = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)  # half away from zero; exact below 2**23
+    rounded = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)  # half away from zero, the sum rounded in float32
     codes = tf.clip_by_value(rounded - INT16_FRAME_OFFSET, -32768.0, 32767.0)
     if not mean_norm:
         return (codes + INT16_FRAME_OFFSET) / INT16_FRAME_SCALE

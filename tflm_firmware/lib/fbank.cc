@@ -13,26 +13,16 @@ double Mel(double hz) { return 1127.0 * std::log1p(hz / 700.0); }
 
 }  // namespace
 
-int32_t RoundHalfAway(float value) {
-#if defined(__ARM_FP) && defined(__ARM_ARCH) && __ARM_ARCH >= 8  // FPv5 (M33/M55): VRINTA
-  return static_cast<int32_t>(__builtin_roundf(value));
-#else
-  int32_t i = static_cast<int32_t>(value);  // q - trunc(q) is exact in float
-  const float frac = value - static_cast<float>(i);
-  if (frac >= 0.5f) ++i;
-  if (frac <= -0.5f) --i;
-  return i;
-#endif
-}
-
 int16_t KeepLogMel(float value) {
-  // Clamped first (NaN too), so the conversion to int is defined.
+  // Clamped first (NaN too), so the conversion to int is defined; |q| + 0.5f
+  // is >= 0, so the conversion's truncation is its floor.
   float q = value * Fbank::kKeptScale;
   constexpr float kLow = -32768.0f + Fbank::kKeptOffset - 1.0f;
   constexpr float kHigh = 32767.0f + Fbank::kKeptOffset + 1.0f;
-  if (!(q > kLow)) q = kLow;
-  if (q > kHigh) q = kHigh;
-  const int32_t code = RoundHalfAway(q) - Fbank::kKeptOffset;
+  if (!(q < kHigh)) q = kHigh;
+  if (q < kLow) q = kLow;
+  const int32_t magnitude = static_cast<int32_t>(std::fabs(q) + 0.5f);
+  const int32_t code = (q < 0.0f ? -magnitude : magnitude) - Fbank::kKeptOffset;
   return static_cast<int16_t>(code < -32768 ? -32768 : (code > 32767 ? 32767 : code));
 }
 

@@ -36,7 +36,8 @@ struct FbankConstants {
   static constexpr float kLogFloor = 1.1920929e-07f;  // FLT_EPSILON
   // Each FFT bin lies in at most two neighbouring triangles.
   static constexpr int kMaxMelWeights = 2 * (kFftLength / 2);
-  // Kept frames: code = round(log_mel * 2^10) - kKeptOffset, clamped to int16,
+  // Kept frames: code = round(log_mel * 2^10) - kKeptOffset, clamped to int16
+// (KeepLogMel),
   // so codes span log mel energies [-16, 48): the floor log(FLT_EPSILON) =
   // -15.9 up to full-scale audio's ~38.5, in steps of 2^-10 (rounding error
   // <= 4.9e-4, about 1/200 of an int8 input step of the demo model).
@@ -45,14 +46,12 @@ struct FbankConstants {
   static constexpr int32_t kKeptOffset = 16384;
 };
 
-// `value` as a kept code (FbankConstants): value * 2^10 (exact) rounded half
-// away from zero, minus kKeptOffset, clamped to int16 (NaN to the lowest).
+// `value` as a kept code (FbankConstants): q = value * 2^10 (exact), rounded
+// as sign(q) * trunc(|q| + 0.5f) with the sum in float (half away from zero,
+// up to that sum's rounding: the rule tfadvq.features follows; a few
+// instructions on the M4), minus kKeptOffset, clamped to int16 (NaN to the
+// highest).
 int16_t KeepLogMel(float value);
-
-// `value` rounded to an integer half away from zero, as TFLM's QUANTIZE does
-// (one VRINTA where the FPU has it, else by hand: no libm call on the M4).
-// `value` must lie within +-2^30.
-int32_t RoundHalfAway(float value);
 
 // What Fbank::Compute writes per frame and value.
 enum class Features {

@@ -54,12 +54,21 @@ void WindowRows::QuantizeTo(int rows, float scale, int zero_point, int8_t* out) 
 
 int8_t QuantizeInt8(float value, float scale, int zero_point) {
   // Clamped before the conversion to int (NaN and huge values included), then
-  // rounded half away from zero (RoundHalfAway: VRINTA on the M55, what TFLM's
-  // kernel compiles to).
+  // rounded half away from zero: one VRINTA where the FPU has it (M55: what
+  // TFLM's kernel compiles to), else by hand (no libm call on the M4;
+  // q - trunc(q) is exact in float).
   float q = value / scale;
   if (!(q > -256.0f)) q = -256.0f;
   if (q > 256.0f) q = 256.0f;
-  const int v = RoundHalfAway(q) + zero_point;
+#if defined(__ARM_FP) && defined(__ARM_ARCH) && __ARM_ARCH >= 8  // FPv5 (M33/M55): VRINTA
+  const int i = static_cast<int>(__builtin_roundf(q));
+#else
+  int i = static_cast<int>(q);
+  const float frac = q - static_cast<float>(i);
+  if (frac >= 0.5f) ++i;
+  if (frac <= -0.5f) --i;
+#endif
+  const int v = i + zero_point;
   return static_cast<int8_t>(v < -128 ? -128 : (v > 127 ? 127 : v));
 }
 

@@ -184,19 +184,21 @@ TEST(fbank_stream_gives_one_shot_frames_and_mean_for_any_chunking) {
   }
 }
 
-// Kept codes: log mel * 2^10 rounded half away from zero, offset, clamped to
-// int16; every code within half a step of its value over the whole range.
+// Kept codes: log mel * 2^10 rounded half away from zero (the float sum
+// |q| + 0.5f, as tfadvq.features), offset, clamped to int16; every code within
+// half a step of its value over the whole range.
 TEST(kept_codes_round_log_mel_to_steps_of_2_to_the_minus_10) {
   CHECK_EQ(sv::KeepLogMel(16.0f), 0);
   CHECK_EQ(sv::KeepLogMel(0.0f), -16384);
   CHECK_EQ(sv::KeepLogMel(0.5f / 1024), -16383);   // a tie: away from zero
   CHECK_EQ(sv::KeepLogMel(-0.5f / 1024), -16385);
   CHECK_EQ(sv::KeepLogMel(0.49f / 1024), -16384);
+  CHECK_EQ(sv::KeepLogMel(0.49999997f / 1024), -16383);  // |q| + 0.5f rounds to 1 in float
   CHECK_EQ(sv::KeepLogMel(-15.942385f), -32709);  // the log floor fits
   CHECK_EQ(sv::KeepLogMel(-17.0f), -32768);       // clamped below ...
   CHECK_EQ(sv::KeepLogMel(48.0f), 32767);         // ... and above
   CHECK_EQ(sv::KeepLogMel(1e30f), 32767);
-  CHECK_EQ(sv::KeepLogMel(NAN), -32768);
+  CHECK_EQ(sv::KeepLogMel(NAN), 32767);
   double worst = 0.0;
   for (int i = -16000; i <= 47000; i += 7) {
     const float v = static_cast<float>(i) / 1000.0f + 0.000123f;
