@@ -135,11 +135,10 @@ MAX_SECONDS = 3            # the longest utterance the measured non-default buil
 DEFAULT = None             # SV_CAPTURE_SECONDS of the build users get: no option at all (the firmware's defaults)
 # The builds measured, (SV_CAPTURE_SECONDS, SV_KEPT_FRAMES): the default build (SV_MAX_SECONDS=6,
 # SV_CAPTURE_SECONDS=3: 3 s of frames kept as int16 codes for "@buffer" and one-pass scoring of files, longer files
-# computing the frames beyond them again); the frames kept 3 s with SV_MAX_SECONDS=3 (the rows of earlier commits,
-# --lever); and none (a file-fed build: one window of frames, files in two passes; RAM does not grow with the
-# utterance).  SV_KEPT_FRAMES (a file-fed build keeping that many frames) is measured when given.
-BUILDS = ((DEFAULT, 0), (MAX_SECONDS, 0), (0, 0))
-LEVER_BUILDS = ((MAX_SECONDS, 0), (0, 0))  # options every measured commit has
+# computing the frames beyond them again: any length) and a file-fed one (SV_MAX_SECONDS=3, SV_CAPTURE_SECONDS=0:
+# one window of frames, files in two passes; RAM does not grow with the utterance).  (n, k): SV_KEPT_FRAMES=k too.
+BUILDS = ((DEFAULT, 0), (0, 0))
+LEVER_BUILDS = ((MAX_SECONDS, 0), (0, 0))  # options every measured commit has: 3 s of frames kept; file-fed
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
 
 

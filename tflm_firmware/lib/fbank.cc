@@ -77,7 +77,13 @@ Fbank::Fbank() {
   }
 }
 
-void Fbank::ComputeFrame(const int16_t* samples, float* out) const {
+void Fbank::ComputeFrame(const int16_t* samples, float* out) const { LogMel(samples, out, nullptr); }
+
+void Fbank::ComputeKeptFrame(const int16_t* samples, int16_t* codes) const {
+  LogMel(samples, nullptr, codes);
+}
+
+void Fbank::LogMel(const int16_t* samples, float* out, int16_t* codes) const {
   // Steps 4-6 in one backward pass, each value rounded as the steps one by one
   // would round it: the sum of 400 int16 is exact in int32 and in float (below
   // 2^24), so the DC mean is the float mean; pre-emphasis runs backwards so
@@ -102,14 +108,13 @@ void Fbank::ComputeFrame(const int16_t* samples, float* out) const {
     const float* p = power + mel_first_[m];
     float energy = 0.0f;
     for (int j = 0; j < mel_count_[m]; ++j) energy += p[j] * w[j];
-    out[m] = std::log(energy > kLogFloor ? energy : kLogFloor);
+    const float value = std::log(energy > kLogFloor ? energy : kLogFloor);
+    if (codes != nullptr) {
+      codes[m] = KeepLogMel(value);
+    } else {
+      out[m] = value;
+    }
   }
-}
-
-void Fbank::ComputeKeptFrame(const int16_t* samples, int16_t* codes) const {
-  float row[kNumMelBins];
-  ComputeFrame(samples, row);
-  for (int m = 0; m < kNumMelBins; ++m) codes[m] = KeepLogMel(row[m]);
 }
 
 void SubtractMean(float* features, int frames, int dim) {

@@ -82,6 +82,10 @@ class Fbank : public FbankConstants {
                  int* frames, Features features = Features::kMeanNorm) const;
 
  private:
+  // ComputeFrame (`codes` null) or ComputeKeptFrame (`out` null): each value
+  // is written as it is computed, so the codes need no float row on the stack.
+  void LogMel(const int16_t* samples, float* out, int16_t* codes) const;
+
   RealFft<kFftLength> fft_;
   float window_[kFrameLength];
   // Sparse mel matrix: bin m uses FFT bins mel_first_[m] .. + mel_count_[m] - 1,
