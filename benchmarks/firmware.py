@@ -307,8 +307,8 @@ def main() -> None:
         rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
                           f"PLATFORM=board builds: the default options, or SV_MAX_SECONDS={MAX_SECONDS} with "
-                          f"(SV_CAPTURE_SECONDS, SV_KEPT_FRAMES) {' or '.join(str(b) for b in BUILDS if b[0] is not DEFAULT)}; "
-                          "instructions of PLATFORM="
+                          "(SV_CAPTURE_SECONDS, SV_KEPT_FRAMES) "
+                          f"{' or '.join(str(b) for b in BUILDS if b[0] is not DEFAULT)}; instructions of PLATFORM="
                           "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")
         config["utterance"] = f"first 3.0 s of two test utterances of one speaker of {args.corpus}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
