@@ -1,9 +1,11 @@
 """The device's decisions on real people: the firmware on QEMU beside the Python TFLM interpreter.
 
 A calibrated conversion (``model.tflite`` + ``model.json``, e.g. the demo's
-``calibrate`` stage) is built into the file-fed semihosting firmware
-(``SV_CAPTURE_SECONDS=0``, ``SV_MAX_SECONDS`` long enough that no recording is
-cut) with the TFLM that ``tflm_firmware/scripts/build_tflm.sh`` built.  For
+``calibrate`` stage) is built into the semihosting firmware with the default
+options (3 s of frames kept as int16 codes: a recording up to 3 s in one
+front-end pass, a longer one computing the frames beyond them again) but
+``SV_MAX_SECONDS`` long enough that no recording is cut, with the TFLM that
+``tflm_firmware/scripts/build_tflm.sh`` built.  For
 each of ``--trials`` trials drawn from a real-speech corpus (``tfadvq data
 real``; half target, half non-target, seeded) the device enrolls the enrollment
 recording under a fresh name, verifies the test recording at its shipped
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.firmware import FirmwareError, build_firmware, find_tflm, run_session, score
+from converters.firmware import FirmwareError, build_firmware, fields, find_tflm, run_session, score
 from tfadvq import rundir
 from tfadvq.report import machine_description, print_table
 
@@ -80,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_c_arrays(tflite, metadata, tmp / "model")
-        options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": 0}
+        options = {"SV_MAX_SECONDS": MAX_SECONDS}
         elf = build_firmware(args.core, tflm, tmp / "model", tmp / "build", "semihosting", options)
         names: dict[str, str] = {}
         for i in picked:
@@ -92,8 +94,9 @@ def main() -> None:
         commands = "".join(f"enroll t{n} {names[corpus.trials.enroll[i]]}\nverify t{n} {names[corpus.trials.test[i]]}\n"
                            f"delete t{n}\n" for n, i in enumerate(picked))
         print(f"{len(picked)} trials on QEMU {args.core} ...", flush=True)
-        replies = [x for x in run_session(args.core, elf, commands, cwd=tmp, timeout=6 * 3600)
-                   if x.startswith(("OK", "ERR"))]
+        lines = run_session(args.core, elf, commands, cwd=tmp, timeout=6 * 3600)
+        ready = fields(next(x for x in lines if x.startswith("READY")))
+        replies = [x for x in lines if x.startswith(("OK", "ERR"))]
     if len(replies) != 3 * len(picked):
         raise SystemExit(f"the device answered {len(replies)} of {3 * len(picked)} commands")
 
@@ -127,7 +130,8 @@ def main() -> None:
            "python_tflm_far": round(far_p, 4), "python_tflm_frr": round(frr_p, 4),
            "decision_agreement": round(float(np.mean((device >= threshold) == (python >= threshold))), 4),
            "max_score_abs_diff": round(float(np.max(np.abs(device - python))), 6),
-           "capture_seconds": 0, "max_seconds": MAX_SECONDS}
+           "capture_seconds": int(ready["capture_seconds"]), "max_seconds": int(ready["max_seconds"]),
+           "model_bytes": len(tflite)}
     print_table([row], f"The device on real speech (QEMU {args.core}) beside the Python TFLM interpreter")
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"config": {}, "rows": []}
     rows = [r for r in old["rows"] if not (r.get("method") == row["method"] and r.get("target") == row["target"])]

@@ -131,13 +131,14 @@ def size_rows() -> list[dict]:
 
 
 UTTERANCE_SAMPLES = 48000  # the fixed 3.0 s utterance
-MAX_SECONDS = 3            # the longest utterance the measured builds score: the utterance fits, nothing more
-# The builds measured, (SV_CAPTURE_SECONDS, SV_KEPT_FRAMES): the frames kept (the "@buffer" capture, and one-pass
-# scoring of files up to its length) 3 s (a board with a microphone); none (a file-fed build: one window of frames,
-# files in two passes; RAM does not grow with the utterance); and a file-fed build keeping KEPT_FRAMES frames, the
-# most that fit 160 KiB of RAM with stack with the int8-input demo model (the frames beyond them computed again).
-KEPT_FRAMES = 164
-BUILDS = ((MAX_SECONDS, 0), (0, 0), (0, KEPT_FRAMES))
+MAX_SECONDS = 3            # the longest utterance the measured non-default builds score: the utterance fits
+DEFAULT = None             # SV_CAPTURE_SECONDS of the build users get: no option at all (the firmware's defaults)
+# The builds measured, (SV_CAPTURE_SECONDS, SV_KEPT_FRAMES): the default build (SV_MAX_SECONDS=6,
+# SV_CAPTURE_SECONDS=3: 3 s of frames kept as int16 codes for "@buffer" and one-pass scoring of files, longer files
+# computing the frames beyond them again: any length) and a file-fed one (SV_MAX_SECONDS=3, SV_CAPTURE_SECONDS=0:
+# one window of frames, files in two passes; RAM does not grow with the utterance).  (n, k): SV_KEPT_FRAMES=k too.
+BUILDS = ((DEFAULT, 0), (0, 0))
+LEVER_BUILDS = ((MAX_SECONDS, 0), (0, 0))  # options every measured commit has: 3 s of frames kept; file-fed
 ELF_FLASH = (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data")
 
 
@@ -196,8 +197,8 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
                     print(f"{core}: no TFLM library at {tflm.libraries[core]}; skipped")
                     continue
                 build = tmp / f"build_{name}_{capture}_{kept}"
-                options = {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture,
-                           **({"SV_KEPT_FRAMES": kept} if kept else {})}
+                options = {} if capture is DEFAULT else {"SV_MAX_SECONDS": MAX_SECONDS, "SV_CAPTURE_SECONDS": capture,
+                                                         **({"SV_KEPT_FRAMES": kept} if kept else {})}
                 board = section_sizes(build_firmware(core, tflm, model_dir, build, "board", options, sources))
                 elf = build_firmware(core, tflm, model_dir, build, "semihosting", options, sources)
                 lines = run_session(core, elf, f"format\nenroll alice {enroll}\nverify alice {verify}\n", tmp)
@@ -210,7 +211,9 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
                 rows.append({
                     "method": "firmware_tflm", "target": core, "machine": CORES[core]["machine"], "model": name,
                     "activations": metadata.activations, "kernels": "cmsis_nn", "window_frames": metadata.input_frames,
-                    "hop_frames": metadata.scoring.hop, "max_seconds": MAX_SECONDS, "capture_seconds": capture,
+                    "hop_frames": metadata.scoring.hop, "build": "default" if capture is DEFAULT else "options",
+                    "max_seconds": int(ready.get("max_seconds", MAX_SECONDS)),
+                    "capture_seconds": int(ready.get("capture_seconds", capture or 0)),
                     **({"sv_kept_frames": kept} if kept else {}), "frames_kept": int(ready.get("kept_frames", 0)),
                     "input_type": input_type(tflite),
                     "model_bytes": len(tflite), "utterance_seconds": UTTERANCE_SAMPLES / 16000,
@@ -233,7 +236,8 @@ def tflm_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], cores: list[str
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` rows with every re-measured (method, target, model) replaced by its ``new`` row."""
     key = lambda r: (r.get("method"), r.get("target"), r.get("model"), r.get("voice"),  # noqa: E731
-                     r.get("capture_seconds", r.get("max_seconds")), r.get("sv_kept_frames", 0), r.get("lever"))
+                     r.get("capture_seconds", r.get("max_seconds")), r.get("max_seconds"), r.get("sv_kept_frames", 0),
+                     r.get("lever"))
     fresh = {key(r) for r in new}
     return [r for r in old if key(r) not in fresh] + new
 
@@ -246,8 +250,7 @@ def lever_rows(tflm: Tflm, corpus: Path, models: dict[str, Path], levers: dict[s
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "tflm_firmware"],
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            for row in tflm_rows(tflm, corpus, models, ["cortex-m4"], Path(tmp) / "tflm_firmware",
-                                 tuple(b for b in BUILDS if b[1] == 0)):  # SV_KEPT_FRAMES: this tree's option
+            for row in tflm_rows(tflm, corpus, models, ["cortex-m4"], Path(tmp) / "tflm_firmware", LEVER_BUILDS):
                 rows.append({**row, "method": "firmware_tflm_lever", "lever": lever, "commit": commit})
     return rows
 
@@ -303,8 +306,9 @@ def main() -> None:
         print_table(measured, "Whole firmware with TFLM (CMSIS-NN): board build sizes, QEMU -icount instructions")
         rows = merge(rows, measured)
         config["tflm"] = ("tflite-micro 90b983c, OPTIMIZED_KERNEL_DIR=cmsis_nn, arm-none-eabi-gcc 12.2 -O2; sizes of "
-                          f"PLATFORM=board builds with SV_MAX_SECONDS={MAX_SECONDS} and (SV_CAPTURE_SECONDS, "
-                          f"SV_KEPT_FRAMES) {' or '.join(map(str, dict.fromkeys(BUILDS)))}; instructions of PLATFORM="
+                          f"PLATFORM=board builds: the default options, or SV_MAX_SECONDS={MAX_SECONDS} with "
+                          "(SV_CAPTURE_SECONDS, SV_KEPT_FRAMES) "
+                          f"{' or '.join(str(b) for b in BUILDS if b[0] is not DEFAULT)}; instructions of PLATFORM="
                           "semihosting builds under QEMU -icount shift=0 (SysTick x 1e9/SYSCLK)")
         config["utterance"] = f"first 3.0 s of two test utterances of one speaker of {args.corpus}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

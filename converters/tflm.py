@@ -14,7 +14,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -22,6 +22,7 @@ from tflite_micro import runtime
 from tqdm import tqdm
 
 from tfadvq.errors import ConversionError
+from tfadvq.fbank_config import FbankConfig
 from tfadvq.frontend import FrontEnd, check_input
 from tfadvq.scoring import FeatureEmbedder, default_front_end
 
@@ -122,12 +123,17 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress: bool = False) -> np.nda
 def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> FeatureEmbedder:
     """A :data:`tfadvq.scoring.Embedder`: window batches through the interpreter, one invoke per window.
 
-    This is what the firmware runs, so scores from it are the device's scores.
+    This is what the firmware runs, so scores from it are the device's scores:
+    for the front end the firmware computes (the default ``FbankConfig()``), its
+    features are the firmware's too, frames kept as int16 codes before the mean
+    (``FbankConfig.int16_frames``, :mod:`tfadvq.features` step 10b).
     ``front_end``: the converted model's (its ``model.json`` ``feature``), checked
     against the model's input; None means the default ``FbankConfig()``.
     """
     model = bytes(tflite_model)
     front_end = check_input(default_front_end(front_end), input_shape(model)[-1], "the converted model")
+    if front_end.fbank == FbankConfig():
+        front_end = replace(front_end, fbank=replace(front_end.fbank, int16_frames=True))
     return FeatureEmbedder(lambda windows: run_tflm(model, np.asarray(windows, np.float32)), front_end)
 
 

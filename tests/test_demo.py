@@ -73,8 +73,12 @@ def test_demo_ships_thresholds_calibrated_on_tflm_scores(demo_run, tiny_corpus):
     calibrate = _record(workdir, "calibrate")["metrics"]
     assert calibrate["decision_agreement_at_eer"] == 1 - calibrate["decisions_differ_at_eer"] / len(table)
     labels, scores = table[:, 0], table[:, 1]
-    assert calibrate["device_far_at_eer_threshold"] == pytest.approx(
-        np.mean(scores[labels == 0] >= metadata.thresholds.eer_threshold))
+    # the threshold is one of the scores, which the file rounds to 6 decimals: the FAR lies between the file's
+    # FARs half a unit of the last digit either side of it (near-equal scores of the barely trained model tie there)
+    impostors = scores[labels == 0]
+    threshold = metadata.thresholds.eer_threshold
+    assert np.mean(impostors >= threshold + 5e-7) <= calibrate["device_far_at_eer_threshold"] \
+        <= np.mean(impostors >= threshold - 5e-7)
     header = (workdir / "calibrate" / "c_array" / "model_config.h").read_text()
     assert f"#define TFADVQ_THRESHOLD_EER {metadata.thresholds.eer_threshold!r}f" in header
     assert "#define TFADVQ_SCORING_HOP_FRAMES 100" in header

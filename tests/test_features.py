@@ -105,6 +105,25 @@ def test_mean_norm_subtracts_the_utterance_mean(tmp_path):
     np.testing.assert_allclose(normed.mean(axis=0), 0.0, atol=1e-4)
 
 
+def test_int16_frames_are_the_firmware_codes_minus_their_exact_mean(tmp_path):
+    """Step 10b: log mel rounded to int16 codes of 2**-10 (half away from zero, the sum |q| + 0.5 in float32 as
+    the firmware's), minus the codes' mean summed in integers -- computed here independently in numpy from the raw
+    features; batched equals one by one."""
+    x = _synthetic_vowel(tmp_path)
+    raw = fbank(x, FbankConfig(mean_norm=False)).numpy()
+    scaled = raw * np.float32(1024)
+    codes = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5)) - 16384, -32768, 32767)
+    mean = np.float32(codes.astype(np.int64).sum(axis=0)) / np.float32(len(codes))
+    expected = (codes.astype(np.float32) - mean) / np.float32(1024)
+    kept = fbank(x, FbankConfig(int16_frames=True)).numpy()
+    np.testing.assert_array_equal(kept, expected)
+    assert 0.3 / 1024 < np.abs(kept - fbank(x).numpy()).max() < 1 / 1024  # rounded to the grid, not beyond
+    unnormalised = fbank(x, FbankConfig(int16_frames=True, mean_norm=False)).numpy()
+    np.testing.assert_array_equal(unnormalised, (codes + 16384).astype(np.float32) / 1024)
+    batch = fbank(np.stack([x[:16000], x[8000:24000]]), FbankConfig(int16_frames=True)).numpy()
+    np.testing.assert_array_equal(batch[1], fbank(x[8000:24000], FbankConfig(int16_frames=True)).numpy())
+
+
 def test_batched_in_tf_data_graph_mode_equals_eager(tmp_path):
     x = _synthetic_vowel(tmp_path)
     batch = np.stack([x[:16000], x[8000:24000], x[16000:32000]])

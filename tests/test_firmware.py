@@ -55,6 +55,31 @@ def test_c_fbank_matches_tfadvq_and_kaldi_on_speech(fbank_tool, tmp_path, voice,
     assert errors["mean_abs_err_vs_kaldi"] < MEAN_ABS_TOLERANCE
 
 
+def test_c_kept_frames_are_tfadvq_int16_frames_on_speech(fbank_tool, tmp_path):
+    """What the device's windows read (int16 kept frames, the mean of the codes) is tfadvq.features with
+    ``int16_frames`` -- the features the Python TFLM scorer feeds -- to the C++ front end's own parity: a code
+    differs only where the float log-mel straddles a rounding boundary; and within 2**-10 of the float features."""
+    from tfadvq.compat import tf
+    from tfadvq.features import FbankConfig, fbank
+
+    wav = parity_tool.speech("Frames kept as sixteen bit codes until the mean is known.", tmp_path / "s.wav")
+    pcm = parity_tool.read_pcm(wav)
+    out = tmp_path / "kept.f32"
+    subprocess.run([str(fbank_tool), str(wav), str(out), "--kept"], check=True, capture_output=True)
+    device = np.fromfile(out, np.float32).reshape(-1, 80)
+    python = np.asarray(fbank(tf.constant(pcm / 32768.0, tf.float32), FbankConfig(int16_frames=True)))
+    floats = parity_tool.python_fbank(pcm)
+    assert device.shape == python.shape == floats.shape and device.shape[0] > 200
+    assert np.abs(device - python).max() < MAX_ABS_TOLERANCE
+    assert np.abs(device - python).mean() < MEAN_ABS_TOLERANCE
+    # A code differs by a whole step where the float front ends disagree across a rounding boundary: rarely.
+    assert np.mean(np.abs(device - python) > 0.5 / 1024) < 0.02
+    grid = python * 1024 - (python * 1024)[:1]  # codes minus the first frame's: whole numbers
+    assert np.abs(grid - np.round(grid)).max() < 1e-2
+    assert 0.4 / 1024 < np.abs(python - floats).max() < 1.0 / 1024
+    assert np.abs(python.astype(np.float64).mean(axis=0)).max() < 1e-4  # mean-free up to float32 rounding
+
+
 def test_c_fbank_differs_when_audio_differs(fbank_tool, tmp_path):
     """Guards the parity test: a one-sample shift must not pass as a match."""
     wav = parity_tool.speech("Shifted by one sample.", tmp_path / "a.wav")
@@ -351,7 +376,7 @@ def test_board_firmware_serves_the_uart_without_semihosting(tmp_path, lut_models
 def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_models):
     """SV_CAPTURE_SECONDS=0: no capture, one window of frames kept (RAM no longer grows with the utterance), yet a
     file of several seconds (two fbank passes) scores exactly as in a build that keeps all its frames (one pass),
-    and as in a file-fed build keeping SV_KEPT_FRAMES of them (320 B each; the rest computed again)."""
+    and as in a file-fed build keeping SV_KEPT_FRAMES of them (160 B each, int16 codes; the rest computed again)."""
     from converters.firmware import build_firmware, fields, find_tflm, run_session, score, section_sizes
     from tfadvq.audio import load_audio
     from tfadvq.fbank_config import num_frames
@@ -372,9 +397,9 @@ def test_a_file_fed_build_scores_files_longer_than_its_pcm_buffer(tmp_path, lut_
         replies[capture, kept] = run_session("cortex-m4", elf, commands, cwd=tmp_path / f"s{build}", timeout=600)
     assert 4.0 * 16000 < load_audio(long).size <= 8 * 16000
     ready = fields(next(x for x in replies[0, 0] if x.startswith("READY")))
-    # The frames kept beyond one network window (320 B each), and nothing else, are gone.
-    assert sizes[8, 0] - sizes[0, 0] == (num_frames(8 * 16000) - int(ready["window"])) * 320
-    assert sizes[0, 200] - sizes[0, 0] == (200 - int(ready["window"])) * 320
+    # The frames kept beyond one network window (160 B each: int16 codes), and nothing else, are gone.
+    assert sizes[8, 0] - sizes[0, 0] == (num_frames(8 * 16000) - int(ready["window"])) * 160
+    assert sizes[0, 200] - sizes[0, 0] == (200 - int(ready["window"])) * 160
     assert fields(next(x for x in replies[0, 200] if x.startswith("READY")))["kept_frames"] == "200"
     zero, full, kept = ([x for x in r if x.startswith(("OK", "ERR"))] for r in replies.values())
     assert ready["capture_seconds"] == "0"

@@ -80,6 +80,11 @@ class FbankConfig:
     spectrum: Spectrum = Spectrum.POWER
     log: LogScale = LogScale.NATURAL
     log_offset: float = 0.0  # added to the mel energies before the floor and the log
+    # Step 10 as the firmware computes it (tfadvq.features, step 10b): the log mel energies rounded to int16 codes
+    # (steps of 2^-10) before the mean, which is that of the codes.  The firmware keeps its frames so until the
+    # utterance mean is known (half the RAM of float frames); converters.tflm's scorer sets it to score as the
+    # device does.  A model is trained without it.
+    int16_frames: bool = False
 
     def __post_init__(self) -> None:
         self.window = Window(self.window)

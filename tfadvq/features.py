@@ -29,6 +29,16 @@ spelled out here exactly.  With the defaults of :class:`FbankConfig`:
 10. **Mean normalisation** (``mean_norm=True``): subtract, per utterance, the mean
     of ``E`` over all frames (the frames axis, ``-2``).
 
+10b. **The firmware's kept frames** (``int16_frames=True``, not a training option:
+    what the device computes, which keeps frames in int16 until the utterance mean is
+    known; ``tflm_firmware/lib/fbank.h``): codes ``c = sign(q) * floor(|q| + 0.5) - 16384``
+    with ``q = E * 2**10`` (half away from zero, the sum in float32; clamped to int16),
+    then ``(c - mean(c)) * 2**-10`` with the
+    mean of the codes summed exactly (float32 ``sum / frames``), instead of step 10;
+    without ``mean_norm``, ``(c + 16384) * 2**-10``.  Every value is within
+    ``2**-10`` of step 10's; :func:`converters.tflm.tflm_embedder` computes these, so
+    the Python TFLM scorer and the firmware feed the network the same int8 tensor.
+
 Other front ends (fields of :class:`FbankConfig` beyond Kaldi's): ``window:
 hann_periodic`` is ``0.5 - 0.5*cos(2*pi*i/N)`` (``tf.signal.stft``'s default);
 ``spectrum: magnitude`` weighs ``|X| = sqrt(P)`` instead of ``P`` in step 8;
@@ -122,9 +132,27 @@ def fbank(waveform: tf.Tensor, config: FbankConfig | None = None) -> tf.Tensor:
     features = tf.math.log(tf.maximum(energies + config.log_offset, config.log_floor))
     if config.log != LogScale.NATURAL:
         features *= (10.0 if config.log == LogScale.DB else 1.0) / float(np.log(10.0))
+    if config.int16_frames:
+        return _int16_frames(features, config.mean_norm)
     if config.mean_norm:
         features -= tf.reduce_mean(features, axis=-2, keepdims=True)
     return features
+
+
+INT16_FRAME_SCALE = 1024.0  # the firmware's kept frames (step 10b): codes in steps of 2**-10 ...
+INT16_FRAME_OFFSET = 16384.0  # ... offset so that they span log mel energies [-16, 48)
+
+
+def _int16_frames(features: tf.Tensor, mean_norm: bool) -> tf.Tensor:
+    """Step 10b, operation for operation as the firmware's float32 arithmetic (the same values, bit for bit)."""
+    scaled = features * INT16_FRAME_SCALE  # a power of two: exact
+    rounded = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)  # half away from zero, the sum rounded in float32
+    codes = tf.clip_by_value(rounded - INT16_FRAME_OFFSET, -32768.0, 32767.0)
+    if not mean_norm:
+        return (codes + INT16_FRAME_OFFSET) / INT16_FRAME_SCALE
+    sums = tf.reduce_sum(tf.cast(codes, tf.int64), axis=-2, keepdims=True)  # exact, as the firmware's int64
+    count = tf.cast(tf.shape(codes)[-2], tf.float32)
+    return (codes - tf.cast(sums, tf.float32) / count) / INT16_FRAME_SCALE
 
 
 @keras.utils.register_keras_serializable(package="tfadvq")

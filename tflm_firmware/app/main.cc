@@ -38,16 +38,20 @@
 #endif
 // The frames kept for "@buffer" (a microphone recording, its fbank frames
 // computed as it arrives), whole seconds: the one piece of RAM that grows with
-// utterance length, 32 KB a second.  Files up to that length are scored in one
-// front-end pass too; longer ones in two.  0 = no capture (a file-fed build,
-// e.g. QEMU): the frame buffer is then one network window.
+// utterance length, 16 KB a second (int16 codes, lib/fbank.h).  Files up to
+// that length are scored in one front-end pass too; longer ones compute the
+// frames beyond it once more, so any length is scored; a longer recording is
+// scored on its first SV_CAPTURE_SECONDS.  The default, 3 s (or
+// SV_MAX_SECONDS if shorter), scores a 3 s verification in one pass within
+// 160 KB of RAM with the demo model.  0 = no capture (a file-fed build, e.g.
+// QEMU): the frame buffer is then one network window.
 #ifndef SV_CAPTURE_SECONDS
-#define SV_CAPTURE_SECONDS SV_MAX_SECONDS
+#define SV_CAPTURE_SECONDS (SV_MAX_SECONDS < 3 ? SV_MAX_SECONDS : 3)
 #endif
 // The frames kept for scoring a file in one front-end pass, when more than the
 // capture's (and one network window): a file-fed build (SV_CAPTURE_SECONDS=0)
 // sized to its RAM budget.  A longer file computes only the frames not kept
-// again; 320 B per frame, about 44.7 k instructions saved per frame on the M4.
+// again; 160 B per frame, about 44.7 k instructions saved per frame on the M4.
 #ifndef SV_KEPT_FRAMES
 #define SV_KEPT_FRAMES 0
 #endif
@@ -74,7 +78,7 @@ constexpr int Max(int a, int b) { return a > b ? a : b; }
 constexpr int kFrameRows = Max(Max(kCaptureFrames, kMaxInputFrames), SV_KEPT_FRAMES);
 
 int16_t g_pcm[kChunkSamples];
-float g_frames[kFrameRows * sv::Fbank::kNumMelBins];  // shared by the models
+int16_t g_frames[kFrameRows * sv::Fbank::kNumMelBins];  // kept codes, shared by the models
 
 // One model on the device: its TFLM runner, enrollment store and verifier.
 struct Model {

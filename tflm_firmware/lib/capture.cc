@@ -13,7 +13,7 @@ size_t SamplesFor(int frames) {
 
 }  // namespace
 
-AudioCapture::AudioCapture(const Fbank* fbank, float* frames, int capacity, const AudioLimits& limits)
+AudioCapture::AudioCapture(const Fbank* fbank, int16_t* frames, int capacity, const AudioLimits& limits)
     : stream_(fbank),
       store_(frames, frames == nullptr ? 0 : capacity),
       limits_(limits),

@@ -4,8 +4,8 @@
 // has filled to Push(), which runs the front end on it at once: the fbank
 // frames the block completes go into the frame buffer (not mean-normalised),
 // and the utterance mean and the audio checks' sums accumulate.  No PCM is
-// kept (one frame of samples, 800 B), and one frame is 320 B per 10 ms of
-// audio, as many bytes as the PCM it replaces; but "@buffer" is then scored in
+// kept (one frame of samples, 800 B), and one frame is 160 B per 10 ms of
+// audio (int16 codes, fbank.h), half the PCM it replaces; and "@buffer" is scored in
 // one front-end pass (Verifier::EmbedFrames), bit for bit as EmbedUtterance of
 // the same samples.  A recording longer than the buffer keeps its start, as a
 // recording that stops there (per-utterance mean normalisation needs every
@@ -29,7 +29,7 @@ class AudioCapture {
  public:
   // `frames[capacity][Fbank::kNumMelBins]` (on the device the Verifier's
   // VerifierBuffers::frames); at most limits.max_samples are kept.
-  AudioCapture(const Fbank* fbank, float* frames, int capacity, const AudioLimits& limits);
+  AudioCapture(const Fbank* fbank, int16_t* frames, int capacity, const AudioLimits& limits);
 
   // Forgets what was captured (a new utterance starts).  Call it with the
   // producer stopped or between its blocks.
@@ -44,7 +44,7 @@ class AudioCapture {
   size_t capacity() const { return capacity_; }
   // The frames so far, their per-bin mean, and the audio checks' sums.
   int frames() const { return stream_.frames(); }
-  const float* rows() const { return store_.rows(); }
+  const int16_t* rows() const { return store_.rows(); }
   void Mean(float* mean) const { stream_.Mean(mean); }
   const AudioStats& stats() const { return stats_; }
 

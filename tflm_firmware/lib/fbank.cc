@@ -13,6 +13,25 @@ double Mel(double hz) { return 1127.0 * std::log1p(hz / 700.0); }
 
 }  // namespace
 
+int16_t KeepLogMel(float value) {
+  // Clamped first (NaN too), so the conversion to int is defined; |q| + 0.5f
+  // is >= 0, so the conversion's truncation is its floor.
+  float q = value * Fbank::kKeptScale;
+  constexpr float kLow = -32768.0f + Fbank::kKeptOffset - 1.0f;
+  constexpr float kHigh = 32767.0f + Fbank::kKeptOffset + 1.0f;
+  if (!(q < kHigh)) q = kHigh;
+  if (q < kLow) q = kLow;
+  const int32_t magnitude = static_cast<int32_t>(std::fabs(q) + 0.5f);
+  const int32_t code = (q < 0.0f ? -magnitude : magnitude) - Fbank::kKeptOffset;
+  return static_cast<int16_t>(code < -32768 ? -32768 : (code > 32767 ? 32767 : code));
+}
+
+void KeptMean(const int64_t* sums, int frames, float* mean) {
+  for (int m = 0; m < Fbank::kNumMelBins; ++m) {
+    mean[m] = frames > 0 ? static_cast<float>(sums[m]) / static_cast<float>(frames) : 0.0f;
+  }
+}
+
 int FbankNumFrames(size_t num_samples) {
   if (num_samples < static_cast<size_t>(Fbank::kFrameLength)) return 0;
   return 1 + static_cast<int>((num_samples - Fbank::kFrameLength) / Fbank::kFrameShift);
@@ -58,7 +77,13 @@ Fbank::Fbank() {
   }
 }
 
-void Fbank::ComputeFrame(const int16_t* samples, float* out) const {
+void Fbank::ComputeFrame(const int16_t* samples, float* out) const { LogMel(samples, out, nullptr); }
+
+void Fbank::ComputeKeptFrame(const int16_t* samples, int16_t* codes) const {
+  LogMel(samples, nullptr, codes);
+}
+
+void Fbank::LogMel(const int16_t* samples, float* out, int16_t* codes) const {
   // Steps 4-6 in one backward pass, each value rounded as the steps one by one
   // would round it: the sum of 400 int16 is exact in int32 and in float (below
   // 2^24), so the DC mean is the float mean; pre-emphasis runs backwards so
@@ -83,7 +108,12 @@ void Fbank::ComputeFrame(const int16_t* samples, float* out) const {
     const float* p = power + mel_first_[m];
     float energy = 0.0f;
     for (int j = 0; j < mel_count_[m]; ++j) energy += p[j] * w[j];
-    out[m] = std::log(energy > kLogFloor ? energy : kLogFloor);
+    const float value = std::log(energy > kLogFloor ? energy : kLogFloor);
+    if (codes != nullptr) {
+      codes[m] = KeepLogMel(value);
+    } else {
+      out[m] = value;
+    }
   }
 }
 
@@ -97,16 +127,16 @@ void SubtractMean(float* features, int frames, int dim) {
   }
 }
 
-Status FrameStore::OnFrame(int index, const float* row) {
+Status FrameStore::OnFrame(int index, const int16_t* row) {
   if (index < 0 || index >= capacity_) {
     return overflow_ == kKeepFirst && index >= 0 ? Status::kOk : Status::kAudioTooLong;
   }
-  std::memcpy(rows_ + index * Fbank::kNumMelBins, row, sizeof(float) * Fbank::kNumMelBins);
+  std::memcpy(rows_ + index * Fbank::kNumMelBins, row, sizeof(int16_t) * Fbank::kNumMelBins);
   return Status::kOk;
 }
 
 Status Fbank::Compute(const int16_t* pcm, size_t num_samples, float* out, int max_frames,
-                      int* frames, bool mean_norm) const {
+                      int* frames, Features features) const {
   if (pcm == nullptr || out == nullptr || frames == nullptr || max_frames <= 0) {
     return Status::kBadArgument;
   }
@@ -114,11 +144,20 @@ Status Fbank::Compute(const int16_t* pcm, size_t num_samples, float* out, int ma
   *frames = 0;
   if (n == 0) return Status::kAudioTooShort;
   if (n > max_frames) return Status::kAudioTooLong;
-  FbankStream stream(this);
-  FrameStore rows(out, n);
-  const Status status = stream.Push(pcm, num_samples, &rows);
-  if (status != Status::kOk) return status;
-  if (mean_norm) SubtractMean(out, n, kNumMelBins);
+  for (int t = 0; t < n; ++t) ComputeFrame(pcm + t * kFrameShift, out + t * kNumMelBins);
+  if (features == Features::kMeanNorm) SubtractMean(out, n, kNumMelBins);
+  if (features == Features::kKept) {
+    // As FbankStream and the Verifier's windows: codes, their exact sums, then (code - mean) * step.
+    int64_t sums[kNumMelBins] = {};
+    for (int i = 0; i < n * kNumMelBins; ++i) {
+      const int16_t code = KeepLogMel(out[i]);
+      sums[i % kNumMelBins] += code;
+      out[i] = static_cast<float>(code);
+    }
+    float mean[kNumMelBins];
+    KeptMean(sums, n, mean);
+    for (int i = 0; i < n * kNumMelBins; ++i) out[i] = (out[i] - mean[i % kNumMelBins]) * kKeptStep;
+  }
   *frames = n;
   return Status::kOk;
 }
@@ -127,7 +166,7 @@ void FbankStream::Reset() {
   filled_ = 0;
   frames_ = 0;
   samples_ = 0;
-  for (float& s : sum_) s = 0.0f;
+  for (int64_t& s : sum_) s = 0;
 }
 
 Status FbankStream::Emit(const int16_t* frame, FrameSink* sink) {
@@ -135,11 +174,10 @@ Status FbankStream::Emit(const int16_t* frame, FrameSink* sink) {
     ++frames_;
     return Status::kOk;
   }
-  fbank_->ComputeFrame(frame, row_);
-  // Summed frame by frame from 0, as SubtractMean and the Verifier do: the same float result.
-  for (int m = 0; m < kNumMelBins; ++m) sum_[m] += row_[m];
+  fbank_->ComputeKeptFrame(frame, codes_);
+  for (int m = 0; m < kNumMelBins; ++m) sum_[m] += codes_[m];  // exact: in any order
   const int index = frames_++;
-  return sink != nullptr ? sink->OnFrame(index, row_) : Status::kOk;
+  return sink != nullptr ? sink->OnFrame(index, codes_) : Status::kOk;
 }
 
 Status FbankStream::Push(const int16_t* samples, size_t n, FrameSink* sink) {
@@ -171,8 +209,6 @@ Status FbankStream::Push(const int16_t* samples, size_t n, FrameSink* sink) {
   return Status::kOk;
 }
 
-void FbankStream::Mean(float* mean) const {
-  for (int m = 0; m < kNumMelBins; ++m) mean[m] = frames_ > 0 ? sum_[m] / frames_ : 0.0f;
-}
+void FbankStream::Mean(float* mean) const { KeptMean(sum_, frames_, mean); }
 
 }  // namespace sv

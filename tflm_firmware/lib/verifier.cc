@@ -34,12 +34,10 @@ Status AddWindow(Embedder* embedder, const WindowRows& rows, float* sum) {
 void WindowRows::Row(int t, float* out) const {
   int f = (start + t) % frames;
   if (slots > 0) f %= slots;
-  const float* row = raw + f * kMels;
-  if (mean == nullptr) {
-    std::memcpy(out, row, sizeof(float) * kMels);
-    return;
-  }
-  for (int m = 0; m < kMels; ++m) out[m] = row[m] - mean[m];
+  const int16_t* row = raw + f * kMels;
+  // As Fbank::Compute(Features::kKept) and tfadvq.features: float(code) is
+  // exact, the difference rounds once, the power-of-two step is exact.
+  for (int m = 0; m < kMels; ++m) out[m] = (static_cast<float>(row[m]) - mean[m]) * Fbank::kKeptStep;
 }
 
 void WindowRows::CopyTo(int rows, float* out) const {
@@ -94,7 +92,7 @@ Status Verifier::CheckShapes(int* window, int* hop) const {
   return Status::kOk;
 }
 
-WindowAssembler::WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames,
+WindowAssembler::WindowAssembler(Embedder* embedder, int16_t* ring, int capacity, int kept, int frames,
                                  int window, int hop, const float* mean, float* embedding)
     : embedder_(embedder),
       ring_(ring),
@@ -131,14 +129,14 @@ Status WindowAssembler::RunReady(int last) {
   return Status::kOk;
 }
 
-Status WindowAssembler::OnFrame(int f, const float* raw) {
+Status WindowAssembler::OnFrame(int f, const int16_t* raw) {
   Status status = Check();
   if (status != Status::kOk || !Wants(f)) return status;
   // Every frame before f is in (kept, arrived, or wanted by no window): the
   // windows they complete run before f takes the slot of frame f - capacity.
   status = RunReady(f - 1);
   if (status != Status::kOk || !Wants(f)) return status;
-  std::memcpy(ring_ + (f % capacity_) * kMels, raw, sizeof(float) * kMels);
+  std::memcpy(ring_ + (f % capacity_) * kMels, raw, sizeof(int16_t) * kMels);
   return RunReady(f);
 }
 
@@ -158,33 +156,34 @@ Status Verifier::EmbedUtterance(const int16_t* pcm, size_t num_samples, float* e
   if (status != Status::kOk) return status;
   status = CheckAudio(pcm, num_samples, limits_);
   if (status != Status::kOk) return status;
-  // First pass: the utterance mean, summed frame by frame as FbankStream and
-  // SubtractMean do (the same floats), keeping the frames that fit (no
-  // FbankStream here, whose frame of samples would add 1.4 KB to the stack).
+  // First pass: the utterance mean of the kept codes, summed as FbankStream
+  // does (exactly), keeping the frames that fit (no FbankStream here, whose
+  // frame of samples would add to the stack).
   const int frames = FbankNumFrames(num_samples);
   if (frames < 1) return Status::kAudioTooShort;  // limits below 400 samples
   const int capacity = buffers_.frame_capacity;
-  float mean[kMels] = {};
-  float row[kMels];
+  int64_t sums[kMels] = {};
+  int16_t row[kMels];
   for (int t = 0; t < frames; ++t) {
-    float* out = t < capacity ? buffers_.frames + t * kMels : row;
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, out);
-    for (int m = 0; m < kMels; ++m) mean[m] += out[m];
+    int16_t* out = t < capacity ? buffers_.frames + t * kMels : row;
+    fbank_->ComputeKeptFrame(pcm + t * Fbank::kFrameShift, out);
+    for (int m = 0; m < kMels; ++m) sums[m] += out[m];
   }
-  for (int m = 0; m < kMels; ++m) mean[m] /= frames;
+  float mean[kMels];
+  KeptMean(sums, frames, mean);
   if (frames <= capacity) return EmbedFrames(buffers_.frames, frames, mean, embedding);
   // Second pass: each frame a window needs beyond the kept ones, computed once, in order.
   WindowAssembler windows(embedder_, buffers_.frames, capacity, capacity, frames, window, hop, mean,
                           embedding);
   for (int t = capacity; t < frames && status == Status::kOk; ++t) {
     if (!windows.Wants(t)) continue;
-    fbank_->ComputeFrame(pcm + t * Fbank::kFrameShift, row);
+    fbank_->ComputeKeptFrame(pcm + t * Fbank::kFrameShift, row);
     status = windows.OnFrame(t, row);
   }
   return status == Status::kOk ? windows.Finish() : status;
 }
 
-Status Verifier::EmbedFrames(const float* raw, int frames, const float* mean, float* embedding) {
+Status Verifier::EmbedFrames(const int16_t* raw, int frames, const float* mean, float* embedding) {
   int window = 0;
   int hop = 0;
   Status status = CheckShapes(&window, &hop);

@@ -22,12 +22,12 @@ namespace sv {
 
 // One network window as the Verifier hands it over, without copying it into
 // a window buffer first: row t is frame (start + t) mod frames (its row in
-// the ring when `slots` > 0) of
-// `raw[frames][Fbank::kNumMelBins]`, minus `mean[kNumMelBins]` (nullptr: the
-// rows are already mean-normalised).  The TFLM runner writes the rows straight
-// into its input tensor.
+// the ring when `slots` > 0) of the kept codes `raw[frames][Fbank::kNumMelBins]`
+// (KeepLogMel), minus the codes' utterance mean `mean[kNumMelBins]` (code
+// units), times 2^-10: Fbank::Compute(Features::kKept), row by row.  The TFLM
+// runner writes the rows straight into its input tensor.
 struct WindowRows {
-  const float* raw;
+  const int16_t* raw;
   int frames;
   int start;
   const float* mean;
@@ -59,8 +59,8 @@ class Embedder {
   virtual Status Embed(const WindowRows& window, float* embedding) = 0;
 };
 
-// The scoring schedule driven by arriving frames, over a ring of raw (not
-// mean-normalised) frames: frames 0 .. kept - 1 are already in the ring (a
+// The scoring schedule driven by arriving frames, over a ring of kept codes (not
+// mean-normalised) of frames: frames 0 .. kept - 1 are already in the ring (a
 // first pass kept them), frame f >= kept arrives in order through OnFrame and
 // goes into slot f mod capacity, and each window runs as soon as its last
 // frame is in, its rows read from the ring minus the utterance mean.  With
@@ -72,13 +72,14 @@ class Embedder {
 class WindowAssembler : public FrameSink {
  public:
   // `ring[capacity][kNumMelBins]`, its first min(kept, capacity) rows frames
-  // 0 .. kept - 1 (kept <= capacity); `mean[kNumMelBins]` is read while the
+  // 0 .. kept - 1 (kept <= capacity); `mean[kNumMelBins]` (FbankStream::Mean)
+  // is read while the
   // windows run; the window embeddings are summed into
   // `embedding[embedding_size()]` (the caller's result, so no second buffer).
   // An invalid schedule (frames, window or hop < 1) makes every OnFrame and
   // Finish kAudioTooShort; a ring shorter than both the window and the
   // utterance, kBadArgument.
-  WindowAssembler(Embedder* embedder, float* ring, int capacity, int kept, int frames, int window,
+  WindowAssembler(Embedder* embedder, int16_t* ring, int capacity, int kept, int frames, int window,
                   int hop, const float* mean, float* embedding);
 
   // Whether frame f must still arrive: not kept, and in a window still to
@@ -86,7 +87,7 @@ class WindowAssembler : public FrameSink {
   bool Wants(int f) const override { return f >= kept_ && k_ < windows_ && f >= start_; }
   // Frames must come in order; a frame not Wanted is ignored.  The network's
   // error, or kEmbeddingInvalid for a NaN/inf output, stops the stream.
-  Status OnFrame(int f, const float* raw) override;
+  Status OnFrame(int f, const int16_t* raw) override;
   // Makes `embedding` the L2-normalised sum of the L2-normalised window
   // embeddings, once every window has run (else kBadArgument: frames are missing).
   Status Finish();
@@ -97,7 +98,7 @@ class WindowAssembler : public FrameSink {
   Status RunReady(int last);
 
   Embedder* embedder_;
-  float* ring_;
+  int16_t* ring_;
   int capacity_;
   int kept_;
   const float* mean_;
@@ -114,15 +115,15 @@ class AudioCapture;
 
 // Caller-owned work memory (static arrays on the device).  An utterance of at
 // most frame_capacity frames is scored in one front-end pass: its frames are
-// kept (not mean-normalised) until the mean is known, and each window reads
-// them from there.  A longer one keeps its first frame_capacity frames in the
+// kept (int16 codes, not mean-normalised: 160 B a frame) until the mean is
+// known, and each window reads them from there.  A longer one keeps its first frame_capacity frames in the
 // first pass (the mean) and computes the others once more in a second, with
 // `frames` as the WindowAssembler's ring, so any length is scored with memory
 // for one chunk of audio and frame_capacity frames.
 struct VerifierBuffers {
   int16_t* pcm;         // audio: one file chunk, or a whole utterance for EmbedUtterance
   size_t pcm_capacity;  // samples
-  float* frames;        // [frame_capacity][Fbank::kNumMelBins]
+  int16_t* frames;      // [frame_capacity][Fbank::kNumMelBins] kept codes
   int frame_capacity;   // >= the embedder's input_frames()
   // "@buffer": the microphone capture, whose frames live in `frames` (a file
   // scored meanwhile overwrites them, so it restarts the capture).  nullptr:
@@ -139,7 +140,8 @@ class Verifier : public LineHandler {
            const VerifierBuffers& buffers, const AudioLimits& limits, int hop_frames = 0);
 
   // Utterance embedding, the device scoring schedule of window_schedule.h:
-  // features are mean-normalised over the whole utterance (T frames), window k
+  // features (Fbank::Compute(Features::kKept): kept codes) are mean-normalised
+  // over the whole utterance (T frames), window k
   // of W = input_frames() rows starts at WindowStart(T, W, hop, k) and its row
   // t is frame (start + t) mod T -- an utterance shorter than one window (but
   // past CheckAudio's minimum) is wrapped cyclically to fill it.  The result
@@ -147,19 +149,19 @@ class Verifier : public LineHandler {
   // Up to buffers.frame_capacity frames, each frame is computed once and kept
   // until the utterance mean is known (EmbedFrames); longer, the first pass
   // (the mean) keeps the first frame_capacity frames and the second computes
-  // the others again from the PCM, in order, into the ring (the same values
-  // as Fbank::Compute, bit for bit): rows shared by consecutive windows and
+  // the others again from the PCM, in order, into the ring (the same codes as
+  // FbankStream, bit for bit): rows shared by consecutive windows and
   // wrapped rows are read again, not recomputed.  Any number of frames kept
   // gives the same embedding, bit for bit.
   Status EmbedUtterance(const int16_t* pcm, size_t num_samples, float* embedding);
 
   // The same embedding from the frames of a FbankStream, kept by a FrameStore
-  // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` not mean-normalised,
-  // `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
+  // as the audio arrived: `raw[frames][Fbank::kNumMelBins]` kept codes, not
+  // mean-normalised, `mean` the stream's Mean().  Bit for bit EmbedUtterance of the same samples,
   // in one front-end pass (no frame is recomputed, no window buffer: each
   // window's rows go from `raw` to the network); the audio checks are the
   // caller's (CheckAudioStats on the AudioStats of the same chunks).
-  Status EmbedFrames(const float* raw, int frames, const float* mean, float* embedding);
+  Status EmbedFrames(const int16_t* raw, int frames, const float* mean, float* embedding);
 
   // The embedding of a PCM file (WAV or raw), streamed through buffers.pcm:
   // one pass keeping the frames when they fit in buffers.frames (T, mean,

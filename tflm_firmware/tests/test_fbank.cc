@@ -91,13 +91,13 @@ TEST(fbank_of_zeros_is_log_floor_and_mean_norm_zeroes_it) {
   static const int16_t zeros[400 + 160] = {};
   float features[2 * sv::Fbank::kNumMelBins];
   int frames = 0;
-  CHECK_STATUS(SharedFbank().Compute(zeros, 560, features, 2, &frames, false), sv::Status::kOk);
+  CHECK_STATUS(SharedFbank().Compute(zeros, 560, features, 2, &frames, sv::Features::kLogMel), sv::Status::kOk);
   // ln(FLT_EPSILON) = -23 ln 2, against the float logf of the target's libm
   // (glibc and newlib are within ~1 ulp; an ulp here is 9.5e-7): 4 ulps.
   constexpr double kLnFloor = -15.942385152878742;
   CHECK_NEAR(features[0], kLnFloor, 4e-6);
   CHECK_NEAR(features[80 + 79], kLnFloor, 4e-6);
-  CHECK_STATUS(SharedFbank().Compute(zeros, 560, features, 2, &frames, true), sv::Status::kOk);
+  CHECK_STATUS(SharedFbank().Compute(zeros, 560, features, 2, &frames, sv::Features::kMeanNorm), sv::Status::kOk);
   CHECK_NEAR(features[79], 0.0, 1e-6);
 }
 
@@ -126,14 +126,14 @@ class Chunker {
 
 class RecordingSink : public sv::FrameSink {
  public:
-  sv::Status OnFrame(int index, const float* row) override {
+  sv::Status OnFrame(int index, const int16_t* row) override {
     if (index != count) ++out_of_order;
-    if (count < kMax) std::memcpy(rows + count * sv::Fbank::kNumMelBins, row, sizeof(float) * sv::Fbank::kNumMelBins);
+    if (count < kMax) std::memcpy(rows + count * sv::Fbank::kNumMelBins, row, sizeof(int16_t) * sv::Fbank::kNumMelBins);
     ++count;
     return count == fail_at ? sv::Status::kIoError : sv::Status::kOk;
   }
   static constexpr int kMax = kGoldenFrames;
-  float rows[kMax * sv::Fbank::kNumMelBins];
+  int16_t rows[kMax * sv::Fbank::kNumMelBins];
   int count = 0;
   int out_of_order = 0;
   int fail_at = -1;
@@ -143,12 +143,13 @@ class RecordingSink : public sv::FrameSink {
 
 TEST(fbank_stream_gives_one_shot_frames_and_mean_for_any_chunking) {
   const size_t n = sizeof(kGoldenPcm) / sizeof(kGoldenPcm[0]);
-  static float raw[kGoldenFrames * sv::Fbank::kNumMelBins];
-  static float normalised[kGoldenFrames * sv::Fbank::kNumMelBins];
+  constexpr int kValues = kGoldenFrames * sv::Fbank::kNumMelBins;
+  static float raw[kValues];
+  static float kept[kValues];
   int frames = 0;
-  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, raw, kGoldenFrames, &frames, false),
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, raw, kGoldenFrames, &frames, sv::Features::kLogMel),
                sv::Status::kOk);
-  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, normalised, kGoldenFrames, &frames, true),
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, kept, kGoldenFrames, &frames, sv::Features::kKept),
                sv::Status::kOk);
   static RecordingSink sink;
   sv::FbankStream stream(&SharedFbank());
@@ -171,18 +172,53 @@ TEST(fbank_stream_gives_one_shot_frames_and_mean_for_any_chunking) {
     CHECK_EQ(stream.samples(), n);
     CHECK_EQ(sink.count, kGoldenFrames);
     CHECK_EQ(sink.out_of_order, 0);
-    CHECK(std::memcmp(sink.rows, raw, sizeof(raw)) == 0);  // bit for bit
     float mean[sv::Fbank::kNumMelBins];
     stream.Mean(mean);
     int differ = 0;
-    for (int t = 0; t < kGoldenFrames; ++t) {
-      for (int m = 0; m < sv::Fbank::kNumMelBins; ++m) {
-        const float v = raw[t * 80 + m] - mean[m];
-        differ += std::memcmp(&v, &normalised[t * 80 + m], sizeof(float)) != 0;
-      }
+    for (int i = 0; i < kValues; ++i) {
+      differ += sink.rows[i] != sv::KeepLogMel(raw[i]);  // the codes of the one-shot frames
+      const float v = (static_cast<float>(sink.rows[i]) - mean[i % 80]) * sv::Fbank::kKeptStep;
+      differ += std::memcmp(&v, &kept[i], sizeof(float)) != 0;  // the mean Fbank::Compute subtracts
     }
-    CHECK_EQ(differ, 0);  // the mean Fbank::Compute subtracts
+    CHECK_EQ(differ, 0);
   }
+}
+
+// Kept codes: log mel * 2^10 rounded half away from zero (the float sum
+// |q| + 0.5f, as tfadvq.features), offset, clamped to int16; every code within
+// half a step of its value over the whole range.
+TEST(kept_codes_round_log_mel_to_steps_of_2_to_the_minus_10) {
+  CHECK_EQ(sv::KeepLogMel(16.0f), 0);
+  CHECK_EQ(sv::KeepLogMel(0.0f), -16384);
+  CHECK_EQ(sv::KeepLogMel(0.5f / 1024), -16383);   // a tie: away from zero
+  CHECK_EQ(sv::KeepLogMel(-0.5f / 1024), -16385);
+  CHECK_EQ(sv::KeepLogMel(0.49f / 1024), -16384);
+  CHECK_EQ(sv::KeepLogMel(0.49999997f / 1024), -16383);  // |q| + 0.5f rounds to 1 in float
+  CHECK_EQ(sv::KeepLogMel(-15.942385f), -32709);  // the log floor fits
+  CHECK_EQ(sv::KeepLogMel(-17.0f), -32768);       // clamped below ...
+  CHECK_EQ(sv::KeepLogMel(48.0f), 32767);         // ... and above
+  CHECK_EQ(sv::KeepLogMel(1e30f), 32767);
+  CHECK_EQ(sv::KeepLogMel(NAN), 32767);
+  double worst = 0.0;
+  for (int i = -16000; i <= 47000; i += 7) {
+    const float v = static_cast<float>(i) / 1000.0f + 0.000123f;
+    const double back = (sv::KeepLogMel(v) + sv::Fbank::kKeptOffset) * static_cast<double>(sv::Fbank::kKeptStep);
+    worst = std::fmax(worst, std::fabs(back - v));
+  }
+  CHECK(worst <= 0.5 / 1024 + 1e-6);
+  CHECK(worst > 0.4 / 1024);  // the grid is 2^-10, not finer
+  // Features::kKept differs from the float features by at most about a step
+  // (rounding of the frame and of its mean), and is mean-free per bin.
+  const size_t n = sizeof(kGoldenPcm) / sizeof(kGoldenPcm[0]);
+  static float normalised[kGoldenFrames * 80];
+  static float kept[kGoldenFrames * 80];
+  int frames = 0;
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, normalised, kGoldenFrames, &frames), sv::Status::kOk);
+  CHECK_STATUS(SharedFbank().Compute(kGoldenPcm, n, kept, kGoldenFrames, &frames, sv::Features::kKept),
+               sv::Status::kOk);
+  double max_diff = 0.0;
+  for (int i = 0; i < frames * 80; ++i) max_diff = std::fmax(max_diff, std::fabs(kept[i] - normalised[i]));
+  CHECK(max_diff < 1.0 / 1024 && max_diff > 0.0);
 }
 
 TEST(fbank_stream_stops_at_a_sink_error_and_a_full_store) {
@@ -194,7 +230,7 @@ TEST(fbank_stream_stops_at_a_sink_error_and_a_full_store) {
   sink.fail_at = 5;
   CHECK_STATUS(stream.Push(kGoldenPcm, 4000, &sink), sv::Status::kIoError);
   CHECK_EQ(sink.count, 5);
-  static float rows[3 * sv::Fbank::kNumMelBins];
+  static int16_t rows[3 * sv::Fbank::kNumMelBins];
   sv::FrameStore store(rows, 3);
   stream.Reset();
   CHECK_STATUS(stream.Push(kGoldenPcm, 400 + 2 * 160, &store), sv::Status::kOk);

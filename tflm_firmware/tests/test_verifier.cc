@@ -116,7 +116,7 @@ void Voice(float f1, float f2, uint32_t seed, int16_t* out, size_t n, float gain
 struct Rig {
   static constexpr size_t kPcmSamples = 16000 * 5;
   int16_t pcm[kPcmSamples];
-  float features[kMaxWindow * sv::Fbank::kNumMelBins];
+  int16_t features[kMaxWindow * sv::Fbank::kNumMelBins];  // kept frames
   uint8_t flash[sv::kStoreMediumBytes];
   sv::Fbank fbank;
   StdDevEmbedder embedder;
@@ -268,7 +268,7 @@ TEST(embedding_averages_windows_over_the_whole_utterance) {
   // last one aligned to the end.
   static float whole[198 * kDim];
   int frames = 0;
-  CHECK_STATUS(rig.fbank.Compute(rig.pcm, kSeconds2, whole, 198, &frames), sv::Status::kOk);
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, kSeconds2, whole, 198, &frames, sv::Features::kKept), sv::Status::kOk);
   CHECK_EQ(frames, 198);
   const int starts[4] = {0, 50, 100, 148};
   for (int w = 0; w < 4; ++w) {
@@ -358,7 +358,8 @@ bool SetUpScheduleCase(Rig& rig, const th::ScheduleCase& c, size_t* samples) {
   if (c.count > StdDevEmbedder::kMaxCalls) return false;
   Changing(static_cast<uint32_t>(c.line), rig.pcm, *samples);
   int frames = 0;
-  CHECK_STATUS(rig.fbank.Compute(rig.pcm, *samples, g_whole, c.frames, &frames), sv::Status::kOk);
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, *samples, g_whole, c.frames, &frames, sv::Features::kKept),
+               sv::Status::kOk);
   CHECK_EQ(frames, c.frames);
   rig.embedder.window = c.window;
   return true;
@@ -370,7 +371,7 @@ TEST(short_utterance_is_wrapped_to_fill_the_window) {
   Rig& rig = FreshRig();
   Changing(7, rig.pcm, 8000);  // 0.5 s, the shortest CheckAudio passes: 48 frames
   int frames = 0;
-  CHECK_STATUS(rig.fbank.Compute(rig.pcm, 8000, g_whole, 48, &frames), sv::Status::kOk);
+  CHECK_STATUS(rig.fbank.Compute(rig.pcm, 8000, g_whole, 48, &frames, sv::Features::kKept), sv::Status::kOk);
   CHECK_EQ(frames, 48);
   static const int kWindows[2] = {kWindow, 120};  // 2 rows wrap; 2.5 times round
   for (int window : kWindows) {
@@ -441,7 +442,8 @@ TEST(embedding_follows_the_shared_window_schedule) {
   if (a != nullptr && b != nullptr) {
     Changing(1, rig.pcm, SamplesFor(198));
     int frames = 0;
-    CHECK_STATUS(rig.fbank.Compute(rig.pcm, SamplesFor(198), g_whole, 198, &frames), sv::Status::kOk);
+    CHECK_STATUS(rig.fbank.Compute(rig.pcm, SamplesFor(198), g_whole, 198, &frames, sv::Features::kKept),
+                 sv::Status::kOk);
     double ra[kDim];
     double rb[kDim];
     ReferenceEmbedding(g_whole, 198, kWindow, a->starts, a->count, ra);
@@ -453,7 +455,7 @@ TEST(embedding_follows_the_shared_window_schedule) {
 
 namespace {
 
-float g_raw[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
+int16_t g_raw[(Rig::kPcmSamples / sv::Fbank::kFrameShift) * kDim];
 
 // Streams pcm[n] in pseudo-random chunks (empty, tiny, around a frame, several
 // frames) into `stream` + `store` and `stats`, as DMA blocks or file reads would.
@@ -564,7 +566,7 @@ TEST(one_pass_and_two_passes_give_the_same_embedding_on_the_shared_schedule) {
   const th::ScheduleCase* cases = th::ScheduleCases(&n);
   CHECK(cases != nullptr);
   const int capacity = static_cast<int>(sizeof(g_raw) / sizeof(g_raw[0]) / kDim);
-  static float ring[sizeof(g_raw) / sizeof(g_raw[0])];
+  static int16_t ring[sizeof(g_raw) / sizeof(g_raw[0])];
   int two_pass = 0;  // cases longer than one window: the small buffers take two passes
   for (int i = 0; i < n; ++i) {
     const th::ScheduleCase& c = cases[i];
@@ -658,7 +660,7 @@ TEST(capture_computes_frames_as_audio_arrives_and_scores_them_as_the_utterance) 
 TEST(audio_stats_of_chunks_decide_as_check_audio) {
   static int16_t pcm[16000];
   const sv::AudioLimits limits;
-  static float rows[100 * kDim];
+  static int16_t rows[100 * kDim];
   sv::Fbank& fbank = FreshRig().fbank;
   sv::FbankStream stream(&fbank);
   for (int kind = 0; kind < 4; ++kind) {
@@ -882,7 +884,7 @@ TEST(long_file_is_scored_on_its_first_buffer_at_every_max_seconds) {
   constexpr size_t kMax = 6 * 16000;
   static int16_t file_pcm[kFile];
   static int16_t pcm[kMax];
-  static float features[kMaxWindow * sv::Fbank::kNumMelBins];
+  static int16_t features[kMaxWindow * sv::Fbank::kNumMelBins];
   Voice(300.0f, 1200.0f, 11, file_pcm, kFile);
   CHECK(WriteWav("sv_long.wav", file_pcm, kFile));
   Rig& rig = FreshRig();
@@ -1039,15 +1041,18 @@ TEST(quantize_int8_rounds_as_tflm) {
 
 TEST(window_rows_quantize_mean_normalised_rows) {
   constexpr int kMels = sv::Fbank::kNumMelBins;
-  static float raw[3 * kMels];
+  static int16_t raw[3 * kMels];
   static float mean[kMels];
-  for (int i = 0; i < 3 * kMels; ++i) raw[i] = 0.01f * static_cast<float>(i % 97) - 0.3f;
-  for (int m = 0; m < kMels; ++m) mean[m] = 0.002f * static_cast<float>(m);
+  for (int i = 0; i < 3 * kMels; ++i) raw[i] = static_cast<int16_t>(10 * (i % 97) - 300);
+  for (int m = 0; m < kMels; ++m) mean[m] = 2.5f * static_cast<float>(m);
   const sv::WindowRows rows{raw, 3, 1, mean};
   static float expected[2 * kMels];
   static int8_t q[2 * kMels];
   rows.CopyTo(2, expected);
   rows.QuantizeTo(2, 0.0123f, 7, q);
   for (int i = 0; i < 2 * kMels; ++i) CHECK(q[i] == sv::QuantizeInt8(expected[i], 0.0123f, 7));
-  CHECK(q[0] == sv::QuantizeInt8(raw[kMels] - mean[0], 0.0123f, 7));  // row 0 is frame start = 1
+  // Row 0 is frame start = 1, in log-mel units: (code - mean) * 2^-10.
+  CHECK(expected[0] == (static_cast<float>(raw[kMels]) - mean[0]) / 1024.0f);
+  CHECK(expected[kMels + 5] == (static_cast<float>(raw[2 * kMels + 5]) - mean[5]) / 1024.0f);
+  CHECK(q[0] == sv::QuantizeInt8((raw[kMels] - mean[0]) / 1024.0f, 0.0123f, 7));
 }

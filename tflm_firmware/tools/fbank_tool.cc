@@ -2,7 +2,8 @@
 //
 // Used by tests/test_firmware.py and benchmarks/firmware.py to compare the C++
 // front end with tfadvq.features on the same audio.
-//   fbank_tool IN.wav OUT.f32 [--no-mean-norm]
+//   fbank_tool IN.wav OUT.f32 [--no-mean-norm | --kept]
+// --kept: what the device's windows read (int16 kept frames, sv::Features::kKept).
 #include <cstdio>
 #include <cstring>
 
@@ -18,16 +19,18 @@ float g_features[kMaxFrames * sv::Fbank::kNumMelBins];
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s IN.wav OUT.f32 [--no-mean-norm]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s IN.wav OUT.f32 [--no-mean-norm | --kept]\n", argv[0]);
     return 2;
   }
-  const bool mean_norm = !(argc > 3 && std::strcmp(argv[3], "--no-mean-norm") == 0);
+  sv::Features features = sv::Features::kMeanNorm;
+  if (argc > 3 && std::strcmp(argv[3], "--no-mean-norm") == 0) features = sv::Features::kLogMel;
+  if (argc > 3 && std::strcmp(argv[3], "--kept") == 0) features = sv::Features::kKept;
   static sv::Fbank fbank;
   size_t n = 0;
   sv::Status status = sv::LoadPcmFile(argv[1], g_pcm, kMaxSamples, &n);
   int frames = 0;
   if (status == sv::Status::kOk) {
-    status = fbank.Compute(g_pcm, n, g_features, kMaxFrames, &frames, mean_norm);
+    status = fbank.Compute(g_pcm, n, g_features, kMaxFrames, &frames, features);
   }
   if (status != sv::Status::kOk) {
     std::fprintf(stderr, "fbank_tool: %s: %s\n", argv[1], sv::StatusName(status));
