@@ -61,7 +61,7 @@ import tfadvq
 from tfadvq import metrics, rundir
 from tfadvq import scoring as sc
 from tfadvq.audio_limits import AudioLimits
-from tfadvq.compat import keras
+from tfadvq.compat import keras, tf
 from tfadvq.config import load_yaml
 from tfadvq.corpus.real import read_trial_sources, source_report
 from tfadvq.errors import QuantizationError
@@ -91,6 +91,7 @@ RESULT = Path(__file__).resolve().parent / "results" / "pretrained.json"
 ENCODERS = ("lstm40", "tdnn40")  # packaged training configs: the recipes of the artifacts
 TARGETS = {4: 1.1, 3: 1.5}  # issue 22: EER within this factor of FP32 at these bits, without labels
 WINDOW_BATCH = 256
+SEED = 0  # every cell, and every step one cell keeps for others, starts from it
 # paired comparisons (A - B on the same trials and speaker draws), when both cells ran
 PAIRS = (("mixed_channels", "mixed"), ("mixed", "mixed_plain_cost"), ("mixed", "mixed_unweighted"),
          ("mixed", "kmqat_ptq_weighted"), ("default_path", "kmqat_ptq"), ("adaptive_rounding", "default_path"))
@@ -166,7 +167,7 @@ class Encoder:
     fp: keras.Model
     front_end: FrontEnd
     config: TrainConfig  # its training config on the benchmark corpus
-    data: TrainingData  # cached unlabeled crops (labels unused): Fisher, bias correction, Hessian, distillation
+    data: TrainingData  # unlabeled crops read once (fixed_batches): Fisher, bias correction, Hessian, distillation
     args: argparse.Namespace
     workdir: Path
     _chain: dict[int, tuple[str, keras.Model, dict]] = dataclasses.field(default_factory=dict)
@@ -180,9 +181,11 @@ class Encoder:
         if have is None or order.index(have[0]) > order.index(stage):
             settings = PTQSettings(bits=bits, weighted=True, bias_correction=False,  # the bc stage adds it
                                    fisher_batches=self.args.fisher_batches)
+            reseed()
             have = ("weighted", post_training(self.fp, settings, self.data, progress=False).wrapped, {})
         while have[0] != stage:
             wrapped = have[1]
+            reseed()  # a step kept for later cells: the same whichever cell runs it
             if have[0] == "weighted":
                 corrected = bias_correction.correct_bias(self.fp, wrapped, self.data, self.args.bc_batches)
                 have = ("bc", wrapped, {"corrected_layers": sum(not r["correction"].startswith("none")
@@ -218,22 +221,26 @@ class Encoder:
         settings = allocate.MixedSettings(per_weight=True, batches=self.args.mixed_batches,
                                           probes=self.args.mixed_probes)
         if "weighted" not in self._plans:  # the traces and the Fisher, measured once by what the command runs
+            reseed()  # kept for later cells: the same probes whichever cell measures them
             self._plans["weighted"] = mixed_run(self.fp, self.data, settings, self.workdir / "mixed", avg_bits=budget,
                                                 train_config=self.config, front_end=self.front_end).plan
         base = self._plans["weighted"]
         if cost == "channels" and "channels" not in self._plans:  # the same traces and Fisher, more options
+            reseed()
             start = time.perf_counter()
             self._plans["channels"] = allocate.costed(
                 self.fp, base.traces, dataclasses.replace(settings, per_channel="auto"), base.importances,
                 fixed=base.fixed, trace_seconds=base.trace_seconds, avg_bits=budget)
             self._channel_seconds = time.perf_counter() - start
         if cost not in ("weighted", "channels") and "plain" not in self._plans:
+            reseed()
             self._plans["plain"] = allocate.costed(self.fp, base.traces, dataclasses.replace(settings, weighted=False),
                                                    None, fixed=base.fixed, trace_seconds=base.trace_seconds,
                                                    avg_bits=budget)
         plan = self._plans[cost if cost in ("weighted", "channels") else "plain"].replan(avg_bits=budget)
         if cost == "plain_cost":
             plan = dataclasses.replace(plan, importances=base.importances)
+        reseed()  # as if no plan had been measured in this cell
         _, wrapped, _, _ = quantize_within(self.fp, plan, settings, None, None)
         allocation = plan.allocation
         return wrapped, {"avg_bits": round(allocation.avg_bits, 3), "budget_avg_bits": round(budget, 3),
@@ -244,6 +251,28 @@ class Encoder:
                          "widths": sorted(set(allocation.bits.values())),
                          "per_channel": sorted(k for k, v in allocation.per_channel.items() if v),
                          **({"channel_pricing_seconds": round(self._channel_seconds, 1)} if cost == "channels" else {})}
+
+
+def reseed() -> None:
+    """Reset every RNG (Python, numpy, TF and its op counter) to :data:`SEED`.
+
+    Called before each cell and each shared step (the weighted chain, the mixed plans) so that a
+    result depends on its own settings, not on the random numbers the cells before it consumed.
+    """
+    keras.utils.set_random_seed(SEED)
+
+
+def fixed_batches(data: TrainingData, steps: int) -> TrainingData:
+    """The first ``steps`` batches of ``data`` read once into memory: every cell reads the same crops.
+
+    The training pipeline redraws its crops on every pass, and ``Dataset.cache`` discards a pass read only
+    in part (the Fisher's, the bias correction's, the Hessian's few batches): with ``take(steps).cache()``
+    each cell read other crops, depending on which cells had run before it (EER moved by up to 0.8 points).
+    """
+    reseed()
+    batches = list(data.dataset.take(steps).as_numpy_iterator())
+    stacked = tf.nest.map_structure(lambda *items: np.stack(items), *batches)
+    return dataclasses.replace(data, dataset=tf.data.Dataset.from_tensor_slices(stacked), steps_per_epoch=steps)
 
 
 def copy_of(model: keras.Model) -> keras.Model:
@@ -272,8 +301,7 @@ def encoder(name: str, args: argparse.Namespace) -> Encoder:
     fp, config, path = trained_encoder(name, args)
     config = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, batch_size=args.batch_size))
     steps = max(args.fisher_batches, args.bc_batches, args.mixed_batches, args.distill_steps)
-    data = model_inputs(fp, config, steps_per_epoch=steps)
-    data = dataclasses.replace(data, dataset=data.dataset.take(steps).cache(), steps_per_epoch=steps)
+    data = fixed_batches(model_inputs(fp, config, steps_per_epoch=steps), steps)
     workdir = args.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
     return Encoder(name, fp, resolve(path), config, data, args, workdir)
@@ -403,6 +431,14 @@ METHODS = (
 # --------------------------------------------------------------------------- the run
 
 
+def cell(enc: Encoder, method: str, bits: int) -> Built:
+    """``method`` at ``bits`` (or ``fp32``) from :data:`SEED`: the same result whichever cells ran before."""
+    reseed()
+    if method == "fp32":
+        return Built(enc.fp, tfadvq.model_size(enc.fp).size_bytes, {})
+    return next(m for m in METHODS if m.name == method).build(enc, bits)
+
+
 def scores_path(workdir: Path, model: str, method: str, bits: float, test: str) -> Path:
     """Where a cell's trial scores are kept (a cell is finished when its row and its scores are)."""
     return workdir / model / "scores" / f"{method}_{bits}_{test}.npy"
@@ -500,7 +536,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     warnings.simplefilter("ignore", category=FutureWarning)
-    keras.utils.set_random_seed(0)
+    reseed()  # the encoders trained here when missing, the test sets
     previous = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
     cached = previous.get("rows", [])
     for other in args.include:  # cells of parallel runs (one encoder each, their own --out)
@@ -530,15 +566,15 @@ def main(argv=None) -> dict:
                                   "batch_size": load_yaml(TrainConfig, rundir.TrainDir(args.artifacts / name).config)
                                   .pipeline.batch_size},
                       "front_end": f"log-mel fbank, {fbank.num_mel_bins} bands"}
-        cells = [("fp32", 32, lambda e, b: Built(e.fp, tfadvq.model_size(e.fp).size_bytes, {}), ())]
-        cells += [(m.name, b, m.build, m.refusals) for b in args.bits for m in METHODS
+        cells = [("fp32", 32, ())]
+        cells += [(m.name, b, m.refusals) for b in args.bits for m in METHODS
                   if m.name in args.methods and m.available() and m.min_bits <= b <= m.max_bits]
-        for method, bits, build, refusals in cells:
+        for method, bits, refusals in cells:
             if (name, method, bits) in done:
                 continue
             start = time.perf_counter()
             try:
-                built = build(enc, bits)
+                built = cell(enc, method, bits)
             except refusals as exc:  # a peer refusing a layer, an unreachable budget: results, not the end
                 rows.append({"model": name, "method": method, "bits": bits, "refused": str(exc)[:300]})
                 continue
@@ -564,7 +600,8 @@ def main(argv=None) -> dict:
               "trials": {s.name: len(s.trials) for s in next(iter(sets_by_fbank.values()), [])},
               "methods": {m.name: m.note for m in METHODS if m.name in args.methods},
               "not_in_this_tree": [m.name for m in METHODS if not m.available()],
-              "data": f"{args.batch_size}-crop batches of 2-s crops of the training audio, cached, labels unused",
+              "data": f"{args.batch_size}-crop batches of 2-s crops of the training audio, read once per "
+                      "encoder (the same for every cell), labels unused",
               "fisher_batches": args.fisher_batches, "bc_batches": args.bc_batches,
               "mixed": {"batches": args.mixed_batches, "probes": args.mixed_probes, "per_weight": True,
                         "objective": "distill", "budget": "the bytes of the per-tensor rows at the same bits "
