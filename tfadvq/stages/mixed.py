@@ -25,7 +25,7 @@ from tfadvq.errors import ConfigError
 from tfadvq.quant.mixed_run import MixedOutcome, mixed_run
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.lineage import lineage
-from tfadvq.stages.modelling import corpus_of, frontend_output, load_keras_model
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -201,13 +201,12 @@ class MixedStage(MixedRequest, StageBase):
 
         made = lineage(ctx, self.model)
         source = made.keras_model(ctx.name)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
         train_config = model_config(made.expected_config, data_given=data is not None or self.inputs is not None,
                                     what=f"stage {ctx.name}")
         if data is not None:
             train_config = dataclasses.replace(train_config, data=data)
         model = load_keras_model(ctx, source)
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         front_end = frontend.for_input(made.front_end(), model.input_shape, str(source))
         inputs = model_inputs(model, train_config, inputs=self.inputs, utterances=utterances,
                               steps_per_epoch=self.tuning_steps)

@@ -11,7 +11,7 @@ from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.lineage import lineage
-from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
+from tfadvq.train_config import DataConfig, StrategyName, TrainConfig, resolve_config
 
 
 def frontend_output(directory: Path) -> dict[str, str]:
@@ -37,6 +37,15 @@ def corpus_of(ctx: StageContext, stage: str):
 
     directory = ctx.output(stage, "corpus")
     return ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
+
+
+def replaced_data(ctx: StageContext, corpus: str | None, data: DataConfig | None = None):
+    """``(DataConfig | None, train utterances | None)``: the data a quantization or fine-tune stage reads
+    instead of the model's training data -- the corpus stage ``corpus``'s (loaded once per recipe run),
+    else ``data`` (its own sources) -- the one rule of every stage; ``(None, None)``: the model's own."""
+    if corpus is None:
+        return data, None
+    return DataConfig(corpus=str(ctx.output(corpus, "corpus"))), corpus_of(ctx, corpus).train
 
 
 @dataclasses.dataclass

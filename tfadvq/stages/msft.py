@@ -22,7 +22,7 @@ from tfadvq.errors import ConfigError
 from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.lineage import Lineage, lineage
-from tfadvq.stages.modelling import corpus_of, frontend_output, load_keras_model
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -118,10 +118,9 @@ class MSFTStage(StageBase):
         made, source = self._lineage(ctx), self._source(ctx)
         config_file, head_file = made.followed(ctx.name, "msft")
         train_config = load_yaml(TrainConfig, config_file)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
         if data is not None:
             train_config = dataclasses.replace(train_config, data=data)
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         model = load_keras_model(ctx, source)
         aam = settings.objective is Objective.AAM
         head = rundir.load_head(head_file) if aam and head_file else None

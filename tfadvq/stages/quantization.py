@@ -16,7 +16,7 @@ from tfadvq.errors import ConfigError
 from tfadvq.quant.post_training import PTQSettings
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
 from tfadvq.stages.lineage import Lineage, lineage
-from tfadvq.stages.modelling import corpus_of, frontend_output, load_keras_model
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.train_config import DataConfig, TrainConfig
 
 
@@ -73,7 +73,7 @@ class QuantizeStage(PTQSettings, StageBase):
                 raise ConfigError(f"stage {ctx.name}: weighted/bias_correction need data: give corpus or inputs")
             return None
         config = load_yaml(TrainConfig, made.train_config) if made.train_config else TrainConfig()
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        _, utterances = replaced_data(ctx, self.corpus)
         return model_inputs(model, config, inputs=self.inputs, utterances=utterances)
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -155,13 +155,12 @@ class FinetuneStage(StageBase):
         source, wrapped_path, front_end = made.source_model, made.wrapped, made.front_end()
         config_file, head_file = made.followed(ctx.name, "the fine-tune")
         train_config = frontend.follow(load_yaml(TrainConfig, config_file), front_end)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
         settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
                                     self.steps_per_epoch, data, self.use_trained_head)
         wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or load_model(wrapped_path)
         head = rundir.load_head(head_file) if head_file else None
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
