@@ -450,6 +450,17 @@ class RunDir:
         return name in cls.names()
 
 
+def load_head(path: Path) -> list[Any]:
+    """The AAM head weights saved at ``path`` (a train run's or a fine-tune's ``head.npz``)."""
+    import numpy as np
+
+    try:
+        with np.load(path) as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the AAM head ({exc})") from None
+
+
 class TrainDir(RunDir):
     """What :func:`tfadvq.training.train` writes: the embedding model and what it was trained with."""
 
@@ -518,13 +529,7 @@ class TrainDir(RunDir):
         return atomic_save_with(self.head, save)
 
     def load_head(self) -> list[Any]:
-        import numpy as np
-
-        try:
-            with np.load(self.head) as saved:
-                return [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.head}: cannot read the AAM head ({exc})") from None
+        return load_head(self.head)
 
     @classmethod
     def of_model(cls, model: str | os.PathLike, quantized: bool = False) -> TrainDir:

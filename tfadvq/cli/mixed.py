@@ -152,6 +152,7 @@ def _run(args: MixedArgs) -> int:
     from tfadvq.quant.finetune import model_inputs
     from tfadvq.report import print_table
     from tfadvq.quant.mixed_run import plot_outcome
+    from tfadvq.stages.lineage import Lineage
     from tfadvq.stages.mixed import run_mixed
     from tfadvq.train_config import model_config
 
@@ -160,8 +161,8 @@ def _run(args: MixedArgs) -> int:
         raise ConfigError(f"--out {args.out}: holds a finished result; pass --force to replace it "
                           "or choose another directory")
     asked = request(args)
-    source = rundir.TrainDir.of_model(args.model)
-    config = model_config(source.config, args.train_config,
+    source = Lineage.of_model(args.model)
+    config = model_config(source.expected_config, args.train_config,
                           data_given=args.corpus is not None or args.inputs is not None, what="tfadvq mixed")
     loaded = open_model(args.model)
     model = loaded.model
@@ -177,7 +178,7 @@ def _run(args: MixedArgs) -> int:
     shape = model.input_shape
     # Converted only when the converter can take it ([batch, frames, features]); a fixed length is the model's.
     frames = (shape[1] or args.frames) if isinstance(shape, tuple) and len(shape) == 3 and shape[-1] else None
-    outcome = run_mixed(model, asked, args.out, data=data, train=source, train_config=config, frames=frames,
+    outcome = run_mixed(model, asked, args.out, data=data, head=source.head, train_config=config, frames=frames,
                         front_end=front_end, extra={"source_model": str(source.model), "source": loaded.row(),
                                                     "settings": to_dict(args)})
     plan = outcome.plan

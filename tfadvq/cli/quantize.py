@@ -141,6 +141,7 @@ def _run(args: QuantizeArgs) -> int:
     from tfadvq.quant.finetune import FinetuneSettings, finetune_run
     from tfadvq.quant.post_training import post_training
     from tfadvq.report import print_table
+    from tfadvq.stages.lineage import Lineage
     from tfadvq.train_config import DataConfig, TrainConfig, resolve_config
 
     out = rundir.QuantDir(args.out)
@@ -148,15 +149,15 @@ def _run(args: QuantizeArgs) -> int:
         raise ConfigError(f"--out {args.out}: holds a finished quantization; pass --force to replace it "
                           "or choose another directory")
     settings = args.ptq_settings()  # checked before any work, the data included
-    source = rundir.TrainDir.of_model(args.model)
+    source = Lineage.of_model(args.model)
     config = None
     if args.finetune_epochs:  # checked before any work: the fine-tune follows the model's own recipe
-        if source.config.is_file():
-            config = load_yaml(TrainConfig, source.config)
+        if source.train_config is not None:
+            config = load_yaml(TrainConfig, source.train_config)
         elif args.train_config:
             config = resolve_config(args.train_config)
         else:
-            raise ConfigError(f"--finetune-epochs: {source.config} is missing (the model was not trained by "
+            raise ConfigError(f"--finetune-epochs: {source.expected_config} is missing (the model was not trained by "
                               "tfadvq train); pass --train-config and --corpus")
     loaded = open_model(args.model)
     model = loaded.model
@@ -170,7 +171,7 @@ def _run(args: QuantizeArgs) -> int:
                                   args.refresh_steps, None,
                                   DataConfig(corpus=str(args.corpus)) if args.corpus else None,
                                   use_trained_head=not args.new_head)
-        head = source.load_head() if source.head.is_file() and not args.new_head else None
+        head = rundir.load_head(source.head) if source.head is not None and not args.new_head else None
         result = finetune_run(quantized, config, tuning, head_weights=head,
                               teacher=model if tuning.objective is Objective.DISTILL else None,
                               inputs=str(args.inputs) if args.inputs else None)
@@ -209,11 +210,11 @@ def _ptq_data(args: QuantizeArgs, settings, model, source, config):
     from tfadvq.train_config import DataConfig, model_config
 
     given = bool(args.corpus or args.inputs)
-    available = given or source.config.is_file() or args.train_config is not None
+    available = given or source.train_config is not None or args.train_config is not None
     wanted = settings.needs_data or settings.wants_data and available
     if not wanted and config is None:
         return None
-    base = config or model_config(source.config, args.train_config, data_given=given,
+    base = config or model_config(source.expected_config, args.train_config, data_given=given,
                                   what="--weighted/--bias-correction (pass --corpus or --inputs)")
     if args.corpus:
         base = dataclasses.replace(base, data=DataConfig(corpus=str(args.corpus)))
@@ -223,6 +224,6 @@ def _ptq_data(args: QuantizeArgs, settings, model, source, config):
         if given or settings.needs_data or config is not None:
             raise
         raise ConfigError(f"{exc}\n(the default Fisher-weighted codebooks and bias correction read the model's "
-                          f"training data, {source.config}: pass --corpus or --inputs, or --no-weighted "
+                          f"training data, {source.expected_config}: pass --corpus or --inputs, or --no-weighted "
                           "--no-bias-correction for plain k-means)") from None
     return data if wanted else None

@@ -10,7 +10,6 @@ of each.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,26 +19,16 @@ from tfadvq import rundir
 from tfadvq.errors import ConfigError
 from tfadvq.evaluation import claim_outcome, describe_claim
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import (
-    TrialSource,
-    corpus_of,
-    device_frontend,
-    evaluate_to,
-    keras_model_path,
-    load_keras_model,
-    stage_frontend,
-)
+from tfadvq.stages.lineage import Lineage, lineage
+from tfadvq.stages.modelling import TrialSource, corpus_of, evaluate_to, load_keras_model
 
 
-def _device_model(ctx: StageContext, stage: str) -> tuple[bytes, Path, Any]:
-    """``(flatbuffer, .tflite path, metadata)`` of an earlier convert/calibrate stage."""
+def _device_model(ctx: StageContext, made: Lineage) -> tuple[bytes, Any]:
+    """``(flatbuffer, metadata)`` of an earlier convert/calibrate stage."""
     from converters.metadata import read_json
 
-    outputs = ctx.record(stage)["outputs"]
-    if "tflite" not in outputs:
-        raise ConfigError(f"stage {ctx.name}: {stage!r} produced no .tflite (use a convert stage)")
-    path = Path(outputs["tflite"])
-    return path.read_bytes(), path, read_json(outputs["metadata"])
+    path, metadata = made.device_model(ctx.name)
+    return path.read_bytes(), read_json(metadata)
 
 
 @register_stage("convert")
@@ -81,19 +70,18 @@ class ConvertStage(StageBase):
     def run(self, ctx: StageContext) -> StageResult:
         from converters.device_files import conversion_data, convert_saved_model, write_device_files
 
-        outputs = ctx.record(self.model)["outputs"]
-        if "wrapped" not in outputs:
-            raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model")
-        front_end = stage_frontend(ctx, self.model)
+        made = lineage(ctx, self.model)
+        wrapped = made.quantized(ctx.name)
+        front_end = made.front_end()
         corpus = ctx.output(self.corpus, "corpus") if self.corpus is not None else None
         data = conversion_data(ctx.scoring.window_frames, front_end, corpus=corpus, count=self.corpus_crops)
-        result, metadata = convert_saved_model(outputs["wrapped"], ctx.scoring, int8=self.activations_int8,
+        result, metadata = convert_saved_model(str(wrapped), ctx.scoring, int8=self.activations_int8,
                                                representative=data.representative, front_end=front_end,
                                                model_version=self.model_version, check_inputs=data.check)
         out = rundir.DeviceDir(ctx.out)
         write_device_files(result, metadata, out)
         parity = result.keras_parity
-        produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": outputs["plain"]}
+        produced = {"tflite": str(out.tflite), "metadata": str(out.metadata), "plain": str(made.plain)}
         return StageResult(
             outputs=produced,
             metrics={"tflite_bytes": len(result.model), "ideal_bytes": result.ideal_bytes,
@@ -138,12 +126,13 @@ class CalibrateStage(StageBase):
         from converters.tflm import tflm_embedder
         from tfadvq.scoring import keras_embedder
 
-        model, _, metadata = _device_model(ctx, self.model)
-        front_end = device_frontend(ctx.record(self.model)["outputs"])
+        made = lineage(ctx, self.model)
+        model, metadata = _device_model(ctx, made)
+        front_end = made.device_front_end()
         source = TrialSource(self.corpus, self.trials, self.wav_root)
         device = evaluate_to(ctx, tflm_embedder(model, front_end), source, f"{self.model} (TFLM), trials",
                              threshold_for=None, embedder="tflm").result  # thresholds: into model.json below
-        keras_path = keras_model_path(ctx, self.model)
+        keras_path = made.keras_model(ctx.name)
         trials = source.load(ctx)
         reference = evaluate(keras_embedder(load_keras_model(ctx, keras_path), front_end), trials.trials,
                              trials.utterances, ctx.scoring)
@@ -196,11 +185,12 @@ class DeviceVerifyStage(StageBase):
     def run(self, ctx: StageContext) -> StageResult:
         from converters.tflm import tflm_embedder
 
-        model, _, metadata = _device_model(ctx, self.model)
+        made = lineage(ctx, self.model)
+        model, metadata = _device_model(ctx, made)
         if metadata.thresholds is None:
             raise ConfigError(f"stage {ctx.name}: {self.model!r} has no calibrated thresholds "
                               "(use a calibrate stage)")
-        outcome = claim_outcome(tflm_embedder(model, device_frontend(ctx.record(self.model)["outputs"])),
+        outcome = claim_outcome(tflm_embedder(model, made.device_front_end()),
                                 corpus_of(ctx, self.corpus),
                                 metadata.thresholds.eer_threshold, ctx.scoring)
         path = rundir.write_json(rundir.DeviceDir(ctx.out).verification, outcome)

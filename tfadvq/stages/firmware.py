@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 from tfadvq import rundir
 from tfadvq.errors import ConfigError, DataError
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import corpus_of, device_frontend
+from tfadvq.stages.lineage import lineage
+from tfadvq.stages.modelling import corpus_of
 
 
 @register_stage("firmware_session")
@@ -57,8 +58,9 @@ class FirmwareSessionStage(StageBase):
         from converters import firmware
         from converters.metadata import read_json
 
-        outputs = ctx.record(self.model)["outputs"]
-        metadata = read_json(outputs["metadata"])
+        made = lineage(ctx, self.model)
+        tflite, metadata_file = made.device_model(ctx.name)
+        metadata = read_json(metadata_file)
         if metadata.thresholds is None:
             raise ConfigError(f"stage {ctx.name}: {self.model!r} has no calibrated thresholds (use a calibrate stage)")
         out = rundir.SessionDir(ctx.out)
@@ -67,10 +69,10 @@ class FirmwareSessionStage(StageBase):
         rundir.atomic_write(out.commands, commands)
         tflm = firmware.find_tflm(self.tflm_dir)
         print(f"building the {self.core} firmware with TFLM {tflm.root} ...", flush=True)
-        elf = firmware.build_firmware(self.core, tflm, Path(outputs["c_array"]), out.build)
+        elf = firmware.build_firmware(self.core, tflm, made.c_array, out.build)
         print(f"running the session on QEMU {firmware.CORES[self.core]['machine']} ...", flush=True)
         lines = firmware.run_session(self.core, elf, commands, cwd=out.path)
-        expected = _python_scores(Path(outputs["tflite"]).read_bytes(), device_frontend(outputs), script,
+        expected = _python_scores(tflite.read_bytes(), made.device_front_end(), script,
                                   metadata.thresholds.eer_threshold, ctx.scoring)
         exchange = _exchange(script, lines, expected)
         rundir.atomic_write(out.transcript, _transcript(lines, exchange))

@@ -1,9 +1,10 @@
 """The ``mixed`` stage and ``tfadvq mixed``'s request: what is asked, read and checked once.
 
 :class:`MixedRequest` holds the fields both read (budget, search, fine-tune)
-under the same checks; :func:`run_mixed` resolves the head and the data by
-one rule and runs :func:`tfadvq.quant.mixed_run.mixed_run` (the library's
-one implementation) with the converter's file sizes at the model's window.
+under the same checks; :func:`run_mixed` runs
+:func:`tfadvq.quant.mixed_run.mixed_run` (the library's one implementation)
+with the converter's file sizes at the model's window and the head the
+model's :class:`~tfadvq.stages.lineage.Lineage` names (the one rule of every stage).
 The stage hands on what ``msft``, ``convert`` and ``evaluate`` stages need:
 ``wrapped``/``plain`` models, ``source_model``, ``bits_spec``,
 ``sensitivities`` and the training lineage.
@@ -23,13 +24,8 @@ from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.quant.mixed_run import MixedOutcome, mixed_run
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import (
-    corpus_of,
-    frontend_output,
-    keras_model_path,
-    load_keras_model,
-    stage_frontend,
-)
+from tfadvq.stages.lineage import lineage
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -145,21 +141,22 @@ class MixedRequest:
         return self.steps_per_stage if self.msft else max(self.finetune_steps, 1)
 
 
-def run_mixed(model, request: MixedRequest, out: str | Path, *, data, train: rundir.TrainDir, train_config,
+def run_mixed(model, request: MixedRequest, out: str | Path, *, data, head: Path | None, train_config,
               frames: int | None, extra: dict[str, Any] | None = None, front_end=None) -> MixedOutcome:
     """:func:`mixed_run` of ``request`` on ``model`` (the one entry of the command and the stage).
 
-    The head: the objective ``aam`` needs the trained head beside the model
-    (``train``) and data with speaker labels; ``distill`` uses neither.
+    The head: the objective ``aam`` needs the model's trained head (``head``,
+    its :class:`~tfadvq.stages.lineage.Lineage`'s) and data with speaker
+    labels; ``distill`` uses neither.
     """
     if request.aam and not data.speakers:
         raise ConfigError("mixed objective aam: these inputs carry no speaker labels; use objective distill")
     from converters import ConvertedSizes
 
-    head = train.load_head() if request.aam and train.head.is_file() else None
+    weights = rundir.load_head(head) if request.aam and head is not None else None
     sizes = None if frames is None else ConvertedSizes(frames)
     return mixed_run(model, data, request.settings(), out, target_bytes=request.target_bytes,
-                     avg_bits=request.avg_bits, sizes=sizes, train_config=train_config, head_weights=head,
+                     avg_bits=request.avg_bits, sizes=sizes, train_config=train_config, head_weights=weights,
                      finetune_steps=request.finetune_steps, lr_scale=request.lr_scale,
                      msft_settings=request.msft_settings(), extra=extra, front_end=front_end)
 
@@ -192,13 +189,9 @@ class MixedStage(MixedRequest, StageBase):
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
 
-    def _train_dir(self, ctx: StageContext) -> rundir.TrainDir:
-        outputs = ctx.record(self.model)["outputs"]
-        return rundir.TrainDir(outputs.get("train_dir", str(keras_model_path(ctx, self.model).parent)))
-
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
-        train = self._train_dir(ctx)
-        return {"train_config": rundir.file_sha256(train.config) if train.config.is_file() else None,
+        config = lineage(ctx, self.model).train_config
+        return {"train_config": rundir.file_sha256(config) if config else None,
                 "inputs": rundir.file_sha256(self.inputs) if self.inputs else None,
                 "window_frames": ctx.scoring.window_frames}
 
@@ -206,23 +199,23 @@ class MixedStage(MixedRequest, StageBase):
         from tfadvq.quant.finetune import model_inputs
         from tfadvq.train_config import model_config
 
-        source, train = keras_model_path(ctx, self.model), self._train_dir(ctx)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
-        train_config = model_config(train.config, data_given=data is not None or self.inputs is not None,
+        made = lineage(ctx, self.model)
+        source = made.keras_model(ctx.name)
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
+        train_config = model_config(made.expected_config, data_given=data is not None or self.inputs is not None,
                                     what=f"stage {ctx.name}")
         if data is not None:
             train_config = dataclasses.replace(train_config, data=data)
         model = load_keras_model(ctx, source)
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
-        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
+        front_end = frontend.for_input(made.front_end(), model.input_shape, str(source))
         inputs = model_inputs(model, train_config, inputs=self.inputs, utterances=utterances,
                               steps_per_epoch=self.tuning_steps)
-        outcome = run_mixed(model, self, ctx.out, data=inputs, train=train, train_config=train_config,
+        outcome = run_mixed(model, self, ctx.out, data=inputs, head=made.head, train_config=train_config,
                             frames=ctx.scoring.window_frames, front_end=front_end,
                             extra={"source_model": str(source), "settings": to_dict(self)})
         run = rundir.MixedDir(ctx.out)
         produced = {"wrapped": str(run.wrapped), "plain": str(run.plain), "source_model": str(source),
-                    "train_dir": str(train.path), "bits_spec": str(run.bits_spec),
+                    "train_dir": str(made.train_dir), "bits_spec": str(run.bits_spec),
                     "sensitivities": str(run.sensitivities), "plan": str(run.plan), **frontend_output(run.path)}
         ctx.cache[f"wrapped:{run.wrapped}"] = outcome.wrapped
         last = (outcome.tuning or {}).get("last_loss")

@@ -10,25 +10,8 @@ from tfadvq.config import bounded, identity
 from tfadvq.errors import ConfigError
 from tfadvq.fbank_config import FbankConfig
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.train_config import StrategyName, TrainConfig, resolve_config
-
-
-def keras_model_path(ctx: StageContext, stage: str) -> Path:
-    """The Keras embedding model an earlier stage produced (a quantized one's plain twin first)."""
-    outputs = ctx.record(stage)["outputs"]
-    for key in ("plain", "model"):
-        if key in outputs:
-            return Path(outputs[key])
-    raise ConfigError(f"stage {ctx.name}: stage {stage!r} produced no Keras model (outputs {sorted(outputs)})")
-
-
-def stage_frontend(ctx: StageContext, stage: str, model: Path | None = None):
-    """The front end (:class:`tfadvq.frontend.FrontEnd`) of the model ``stage`` produced: the record in the
-    stage's own directory (train, quantize, ..., and a model stage's declaration), else the one with its
-    model (``model``, default: the stage's Keras model)."""
-    from tfadvq import frontend
-
-    return frontend.recorded(ctx.workdir / stage) or frontend.resolve(model or keras_model_path(ctx, stage))
+from tfadvq.stages.lineage import lineage
+from tfadvq.train_config import DataConfig, StrategyName, TrainConfig, resolve_config
 
 
 def frontend_output(directory: Path) -> dict[str, str]:
@@ -36,14 +19,6 @@ def frontend_output(directory: Path) -> dict[str, str]:
     its outputs: their digest then covers it, so a changed front end re-runs what depends on the model."""
     path = rundir.RunDir(directory).frontend
     return {"frontend": str(path)} if path.is_file() else {}
-
-
-def device_frontend(outputs: dict[str, str]):
-    """The front end a converted model's ``model.json`` states (its ``feature``)."""
-    from converters.metadata import read_json
-    from tfadvq.frontend import FrontEnd
-
-    return FrontEnd(read_json(outputs["metadata"]).feature, outputs["metadata"])
 
 
 def open_keras_model(ctx: StageContext, path: Path):
@@ -62,6 +37,15 @@ def corpus_of(ctx: StageContext, stage: str):
 
     directory = ctx.output(stage, "corpus")
     return ctx.cached(f"corpus:{directory}", lambda: load_corpus(directory))
+
+
+def replaced_data(ctx: StageContext, corpus: str | None, data: DataConfig | None = None):
+    """``(DataConfig | None, train utterances | None)``: the data a quantization or fine-tune stage reads
+    instead of the model's training data -- the corpus stage ``corpus``'s (loaded once per recipe run),
+    else ``data`` (its own sources) -- the one rule of every stage; ``(None, None)``: the model's own."""
+    if corpus is None:
+        return data, None
+    return DataConfig(corpus=str(ctx.output(corpus, "corpus"))), corpus_of(ctx, corpus).train
 
 
 @dataclasses.dataclass
@@ -227,13 +211,13 @@ class EvaluateStage(StageBase):
         from converters.tflm import tflm_embedder
         from tfadvq.scoring import keras_embedder
 
-        outputs = ctx.record(self.model)["outputs"]
-        if "tflite" in outputs:
-            model_path = Path(outputs["tflite"])
-            embed, kind = tflm_embedder(model_path.read_bytes(), device_frontend(outputs)), "tflm"
+        made = lineage(ctx, self.model)
+        if made.tflite is not None:
+            model_path = made.tflite
+            embed, kind = tflm_embedder(model_path.read_bytes(), made.device_front_end()), "tflm"
         else:
-            model_path = keras_model_path(ctx, self.model)
-            embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
+            model_path = made.keras_model(ctx.name)
+            embed = keras_embedder(load_keras_model(ctx, model_path), made.front_end())
             kind = "keras"
         done = evaluate_to(ctx, embed, self.source, f"{self.model} ({kind}), test trials", threshold_for=model_path,
                            cohort=self.cohort, top_n=self.top_n, embedder=kind)
@@ -269,11 +253,12 @@ class VerifyStage(StageBase):
         from tfadvq.evaluation import claim_outcome, describe_claim, load_threshold
         from tfadvq.scoring import keras_embedder
 
-        model_path = keras_model_path(ctx, self.model)
+        made = lineage(ctx, self.model)
+        model_path = made.keras_model(ctx.name)
         stored = load_threshold(ctx.output(self.threshold, "threshold"), model_path)
         if stored is None:
             raise ConfigError(f"stage {ctx.name}: stage {self.threshold!r} stored no threshold")
-        embed = keras_embedder(load_keras_model(ctx, model_path), stage_frontend(ctx, self.model))
+        embed = keras_embedder(load_keras_model(ctx, model_path), made.front_end())
         outcome = claim_outcome(embed, corpus_of(ctx, self.corpus), stored.threshold, ctx.scoring)
         path = rundir.write_json(rundir.EvalDir(ctx.out).verification, outcome)
         return StageResult(outputs={"verification": str(path)}, metrics=outcome,

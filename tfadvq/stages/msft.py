@@ -21,13 +21,8 @@ from tfadvq.config import bounded, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.quant.bits import MAX_BITS, MIN_BITS
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import (
-    corpus_of,
-    frontend_output,
-    keras_model_path,
-    load_keras_model,
-    stage_frontend,
-)
+from tfadvq.stages.lineage import Lineage, lineage
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.stages.quantization import quantize_summary
 from tfadvq.train_config import DataConfig
 
@@ -85,19 +80,14 @@ class MSFTStage(StageBase):
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("mixed", self.mixed), ("corpus", self.corpus)) if v}
 
+    def _lineage(self, ctx: StageContext) -> Lineage:
+        """The FP32 model's lineage: ``model``'s, else the mixed stage's (its training run's config and head)."""
+        return lineage(ctx, self.model or self.mixed)
+
     def _source(self, ctx: StageContext) -> Path:
         if self.model is not None:
-            return keras_model_path(ctx, self.model)
+            return self._lineage(ctx).keras_model(ctx.name)
         return Path(ctx.output(self.mixed, "source_model"))
-
-    def _train_dir(self, ctx: StageContext) -> rundir.TrainDir:
-        """The train directory of the FP32 model (its ``train.yaml`` and ``head.npz``)."""
-        outputs = ctx.record(self.model or self.mixed)["outputs"]
-        train = rundir.TrainDir(outputs.get("train_dir", str(self._source(ctx).parent)))
-        if not train.config.is_file():
-            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
-                              "tfadvq, so give msft its data and use the distill objective")
-        return train
 
     def _bits(self, ctx: StageContext) -> BitsLike:
         from tfadvq.quant import load_spec
@@ -107,14 +97,13 @@ class MSFTStage(StageBase):
         return load_spec(self.bits_per_layer) if self.bits_per_layer else self.bits
 
     def _sensitivities(self, ctx: StageContext) -> dict[str, float] | None:
-        if self.mixed is None or "sensitivities" not in ctx.record(self.mixed)["outputs"]:
-            return None
-        return {k: float(v) for k, v in rundir.read_json(ctx.output(self.mixed, "sensitivities")).items()}
+        found = lineage(ctx, self.mixed).sensitivities if self.mixed is not None else None
+        return {k: float(v) for k, v in rundir.read_json(found).items()} if found is not None else None
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
-        train = self._train_dir(ctx)
-        return {"train_config": rundir.file_sha256(train.config),
-                "head": rundir.file_sha256(train.head) if train.head.is_file() else None,
+        config, head = self._lineage(ctx).followed(ctx.name, "msft")
+        return {"train_config": rundir.file_sha256(config),
+                "head": rundir.file_sha256(head) if head else None,
                 "bits_spec": rundir.file_sha256(self.bits_per_layer) if self.bits_per_layer else None}
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -126,17 +115,16 @@ class MSFTStage(StageBase):
         from tfadvq.training import training_data
 
         settings = self.settings()
-        source, train = self._source(ctx), self._train_dir(ctx)
-        train_config = load_yaml(TrainConfig, train.config)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        made, source = self._lineage(ctx), self._source(ctx)
+        config_file, head_file = made.followed(ctx.name, "msft")
+        train_config = load_yaml(TrainConfig, config_file)
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
         if data is not None:
             train_config = dataclasses.replace(train_config, data=data)
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         model = load_keras_model(ctx, source)
         aam = settings.objective is Objective.AAM
-        head = train.load_head() if aam and train.head.is_file() else None
-        front_end = frontend.for_input(stage_frontend(ctx, self.model or self.mixed, source), model.input_shape,
-                                       str(source))
+        head = rundir.load_head(head_file) if aam and head_file else None
+        front_end = frontend.for_input(made.front_end(source), model.input_shape, str(source))
         result = msft(model, self._bits(ctx), training_data(train_config, utterances), train_config, settings,
                       out=ctx.out, teacher=None if aam else model, head_weights=head,
                       sensitivities=self._sensitivities(ctx), front_end=front_end)

@@ -8,7 +8,6 @@ config the model was trained with (a fine-tune follows it) and the AAM head
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, ClassVar
 
 from tfadvq import frontend, rundir
@@ -16,13 +15,8 @@ from tfadvq.config import bounded, load_yaml, to_dict
 from tfadvq.errors import ConfigError
 from tfadvq.quant.post_training import PTQSettings
 from tfadvq.recipe import StageBase, StageContext, StageResult, register_stage
-from tfadvq.stages.modelling import (
-    corpus_of,
-    frontend_output,
-    keras_model_path,
-    load_keras_model,
-    stage_frontend,
-)
+from tfadvq.stages.lineage import Lineage, lineage
+from tfadvq.stages.modelling import frontend_output, load_keras_model, replaced_data
 from tfadvq.train_config import DataConfig, TrainConfig
 
 
@@ -63,7 +57,7 @@ class QuantizeStage(PTQSettings, StageBase):
         found = {"bits_spec": rundir.file_sha256(self.bits_per_layer)} if self.bits_per_layer else {}
         return {**found, "inputs": rundir.file_sha256(self.inputs)} if self.inputs else found
 
-    def _data(self, ctx: StageContext, model, train_dir: str):
+    def _data(self, ctx: StageContext, model, made: Lineage):
         """Batches for the Fisher and bias correction, as the model's input wants them (None: unused or none).
 
         The same rule as ``tfadvq quantize``: ``inputs``, ``corpus`` or the
@@ -74,31 +68,30 @@ class QuantizeStage(PTQSettings, StageBase):
             return None
         from tfadvq.quant.finetune import model_inputs
 
-        train = rundir.TrainDir(train_dir)
-        if not (self.corpus or self.inputs or train.config.is_file()):
+        if not (self.corpus or self.inputs or made.train_config):
             if self.needs_data:
                 raise ConfigError(f"stage {ctx.name}: weighted/bias_correction need data: give corpus or inputs")
             return None
-        config = load_yaml(TrainConfig, train.config) if train.config.is_file() else TrainConfig()
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
+        config = load_yaml(TrainConfig, made.train_config) if made.train_config else TrainConfig()
+        _, utterances = replaced_data(ctx, self.corpus)
         return model_inputs(model, config, inputs=self.inputs, utterances=utterances)
 
     def run(self, ctx: StageContext) -> StageResult:
         from tfadvq.quant import outputs
         from tfadvq.quant.post_training import post_training
 
-        source = keras_model_path(ctx, self.model)
-        train_dir = ctx.record(self.model)["outputs"].get("train_dir", str(source.parent))
+        made = lineage(ctx, self.model)
+        source = made.keras_model(ctx.name)
         model = load_keras_model(ctx, source)
-        front_end = frontend.for_input(stage_frontend(ctx, self.model), model.input_shape, str(source))
-        result = post_training(model, self, self._data(ctx, model, train_dir))
+        front_end = frontend.for_input(made.front_end(), model.input_shape, str(source))
+        result = post_training(model, self, self._data(ctx, model, made))
         out = rundir.QuantDir(ctx.out)
         saved = outputs.save(result.wrapped, out, front_end=front_end, source_model=str(source),
                              settings=to_dict(self), ptq=result.path)
         ctx.cache[f"wrapped:{out.wrapped}"] = result.wrapped
         return StageResult(
             outputs={"wrapped": str(out.wrapped), "plain": str(out.plain), "source_model": str(source),
-                     "train_dir": train_dir, **frontend_output(out.path)},
+                     "train_dir": str(made.train_dir), **frontend_output(out.path)},
             metrics={"size_bytes": saved.size.size_bytes, "fp32_bytes": saved.size.fp32_bytes,
                      "compression": saved.size.compression, "ptq": result.path},
             summary=quantize_summary(f"{f'binary {self.binary}' if self.binary else 'KMQAT'} "
@@ -140,23 +133,15 @@ class FinetuneStage(StageBase):
     def uses(self) -> dict[str, str]:
         return {k: v for k, v in (("model", self.model), ("corpus", self.corpus)) if v}
 
-    def lineage(self, ctx: StageContext) -> tuple[Path, Path, Path | None]:
-        """``(source FP32 model, training config file, AAM head file or None)`` of the model."""
-        outputs = ctx.record(self.model)["outputs"]
-        if "wrapped" not in outputs:
-            raise ConfigError(f"stage {ctx.name}: model {self.model!r} is not a quantized model "
-                              "(use a quantize or finetune stage)")
-        if "train_config" in outputs:  # an earlier fine-tune: continue from its config and head
-            return Path(outputs["source_model"]), Path(outputs["train_config"]), Path(outputs["head"]) \
-                if outputs.get("head") else None
-        train = rundir.TrainDir(outputs["train_dir"])
-        if not train.config.is_file():
-            raise ConfigError(f"stage {ctx.name}: {train.config} is missing: the model was not trained by "
-                              "tfadvq, so give the fine-tune its data and use the distill objective")
-        return Path(outputs["source_model"]), train.config, train.head if train.head.is_file() else None
+    def lineage(self, ctx: StageContext) -> Lineage:
+        """The quantized model's lineage: its source FP32 model, and the training config and AAM head the
+        fine-tune follows (:meth:`~tfadvq.stages.lineage.Lineage.followed`)."""
+        made = lineage(ctx, self.model)
+        made.quantized(ctx.name, " (use a quantize or finetune stage)")
+        return made
 
     def fingerprint(self, ctx: StageContext) -> dict[str, Any]:
-        _, config, head = self.lineage(ctx)
+        config, head = self.lineage(ctx).followed(ctx.name, "the fine-tune")
         return {"train_config": rundir.file_sha256(config),
                 "head": rundir.file_sha256(head) if head else None}
 
@@ -166,17 +151,16 @@ class FinetuneStage(StageBase):
         from tfadvq.quant import outputs
         from tfadvq.quant.finetune import FinetuneSettings, finetune_run
 
-        source, config_file, head_file = self.lineage(ctx)
-        wrapped_path = ctx.output(self.model, "wrapped")
-        front_end = stage_frontend(ctx, self.model)
+        made = self.lineage(ctx)
+        source, wrapped_path, front_end = made.source_model, made.wrapped, made.front_end()
+        config_file, head_file = made.followed(ctx.name, "the fine-tune")
         train_config = frontend.follow(load_yaml(TrainConfig, config_file), front_end)
-        data = DataConfig(corpus=str(ctx.output(self.corpus, "corpus"))) if self.corpus else self.data
+        data, utterances = replaced_data(ctx, self.corpus, self.data)
         settings = FinetuneSettings(self.epochs, Objective(self.objective), self.lr_scale, self.refresh_steps,
                                     self.steps_per_epoch, data, self.use_trained_head)
         wrapped = ctx.cache.pop(f"wrapped:{wrapped_path}", None) or load_model(wrapped_path)
-        head = rundir.TrainDir(head_file.parent).load_head() if head_file else None
+        head = rundir.load_head(head_file) if head_file else None
         teacher = load_keras_model(ctx, source) if settings.objective is Objective.DISTILL else None
-        utterances = corpus_of(ctx, self.corpus).train if self.corpus else None
         result = finetune_run(wrapped, train_config, settings, teacher=teacher, head_weights=head,
                               utterances=utterances, inputs=self.inputs)
         out = rundir.QuantDir(ctx.out)
