@@ -21,8 +21,8 @@ import numpy as np
 from tflite_micro import runtime
 from tqdm import tqdm
 
+from converters.metadata import FIRMWARE_FBANK
 from tfadvq.errors import ConversionError
-from tfadvq.fbank_config import FbankConfig
 from tfadvq.frontend import FrontEnd, check_input
 from tfadvq.scoring import FeatureEmbedder, default_front_end
 
@@ -124,7 +124,7 @@ def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> Fea
     """A :data:`tfadvq.scoring.Embedder`: window batches through the interpreter, one invoke per window.
 
     This is what the firmware runs, so scores from it are the device's scores:
-    for the front end the firmware computes (the default ``FbankConfig()``), its
+    for the front end the firmware computes (``metadata.FIRMWARE_FBANK``), its
     features are the firmware's too, frames kept as int16 codes before the mean
     (``FbankConfig.int16_frames``, :mod:`tfadvq.features` step 10b).
     ``front_end``: the converted model's (its ``model.json`` ``feature``), checked
@@ -132,7 +132,7 @@ def tflm_embedder(tflite_model: bytes, front_end: FrontEnd | None = None) -> Fea
     """
     model = bytes(tflite_model)
     front_end = check_input(default_front_end(front_end), input_shape(model)[-1], "the converted model")
-    if front_end.fbank == FbankConfig():
+    if front_end.fbank == FIRMWARE_FBANK:
         front_end = replace(front_end, fbank=replace(front_end.fbank, int16_frames=True))
     return FeatureEmbedder(lambda windows: run_tflm(model, np.asarray(windows, np.float32)), front_end)
 
